@@ -1,0 +1,136 @@
+//! tenantgate persistence.
+//!
+//! [`Store`] is a closed set of backends (SQLite, PostgreSQL). Callers reach data only through
+//! two handles:
+//! - [`Store::tenant`] takes a [`TenantScope`] and returns a [`TenantStore`] whose methods take no
+//!   tenant id: a query without the tenant predicate cannot be written from outside this crate.
+//! - [`Store::platform`] takes a [`PlatformAdmin`] capability and holds every cross-tenant
+//!   operation (see `platform.rs`).
+//!
+//! Architecture Invariant: no SQL exists outside this crate (only this crate depends on sqlx).
+//! Architecture Invariant: in PostgreSQL every tenant table has row-level security enabled and
+//! forced, and the runtime role neither owns the tables nor bypasses RLS.
+
+mod backend;
+mod platform;
+mod rows;
+mod tenant;
+
+pub use backend::{StoreOptions, DEFAULT_PG_RUNTIME_ROLE, DEFAULT_PG_SCHEMA};
+pub use platform::{AuthSnapshot, Platform};
+pub use tenant::TenantStore;
+
+use tenantgate_core::{InvalidValue, PlatformAdmin, TenantScope};
+
+/// A database of tenantgate's control plane.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Absent, or belonging to another tenant: callers cannot tell the two apart.
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error("invalid database url: {0}")]
+    Url(String),
+    #[error("database error: {0}")]
+    Backend(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl Store {
+    /// The tenant-bound handle: every query it runs is restricted to `scope`'s tenant.
+    pub fn tenant<'a>(&'a self, scope: &'a TenantScope) -> TenantStore<'a> {
+        TenantStore::new(self, scope)
+    }
+
+    /// Cross-tenant operations, behind the platform capability.
+    pub fn platform<'a>(&'a self, admin: &'a PlatformAdmin) -> Platform<'a> {
+        Platform::new(self, admin)
+    }
+
+    /// The control-plane revision: it changes whenever a tenant or key changes. Not tenant data.
+    pub async fn revision(&self) -> Result<i64> {
+        let q = "SELECT revision FROM control_revision WHERE id = 1";
+        Ok(match self {
+            Store::Sqlite(p) => sqlx::query_scalar(q).fetch_one(p).await?,
+            Store::Postgres(p) => sqlx::query_scalar(q).fetch_one(p).await?,
+        })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(p) => p.close().await,
+            Store::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Whose rows a transaction may touch; applied as a PostgreSQL setting (RLS) and, in both
+/// backends, as an explicit predicate in every tenant query.
+#[derive(Clone, Copy)]
+pub(crate) enum Access<'a> {
+    Tenant(&'a tenantgate_core::TenantId),
+    Platform,
+}
+
+/// Runs `$body` inside a transaction on whichever backend `$store` is, with `$access` applied
+/// (RLS settings in PostgreSQL). The body is written once and type-checked per backend.
+/// Evaluates to `Ok(body value)`; an early return with `?` drops the transaction, which rolls
+/// it back.
+macro_rules! with_tx {
+    ($store:expr, $access:expr, |$tx:ident| $body:block) => {
+        match $store {
+            $crate::Store::Sqlite(pool) => {
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                Ok::<_, $crate::StoreError>(out)
+            }
+            $crate::Store::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                $crate::backend::apply_pg_access(&mut $tx, $access).await?;
+                let out = $body;
+                $tx.commit().await?;
+                Ok::<_, $crate::StoreError>(out)
+            }
+        }
+    };
+}
+pub(crate) use with_tx;
+
+/// Maps a unique-constraint violation to [`StoreError::Conflict`].
+pub(crate) fn conflict_or(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict(format!("{what} already exists"))
+        }
+        _ => StoreError::Backend(e),
+    }
+}

@@ -1,0 +1,215 @@
+//! Cross-tenant operations. Everything here requires the [`PlatformAdmin`] capability; in
+//! PostgreSQL these transactions set `tenantgate.platform = on`, the only RLS policy that shows
+//! more than one tenant's rows.
+
+use crate::rows::{key_from_row, tenant_from_row, KEY_COLS, TENANT_COLS};
+use crate::tenant::{bump_revision, create_key, get_tenant, list_keys, revoke_key};
+use crate::{now_ms, with_tx, Access, Result, Store, StoreError};
+use tenantgate_core::{
+    ApiKeyRecord, KeyId, NewApiKey, NewTenant, PlatformAdmin, Tenant, TenantId, TenantStatus,
+};
+
+pub struct Platform<'a> {
+    store: &'a Store,
+    admin: &'a PlatformAdmin,
+}
+
+/// Everything the authentication stage needs in memory: every tenant and every usable key.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSnapshot {
+    pub revision: i64,
+    pub tenants: Vec<Tenant>,
+    pub keys: Vec<ApiKeyRecord>,
+}
+
+impl<'a> Platform<'a> {
+    pub(crate) fn new(store: &'a Store, admin: &'a PlatformAdmin) -> Self {
+        Self { store, admin }
+    }
+
+    pub async fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
+        new.validate()?;
+        let now = now_ms();
+        let tenant = Tenant {
+            id: TenantId::parse(&uuid::Uuid::now_v7().to_string())?,
+            slug: new.slug.clone(),
+            display_name: new.display_name.trim().to_owned(),
+            plan: new.plan,
+            isolation: new.isolation,
+            status: TenantStatus::Active,
+            allowed_models: new.allowed_models.clone(),
+            max_tokens_per_request: new.max_tokens_per_request,
+            created_at_ms: now,
+        };
+        let models = serde_json::to_string(&tenant.allowed_models)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tracing::info!(actor = self.admin.actor(), tenant = %tenant.id, slug = %tenant.slug, "creating tenant");
+        with_tx!(self.store, Access::Platform, |tx| {
+            sqlx::query(
+                "INSERT INTO tenants (id, slug, display_name, plan, isolation, status, \
+                 allowed_models, max_tokens_per_request, created_at_ms, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            )
+            .bind(tenant.id.as_str())
+            .bind(&tenant.slug)
+            .bind(&tenant.display_name)
+            .bind(tenant.plan.as_str())
+            .bind(tenant.isolation.as_str())
+            .bind(tenant.status.as_str())
+            .bind(&models)
+            .bind(tenant.max_tokens_per_request.map(i64::from))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| crate::conflict_or(e, "tenant slug"))?;
+            bump_revision(&mut tx).await?;
+        })?;
+        Ok(tenant)
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let sql = format!("SELECT {TENANT_COLS} FROM tenants ORDER BY slug");
+        with_tx!(self.store, Access::Platform, |tx| {
+            let rows = sqlx::query(&sql).fetch_all(&mut *tx).await?;
+            rows.iter().map(tenant_from_row).collect::<Result<Vec<_>>>()?
+        })
+    }
+
+    /// Finds a tenant by id or slug.
+    pub async fn find_tenant(&self, id_or_slug: &str) -> Result<Tenant> {
+        let sql = format!("SELECT {TENANT_COLS} FROM tenants WHERE id = $1 OR slug = $1");
+        with_tx!(self.store, Access::Platform, |tx| {
+            let row = sqlx::query(&sql)
+                .bind(id_or_slug)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match row {
+                Some(r) => tenant_from_row(&r)?,
+                None => return Err(StoreError::NotFound),
+            }
+        })
+    }
+
+    pub async fn get_tenant(&self, id: &TenantId) -> Result<Tenant> {
+        get_tenant(self.store, Access::Platform, id).await
+    }
+
+    pub async fn set_status(&self, id: &TenantId, status: TenantStatus) -> Result<Tenant> {
+        tracing::info!(actor = self.admin.actor(), tenant = %id, status = %status, "changing tenant status");
+        with_tx!(self.store, Access::Platform, |tx| {
+            let n = sqlx::query("UPDATE tenants SET status = $1, updated_at_ms = $2 WHERE id = $3")
+                .bind(status.as_str())
+                .bind(now_ms())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            bump_revision(&mut tx).await?;
+        })?;
+        self.get_tenant(id).await
+    }
+
+    /// Replaces a tenant's model allow-list and per-request token cap.
+    pub async fn set_models(
+        &self,
+        id: &TenantId,
+        allowed_models: &[String],
+        max_tokens_per_request: Option<u32>,
+    ) -> Result<Tenant> {
+        tenantgate_core::validate_model_policy(allowed_models, max_tokens_per_request)?;
+        let models = serde_json::to_string(allowed_models)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        with_tx!(self.store, Access::Platform, |tx| {
+            let n = sqlx::query(
+                "UPDATE tenants SET allowed_models = $1, max_tokens_per_request = $2, \
+                 updated_at_ms = $3 WHERE id = $4",
+            )
+            .bind(&models)
+            .bind(max_tokens_per_request.map(i64::from))
+            .bind(now_ms())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            bump_revision(&mut tx).await?;
+        })?;
+        self.get_tenant(id).await
+    }
+
+    pub async fn create_key(&self, tenant: &TenantId, key: &NewApiKey) -> Result<ApiKeyRecord> {
+        tracing::info!(actor = self.admin.actor(), tenant = %tenant, prefix = %key.prefix, "creating api key");
+        create_key(self.store, Access::Platform, tenant, key).await
+    }
+
+    pub async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>> {
+        list_keys(self.store, Access::Platform, tenant).await
+    }
+
+    /// Revokes a key by id or by its visible prefix, whichever tenant owns it.
+    pub async fn revoke_key(&self, id_or_prefix: &str) -> Result<ApiKeyRecord> {
+        let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE id = $1 OR prefix = $1");
+        let found = with_tx!(self.store, Access::Platform, |tx| {
+            let rows = sqlx::query(&sql)
+                .bind(id_or_prefix)
+                .fetch_all(&mut *tx)
+                .await?;
+            rows.iter().map(key_from_row).collect::<Result<Vec<_>>>()?
+        })?;
+        let key = match found.as_slice() {
+            [k] => k.clone(),
+            [] => return Err(StoreError::NotFound),
+            _ => {
+                return Err(StoreError::Conflict(format!(
+                    "{id_or_prefix:?} matches several keys; use the key id"
+                )))
+            }
+        };
+        tracing::info!(actor = self.admin.actor(), tenant = %key.tenant_id, key = %key.id, "revoking api key");
+        revoke_key(self.store, Access::Platform, &key.tenant_id, &key.id).await?;
+        let id = key.id.clone();
+        let keys = list_keys(self.store, Access::Platform, &key.tenant_id).await?;
+        keys.into_iter()
+            .find(|k| k.id == id)
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Revokes a key of a known tenant by id (used where the tenant is already resolved).
+    pub async fn revoke_tenant_key(&self, tenant: &TenantId, key: &KeyId) -> Result<()> {
+        revoke_key(self.store, Access::Platform, tenant, key).await
+    }
+
+    /// Every tenant and every key that is neither revoked nor expired, read in one transaction
+    /// so the snapshot is consistent with its revision.
+    pub async fn auth_snapshot(&self) -> Result<AuthSnapshot> {
+        let tenants_sql = format!("SELECT {TENANT_COLS} FROM tenants");
+        let keys_sql = format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE revoked_at_ms IS NULL \
+             AND (expires_at_ms IS NULL OR expires_at_ms > $1)"
+        );
+        with_tx!(self.store, Access::Platform, |tx| {
+            let revision: i64 =
+                sqlx::query_scalar("SELECT revision FROM control_revision WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let tenants = sqlx::query(&tenants_sql).fetch_all(&mut *tx).await?;
+            let keys = sqlx::query(&keys_sql)
+                .bind(now_ms())
+                .fetch_all(&mut *tx)
+                .await?;
+            AuthSnapshot {
+                revision,
+                tenants: tenants
+                    .iter()
+                    .map(tenant_from_row)
+                    .collect::<Result<Vec<_>>>()?,
+                keys: keys.iter().map(key_from_row).collect::<Result<Vec<_>>>()?,
+            }
+        })
+    }
+}

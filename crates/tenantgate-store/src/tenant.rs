@@ -1,0 +1,163 @@
+//! The tenant-bound handle. Its public methods take no tenant id: the tenant comes from the
+//! [`TenantScope`] the handle was made with.
+
+use crate::rows::{key_from_row, tenant_from_row, KEY_COLS, TENANT_COLS};
+use crate::{now_ms, with_tx, Access, Result, Store, StoreError};
+use tenantgate_core::{ApiKeyRecord, KeyId, NewApiKey, Tenant, TenantId, TenantScope};
+
+pub struct TenantStore<'a> {
+    store: &'a Store,
+    scope: &'a TenantScope,
+}
+
+impl<'a> TenantStore<'a> {
+    pub(crate) fn new(store: &'a Store, scope: &'a TenantScope) -> Self {
+        Self { store, scope }
+    }
+
+    fn id(&self) -> &'a TenantId {
+        self.scope.tenant_id()
+    }
+
+    /// This tenant's own record.
+    pub async fn get(&self) -> Result<Tenant> {
+        get_tenant(self.store, Access::Tenant(self.id()), self.id()).await
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        list_keys(self.store, Access::Tenant(self.id()), self.id()).await
+    }
+
+    pub async fn create_key(&self, key: &NewApiKey) -> Result<ApiKeyRecord> {
+        create_key(self.store, Access::Tenant(self.id()), self.id(), key).await
+    }
+
+    /// Revokes one of this tenant's keys. Another tenant's key id answers `NotFound`.
+    pub async fn revoke_key(&self, key: &KeyId) -> Result<()> {
+        revoke_key(self.store, Access::Tenant(self.id()), self.id(), key).await
+    }
+}
+
+// The functions below are shared with the platform module; each one takes the tenant id as an
+// explicit predicate, and in PostgreSQL the `Access` also sets the RLS variable.
+
+pub(crate) async fn get_tenant(store: &Store, access: Access<'_>, id: &TenantId) -> Result<Tenant> {
+    let sql = format!("SELECT {TENANT_COLS} FROM tenants WHERE id = $1");
+    with_tx!(store, access, |tx| {
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        match row {
+            Some(r) => tenant_from_row(&r)?,
+            None => return Err(StoreError::NotFound),
+        }
+    })
+}
+
+pub(crate) async fn list_keys(
+    store: &Store,
+    access: Access<'_>,
+    tenant: &TenantId,
+) -> Result<Vec<ApiKeyRecord>> {
+    let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at_ms, id");
+    with_tx!(store, access, |tx| {
+        let rows = sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        rows.iter().map(key_from_row).collect::<Result<Vec<_>>>()?
+    })
+}
+
+pub(crate) async fn create_key(
+    store: &Store,
+    access: Access<'_>,
+    tenant: &TenantId,
+    key: &NewApiKey,
+) -> Result<ApiKeyRecord> {
+    if let Some(name) = &key.name {
+        if name.len() > 200 {
+            return Err(tenantgate_core::InvalidValue("key name longer than 200".into()).into());
+        }
+    }
+    let rec = ApiKeyRecord {
+        id: KeyId::parse(&uuid::Uuid::now_v7().to_string())?,
+        tenant_id: tenant.clone(),
+        prefix: key.prefix.clone(),
+        hash: key.hash.clone(),
+        name: key.name.clone(),
+        role: key.role,
+        end_user: key.end_user.clone(),
+        created_at_ms: now_ms(),
+        expires_at_ms: key.expires_at_ms,
+        revoked_at_ms: None,
+    };
+    with_tx!(store, access, |tx| {
+        // The tenant must exist and be visible under `access` (RLS in PostgreSQL).
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, prefix, hash, name, role, end_user, \
+             created_at_ms, expires_at_ms, revoked_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
+        )
+        .bind(rec.id.as_str())
+        .bind(rec.tenant_id.as_str())
+        .bind(&rec.prefix)
+        .bind(&rec.hash)
+        .bind(&rec.name)
+        .bind(rec.role.as_str())
+        .bind(&rec.end_user)
+        .bind(rec.created_at_ms)
+        .bind(rec.expires_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| crate::conflict_or(e, "key"))?;
+        bump_revision(&mut tx).await?;
+        rec
+    })
+}
+
+pub(crate) async fn revoke_key(
+    store: &Store,
+    access: Access<'_>,
+    tenant: &TenantId,
+    key: &KeyId,
+) -> Result<()> {
+    with_tx!(store, access, |tx| {
+        let n = sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $1) \
+             WHERE id = $2 AND tenant_id = $3",
+        )
+        .bind(now_ms())
+        .bind(key.as_str())
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        bump_revision(&mut tx).await?;
+    })
+}
+
+/// Marks the control plane changed, in the caller's transaction, so it commits atomically with
+/// the change it announces.
+pub(crate) async fn bump_revision<'c, DB>(tx: &mut sqlx::Transaction<'c, DB>) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    sqlx::query("UPDATE control_revision SET revision = revision + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
