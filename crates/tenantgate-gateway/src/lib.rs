@@ -1,0 +1,20 @@
+//! The tenantgate gateway: configuration, the request pipeline and the HTTP server.
+//!
+//! Architecture Invariant: no SQL here; storage goes through `tenantgate-store` handles.
+//! Architecture Invariant: no prompt or response text is logged below DEBUG.
+
+pub mod auth;
+pub mod config;
+pub mod control;
+pub mod error;
+mod http;
+pub mod keys;
+pub mod pipeline;
+pub mod server;
+pub mod state;
+pub mod stream;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::{Server, StartError};
+pub use state::AppState;

@@ -1,1 +1,269 @@
-fn main() {}
+//! `tenantgate`: the gateway server and its admin CLI.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, Role, TenantStatus};
+use tenantgate_gateway::control::{create_key, KeySpec};
+use tenantgate_gateway::keys::ServerSecret;
+use tenantgate_gateway::server::open_store;
+use tenantgate_gateway::{Config, Server};
+use tenantgate_store::Store;
+
+#[derive(Parser)]
+#[command(name = "tenantgate", version, about = "A multi-tenant LLM gateway")]
+struct Cli {
+    /// Configuration file (TOML). Without one, embedded defaults apply (SQLite under ./data,
+    /// the offline demo model). TENANTGATE_* variables override either.
+    #[arg(long, short, global = true, env = "TENANTGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate the configuration, resolve provider keys (never printed) and reach the store.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum TenantCmd {
+    /// Create a tenant.
+    Create(TenantCreate),
+    /// List tenants.
+    List,
+    /// Show one tenant (by id or slug).
+    Show { tenant: String },
+    /// Suspend a tenant: its keys get 403 on every gateway within auth.reload_interval_ms.
+    Suspend { tenant: String },
+    /// Resume a suspended tenant.
+    Resume { tenant: String },
+    /// Replace a tenant's model allow-list and per-request token cap.
+    SetModels {
+        tenant: String,
+        /// Comma-separated tenant-facing model names; "*" allows every configured model.
+        #[arg(long, value_delimiter = ',', required = true)]
+        models: Vec<String>,
+        #[arg(long)]
+        max_tokens: Option<u32>,
+    },
+}
+
+#[derive(Args)]
+struct TenantCreate {
+    /// Lowercase identifier, e.g. acme-corp.
+    #[arg(long)]
+    slug: String,
+    /// Display name (defaults to the slug).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = "free")]
+    plan: PlanTier,
+    #[arg(long, default_value = "namespace")]
+    isolation: IsolationTier,
+    /// Comma-separated tenant-facing model names; "*" allows every configured model.
+    #[arg(long, value_delimiter = ',', default_value = "demo")]
+    models: Vec<String>,
+    /// Largest max_tokens a single request may ask for.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create an API key; the key is printed once and never stored.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "member")]
+        role: Role,
+        #[arg(long)]
+        name: Option<String>,
+        /// End-user id bound to the key (requests cannot change it).
+        #[arg(long)]
+        user: Option<String>,
+        /// Expire the key after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List a tenant's keys (prefixes and metadata only).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key by id or visible prefix.
+    Revoke { key: String },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let serve = matches!(cli.command, Command::Serve);
+    init_tracing(if serve { "info" } else { "warn" });
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("TENANTGATE_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn print(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Config(ConfigCmd::Check) => {
+            tenantgate_gateway::upstream::Catalog::build(&config).context("invalid configuration")?;
+            let store = open_store(&config).await?;
+            print(&json!({
+                "ok": true,
+                "listen": config.server.listen.to_string(),
+                "database": store.backend_name(),
+                "providers": config.providers.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                "models": config.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
+                "demo": config.demo.enabled,
+            }));
+            Ok(())
+        }
+        Command::Tenant(cmd) => tenant(config, cmd).await,
+        Command::Key(cmd) => key(config, cmd).await,
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let server = Server::bind(config).await?;
+    let state = server.state();
+    tracing::info!(addr = %server.local_addr(), database = state.store().backend_name(), "tenantgate listening");
+    server.serve(shutdown_signal()).await?;
+    tracing::info!("tenantgate stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn operator() -> PlatformAdmin {
+    let who = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    #[expect(clippy::disallowed_methods, reason = "the admin CLI runs with the database credentials: it is the platform operator")]
+    PlatformAdmin::local_operator(format!("cli:{who}"))
+}
+
+async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
+    let store: Store = open_store(&config).await?;
+    let admin = operator();
+    let p = store.platform(&admin);
+    let find = |t: String| {
+        let p = store.platform(&admin);
+        async move { p.find_tenant(&t).await.with_context(|| format!("tenant {t:?}")) }
+    };
+    match cmd {
+        TenantCmd::Create(c) => {
+            let t = p
+                .create_tenant(&NewTenant {
+                    display_name: c.name.unwrap_or_else(|| c.slug.clone()),
+                    slug: c.slug,
+                    plan: c.plan,
+                    isolation: c.isolation,
+                    allowed_models: c.models,
+                    max_tokens_per_request: c.max_tokens,
+                })
+                .await?;
+            print(&json!(t));
+        }
+        TenantCmd::List => print(&json!(p.list_tenants().await?)),
+        TenantCmd::Show { tenant } => print(&json!(find(tenant).await?)),
+        TenantCmd::Suspend { tenant } => {
+            let t = find(tenant).await?;
+            print(&json!(p.set_status(&t.id, TenantStatus::Suspended).await?));
+        }
+        TenantCmd::Resume { tenant } => {
+            let t = find(tenant).await?;
+            print(&json!(p.set_status(&t.id, TenantStatus::Active).await?));
+        }
+        TenantCmd::SetModels { tenant, models, max_tokens } => {
+            let t = find(tenant).await?;
+            print(&json!(p.set_models(&t.id, &models, max_tokens).await?));
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn key(config: Config, cmd: KeyCmd) -> Result<()> {
+    let store: Store = open_store(&config).await?;
+    let admin = operator();
+    let p = store.platform(&admin);
+    match cmd {
+        KeyCmd::Create { tenant, role, name, user, expires_in_days } => {
+            if role == Role::PlatformAdmin {
+                bail!("API keys carry tenant_admin or member");
+            }
+            let t = p.find_tenant(&tenant).await.with_context(|| format!("tenant {tenant:?}"))?;
+            let secret = ServerSecret::load_or_create(&config.server.secret_file)?;
+            let expires_at_ms = expires_in_days.map(|d| now_ms() + i64::from(d) * 86_400_000);
+            let (rec, plaintext) = create_key(&store, &admin, &secret, &t.id, KeySpec { role, name, end_user: user, expires_at_ms }).await?;
+            let mut v = json!(rec);
+            v["key"] = json!(plaintext);
+            v["note"] = json!("store this key now; it is not shown again");
+            print(&v);
+        }
+        KeyCmd::List { tenant } => {
+            let t = p.find_tenant(&tenant).await.with_context(|| format!("tenant {tenant:?}"))?;
+            print(&json!(p.list_keys(&t.id).await?));
+        }
+        KeyCmd::Revoke { key } => print(&json!(p.revoke_key(&key).await?)),
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -1,0 +1,154 @@
+//! Stage 1, authenticate: credential -> [`Principal`]. Lookups are served from an in-memory
+//! snapshot (no database query per request), swapped atomically when the control plane changes.
+
+use crate::error::GatewayError;
+use crate::keys::ServerSecret;
+use axum::http::HeaderMap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tenantgate_core::{ApiKeyRecord, Principal, Tenant, TenantId, TenantScope};
+use tenantgate_store::AuthSnapshot;
+
+/// Immutable index built from one [`AuthSnapshot`].
+#[derive(Debug, Default)]
+pub struct AuthIndex {
+    pub revision: i64,
+    keys: HashMap<[u8; 32], ApiKeyRecord>,
+    tenants: HashMap<TenantId, Arc<Tenant>>,
+}
+
+impl AuthIndex {
+    pub fn build(snap: AuthSnapshot) -> Self {
+        let tenants = snap.tenants.into_iter().map(|t| (t.id.clone(), Arc::new(t))).collect();
+        let keys = snap
+            .keys
+            .into_iter()
+            .filter_map(|k| {
+                let mut h = [0u8; 32];
+                hex::decode_to_slice(&k.hash, &mut h).ok()?;
+                Some((h, k))
+            })
+            .collect();
+        Self { revision: snap.revision, keys, tenants }
+    }
+
+    pub fn tenant_count(&self) -> usize {
+        self.tenants.len()
+    }
+}
+
+/// The credential a request presents: `Authorization: Bearer` (OpenAI SDK), `x-api-key`
+/// (Anthropic SDK) or `api-key` (Azure SDK).
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?;
+        return Some(token.trim());
+    }
+    headers
+        .get("x-api-key")
+        .or_else(|| headers.get("api-key"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// The tenant of a verified principal, as the snapshot knows it.
+pub struct Authenticated {
+    pub principal: Principal,
+    pub tenant: Arc<Tenant>,
+}
+
+pub fn authenticate(
+    index: &AuthIndex,
+    secret: &ServerSecret,
+    headers: &HeaderMap,
+    now_ms: i64,
+) -> Result<Authenticated, GatewayError> {
+    let key = presented_key(headers).filter(|k| !k.is_empty()).ok_or(GatewayError::MissingKey)?;
+    let rec = index.keys.get(&secret.hash_key(key)).ok_or(GatewayError::InvalidKey)?;
+    if !rec.is_usable_at(now_ms) {
+        return Err(GatewayError::InvalidKey);
+    }
+    // A key whose tenant is gone from the snapshot authenticates nobody.
+    let tenant = index.tenants.get(&rec.tenant_id).ok_or(GatewayError::InvalidKey)?.clone();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "authentication stage: the credential was just verified against the key index"
+    )]
+    let scope = TenantScope::from_verified_credential(rec.tenant_id.clone());
+    Ok(Authenticated {
+        principal: Principal { scope, key_id: rec.id.clone(), role: rec.role, user: rec.end_user.clone() },
+        tenant,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use tenantgate_core::{IsolationTier, KeyId, PlanTier, Role, TenantStatus};
+
+    fn index_with(secret: &ServerSecret, key: &str, expires: Option<i64>) -> AuthIndex {
+        let tid = TenantId::parse("t1").unwrap();
+        AuthIndex::build(AuthSnapshot {
+            revision: 1,
+            tenants: vec![Tenant {
+                id: tid.clone(),
+                slug: "acme".into(),
+                display_name: "Acme".into(),
+                plan: PlanTier::Pro,
+                isolation: IsolationTier::Namespace,
+                status: TenantStatus::Active,
+                allowed_models: vec![],
+                max_tokens_per_request: None,
+                created_at_ms: 0,
+            }],
+            keys: vec![ApiKeyRecord {
+                id: KeyId::parse("k1").unwrap(),
+                tenant_id: tid,
+                prefix: key[..12].into(),
+                hash: hex::encode(secret.hash_key(key)),
+                name: None,
+                role: Role::Member,
+                end_user: Some("u-7".into()),
+                created_at_ms: 0,
+                expires_at_ms: expires,
+                revoked_at_ms: None,
+            }],
+        })
+    }
+
+    fn headers(name: &'static str, v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_x_api_key_and_azure_header_all_authenticate() {
+        let s = ServerSecret::from_bytes(vec![9; 32]);
+        let key = "tgk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+        let idx = index_with(&s, key, None);
+        for h in [headers("authorization", &format!("Bearer {key}")), headers("x-api-key", key), headers("api-key", key)] {
+            let a = authenticate(&idx, &s, &h, 0).unwrap();
+            assert_eq!(a.principal.scope.tenant_id().as_str(), "t1");
+            assert_eq!(a.principal.user.as_deref(), Some("u-7"));
+        }
+    }
+
+    #[test]
+    fn absent_wrong_and_expired_keys_are_refused() {
+        let s = ServerSecret::from_bytes(vec![9; 32]);
+        let key = "tgk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+        let idx = index_with(&s, key, Some(1000));
+        assert_eq!(authenticate(&idx, &s, &HeaderMap::new(), 0).err(), Some(GatewayError::MissingKey));
+        let wrong = headers("authorization", "Bearer tgk_wrong");
+        assert_eq!(authenticate(&idx, &s, &wrong, 0).err(), Some(GatewayError::InvalidKey));
+        let ok = headers("authorization", &format!("Bearer {key}"));
+        assert!(authenticate(&idx, &s, &ok, 999).is_ok());
+        assert_eq!(authenticate(&idx, &s, &ok, 1000).err(), Some(GatewayError::InvalidKey));
+        // the same key under another server secret is not valid
+        let other = ServerSecret::from_bytes(vec![8; 32]);
+        assert_eq!(authenticate(&idx, &other, &ok, 0).err(), Some(GatewayError::InvalidKey));
+    }
+}

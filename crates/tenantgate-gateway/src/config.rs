@@ -1,0 +1,365 @@
+//! Configuration: one TOML file plus `TENANTGATE_*` environment overrides (`__` separates
+//! levels: `TENANTGATE_DATABASE__URL` sets `database.url`). Validated once at start-up; every
+//! message names the key at fault. Provider API keys are never read from the TOML file itself,
+//! only from an environment variable or a secrets file the TOML names.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub demo: DemoConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// File holding the 32-byte server secret that keys API-key hashes (HMAC-SHA-256). Created
+    /// with mode 0600 on first start. `TENANTGATE_SERVER_SECRET` (64 hex chars) overrides it.
+    pub secret_file: PathBuf,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite:PATH` (embedded default) or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+    /// PostgreSQL only: schema holding tenantgate's tables.
+    pub pg_schema: String,
+    /// PostgreSQL only: role the runtime pool switches to (DML grants, no ownership, no BYPASSRLS).
+    pub pg_runtime_role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How often each gateway checks the control-plane revision and reloads tenants and keys
+    /// when it changed (changes made by another process: the CLI, another replica).
+    pub reload_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Serve the built-in offline `demo` model.
+    pub enabled: bool,
+    /// On first start with no tenants, create tenant `demo` with an admin key written to
+    /// `key_file` (mode 0600).
+    pub bootstrap_tenant: bool,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// api.openai.com (Bearer key; sends `max_completion_tokens`).
+    Openai,
+    /// Azure OpenAI: deployments in the path, `api-version` query, `api-key` header.
+    Azure,
+    /// vLLM, Ollama, LM Studio and other OpenAI-compatible servers (key optional).
+    OpenaiCompatible,
+    /// api.anthropic.com messages API.
+    Anthropic,
+    /// The built-in offline demo model.
+    Demo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// OpenAI-style base including `/v1` for openai and openai_compatible; the resource
+    /// endpoint for azure; `https://api.anthropic.com` for anthropic.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// File holding the API key (first line).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Azure only.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Whole-request bound, streams included.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// Longest silence between two reads of an upstream response.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_ms: u64,
+    #[serde(default = "default_pool_idle")]
+    pub pool_max_idle_per_host: usize,
+}
+
+fn default_connect_timeout() -> u64 {
+    5_000
+}
+fn default_request_timeout() -> u64 {
+    600_000
+}
+fn default_read_timeout() -> u64 {
+    120_000
+}
+fn default_pool_idle() -> usize {
+    256
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Tenant-facing name (what clients send as `model`, what allow-lists contain).
+    pub name: String,
+    pub provider: String,
+    /// The provider's model (Azure: deployment) name; defaults to `name`.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// Default `max_tokens` sent to providers that require one (Anthropic) when neither the
+    /// client nor the tenant set a bound.
+    #[serde(default = "default_max_output")]
+    pub default_max_tokens: u32,
+}
+
+fn default_max_output() -> u32 {
+    4096
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 4 * 1024 * 1024,
+            secret_file: PathBuf::from("data/server.secret"),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite:data/tenantgate.db".to_owned(),
+            max_connections: 8,
+            pg_schema: tenantgate_store::DEFAULT_PG_SCHEMA.to_owned(),
+            pg_runtime_role: tenantgate_store::DEFAULT_PG_RUNTIME_ROLE.to_owned(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { reload_interval_ms: 100 }
+    }
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bootstrap_tenant: true,
+            key_file: PathBuf::from("data/demo-key.txt"),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            demo: DemoConfig::default(),
+            providers: Vec::new(),
+            models: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if given), then `TENANTGATE_*` variables; validated.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(invalid("--config", format!("file {} does not exist", f.display())));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        // Only double-underscore variables are configuration keys; TENANTGATE_CONFIG and
+        // TENANTGATE_SERVER_SECRET are read elsewhere.
+        fig = fig.merge(Env::prefixed("TENANTGATE_").filter(|k| k.as_str().contains("__")).split("__"));
+        let cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Structural checks that need no environment (names unique, references resolve).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.auth.reload_interval_ms == 0 {
+            return Err(invalid("auth.reload_interval_ms", "must be at least 1"));
+        }
+        if self.database.url.is_empty() {
+            return Err(invalid("database.url", "must not be empty"));
+        }
+        let mut names = HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let key = |f: &str| format!("providers[{i}].{f}");
+            if p.name.is_empty() || !names.insert(p.name.as_str()) {
+                return Err(invalid(key("name"), format!("{:?} is empty or defined twice", p.name)));
+            }
+            if p.name == "demo" && p.kind != ProviderKind::Demo {
+                return Err(invalid(key("name"), "\"demo\" is reserved for the built-in demo provider"));
+            }
+            if p.api_key_env.is_some() && p.api_key_file.is_some() {
+                return Err(invalid(key("api_key_env"), "set api_key_env or api_key_file, not both"));
+            }
+            let needs_key = matches!(p.kind, ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Anthropic);
+            if needs_key && p.api_key_env.is_none() && p.api_key_file.is_none() {
+                return Err(invalid(key("api_key_env"), format!("provider {:?} of kind {:?} needs api_key_env or api_key_file", p.name, p.kind)));
+            }
+            if p.kind == ProviderKind::Azure {
+                if p.base_url.is_none() {
+                    return Err(invalid(key("base_url"), "azure needs the resource endpoint, e.g. https://NAME.openai.azure.com"));
+                }
+                if p.api_version.is_none() {
+                    return Err(invalid(key("api_version"), "azure needs an api_version, e.g. 2024-10-21"));
+                }
+            }
+            if p.kind == ProviderKind::OpenaiCompatible && p.base_url.is_none() {
+                return Err(invalid(key("base_url"), "openai_compatible needs a base_url, e.g. http://localhost:8000/v1"));
+            }
+            if let Some(u) = &p.base_url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(invalid(key("base_url"), format!("{u:?} must start with http:// or https://")));
+                }
+            }
+            if p.connect_timeout_ms == 0 || p.request_timeout_ms == 0 || p.read_timeout_ms == 0 {
+                return Err(invalid(key("request_timeout_ms"), "timeouts must be at least 1 ms"));
+            }
+        }
+        let mut models = HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            let key = |f: &str| format!("models[{i}].{f}");
+            if m.name.is_empty() || m.name.chars().any(char::is_whitespace) || !models.insert(m.name.as_str()) {
+                return Err(invalid(key("name"), format!("{:?} is empty, has whitespace or is defined twice", m.name)));
+            }
+            if self.demo.enabled && m.name == "demo" {
+                return Err(invalid(key("name"), "\"demo\" is the built-in demo model; disable demo.enabled to reuse the name"));
+            }
+            if !self.providers.iter().any(|p| p.name == m.provider) {
+                return Err(invalid(key("provider"), format!("unknown provider {:?}", m.provider)));
+            }
+            if m.default_max_tokens == 0 {
+                return Err(invalid(key("default_max_tokens"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProviderConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// Reads the provider's API key from its environment variable or file. The value is
+    /// wrapped so it never appears in `Debug` output or logs.
+    pub fn api_key(&self, index: usize) -> Result<Option<SecretString>, ConfigError> {
+        if let Some(var) = &self.api_key_env {
+            return match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(SecretString::from(v.trim().to_owned()))),
+                _ => Err(invalid(format!("providers[{index}].api_key_env"), format!("environment variable {var} is not set"))),
+            };
+        }
+        if let Some(path) = &self.api_key_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(format!("providers[{index}].api_key_file"), format!("cannot read {}: {e}", path.display()))
+            })?;
+            let first = text.lines().next().unwrap_or_default().trim().to_owned();
+            if first.is_empty() {
+                return Err(invalid(format!("providers[{index}].api_key_file"), format!("{} is empty", path.display())));
+            }
+            return Ok(Some(SecretString::from(first)));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, toml).unwrap();
+        Config::load(Some(&p))
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load_str("[server]\nlisten = \"nope\"\n").unwrap_err().to_string();
+        assert!(e.contains("listen"), "{e}");
+        let e = load_str("[server]\nlistne = \"127.0.0.1:1\"\n").unwrap_err().to_string();
+        assert!(e.contains("listne"), "{e}");
+        let e = load_str("[[providers]]\nname=\"o\"\nkind=\"openai\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("providers[0].api_key_env"), "{e}");
+        let e = load_str("[[providers]]\nname=\"o\"\nkind=\"openai_compatible\"\nbase_url=\"http://x/v1\"\n[[models]]\nname=\"m\"\nprovider=\"nope\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("models[0].provider"), "{e}");
+        let e = load_str("[[providers]]\nname=\"o\"\nkind=\"openai\"\napi_key=\"sk-123\"\n").unwrap_err().to_string();
+        assert!(e.contains("api_key"), "{e}");
+    }
+
+    #[test]
+    fn missing_env_key_is_reported_without_a_value() {
+        let p = ProviderConfig {
+            name: "o".into(),
+            kind: ProviderKind::Openai,
+            base_url: None,
+            api_key_env: Some("TENANTGATE_TEST_SURELY_UNSET_VAR".into()),
+            api_key_file: None,
+            api_version: None,
+            connect_timeout_ms: 1,
+            request_timeout_ms: 1,
+            read_timeout_ms: 1,
+            pool_max_idle_per_host: 1,
+        };
+        let e = p.api_key(3).unwrap_err().to_string();
+        assert_eq!(e, "providers[3].api_key_env: environment variable TENANTGATE_TEST_SURELY_UNSET_VAR is not set");
+    }
+}

@@ -1,0 +1,164 @@
+//! Every failure a caller can see, with one exhaustive table from error to status, type and
+//! retry advice, and one renderer per wire format so a caller always gets its own SDK's shape.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The wire format of the route that failed, which decides the error body's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    Anthropic,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum GatewayError {
+    #[error("We could not parse the JSON body of your request: {0}")]
+    BadJson(String),
+    #[error("{message}")]
+    InvalidRequest { message: String, param: Option<String> },
+    #[error("max tokens {requested} exceeds this tenant's limit of {cap} per request")]
+    MaxTokensExceeded { requested: u64, cap: u32, param: &'static str },
+    #[error("{message}")]
+    UnsupportedForModel { message: String, param: Option<String> },
+    #[error("You didn't provide an API key. Send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.")]
+    MissingKey,
+    #[error("Incorrect API key provided. The key may be invalid, revoked or expired.")]
+    InvalidKey,
+    #[error("This tenant is suspended; contact your platform administrator.")]
+    TenantSuspended,
+    #[error("The model `{0}` is not enabled for this tenant.")]
+    ModelNotAllowed(String),
+    #[error("The model `{0}` does not exist.")]
+    ModelNotFound(String),
+    #[error("Unknown route {0}")]
+    RouteNotFound(String),
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    #[error("Request body larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// The provider refused the request for a reason in the request itself (its 4xx).
+    #[error("Upstream provider rejected the request: {message}")]
+    UpstreamRejected { status: u16, message: String },
+    #[error("Upstream provider is rate limiting: {message}")]
+    UpstreamRateLimited { message: String, retry_after: Option<String> },
+    #[error("Upstream provider failed: {0}")]
+    UpstreamFailed(String),
+    #[error("Upstream provider timed out")]
+    UpstreamTimeout,
+    #[error("Service unavailable: {0}")]
+    Unavailable(String),
+    #[error("Internal error (request id in x-request-id)")]
+    Internal,
+}
+
+/// How one error presents itself.
+struct Row {
+    status: StatusCode,
+    openai_type: &'static str,
+    anthropic_type: &'static str,
+    code: Option<&'static str>,
+    /// `Some(false)` for policy denials: the official SDKs must not retry them.
+    should_retry: Option<bool>,
+}
+
+impl GatewayError {
+    fn row(&self) -> Row {
+        use GatewayError as E;
+        let r = |status, openai_type, anthropic_type, code, should_retry| Row { status, openai_type, anthropic_type, code, should_retry };
+        match self {
+            E::BadJson(_) => r(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error", None, None),
+            E::InvalidRequest { .. } => r(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error", None, None),
+            E::MaxTokensExceeded { .. } => r(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error", Some("max_tokens_exceeded"), Some(false)),
+            E::UnsupportedForModel { .. } => r(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error", Some("unsupported_parameter"), None),
+            E::MissingKey => r(StatusCode::UNAUTHORIZED, "invalid_request_error", "authentication_error", Some("missing_api_key"), Some(false)),
+            E::InvalidKey => r(StatusCode::UNAUTHORIZED, "invalid_request_error", "authentication_error", Some("invalid_api_key"), Some(false)),
+            E::TenantSuspended => r(StatusCode::FORBIDDEN, "permission_error", "permission_error", Some("tenant_suspended"), Some(false)),
+            E::ModelNotAllowed(_) => r(StatusCode::FORBIDDEN, "permission_error", "permission_error", Some("model_not_allowed"), Some(false)),
+            E::ModelNotFound(_) => r(StatusCode::NOT_FOUND, "invalid_request_error", "not_found_error", Some("model_not_found"), Some(false)),
+            E::RouteNotFound(_) => r(StatusCode::NOT_FOUND, "invalid_request_error", "not_found_error", Some("unknown_url"), Some(false)),
+            E::MethodNotAllowed => r(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "invalid_request_error", Some("method_not_allowed"), Some(false)),
+            E::BodyTooLarge(_) => r(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "request_too_large", Some("request_too_large"), Some(false)),
+            E::UpstreamRejected { status, .. } => r(
+                StatusCode::from_u16(*status).ok().filter(StatusCode::is_client_error).unwrap_or(StatusCode::BAD_REQUEST),
+                "invalid_request_error", "invalid_request_error", Some("upstream_rejected"), None,
+            ),
+            E::UpstreamRateLimited { .. } => r(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "rate_limit_error", Some("upstream_rate_limited"), None),
+            E::UpstreamFailed(_) => r(StatusCode::BAD_GATEWAY, "server_error", "api_error", Some("upstream_error"), None),
+            E::UpstreamTimeout => r(StatusCode::GATEWAY_TIMEOUT, "server_error", "api_error", Some("upstream_timeout"), None),
+            E::Unavailable(_) => r(StatusCode::SERVICE_UNAVAILABLE, "server_error", "overloaded_error", Some("unavailable"), None),
+            E::Internal => r(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "api_error", Some("internal_error"), None),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.row().status
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::InvalidRequest { param, .. } | GatewayError::UnsupportedForModel { param, .. } => param.as_deref(),
+            GatewayError::MaxTokensExceeded { param, .. } => Some(param),
+            GatewayError::ModelNotAllowed(_) | GatewayError::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// The error object alone, as OpenAI nests it (`{"message","type","param","code"}`); also
+    /// used for in-stream errors after a 200.
+    pub fn openai_object(&self) -> serde_json::Value {
+        let row = self.row();
+        json!({"message": self.to_string(), "type": row.openai_type, "param": self.param(), "code": row.code})
+    }
+
+    pub fn anthropic_body(&self) -> serde_json::Value {
+        json!({"type": "error", "error": {"type": self.row().anthropic_type, "message": self.to_string()}})
+    }
+
+    pub fn render(&self, wire: Wire) -> Response {
+        let row = self.row();
+        let body = match wire {
+            Wire::OpenAi => json!({"error": self.openai_object()}),
+            Wire::Anthropic => self.anthropic_body(),
+        };
+        let mut resp = (row.status, axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        if let Some(retry) = row.should_retry {
+            h.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
+        }
+        if let GatewayError::UpstreamRateLimited { retry_after: Some(ra), .. } = self {
+            if let Ok(v) = HeaderValue::from_str(ra) {
+                h.insert("retry-after", v);
+            }
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_denials_are_never_5xx_and_say_do_not_retry() {
+        for e in [
+            GatewayError::TenantSuspended,
+            GatewayError::ModelNotAllowed("m".into()),
+            GatewayError::MaxTokensExceeded { requested: 9, cap: 1, param: "max_tokens" },
+            GatewayError::InvalidKey,
+        ] {
+            let r = e.render(Wire::OpenAi);
+            assert!(r.status().is_client_error(), "{e:?}");
+            assert_eq!(r.headers()["x-should-retry"], "false", "{e:?}");
+        }
+    }
+
+    #[test]
+    fn both_shapes_carry_the_message() {
+        let e = GatewayError::ModelNotFound("x".into());
+        assert_eq!(e.openai_object()["code"], "model_not_found");
+        assert_eq!(e.openai_object()["param"], "model");
+        assert_eq!(e.anthropic_body()["error"]["type"], "not_found_error");
+    }
+}

@@ -1,0 +1,167 @@
+//! HTTP edge: routes, the per-request middleware (request id, overhead header, one log line),
+//! body reading with a size bound, and JSON parsing that fails in the caller's error shape.
+
+mod anthropic;
+mod openai;
+
+use crate::error::{GatewayError, Wire};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{Map, Value};
+use std::time::{Duration, Instant};
+
+/// Time spent waiting on the provider, put in the response's extensions by the handler so the
+/// edge can report the gateway's own overhead.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UpstreamTime(pub Duration);
+
+/// Who and what a call was, for the edge log line (ids and names only, never content).
+#[derive(Clone, Debug)]
+pub(crate) struct CallInfo {
+    pub tenant: String,
+    pub model: String,
+}
+
+/// The request id, available to handlers through request extensions.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub String);
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/models/{model}", get(openai::get_model))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(edge))
+        .with_state(state)
+}
+
+fn wire_for(path: &str) -> Wire {
+    if path.starts_with("/v1/messages") {
+        Wire::Anthropic
+    } else {
+        Wire::OpenAi
+    }
+}
+
+async fn fallback(req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    GatewayError::RouteNotFound(format!("{} {}", req.method(), path)).render(wire_for(&path))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    GatewayError::MethodNotAllowed.render(wire_for(req.uri().path()))
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    match app.store().revision().await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(_) => GatewayError::Unavailable("store unreachable".into()).render(Wire::OpenAi),
+    }
+}
+
+async fn edge(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = format!("req_{}", uuid::Uuid::now_v7().simple());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method: Method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = next.run(req).await;
+    let upstream = resp.extensions().get::<UpstreamTime>().map(|u| u.0).unwrap_or_default();
+    let overhead = started.elapsed().saturating_sub(upstream);
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
+        h.insert("x-tenantgate-overhead-ms", v);
+    }
+    let info = resp.extensions().get::<CallInfo>();
+    tracing::info!(
+        request_id = %request_id, %method, path = %path, status = resp.status().as_u16(),
+        tenant = info.map(|i| i.tenant.as_str()).unwrap_or("-"),
+        model = info.map(|i| i.model.as_str()).unwrap_or("-"),
+        overhead_us = overhead.as_micros() as u64,
+        upstream_ms = upstream.as_millis() as u64,
+        "request"
+    );
+    resp
+}
+
+/// Reads the body up to `limit` bytes; larger bodies are a 413.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, GatewayError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(GatewayError::BodyTooLarge(limit)),
+        Err(_) => Err(GatewayError::InvalidRequest { message: "could not read the request body".into(), param: None }),
+    }
+}
+
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(GatewayError::BadJson("the body must be a JSON object".into())),
+        Err(e) => Err(GatewayError::BadJson(e.to_string())),
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, body: bytes::Bytes) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| GatewayError::Internal.render(Wire::OpenAi))
+}
+
+pub(crate) fn sse_response(body: Body) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("cache-control", "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(body)
+        .unwrap_or_else(|_| GatewayError::Internal.render(Wire::OpenAi))
+}
+
+/// Attaches timing and call info for the edge.
+pub(crate) fn annotate(mut resp: Response, upstream: Duration, info: CallInfo) -> Response {
+    resp.extensions_mut().insert(UpstreamTime(upstream));
+    resp.extensions_mut().insert(info);
+    resp
+}
+
+/// Reads a provider's non-2xx response into the matching error.
+pub(crate) async fn upstream_status_error(provider: &str, resp: reqwest::Response) -> GatewayError {
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = resp.bytes().await.unwrap_or_default();
+    crate::upstream::status_error(provider, status, retry_after, &body)
+}
+
+/// Reads a provider's successful JSON body; a body that is not JSON is the provider's fault.
+pub(crate) async fn upstream_json(provider: &str, resp: reqwest::Response) -> Result<(bytes::Bytes, Value), GatewayError> {
+    let bytes = resp.bytes().await.map_err(|e| crate::upstream::transport_error(provider, &e))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| GatewayError::UpstreamFailed(format!("provider {provider:?} returned a malformed response")))?;
+    Ok((bytes, v))
+}
+
+/// The upstream body as a stream of byte chunks with transport errors mapped.
+pub(crate) fn upstream_bytes(
+    provider: String,
+    resp: reqwest::Response,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, GatewayError>> + Send + 'static {
+    use futures_util::StreamExt;
+    resp.bytes_stream().map(move |r| r.map_err(|e| crate::upstream::transport_error(&provider, &e)))
+}

@@ -1,0 +1,170 @@
+//! `Server::bind(config) -> local_addr() -> serve(shutdown)`. The binary and the tests use the
+//! same path; tests bind `127.0.0.1:0`.
+
+use crate::auth::AuthIndex;
+use crate::config::{Config, ConfigError};
+use crate::control::{create_key, KeySpec};
+use crate::keys::{write_private, SecretError, ServerSecret};
+use crate::state::AppState;
+use crate::upstream::Catalog;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, Role};
+use tenantgate_store::{Store, StoreError, StoreOptions};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Secret(#[from] SecretError),
+    #[error("store ({url}): {source}")]
+    Store { url: String, source: StoreError },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("demo bootstrap: {0}")]
+    Demo(String),
+}
+
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+/// Opens the store the configuration names.
+pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
+    let mut opts = StoreOptions::new(cfg.database.url.clone());
+    opts.max_connections = cfg.database.max_connections;
+    opts.pg_schema = cfg.database.pg_schema.clone();
+    opts.pg_runtime_role = cfg.database.pg_runtime_role.clone();
+    Store::open(&opts).await.map_err(|source| StartError::Store { url: redact_url(&cfg.database.url), source })
+}
+
+/// Drops the password from a database URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Server {
+    /// Validates config, opens and migrates the store, loads the auth snapshot, bootstraps the
+    /// demo tenant if asked, and binds the listener. Any failure stops start-up.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        config.validate()?;
+        let catalog = Catalog::build(&config)?;
+        let secret = ServerSecret::load_or_create(&config.server.secret_file)?;
+        let store = open_store(&config).await?;
+        if config.demo.enabled && config.demo.bootstrap_tenant {
+            bootstrap_demo(&store, &secret, &config).await?;
+        }
+        tenantgate_providers::tokens::warm_up();
+        let state = AppState::new(config, store, secret, catalog, AuthIndex::default());
+        state.reload_auth(true).await.map_err(|source| StartError::Store { url: redact_url(&state.0.config.database.url), source })?;
+        let addr = state.0.config.server.listen;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Server { listener, state, tasks: TaskTracker::new(), cancel: CancellationToken::new() })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.state.0.config.server.listen)
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests (bounded by
+    /// `server.shutdown_grace_secs`) and stops background tasks.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Server { listener, state, tasks, cancel } = self;
+        tasks.spawn(reload_loop(state.clone(), cancel.clone()));
+        let grace = Duration::from_secs(state.0.config.server.shutdown_grace_secs);
+        let app = crate::http::router(state.clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(());
+        });
+        let result = tokio::select! {
+            r = serve => r,
+            _ = async { let _ = stop_rx.await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+                Ok(())
+            }
+        };
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+        state.store().close().await;
+        result
+    }
+}
+
+/// Polls the control-plane revision; reloads tenants and keys when another process changed
+/// them. A failing store keeps the last good snapshot and is retried at the next tick.
+async fn reload_loop(state: AppState, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(state.0.config.auth.reload_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = state.reload_auth(false).await {
+                    tracing::warn!(error = %e, "auth snapshot reload failed; serving the previous snapshot");
+                }
+            }
+        }
+    }
+}
+
+async fn bootstrap_demo(store: &Store, secret: &ServerSecret, cfg: &Config) -> Result<(), StartError> {
+    let demo_err = |e: StoreError| StartError::Demo(e.to_string());
+    #[expect(clippy::disallowed_methods, reason = "first-start bootstrap of the demo tenant by the gateway process itself")]
+    let admin = PlatformAdmin::local_operator("gateway-demo-bootstrap");
+    let platform = store.platform(&admin);
+    if !platform.list_tenants().await.map_err(demo_err)?.is_empty() {
+        return Ok(());
+    }
+    let tenant = platform
+        .create_tenant(&NewTenant {
+            slug: "demo".into(),
+            display_name: "Demo tenant".into(),
+            plan: PlanTier::Free,
+            isolation: IsolationTier::Namespace,
+            allowed_models: vec!["*".into()],
+            max_tokens_per_request: Some(4096),
+        })
+        .await
+        .map_err(demo_err)?;
+    let (_, plaintext) = create_key(store, &admin, secret, &tenant.id, KeySpec { role: Role::TenantAdmin, name: Some("demo admin".into()), end_user: None, expires_at_ms: None })
+        .await
+        .map_err(demo_err)?;
+    let path = &cfg.demo.key_file;
+    let _ = std::fs::remove_file(path);
+    write_private(path, format!("{plaintext}\n").as_bytes()).map_err(|e| StartError::Demo(format!("{}: {e}", path.display())))?;
+    tracing::info!(tenant = %tenant.id, key_file = %path.display(), "created demo tenant; its admin API key is in the key file");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(super::redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(super::redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(super::redact_url("sqlite:data/t.db"), "sqlite:data/t.db");
+    }
+}

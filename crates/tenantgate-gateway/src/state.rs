@@ -1,0 +1,53 @@
+//! Shared application state: `Arc<Inner>`, the auth snapshot behind `ArcSwap`, no locks on the
+//! request path.
+
+use crate::auth::AuthIndex;
+use crate::config::Config;
+use crate::keys::ServerSecret;
+use crate::upstream::Catalog;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use tenantgate_core::PlatformAdmin;
+use tenantgate_store::Store;
+
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub secret: ServerSecret,
+    pub auth: ArcSwap<AuthIndex>,
+    pub catalog: Catalog,
+}
+
+impl AppState {
+    pub(crate) fn new(config: Config, store: Store, secret: ServerSecret, catalog: Catalog, index: AuthIndex) -> Self {
+        AppState(Arc::new(Inner { config, store, secret, auth: ArcSwap::from_pointee(index), catalog }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// Reloads tenants and keys from the store if the control-plane revision moved (or always,
+    /// with `force`). Returns the revision now served.
+    pub async fn reload_auth(&self, force: bool) -> Result<i64, tenantgate_store::StoreError> {
+        let current = self.0.auth.load().revision;
+        if !force && self.0.store.revision().await? == current {
+            return Ok(current);
+        }
+        #[expect(clippy::disallowed_methods, reason = "the gateway process loads every tenant's keys into its auth snapshot")]
+        let admin = PlatformAdmin::local_operator("gateway-auth-reload");
+        let snap = self.0.store.platform(&admin).auth_snapshot().await?;
+        let index = AuthIndex::build(snap);
+        let rev = index.revision;
+        tracing::debug!(revision = rev, tenants = index.tenant_count(), "auth snapshot reloaded");
+        self.0.auth.store(Arc::new(index));
+        Ok(rev)
+    }
+
+    pub fn auth_revision(&self) -> i64 {
+        self.0.auth.load().revision
+    }
+}

@@ -1,0 +1,181 @@
+//! Streaming responses: upstream SSE bytes -> parsed events -> frames in the caller's format.
+//!
+//! Nothing is buffered beyond the event being parsed. The upstream response is owned by the
+//! body stream, so when the client disconnects and hyper drops the body, the upstream
+//! connection is dropped too (the provider stops generating). An upstream failure after the 200
+//! reaches the client as its SDK's in-stream error; so does an upstream that ends without its
+//! terminal event.
+
+use crate::error::GatewayError;
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, Stream, StreamExt};
+use std::collections::VecDeque;
+use tenantgate_providers::anthropic::StreamUsage;
+use tenantgate_providers::openai::peek_chunk;
+use tenantgate_providers::sse::{self, data_frame, named_frame, DONE_FRAME};
+use tenantgate_providers::translate::AnthropicToOpenAiStream;
+use tenantgate_providers::Usage;
+
+/// How upstream events become client frames.
+pub enum Transform {
+    /// OpenAI upstream, OpenAI client: frames pass through; the usage-only chunk is forwarded
+    /// only if the client asked for it.
+    OpenAiPassthrough { include_usage: bool, usage: Option<Usage>, done: bool },
+    /// Anthropic (or demo) upstream, OpenAI client.
+    AnthropicToOpenAi(AnthropicToOpenAiStream),
+    /// Anthropic (or demo) upstream, Anthropic client.
+    AnthropicPassthrough(StreamUsage),
+}
+
+impl Transform {
+    fn on_event(&mut self, ev: sse::Event, out: &mut VecDeque<Bytes>) {
+        match self {
+            Transform::OpenAiPassthrough { include_usage, usage, done } => {
+                if ev.data == "[DONE]" {
+                    *done = true;
+                    out.push_back(Bytes::from_static(DONE_FRAME));
+                    return;
+                }
+                let peek = peek_chunk(&ev.data);
+                if peek.usage.is_some() {
+                    *usage = peek.usage;
+                }
+                if peek.error {
+                    *done = true;
+                }
+                if peek.usage_only && !*include_usage {
+                    return;
+                }
+                out.push_back(data_frame(&ev.data));
+            }
+            Transform::AnthropicToOpenAi(t) => out.extend(t.on_event(&ev.event, &ev.data)),
+            Transform::AnthropicPassthrough(u) => {
+                u.on_event(&ev);
+                out.push_back(named_frame(if ev.event.is_empty() { "message" } else { &ev.event }, &ev.data));
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match self {
+            Transform::OpenAiPassthrough { done, .. } => *done,
+            Transform::AnthropicToOpenAi(t) => t.finished,
+            Transform::AnthropicPassthrough(u) => u.seen_stop || u.error,
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        match self {
+            Transform::OpenAiPassthrough { usage, .. } => *usage,
+            Transform::AnthropicToOpenAi(t) => Some(t.usage),
+            Transform::AnthropicPassthrough(u) => Some(u.usage),
+        }
+    }
+
+    /// The caller-format frame for a failure after the 200.
+    fn error_frame(&self, e: &GatewayError) -> Bytes {
+        match self {
+            Transform::OpenAiPassthrough { .. } | Transform::AnthropicToOpenAi(_) => {
+                data_frame(&serde_json::json!({"error": e.openai_object()}).to_string())
+            }
+            Transform::AnthropicPassthrough(_) => named_frame("error", &e.anthropic_body().to_string()),
+        }
+    }
+}
+
+/// Reported once when a stream ends, however it ends.
+pub struct StreamEnd {
+    pub request_id: String,
+    pub tenant: String,
+    pub model: String,
+    pub started: std::time::Instant,
+}
+
+impl StreamEnd {
+    fn report(&self, outcome: &str, usage: Option<Usage>) {
+        let u = usage.unwrap_or_default();
+        tracing::info!(
+            request_id = %self.request_id, tenant = %self.tenant, model = %self.model,
+            outcome, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
+            duration_ms = self.started.elapsed().as_millis() as u64, "stream ended"
+        );
+    }
+}
+
+struct State {
+    upstream: BoxStream<'static, Result<Bytes, GatewayError>>,
+    parser: sse::Parser,
+    transform: Transform,
+    pending: VecDeque<Bytes>,
+    done: bool,
+    end: Option<StreamEnd>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // Still holding the report: the client went away before the stream finished.
+        if let Some(end) = self.end.take() {
+            end.report("client_disconnected", self.transform.usage());
+        }
+    }
+}
+
+impl State {
+    fn fail(&mut self, e: &GatewayError) {
+        self.pending.push_back(self.transform.error_frame(e));
+        self.done = true;
+        if let Some(end) = self.end.take() {
+            end.report("upstream_failed", self.transform.usage());
+        }
+    }
+
+    fn complete(&mut self) {
+        self.done = true;
+        if let Some(end) = self.end.take() {
+            end.report("completed", self.transform.usage());
+        }
+    }
+}
+
+/// Turns an upstream byte stream into the client's SSE frames.
+pub fn transform_stream(
+    upstream: impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static,
+    transform: Transform,
+    end: StreamEnd,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+    let state = State { upstream: upstream.boxed(), parser: sse::Parser::new(), transform, pending: VecDeque::new(), done: false, end: Some(end) };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(frame) = st.pending.pop_front() {
+                return Some((Ok(frame), st));
+            }
+            if st.done {
+                return None;
+            }
+            match st.upstream.next().await {
+                Some(Ok(chunk)) => match st.parser.feed(&chunk) {
+                    Ok(events) => {
+                        for ev in events {
+                            st.transform.on_event(ev, &mut st.pending);
+                        }
+                        if st.transform.finished() {
+                            st.complete();
+                        }
+                    }
+                    Err(e) => st.fail(&GatewayError::UpstreamFailed(e.to_string())),
+                },
+                Some(Err(e)) => st.fail(&e),
+                None => {
+                    if let Some(ev) = st.parser.finish() {
+                        st.transform.on_event(ev, &mut st.pending);
+                    }
+                    if st.transform.finished() {
+                        st.complete();
+                    } else {
+                        st.fail(&GatewayError::UpstreamFailed("the provider ended the stream early".into()));
+                    }
+                }
+            }
+        }
+    })
+}

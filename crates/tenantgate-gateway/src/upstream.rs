@@ -1,0 +1,165 @@
+//! The model catalog (tenant-facing names -> provider routes) and the one HTTP transport to
+//! providers: pooled connections per provider, timeouts from config, credentials attached here
+//! and nowhere else.
+
+use crate::config::{Config, ConfigError, ProviderKind};
+use crate::error::GatewayError;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    base_url: String,
+    api_key: Option<SecretString>,
+    api_version: Option<String>,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider").field("name", &self.name).field("kind", &self.kind).field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
+/// Where one tenant-facing model name goes.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub provider: Arc<Provider>,
+    pub upstream_model: String,
+    pub default_max_tokens: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    routes: BTreeMap<String, Arc<Route>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint {
+    Chat,
+    Embeddings,
+    Messages,
+}
+
+impl Catalog {
+    pub fn build(cfg: &Config) -> Result<Catalog, ConfigError> {
+        let mut providers: BTreeMap<&str, Arc<Provider>> = BTreeMap::new();
+        let mut routes = BTreeMap::new();
+        for (i, p) in cfg.providers.iter().enumerate() {
+            let client = reqwest::Client::builder()
+                .connect_timeout(p.connect_timeout())
+                .timeout(Duration::from_millis(p.request_timeout_ms))
+                .read_timeout(Duration::from_millis(p.read_timeout_ms))
+                .pool_max_idle_per_host(p.pool_max_idle_per_host)
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| ConfigError::Invalid { key: format!("providers[{i}]"), message: e.to_string() })?;
+            let base_url = p
+                .base_url
+                .clone()
+                .unwrap_or_else(|| match p.kind {
+                    ProviderKind::Anthropic => "https://api.anthropic.com".to_owned(),
+                    _ => "https://api.openai.com/v1".to_owned(),
+                })
+                .trim_end_matches('/')
+                .to_owned();
+            providers.insert(
+                &p.name,
+                Arc::new(Provider { name: p.name.clone(), kind: p.kind, base_url, api_key: p.api_key(i)?, api_version: p.api_version.clone(), client }),
+            );
+        }
+        if cfg.demo.enabled {
+            let demo = Arc::new(Provider {
+                name: "demo".into(),
+                kind: ProviderKind::Demo,
+                base_url: String::new(),
+                api_key: None,
+                api_version: None,
+                client: reqwest::Client::new(),
+            });
+            routes.insert("demo".to_owned(), Arc::new(Route { name: "demo".into(), provider: demo, upstream_model: "demo".into(), default_max_tokens: 1024 }));
+        }
+        for m in &cfg.models {
+            let provider = providers.get(m.provider.as_str()).cloned().ok_or_else(|| ConfigError::Invalid { key: "models".into(), message: format!("unknown provider {:?}", m.provider) })?;
+            routes.insert(
+                m.name.clone(),
+                Arc::new(Route { name: m.name.clone(), provider, upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.name.clone()), default_max_tokens: m.default_max_tokens }),
+            );
+        }
+        Ok(Catalog { routes })
+    }
+
+    pub fn get(&self, model: &str) -> Option<&Arc<Route>> {
+        self.routes.get(model)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.routes.keys().map(String::as_str)
+    }
+}
+
+impl Provider {
+    fn url(&self, ep: Endpoint, upstream_model: &str) -> String {
+        match (self.kind, ep) {
+            (ProviderKind::Azure, Endpoint::Chat) => format!(
+                "{}/openai/deployments/{upstream_model}/chat/completions?api-version={}",
+                self.base_url,
+                self.api_version.as_deref().unwrap_or_default()
+            ),
+            (ProviderKind::Azure, Endpoint::Embeddings) => format!(
+                "{}/openai/deployments/{upstream_model}/embeddings?api-version={}",
+                self.base_url,
+                self.api_version.as_deref().unwrap_or_default()
+            ),
+            (_, Endpoint::Chat) => format!("{}/chat/completions", self.base_url),
+            (_, Endpoint::Embeddings) => format!("{}/embeddings", self.base_url),
+            (_, Endpoint::Messages) => format!("{}/v1/messages", self.base_url),
+        }
+    }
+
+    /// Sends one request; returns once the response headers arrived.
+    pub async fn send(&self, ep: Endpoint, upstream_model: &str, body: Vec<u8>) -> Result<reqwest::Response, GatewayError> {
+        let mut rb = self.client.post(self.url(ep, upstream_model)).header("content-type", "application/json").body(body);
+        let key = self.api_key.as_ref().map(|k| k.expose_secret());
+        rb = match (self.kind, key) {
+            (ProviderKind::Anthropic, k) => {
+                let rb = rb.header("anthropic-version", tenantgate_providers::anthropic::API_VERSION);
+                match k {
+                    Some(k) => rb.header("x-api-key", k),
+                    None => rb,
+                }
+            }
+            (ProviderKind::Azure, Some(k)) => rb.header("api-key", k),
+            (_, Some(k)) => rb.bearer_auth(k),
+            (_, None) => rb,
+        };
+        rb.send().await.map_err(|e| transport_error(&self.name, &e))
+    }
+}
+
+pub fn transport_error(provider: &str, e: &reqwest::Error) -> GatewayError {
+    if e.is_timeout() {
+        GatewayError::UpstreamTimeout
+    } else if e.is_connect() {
+        GatewayError::UpstreamFailed(format!("cannot connect to provider {provider:?}"))
+    } else {
+        GatewayError::UpstreamFailed(format!("provider {provider:?}: transport error"))
+    }
+}
+
+/// Maps a provider's non-2xx answer to what the caller sees. Client-caused 4xx pass through
+/// with the provider's message; credential and server failures are the gateway's 502.
+pub fn status_error(provider: &str, status: u16, retry_after: Option<String>, body: &[u8]) -> GatewayError {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let message = v["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("status {status}"));
+    match status {
+        429 => GatewayError::UpstreamRateLimited { message, retry_after },
+        400 | 413 | 422 => GatewayError::UpstreamRejected { status, message },
+        401 | 403 => GatewayError::UpstreamFailed(format!("provider {provider:?} rejected the gateway's credentials (status {status})")),
+        _ => GatewayError::UpstreamFailed(format!("provider {provider:?} answered {status}: {message}")),
+    }
+}
