@@ -1,0 +1,320 @@
+//! One contract suite, run against every backend. The PostgreSQL run needs
+//! `TENANTGATE_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); without it
+//! those tests say so and return. Each test gets its own schema (PostgreSQL) or file (SQLite).
+
+use rand::Rng;
+use tenantgate_core::{
+    IsolationTier, KeyId, NewApiKey, NewTenant, PlanTier, PlatformAdmin, Role, TenantScope, TenantStatus,
+};
+use tenantgate_store::{Store, StoreError, StoreOptions};
+
+struct Harness {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+    pg_schema: Option<(String, String)>,
+}
+
+impl Harness {
+    async fn cleanup(self) {
+        self.store.close().await;
+        if let Some((url, schema)) = self.pg_schema {
+            use sqlx::Connection;
+            if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut c).await;
+            }
+        }
+    }
+}
+
+async fn open_sqlite() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("t.db").display());
+    let store = Store::open(&StoreOptions::new(url)).await.unwrap();
+    Harness { store, _dir: Some(dir), pg_schema: None }
+}
+
+pub fn pg_url() -> Option<String> {
+    std::env::var("TENANTGATE_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+}
+
+async fn open_pg() -> Option<Harness> {
+    let Some(url) = pg_url() else {
+        eprintln!("skipping PostgreSQL contract test: TENANTGATE_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let schema = format!("tg_test_{:016x}", rand::thread_rng().gen::<u64>());
+    let mut opts = StoreOptions::new(url.clone());
+    opts.pg_schema = schema.clone();
+    opts.max_connections = 2;
+    let store = Store::open(&opts).await.unwrap();
+    Some(Harness { store, _dir: None, pg_schema: Some((url, schema)) })
+}
+
+#[expect(clippy::disallowed_methods, reason = "tests stand in for the CLI operator")]
+fn admin() -> PlatformAdmin {
+    PlatformAdmin::local_operator("test")
+}
+
+#[expect(clippy::disallowed_methods, reason = "tests stand in for the authentication stage")]
+fn scope(id: &tenantgate_core::TenantId) -> TenantScope {
+    TenantScope::from_verified_credential(id.clone())
+}
+
+fn new_tenant(slug: &str) -> NewTenant {
+    NewTenant {
+        slug: slug.into(),
+        display_name: slug.to_uppercase(),
+        plan: PlanTier::Pro,
+        isolation: IsolationTier::Namespace,
+        allowed_models: vec!["gpt-4o".into(), "demo".into()],
+        max_tokens_per_request: Some(2048),
+    }
+}
+
+fn new_key(tag: &str) -> NewApiKey {
+    NewApiKey {
+        prefix: format!("tgk_{tag}"),
+        hash: format!("{:064x}", rand::thread_rng().gen::<u128>()),
+        name: Some(tag.into()),
+        role: Role::Member,
+        end_user: Some(format!("user-{tag}")),
+        expires_at_ms: None,
+    }
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn tenants_are_created_found_and_listed(store: &Store) {
+        let a = admin();
+        let p = store.platform(&a);
+        let t = p.create_tenant(&new_tenant("acme")).await.unwrap();
+        assert_eq!(t.status, TenantStatus::Active);
+        assert_eq!(p.find_tenant("acme").await.unwrap(), t);
+        assert_eq!(p.find_tenant(t.id.as_str()).await.unwrap(), t);
+        p.create_tenant(&new_tenant("globex")).await.unwrap();
+        let slugs: Vec<_> = p.list_tenants().await.unwrap().into_iter().map(|t| t.slug).collect();
+        assert_eq!(slugs, ["acme", "globex"]);
+        assert!(matches!(p.find_tenant("nope").await, Err(StoreError::NotFound)));
+    }
+
+    pub async fn duplicate_and_invalid_tenants_write_nothing(store: &Store) {
+        let a = admin();
+        let p = store.platform(&a);
+        p.create_tenant(&new_tenant("acme")).await.unwrap();
+        let rev = store.revision().await.unwrap();
+        assert!(matches!(p.create_tenant(&new_tenant("acme")).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(p.create_tenant(&new_tenant("Bad Slug")).await, Err(StoreError::Invalid(_))));
+        let mut dedicated = new_tenant("dedi");
+        dedicated.isolation = IsolationTier::Dedicated;
+        assert!(matches!(p.create_tenant(&dedicated).await, Err(StoreError::Invalid(_))));
+        assert_eq!(p.list_tenants().await.unwrap().len(), 1);
+        assert_eq!(store.revision().await.unwrap(), rev, "a failed write must not bump the revision");
+    }
+
+    pub async fn tenant_handle_sees_only_its_own_keys(store: &Store) {
+        let a = admin();
+        let p = store.platform(&a);
+        let ta = p.create_tenant(&new_tenant("acme")).await.unwrap();
+        let tb = p.create_tenant(&new_tenant("globex")).await.unwrap();
+        let ka = p.create_key(&ta.id, &new_key("a1")).await.unwrap();
+        let kb = p.create_key(&tb.id, &new_key("b1")).await.unwrap();
+        let sa = scope(&ta.id);
+        let h = store.tenant(&sa);
+        assert_eq!(h.get().await.unwrap().id, ta.id);
+        let keys = h.list_keys().await.unwrap();
+        assert_eq!(keys.iter().map(|k| &k.id).collect::<Vec<_>>(), [&ka.id]);
+        // The attack: tenant A revokes tenant B's key by id. It must look like a missing key.
+        assert!(matches!(h.revoke_key(&kb.id).await, Err(StoreError::NotFound)));
+        assert!(matches!(h.revoke_key(&KeyId::parse("missing").unwrap()).await, Err(StoreError::NotFound)));
+        assert!(p.list_keys(&tb.id).await.unwrap()[0].revoked_at_ms.is_none());
+        h.revoke_key(&ka.id).await.unwrap();
+        assert!(h.list_keys().await.unwrap()[0].revoked_at_ms.is_some());
+    }
+
+    pub async fn auth_snapshot_excludes_revoked_and_expired_keys(store: &Store) {
+        let a = admin();
+        let p = store.platform(&a);
+        let t = p.create_tenant(&new_tenant("acme")).await.unwrap();
+        let live = p.create_key(&t.id, &new_key("live")).await.unwrap();
+        let revoked = p.create_key(&t.id, &new_key("revoked")).await.unwrap();
+        let mut exp = new_key("expired");
+        exp.expires_at_ms = Some(1);
+        p.create_key(&t.id, &exp).await.unwrap();
+        p.revoke_key(revoked.prefix.as_str()).await.unwrap();
+        let snap = p.auth_snapshot().await.unwrap();
+        assert_eq!(snap.keys.iter().map(|k| &k.id).collect::<Vec<_>>(), [&live.id]);
+        assert_eq!(snap.tenants.len(), 1);
+        assert_eq!(snap.revision, store.revision().await.unwrap());
+    }
+
+    pub async fn every_change_moves_the_revision(store: &Store) {
+        let a = admin();
+        let p = store.platform(&a);
+        let r0 = store.revision().await.unwrap();
+        let t = p.create_tenant(&new_tenant("acme")).await.unwrap();
+        let r1 = store.revision().await.unwrap();
+        let k = p.create_key(&t.id, &new_key("k")).await.unwrap();
+        let r2 = store.revision().await.unwrap();
+        p.set_status(&t.id, TenantStatus::Suspended).await.unwrap();
+        let r3 = store.revision().await.unwrap();
+        p.revoke_tenant_key(&t.id, &k.id).await.unwrap();
+        let r4 = store.revision().await.unwrap();
+        p.set_models(&t.id, &["demo".into()], None).await.unwrap();
+        let r5 = store.revision().await.unwrap();
+        assert!(r0 < r1 && r1 < r2 && r2 < r3 && r3 < r4 && r4 < r5, "{r0} {r1} {r2} {r3} {r4} {r5}");
+        let t2 = p.get_tenant(&t.id).await.unwrap();
+        assert_eq!(t2.status, TenantStatus::Suspended);
+        assert_eq!(t2.allowed_models, ["demo"]);
+        assert_eq!(t2.max_tokens_per_request, None);
+    }
+
+    pub async fn key_for_unknown_tenant_is_not_found(store: &Store) {
+        let a = admin();
+        let ghost = tenantgate_core::TenantId::parse("00000000-0000-0000-0000-000000000000").unwrap();
+        assert!(matches!(store.platform(&a).create_key(&ghost, &new_key("g")).await, Err(StoreError::NotFound)));
+        // and through a scope for a tenant that does not exist
+        let s = scope(&ghost);
+        assert!(matches!(store.tenant(&s).create_key(&new_key("g2")).await, Err(StoreError::NotFound)));
+    }
+
+    pub async fn ambiguous_prefix_revocation_is_refused(store: &Store) {
+        let a = admin();
+        let p = store.platform(&a);
+        let t = p.create_tenant(&new_tenant("acme")).await.unwrap();
+        p.create_key(&t.id, &new_key("same")).await.unwrap();
+        p.create_key(&t.id, &new_key("same")).await.unwrap();
+        assert!(matches!(p.revoke_key("tgk_same").await, Err(StoreError::Conflict(_))));
+        assert!(p.list_keys(&t.id).await.unwrap().iter().all(|k| k.revoked_at_ms.is_none()));
+    }
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let h = super::open_sqlite().await;
+                    super::cases::$case(&h.store).await;
+                    h.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(h) = super::open_pg().await else { return };
+                    super::cases::$case(&h.store).await;
+                    h.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    tenants_are_created_found_and_listed,
+    duplicate_and_invalid_tenants_write_nothing,
+    tenant_handle_sees_only_its_own_keys,
+    auth_snapshot_excludes_revoked_and_expired_keys,
+    every_change_moves_the_revision,
+    key_for_unknown_tenant_is_not_found,
+    ambiguous_prefix_revocation_is_refused,
+);
+
+/// PostgreSQL row-level security: the second lock behind the tenant-bound handle.
+mod postgres_rls {
+    use super::*;
+
+    async fn two_tenants(store: &Store) -> (tenantgate_core::Tenant, tenantgate_core::Tenant) {
+        let a = admin();
+        let p = store.platform(&a);
+        let ta = p.create_tenant(&new_tenant("acme")).await.unwrap();
+        let tb = p.create_tenant(&new_tenant("globex")).await.unwrap();
+        p.create_key(&ta.id, &new_key("a")).await.unwrap();
+        p.create_key(&tb.id, &new_key("b")).await.unwrap();
+        (ta, tb)
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_the_tenant_setting_sees_no_rows() {
+        let Some(h) = open_pg().await else { return };
+        two_tenants(&h.store).await;
+        let Store::Postgres(pool) = &h.store else { unreachable!() };
+        for table in ["tenants", "api_keys"] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.unwrap();
+            assert_eq!(n, 0, "{table} visible without a tenant setting");
+        }
+        h.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_query_missing_its_tenant_predicate_still_sees_one_tenant() {
+        let Some(h) = open_pg().await else { return };
+        let (ta, tb) = two_tenants(&h.store).await;
+        let Store::Postgres(pool) = &h.store else { unreachable!() };
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT set_config('tenantgate.tenant_id', $1, true)").bind(ta.id.as_str()).execute(&mut *tx).await.unwrap();
+        let owners: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM api_keys").fetch_all(&mut *tx).await.unwrap();
+        assert_eq!(owners, [ta.id.as_str().to_owned()]);
+        // Writing a row for another tenant under A's setting is refused by the policy.
+        let err = sqlx::query("INSERT INTO api_keys (id, tenant_id, prefix, hash, role, created_at_ms) VALUES ('x', $1, 'p', 'h', 'member', 0)")
+            .bind(tb.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("row-level security"), "{err}");
+        drop(tx);
+        h.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn every_table_but_the_platform_ones_has_rls_enabled_and_forced() {
+        let Some(h) = open_pg().await else { return };
+        let Store::Postgres(pool) = &h.store else { unreachable!() };
+        let schema = h.pg_schema.as_ref().map(|(_, s)| s.clone()).unwrap();
+        let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+            "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1",
+        )
+        .bind(&schema)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        // Tables that hold no tenant data. Adding a table means adding RLS or a line here.
+        const PLATFORM_TABLES: &[&str] = &["_sqlx_migrations", "control_revision"];
+        let mut checked = 0;
+        for (name, enabled, forced) in &rows {
+            if PLATFORM_TABLES.contains(&name.as_str()) {
+                continue;
+            }
+            assert!(*enabled && *forced, "table {name}: rls enabled={enabled} forced={forced}");
+            checked += 1;
+        }
+        assert!(checked >= 2, "expected tenant tables, found {rows:?}");
+        h.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn the_runtime_role_neither_owns_the_tables_nor_bypasses_rls() {
+        let Some(h) = open_pg().await else { return };
+        let Store::Postgres(pool) = &h.store else { unreachable!() };
+        let schema = h.pg_schema.as_ref().map(|(_, s)| s.clone()).unwrap();
+        let (user, superuser, bypass): (String, bool, bool) =
+            sqlx::query_as("SELECT rolname::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(user, tenantgate_store::DEFAULT_PG_RUNTIME_ROLE);
+        assert!(!superuser && !bypass);
+        let owned: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tableowner = current_user")
+            .bind(&schema)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(owned, 0);
+        h.cleanup().await;
+    }
+}
