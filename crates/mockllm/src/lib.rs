@@ -307,6 +307,9 @@ fn sse_response(shared: &Shared, frames: Vec<Frame>, delay: Duration) -> Respons
                 Some((Ok::<_, std::io::Error>(Bytes::from(b)), (it, guard)))
             }
             Frame::Abort => {
+                // Let what was sent reach the client first: the drop must happen mid-stream,
+                // after the 200, not race the response head.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 guard.done = true;
                 Some((Err(std::io::Error::other("mock: connection dropped")), (it, guard)))
             }
