@@ -1,0 +1,99 @@
+"""Drives a running tenantgate with the official OpenAI and Anthropic Python SDKs.
+
+Run by tests/sdk.rs, which starts the gateway and mockllm and passes TG_BASE_URL and TG_KEY
+(a key of a tenant allowed gpt-test, claude-test and demo, but not azure-gpt).
+"""
+import os
+
+import anthropic
+import openai
+
+BASE = os.environ["TG_BASE_URL"]
+KEY = os.environ["TG_KEY"]
+
+oa = openai.OpenAI(base_url=BASE + "/v1", api_key=KEY, max_retries=0)
+
+# chat, plain
+r = oa.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "hello sdk"}])
+assert r.choices[0].message.content == "mock reply to: hello sdk", r
+assert r.usage.prompt_tokens == 2
+
+# chat, streaming with usage, through the OpenAI-compatible upstream and through translation
+for model in ("gpt-test", "claude-test", "demo"):
+    chunks = list(oa.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "stream to me"}],
+        stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text, (model, chunks)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0, (model, chunks[-1])
+    if model != "demo":
+        assert text == "mock reply to: stream to me", (model, text)
+
+# streaming without include_usage: no usage chunk reaches the SDK
+chunks = list(oa.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}], stream=True))
+assert all(c.choices for c in chunks), "usage-only chunk leaked"
+
+# tools
+tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+for model in ("gpt-test", "claude-test"):
+    r = oa.chat.completions.create(model=model, tools=tools,
+                                   messages=[{"role": "user", "content": "weather? mock:tool_call=get_weather"}])
+    call = r.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather" and '"Paris"' in call.function.arguments, (model, r)
+
+# models.list is the tenant's allow-list, and nothing else
+ids = sorted(m.id for m in oa.models.list())
+assert ids == ["claude-test", "demo", "gpt-test"], ids
+
+# embeddings (the SDK asks for base64 by default and decodes it)
+e = oa.embeddings.create(model="demo", input=["quarterly report", "banana bread"])
+assert len(e.data) == 2 and len(e.data[0].embedding) == 384, e
+e = oa.embeddings.create(model="gpt-test", input="hi")
+assert len(e.data[0].embedding) == 8
+
+# errors surface as the SDK's typed exceptions
+try:
+    oa.chat.completions.create(model="azure-gpt", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("a model outside the allow-list was served")
+except openai.PermissionDeniedError as err:
+    assert err.status_code == 403 and err.code == "model_not_allowed", err
+try:
+    oa.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("unknown model was served")
+except openai.NotFoundError as err:
+    assert err.code == "model_not_found"
+try:
+    openai.OpenAI(base_url=BASE + "/v1", api_key="tgk_wrong", max_retries=0).models.list()
+    raise AssertionError("a wrong key was accepted")
+except openai.AuthenticationError:
+    pass
+
+# a failure after the 200 raises inside the stream loop
+try:
+    for _ in oa.chat.completions.create(model="gpt-test", stream=True,
+                                        messages=[{"role": "user", "content": "a b c d mock:stream_error_after=2"}]):
+        pass
+    raise AssertionError("mid-stream error was swallowed")
+except openai.APIError as err:
+    assert "mid-stream" in str(err), err
+
+# Anthropic SDK against /v1/messages
+an = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0)
+m = an.messages.create(model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "hi claude"}])
+assert m.content[0].text == "mock reply to: hi claude", m
+with an.messages.stream(model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "stream claude"}]) as s:
+    text = "".join(s.text_stream)
+    final = s.get_final_message()
+assert text == "mock reply to: stream claude", text
+assert final.usage.output_tokens == 5, final.usage  # "mock reply to: stream claude"
+m = an.messages.create(model="demo", max_tokens=64, messages=[{"role": "user", "content": "hi demo"}])
+assert m.content[0].text.startswith("[tenantgate demo model"), m
+with an.messages.stream(model="demo", max_tokens=64, messages=[{"role": "user", "content": "hi demo"}]) as s:
+    assert "".join(s.text_stream) == m.content[0].text
+try:
+    an.messages.create(model="azure-gpt", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("a model outside the allow-list was served")
+except anthropic.PermissionDeniedError:
+    pass
+
+print("sdk checks passed")

@@ -1,0 +1,61 @@
+//! Structural rules that the type system alone does not enforce, checked over the source tree.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Non-test source files of every crate (`crates/*/src`).
+fn sources() -> Vec<(PathBuf, String)> {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    for c in std::fs::read_dir(crates).unwrap().flatten() {
+        let src = c.path().join("src");
+        if src.is_dir() {
+            rust_files(&src, &mut files);
+        }
+    }
+    files.into_iter().map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap())).collect()
+}
+
+#[test]
+fn tenant_scope_is_built_only_by_the_authentication_stage() {
+    let mut sites = Vec::new();
+    for (path, text) in sources() {
+        for (i, line) in text.lines().enumerate() {
+            if line.contains("from_verified_credential(") && !line.trim_start().starts_with("pub fn") && !line.trim_start().starts_with("//") {
+                sites.push(format!("{}:{}", path.display(), i + 1));
+            }
+        }
+    }
+    assert_eq!(sites.len(), 1, "TenantScope constructor call sites: {sites:#?}");
+    assert!(sites[0].contains("tenantgate-gateway/src/auth.rs"), "{sites:?}");
+}
+
+#[test]
+fn no_sql_outside_the_store_crate() {
+    for (path, text) in sources() {
+        if path.to_string_lossy().contains("tenantgate-store") {
+            continue;
+        }
+        for kw in ["sqlx::", "SELECT ", "INSERT INTO", "UPDATE api_keys", "UPDATE tenants"] {
+            assert!(!text.contains(kw), "{} contains {kw:?}", path.display());
+        }
+    }
+}
+
+#[test]
+fn core_does_no_io() {
+    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tenantgate-core/Cargo.toml")).unwrap();
+    for dep in ["tokio", "sqlx", "axum", "reqwest", "hyper"] {
+        assert!(!manifest.contains(dep), "tenantgate-core depends on {dep}");
+    }
+}
