@@ -101,7 +101,12 @@ pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<Mock
             })
             .await;
     });
-    Ok(MockHandle { addr, stats, shutdown: Some(tx), task })
+    Ok(MockHandle {
+        addr,
+        stats,
+        shutdown: Some(tx),
+        task,
+    })
 }
 
 pub fn router(config: MockConfig, stats: Arc<Stats>) -> Router {
@@ -110,8 +115,14 @@ pub fn router(config: MockConfig, stats: Arc<Stats>) -> Router {
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/embeddings", post(openai_embeddings))
         .route("/v1/messages", post(anthropic_messages))
-        .route("/openai/deployments/{deployment}/chat/completions", post(azure_chat))
-        .route("/openai/deployments/{deployment}/embeddings", post(azure_embeddings))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure_chat),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(azure_embeddings),
+        )
         .route("/health", get(|| async { "ok" }))
         .with_state(shared)
 }
@@ -135,7 +146,11 @@ fn text_of(content: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
             .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.get("content").and_then(Value::as_str)))
+            .filter_map(|p| {
+                p.get("text")
+                    .and_then(Value::as_str)
+                    .or_else(|| p.get("content").and_then(Value::as_str))
+            })
             .collect::<Vec<_>>()
             .join(" "),
         _ => String::new(),
@@ -152,7 +167,11 @@ fn last_user_text(body: &Value) -> String {
 
 fn all_text(body: &Value) -> String {
     let mut s = text_of(&body["system"]);
-    for m in body["messages"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+    for m in body["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
         s.push(' ');
         s.push_str(&text_of(&m["content"]));
     }
@@ -166,7 +185,9 @@ fn words(s: &str) -> u64 {
 fn directives(text: &str) -> Directives {
     let mut d = Directives::default();
     for tok in text.split_whitespace() {
-        let Some(rest) = tok.strip_prefix("mock:") else { continue };
+        let Some(rest) = tok.strip_prefix("mock:") else {
+            continue;
+        };
         let (k, v) = rest.split_once('=').unwrap_or((rest, ""));
         match k {
             "status" => d.status = v.parse().ok(),
@@ -191,11 +212,20 @@ enum Dialect {
     Anthropic,
 }
 
-fn error_response(dialect: Dialect, status: u16, message: &str, retry_after: Option<u64>) -> Response {
+fn error_response(
+    dialect: Dialect,
+    status: u16,
+    message: &str,
+    retry_after: Option<u64>,
+) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = match dialect {
-        Dialect::OpenAi => json!({"error":{"message":message,"type": if status == 429 {"rate_limit_exceeded"} else if status >= 500 {"server_error"} else {"invalid_request_error"},"param":null,"code":null}}),
-        Dialect::Anthropic => json!({"type":"error","error":{"type": match status {429 => "rate_limit_error", 529 => "overloaded_error", 401 => "authentication_error", 400 => "invalid_request_error", _ => "api_error"},"message":message}}),
+        Dialect::OpenAi => {
+            json!({"error":{"message":message,"type": if status == 429 {"rate_limit_exceeded"} else if status >= 500 {"server_error"} else {"invalid_request_error"},"param":null,"code":null}})
+        }
+        Dialect::Anthropic => {
+            json!({"type":"error","error":{"type": match status {429 => "rate_limit_error", 529 => "overloaded_error", 401 => "authentication_error", 400 => "invalid_request_error", _ => "api_error"},"message":message}})
+        }
     };
     let mut resp = (code, Json(body)).into_response();
     if let Some(s) = retry_after {
@@ -207,8 +237,15 @@ fn error_response(dialect: Dialect, status: u16, message: &str, retry_after: Opt
 }
 
 fn authorized(cfg: &MockConfig, headers: &HeaderMap) -> bool {
-    let Some(expected) = &cfg.api_key else { return true };
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some(expected) = &cfg.api_key else {
+        return true;
+    };
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let presented = h("authorization")
         .and_then(|a| a.strip_prefix("Bearer ").map(str::to_owned))
         .or_else(|| h("api-key"))
@@ -216,14 +253,30 @@ fn authorized(cfg: &MockConfig, headers: &HeaderMap) -> bool {
     presented.as_deref() == Some(expected.as_str())
 }
 
-fn record(shared: &Shared, path: &str, query: HashMap<String, String>, headers: &HeaderMap, body: &Value) {
+fn record(
+    shared: &Shared,
+    path: &str,
+    query: HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Value,
+) {
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
     let headers = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
     if let Ok(mut g) = shared.stats.last.lock() {
-        *g = Some(Recorded { path: path.to_owned(), query, headers, body: body.clone() });
+        *g = Some(Recorded {
+            path: path.to_owned(),
+            query,
+            headers,
+            body: body.clone(),
+        });
     }
 }
 
@@ -238,14 +291,26 @@ async fn prologue(
 ) -> Result<(Value, Directives), Response> {
     let body: Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
-        Err(e) => return Err(error_response(dialect, 400, &format!("invalid JSON: {e}"), None)),
+        Err(e) => {
+            return Err(error_response(
+                dialect,
+                400,
+                &format!("invalid JSON: {e}"),
+                None,
+            ))
+        }
     };
     record(shared, path, query, headers, &body);
     if !authorized(&shared.config, headers) {
         return Err(error_response(dialect, 401, "invalid api key", None));
     }
     if dialect == Dialect::Anthropic && headers.get("anthropic-version").is_none() {
-        return Err(error_response(dialect, 400, "anthropic-version header is required", None));
+        return Err(error_response(
+            dialect,
+            400,
+            "anthropic-version header is required",
+            None,
+        ));
     }
     let d = directives(&last_user_text(&body));
     if !shared.config.latency.is_zero() {
@@ -255,10 +320,20 @@ async fn prologue(
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
     if let Some(s) = d.status {
-        return Err(error_response(dialect, s, &format!("mock error {s}"), d.retry_after));
+        return Err(error_response(
+            dialect,
+            s,
+            &format!("mock error {s}"),
+            d.retry_after,
+        ));
     }
     if d.malformed {
-        return Err((StatusCode::OK, [("content-type", "application/json")], "{\"id\": \"broken").into_response());
+        return Err((
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"id\": \"broken",
+        )
+            .into_response());
     }
     Ok((body, d))
 }
@@ -292,29 +367,38 @@ enum Frame {
 
 fn sse_response(shared: &Shared, frames: Vec<Frame>, delay: Duration) -> Response {
     shared.stats.streams_started.fetch_add(1, Ordering::Relaxed);
-    let guard = StreamGuard { stats: shared.stats.clone(), done: false };
+    let guard = StreamGuard {
+        stats: shared.stats.clone(),
+        done: false,
+    };
     let n = frames.len();
-    let s = stream::unfold((frames.into_iter().enumerate(), guard), move |(mut it, mut guard)| async move {
-        let (i, f) = it.next()?;
-        if i > 0 && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        match f {
-            Frame::Bytes(b) => {
-                if i + 1 == n {
-                    guard.done = true;
+    let s = stream::unfold(
+        (frames.into_iter().enumerate(), guard),
+        move |(mut it, mut guard)| async move {
+            let (i, f) = it.next()?;
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            match f {
+                Frame::Bytes(b) => {
+                    if i + 1 == n {
+                        guard.done = true;
+                    }
+                    Some((Ok::<_, std::io::Error>(Bytes::from(b)), (it, guard)))
                 }
-                Some((Ok::<_, std::io::Error>(Bytes::from(b)), (it, guard)))
+                Frame::Abort => {
+                    // Let what was sent reach the client first: the drop must happen mid-stream,
+                    // after the 200, not race the response head.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    guard.done = true;
+                    Some((
+                        Err(std::io::Error::other("mock: connection dropped")),
+                        (it, guard),
+                    ))
+                }
             }
-            Frame::Abort => {
-                // Let what was sent reach the client first: the drop must happen mid-stream,
-                // after the 200, not race the response head.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                guard.done = true;
-                Some((Err(std::io::Error::other("mock: connection dropped")), (it, guard)))
-            }
-        }
-    });
+        },
+    );
     Response::builder()
         .status(200)
         .header("content-type", "text/event-stream")
@@ -347,7 +431,12 @@ async fn azure_chat(
     raw: Bytes,
 ) -> Response {
     if !q.contains_key("api-version") {
-        return error_response(Dialect::OpenAi, 404, "Resource not found (api-version missing)", None);
+        return error_response(
+            Dialect::OpenAi,
+            404,
+            "Resource not found (api-version missing)",
+            None,
+        );
     }
     let path = format!("/openai/deployments/{deployment}/chat/completions");
     openai_chat_inner(&shared, &path, q, &headers, &raw).await
@@ -369,20 +458,31 @@ async fn openai_chat_inner(
     let prompt_tokens = words(&all_text(&body));
     let completion_tokens = words(&reply);
     let usage = json!({"prompt_tokens":prompt_tokens,"completion_tokens":completion_tokens,"total_tokens":prompt_tokens+completion_tokens});
-    let id = format!("chatcmpl-mock{}", shared.stats.requests.load(Ordering::Relaxed));
+    let id = format!(
+        "chatcmpl-mock{}",
+        shared.stats.requests.load(Ordering::Relaxed)
+    );
     let created = 1_700_000_000u64;
     let stream = body["stream"].as_bool().unwrap_or(false);
     if !stream {
         let message = match &d.tool_call {
-            Some(name) => json!({"role":"assistant","content":null,"tool_calls":[{"id":"call_mock_1","type":"function","function":{"name":name,"arguments":"{\"city\":\"Paris\"}"}}]}),
+            Some(name) => {
+                json!({"role":"assistant","content":null,"tool_calls":[{"id":"call_mock_1","type":"function","function":{"name":name,"arguments":"{\"city\":\"Paris\"}"}}]})
+            }
             None => json!({"role":"assistant","content":reply,"refusal":null}),
         };
-        let finish = if d.tool_call.is_some() { "tool_calls" } else { "stop" };
+        let finish = if d.tool_call.is_some() {
+            "tool_calls"
+        } else {
+            "stop"
+        };
         return Json(json!({"id":id,"object":"chat.completion","created":created,"model":model,
             "choices":[{"index":0,"message":message,"logprobs":null,"finish_reason":finish}],"usage":usage,"system_fingerprint":"fp_mock"}))
         .into_response();
     }
-    let include_usage = body["stream_options"]["include_usage"].as_bool().unwrap_or(false);
+    let include_usage = body["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
     // Real OpenAI sends `"usage": null` on every chunk once include_usage is set.
     let chunk = |delta: Value, finish: Value| {
         let mut c = json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,"system_fingerprint":"fp_mock",
@@ -392,12 +492,18 @@ async fn openai_chat_inner(
         }
         Frame::Bytes(format!("data: {c}\n\n"))
     };
-    let mut frames = vec![chunk(json!({"role":"assistant","content":"","refusal":null}), Value::Null)];
+    let mut frames = vec![chunk(
+        json!({"role":"assistant","content":"","refusal":null}),
+        Value::Null,
+    )];
     match &d.tool_call {
         Some(name) => {
             frames.push(chunk(json!({"tool_calls":[{"index":0,"id":"call_mock_1","type":"function","function":{"name":name,"arguments":""}}]}), Value::Null));
             for part in ["{\"city\":", "\"Paris\"}"] {
-                frames.push(chunk(json!({"tool_calls":[{"index":0,"function":{"arguments":part}}]}), Value::Null));
+                frames.push(chunk(
+                    json!({"tool_calls":[{"index":0,"function":{"arguments":part}}]}),
+                    Value::Null,
+                ));
             }
         }
         None => {
@@ -413,13 +519,23 @@ async fn openai_chat_inner(
         frames.truncate(n.max(1));
         frames.push(Frame::Abort);
     } else {
-        frames.push(chunk(json!({}), json!(if d.tool_call.is_some() { "tool_calls" } else { "stop" })));
+        frames.push(chunk(
+            json!({}),
+            json!(if d.tool_call.is_some() {
+                "tool_calls"
+            } else {
+                "stop"
+            }),
+        ));
         if include_usage {
             frames.push(Frame::Bytes(format!("data: {}\n\n", json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,"choices":[],"usage":usage}))));
         }
         frames.push(Frame::Bytes("data: [DONE]\n\n".into()));
     }
-    let delay = d.chunk_delay_ms.map(Duration::from_millis).unwrap_or(shared.config.chunk_delay);
+    let delay = d
+        .chunk_delay_ms
+        .map(Duration::from_millis)
+        .unwrap_or(shared.config.chunk_delay);
     sse_response(shared, frames, delay)
 }
 
@@ -456,7 +572,14 @@ async fn embeddings_inner(
     };
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect(),
         _ => return error_response(Dialect::OpenAi, 400, "input is required", None),
     };
     let base64 = body["encoding_format"] == "base64";
@@ -483,7 +606,9 @@ fn b64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -500,7 +625,16 @@ async fn anthropic_messages(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let (body, d) = match prologue(&shared, Dialect::Anthropic, "/v1/messages", HashMap::new(), &headers, &raw).await {
+    let (body, d) = match prologue(
+        &shared,
+        Dialect::Anthropic,
+        "/v1/messages",
+        HashMap::new(),
+        &headers,
+        &raw,
+    )
+    .await
+    {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -515,24 +649,39 @@ async fn anthropic_messages(
     let stream = body["stream"].as_bool().unwrap_or(false);
     if !stream {
         let content = match &d.tool_call {
-            Some(name) => json!([{"type":"text","text":"Checking."},{"type":"tool_use","id":"toolu_mock_1","name":name,"input":{"city":"Paris"}}]),
+            Some(name) => {
+                json!([{"type":"text","text":"Checking."},{"type":"tool_use","id":"toolu_mock_1","name":name,"input":{"city":"Paris"}}])
+            }
             None => json!([{"type":"text","text":reply}]),
         };
-        let stop = if d.tool_call.is_some() { "tool_use" } else { "end_turn" };
+        let stop = if d.tool_call.is_some() {
+            "tool_use"
+        } else {
+            "end_turn"
+        };
         return Json(json!({"id":id,"type":"message","role":"assistant","model":model,"content":content,
             "stop_reason":stop,"stop_sequence":null,"usage":{"input_tokens":input_tokens,"output_tokens":output_tokens}}))
         .into_response();
     }
     let ev = |name: &str, data: Value| Frame::Bytes(format!("event: {name}\ndata: {data}\n\n"));
     let mut frames = vec![
-        ev("message_start", json!({"type":"message_start","message":{"id":id,"type":"message","role":"assistant","model":model,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":input_tokens,"output_tokens":1}}})),
-        ev("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})),
+        ev(
+            "message_start",
+            json!({"type":"message_start","message":{"id":id,"type":"message","role":"assistant","model":model,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":input_tokens,"output_tokens":1}}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+        ),
         ev("ping", json!({"type":"ping"})),
     ];
     for piece in split_words(&reply, d.chunks.unwrap_or(shared.config.chunks.max(1))) {
         frames.push(ev("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":piece}})));
     }
-    frames.push(ev("content_block_stop", json!({"type":"content_block_stop","index":0})));
+    frames.push(ev(
+        "content_block_stop",
+        json!({"type":"content_block_stop","index":0}),
+    ));
     let mut stop = "end_turn";
     if let Some(name) = &d.tool_call {
         stop = "tool_use";
@@ -540,7 +689,10 @@ async fn anthropic_messages(
         for part in ["{\"city\":", "\"Paris\"}"] {
             frames.push(ev("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":part}})));
         }
-        frames.push(ev("content_block_stop", json!({"type":"content_block_stop","index":1})));
+        frames.push(ev(
+            "content_block_stop",
+            json!({"type":"content_block_stop","index":1}),
+        ));
     }
     if let Some(n) = d.stream_error_after {
         frames.truncate(n.max(1));
@@ -552,6 +704,9 @@ async fn anthropic_messages(
         frames.push(ev("message_delta", json!({"type":"message_delta","delta":{"stop_reason":stop,"stop_sequence":null},"usage":{"output_tokens":output_tokens}})));
         frames.push(ev("message_stop", json!({"type":"message_stop"})));
     }
-    let delay = d.chunk_delay_ms.map(Duration::from_millis).unwrap_or(shared.config.chunk_delay);
+    let delay = d
+        .chunk_delay_ms
+        .map(Duration::from_millis)
+        .unwrap_or(shared.config.chunk_delay);
     sse_response(&shared, frames, delay)
 }

@@ -8,8 +8,8 @@ mod tenant;
 
 pub use ids::{KeyId, TenantId};
 pub use tenant::{
-    validate_model_policy, validate_slug, ApiKeyRecord, IsolationTier, NewApiKey, NewTenant, PlanTier, Role, Tenant,
-    TenantStatus,
+    validate_model_policy, validate_slug, ApiKeyRecord, IsolationTier, NewApiKey, NewTenant,
+    PlanTier, Role, Tenant, TenantStatus,
 };
 
 /// Proof that the current request or operation acts for exactly one tenant.

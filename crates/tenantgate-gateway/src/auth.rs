@@ -19,7 +19,11 @@ pub struct AuthIndex {
 
 impl AuthIndex {
     pub fn build(snap: AuthSnapshot) -> Self {
-        let tenants = snap.tenants.into_iter().map(|t| (t.id.clone(), Arc::new(t))).collect();
+        let tenants = snap
+            .tenants
+            .into_iter()
+            .map(|t| (t.id.clone(), Arc::new(t)))
+            .collect();
         let keys = snap
             .keys
             .into_iter()
@@ -29,7 +33,11 @@ impl AuthIndex {
                 Some((h, k))
             })
             .collect();
-        Self { revision: snap.revision, keys, tenants }
+        Self {
+            revision: snap.revision,
+            keys,
+            tenants,
+        }
     }
 
     pub fn tenant_count(&self) -> usize {
@@ -42,7 +50,9 @@ impl AuthIndex {
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?;
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))?;
         return Some(token.trim());
     }
     headers
@@ -64,20 +74,34 @@ pub fn authenticate(
     headers: &HeaderMap,
     now_ms: i64,
 ) -> Result<Authenticated, GatewayError> {
-    let key = presented_key(headers).filter(|k| !k.is_empty()).ok_or(GatewayError::MissingKey)?;
-    let rec = index.keys.get(&secret.hash_key(key)).ok_or(GatewayError::InvalidKey)?;
+    let key = presented_key(headers)
+        .filter(|k| !k.is_empty())
+        .ok_or(GatewayError::MissingKey)?;
+    let rec = index
+        .keys
+        .get(&secret.hash_key(key))
+        .ok_or(GatewayError::InvalidKey)?;
     if !rec.is_usable_at(now_ms) {
         return Err(GatewayError::InvalidKey);
     }
     // A key whose tenant is gone from the snapshot authenticates nobody.
-    let tenant = index.tenants.get(&rec.tenant_id).ok_or(GatewayError::InvalidKey)?.clone();
+    let tenant = index
+        .tenants
+        .get(&rec.tenant_id)
+        .ok_or(GatewayError::InvalidKey)?
+        .clone();
     #[expect(
         clippy::disallowed_methods,
         reason = "authentication stage: the credential was just verified against the key index"
     )]
     let scope = TenantScope::from_verified_credential(rec.tenant_id.clone());
     Ok(Authenticated {
-        principal: Principal { scope, key_id: rec.id.clone(), role: rec.role, user: rec.end_user.clone() },
+        principal: Principal {
+            scope,
+            key_id: rec.id.clone(),
+            role: rec.role,
+            user: rec.end_user.clone(),
+        },
         tenant,
     })
 }
@@ -129,7 +153,11 @@ mod tests {
         let s = ServerSecret::from_bytes(vec![9; 32]);
         let key = "tgk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
         let idx = index_with(&s, key, None);
-        for h in [headers("authorization", &format!("Bearer {key}")), headers("x-api-key", key), headers("api-key", key)] {
+        for h in [
+            headers("authorization", &format!("Bearer {key}")),
+            headers("x-api-key", key),
+            headers("api-key", key),
+        ] {
             let a = authenticate(&idx, &s, &h, 0).unwrap();
             assert_eq!(a.principal.scope.tenant_id().as_str(), "t1");
             assert_eq!(a.principal.user.as_deref(), Some("u-7"));
@@ -141,14 +169,26 @@ mod tests {
         let s = ServerSecret::from_bytes(vec![9; 32]);
         let key = "tgk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
         let idx = index_with(&s, key, Some(1000));
-        assert_eq!(authenticate(&idx, &s, &HeaderMap::new(), 0).err(), Some(GatewayError::MissingKey));
+        assert_eq!(
+            authenticate(&idx, &s, &HeaderMap::new(), 0).err(),
+            Some(GatewayError::MissingKey)
+        );
         let wrong = headers("authorization", "Bearer tgk_wrong");
-        assert_eq!(authenticate(&idx, &s, &wrong, 0).err(), Some(GatewayError::InvalidKey));
+        assert_eq!(
+            authenticate(&idx, &s, &wrong, 0).err(),
+            Some(GatewayError::InvalidKey)
+        );
         let ok = headers("authorization", &format!("Bearer {key}"));
         assert!(authenticate(&idx, &s, &ok, 999).is_ok());
-        assert_eq!(authenticate(&idx, &s, &ok, 1000).err(), Some(GatewayError::InvalidKey));
+        assert_eq!(
+            authenticate(&idx, &s, &ok, 1000).err(),
+            Some(GatewayError::InvalidKey)
+        );
         // the same key under another server secret is not valid
         let other = ServerSecret::from_bytes(vec![8; 32]);
-        assert_eq!(authenticate(&idx, &other, &ok, 0).err(), Some(GatewayError::InvalidKey));
+        assert_eq!(
+            authenticate(&idx, &other, &ok, 0).err(),
+            Some(GatewayError::InvalidKey)
+        );
     }
 }

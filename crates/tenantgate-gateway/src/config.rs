@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -168,7 +168,9 @@ impl Default for DatabaseConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { reload_interval_ms: 100 }
+        Self {
+            reload_interval_ms: 100,
+        }
     }
 }
 
@@ -182,19 +184,6 @@ impl Default for DemoConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            auth: AuthConfig::default(),
-            demo: DemoConfig::default(),
-            providers: Vec::new(),
-            models: Vec::new(),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{0}")]
@@ -204,7 +193,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 impl Config {
@@ -213,13 +205,20 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.exists() {
-                return Err(invalid("--config", format!("file {} does not exist", f.display())));
+                return Err(invalid(
+                    "--config",
+                    format!("file {} does not exist", f.display()),
+                ));
             }
             fig = fig.merge(Toml::file(f));
         }
         // Only double-underscore variables are configuration keys; TENANTGATE_CONFIG and
         // TENANTGATE_SERVER_SECRET are read elsewhere.
-        fig = fig.merge(Env::prefixed("TENANTGATE_").filter(|k| k.as_str().contains("__")).split("__"));
+        fig = fig.merge(
+            Env::prefixed("TENANTGATE_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
         let cfg: Config = fig.extract().map_err(Box::new)?;
         cfg.validate()?;
         Ok(cfg)
@@ -240,49 +239,94 @@ impl Config {
         for (i, p) in self.providers.iter().enumerate() {
             let key = |f: &str| format!("providers[{i}].{f}");
             if p.name.is_empty() || !names.insert(p.name.as_str()) {
-                return Err(invalid(key("name"), format!("{:?} is empty or defined twice", p.name)));
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} is empty or defined twice", p.name),
+                ));
             }
             if p.name == "demo" && p.kind != ProviderKind::Demo {
-                return Err(invalid(key("name"), "\"demo\" is reserved for the built-in demo provider"));
+                return Err(invalid(
+                    key("name"),
+                    "\"demo\" is reserved for the built-in demo provider",
+                ));
             }
             if p.api_key_env.is_some() && p.api_key_file.is_some() {
-                return Err(invalid(key("api_key_env"), "set api_key_env or api_key_file, not both"));
+                return Err(invalid(
+                    key("api_key_env"),
+                    "set api_key_env or api_key_file, not both",
+                ));
             }
-            let needs_key = matches!(p.kind, ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Anthropic);
+            let needs_key = matches!(
+                p.kind,
+                ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Anthropic
+            );
             if needs_key && p.api_key_env.is_none() && p.api_key_file.is_none() {
-                return Err(invalid(key("api_key_env"), format!("provider {:?} of kind {:?} needs api_key_env or api_key_file", p.name, p.kind)));
+                return Err(invalid(
+                    key("api_key_env"),
+                    format!(
+                        "provider {:?} of kind {:?} needs api_key_env or api_key_file",
+                        p.name, p.kind
+                    ),
+                ));
             }
             if p.kind == ProviderKind::Azure {
                 if p.base_url.is_none() {
-                    return Err(invalid(key("base_url"), "azure needs the resource endpoint, e.g. https://NAME.openai.azure.com"));
+                    return Err(invalid(
+                        key("base_url"),
+                        "azure needs the resource endpoint, e.g. https://NAME.openai.azure.com",
+                    ));
                 }
                 if p.api_version.is_none() {
-                    return Err(invalid(key("api_version"), "azure needs an api_version, e.g. 2024-10-21"));
+                    return Err(invalid(
+                        key("api_version"),
+                        "azure needs an api_version, e.g. 2024-10-21",
+                    ));
                 }
             }
             if p.kind == ProviderKind::OpenaiCompatible && p.base_url.is_none() {
-                return Err(invalid(key("base_url"), "openai_compatible needs a base_url, e.g. http://localhost:8000/v1"));
+                return Err(invalid(
+                    key("base_url"),
+                    "openai_compatible needs a base_url, e.g. http://localhost:8000/v1",
+                ));
             }
             if let Some(u) = &p.base_url {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err(invalid(key("base_url"), format!("{u:?} must start with http:// or https://")));
+                    return Err(invalid(
+                        key("base_url"),
+                        format!("{u:?} must start with http:// or https://"),
+                    ));
                 }
             }
             if p.connect_timeout_ms == 0 || p.request_timeout_ms == 0 || p.read_timeout_ms == 0 {
-                return Err(invalid(key("request_timeout_ms"), "timeouts must be at least 1 ms"));
+                return Err(invalid(
+                    key("request_timeout_ms"),
+                    "timeouts must be at least 1 ms",
+                ));
             }
         }
         let mut models = HashSet::new();
         for (i, m) in self.models.iter().enumerate() {
             let key = |f: &str| format!("models[{i}].{f}");
-            if m.name.is_empty() || m.name.chars().any(char::is_whitespace) || !models.insert(m.name.as_str()) {
-                return Err(invalid(key("name"), format!("{:?} is empty, has whitespace or is defined twice", m.name)));
+            if m.name.is_empty()
+                || m.name.chars().any(char::is_whitespace)
+                || !models.insert(m.name.as_str())
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} is empty, has whitespace or is defined twice", m.name),
+                ));
             }
             if self.demo.enabled && m.name == "demo" {
-                return Err(invalid(key("name"), "\"demo\" is the built-in demo model; disable demo.enabled to reuse the name"));
+                return Err(invalid(
+                    key("name"),
+                    "\"demo\" is the built-in demo model; disable demo.enabled to reuse the name",
+                ));
             }
             if !self.providers.iter().any(|p| p.name == m.provider) {
-                return Err(invalid(key("provider"), format!("unknown provider {:?}", m.provider)));
+                return Err(invalid(
+                    key("provider"),
+                    format!("unknown provider {:?}", m.provider),
+                ));
             }
             if m.default_max_tokens == 0 {
                 return Err(invalid(key("default_max_tokens"), "must be at least 1"));
@@ -303,16 +347,25 @@ impl ProviderConfig {
         if let Some(var) = &self.api_key_env {
             return match std::env::var(var) {
                 Ok(v) if !v.trim().is_empty() => Ok(Some(SecretString::from(v.trim().to_owned()))),
-                _ => Err(invalid(format!("providers[{index}].api_key_env"), format!("environment variable {var} is not set"))),
+                _ => Err(invalid(
+                    format!("providers[{index}].api_key_env"),
+                    format!("environment variable {var} is not set"),
+                )),
             };
         }
         if let Some(path) = &self.api_key_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                invalid(format!("providers[{index}].api_key_file"), format!("cannot read {}: {e}", path.display()))
+                invalid(
+                    format!("providers[{index}].api_key_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
             })?;
             let first = text.lines().next().unwrap_or_default().trim().to_owned();
             if first.is_empty() {
-                return Err(invalid(format!("providers[{index}].api_key_file"), format!("{} is empty", path.display())));
+                return Err(invalid(
+                    format!("providers[{index}].api_key_file"),
+                    format!("{} is empty", path.display()),
+                ));
             }
             return Ok(Some(SecretString::from(first)));
         }
@@ -333,15 +386,23 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = load_str("[server]\nlisten = \"nope\"\n").unwrap_err().to_string();
+        let e = load_str("[server]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen"), "{e}");
-        let e = load_str("[server]\nlistne = \"127.0.0.1:1\"\n").unwrap_err().to_string();
+        let e = load_str("[server]\nlistne = \"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listne"), "{e}");
-        let e = load_str("[[providers]]\nname=\"o\"\nkind=\"openai\"\n").unwrap_err().to_string();
+        let e = load_str("[[providers]]\nname=\"o\"\nkind=\"openai\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("providers[0].api_key_env"), "{e}");
         let e = load_str("[[providers]]\nname=\"o\"\nkind=\"openai_compatible\"\nbase_url=\"http://x/v1\"\n[[models]]\nname=\"m\"\nprovider=\"nope\"\n").unwrap_err().to_string();
         assert!(e.starts_with("models[0].provider"), "{e}");
-        let e = load_str("[[providers]]\nname=\"o\"\nkind=\"openai\"\napi_key=\"sk-123\"\n").unwrap_err().to_string();
+        let e = load_str("[[providers]]\nname=\"o\"\nkind=\"openai\"\napi_key=\"sk-123\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("api_key"), "{e}");
     }
 

@@ -22,12 +22,25 @@ pub async fn create_key(
     spec: KeySpec,
 ) -> Result<(ApiKeyRecord, String), StoreError> {
     if spec.role == Role::PlatformAdmin {
-        return Err(tenantgate_core::InvalidValue("API keys carry tenant_admin or member; platform admins sign in with OIDC".into()).into());
+        return Err(tenantgate_core::InvalidValue(
+            "API keys carry tenant_admin or member; platform admins sign in with OIDC".into(),
+        )
+        .into());
     }
     let g = generate(secret);
     let rec = store
         .platform(admin)
-        .create_key(tenant, &NewApiKey { prefix: g.prefix, hash: g.hash_hex, name: spec.name, role: spec.role, end_user: spec.end_user, expires_at_ms: spec.expires_at_ms })
+        .create_key(
+            tenant,
+            &NewApiKey {
+                prefix: g.prefix,
+                hash: g.hash_hex,
+                name: spec.name,
+                role: spec.role,
+                end_user: spec.end_user,
+                expires_at_ms: spec.expires_at_ms,
+            },
+        )
         .await?;
     Ok((rec, g.plaintext))
 }

@@ -17,11 +17,21 @@ pub enum GatewayError {
     #[error("We could not parse the JSON body of your request: {0}")]
     BadJson(String),
     #[error("{message}")]
-    InvalidRequest { message: String, param: Option<String> },
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
     #[error("max tokens {requested} exceeds this tenant's limit of {cap} per request")]
-    MaxTokensExceeded { requested: u64, cap: u32, param: &'static str },
+    MaxTokensExceeded {
+        requested: u64,
+        cap: u32,
+        param: &'static str,
+    },
     #[error("{message}")]
-    UnsupportedForModel { message: String, param: Option<String> },
+    UnsupportedForModel {
+        message: String,
+        param: Option<String>,
+    },
     #[error("You didn't provide an API key. Send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.")]
     MissingKey,
     #[error("Incorrect API key provided. The key may be invalid, revoked or expired.")]
@@ -42,7 +52,10 @@ pub enum GatewayError {
     #[error("Upstream provider rejected the request: {message}")]
     UpstreamRejected { status: u16, message: String },
     #[error("Upstream provider is rate limiting: {message}")]
-    UpstreamRateLimited { message: String, retry_after: Option<String> },
+    UpstreamRateLimited {
+        message: String,
+        retry_after: Option<String>,
+    },
     #[error("Upstream provider failed: {0}")]
     UpstreamFailed(String),
     #[error("Upstream provider timed out")]
@@ -66,29 +79,143 @@ struct Row {
 impl GatewayError {
     fn row(&self) -> Row {
         use GatewayError as E;
-        let r = |status, openai_type, anthropic_type, code, should_retry| Row { status, openai_type, anthropic_type, code, should_retry };
+        let r = |status, openai_type, anthropic_type, code, should_retry| Row {
+            status,
+            openai_type,
+            anthropic_type,
+            code,
+            should_retry,
+        };
         match self {
-            E::BadJson(_) => r(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error", None, None),
-            E::InvalidRequest { .. } => r(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error", None, None),
-            E::MaxTokensExceeded { .. } => r(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error", Some("max_tokens_exceeded"), Some(false)),
-            E::UnsupportedForModel { .. } => r(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error", Some("unsupported_parameter"), None),
-            E::MissingKey => r(StatusCode::UNAUTHORIZED, "invalid_request_error", "authentication_error", Some("missing_api_key"), Some(false)),
-            E::InvalidKey => r(StatusCode::UNAUTHORIZED, "invalid_request_error", "authentication_error", Some("invalid_api_key"), Some(false)),
-            E::TenantSuspended => r(StatusCode::FORBIDDEN, "permission_error", "permission_error", Some("tenant_suspended"), Some(false)),
-            E::ModelNotAllowed(_) => r(StatusCode::FORBIDDEN, "permission_error", "permission_error", Some("model_not_allowed"), Some(false)),
-            E::ModelNotFound(_) => r(StatusCode::NOT_FOUND, "invalid_request_error", "not_found_error", Some("model_not_found"), Some(false)),
-            E::RouteNotFound(_) => r(StatusCode::NOT_FOUND, "invalid_request_error", "not_found_error", Some("unknown_url"), Some(false)),
-            E::MethodNotAllowed => r(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "invalid_request_error", Some("method_not_allowed"), Some(false)),
-            E::BodyTooLarge(_) => r(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "request_too_large", Some("request_too_large"), Some(false)),
-            E::UpstreamRejected { status, .. } => r(
-                StatusCode::from_u16(*status).ok().filter(StatusCode::is_client_error).unwrap_or(StatusCode::BAD_REQUEST),
-                "invalid_request_error", "invalid_request_error", Some("upstream_rejected"), None,
+            E::BadJson(_) => r(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request_error",
+                None,
+                None,
             ),
-            E::UpstreamRateLimited { .. } => r(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "rate_limit_error", Some("upstream_rate_limited"), None),
-            E::UpstreamFailed(_) => r(StatusCode::BAD_GATEWAY, "server_error", "api_error", Some("upstream_error"), None),
-            E::UpstreamTimeout => r(StatusCode::GATEWAY_TIMEOUT, "server_error", "api_error", Some("upstream_timeout"), None),
-            E::Unavailable(_) => r(StatusCode::SERVICE_UNAVAILABLE, "server_error", "overloaded_error", Some("unavailable"), None),
-            E::Internal => r(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "api_error", Some("internal_error"), None),
+            E::InvalidRequest { .. } => r(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request_error",
+                None,
+                None,
+            ),
+            E::MaxTokensExceeded { .. } => r(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request_error",
+                Some("max_tokens_exceeded"),
+                Some(false),
+            ),
+            E::UnsupportedForModel { .. } => r(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request_error",
+                Some("unsupported_parameter"),
+                None,
+            ),
+            E::MissingKey => r(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "authentication_error",
+                Some("missing_api_key"),
+                Some(false),
+            ),
+            E::InvalidKey => r(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "authentication_error",
+                Some("invalid_api_key"),
+                Some(false),
+            ),
+            E::TenantSuspended => r(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "permission_error",
+                Some("tenant_suspended"),
+                Some(false),
+            ),
+            E::ModelNotAllowed(_) => r(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "permission_error",
+                Some("model_not_allowed"),
+                Some(false),
+            ),
+            E::ModelNotFound(_) => r(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "not_found_error",
+                Some("model_not_found"),
+                Some(false),
+            ),
+            E::RouteNotFound(_) => r(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "not_found_error",
+                Some("unknown_url"),
+                Some(false),
+            ),
+            E::MethodNotAllowed => r(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "invalid_request_error",
+                Some("method_not_allowed"),
+                Some(false),
+            ),
+            E::BodyTooLarge(_) => r(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                Some("request_too_large"),
+                Some(false),
+            ),
+            E::UpstreamRejected { status, .. } => r(
+                StatusCode::from_u16(*status)
+                    .ok()
+                    .filter(StatusCode::is_client_error)
+                    .unwrap_or(StatusCode::BAD_REQUEST),
+                "invalid_request_error",
+                "invalid_request_error",
+                Some("upstream_rejected"),
+                None,
+            ),
+            E::UpstreamRateLimited { .. } => r(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                "rate_limit_error",
+                Some("upstream_rate_limited"),
+                None,
+            ),
+            E::UpstreamFailed(_) => r(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                "api_error",
+                Some("upstream_error"),
+                None,
+            ),
+            E::UpstreamTimeout => r(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                "api_error",
+                Some("upstream_timeout"),
+                None,
+            ),
+            E::Unavailable(_) => r(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "overloaded_error",
+                Some("unavailable"),
+                None,
+            ),
+            E::Internal => r(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "api_error",
+                Some("internal_error"),
+                None,
+            ),
         }
     }
 
@@ -98,7 +225,8 @@ impl GatewayError {
 
     fn param(&self) -> Option<&str> {
         match self {
-            GatewayError::InvalidRequest { param, .. } | GatewayError::UnsupportedForModel { param, .. } => param.as_deref(),
+            GatewayError::InvalidRequest { param, .. }
+            | GatewayError::UnsupportedForModel { param, .. } => param.as_deref(),
             GatewayError::MaxTokensExceeded { param, .. } => Some(param),
             GatewayError::ModelNotAllowed(_) | GatewayError::ModelNotFound(_) => Some("model"),
             _ => None,
@@ -125,9 +253,16 @@ impl GatewayError {
         let mut resp = (row.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
         if let Some(retry) = row.should_retry {
-            h.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
+            h.insert(
+                "x-should-retry",
+                HeaderValue::from_static(if retry { "true" } else { "false" }),
+            );
         }
-        if let GatewayError::UpstreamRateLimited { retry_after: Some(ra), .. } = self {
+        if let GatewayError::UpstreamRateLimited {
+            retry_after: Some(ra),
+            ..
+        } = self
+        {
             if let Ok(v) = HeaderValue::from_str(ra) {
                 h.insert("retry-after", v);
             }
@@ -145,7 +280,11 @@ mod tests {
         for e in [
             GatewayError::TenantSuspended,
             GatewayError::ModelNotAllowed("m".into()),
-            GatewayError::MaxTokensExceeded { requested: 9, cap: 1, param: "max_tokens" },
+            GatewayError::MaxTokensExceeded {
+                requested: 9,
+                cap: 1,
+                param: "max_tokens",
+            },
             GatewayError::InvalidKey,
         ] {
             let r = e.render(Wire::OpenAi);

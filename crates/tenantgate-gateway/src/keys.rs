@@ -46,7 +46,10 @@ impl ServerSecret {
             }
             return Ok(Self::from_bytes(b));
         }
-        let ferr = |message: String| SecretError::File { path: file.display().to_string(), message };
+        let ferr = |message: String| SecretError::File {
+            path: file.display().to_string(),
+            message,
+        };
         match std::fs::read(file) {
             Ok(b) => {
                 let b = hex::decode(String::from_utf8_lossy(&b).trim())
@@ -68,7 +71,8 @@ impl ServerSecret {
 
     pub fn hash_key(&self, key: &str) -> [u8; 32] {
         #[expect(clippy::expect_used, reason = "HMAC accepts keys of any length")]
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret()).expect("any key length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.0.expose_secret()).expect("any key length");
         mac.update(key.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -104,7 +108,10 @@ pub struct GeneratedKey {
 pub fn generate(secret: &ServerSecret) -> GeneratedKey {
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
-    let plaintext = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+    let plaintext = format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    );
     GeneratedKey {
         prefix: plaintext[..VISIBLE_PREFIX_LEN].to_owned(),
         hash_hex: hex::encode(secret.hash_key(&plaintext)),
@@ -138,6 +145,9 @@ mod tests {
         let a = ServerSecret::load_or_create(&p).unwrap();
         let b = ServerSecret::load_or_create(&p).unwrap();
         assert_eq!(a.hash_key("k"), b.hash_key("k"));
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -24,7 +24,10 @@ pub enum StartError {
     #[error("store ({url}): {source}")]
     Store { url: String, source: StoreError },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("demo bootstrap: {0}")]
     Demo(String),
 }
@@ -42,7 +45,12 @@ pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
     opts.max_connections = cfg.database.max_connections;
     opts.pg_schema = cfg.database.pg_schema.clone();
     opts.pg_runtime_role = cfg.database.pg_runtime_role.clone();
-    Store::open(&opts).await.map_err(|source| StartError::Store { url: redact_url(&cfg.database.url), source })
+    Store::open(&opts)
+        .await
+        .map_err(|source| StartError::Store {
+            url: redact_url(&cfg.database.url),
+            source,
+        })
 }
 
 /// Drops the password from a database URL before it is shown anywhere.
@@ -72,14 +80,29 @@ impl Server {
         }
         tenantgate_providers::tokens::warm_up();
         let state = AppState::new(config, store, secret, catalog, AuthIndex::default());
-        state.reload_auth(true).await.map_err(|source| StartError::Store { url: redact_url(&state.0.config.database.url), source })?;
+        state
+            .reload_auth(true)
+            .await
+            .map_err(|source| StartError::Store {
+                url: redact_url(&state.0.config.database.url),
+                source,
+            })?;
         let addr = state.0.config.server.listen;
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        Ok(Server { listener, state, tasks: TaskTracker::new(), cancel: CancellationToken::new() })
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Server {
+            listener,
+            state,
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.state.0.config.server.listen)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.0.config.server.listen)
     }
 
     pub fn state(&self) -> AppState {
@@ -88,8 +111,16 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains in-flight requests (bounded by
     /// `server.shutdown_grace_secs`) and stops background tasks.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Server { listener, state, tasks, cancel } = self;
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Server {
+            listener,
+            state,
+            tasks,
+            cancel,
+        } = self;
         tasks.spawn(reload_loop(state.clone(), cancel.clone()));
         let grace = Duration::from_secs(state.0.config.server.shutdown_grace_secs);
         let app = crate::http::router(state.clone());
@@ -116,7 +147,9 @@ impl Server {
 /// Polls the control-plane revision; reloads tenants and keys when another process changed
 /// them. A failing store keeps the last good snapshot and is retried at the next tick.
 async fn reload_loop(state: AppState, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_millis(state.0.config.auth.reload_interval_ms));
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        state.0.config.auth.reload_interval_ms,
+    ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -130,9 +163,16 @@ async fn reload_loop(state: AppState, cancel: CancellationToken) {
     }
 }
 
-async fn bootstrap_demo(store: &Store, secret: &ServerSecret, cfg: &Config) -> Result<(), StartError> {
+async fn bootstrap_demo(
+    store: &Store,
+    secret: &ServerSecret,
+    cfg: &Config,
+) -> Result<(), StartError> {
     let demo_err = |e: StoreError| StartError::Demo(e.to_string());
-    #[expect(clippy::disallowed_methods, reason = "first-start bootstrap of the demo tenant by the gateway process itself")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "first-start bootstrap of the demo tenant by the gateway process itself"
+    )]
     let admin = PlatformAdmin::local_operator("gateway-demo-bootstrap");
     let platform = store.platform(&admin);
     if !platform.list_tenants().await.map_err(demo_err)?.is_empty() {
@@ -149,12 +189,24 @@ async fn bootstrap_demo(store: &Store, secret: &ServerSecret, cfg: &Config) -> R
         })
         .await
         .map_err(demo_err)?;
-    let (_, plaintext) = create_key(store, &admin, secret, &tenant.id, KeySpec { role: Role::TenantAdmin, name: Some("demo admin".into()), end_user: None, expires_at_ms: None })
-        .await
-        .map_err(demo_err)?;
+    let (_, plaintext) = create_key(
+        store,
+        &admin,
+        secret,
+        &tenant.id,
+        KeySpec {
+            role: Role::TenantAdmin,
+            name: Some("demo admin".into()),
+            end_user: None,
+            expires_at_ms: None,
+        },
+    )
+    .await
+    .map_err(demo_err)?;
     let path = &cfg.demo.key_file;
     let _ = std::fs::remove_file(path);
-    write_private(path, format!("{plaintext}\n").as_bytes()).map_err(|e| StartError::Demo(format!("{}: {e}", path.display())))?;
+    write_private(path, format!("{plaintext}\n").as_bytes())
+        .map_err(|e| StartError::Demo(format!("{}: {e}", path.display())))?;
     tracing::info!(tenant = %tenant.id, key_file = %path.display(), "created demo tenant; its admin API key is in the key file");
     Ok(())
 }
@@ -163,8 +215,14 @@ async fn bootstrap_demo(store: &Store, secret: &ServerSecret, cfg: &Config) -> R
 mod tests {
     #[test]
     fn database_passwords_are_redacted() {
-        assert_eq!(super::redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
-        assert_eq!(super::redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(
+            super::redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            super::redact_url("postgres://app@db/x"),
+            "postgres://app@db/x"
+        );
         assert_eq!(super::redact_url("sqlite:data/t.db"), "sqlite:data/t.db");
     }
 }

@@ -22,8 +22,20 @@ pub(crate) struct Inner {
 }
 
 impl AppState {
-    pub(crate) fn new(config: Config, store: Store, secret: ServerSecret, catalog: Catalog, index: AuthIndex) -> Self {
-        AppState(Arc::new(Inner { config, store, secret, auth: ArcSwap::from_pointee(index), catalog }))
+    pub(crate) fn new(
+        config: Config,
+        store: Store,
+        secret: ServerSecret,
+        catalog: Catalog,
+        index: AuthIndex,
+    ) -> Self {
+        AppState(Arc::new(Inner {
+            config,
+            store,
+            secret,
+            auth: ArcSwap::from_pointee(index),
+            catalog,
+        }))
     }
 
     pub fn store(&self) -> &Store {
@@ -37,12 +49,19 @@ impl AppState {
         if !force && self.0.store.revision().await? == current {
             return Ok(current);
         }
-        #[expect(clippy::disallowed_methods, reason = "the gateway process loads every tenant's keys into its auth snapshot")]
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the gateway process loads every tenant's keys into its auth snapshot"
+        )]
         let admin = PlatformAdmin::local_operator("gateway-auth-reload");
         let snap = self.0.store.platform(&admin).auth_snapshot().await?;
         let index = AuthIndex::build(snap);
         let rev = index.revision;
-        tracing::debug!(revision = rev, tenants = index.tenant_count(), "auth snapshot reloaded");
+        tracing::debug!(
+            revision = rev,
+            tenants = index.tenant_count(),
+            "auth snapshot reloaded"
+        );
         self.0.auth.store(Arc::new(index));
         Ok(rev)
     }

@@ -20,7 +20,11 @@ use tenantgate_providers::Usage;
 pub enum Transform {
     /// OpenAI upstream, OpenAI client: frames pass through; the usage-only chunk is forwarded
     /// only if the client asked for it.
-    OpenAiPassthrough { include_usage: bool, usage: Option<Usage>, done: bool },
+    OpenAiPassthrough {
+        include_usage: bool,
+        usage: Option<Usage>,
+        done: bool,
+    },
     /// Anthropic (or demo) upstream, OpenAI client.
     AnthropicToOpenAi(AnthropicToOpenAiStream),
     /// Anthropic (or demo) upstream, Anthropic client.
@@ -30,7 +34,11 @@ pub enum Transform {
 impl Transform {
     fn on_event(&mut self, ev: sse::Event, out: &mut VecDeque<Bytes>) {
         match self {
-            Transform::OpenAiPassthrough { include_usage, usage, done } => {
+            Transform::OpenAiPassthrough {
+                include_usage,
+                usage,
+                done,
+            } => {
                 if ev.data == "[DONE]" {
                     *done = true;
                     out.push_back(Bytes::from_static(DONE_FRAME));
@@ -51,7 +59,14 @@ impl Transform {
             Transform::AnthropicToOpenAi(t) => out.extend(t.on_event(&ev.event, &ev.data)),
             Transform::AnthropicPassthrough(u) => {
                 u.on_event(&ev);
-                out.push_back(named_frame(if ev.event.is_empty() { "message" } else { &ev.event }, &ev.data));
+                out.push_back(named_frame(
+                    if ev.event.is_empty() {
+                        "message"
+                    } else {
+                        &ev.event
+                    },
+                    &ev.data,
+                ));
             }
         }
     }
@@ -78,7 +93,9 @@ impl Transform {
             Transform::OpenAiPassthrough { .. } | Transform::AnthropicToOpenAi(_) => {
                 data_frame(&serde_json::json!({"error": e.openai_object()}).to_string())
             }
-            Transform::AnthropicPassthrough(_) => named_frame("error", &e.anthropic_body().to_string()),
+            Transform::AnthropicPassthrough(_) => {
+                named_frame("error", &e.anthropic_body().to_string())
+            }
         }
     }
 }
@@ -143,7 +160,14 @@ pub fn transform_stream(
     transform: Transform,
     end: StreamEnd,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
-    let state = State { upstream: upstream.boxed(), parser: sse::Parser::new(), transform, pending: VecDeque::new(), done: false, end: Some(end) };
+    let state = State {
+        upstream: upstream.boxed(),
+        parser: sse::Parser::new(),
+        transform,
+        pending: VecDeque::new(),
+        done: false,
+        end: Some(end),
+    };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(frame) = st.pending.pop_front() {
@@ -172,7 +196,9 @@ pub fn transform_stream(
                     if st.transform.finished() {
                         st.complete();
                     } else {
-                        st.fail(&GatewayError::UpstreamFailed("the provider ended the stream early".into()));
+                        st.fail(&GatewayError::UpstreamFailed(
+                            "the provider ended the stream early".into(),
+                        ));
                     }
                 }
             }

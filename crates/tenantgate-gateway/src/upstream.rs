@@ -20,7 +20,11 @@ pub struct Provider {
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider").field("name", &self.name).field("kind", &self.kind).field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,7 +61,10 @@ impl Catalog {
                 .pool_max_idle_per_host(p.pool_max_idle_per_host)
                 .tcp_nodelay(true)
                 .build()
-                .map_err(|e| ConfigError::Invalid { key: format!("providers[{i}]"), message: e.to_string() })?;
+                .map_err(|e| ConfigError::Invalid {
+                    key: format!("providers[{i}]"),
+                    message: e.to_string(),
+                })?;
             let base_url = p
                 .base_url
                 .clone()
@@ -69,7 +76,14 @@ impl Catalog {
                 .to_owned();
             providers.insert(
                 &p.name,
-                Arc::new(Provider { name: p.name.clone(), kind: p.kind, base_url, api_key: p.api_key(i)?, api_version: p.api_version.clone(), client }),
+                Arc::new(Provider {
+                    name: p.name.clone(),
+                    kind: p.kind,
+                    base_url,
+                    api_key: p.api_key(i)?,
+                    api_version: p.api_version.clone(),
+                    client,
+                }),
             );
         }
         if cfg.demo.enabled {
@@ -81,13 +95,31 @@ impl Catalog {
                 api_version: None,
                 client: reqwest::Client::new(),
             });
-            routes.insert("demo".to_owned(), Arc::new(Route { name: "demo".into(), provider: demo, upstream_model: "demo".into(), default_max_tokens: 1024 }));
+            routes.insert(
+                "demo".to_owned(),
+                Arc::new(Route {
+                    name: "demo".into(),
+                    provider: demo,
+                    upstream_model: "demo".into(),
+                    default_max_tokens: 1024,
+                }),
+            );
         }
         for m in &cfg.models {
-            let provider = providers.get(m.provider.as_str()).cloned().ok_or_else(|| ConfigError::Invalid { key: "models".into(), message: format!("unknown provider {:?}", m.provider) })?;
+            let provider = providers.get(m.provider.as_str()).cloned().ok_or_else(|| {
+                ConfigError::Invalid {
+                    key: "models".into(),
+                    message: format!("unknown provider {:?}", m.provider),
+                }
+            })?;
             routes.insert(
                 m.name.clone(),
-                Arc::new(Route { name: m.name.clone(), provider, upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.name.clone()), default_max_tokens: m.default_max_tokens }),
+                Arc::new(Route {
+                    name: m.name.clone(),
+                    provider,
+                    upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.name.clone()),
+                    default_max_tokens: m.default_max_tokens,
+                }),
             );
         }
         Ok(Catalog { routes })
@@ -122,12 +154,24 @@ impl Provider {
     }
 
     /// Sends one request; returns once the response headers arrived.
-    pub async fn send(&self, ep: Endpoint, upstream_model: &str, body: Vec<u8>) -> Result<reqwest::Response, GatewayError> {
-        let mut rb = self.client.post(self.url(ep, upstream_model)).header("content-type", "application/json").body(body);
+    pub async fn send(
+        &self,
+        ep: Endpoint,
+        upstream_model: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let mut rb = self
+            .client
+            .post(self.url(ep, upstream_model))
+            .header("content-type", "application/json")
+            .body(body);
         let key = self.api_key.as_ref().map(|k| k.expose_secret());
         rb = match (self.kind, key) {
             (ProviderKind::Anthropic, k) => {
-                let rb = rb.header("anthropic-version", tenantgate_providers::anthropic::API_VERSION);
+                let rb = rb.header(
+                    "anthropic-version",
+                    tenantgate_providers::anthropic::API_VERSION,
+                );
                 match k {
                     Some(k) => rb.header("x-api-key", k),
                     None => rb,
@@ -153,13 +197,28 @@ pub fn transport_error(provider: &str, e: &reqwest::Error) -> GatewayError {
 
 /// Maps a provider's non-2xx answer to what the caller sees. Client-caused 4xx pass through
 /// with the provider's message; credential and server failures are the gateway's 502.
-pub fn status_error(provider: &str, status: u16, retry_after: Option<String>, body: &[u8]) -> GatewayError {
+pub fn status_error(
+    provider: &str,
+    status: u16,
+    retry_after: Option<String>,
+    body: &[u8],
+) -> GatewayError {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let message = v["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("status {status}"));
+    let message = v["error"]["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("status {status}"));
     match status {
-        429 => GatewayError::UpstreamRateLimited { message, retry_after },
+        429 => GatewayError::UpstreamRateLimited {
+            message,
+            retry_after,
+        },
         400 | 413 | 422 => GatewayError::UpstreamRejected { status, message },
-        401 | 403 => GatewayError::UpstreamFailed(format!("provider {provider:?} rejected the gateway's credentials (status {status})")),
-        _ => GatewayError::UpstreamFailed(format!("provider {provider:?} answered {status}: {message}")),
+        401 | 403 => GatewayError::UpstreamFailed(format!(
+            "provider {provider:?} rejected the gateway's credentials (status {status})"
+        )),
+        _ => GatewayError::UpstreamFailed(format!(
+            "provider {provider:?} answered {status}: {message}"
+        )),
     }
 }

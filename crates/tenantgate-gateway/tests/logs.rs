@@ -1,6 +1,11 @@
 //! No prompt or response text reaches the logs at INFO, on any path (plain, streamed,
 //! translated, failed).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use common::{chat, TestGateway};
@@ -33,23 +38,66 @@ async fn prompts_and_responses_never_reach_info_logs() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let gw = TestGateway::start().await;
-    let (_, key) = gw.tenant("acme", &["gpt-test", "claude-test", "demo"], None).await;
+    let (_, key) = gw
+        .tenant("acme", &["gpt-test", "claude-test", "demo"], None)
+        .await;
     const MARK: &str = "ZEBRA-CANARY-7731";
     for model in ["gpt-test", "claude-test", "demo"] {
-        let r = gw.post("/v1/chat/completions", &key, &chat(model, &format!("secret plan {MARK}"))).await;
-        assert!(r.text().await.unwrap().contains(MARK), "the echo must carry the marker through the response");
+        let r = gw
+            .post(
+                "/v1/chat/completions",
+                &key,
+                &chat(model, &format!("secret plan {MARK}")),
+            )
+            .await;
+        assert!(
+            r.text().await.unwrap().contains(MARK),
+            "the echo must carry the marker through the response"
+        );
         let mut s = chat(model, &format!("secret plan {MARK}"));
         s["stream"] = json!(true);
-        gw.post("/v1/chat/completions", &key, &s).await.text().await.unwrap();
+        gw.post("/v1/chat/completions", &key, &s)
+            .await
+            .text()
+            .await
+            .unwrap();
     }
-    gw.post("/v1/chat/completions", &key, &chat("gpt-test", &format!("{MARK} mock:status=400"))).await.text().await.unwrap();
-    gw.post("/v1/chat/completions", &key, &json!({"model":"gpt-test","messages":[{"role":"nobody","content":MARK}]})).await.text().await.unwrap();
+    gw.post(
+        "/v1/chat/completions",
+        &key,
+        &chat("gpt-test", &format!("{MARK} mock:status=400")),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    gw.post(
+        "/v1/chat/completions",
+        &key,
+        &json!({"model":"gpt-test","messages":[{"role":"nobody","content":MARK}]}),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     gw.stop().await;
 
     let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.matches("request_id=").count() >= 8, "expected request log lines, got:\n{logs}");
-    assert!(logs.contains("input_tokens="), "usage is logged (as numbers)");
-    assert!(!logs.contains(MARK), "prompt or response text leaked into logs:\n{logs}");
+    assert!(
+        logs.matches("request_id=").count() >= 8,
+        "expected request log lines, got:\n{logs}"
+    );
+    assert!(
+        logs.contains("input_tokens="),
+        "usage is logged (as numbers)"
+    );
+    assert!(
+        !logs.contains(MARK),
+        "prompt or response text leaked into logs:\n{logs}"
+    );
     assert!(!logs.contains(&key), "an API key leaked into logs");
-    assert!(!logs.contains(common::UPSTREAM_KEY), "a provider key leaked into logs");
+    assert!(
+        !logs.contains(common::UPSTREAM_KEY),
+        "a provider key leaked into logs"
+    );
 }

@@ -1,6 +1,11 @@
 //! Proxying: OpenAI-compatible, Azure and Anthropic upstreams, translation, streaming, tools,
 //! embeddings, and the demo model.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use common::{chat, sse_data, sse_events, TestGateway, UPSTREAM_KEY};
@@ -10,18 +15,37 @@ use serde_json::{json, Value};
 async fn openai_compatible_chat_is_proxied_with_upstream_name_and_credentials() {
     let gw = TestGateway::start().await;
     let (_, key) = gw.tenant("acme", &["gpt-test"], None).await;
-    let r = gw.post("/v1/chat/completions", &key, &chat("gpt-test", "hello upstream")).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &chat("gpt-test", "hello upstream"),
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
-    let overhead: f64 = r.headers()["x-tenantgate-overhead-ms"].to_str().unwrap().parse().unwrap();
+    assert!(r.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req_"));
+    let overhead: f64 = r.headers()["x-tenantgate-overhead-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(overhead >= 0.0);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "mock reply to: hello upstream");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "mock reply to: hello upstream"
+    );
     assert_eq!(v["usage"]["prompt_tokens"], 2);
     let seen = gw.mock.stats.last_request().unwrap();
     assert_eq!(seen.path, "/v1/chat/completions");
     assert_eq!(seen.body["model"], "gpt-upstream");
-    assert_eq!(seen.headers["authorization"], format!("Bearer {UPSTREAM_KEY}"));
+    assert_eq!(
+        seen.headers["authorization"],
+        format!("Bearer {UPSTREAM_KEY}")
+    );
     // The tenant's own key never travels upstream.
     assert!(!seen.headers.values().any(|v| v.contains(&key)));
     gw.stop().await;
@@ -31,7 +55,9 @@ async fn openai_compatible_chat_is_proxied_with_upstream_name_and_credentials() 
 async fn azure_deployments_get_path_api_version_and_api_key_header() {
     let gw = TestGateway::start().await;
     let (_, key) = gw.tenant("acme", &["azure-gpt"], None).await;
-    let r = gw.post("/v1/chat/completions", &key, &chat("azure-gpt", "hi azure")).await;
+    let r = gw
+        .post("/v1/chat/completions", &key, &chat("azure-gpt", "hi azure"))
+        .await;
     assert_eq!(r.status(), 200);
     let seen = gw.mock.stats.last_request().unwrap();
     assert_eq!(seen.path, "/openai/deployments/dep1/chat/completions");
@@ -47,20 +73,40 @@ async fn streaming_forces_usage_upstream_but_forwards_it_only_when_asked() {
     let (_, key) = gw.tenant("acme", &["gpt-test"], None).await;
     let mut body = chat("gpt-test", "one two three four five");
     body["stream"] = json!(true);
-    let text = gw.post("/v1/chat/completions", &key, &body).await.text().await.unwrap();
-    assert_eq!(gw.mock.stats.last_request().unwrap().body["stream_options"]["include_usage"], true);
+    let text = gw
+        .post("/v1/chat/completions", &key, &body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        gw.mock.stats.last_request().unwrap().body["stream_options"]["include_usage"],
+        true
+    );
     let data = sse_data(&text);
     assert_eq!(data.last().unwrap(), "[DONE]");
-    assert!(data.iter().all(|d| !d.contains("\"choices\":[]")), "usage chunk leaked: {text}");
+    assert!(
+        data.iter().all(|d| !d.contains("\"choices\":[]")),
+        "usage chunk leaked: {text}"
+    );
     let content: String = data[..data.len() - 1]
         .iter()
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect();
     assert_eq!(content, "mock reply to: one two three four five");
 
     body["stream_options"] = json!({"include_usage": true});
-    let text = gw.post("/v1/chat/completions", &key, &body).await.text().await.unwrap();
+    let text = gw
+        .post("/v1/chat/completions", &key, &body)
+        .await
+        .text()
+        .await
+        .unwrap();
     let data = sse_data(&text);
     let usage: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
     assert_eq!(usage["choices"], json!([]));
@@ -76,10 +122,18 @@ async fn tool_calls_pass_through_openai_and_translate_from_anthropic() {
     for model in ["gpt-test", "claude-test"] {
         let mut body = chat(model, "weather? mock:tool_call=get_weather");
         body["tools"] = tools.clone();
-        let v: Value = gw.post("/v1/chat/completions", &key, &body).await.json().await.unwrap();
+        let v: Value = gw
+            .post("/v1/chat/completions", &key, &body)
+            .await
+            .json()
+            .await
+            .unwrap();
         let call = &v["choices"][0]["message"]["tool_calls"][0];
         assert_eq!(call["function"]["name"], "get_weather", "{model}: {v}");
-        assert_eq!(serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"city":"Paris"}));
+        assert_eq!(
+            serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+            json!({"city":"Paris"})
+        );
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
         let seen = gw.mock.stats.last_request().unwrap();
         if model == "claude-test" {
@@ -89,13 +143,26 @@ async fn tool_calls_pass_through_openai_and_translate_from_anthropic() {
         }
         // streamed: the arguments arrive in pieces and concatenate to the same JSON
         body["stream"] = json!(true);
-        let text = gw.post("/v1/chat/completions", &key, &body).await.text().await.unwrap();
+        let text = gw
+            .post("/v1/chat/completions", &key, &body)
+            .await
+            .text()
+            .await
+            .unwrap();
         let args: String = sse_data(&text)
             .iter()
             .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-            .filter_map(|v| v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str().map(str::to_owned))
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
             .collect();
-        assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"city":"Paris"}), "{model}: {text}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&args).unwrap(),
+            json!({"city":"Paris"}),
+            "{model}: {text}"
+        );
     }
     gw.stop().await;
 }
@@ -111,7 +178,10 @@ async fn openai_requests_to_anthropic_models_are_translated_both_ways() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], "claude-test");
-    assert_eq!(v["choices"][0]["message"]["content"], "mock reply to: hello claude");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "mock reply to: hello claude"
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     let seen = gw.mock.stats.last_request().unwrap();
     assert_eq!(seen.path, "/v1/messages");
@@ -124,12 +194,25 @@ async fn openai_requests_to_anthropic_models_are_translated_both_ways() {
     let mut s = body.clone();
     s["stream"] = json!(true);
     s["stream_options"] = json!({"include_usage": true});
-    let text = gw.post("/v1/chat/completions", &key, &s).await.text().await.unwrap();
+    let text = gw
+        .post("/v1/chat/completions", &key, &s)
+        .await
+        .text()
+        .await
+        .unwrap();
     let data = sse_data(&text);
     assert_eq!(data.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
-    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(content, "mock reply to: hello claude");
     let last = chunks.last().unwrap();
     assert_eq!(last["usage"]["prompt_tokens"], 4);
@@ -142,21 +225,46 @@ async fn anthropic_surface_passes_through_streaming_events() {
     let gw = TestGateway::start().await;
     let (_, key) = gw.tenant("acme", &["claude-test", "gpt-test"], None).await;
     let body = json!({"model":"claude-test","max_tokens":50,"messages":[{"role":"user","content":"hi there"}]});
-    let r = gw.http.post(format!("{}/v1/messages", gw.url)).header("x-api-key", &key).json(&body).send().await.unwrap();
+    let r = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "message");
     assert_eq!(v["content"][0]["text"], "mock reply to: hi there");
     let mut s = body.clone();
     s["stream"] = json!(true);
-    let text = gw.http.post(format!("{}/v1/messages", gw.url)).header("x-api-key", &key).json(&s).send().await.unwrap().text().await.unwrap();
+    let text = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &key)
+        .json(&s)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let names: Vec<String> = sse_events(&text).into_iter().map(|(e, _)| e).collect();
     assert_eq!(names.first().map(String::as_str), Some("message_start"));
     assert_eq!(names.last().map(String::as_str), Some("message_stop"));
     assert!(names.contains(&"ping".to_owned()) && names.contains(&"message_delta".to_owned()));
     // An OpenAI-format model through the Anthropic surface is a clear 400 in Anthropic's shape.
-    let r = gw.http.post(format!("{}/v1/messages", gw.url)).header("x-api-key", &key)
-        .json(&json!({"model":"gpt-test","max_tokens":5,"messages":[{"role":"user","content":"x"}]})).send().await.unwrap();
+    let r = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &key)
+        .json(
+            &json!({"model":"gpt-test","max_tokens":5,"messages":[{"role":"user","content":"x"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "error");
@@ -168,18 +276,38 @@ async fn anthropic_surface_passes_through_streaming_events() {
 async fn demo_model_answers_both_surfaces_with_real_token_counts() {
     let gw = TestGateway::start().await;
     let (_, key) = gw.tenant("acme", &["demo"], None).await;
-    let v: Value = gw.post("/v1/chat/completions", &key, &chat("demo", "hello demo")).await.json().await.unwrap();
+    let v: Value = gw
+        .post("/v1/chat/completions", &key, &chat("demo", "hello demo"))
+        .await
+        .json()
+        .await
+        .unwrap();
     let text = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.starts_with(tenantgate_providers::demo::NOTICE));
-    assert_eq!(v["usage"]["completion_tokens"].as_u64().unwrap(), tenantgate_providers::tokens::count(text));
-    assert_eq!(v["usage"]["prompt_tokens"].as_u64().unwrap(), 4 + tenantgate_providers::tokens::count("hello demo"));
+    assert_eq!(
+        v["usage"]["completion_tokens"].as_u64().unwrap(),
+        tenantgate_providers::tokens::count(text)
+    );
+    assert_eq!(
+        v["usage"]["prompt_tokens"].as_u64().unwrap(),
+        4 + tenantgate_providers::tokens::count("hello demo")
+    );
     let mut s = chat("demo", "hello demo");
     s["stream"] = json!(true);
-    let body = gw.post("/v1/chat/completions", &key, &s).await.text().await.unwrap();
+    let body = gw
+        .post("/v1/chat/completions", &key, &s)
+        .await
+        .text()
+        .await
+        .unwrap();
     let streamed: String = sse_data(&body)
         .iter()
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect();
     assert_eq!(streamed, text);
     gw.stop().await;
@@ -188,15 +316,53 @@ async fn demo_model_answers_both_surfaces_with_real_token_counts() {
 #[tokio::test]
 async fn embeddings_are_proxied_and_the_demo_embeds_offline() {
     let gw = TestGateway::start().await;
-    let (_, key) = gw.tenant("acme", &["gpt-test", "demo", "claude-test"], None).await;
-    let v: Value = gw.post("/v1/embeddings", &key, &json!({"model":"gpt-test","input":["a b","c"]})).await.json().await.unwrap();
+    let (_, key) = gw
+        .tenant("acme", &["gpt-test", "demo", "claude-test"], None)
+        .await;
+    let v: Value = gw
+        .post(
+            "/v1/embeddings",
+            &key,
+            &json!({"model":"gpt-test","input":["a b","c"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
-    assert_eq!(gw.mock.stats.last_request().unwrap().body["model"], "gpt-upstream");
-    let v: Value = gw.post("/v1/embeddings", &key, &json!({"model":"demo","input":"quarterly report"})).await.json().await.unwrap();
+    assert_eq!(
+        gw.mock.stats.last_request().unwrap().body["model"],
+        "gpt-upstream"
+    );
+    let v: Value = gw
+        .post(
+            "/v1/embeddings",
+            &key,
+            &json!({"model":"demo","input":"quarterly report"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 384);
-    let v: Value = gw.post("/v1/embeddings", &key, &json!({"model":"demo","input":"x","encoding_format":"base64","dimensions":8})).await.json().await.unwrap();
+    let v: Value = gw
+        .post(
+            "/v1/embeddings",
+            &key,
+            &json!({"model":"demo","input":"x","encoding_format":"base64","dimensions":8}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["data"][0]["embedding"].as_str().unwrap().len(), 44); // 32 bytes -> 44 base64 chars
-    let r = gw.post("/v1/embeddings", &key, &json!({"model":"claude-test","input":"x"})).await;
+    let r = gw
+        .post(
+            "/v1/embeddings",
+            &key,
+            &json!({"model":"claude-test","input":"x"}),
+        )
+        .await;
     assert_eq!(r.status(), 400);
     gw.stop().await;
 }

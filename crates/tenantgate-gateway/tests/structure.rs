@@ -1,5 +1,10 @@
 //! Structural rules that the type system alone does not enforce, checked over the source tree.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -23,7 +28,10 @@ fn sources() -> Vec<(PathBuf, String)> {
             rust_files(&src, &mut files);
         }
     }
-    files.into_iter().map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap())).collect()
+    files
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read_to_string(&p).unwrap()))
+        .collect()
 }
 
 #[test]
@@ -31,13 +39,23 @@ fn tenant_scope_is_built_only_by_the_authentication_stage() {
     let mut sites = Vec::new();
     for (path, text) in sources() {
         for (i, line) in text.lines().enumerate() {
-            if line.contains("from_verified_credential(") && !line.trim_start().starts_with("pub fn") && !line.trim_start().starts_with("//") {
+            if line.contains("from_verified_credential(")
+                && !line.trim_start().starts_with("pub fn")
+                && !line.trim_start().starts_with("//")
+            {
                 sites.push(format!("{}:{}", path.display(), i + 1));
             }
         }
     }
-    assert_eq!(sites.len(), 1, "TenantScope constructor call sites: {sites:#?}");
-    assert!(sites[0].contains("tenantgate-gateway/src/auth.rs"), "{sites:?}");
+    assert_eq!(
+        sites.len(),
+        1,
+        "TenantScope constructor call sites: {sites:#?}"
+    );
+    assert!(
+        sites[0].contains("tenantgate-gateway/src/auth.rs"),
+        "{sites:?}"
+    );
 }
 
 #[test]
@@ -46,7 +64,13 @@ fn no_sql_outside_the_store_crate() {
         if path.to_string_lossy().contains("tenantgate-store") {
             continue;
         }
-        for kw in ["sqlx::", "SELECT ", "INSERT INTO", "UPDATE api_keys", "UPDATE tenants"] {
+        for kw in [
+            "sqlx::",
+            "SELECT ",
+            "INSERT INTO",
+            "UPDATE api_keys",
+            "UPDATE tenants",
+        ] {
             assert!(!text.contains(kw), "{} contains {kw:?}", path.display());
         }
     }
@@ -54,7 +78,10 @@ fn no_sql_outside_the_store_crate() {
 
 #[test]
 fn core_does_no_io() {
-    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tenantgate-core/Cargo.toml")).unwrap();
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tenantgate-core/Cargo.toml"),
+    )
+    .unwrap();
     for dep in ["tokio", "sqlx", "axum", "reqwest", "hyper"] {
         assert!(!manifest.contains(dep), "tenantgate-core depends on {dep}");
     }

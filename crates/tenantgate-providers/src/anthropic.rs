@@ -50,7 +50,9 @@ fn usage_of(u: &Value) -> Usage {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     Usage {
         // Cached reads and cache writes are input too; all three are billed.
-        input_tokens: n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens"),
+        input_tokens: n("input_tokens")
+            + n("cache_read_input_tokens")
+            + n("cache_creation_input_tokens"),
         output_tokens: n("output_tokens"),
     }
 }
@@ -116,9 +118,24 @@ mod tests {
     #[test]
     fn stream_usage_is_cumulative_not_summed() {
         let mut s = StreamUsage::default();
-        s.on_event(&Event { event: "message_start".into(), data: json!({"message":{"usage":{"input_tokens":10,"output_tokens":1}}}).to_string() });
-        s.on_event(&Event { event: "message_delta".into(), data: json!({"usage":{"output_tokens":5}}).to_string() });
-        s.on_event(&Event { event: "message_delta".into(), data: json!({"usage":{"output_tokens":7}}).to_string() });
-        assert_eq!(s.usage, Usage { input_tokens: 10, output_tokens: 7 });
+        s.on_event(&Event {
+            event: "message_start".into(),
+            data: json!({"message":{"usage":{"input_tokens":10,"output_tokens":1}}}).to_string(),
+        });
+        s.on_event(&Event {
+            event: "message_delta".into(),
+            data: json!({"usage":{"output_tokens":5}}).to_string(),
+        });
+        s.on_event(&Event {
+            event: "message_delta".into(),
+            data: json!({"usage":{"output_tokens":7}}).to_string(),
+        });
+        assert_eq!(
+            s.usage,
+            Usage {
+                input_tokens: 10,
+                output_tokens: 7
+            }
+        );
     }
 }

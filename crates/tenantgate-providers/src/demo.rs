@@ -66,14 +66,20 @@ fn answer(req: &Value, meta: &MessagesMeta) -> Answer {
     if let Some(tool) = forced_tool(req) {
         return Answer {
             text: String::new(),
-            usage: Usage { input_tokens: input, output_tokens: tokens::count(&tool) + 3 },
+            usage: Usage {
+                input_tokens: input,
+                output_tokens: tokens::count(&tool) + 3,
+            },
             tool: Some(tool),
             stop_reason: "tool_use",
         };
     }
     let (text, cut) = tokens::truncate(&reply_text(req), meta.max_tokens);
     Answer {
-        usage: Usage { input_tokens: input, output_tokens: tokens::count(&text) },
+        usage: Usage {
+            input_tokens: input,
+            output_tokens: tokens::count(&text),
+        },
         text,
         tool: None,
         stop_reason: if cut { "max_tokens" } else { "end_turn" },
@@ -108,33 +114,52 @@ pub fn respond(req: &Value, meta: &MessagesMeta) -> Value {
 /// per token.
 pub fn stream_events(req: &Value, meta: &MessagesMeta) -> Vec<(&'static str, Value)> {
     let a = answer(req, meta);
-    let mut ev = vec![
-        ("message_start", json!({"type":"message_start","message":{
+    let mut ev = vec![(
+        "message_start",
+        json!({"type":"message_start","message":{
             "id": msg_id(req), "type":"message","role":"assistant","model": meta.model,
             "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": a.usage.input_tokens, "output_tokens": 1}}})),
-    ];
+            "usage": {"input_tokens": a.usage.input_tokens, "output_tokens": 1}}}),
+    )];
     match &a.tool {
         Some(name) => {
-            ev.push(("content_block_start", json!({"type":"content_block_start","index":0,
-                "content_block":{"type":"tool_use","id":"toolu_demo_0","name":name,"input":{}}})));
-            ev.push(("content_block_delta", json!({"type":"content_block_delta","index":0,
-                "delta":{"type":"input_json_delta","partial_json":"{}"}})));
+            ev.push((
+                "content_block_start",
+                json!({"type":"content_block_start","index":0,
+                "content_block":{"type":"tool_use","id":"toolu_demo_0","name":name,"input":{}}}),
+            ));
+            ev.push((
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,
+                "delta":{"type":"input_json_delta","partial_json":"{}"}}),
+            ));
         }
         None => {
-            ev.push(("content_block_start", json!({"type":"content_block_start","index":0,
-                "content_block":{"type":"text","text":""}})));
+            ev.push((
+                "content_block_start",
+                json!({"type":"content_block_start","index":0,
+                "content_block":{"type":"text","text":""}}),
+            ));
             ev.push(("ping", json!({"type":"ping"})));
             for piece in tokens::pieces(&a.text) {
-                ev.push(("content_block_delta", json!({"type":"content_block_delta","index":0,
-                    "delta":{"type":"text_delta","text":piece}})));
+                ev.push((
+                    "content_block_delta",
+                    json!({"type":"content_block_delta","index":0,
+                    "delta":{"type":"text_delta","text":piece}}),
+                ));
             }
         }
     }
-    ev.push(("content_block_stop", json!({"type":"content_block_stop","index":0})));
-    ev.push(("message_delta", json!({"type":"message_delta",
+    ev.push((
+        "content_block_stop",
+        json!({"type":"content_block_stop","index":0}),
+    ));
+    ev.push((
+        "message_delta",
+        json!({"type":"message_delta",
         "delta":{"stop_reason":a.stop_reason,"stop_sequence":null},
-        "usage":{"output_tokens":a.usage.output_tokens}})));
+        "usage":{"output_tokens":a.usage.output_tokens}}),
+    ));
     ev.push(("message_stop", json!({"type":"message_stop"})));
     ev
 }
@@ -144,7 +169,11 @@ mod tests {
     use super::*;
 
     fn meta(max: u64) -> MessagesMeta {
-        MessagesMeta { model: "demo".into(), stream: false, max_tokens: max }
+        MessagesMeta {
+            model: "demo".into(),
+            stream: false,
+            max_tokens: max,
+        }
     }
 
     #[test]
@@ -154,13 +183,20 @@ mod tests {
         assert_eq!(a, respond(&req, &meta(200)));
         let text = a["content"][0]["text"].as_str().unwrap();
         assert!(text.starts_with(NOTICE) && text.contains("hello there"));
-        assert_eq!(a["usage"]["output_tokens"].as_u64(), Some(tokens::count(text)));
-        assert_eq!(a["usage"]["input_tokens"].as_u64(), Some(4 + tokens::count("hello there")));
+        assert_eq!(
+            a["usage"]["output_tokens"].as_u64(),
+            Some(tokens::count(text))
+        );
+        assert_eq!(
+            a["usage"]["input_tokens"].as_u64(),
+            Some(4 + tokens::count("hello there"))
+        );
     }
 
     #[test]
     fn max_tokens_cuts_the_reply() {
-        let req = json!({"model":"demo","max_tokens":3,"messages":[{"role":"user","content":"hi"}]});
+        let req =
+            json!({"model":"demo","max_tokens":3,"messages":[{"role":"user","content":"hi"}]});
         let a = respond(&req, &meta(3));
         assert_eq!(a["stop_reason"], "max_tokens");
         assert_eq!(a["usage"]["output_tokens"], 3);
@@ -169,7 +205,10 @@ mod tests {
     #[test]
     fn stream_concatenates_to_the_same_text() {
         let req = json!({"model":"demo","max_tokens":200,"messages":[{"role":"user","content":"stream me"}]});
-        let whole = respond(&req, &meta(200))["content"][0]["text"].as_str().unwrap().to_owned();
+        let whole = respond(&req, &meta(200))["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let streamed: String = stream_events(&req, &meta(200))
             .iter()
             .filter_map(|(_, d)| d["delta"]["text"].as_str().map(str::to_owned))

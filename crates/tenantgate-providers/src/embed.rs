@@ -23,7 +23,10 @@ pub fn embed(text: &str, dims: usize) -> Vec<f32> {
         let sign = if (h >> 63) == 0 { 1.0 } else { -1.0 };
         v[idx] += sign * weight;
     };
-    for word in lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for word in lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         add(word.as_bytes(), 1.0);
         let chars: Vec<char> = format!(" {word} ").chars().collect();
         for w in chars.windows(3) {

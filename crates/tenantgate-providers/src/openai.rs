@@ -15,13 +15,23 @@ pub struct ChatMeta {
     pub max_tokens: Option<u64>,
 }
 
-const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 pub(crate) fn opt_bool(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, CodecError> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(CodecError::new(format!("'{key}' must be a boolean"), Some(key))),
+        Some(_) => Err(CodecError::new(
+            format!("'{key}' must be a boolean"),
+            Some(key),
+        )),
     }
 }
 
@@ -41,8 +51,14 @@ pub(crate) fn opt_pos_int(body: &Map<String, Value>, key: &str) -> Result<Option
 pub(crate) fn model_of(body: &Map<String, Value>) -> Result<String, CodecError> {
     match body.get("model") {
         Some(Value::String(m)) if !m.is_empty() => Ok(m.clone()),
-        Some(_) => Err(CodecError::new("'model' must be a non-empty string", Some("model"))),
-        None => Err(CodecError::new("you must provide a model parameter", Some("model"))),
+        Some(_) => Err(CodecError::new(
+            "'model' must be a non-empty string",
+            Some("model"),
+        )),
+        None => Err(CodecError::new(
+            "you must provide a model parameter",
+            Some("model"),
+        )),
     }
 }
 
@@ -52,9 +68,17 @@ pub fn chat_meta(body: &Map<String, Value>) -> Result<ChatMeta, CodecError> {
     let messages = match body.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
         Some(Value::Array(_)) => {
-            return Err(CodecError::new("'messages' must not be empty", Some("messages")))
+            return Err(CodecError::new(
+                "'messages' must not be empty",
+                Some("messages"),
+            ))
         }
-        Some(_) => return Err(CodecError::new("'messages' must be an array", Some("messages"))),
+        Some(_) => {
+            return Err(CodecError::new(
+                "'messages' must be an array",
+                Some("messages"),
+            ))
+        }
         None => return Err(CodecError::new("'messages' is required", Some("messages"))),
     };
     for (i, m) in messages.iter().enumerate() {
@@ -63,7 +87,10 @@ pub fn chat_meta(body: &Map<String, Value>) -> Result<ChatMeta, CodecError> {
             Some(r) if ROLES.contains(&r) => {}
             Some(r) => {
                 return Err(CodecError::new(
-                    format!("messages[{i}].role {r:?} is not one of {}", ROLES.join(", ")),
+                    format!(
+                        "messages[{i}].role {r:?} is not one of {}",
+                        ROLES.join(", ")
+                    ),
                     Some(&format!("messages[{i}].role")),
                 ))
             }
@@ -172,16 +199,13 @@ pub fn peek_chunk(data: &str) -> ChunkPeek {
     let Ok(p) = serde_json::from_str::<Peek>(data) else {
         return ChunkPeek::default();
     };
-    let usage = p
-        .usage
-        .filter(|u| !u.is_null())
-        .map(|u| Usage {
-            input_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-            output_tokens: u
-                .get("completion_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-        });
+    let usage = p.usage.filter(|u| !u.is_null()).map(|u| Usage {
+        input_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+        output_tokens: u
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    });
     ChunkPeek {
         usage_only: usage.is_some() && p.choices.as_ref().is_none_or(|c| c.is_empty()),
         usage,
@@ -191,7 +215,11 @@ pub fn peek_chunk(data: &str) -> ChunkPeek {
 
 /// Rewrites a chat request for an OpenAI-compatible upstream: the provider's model name, and
 /// `stream_options.include_usage = true` on streams so every call can be billed.
-pub fn rewrite_chat_for_upstream(body: &mut Map<String, Value>, upstream_model: &str, stream: bool) {
+pub fn rewrite_chat_for_upstream(
+    body: &mut Map<String, Value>,
+    upstream_model: &str,
+    stream: bool,
+) {
     body.insert("model".into(), Value::String(upstream_model.to_owned()));
     if stream {
         let opts = body
@@ -227,10 +255,20 @@ mod tests {
 
     #[test]
     fn meta_reads_stream_and_usage_flags() {
-        let m = chat_meta(&obj(json!({"model":"m","messages":[{"role":"user","content":"hi"}],
-            "stream":true,"stream_options":{"include_usage":true},"max_tokens":5})))
+        let m = chat_meta(&obj(
+            json!({"model":"m","messages":[{"role":"user","content":"hi"}],
+            "stream":true,"stream_options":{"include_usage":true},"max_tokens":5}),
+        ))
         .unwrap();
-        assert_eq!(m, ChatMeta { model: "m".into(), stream: true, include_usage: true, max_tokens: Some(5) });
+        assert_eq!(
+            m,
+            ChatMeta {
+                model: "m".into(),
+                stream: true,
+                include_usage: true,
+                max_tokens: Some(5)
+            }
+        );
     }
 
     #[test]
@@ -238,10 +276,22 @@ mod tests {
         for (body, param) in [
             (json!({"messages":[{"role":"user","content":"x"}]}), "model"),
             (json!({"model":"m","messages":"hi"}), "messages"),
-            (json!({"model":"m","messages":[{"role":"boss","content":"x"}]}), "messages[0].role"),
-            (json!({"model":"m","messages":[{"role":"user"}],"stream":"yes"}), "stream"),
-            (json!({"model":"m","messages":[{"role":"user"}],"max_tokens":-1}), "max_tokens"),
-            (json!({"model":"m","messages":[{"role":"user"}],"stream_options":{"include_usage":true}}), "stream_options"),
+            (
+                json!({"model":"m","messages":[{"role":"boss","content":"x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user"}],"stream":"yes"}),
+                "stream",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user"}],"max_tokens":-1}),
+                "max_tokens",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user"}],"stream_options":{"include_usage":true}}),
+                "stream_options",
+            ),
         ] {
             let e = chat_meta(&obj(body.clone())).unwrap_err();
             assert_eq!(e.param.as_deref(), Some(param), "{body}");
@@ -250,10 +300,20 @@ mod tests {
 
     #[test]
     fn usage_only_chunk_is_recognised() {
-        let p = peek_chunk(r#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#);
+        let p = peek_chunk(
+            r#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+        );
         assert!(p.usage_only);
-        assert_eq!(p.usage, Some(Usage { input_tokens: 3, output_tokens: 4 }));
-        let p = peek_chunk(r#"{"id":"x","choices":[{"index":0,"delta":{"content":"a"}}],"usage":null}"#);
+        assert_eq!(
+            p.usage,
+            Some(Usage {
+                input_tokens: 3,
+                output_tokens: 4
+            })
+        );
+        let p = peek_chunk(
+            r#"{"id":"x","choices":[{"index":0,"delta":{"content":"a"}}],"usage":null}"#,
+        );
         assert_eq!(p, ChunkPeek::default());
         assert!(peek_chunk(r#"{"error":{"message":"boom"}}"#).error);
     }

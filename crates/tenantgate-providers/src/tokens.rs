@@ -7,7 +7,10 @@ use tiktoken_rs::CoreBPE;
 fn bpe() -> &'static CoreBPE {
     static BPE: OnceLock<CoreBPE> = OnceLock::new();
     BPE.get_or_init(|| {
-        #[expect(clippy::expect_used, reason = "the vocabulary is compiled into the binary")]
+        #[expect(
+            clippy::expect_used,
+            reason = "the vocabulary is compiled into the binary"
+        )]
         tiktoken_rs::o200k_base().expect("embedded o200k_base vocabulary loads")
     })
 }

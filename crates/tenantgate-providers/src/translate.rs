@@ -75,15 +75,26 @@ pub fn openai_request_to_anthropic(
 ) -> Result<Value, CodecError> {
     let meta = crate::openai::chat_meta(body)?;
     if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(CodecError::new("'n' > 1 is not supported for this model", Some("n")));
+        return Err(CodecError::new(
+            "'n' > 1 is not supported for this model",
+            Some("n"),
+        ));
     }
     if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
-        return Err(CodecError::new("'logprobs' is not supported for this model", Some("logprobs")));
+        return Err(CodecError::new(
+            "'logprobs' is not supported for this model",
+            Some("logprobs"),
+        ));
     }
     let mut system: Vec<String> = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
     let empty = Vec::new();
-    for (i, m) in body["messages"].as_array().unwrap_or(&empty).iter().enumerate() {
+    for (i, m) in body["messages"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .enumerate()
+    {
         let role = m["role"].as_str().unwrap_or_default();
         let content = m.get("content").unwrap_or(&Value::Null);
         match role {
@@ -95,15 +106,26 @@ pub fn openai_request_to_anthropic(
                 if !text.is_empty() {
                     blocks.push(json!({"type":"text","text":text}));
                 }
-                for tc in m.get("tool_calls").and_then(Value::as_array).unwrap_or(&empty) {
+                for tc in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .unwrap_or(&empty)
+                {
                     let f = &tc["function"];
                     let args = f["arguments"].as_str().unwrap_or("{}");
-                    let input: Value = serde_json::from_str(if args.trim().is_empty() { "{}" } else { args })
-                        .map_err(|_| CodecError::new(
-                            format!("messages[{i}].tool_calls: arguments are not valid JSON"),
-                            Some(&format!("messages[{i}].tool_calls")),
-                        ))?;
-                    blocks.push(json!({"type":"tool_use","id":tc["id"],"name":f["name"],"input":input}));
+                    let input: Value =
+                        serde_json::from_str(if args.trim().is_empty() { "{}" } else { args })
+                            .map_err(|_| {
+                                CodecError::new(
+                                    format!(
+                                        "messages[{i}].tool_calls: arguments are not valid JSON"
+                                    ),
+                                    Some(&format!("messages[{i}].tool_calls")),
+                                )
+                            })?;
+                    blocks.push(
+                        json!({"type":"tool_use","id":tc["id"],"name":f["name"],"input":input}),
+                    );
                 }
                 push_message(&mut messages, "assistant", blocks);
             }
@@ -112,7 +134,9 @@ pub fn openai_request_to_anthropic(
                 push_message(
                     &mut messages,
                     "user",
-                    vec![json!({"type":"tool_result","tool_use_id":id,"content":content_text(content)})],
+                    vec![
+                        json!({"type":"tool_result","tool_use_id":id,"content":content_text(content)}),
+                    ],
                 );
             }
             _ => {}
@@ -121,7 +145,10 @@ pub fn openai_request_to_anthropic(
     let mut out = Map::new();
     out.insert("model".into(), json!(upstream_model));
     out.insert("messages".into(), Value::Array(messages));
-    out.insert("max_tokens".into(), json!(meta.max_tokens.unwrap_or(default_max_tokens)));
+    out.insert(
+        "max_tokens".into(),
+        json!(meta.max_tokens.unwrap_or(default_max_tokens)),
+    );
     if !system.is_empty() {
         out.insert("system".into(), json!(system.join("\n\n")));
     }
@@ -277,9 +304,13 @@ impl AnthropicToOpenAiStream {
                     self.id = format!("chatcmpl-{id}");
                 }
                 if let Some(u) = m.get("usage") {
-                    self.usage = crate::anthropic::usage_from(&json!({"usage":u})).unwrap_or_default();
+                    self.usage =
+                        crate::anthropic::usage_from(&json!({"usage":u})).unwrap_or_default();
                 }
-                vec![self.chunk(json!({"role":"assistant","content":"","refusal":null}), None)]
+                vec![self.chunk(
+                    json!({"role":"assistant","content":"","refusal":null}),
+                    None,
+                )]
             }
             "content_block_start" => {
                 let block = &v["content_block"];
@@ -338,7 +369,10 @@ impl AnthropicToOpenAiStream {
                 self.finished = true;
                 let (kind, msg) = anthropic_error_message(&v)
                     .unwrap_or_else(|| ("api_error".into(), "upstream error".into()));
-                vec![data_frame(&json!({"error":{"message":msg,"type":kind,"param":null,"code":null}}).to_string())]
+                vec![data_frame(
+                    &json!({"error":{"message":msg,"type":kind,"param":null,"code":null}})
+                        .to_string(),
+                )]
             }
             _ => vec![], // ping, content_block_stop, unknown future events
         }
@@ -363,17 +397,24 @@ mod tests {
             "tools":[{"type":"function","function":{"name":"get_weather","description":"d","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],
             "tool_choice":"required","parallel_tool_calls":false
         });
-        let out = openai_request_to_anthropic(body.as_object().unwrap(), "claude-3-5", 4096).unwrap();
+        let out =
+            openai_request_to_anthropic(body.as_object().unwrap(), "claude-3-5", 4096).unwrap();
         assert_eq!(out["model"], "claude-3-5");
         assert_eq!(out["system"], "be brief");
         assert_eq!(out["max_tokens"], 100);
         assert_eq!(out["stop_sequences"], json!(["END"]));
-        assert_eq!(out["messages"][0]["content"][1]["source"]["media_type"], "image/png");
+        assert_eq!(
+            out["messages"][0]["content"][1]["source"]["media_type"],
+            "image/png"
+        );
         assert_eq!(out["messages"][1]["content"][0]["input"]["city"], "Paris");
         // two tool results merged into one user turn
         assert_eq!(out["messages"][2]["content"].as_array().unwrap().len(), 2);
         assert_eq!(out["tools"][0]["input_schema"]["type"], "object");
-        assert_eq!(out["tool_choice"], json!({"type":"any","disable_parallel_tool_use":true}));
+        assert_eq!(
+            out["tool_choice"],
+            json!({"type":"any","disable_parallel_tool_use":true})
+        );
         assert_eq!(out["metadata"]["user_id"], "u1");
     }
 
@@ -393,7 +434,10 @@ mod tests {
         let out = anthropic_response_to_openai(&resp, "my-claude");
         assert_eq!(out["model"], "my-claude");
         assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
-        assert_eq!(out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+        assert_eq!(
+            out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{\"city\":\"Paris\"}"
+        );
         assert_eq!(out["usage"]["prompt_tokens"], 15);
         assert_eq!(out["usage"]["total_tokens"], 22);
     }
@@ -402,20 +446,41 @@ mod tests {
     fn stream_translation_produces_openai_chunks_and_done() {
         let mut t = AnthropicToOpenAiStream::new("m", true);
         let events = [
-            ("message_start", json!({"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":5,"output_tokens":1}}})),
-            ("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})),
+            (
+                "message_start",
+                json!({"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":5,"output_tokens":1}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+            ),
             ("ping", json!({"type":"ping"})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}})),
-            ("content_block_start", json!({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}})),
-            ("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}})),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}),
+            ),
+            (
+                "message_delta",
+                json!({"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}),
+            ),
             ("message_stop", json!({"type":"message_stop"})),
         ];
         let mut frames = Vec::new();
         for (e, d) in events {
             frames.extend(t.on_event(e, &d.to_string()));
         }
-        let text: Vec<String> = frames.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+        let text: Vec<String> = frames
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
         assert!(text[0].contains("\"role\":\"assistant\""));
         assert!(text[1].contains("\"content\":\"Hi\""));
         assert!(text[2].contains("\"name\":\"f\""));
@@ -423,14 +488,27 @@ mod tests {
         assert!(text[4].contains("\"finish_reason\":\"tool_calls\""));
         assert!(text[5].contains("\"choices\":[]") && text[5].contains("\"completion_tokens\":9"));
         assert_eq!(text[6], "data: [DONE]\n\n");
-        assert_eq!(t.usage, Usage { input_tokens: 5, output_tokens: 9 });
+        assert_eq!(
+            t.usage,
+            Usage {
+                input_tokens: 5,
+                output_tokens: 9
+            }
+        );
     }
 
     #[test]
     fn stream_error_becomes_openai_in_stream_error() {
         let mut t = AnthropicToOpenAiStream::new("m", false);
-        let f = t.on_event("error", &json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}).to_string());
+        let f = t.on_event(
+            "error",
+            &json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})
+                .to_string(),
+        );
         let s = String::from_utf8_lossy(&f[0]).into_owned();
-        assert!(s.starts_with("data: {\"error\":") && s.contains("Overloaded"), "{s}");
+        assert!(
+            s.starts_with("data: {\"error\":") && s.contains("Overloaded"),
+            "{s}"
+        );
     }
 }

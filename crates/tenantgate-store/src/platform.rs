@@ -71,7 +71,9 @@ impl<'a> Platform<'a> {
         let sql = format!("SELECT {TENANT_COLS} FROM tenants ORDER BY slug");
         with_tx!(self.store, Access::Platform, |tx| {
             let rows = sqlx::query(&sql).fetch_all(&mut *tx).await?;
-            rows.iter().map(tenant_from_row).collect::<Result<Vec<_>>>()?
+            rows.iter()
+                .map(tenant_from_row)
+                .collect::<Result<Vec<_>>>()?
         })
     }
 

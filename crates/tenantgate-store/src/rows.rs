@@ -32,7 +32,10 @@ where
             .try_get::<String, _>("isolation")?
             .parse()
             .map_err(corrupt)?,
-        status: row.try_get::<String, _>("status")?.parse().map_err(corrupt)?,
+        status: row
+            .try_get::<String, _>("status")?
+            .parse()
+            .map_err(corrupt)?,
         allowed_models: serde_json::from_str(&models).map_err(corrupt)?,
         max_tokens_per_request: row
             .try_get::<Option<i64>, _>("max_tokens_per_request")?

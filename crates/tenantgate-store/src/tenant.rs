@@ -60,7 +60,8 @@ pub(crate) async fn list_keys(
     access: Access<'_>,
     tenant: &TenantId,
 ) -> Result<Vec<ApiKeyRecord>> {
-    let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at_ms, id");
+    let sql =
+        format!("SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at_ms, id");
     with_tx!(store, access, |tx| {
         let rows = sqlx::query(&sql)
             .bind(tenant.as_str())

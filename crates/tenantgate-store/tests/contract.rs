@@ -2,9 +2,15 @@
 //! `TENANTGATE_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); without it
 //! those tests say so and return. Each test gets its own schema (PostgreSQL) or file (SQLite).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 use rand::Rng;
 use tenantgate_core::{
-    IsolationTier, KeyId, NewApiKey, NewTenant, PlanTier, PlatformAdmin, Role, TenantScope, TenantStatus,
+    IsolationTier, KeyId, NewApiKey, NewTenant, PlanTier, PlatformAdmin, Role, TenantScope,
+    TenantStatus,
 };
 use tenantgate_store::{Store, StoreError, StoreOptions};
 
@@ -20,7 +26,9 @@ impl Harness {
         if let Some((url, schema)) = self.pg_schema {
             use sqlx::Connection;
             if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut c).await;
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .execute(&mut c)
+                    .await;
             }
         }
     }
@@ -30,11 +38,17 @@ async fn open_sqlite() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("t.db").display());
     let store = Store::open(&StoreOptions::new(url)).await.unwrap();
-    Harness { store, _dir: Some(dir), pg_schema: None }
+    Harness {
+        store,
+        _dir: Some(dir),
+        pg_schema: None,
+    }
 }
 
 pub fn pg_url() -> Option<String> {
-    std::env::var("TENANTGATE_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+    std::env::var("TENANTGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 async fn open_pg() -> Option<Harness> {
@@ -47,15 +61,25 @@ async fn open_pg() -> Option<Harness> {
     opts.pg_schema = schema.clone();
     opts.max_connections = 2;
     let store = Store::open(&opts).await.unwrap();
-    Some(Harness { store, _dir: None, pg_schema: Some((url, schema)) })
+    Some(Harness {
+        store,
+        _dir: None,
+        pg_schema: Some((url, schema)),
+    })
 }
 
-#[expect(clippy::disallowed_methods, reason = "tests stand in for the CLI operator")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "tests stand in for the CLI operator"
+)]
 fn admin() -> PlatformAdmin {
     PlatformAdmin::local_operator("test")
 }
 
-#[expect(clippy::disallowed_methods, reason = "tests stand in for the authentication stage")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "tests stand in for the authentication stage"
+)]
 fn scope(id: &tenantgate_core::TenantId) -> TenantScope {
     TenantScope::from_verified_credential(id.clone())
 }
@@ -93,9 +117,18 @@ mod cases {
         assert_eq!(p.find_tenant("acme").await.unwrap(), t);
         assert_eq!(p.find_tenant(t.id.as_str()).await.unwrap(), t);
         p.create_tenant(&new_tenant("globex")).await.unwrap();
-        let slugs: Vec<_> = p.list_tenants().await.unwrap().into_iter().map(|t| t.slug).collect();
+        let slugs: Vec<_> = p
+            .list_tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.slug)
+            .collect();
         assert_eq!(slugs, ["acme", "globex"]);
-        assert!(matches!(p.find_tenant("nope").await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            p.find_tenant("nope").await,
+            Err(StoreError::NotFound)
+        ));
     }
 
     pub async fn duplicate_and_invalid_tenants_write_nothing(store: &Store) {
@@ -103,13 +136,26 @@ mod cases {
         let p = store.platform(&a);
         p.create_tenant(&new_tenant("acme")).await.unwrap();
         let rev = store.revision().await.unwrap();
-        assert!(matches!(p.create_tenant(&new_tenant("acme")).await, Err(StoreError::Conflict(_))));
-        assert!(matches!(p.create_tenant(&new_tenant("Bad Slug")).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            p.create_tenant(&new_tenant("acme")).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            p.create_tenant(&new_tenant("Bad Slug")).await,
+            Err(StoreError::Invalid(_))
+        ));
         let mut dedicated = new_tenant("dedi");
         dedicated.isolation = IsolationTier::Dedicated;
-        assert!(matches!(p.create_tenant(&dedicated).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            p.create_tenant(&dedicated).await,
+            Err(StoreError::Invalid(_))
+        ));
         assert_eq!(p.list_tenants().await.unwrap().len(), 1);
-        assert_eq!(store.revision().await.unwrap(), rev, "a failed write must not bump the revision");
+        assert_eq!(
+            store.revision().await.unwrap(),
+            rev,
+            "a failed write must not bump the revision"
+        );
     }
 
     pub async fn tenant_handle_sees_only_its_own_keys(store: &Store) {
@@ -125,9 +171,17 @@ mod cases {
         let keys = h.list_keys().await.unwrap();
         assert_eq!(keys.iter().map(|k| &k.id).collect::<Vec<_>>(), [&ka.id]);
         // The attack: tenant A revokes tenant B's key by id. It must look like a missing key.
-        assert!(matches!(h.revoke_key(&kb.id).await, Err(StoreError::NotFound)));
-        assert!(matches!(h.revoke_key(&KeyId::parse("missing").unwrap()).await, Err(StoreError::NotFound)));
-        assert!(p.list_keys(&tb.id).await.unwrap()[0].revoked_at_ms.is_none());
+        assert!(matches!(
+            h.revoke_key(&kb.id).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            h.revoke_key(&KeyId::parse("missing").unwrap()).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(p.list_keys(&tb.id).await.unwrap()[0]
+            .revoked_at_ms
+            .is_none());
         h.revoke_key(&ka.id).await.unwrap();
         assert!(h.list_keys().await.unwrap()[0].revoked_at_ms.is_some());
     }
@@ -143,7 +197,10 @@ mod cases {
         p.create_key(&t.id, &exp).await.unwrap();
         p.revoke_key(revoked.prefix.as_str()).await.unwrap();
         let snap = p.auth_snapshot().await.unwrap();
-        assert_eq!(snap.keys.iter().map(|k| &k.id).collect::<Vec<_>>(), [&live.id]);
+        assert_eq!(
+            snap.keys.iter().map(|k| &k.id).collect::<Vec<_>>(),
+            [&live.id]
+        );
         assert_eq!(snap.tenants.len(), 1);
         assert_eq!(snap.revision, store.revision().await.unwrap());
     }
@@ -162,7 +219,10 @@ mod cases {
         let r4 = store.revision().await.unwrap();
         p.set_models(&t.id, &["demo".into()], None).await.unwrap();
         let r5 = store.revision().await.unwrap();
-        assert!(r0 < r1 && r1 < r2 && r2 < r3 && r3 < r4 && r4 < r5, "{r0} {r1} {r2} {r3} {r4} {r5}");
+        assert!(
+            r0 < r1 && r1 < r2 && r2 < r3 && r3 < r4 && r4 < r5,
+            "{r0} {r1} {r2} {r3} {r4} {r5}"
+        );
         let t2 = p.get_tenant(&t.id).await.unwrap();
         assert_eq!(t2.status, TenantStatus::Suspended);
         assert_eq!(t2.allowed_models, ["demo"]);
@@ -171,11 +231,18 @@ mod cases {
 
     pub async fn key_for_unknown_tenant_is_not_found(store: &Store) {
         let a = admin();
-        let ghost = tenantgate_core::TenantId::parse("00000000-0000-0000-0000-000000000000").unwrap();
-        assert!(matches!(store.platform(&a).create_key(&ghost, &new_key("g")).await, Err(StoreError::NotFound)));
+        let ghost =
+            tenantgate_core::TenantId::parse("00000000-0000-0000-0000-000000000000").unwrap();
+        assert!(matches!(
+            store.platform(&a).create_key(&ghost, &new_key("g")).await,
+            Err(StoreError::NotFound)
+        ));
         // and through a scope for a tenant that does not exist
         let s = scope(&ghost);
-        assert!(matches!(store.tenant(&s).create_key(&new_key("g2")).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            store.tenant(&s).create_key(&new_key("g2")).await,
+            Err(StoreError::NotFound)
+        ));
     }
 
     pub async fn ambiguous_prefix_revocation_is_refused(store: &Store) {
@@ -184,8 +251,16 @@ mod cases {
         let t = p.create_tenant(&new_tenant("acme")).await.unwrap();
         p.create_key(&t.id, &new_key("same")).await.unwrap();
         p.create_key(&t.id, &new_key("same")).await.unwrap();
-        assert!(matches!(p.revoke_key("tgk_same").await, Err(StoreError::Conflict(_))));
-        assert!(p.list_keys(&t.id).await.unwrap().iter().all(|k| k.revoked_at_ms.is_none()));
+        assert!(matches!(
+            p.revoke_key("tgk_same").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(p
+            .list_keys(&t.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.revoked_at_ms.is_none()));
     }
 }
 
@@ -242,9 +317,14 @@ mod postgres_rls {
     async fn a_connection_without_the_tenant_setting_sees_no_rows() {
         let Some(h) = open_pg().await else { return };
         two_tenants(&h.store).await;
-        let Store::Postgres(pool) = &h.store else { unreachable!() };
+        let Store::Postgres(pool) = &h.store else {
+            unreachable!()
+        };
         for table in ["tenants", "api_keys"] {
-            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.unwrap();
+            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(pool)
+                .await
+                .unwrap();
             assert_eq!(n, 0, "{table} visible without a tenant setting");
         }
         h.cleanup().await;
@@ -254,10 +334,19 @@ mod postgres_rls {
     async fn a_query_missing_its_tenant_predicate_still_sees_one_tenant() {
         let Some(h) = open_pg().await else { return };
         let (ta, tb) = two_tenants(&h.store).await;
-        let Store::Postgres(pool) = &h.store else { unreachable!() };
+        let Store::Postgres(pool) = &h.store else {
+            unreachable!()
+        };
         let mut tx = pool.begin().await.unwrap();
-        sqlx::query("SELECT set_config('tenantgate.tenant_id', $1, true)").bind(ta.id.as_str()).execute(&mut *tx).await.unwrap();
-        let owners: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM api_keys").fetch_all(&mut *tx).await.unwrap();
+        sqlx::query("SELECT set_config('tenantgate.tenant_id', $1, true)")
+            .bind(ta.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let owners: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM api_keys")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
         assert_eq!(owners, [ta.id.as_str().to_owned()]);
         // Writing a row for another tenant under A's setting is refused by the policy.
         let err = sqlx::query("INSERT INTO api_keys (id, tenant_id, prefix, hash, role, created_at_ms) VALUES ('x', $1, 'p', 'h', 'member', 0)")
@@ -273,7 +362,9 @@ mod postgres_rls {
     #[tokio::test]
     async fn every_table_but_the_platform_ones_has_rls_enabled_and_forced() {
         let Some(h) = open_pg().await else { return };
-        let Store::Postgres(pool) = &h.store else { unreachable!() };
+        let Store::Postgres(pool) = &h.store else {
+            unreachable!()
+        };
         let schema = h.pg_schema.as_ref().map(|(_, s)| s.clone()).unwrap();
         let rows: Vec<(String, bool, bool)> = sqlx::query_as(
             "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c \
@@ -290,7 +381,10 @@ mod postgres_rls {
             if PLATFORM_TABLES.contains(&name.as_str()) {
                 continue;
             }
-            assert!(*enabled && *forced, "table {name}: rls enabled={enabled} forced={forced}");
+            assert!(
+                *enabled && *forced,
+                "table {name}: rls enabled={enabled} forced={forced}"
+            );
             checked += 1;
         }
         assert!(checked >= 2, "expected tenant tables, found {rows:?}");
@@ -300,7 +394,9 @@ mod postgres_rls {
     #[tokio::test]
     async fn the_runtime_role_neither_owns_the_tables_nor_bypasses_rls() {
         let Some(h) = open_pg().await else { return };
-        let Store::Postgres(pool) = &h.store else { unreachable!() };
+        let Store::Postgres(pool) = &h.store else {
+            unreachable!()
+        };
         let schema = h.pg_schema.as_ref().map(|(_, s)| s.clone()).unwrap();
         let (user, superuser, bypass): (String, bool, bool) =
             sqlx::query_as("SELECT rolname::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
@@ -309,11 +405,13 @@ mod postgres_rls {
                 .unwrap();
         assert_eq!(user, tenantgate_store::DEFAULT_PG_RUNTIME_ROLE);
         assert!(!superuser && !bypass);
-        let owned: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tableowner = current_user")
-            .bind(&schema)
-            .fetch_one(pool)
-            .await
-            .unwrap();
+        let owned: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tableowner = current_user",
+        )
+        .bind(&schema)
+        .fetch_one(pool)
+        .await
+        .unwrap();
         assert_eq!(owned, 0);
         h.cleanup().await;
     }

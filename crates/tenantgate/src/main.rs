@@ -116,7 +116,10 @@ fn main() {
     let cli = Cli::parse();
     let serve = matches!(cli.command, Command::Serve);
     init_tracing(if serve { "info" } else { "warn" });
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -130,8 +133,11 @@ fn main() {
 }
 
 fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("TENANTGATE_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
@@ -148,7 +154,8 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Config(ConfigCmd::Check) => {
-            tenantgate_gateway::upstream::Catalog::build(&config).context("invalid configuration")?;
+            tenantgate_gateway::upstream::Catalog::build(&config)
+                .context("invalid configuration")?;
             let store = open_store(&config).await?;
             print(&json!({
                 "ok": true,
@@ -191,7 +198,10 @@ async fn shutdown_signal() {
 
 fn operator() -> PlatformAdmin {
     let who = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    #[expect(clippy::disallowed_methods, reason = "the admin CLI runs with the database credentials: it is the platform operator")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the admin CLI runs with the database credentials: it is the platform operator"
+    )]
     PlatformAdmin::local_operator(format!("cli:{who}"))
 }
 
@@ -201,7 +211,11 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
     let p = store.platform(&admin);
     let find = |t: String| {
         let p = store.platform(&admin);
-        async move { p.find_tenant(&t).await.with_context(|| format!("tenant {t:?}")) }
+        async move {
+            p.find_tenant(&t)
+                .await
+                .with_context(|| format!("tenant {t:?}"))
+        }
     };
     match cmd {
         TenantCmd::Create(c) => {
@@ -227,7 +241,11 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             let t = find(tenant).await?;
             print(&json!(p.set_status(&t.id, TenantStatus::Active).await?));
         }
-        TenantCmd::SetModels { tenant, models, max_tokens } => {
+        TenantCmd::SetModels {
+            tenant,
+            models,
+            max_tokens,
+        } => {
             let t = find(tenant).await?;
             print(&json!(p.set_models(&t.id, &models, max_tokens).await?));
         }
@@ -241,21 +259,45 @@ async fn key(config: Config, cmd: KeyCmd) -> Result<()> {
     let admin = operator();
     let p = store.platform(&admin);
     match cmd {
-        KeyCmd::Create { tenant, role, name, user, expires_in_days } => {
+        KeyCmd::Create {
+            tenant,
+            role,
+            name,
+            user,
+            expires_in_days,
+        } => {
             if role == Role::PlatformAdmin {
                 bail!("API keys carry tenant_admin or member");
             }
-            let t = p.find_tenant(&tenant).await.with_context(|| format!("tenant {tenant:?}"))?;
+            let t = p
+                .find_tenant(&tenant)
+                .await
+                .with_context(|| format!("tenant {tenant:?}"))?;
             let secret = ServerSecret::load_or_create(&config.server.secret_file)?;
             let expires_at_ms = expires_in_days.map(|d| now_ms() + i64::from(d) * 86_400_000);
-            let (rec, plaintext) = create_key(&store, &admin, &secret, &t.id, KeySpec { role, name, end_user: user, expires_at_ms }).await?;
+            let (rec, plaintext) = create_key(
+                &store,
+                &admin,
+                &secret,
+                &t.id,
+                KeySpec {
+                    role,
+                    name,
+                    end_user: user,
+                    expires_at_ms,
+                },
+            )
+            .await?;
             let mut v = json!(rec);
             v["key"] = json!(plaintext);
             v["note"] = json!("store this key now; it is not shown again");
             print(&v);
         }
         KeyCmd::List { tenant } => {
-            let t = p.find_tenant(&tenant).await.with_context(|| format!("tenant {tenant:?}"))?;
+            let t = p
+                .find_tenant(&tenant)
+                .await
+                .with_context(|| format!("tenant {tenant:?}"))?;
             print(&json!(p.list_keys(&t.id).await?));
         }
         KeyCmd::Revoke { key } => print(&json!(p.revoke_key(&key).await?)),
@@ -265,5 +307,8 @@ async fn key(config: Config, cmd: KeyCmd) -> Result<()> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

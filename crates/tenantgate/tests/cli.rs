@@ -1,6 +1,11 @@
 //! The real binary: admin CLI commands, config errors, and a CLI process changing what a
 //! separately running `tenantgate serve` accepts.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -10,8 +15,17 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_tenantgate");
 
 fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).current_dir(dir).env_remove("TENANTGATE_CONFIG").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TENANTGATE_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn cli_json(dir: &Path, args: &[&str]) -> Value {
@@ -47,7 +61,10 @@ fn serve(dir: &Path) -> Serving {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let url = loop {
-        let line = lines.next().expect("serve exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
         let v: Value = serde_json::from_str(&line).unwrap_or_default();
         if v["fields"]["message"] == "tenantgate listening" {
             break format!("http://{}", v["fields"]["addr"].as_str().unwrap());
@@ -83,7 +100,10 @@ fn wait_status(url: &str, key: &str, want: u16) -> Duration {
         if s == want {
             return t.elapsed();
         }
-        assert!(t.elapsed() < Duration::from_secs(5), "status {s}, wanted {want}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "status {s}, wanted {want}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -93,12 +113,25 @@ fn first_start_bootstraps_a_demo_tenant_whose_key_works() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(dir.path());
     let key_file = dir.path().join("data/demo-key.txt");
-    let key = std::fs::read_to_string(&key_file).unwrap().trim().to_owned();
+    let key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_owned();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(dir.path().join("data/server.secret")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join("data/server.secret"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
     assert_eq!(chat_status(&s.url, &key), 200);
     let tenants = cli_json(dir.path(), &["tenant", "list"]);
@@ -109,30 +142,73 @@ fn first_start_bootstraps_a_demo_tenant_whose_key_works() {
 #[test]
 fn cli_changes_reach_a_running_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let t = cli_json(dir.path(), &["tenant", "create", "--slug", "acme", "--name", "Acme Corp", "--plan", "pro", "--models", "demo", "--max-tokens", "500"]);
+    let t = cli_json(
+        dir.path(),
+        &[
+            "tenant",
+            "create",
+            "--slug",
+            "acme",
+            "--name",
+            "Acme Corp",
+            "--plan",
+            "pro",
+            "--models",
+            "demo",
+            "--max-tokens",
+            "500",
+        ],
+    );
     assert_eq!(t["display_name"], "Acme Corp");
     assert_eq!(t["allowed_models"], json!(["demo"]));
-    let k = cli_json(dir.path(), &["key", "create", "--tenant", "acme", "--role", "tenant_admin", "--name", "ci"]);
+    let k = cli_json(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--role",
+            "tenant_admin",
+            "--name",
+            "ci",
+        ],
+    );
     let key = k["key"].as_str().unwrap().to_owned();
     assert!(key.starts_with(k["prefix"].as_str().unwrap()));
     let k2 = cli_json(dir.path(), &["key", "create", "--tenant", "acme"]);
     let key2 = k2["key"].as_str().unwrap().to_owned();
     let listed = cli_json(dir.path(), &["key", "list", "--tenant", "acme"]);
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    assert!(!listed.to_string().contains(&key), "key list must not show keys");
+    assert!(
+        !listed.to_string().contains(&key),
+        "key list must not show keys"
+    );
 
     let s = serve(dir.path());
     assert_eq!(chat_status(&s.url, &key), 200);
 
-    cli_json(dir.path(), &["key", "revoke", k["prefix"].as_str().unwrap()]);
+    cli_json(
+        dir.path(),
+        &["key", "revoke", k["prefix"].as_str().unwrap()],
+    );
     let took = wait_status(&s.url, &key, 401);
-    assert!(took < Duration::from_secs(1), "revocation reached the gateway after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "revocation reached the gateway after {took:?}"
+    );
     assert_eq!(chat_status(&s.url, &key2), 200);
 
     cli_json(dir.path(), &["tenant", "suspend", "acme"]);
     let took = wait_status(&s.url, &key2, 403);
-    assert!(took < Duration::from_secs(1), "suspension reached the gateway after {took:?}");
-    assert_eq!(cli_json(dir.path(), &["tenant", "show", "acme"])["status"], "suspended");
+    assert!(
+        took < Duration::from_secs(1),
+        "suspension reached the gateway after {took:?}"
+    );
+    assert_eq!(
+        cli_json(dir.path(), &["tenant", "show", "acme"])["status"],
+        "suspended"
+    );
     cli_json(dir.path(), &["tenant", "resume", "acme"]);
     wait_status(&s.url, &key2, 200);
 }
@@ -140,26 +216,45 @@ fn cli_changes_reach_a_running_gateway() {
 #[test]
 fn bad_input_is_refused_with_a_message_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.toml"), "[server]\nlisten = \"not-an-address\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[server]\nlisten = \"not-an-address\"\n",
+    )
+    .unwrap();
     let (ok, _, err) = cli(dir.path(), &["--config", "bad.toml", "config", "check"]);
     assert!(!ok);
     assert!(err.contains("listen"), "{err}");
     std::fs::write(dir.path().join("p.toml"), "[[providers]]\nname = \"openai\"\nkind = \"openai\"\napi_key_env = \"TG_TEST_UNSET_KEY\"\n").unwrap();
     let (ok, _, err) = cli(dir.path(), &["--config", "p.toml", "config", "check"]);
     assert!(!ok);
-    assert!(err.contains("providers[0].api_key_env") && err.contains("TG_TEST_UNSET_KEY"), "{err}");
+    assert!(
+        err.contains("providers[0].api_key_env") && err.contains("TG_TEST_UNSET_KEY"),
+        "{err}"
+    );
     let (ok, out, _) = cli(dir.path(), &["config", "check"]);
     assert!(ok);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["database"], "sqlite");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["database"],
+        "sqlite"
+    );
 
     let (ok, _, err) = cli(dir.path(), &["tenant", "create", "--slug", "Bad Slug"]);
     assert!(!ok && err.contains("invalid slug"), "{err}");
-    let (ok, _, err) = cli(dir.path(), &["tenant", "create", "--slug", "acme", "--plan", "gold"]);
+    let (ok, _, err) = cli(
+        dir.path(),
+        &["tenant", "create", "--slug", "acme", "--plan", "gold"],
+    );
     assert!(!ok && err.contains("free, pro, enterprise"), "{err}");
     cli_json(dir.path(), &["tenant", "create", "--slug", "acme"]);
     let (ok, _, err) = cli(dir.path(), &["tenant", "create", "--slug", "acme"]);
     assert!(!ok && err.contains("already exists"), "{err}");
     let (ok, _, err) = cli(dir.path(), &["key", "create", "--tenant", "nope"]);
     assert!(!ok && err.contains("nope"), "{err}");
-    assert_eq!(cli_json(dir.path(), &["tenant", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        cli_json(dir.path(), &["tenant", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -1,7 +1,10 @@
 //! The Anthropic surface: `/v1/messages`, for Anthropic-format models (and the demo model).
 
 use super::openai::{codec, demo_upstream, log_usage};
-use super::{annotate, json_response, parse_object, read_body, sse_response, upstream_bytes, upstream_json, upstream_status_error, CallInfo, RequestId};
+use super::{
+    annotate, json_response, parse_object, read_body, sse_response, upstream_bytes, upstream_json,
+    upstream_status_error, CallInfo, RequestId,
+};
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, Wire};
 use crate::state::AppState;
@@ -17,11 +20,23 @@ use std::time::Instant;
 use tenantgate_providers::anthropic::{self, StreamUsage};
 use tenantgate_providers::demo;
 
-pub(super) async fn messages(State(app): State<AppState>, Extension(rid): Extension<RequestId>, headers: HeaderMap, body: Body) -> Response {
-    inner(&app, rid.0, &headers, body).await.unwrap_or_else(|e| e.render(Wire::Anthropic))
+pub(super) async fn messages(
+    State(app): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    inner(&app, rid.0, &headers, body)
+        .await
+        .unwrap_or_else(|e| e.render(Wire::Anthropic))
 }
 
-async fn inner(app: &AppState, request_id: String, headers: &HeaderMap, body: Body) -> Result<Response, GatewayError> {
+async fn inner(
+    app: &AppState,
+    request_id: String,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
     let ctx = app.tenant_context(headers)?;
     let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
     let mut req = parse_object(&bytes)?;
@@ -30,8 +45,16 @@ async fn inner(app: &AppState, request_id: String, headers: &HeaderMap, body: Bo
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
     let route = call.route.clone();
     let provider = route.provider.clone();
-    let info = CallInfo { tenant: call.ctx.tenant.slug.clone(), model: meta.model.clone() };
-    let end = StreamEnd { request_id, tenant: info.tenant.clone(), model: info.model.clone(), started: Instant::now() };
+    let info = CallInfo {
+        tenant: call.ctx.tenant.slug.clone(),
+        model: meta.model.clone(),
+    };
+    let end = StreamEnd {
+        request_id,
+        tenant: info.tenant.clone(),
+        model: info.model.clone(),
+        started: Instant::now(),
+    };
     let started = Instant::now();
     match provider.kind {
         ProviderKind::Demo => {

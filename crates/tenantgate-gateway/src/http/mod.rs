@@ -79,7 +79,11 @@ async fn edge(mut req: Request, next: Next) -> Response {
     let method: Method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut resp = next.run(req).await;
-    let upstream = resp.extensions().get::<UpstreamTime>().map(|u| u.0).unwrap_or_default();
+    let upstream = resp
+        .extensions()
+        .get::<UpstreamTime>()
+        .map(|u| u.0)
+        .unwrap_or_default();
     let overhead = started.elapsed().saturating_sub(upstream);
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -104,15 +108,25 @@ async fn edge(mut req: Request, next: Next) -> Response {
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, GatewayError> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(GatewayError::BodyTooLarge(limit)),
-        Err(_) => Err(GatewayError::InvalidRequest { message: "could not read the request body".into(), param: None }),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(GatewayError::BodyTooLarge(limit))
+        }
+        Err(_) => Err(GatewayError::InvalidRequest {
+            message: "could not read the request body".into(),
+            param: None,
+        }),
     }
 }
 
 pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(GatewayError::BadJson("the body must be a JSON object".into())),
+        Ok(_) => Err(GatewayError::BadJson(
+            "the body must be a JSON object".into(),
+        )),
         Err(e) => Err(GatewayError::BadJson(e.to_string())),
     }
 }
@@ -145,15 +159,29 @@ pub(crate) fn annotate(mut resp: Response, upstream: Duration, info: CallInfo) -
 /// Reads a provider's non-2xx response into the matching error.
 pub(crate) async fn upstream_status_error(provider: &str, resp: reqwest::Response) -> GatewayError {
     let status = resp.status().as_u16();
-    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = resp.bytes().await.unwrap_or_default();
     crate::upstream::status_error(provider, status, retry_after, &body)
 }
 
 /// Reads a provider's successful JSON body; a body that is not JSON is the provider's fault.
-pub(crate) async fn upstream_json(provider: &str, resp: reqwest::Response) -> Result<(bytes::Bytes, Value), GatewayError> {
-    let bytes = resp.bytes().await.map_err(|e| crate::upstream::transport_error(provider, &e))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| GatewayError::UpstreamFailed(format!("provider {provider:?} returned a malformed response")))?;
+pub(crate) async fn upstream_json(
+    provider: &str,
+    resp: reqwest::Response,
+) -> Result<(bytes::Bytes, Value), GatewayError> {
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| crate::upstream::transport_error(provider, &e))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        GatewayError::UpstreamFailed(format!(
+            "provider {provider:?} returned a malformed response"
+        ))
+    })?;
     Ok((bytes, v))
 }
 
@@ -163,5 +191,6 @@ pub(crate) fn upstream_bytes(
     resp: reqwest::Response,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, GatewayError>> + Send + 'static {
     use futures_util::StreamExt;
-    resp.bytes_stream().map(move |r| r.map_err(|e| crate::upstream::transport_error(&provider, &e)))
+    resp.bytes_stream()
+        .map(move |r| r.map_err(|e| crate::upstream::transport_error(&provider, &e)))
 }

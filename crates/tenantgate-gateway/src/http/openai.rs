@@ -1,6 +1,9 @@
 //! The OpenAI surface: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
 
-use super::{annotate, json_response, parse_object, read_body, sse_response, upstream_bytes, upstream_json, upstream_status_error, CallInfo, RequestId};
+use super::{
+    annotate, json_response, parse_object, read_body, sse_response, upstream_bytes, upstream_json,
+    upstream_status_error, CallInfo, RequestId,
+};
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, Wire};
 use crate::pipeline::TenantContext;
@@ -15,68 +18,126 @@ use axum::{Extension, Json};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tenantgate_providers::translate::{anthropic_response_to_openai, openai_request_to_anthropic, AnthropicToOpenAiStream};
+use tenantgate_providers::translate::{
+    anthropic_response_to_openai, openai_request_to_anthropic, AnthropicToOpenAiStream,
+};
 use tenantgate_providers::{anthropic, demo, embed, openai, sse, tokens, CodecError};
 
 pub(crate) fn codec(e: CodecError) -> GatewayError {
-    GatewayError::InvalidRequest { message: e.message, param: e.param }
+    GatewayError::InvalidRequest {
+        message: e.message,
+        param: e.param,
+    }
 }
 
-pub(super) async fn chat_completions(State(app): State<AppState>, Extension(rid): Extension<RequestId>, headers: HeaderMap, body: Body) -> Response {
-    chat(&app, rid.0, &headers, body).await.unwrap_or_else(|e| e.render(Wire::OpenAi))
+pub(super) async fn chat_completions(
+    State(app): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    chat(&app, rid.0, &headers, body)
+        .await
+        .unwrap_or_else(|e| e.render(Wire::OpenAi))
 }
 
 /// Demo model events framed as the Anthropic SSE bytes a real provider would send, so the demo
 /// goes through exactly the streaming path of a real Anthropic model.
-pub(super) fn demo_upstream(events: Vec<(&'static str, Value)>) -> impl futures_util::Stream<Item = Result<bytes::Bytes, GatewayError>> + Send + 'static {
-    futures_util::stream::iter(events.into_iter().map(|(e, d)| Ok(sse::named_frame(e, &d.to_string()))))
+pub(super) fn demo_upstream(
+    events: Vec<(&'static str, Value)>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, GatewayError>> + Send + 'static {
+    futures_util::stream::iter(
+        events
+            .into_iter()
+            .map(|(e, d)| Ok(sse::named_frame(e, &d.to_string()))),
+    )
 }
 
-async fn chat(app: &AppState, request_id: String, headers: &HeaderMap, body: Body) -> Result<Response, GatewayError> {
+async fn chat(
+    app: &AppState,
+    request_id: String,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
     let ctx = app.tenant_context(headers)?;
     let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
     let mut req = parse_object(&bytes)?;
     let meta = openai::chat_meta(&req).map_err(codec)?;
     let call = app.authorize(ctx, &meta.model)?;
-    let param = if req.contains_key("max_completion_tokens") { "max_completion_tokens" } else { "max_tokens" };
+    let param = if req.contains_key("max_completion_tokens") {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
     let bound = call.bound_max_tokens(meta.max_tokens, param)?;
     let route = call.route.clone();
     let provider = route.provider.clone();
-    let info = CallInfo { tenant: call.ctx.tenant.slug.clone(), model: meta.model.clone() };
-    let end = StreamEnd { request_id, tenant: info.tenant.clone(), model: info.model.clone(), started: Instant::now() };
+    let info = CallInfo {
+        tenant: call.ctx.tenant.slug.clone(),
+        model: meta.model.clone(),
+    };
+    let end = StreamEnd {
+        request_id,
+        tenant: info.tenant.clone(),
+        model: info.model.clone(),
+        started: Instant::now(),
+    };
     let started = Instant::now();
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiCompatible => {
             openai::rewrite_chat_for_upstream(&mut req, &route.upstream_model, meta.stream);
             if let (None, Some(b)) = (meta.max_tokens, bound) {
                 // OpenAI's own API wants max_completion_tokens; older compatible servers know max_tokens.
-                let field = if provider.kind == ProviderKind::OpenaiCompatible { "max_tokens" } else { "max_completion_tokens" };
+                let field = if provider.kind == ProviderKind::OpenaiCompatible {
+                    "max_tokens"
+                } else {
+                    "max_completion_tokens"
+                };
                 req.insert(field.into(), json!(b));
             }
             let body = serde_json::to_vec(&req).map_err(|_| GatewayError::Internal)?;
-            let resp = provider.send(Endpoint::Chat, &route.upstream_model, body).await?;
+            let resp = provider
+                .send(Endpoint::Chat, &route.upstream_model, body)
+                .await?;
             if !resp.status().is_success() {
                 return Err(upstream_status_error(&provider.name, resp).await);
             }
             if meta.stream {
                 let waited = started.elapsed();
-                let t = Transform::OpenAiPassthrough { include_usage: meta.include_usage, usage: None, done: false };
+                let t = Transform::OpenAiPassthrough {
+                    include_usage: meta.include_usage,
+                    usage: None,
+                    done: false,
+                };
                 let s = transform_stream(upstream_bytes(provider.name.clone(), resp), t, end);
                 return Ok(annotate(sse_response(Body::from_stream(s)), waited, info));
             }
             let (bytes, v) = upstream_json(&provider.name, resp).await?;
             log_usage(&end, openai::usage_from(&v));
-            Ok(annotate(json_response(StatusCode::OK, bytes), started.elapsed(), info))
+            Ok(annotate(
+                json_response(StatusCode::OK, bytes),
+                started.elapsed(),
+                info,
+            ))
         }
         ProviderKind::Anthropic | ProviderKind::Demo => {
             let default_max = bound.unwrap_or(u64::from(route.default_max_tokens));
-            let areq = openai_request_to_anthropic(&req, &route.upstream_model, default_max).map_err(codec)?;
+            let areq = openai_request_to_anthropic(&req, &route.upstream_model, default_max)
+                .map_err(codec)?;
             if provider.kind == ProviderKind::Demo {
-                let ameta = areq.as_object().map(anthropic::messages_meta).transpose().map_err(codec)?.ok_or(GatewayError::Internal)?;
+                let ameta = areq
+                    .as_object()
+                    .map(anthropic::messages_meta)
+                    .transpose()
+                    .map_err(codec)?
+                    .ok_or(GatewayError::Internal)?;
                 if meta.stream {
                     let events = demo::stream_events(&areq, &ameta);
                     let waited = started.elapsed();
-                    let t = Transform::AnthropicToOpenAi(AnthropicToOpenAiStream::new(&meta.model, meta.include_usage));
+                    let t = Transform::AnthropicToOpenAi(AnthropicToOpenAiStream::new(
+                        &meta.model,
+                        meta.include_usage,
+                    ));
                     let s = transform_stream(demo_upstream(events), t, end);
                     return Ok(annotate(sse_response(Body::from_stream(s)), waited, info));
                 }
@@ -85,13 +146,18 @@ async fn chat(app: &AppState, request_id: String, headers: &HeaderMap, body: Bod
                 return Ok(annotate(Json(out).into_response(), started.elapsed(), info));
             }
             let body = serde_json::to_vec(&areq).map_err(|_| GatewayError::Internal)?;
-            let resp = provider.send(Endpoint::Messages, &route.upstream_model, body).await?;
+            let resp = provider
+                .send(Endpoint::Messages, &route.upstream_model, body)
+                .await?;
             if !resp.status().is_success() {
                 return Err(upstream_status_error(&provider.name, resp).await);
             }
             if meta.stream {
                 let waited = started.elapsed();
-                let t = Transform::AnthropicToOpenAi(AnthropicToOpenAiStream::new(&meta.model, meta.include_usage));
+                let t = Transform::AnthropicToOpenAi(AnthropicToOpenAiStream::new(
+                    &meta.model,
+                    meta.include_usage,
+                ));
                 let s = transform_stream(upstream_bytes(provider.name.clone(), resp), t, end);
                 return Ok(annotate(sse_response(Body::from_stream(s)), waited, info));
             }
@@ -109,11 +175,23 @@ pub(super) fn log_usage(end: &StreamEnd, usage: Option<tenantgate_providers::Usa
         input_tokens = u.input_tokens, output_tokens = u.output_tokens, "usage");
 }
 
-pub(super) async fn embeddings(State(app): State<AppState>, Extension(rid): Extension<RequestId>, headers: HeaderMap, body: Body) -> Response {
-    embed_inner(&app, rid.0, &headers, body).await.unwrap_or_else(|e| e.render(Wire::OpenAi))
+pub(super) async fn embeddings(
+    State(app): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    embed_inner(&app, rid.0, &headers, body)
+        .await
+        .unwrap_or_else(|e| e.render(Wire::OpenAi))
 }
 
-async fn embed_inner(app: &AppState, request_id: String, headers: &HeaderMap, body: Body) -> Result<Response, GatewayError> {
+async fn embed_inner(
+    app: &AppState,
+    request_id: String,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, GatewayError> {
     let ctx = app.tenant_context(headers)?;
     let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
     let mut req = parse_object(&bytes)?;
@@ -121,43 +199,78 @@ async fn embed_inner(app: &AppState, request_id: String, headers: &HeaderMap, bo
     let call = app.authorize(ctx, &model)?;
     let route = call.route.clone();
     let provider = route.provider.clone();
-    let info = CallInfo { tenant: call.ctx.tenant.slug.clone(), model: model.clone() };
-    let end = StreamEnd { request_id, tenant: info.tenant.clone(), model: model.clone(), started: Instant::now() };
+    let info = CallInfo {
+        tenant: call.ctx.tenant.slug.clone(),
+        model: model.clone(),
+    };
+    let end = StreamEnd {
+        request_id,
+        tenant: info.tenant.clone(),
+        model: model.clone(),
+        started: Instant::now(),
+    };
     let started = Instant::now();
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiCompatible => {
             req.insert("model".into(), json!(route.upstream_model));
             let body = serde_json::to_vec(&req).map_err(|_| GatewayError::Internal)?;
-            let resp = provider.send(Endpoint::Embeddings, &route.upstream_model, body).await?;
+            let resp = provider
+                .send(Endpoint::Embeddings, &route.upstream_model, body)
+                .await?;
             if !resp.status().is_success() {
                 return Err(upstream_status_error(&provider.name, resp).await);
             }
             let (bytes, v) = upstream_json(&provider.name, resp).await?;
             log_usage(&end, openai::usage_from(&v));
-            Ok(annotate(json_response(StatusCode::OK, bytes), started.elapsed(), info))
+            Ok(annotate(
+                json_response(StatusCode::OK, bytes),
+                started.elapsed(),
+                info,
+            ))
         }
         ProviderKind::Demo => {
             let out = demo_embeddings(&req, &model)?;
             log_usage(&end, openai::usage_from(&out));
             Ok(annotate(Json(out).into_response(), started.elapsed(), info))
         }
-        ProviderKind::Anthropic => Err(GatewayError::UnsupportedForModel { message: format!("the model `{model}` does not support embeddings"), param: Some("model".into()) }),
+        ProviderKind::Anthropic => Err(GatewayError::UnsupportedForModel {
+            message: format!("the model `{model}` does not support embeddings"),
+            param: Some("model".into()),
+        }),
     }
 }
 
-fn demo_embeddings(req: &serde_json::Map<String, Value>, model: &str) -> Result<Value, GatewayError> {
+fn demo_embeddings(
+    req: &serde_json::Map<String, Value>,
+    model: &str,
+) -> Result<Value, GatewayError> {
     let inputs: Vec<&str> = match &req["input"] {
         Value::String(s) => vec![s.as_str()],
         Value::Array(a) => a
             .iter()
-            .map(|v| v.as_str().ok_or_else(|| GatewayError::InvalidRequest { message: "the demo embedder accepts strings only".into(), param: Some("input".into()) }))
+            .map(|v| {
+                v.as_str().ok_or_else(|| GatewayError::InvalidRequest {
+                    message: "the demo embedder accepts strings only".into(),
+                    param: Some("input".into()),
+                })
+            })
             .collect::<Result<_, _>>()?,
-        _ => return Err(GatewayError::InvalidRequest { message: "'input' must be a string or an array of strings".into(), param: Some("input".into()) }),
+        _ => {
+            return Err(GatewayError::InvalidRequest {
+                message: "'input' must be a string or an array of strings".into(),
+                param: Some("input".into()),
+            })
+        }
     };
     let dims = match req.get("dimensions").and_then(Value::as_u64) {
         None => embed::DEMO_DIMS,
         Some(d) if (1..=3072).contains(&d) => d as usize,
-        Some(_) => return Err(GatewayError::InvalidRequest { message: "'dimensions' must be between 1 and 3072".into(), param: Some("dimensions".into()) }),
+        Some(_) => {
+            return Err(GatewayError::InvalidRequest {
+                message: "'dimensions' must be between 1 and 3072".into(),
+                param: Some("dimensions".into()),
+            })
+        }
     };
     let base64 = req.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let mut total = 0;
@@ -167,11 +280,17 @@ fn demo_embeddings(req: &serde_json::Map<String, Value>, model: &str) -> Result<
         .map(|(i, text)| {
             total += tokens::count(text);
             let v = embed::embed(text, dims);
-            let emb = if base64 { json!(base64::engine::general_purpose::STANDARD.encode(embed::le_bytes(&v))) } else { json!(v) };
+            let emb = if base64 {
+                json!(base64::engine::general_purpose::STANDARD.encode(embed::le_bytes(&v)))
+            } else {
+                json!(v)
+            };
             json!({"object":"embedding","index":i,"embedding":emb})
         })
         .collect();
-    Ok(json!({"object":"list","data":data,"model":model,"usage":{"prompt_tokens":total,"total_tokens":total}}))
+    Ok(
+        json!({"object":"list","data":data,"model":model,"usage":{"prompt_tokens":total,"total_tokens":total}}),
+    )
 }
 
 fn model_object(id: &str) -> Value {
@@ -181,17 +300,32 @@ fn model_object(id: &str) -> Value {
 pub(super) async fn list_models(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let run = || -> Result<Response, GatewayError> {
         let ctx: TenantContext = app.tenant_context(&headers)?;
-        let data: Vec<Value> = app.visible_models(&ctx).iter().map(|m| model_object(m)).collect();
-        Ok(annotate(Json(json!({"object":"list","data":data})).into_response(), Duration::ZERO, CallInfo { tenant: ctx.tenant.slug.clone(), model: "-".into() }))
+        let data: Vec<Value> = app
+            .visible_models(&ctx)
+            .iter()
+            .map(|m| model_object(m))
+            .collect();
+        Ok(annotate(
+            Json(json!({"object":"list","data":data})).into_response(),
+            Duration::ZERO,
+            CallInfo {
+                tenant: ctx.tenant.slug.clone(),
+                model: "-".into(),
+            },
+        ))
     };
     run().unwrap_or_else(|e| e.render(Wire::OpenAi))
 }
 
 /// A model the tenant may not use answers 404, exactly like one that does not exist.
-pub(super) async fn get_model(State(app): State<AppState>, Path(model): Path<String>, headers: HeaderMap) -> Response {
+pub(super) async fn get_model(
+    State(app): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let run = || -> Result<Response, GatewayError> {
         let ctx = app.tenant_context(&headers)?;
-        if app.visible_models(&ctx).iter().any(|m| *m == model) {
+        if app.visible_models(&ctx).contains(&model) {
             Ok(Json(model_object(&model)).into_response())
         } else {
             Err(GatewayError::ModelNotFound(model.clone()))

@@ -1,11 +1,15 @@
 //! Test kit: a real gateway (`Server::bind` on 127.0.0.1:0, SQLite in a temp dir) in front of a
 //! real mockllm, plus helpers to create tenants and keys the way the CLI does.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 #![allow(dead_code)]
 
 use mockllm::{MockConfig, MockHandle};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::Path;
 use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, Role, Tenant};
 use tenantgate_gateway::config::{ModelConfig, ProviderConfig, ProviderKind};
 use tenantgate_gateway::control::{create_key, KeySpec};
@@ -25,13 +29,13 @@ pub struct TestGateway {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-fn provider(name: &str, kind: ProviderKind, base_url: String, key_file: &PathBuf) -> ProviderConfig {
+fn provider(name: &str, kind: ProviderKind, base_url: String, key_file: &Path) -> ProviderConfig {
     ProviderConfig {
         name: name.into(),
         kind,
         base_url: Some(base_url),
         api_key_env: None,
-        api_key_file: Some(key_file.clone()),
+        api_key_file: Some(key_file.to_path_buf()),
         api_version: (kind == ProviderKind::Azure).then(|| "2024-10-21".to_owned()),
         connect_timeout_ms: 2_000,
         request_timeout_ms: 30_000,
@@ -41,7 +45,12 @@ fn provider(name: &str, kind: ProviderKind, base_url: String, key_file: &PathBuf
 }
 
 fn model(name: &str, provider: &str, upstream: &str) -> ModelConfig {
-    ModelConfig { name: name.into(), provider: provider.into(), upstream_model: Some(upstream.into()), default_max_tokens: 512 }
+    ModelConfig {
+        name: name.into(),
+        provider: provider.into(),
+        upstream_model: Some(upstream.into()),
+        default_max_tokens: 512,
+    }
 }
 
 impl TestGateway {
@@ -50,9 +59,16 @@ impl TestGateway {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let mock = mockllm::start("127.0.0.1:0".parse().unwrap(), MockConfig { chunks: 4, api_key: Some(UPSTREAM_KEY.into()), ..Default::default() })
-            .await
-            .unwrap();
+        let mock = mockllm::start(
+            "127.0.0.1:0".parse().unwrap(),
+            MockConfig {
+                chunks: 4,
+                api_key: Some(UPSTREAM_KEY.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("upstream.key");
         std::fs::write(&key_file, format!("{UPSTREAM_KEY}\n")).unwrap();
@@ -64,13 +80,33 @@ impl TestGateway {
         config.server.shutdown_grace_secs = 1;
         config.database.url = format!("sqlite:{}", dir.path().join("tg.db").display());
         config.demo.bootstrap_tenant = false;
-        let mut slow = provider("mock-slow", ProviderKind::OpenaiCompatible, format!("{base}/v1"), &key_file);
+        let mut slow = provider(
+            "mock-slow",
+            ProviderKind::OpenaiCompatible,
+            format!("{base}/v1"),
+            &key_file,
+        );
         slow.request_timeout_ms = 300;
         config.providers = vec![
-            provider("mock-openai", ProviderKind::OpenaiCompatible, format!("{base}/v1"), &key_file),
-            provider("mock-openai-official", ProviderKind::Openai, format!("{base}/v1"), &key_file),
+            provider(
+                "mock-openai",
+                ProviderKind::OpenaiCompatible,
+                format!("{base}/v1"),
+                &key_file,
+            ),
+            provider(
+                "mock-openai-official",
+                ProviderKind::Openai,
+                format!("{base}/v1"),
+                &key_file,
+            ),
             provider("mock-azure", ProviderKind::Azure, base.clone(), &key_file),
-            provider("mock-anthropic", ProviderKind::Anthropic, base.clone(), &key_file),
+            provider(
+                "mock-anthropic",
+                ProviderKind::Anthropic,
+                base.clone(),
+                &key_file,
+            ),
             slow,
         ];
         config.models = vec![
@@ -88,10 +124,22 @@ impl TestGateway {
         let task = tokio::spawn(server.serve(async {
             let _ = rx.await;
         }));
-        TestGateway { url, state, mock, dir, http: reqwest::Client::new(), config, shutdown: Some(tx), task: Some(task) }
+        TestGateway {
+            url,
+            state,
+            mock,
+            dir,
+            http: reqwest::Client::new(),
+            config,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
-    #[expect(clippy::disallowed_methods, reason = "the test kit plays the CLI operator")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test kit plays the CLI operator"
+    )]
     pub fn admin() -> PlatformAdmin {
         PlatformAdmin::local_operator("test")
     }
@@ -102,7 +150,12 @@ impl TestGateway {
 
     /// Creates a tenant and a member key, as `tenantgate tenant create` + `key create` would,
     /// then waits until the gateway serves them.
-    pub async fn tenant(&self, slug: &str, models: &[&str], max_tokens: Option<u32>) -> (Tenant, String) {
+    pub async fn tenant(
+        &self,
+        slug: &str,
+        models: &[&str],
+        max_tokens: Option<u32>,
+    ) -> (Tenant, String) {
         let admin = Self::admin();
         let t = self
             .state
@@ -124,9 +177,20 @@ impl TestGateway {
 
     pub async fn key(&self, t: &Tenant, expires_at_ms: Option<i64>) -> String {
         let admin = Self::admin();
-        let (_, key) = create_key(self.state.store(), &admin, &self.secret(), &t.id, KeySpec { role: Role::Member, name: None, end_user: Some("end-user-1".into()), expires_at_ms })
-            .await
-            .unwrap();
+        let (_, key) = create_key(
+            self.state.store(),
+            &admin,
+            &self.secret(),
+            &t.id,
+            KeySpec {
+                role: Role::Member,
+                name: None,
+                end_user: Some("end-user-1".into()),
+                expires_at_ms,
+            },
+        )
+        .await
+        .unwrap();
         self.wait_for_revision().await;
         key
     }
@@ -136,21 +200,42 @@ impl TestGateway {
         let target = self.state.store().revision().await.unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while self.state.auth_revision() < target {
-            assert!(std::time::Instant::now() < deadline, "gateway did not pick up revision {target}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway did not pick up revision {target}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
-        self.http.post(format!("{}{path}", self.url)).bearer_auth(key).json(body).send().await.unwrap()
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_raw(&self, path: &str, key: &str, body: &'static str) -> reqwest::Response {
-        self.http.post(format!("{}{path}", self.url)).bearer_auth(key).header("content-type", "application/json").body(body).send().await.unwrap()
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.url)).bearer_auth(key).send().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn stop(mut self) {
@@ -165,7 +250,13 @@ impl TestGateway {
 
 /// Data payloads of an SSE body, in order.
 pub fn sse_data(body: &str) -> Vec<String> {
-    body.split("\n\n").filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_owned)).collect()
+    body.split("\n\n")
+        .filter_map(|ev| {
+            ev.lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 /// (event, data) pairs of an SSE body.
@@ -173,8 +264,16 @@ pub fn sse_events(body: &str) -> Vec<(String, String)> {
     body.split("\n\n")
         .filter(|ev| !ev.trim().is_empty())
         .map(|ev| {
-            let event = ev.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or_default().to_owned();
-            let data = ev.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or_default().to_owned();
+            let event = ev
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default()
+                .to_owned();
+            let data = ev
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or_default()
+                .to_owned();
             (event, data)
         })
         .collect()
