@@ -424,3 +424,18 @@ mod tests {
         assert_eq!(e, "providers[3].api_key_env: environment variable TENANTGATE_TEST_SURELY_UNSET_VAR is not set");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example must stay loadable: every key in it exists.
+    #[test]
+    fn example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tenantgate.example.toml");
+        let cfg = Config::load(Some(&path)).unwrap();
+        assert_eq!(cfg.providers.len(), 4);
+        assert_eq!(cfg.models.len(), 4);
+        assert_eq!(cfg.auth.reload_interval_ms, 100);
+    }
+}
