@@ -1,1 +1,432 @@
-fn main() {}
+//! Gateway overhead benchmark.
+//!
+//! Starts mockllm (no added latency) and the gateway (SQLite, N tenants, every isolation
+//! check the gateway has on) in this process, then measures against both:
+//! - fixed rate (open loop, latency from the intended send time): p50/p99 direct vs gateway,
+//!   and the gateway's own `x-tenantgate-overhead-ms`;
+//! - max throughput (closed loop, C connections);
+//! - streaming: time to first byte and to the last byte of a 50-chunk stream.
+//!
+//! Everything shares this machine's cores, as the load generator does in any single-host run.
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, Role};
+use tenantgate_gateway::config::{ModelConfig, ProviderConfig, ProviderKind};
+use tenantgate_gateway::control::{create_key, KeySpec};
+use tenantgate_gateway::keys::ServerSecret;
+use tenantgate_gateway::{Config, Server};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Tenants configured in the gateway.
+    #[arg(long, default_value_t = 10_000)]
+    tenants: usize,
+    /// Fixed request rate for the latency runs.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Connections for the throughput runs.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Chunks per streamed response.
+    #[arg(long, default_value_t = 50)]
+    stream_chunks: usize,
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+struct Target {
+    url: String,
+    key: Option<String>,
+}
+
+fn body(stream: bool, chunks: usize) -> Bytes {
+    let text = if stream {
+        format!("{} mock:chunks={chunks}", "w ".repeat(chunks))
+    } else {
+        "hello benchmark".to_owned()
+    };
+    Bytes::from(serde_json::json!({"model":"bench-model","stream":stream,"messages":[{"role":"user","content":text}]}).to_string())
+}
+
+/// One request; returns (time to response head, time to last byte, gateway overhead ms).
+async fn call(
+    client: &HttpClient,
+    t: &Target,
+    key_idx: usize,
+    keys: &[String],
+    payload: Bytes,
+) -> Result<(Duration, Duration, Option<f64>)> {
+    let start = Instant::now();
+    let mut req = hyper::Request::post(format!("{}/v1/chat/completions", t.url))
+        .header("content-type", "application/json");
+    let key = t
+        .key
+        .clone()
+        .unwrap_or_else(|| keys[key_idx % keys.len()].clone());
+    req = req.header("authorization", format!("Bearer {key}"));
+    let resp = client.request(req.body(Full::new(payload))?).await?;
+    let head = start.elapsed();
+    anyhow::ensure!(resp.status().is_success(), "status {}", resp.status());
+    let overhead = resp
+        .headers()
+        .get("x-tenantgate-overhead-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let mut b = resp.into_body();
+    while let Some(frame) = b.frame().await {
+        frame?;
+    }
+    Ok((head, start.elapsed(), overhead))
+}
+
+struct Stats {
+    head: Histogram<u64>,
+    total: Histogram<u64>,
+    overhead: Histogram<u64>,
+    errors: u64,
+    late: u64,
+}
+
+fn hist() -> Histogram<u64> {
+    #[expect(clippy::expect_used, reason = "constant, valid bounds")]
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// Open loop at `rate` req/s for `secs`: one request per tick, whether or not earlier ones
+/// finished.
+async fn fixed_rate(
+    client: &HttpClient,
+    t: Arc<Target>,
+    keys: Arc<Vec<String>>,
+    rate: u64,
+    secs: u64,
+    payload: Bytes,
+) -> Stats {
+    let n = rate * secs;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let begin = Instant::now();
+    let mut tasks = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let intended = begin + interval * i as u32;
+        tokio::time::sleep_until(intended.into()).await;
+        let (client, t, keys, payload) = (client.clone(), t.clone(), keys.clone(), payload.clone());
+        tasks.push(tokio::spawn(async move {
+            // tokio's timer has 1 ms resolution, so lateness is reported apart rather than added
+            // to every sample; at these rates nothing queues, so coordinated omission is absent.
+            let late = intended.elapsed() > Duration::from_millis(2);
+            call(&client, &t, i as usize, &keys, payload)
+                .await
+                .map(|(h, total, o)| (h, total, o, late))
+        }));
+    }
+    let mut s = Stats {
+        head: hist(),
+        total: hist(),
+        overhead: hist(),
+        errors: 0,
+        late: 0,
+    };
+    for task in tasks {
+        match task.await {
+            Ok(Ok((h, total, o, late))) => {
+                s.late += u64::from(late);
+                let _ = s.head.record(h.as_micros().max(1) as u64);
+                let _ = s.total.record(total.as_micros().max(1) as u64);
+                if let Some(o) = o {
+                    let _ = s.overhead.record(((o * 1000.0) as u64).max(1));
+                }
+            }
+            _ => s.errors += 1,
+        }
+    }
+    s
+}
+
+/// Closed loop with `conns` concurrent callers for `secs`; returns (req/s, errors).
+async fn throughput(
+    client: &HttpClient,
+    t: Arc<Target>,
+    keys: Arc<Vec<String>>,
+    conns: usize,
+    secs: u64,
+    payload: Bytes,
+) -> (f64, u64) {
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let begin = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..conns {
+        let (client, t, keys, payload, done, errors) = (
+            client.clone(),
+            t.clone(),
+            keys.clone(),
+            payload.clone(),
+            done.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while Instant::now() < deadline {
+                match call(&client, &t, i, &keys, payload.clone()).await {
+                    Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                };
+                i += conns;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    (
+        done.load(Ordering::Relaxed) as f64 / begin.elapsed().as_secs_f64(),
+        errors.load(Ordering::Relaxed),
+    )
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let mock = mockllm::start(
+        "127.0.0.1:0".parse()?,
+        mockllm::MockConfig {
+            chunks: 4,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse()?;
+    config.server.secret_file = dir.path().join("secret");
+    config.database.url = format!("sqlite:{}", dir.path().join("bench.db").display());
+    config.demo.bootstrap_tenant = false;
+    config.providers = vec![ProviderConfig {
+        name: "mock".into(),
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: Some(format!("{}/v1", mock.base_url())),
+        api_key_env: None,
+        api_key_file: None,
+        api_version: None,
+        connect_timeout_ms: 5_000,
+        request_timeout_ms: 60_000,
+        read_timeout_ms: 60_000,
+        pool_max_idle_per_host: 512,
+    }];
+    config.models = vec![ModelConfig {
+        name: "bench-model".into(),
+        provider: "mock".into(),
+        upstream_model: Some("bench-upstream".into()),
+        default_max_tokens: 256,
+    }];
+
+    // Tenants and keys, written as the CLI would, before the gateway starts.
+    let store = tenantgate_gateway::server::open_store(&config).await?;
+    let secret = ServerSecret::load_or_create(&config.server.secret_file)?;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the benchmark plays the CLI operator"
+    )]
+    let admin = PlatformAdmin::local_operator("bench");
+    let seeded = Instant::now();
+    let mut keys = Vec::new();
+    for i in 0..args.tenants {
+        let t = store
+            .platform(&admin)
+            .create_tenant(&NewTenant {
+                slug: format!("tenant-{i:06}"),
+                display_name: format!("Tenant {i}"),
+                plan: PlanTier::Pro,
+                isolation: IsolationTier::Namespace,
+                allowed_models: vec!["bench-model".into()],
+                max_tokens_per_request: Some(1024),
+            })
+            .await?;
+        if i % (args.tenants / 100).max(1) == 0 {
+            let (_, k) = create_key(
+                &store,
+                &admin,
+                &secret,
+                &t.id,
+                KeySpec {
+                    role: Role::Member,
+                    name: None,
+                    end_user: None,
+                    expires_at_ms: None,
+                },
+            )
+            .await?;
+            keys.push(k);
+        }
+    }
+    store.close().await;
+    let seed_secs = seeded.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let server = Server::bind(config).await.context("gateway start")?;
+    let ready = started.elapsed();
+    let gw_url = format!("http://{}", server.local_addr());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let gw = tokio::spawn(server.serve(async {
+        let _ = stop_rx.await;
+    }));
+
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1024)
+        .build_http();
+    let keys = Arc::new(keys);
+    let direct = Arc::new(Target {
+        url: mock.base_url(),
+        key: Some("unused".into()),
+    });
+    let via = Arc::new(Target {
+        url: gw_url,
+        key: None,
+    });
+    let plain = body(false, 0);
+    let streamed = body(true, args.stream_chunks);
+
+    // warm up pools and caches
+    throughput(&client, direct.clone(), keys.clone(), 16, 1, plain.clone()).await;
+    throughput(&client, via.clone(), keys.clone(), 16, 1, plain.clone()).await;
+
+    println!("tenantgate overhead benchmark: {} tenants ({} keys) seeded in {:.1}s, gateway ready in {} ms, rss {} MiB",
+        args.tenants, keys.len(), seed_secs, ready.as_millis(), rss_mib());
+    let d = fixed_rate(
+        &client,
+        direct.clone(),
+        keys.clone(),
+        args.rate,
+        args.seconds,
+        plain.clone(),
+    )
+    .await;
+    let g = fixed_rate(
+        &client,
+        via.clone(),
+        keys.clone(),
+        args.rate,
+        args.seconds,
+        plain.clone(),
+    )
+    .await;
+    println!("\nnon-streaming at {} req/s for {} s (open loop; sends more than 2 ms late: direct {}, gateway {})", args.rate, args.seconds, d.late, g.late);
+    println!(
+        "  direct   p50 {:.3} ms  p99 {:.3} ms  errors {}",
+        ms(d.total.value_at_quantile(0.5)),
+        ms(d.total.value_at_quantile(0.99)),
+        d.errors
+    );
+    println!(
+        "  gateway  p50 {:.3} ms  p99 {:.3} ms  errors {}",
+        ms(g.total.value_at_quantile(0.5)),
+        ms(g.total.value_at_quantile(0.99)),
+        g.errors
+    );
+    println!(
+        "  added    p50 {:.3} ms  p99 {:.3} ms",
+        ms(g.total.value_at_quantile(0.5)) - ms(d.total.value_at_quantile(0.5)),
+        ms(g.total.value_at_quantile(0.99)) - ms(d.total.value_at_quantile(0.99))
+    );
+    println!(
+        "  gateway-reported overhead (x-tenantgate-overhead-ms)  p50 {:.3} ms  p99 {:.3} ms",
+        ms(g.overhead.value_at_quantile(0.5)),
+        ms(g.overhead.value_at_quantile(0.99))
+    );
+
+    let ds = fixed_rate(
+        &client,
+        direct.clone(),
+        keys.clone(),
+        args.rate.min(100),
+        args.seconds,
+        streamed.clone(),
+    )
+    .await;
+    let gs = fixed_rate(
+        &client,
+        via.clone(),
+        keys.clone(),
+        args.rate.min(100),
+        args.seconds,
+        streamed.clone(),
+    )
+    .await;
+    println!(
+        "\nstreaming ({} chunks) at {} req/s for {} s",
+        args.stream_chunks,
+        args.rate.min(100),
+        args.seconds
+    );
+    println!(
+        "  direct   head p50 {:.3} ms  p99 {:.3} ms   last byte p50 {:.3} ms  p99 {:.3} ms",
+        ms(ds.head.value_at_quantile(0.5)),
+        ms(ds.head.value_at_quantile(0.99)),
+        ms(ds.total.value_at_quantile(0.5)),
+        ms(ds.total.value_at_quantile(0.99))
+    );
+    println!("  gateway  head p50 {:.3} ms  p99 {:.3} ms   last byte p50 {:.3} ms  p99 {:.3} ms  errors {}", ms(gs.head.value_at_quantile(0.5)), ms(gs.head.value_at_quantile(0.99)), ms(gs.total.value_at_quantile(0.5)), ms(gs.total.value_at_quantile(0.99)), gs.errors);
+
+    let (dt, de) = throughput(
+        &client,
+        direct.clone(),
+        keys.clone(),
+        args.connections,
+        args.seconds,
+        plain.clone(),
+    )
+    .await;
+    let (gt, ge) = throughput(
+        &client,
+        via.clone(),
+        keys.clone(),
+        args.connections,
+        args.seconds,
+        plain.clone(),
+    )
+    .await;
+    println!(
+        "\nmax throughput, non-streaming, {} connections, {} s",
+        args.connections, args.seconds
+    );
+    println!("  direct   {dt:.0} req/s (errors {de})");
+    println!(
+        "  gateway  {gt:.0} req/s (errors {ge})   rss after {} MiB",
+        rss_mib()
+    );
+
+    let _ = stop_tx.send(());
+    let _ = gw.await;
+    mock.stop().await;
+    Ok(())
+}
+
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}

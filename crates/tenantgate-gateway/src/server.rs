@@ -125,6 +125,12 @@ impl Server {
         let grace = Duration::from_secs(state.0.config.server.shutdown_grace_secs);
         let app = crate::http::router(state.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // Streams are many small writes: without TCP_NODELAY, Nagle plus the client's delayed ACK
+        // hold each chunk up to ~40 ms.
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop_tx.send(());
