@@ -72,7 +72,7 @@ pub fn openai_request_to_anthropic(
     body: &Map<String, Value>,
     upstream_model: &str,
     default_max_tokens: u64,
-) -> Result<Value, CodecError> {
+) -> Result<Map<String, Value>, CodecError> {
     let meta = crate::openai::chat_meta(body)?;
     if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         return Err(CodecError::new(
@@ -203,7 +203,7 @@ pub fn openai_request_to_anthropic(
     if let Some(Value::String(u)) = body.get("user") {
         out.insert("metadata".into(), json!({"user_id": u}));
     }
-    Ok(Value::Object(out))
+    Ok(out)
 }
 
 pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {

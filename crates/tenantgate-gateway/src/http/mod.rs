@@ -156,8 +156,66 @@ pub(crate) fn annotate(mut resp: Response, upstream: Duration, info: CallInfo) -
     resp
 }
 
+/// Stages 1-2, then the body: the credential is checked before any body byte is read.
+pub(crate) async fn tenant_request(
+    app: &AppState,
+    headers: &axum::http::HeaderMap,
+    body: Body,
+) -> Result<(crate::pipeline::TenantContext, Map<String, Value>), GatewayError> {
+    let ctx = app.tenant_context(headers)?;
+    let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
+    Ok((ctx, parse_object(&bytes)?))
+}
+
+/// The edge log labels and the end-of-call report of an authorized call.
+pub(crate) fn call_labels(
+    request_id: String,
+    call: &crate::pipeline::AuthorizedCall,
+    model: &str,
+) -> (CallInfo, crate::stream::StreamEnd) {
+    let info = CallInfo {
+        tenant: call.ctx.tenant.slug.clone(),
+        model: model.to_owned(),
+    };
+    let end = crate::stream::StreamEnd {
+        request_id,
+        tenant: info.tenant.clone(),
+        model: info.model.clone(),
+        started: Instant::now(),
+    };
+    (info, end)
+}
+
+/// A streaming reply: upstream events re-framed for the caller as they arrive.
+pub(crate) fn stream_reply(
+    upstream: impl futures_util::Stream<Item = Result<bytes::Bytes, GatewayError>> + Send + 'static,
+    transform: crate::stream::Transform,
+    end: crate::stream::StreamEnd,
+    waited: Duration,
+    info: CallInfo,
+) -> Response {
+    let s = crate::stream::transform_stream(upstream, transform, end);
+    annotate(sse_response(Body::from_stream(s)), waited, info)
+}
+
+/// Sends to the provider; a non-2xx answer becomes the matching error.
+pub(crate) async fn send_ok(
+    provider: &crate::upstream::Provider,
+    ep: crate::upstream::Endpoint,
+    upstream_model: &str,
+    body: &Map<String, Value>,
+) -> Result<reqwest::Response, GatewayError> {
+    let bytes = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
+    let resp = provider.send(ep, upstream_model, bytes).await?;
+    if resp.status().is_success() {
+        Ok(resp)
+    } else {
+        Err(upstream_status_error(&provider.name, resp).await)
+    }
+}
+
 /// Reads a provider's non-2xx response into the matching error.
-pub(crate) async fn upstream_status_error(provider: &str, resp: reqwest::Response) -> GatewayError {
+async fn upstream_status_error(provider: &str, resp: reqwest::Response) -> GatewayError {
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()

@@ -1,14 +1,14 @@
 //! The OpenAI surface: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
 
 use super::{
-    annotate, json_response, parse_object, read_body, sse_response, upstream_bytes, upstream_json,
-    upstream_status_error, CallInfo, RequestId,
+    annotate, call_labels, json_response, send_ok, stream_reply, tenant_request, upstream_bytes,
+    upstream_json, CallInfo, RequestId,
 };
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, Wire};
 use crate::pipeline::TenantContext;
 use crate::state::AppState;
-use crate::stream::{transform_stream, StreamEnd, Transform};
+use crate::stream::{StreamEnd, Transform};
 use crate::upstream::Endpoint;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -59,9 +59,7 @@ async fn chat(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
-    let ctx = app.tenant_context(headers)?;
-    let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
-    let mut req = parse_object(&bytes)?;
+    let (ctx, mut req) = tenant_request(app, headers, body).await?;
     let meta = openai::chat_meta(&req).map_err(codec)?;
     let call = app.authorize(ctx, &meta.model)?;
     let param = if req.contains_key("max_completion_tokens") {
@@ -70,18 +68,9 @@ async fn chat(
         "max_tokens"
     };
     let bound = call.bound_max_tokens(meta.max_tokens, param)?;
-    let route = call.route.clone();
-    let provider = route.provider.clone();
-    let info = CallInfo {
-        tenant: call.ctx.tenant.slug.clone(),
-        model: meta.model.clone(),
-    };
-    let end = StreamEnd {
-        request_id,
-        tenant: info.tenant.clone(),
-        model: info.model.clone(),
-        started: Instant::now(),
-    };
+    let (info, end) = call_labels(request_id, &call, &meta.model);
+    let route = call.route;
+    let provider = &route.provider;
     let started = Instant::now();
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiCompatible => {
@@ -95,22 +84,15 @@ async fn chat(
                 };
                 req.insert(field.into(), json!(b));
             }
-            let body = serde_json::to_vec(&req).map_err(|_| GatewayError::Internal)?;
-            let resp = provider
-                .send(Endpoint::Chat, &route.upstream_model, body)
-                .await?;
-            if !resp.status().is_success() {
-                return Err(upstream_status_error(&provider.name, resp).await);
-            }
+            let resp = send_ok(provider, Endpoint::Chat, &route.upstream_model, &req).await?;
             if meta.stream {
-                let waited = started.elapsed();
                 let t = Transform::OpenAiPassthrough {
                     include_usage: meta.include_usage,
                     usage: None,
                     done: false,
                 };
-                let s = transform_stream(upstream_bytes(provider.name.clone(), resp), t, end);
-                return Ok(annotate(sse_response(Body::from_stream(s)), waited, info));
+                let upstream = upstream_bytes(provider.name.clone(), resp);
+                return Ok(stream_reply(upstream, t, end, started.elapsed(), info));
             }
             let (bytes, v) = upstream_json(&provider.name, resp).await?;
             log_usage(&end, openai::usage_from(&v));
@@ -124,45 +106,42 @@ async fn chat(
             let default_max = bound.unwrap_or(u64::from(route.default_max_tokens));
             let areq = openai_request_to_anthropic(&req, &route.upstream_model, default_max)
                 .map_err(codec)?;
-            if provider.kind == ProviderKind::Demo {
-                let ameta = areq
-                    .as_object()
-                    .map(anthropic::messages_meta)
-                    .transpose()
-                    .map_err(codec)?
-                    .ok_or(GatewayError::Internal)?;
-                if meta.stream {
-                    let events = demo::stream_events(&areq, &ameta);
-                    let waited = started.elapsed();
-                    let t = Transform::AnthropicToOpenAi(AnthropicToOpenAiStream::new(
-                        &meta.model,
-                        meta.include_usage,
-                    ));
-                    let s = transform_stream(demo_upstream(events), t, end);
-                    return Ok(annotate(sse_response(Body::from_stream(s)), waited, info));
-                }
-                let out = anthropic_response_to_openai(&demo::respond(&areq, &ameta), &meta.model);
-                log_usage(&end, openai::usage_from(&out));
-                return Ok(annotate(Json(out).into_response(), started.elapsed(), info));
-            }
-            let body = serde_json::to_vec(&areq).map_err(|_| GatewayError::Internal)?;
-            let resp = provider
-                .send(Endpoint::Messages, &route.upstream_model, body)
-                .await?;
-            if !resp.status().is_success() {
-                return Err(upstream_status_error(&provider.name, resp).await);
-            }
-            if meta.stream {
-                let waited = started.elapsed();
-                let t = Transform::AnthropicToOpenAi(AnthropicToOpenAiStream::new(
+            let translate = || {
+                Transform::AnthropicToOpenAi(AnthropicToOpenAiStream::new(
                     &meta.model,
                     meta.include_usage,
-                ));
-                let s = transform_stream(upstream_bytes(provider.name.clone(), resp), t, end);
-                return Ok(annotate(sse_response(Body::from_stream(s)), waited, info));
-            }
-            let (_, v) = upstream_json(&provider.name, resp).await?;
-            let out = anthropic_response_to_openai(&v, &meta.model);
+                ))
+            };
+            let reply = if provider.kind == ProviderKind::Demo {
+                let ameta = anthropic::messages_meta(&areq).map_err(codec)?;
+                let areq = Value::Object(areq);
+                if meta.stream {
+                    let upstream = demo_upstream(demo::stream_events(&areq, &ameta));
+                    return Ok(stream_reply(
+                        upstream,
+                        translate(),
+                        end,
+                        started.elapsed(),
+                        info,
+                    ));
+                }
+                demo::respond(&areq, &ameta)
+            } else {
+                let resp =
+                    send_ok(provider, Endpoint::Messages, &route.upstream_model, &areq).await?;
+                if meta.stream {
+                    let upstream = upstream_bytes(provider.name.clone(), resp);
+                    return Ok(stream_reply(
+                        upstream,
+                        translate(),
+                        end,
+                        started.elapsed(),
+                        info,
+                    ));
+                }
+                upstream_json(&provider.name, resp).await?.1
+            };
+            let out = anthropic_response_to_openai(&reply, &meta.model);
             log_usage(&end, openai::usage_from(&out));
             Ok(annotate(Json(out).into_response(), started.elapsed(), info))
         }
@@ -192,34 +171,17 @@ async fn embed_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, GatewayError> {
-    let ctx = app.tenant_context(headers)?;
-    let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
-    let mut req = parse_object(&bytes)?;
+    let (ctx, mut req) = tenant_request(app, headers, body).await?;
     let model = openai::embeddings_model(&req).map_err(codec)?;
     let call = app.authorize(ctx, &model)?;
-    let route = call.route.clone();
-    let provider = route.provider.clone();
-    let info = CallInfo {
-        tenant: call.ctx.tenant.slug.clone(),
-        model: model.clone(),
-    };
-    let end = StreamEnd {
-        request_id,
-        tenant: info.tenant.clone(),
-        model: model.clone(),
-        started: Instant::now(),
-    };
+    let (info, end) = call_labels(request_id, &call, &model);
+    let route = call.route;
+    let provider = &route.provider;
     let started = Instant::now();
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiCompatible => {
             req.insert("model".into(), json!(route.upstream_model));
-            let body = serde_json::to_vec(&req).map_err(|_| GatewayError::Internal)?;
-            let resp = provider
-                .send(Endpoint::Embeddings, &route.upstream_model, body)
-                .await?;
-            if !resp.status().is_success() {
-                return Err(upstream_status_error(&provider.name, resp).await);
-            }
+            let resp = send_ok(provider, Endpoint::Embeddings, &route.upstream_model, &req).await?;
             let (bytes, v) = upstream_json(&provider.name, resp).await?;
             log_usage(&end, openai::usage_from(&v));
             Ok(annotate(
