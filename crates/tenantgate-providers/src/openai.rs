@@ -162,6 +162,24 @@ pub fn embeddings_model(body: &Map<String, Value>) -> Result<String, CodecError>
     Ok(model)
 }
 
+/// Usage of a complete response body, without building its JSON tree. `Err` if the body is
+/// not a JSON object (the whole body is still checked).
+pub fn response_usage(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        usage: Option<Value>,
+    }
+    let p: Peek = serde_json::from_slice(body)?;
+    Ok(p.usage.filter(|u| !u.is_null()).map(|u| Usage {
+        input_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+        output_tokens: u
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    }))
+}
+
 pub fn usage_from(v: &Value) -> Option<Usage> {
     let u = v.get("usage")?;
     if u.is_null() {

@@ -243,6 +243,24 @@ pub(crate) async fn upstream_json(
     Ok((bytes, v))
 }
 
+/// Reads a provider's successful OpenAI-format body for passthrough: checked to be JSON and
+/// its usage read, without building the JSON tree.
+pub(crate) async fn upstream_passthrough(
+    provider: &str,
+    resp: reqwest::Response,
+) -> Result<(bytes::Bytes, Option<tenantgate_providers::Usage>), GatewayError> {
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| crate::upstream::transport_error(provider, &e))?;
+    let usage = tenantgate_providers::openai::response_usage(&bytes).map_err(|_| {
+        GatewayError::UpstreamFailed(format!(
+            "provider {provider:?} returned a malformed response"
+        ))
+    })?;
+    Ok((bytes, usage))
+}
+
 /// The upstream body as a stream of byte chunks with transport errors mapped.
 pub(crate) fn upstream_bytes(
     provider: String,

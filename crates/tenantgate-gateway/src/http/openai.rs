@@ -2,7 +2,7 @@
 
 use super::{
     annotate, call_labels, json_response, send_ok, stream_reply, tenant_request, upstream_bytes,
-    upstream_json, CallInfo, RequestId,
+    upstream_json, upstream_passthrough, CallInfo, RequestId,
 };
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, Wire};
@@ -94,8 +94,8 @@ async fn chat(
                 let upstream = upstream_bytes(provider.name.clone(), resp);
                 return Ok(stream_reply(upstream, t, end, started.elapsed(), info));
             }
-            let (bytes, v) = upstream_json(&provider.name, resp).await?;
-            log_usage(&end, openai::usage_from(&v));
+            let (bytes, usage) = upstream_passthrough(&provider.name, resp).await?;
+            log_usage(&end, usage);
             Ok(annotate(
                 json_response(StatusCode::OK, bytes),
                 started.elapsed(),
@@ -182,8 +182,8 @@ async fn embed_inner(
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiCompatible => {
             req.insert("model".into(), json!(route.upstream_model));
             let resp = send_ok(provider, Endpoint::Embeddings, &route.upstream_model, &req).await?;
-            let (bytes, v) = upstream_json(&provider.name, resp).await?;
-            log_usage(&end, openai::usage_from(&v));
+            let (bytes, usage) = upstream_passthrough(&provider.name, resp).await?;
+            log_usage(&end, usage);
             Ok(annotate(
                 json_response(StatusCode::OK, bytes),
                 started.elapsed(),
