@@ -47,7 +47,8 @@ str_enum!(
     IsolationTier { Namespace => "namespace", Schema => "schema", Dedicated => "dedicated" }
 );
 str_enum!(
-    TenantStatus { Active => "active", Suspended => "suspended" }
+    /// `deleted`: offboarded; keys revoked and key material destroyed (crypto-shredded).
+    TenantStatus { Active => "active", Suspended => "suspended", Deleted => "deleted" }
 );
 str_enum!(
     /// Roles a credential can carry. API keys carry `tenant_admin` or `member`.

@@ -78,6 +78,8 @@ async fn open_sqlite(opts: &StoreOptions) -> Result<Store> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
+        // Deleted rows are overwritten, so crypto-shredded key material leaves no bytes behind.
+        .pragma("secure_delete", "ON")
         .busy_timeout(Duration::from_secs(5))
         .disable_statement_logging();
     let pool = SqlitePoolOptions::new()

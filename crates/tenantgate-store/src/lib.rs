@@ -12,11 +12,15 @@
 //! forced, and the runtime role neither owns the tables nor bypasses RLS.
 
 mod backend;
+mod keyring;
+mod kms;
 mod platform;
 mod rows;
 mod tenant;
 
 pub use backend::{StoreOptions, DEFAULT_PG_RUNTIME_ROLE, DEFAULT_PG_SCHEMA};
+pub use keyring::{KeyStatus, Keyring, KeyringError, KeyringOptions};
+pub use kms::LocalKms;
 pub use platform::{AuthSnapshot, Platform};
 pub use tenant::TenantStore;
 

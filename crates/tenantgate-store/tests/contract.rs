@@ -7,93 +7,12 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
+use common::{admin, new_tenant, open_pg, open_sqlite, scope};
 use rand::Rng;
-use tenantgate_core::{
-    IsolationTier, KeyId, NewApiKey, NewTenant, PlanTier, PlatformAdmin, Role, TenantScope,
-    TenantStatus,
-};
-use tenantgate_store::{Store, StoreError, StoreOptions};
-
-struct Harness {
-    store: Store,
-    _dir: Option<tempfile::TempDir>,
-    pg_schema: Option<(String, String)>,
-}
-
-impl Harness {
-    async fn cleanup(self) {
-        self.store.close().await;
-        if let Some((url, schema)) = self.pg_schema {
-            use sqlx::Connection;
-            if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .execute(&mut c)
-                    .await;
-            }
-        }
-    }
-}
-
-async fn open_sqlite() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("t.db").display());
-    let store = Store::open(&StoreOptions::new(url)).await.unwrap();
-    Harness {
-        store,
-        _dir: Some(dir),
-        pg_schema: None,
-    }
-}
-
-pub fn pg_url() -> Option<String> {
-    std::env::var("TENANTGATE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-async fn open_pg() -> Option<Harness> {
-    let Some(url) = pg_url() else {
-        eprintln!("skipping PostgreSQL contract test: TENANTGATE_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    let schema = format!("tg_test_{:016x}", rand::thread_rng().gen::<u64>());
-    let mut opts = StoreOptions::new(url.clone());
-    opts.pg_schema = schema.clone();
-    opts.max_connections = 2;
-    let store = Store::open(&opts).await.unwrap();
-    Some(Harness {
-        store,
-        _dir: None,
-        pg_schema: Some((url, schema)),
-    })
-}
-
-#[expect(
-    clippy::disallowed_methods,
-    reason = "tests stand in for the CLI operator"
-)]
-fn admin() -> PlatformAdmin {
-    PlatformAdmin::local_operator("test")
-}
-
-#[expect(
-    clippy::disallowed_methods,
-    reason = "tests stand in for the authentication stage"
-)]
-fn scope(id: &tenantgate_core::TenantId) -> TenantScope {
-    TenantScope::from_verified_credential(id.clone())
-}
-
-fn new_tenant(slug: &str) -> NewTenant {
-    NewTenant {
-        slug: slug.into(),
-        display_name: slug.to_uppercase(),
-        plan: PlanTier::Pro,
-        isolation: IsolationTier::Namespace,
-        allowed_models: vec!["gpt-4o".into(), "demo".into()],
-        max_tokens_per_request: Some(2048),
-    }
-}
+use tenantgate_core::{IsolationTier, KeyId, NewApiKey, Role, TenantStatus};
+use tenantgate_store::{Store, StoreError};
 
 fn new_key(tag: &str) -> NewApiKey {
     NewApiKey {
