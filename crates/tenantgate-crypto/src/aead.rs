@@ -22,21 +22,37 @@ pub fn seal(key: &Key, aad: &Aad, plaintext: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
     // Encryption with a valid key and in-memory buffers cannot fail.
-    if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.bytes() }) {
+    if let Ok(ct) = cipher.encrypt(
+        Nonce::from_slice(&nonce),
+        Payload {
+            msg: plaintext,
+            aad: aad.bytes(),
+        },
+    ) {
         out.extend_from_slice(&ct);
     }
     out
 }
 
 /// Opens `nonce | ciphertext | tag`.
-pub fn open(key: &Key, aad: &Aad, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, Undecryptable> {
+pub fn open(
+    key: &Key,
+    aad: &Aad,
+    sealed: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Undecryptable> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(Undecryptable);
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
     let cipher = Aes256Gcm::new(key.bytes().into());
     cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.bytes() })
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ct,
+                aad: aad.bytes(),
+            },
+        )
         .map(zeroize::Zeroizing::new)
         .map_err(|_| Undecryptable)
 }

@@ -46,9 +46,19 @@ pub trait Kms: Send + Sync + 'static {
 
     /// Encrypts a small secret (at most a few KiB) under the tenant's current KEK, creating
     /// version 1 if the tenant has none yet.
-    async fn encrypt(&self, tenant: &TenantId, plaintext: &[u8], aad: &Aad) -> Result<Wrapped, KmsError>;
+    async fn encrypt(
+        &self,
+        tenant: &TenantId,
+        plaintext: &[u8],
+        aad: &Aad,
+    ) -> Result<Wrapped, KmsError>;
 
-    async fn decrypt(&self, tenant: &TenantId, wrapped: &Wrapped, aad: &Aad) -> Result<Zeroizing<Vec<u8>>, KmsError>;
+    async fn decrypt(
+        &self,
+        tenant: &TenantId,
+        wrapped: &Wrapped,
+        aad: &Aad,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
 
     /// Makes a new KEK version current; older versions stay readable until retired.
     async fn rotate(&self, tenant: &TenantId) -> Result<u32, KmsError>;
@@ -62,19 +72,33 @@ pub trait Kms: Send + Sync + 'static {
     async fn destroy(&self, tenant: &TenantId) -> Result<(), KmsError>;
 
     /// A fresh data key and its wrapping under the current KEK.
-    async fn generate_data_key(&self, tenant: &TenantId, aad: &Aad) -> Result<(Key, Wrapped), KmsError> {
+    async fn generate_data_key(
+        &self,
+        tenant: &TenantId,
+        aad: &Aad,
+    ) -> Result<(Key, Wrapped), KmsError> {
         let key = Key::generate();
         let wrapped = self.encrypt(tenant, key.bytes(), aad).await?;
         Ok((key, wrapped))
     }
 
-    async fn decrypt_data_key(&self, tenant: &TenantId, wrapped: &Wrapped, aad: &Aad) -> Result<Key, KmsError> {
+    async fn decrypt_data_key(
+        &self,
+        tenant: &TenantId,
+        wrapped: &Wrapped,
+        aad: &Aad,
+    ) -> Result<Key, KmsError> {
         let b = self.decrypt(tenant, wrapped, aad).await?;
         Key::from_slice(&b).ok_or(KmsError::Undecryptable)
     }
 
     /// Re-encrypts a blob under the current KEK version.
-    async fn rewrap(&self, tenant: &TenantId, wrapped: &Wrapped, aad: &Aad) -> Result<Wrapped, KmsError> {
+    async fn rewrap(
+        &self,
+        tenant: &TenantId,
+        wrapped: &Wrapped,
+        aad: &Aad,
+    ) -> Result<Wrapped, KmsError> {
         let plain = self.decrypt(tenant, wrapped, aad).await?;
         self.encrypt(tenant, &plain, aad).await
     }

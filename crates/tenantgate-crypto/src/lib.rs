@@ -64,12 +64,18 @@ impl Aad {
 
     /// A tenant record: tenant, kind, record id, and the data key that sealed it.
     pub fn record(tenant: &str, kind: &str, id: &str, dek_id: &[u8]) -> Aad {
-        Aad::new("tenantgate/record/v1", &[tenant.as_bytes(), kind.as_bytes(), id.as_bytes(), dek_id])
+        Aad::new(
+            "tenantgate/record/v1",
+            &[tenant.as_bytes(), kind.as_bytes(), id.as_bytes(), dek_id],
+        )
     }
 
     /// A data key wrapped by a tenant's KEK: tenant, purpose and data-key id.
     pub fn data_key(tenant: &str, purpose: &str, dek_id: &[u8]) -> Aad {
-        Aad::new("tenantgate/data-key/v1", &[tenant.as_bytes(), purpose.as_bytes(), dek_id])
+        Aad::new(
+            "tenantgate/data-key/v1",
+            &[tenant.as_bytes(), purpose.as_bytes(), dek_id],
+        )
     }
 
     pub fn bytes(&self) -> &[u8] {

@@ -25,18 +25,29 @@ impl MasterKey {
 
     pub fn load_or_create(file: &Path) -> Result<MasterKey, MasterKeyError> {
         if let Ok(h) = std::env::var("TENANTGATE_MASTER_KEY") {
-            let b = zeroize::Zeroizing::new(hex::decode(h.trim()).map_err(|_| MasterKeyError::BadEnv)?);
-            return Key::from_slice(&b).map(MasterKey).ok_or(MasterKeyError::BadEnv);
+            let b =
+                zeroize::Zeroizing::new(hex::decode(h.trim()).map_err(|_| MasterKeyError::BadEnv)?);
+            return Key::from_slice(&b)
+                .map(MasterKey)
+                .ok_or(MasterKeyError::BadEnv);
         }
-        let err = |message: String| MasterKeyError::File { path: file.display().to_string(), message };
+        let err = |message: String| MasterKeyError::File {
+            path: file.display().to_string(),
+            message,
+        };
         match std::fs::read_to_string(file) {
             Ok(s) => {
-                let b = zeroize::Zeroizing::new(hex::decode(s.trim()).map_err(|_| err("not hex".into()))?);
-                Key::from_slice(&b).map(MasterKey).ok_or_else(|| err("must hold 32 bytes (64 hex characters)".into()))
+                let b = zeroize::Zeroizing::new(
+                    hex::decode(s.trim()).map_err(|_| err("not hex".into()))?,
+                );
+                Key::from_slice(&b)
+                    .map(MasterKey)
+                    .ok_or_else(|| err("must hold 32 bytes (64 hex characters)".into()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let k = Key::generate();
-                write_private(file, hex::encode(k.bytes()).as_bytes()).map_err(|e| err(e.to_string()))?;
+                write_private(file, hex::encode(k.bytes()).as_bytes())
+                    .map_err(|e| err(e.to_string()))?;
                 Ok(MasterKey(k))
             }
             Err(e) => Err(err(e.to_string())),
@@ -74,6 +85,9 @@ mod tests {
         let a = MasterKey::load_or_create(&p).unwrap();
         let b = MasterKey::load_or_create(&p).unwrap();
         assert_eq!(a.key().bytes(), b.key().bytes());
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -19,6 +19,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub demo: DemoConfig,
+    pub encryption: EncryptionConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -65,6 +66,38 @@ pub struct DemoConfig {
     /// `key_file` (mode 0600).
     pub bootstrap_tenant: bool,
     pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionConfig {
+    /// Local KMS master key (32 bytes, hex), created with mode 0600 on first start.
+    /// `TENANTGATE_MASTER_KEY` (64 hex characters) overrides it. It wraps per-tenant KEKs only.
+    pub master_key_file: PathBuf,
+    /// How long an unwrapped tenant KEK stays in memory.
+    pub kek_cache_secs: u64,
+    /// How long a data key seals new records and stays cached for opening.
+    pub dek_max_age_secs: u64,
+    /// Records one data key may seal before a fresh one is made.
+    pub dek_max_uses: u64,
+    /// Rotate each tenant's KEK when its current version is older than this; 0 turns
+    /// scheduled rotation off (on-demand rotation still works).
+    pub rotate_after_days: u64,
+    /// How often the background task checks for due rotations and pending re-wraps.
+    pub maintenance_interval_secs: u64,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        Self {
+            master_key_file: PathBuf::from("data/master.key"),
+            kek_cache_secs: 300,
+            dek_max_age_secs: 300,
+            dek_max_uses: 1 << 20,
+            rotate_after_days: 90,
+            maintenance_interval_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +264,19 @@ impl Config {
         }
         if self.auth.reload_interval_ms == 0 {
             return Err(invalid("auth.reload_interval_ms", "must be at least 1"));
+        }
+        let e = &self.encryption;
+        if e.dek_max_uses == 0 || e.dek_max_uses > 1 << 32 {
+            return Err(invalid(
+                "encryption.dek_max_uses",
+                "must be between 1 and 2^32 (random 96-bit nonces)",
+            ));
+        }
+        if e.dek_max_age_secs == 0 || e.kek_cache_secs == 0 || e.maintenance_interval_secs == 0 {
+            return Err(invalid(
+                "encryption.dek_max_age_secs",
+                "durations must be at least 1 second",
+            ));
         }
         if self.database.url.is_empty() {
             return Err(invalid("database.url", "must not be empty"));

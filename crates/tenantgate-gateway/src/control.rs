@@ -44,3 +44,46 @@ pub async fn create_key(
         .await?;
     Ok((rec, g.plaintext))
 }
+
+/// Opens the keyring the configuration describes: the local KMS with its master key.
+pub fn keyring(
+    store: &Store,
+    cfg: &crate::config::EncryptionConfig,
+) -> Result<tenantgate_store::Keyring, tenantgate_crypto::MasterKeyError> {
+    use std::time::Duration;
+    let master = tenantgate_crypto::MasterKey::load_or_create(&cfg.master_key_file)?;
+    let kms = tenantgate_store::LocalKms::new(
+        store.clone(),
+        master,
+        Duration::from_secs(cfg.kek_cache_secs),
+    );
+    Ok(tenantgate_store::Keyring::new(
+        store.clone(),
+        std::sync::Arc::new(kms),
+        tenantgate_store::KeyringOptions {
+            cache: true,
+            dek_max_age: Duration::from_secs(cfg.dek_max_age_secs),
+            dek_max_uses: cfg.dek_max_uses,
+        },
+    ))
+}
+
+/// Offboards a tenant: marks it deleted and revokes its keys, then destroys its key material.
+/// Both halves are idempotent, so a failed run is finished by running it again.
+pub async fn delete_tenant(
+    store: &Store,
+    keyring: &tenantgate_store::Keyring,
+    admin: &PlatformAdmin,
+    tenant: &TenantId,
+) -> Result<tenantgate_core::Tenant, String> {
+    let t = store
+        .platform(admin)
+        .mark_deleted(tenant)
+        .await
+        .map_err(|e| e.to_string())?;
+    keyring
+        .shred(admin, tenant)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(t)
+}

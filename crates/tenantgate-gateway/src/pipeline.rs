@@ -42,6 +42,8 @@ impl AppState {
         match tenant.status {
             TenantStatus::Active => Ok(TenantContext { principal, tenant }),
             TenantStatus::Suspended => Err(GatewayError::TenantSuspended),
+            // Its keys are revoked in the same transaction; this covers the reload window.
+            TenantStatus::Deleted => Err(GatewayError::InvalidKey),
         }
     }
 

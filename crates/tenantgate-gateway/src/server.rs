@@ -1,7 +1,6 @@
 //! `Server::bind(config) -> local_addr() -> serve(shutdown)`. The binary and the tests use the
 //! same path; tests bind `127.0.0.1:0`.
 
-use crate::auth::AuthIndex;
 use crate::config::{Config, ConfigError};
 use crate::control::{create_key, KeySpec};
 use crate::keys::{write_private, SecretError, ServerSecret};
@@ -28,6 +27,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    MasterKey(#[from] tenantgate_crypto::MasterKeyError),
     #[error("demo bootstrap: {0}")]
     Demo(String),
 }
@@ -78,8 +79,9 @@ impl Server {
         if config.demo.enabled && config.demo.bootstrap_tenant {
             bootstrap_demo(&store, &secret, &config).await?;
         }
+        let keyring = std::sync::Arc::new(crate::control::keyring(&store, &config.encryption)?);
         tenantgate_providers::tokens::warm_up();
-        let state = AppState::new(config, store, secret, catalog, AuthIndex::default());
+        let state = AppState::new(config, store, secret, catalog, keyring);
         state
             .reload_auth(true)
             .await
@@ -122,6 +124,7 @@ impl Server {
             cancel,
         } = self;
         tasks.spawn(reload_loop(state.clone(), cancel.clone()));
+        tasks.spawn(key_maintenance_loop(state.clone(), cancel.clone()));
         let grace = Duration::from_secs(state.0.config.server.shutdown_grace_secs);
         let app = crate::http::router(state.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -167,6 +170,56 @@ async fn reload_loop(state: AppState, cancel: CancellationToken) {
             }
         }
     }
+}
+
+async fn key_maintenance_loop(state: AppState, cancel: CancellationToken) {
+    let cfg = state.0.config.encryption.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(cfg.maintenance_interval_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let rotate_after =
+        (cfg.rotate_after_days > 0).then(|| Duration::from_secs(cfg.rotate_after_days * 86_400));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = key_maintenance(&state, rotate_after).await {
+                    tracing::warn!(error = %e, "key maintenance failed; retrying at the next tick");
+                }
+            }
+        }
+    }
+}
+
+/// One pass: rotates KEKs older than `rotate_after`, then re-wraps what previous rotations left
+/// (bounded per tenant, so a pass stays short). Returns (rotated, re-wrapped).
+pub async fn key_maintenance(
+    state: &AppState,
+    rotate_after: Option<Duration>,
+) -> Result<(usize, usize), tenantgate_store::KeyringError> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the gateway's own key maintenance spans every tenant"
+    )]
+    let admin = PlatformAdmin::local_operator("gateway-key-maintenance");
+    let keyring = state.keyring();
+    let mut rotated = 0;
+    if let Some(max_age) = rotate_after {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for (tenant, created_at_ms) in keyring.tenants_with_keys(&admin).await? {
+            if now - created_at_ms > max_age.as_millis() as i64 {
+                keyring.rotate(&admin, &tenant).await?;
+                rotated += 1;
+            }
+        }
+    }
+    let mut rewrapped = 0;
+    for tenant in keyring.tenants_pending_rewrap(&admin).await? {
+        rewrapped += keyring.rewrap(&admin, &tenant, 1_000).await?;
+    }
+    Ok((rotated, rewrapped))
 }
 
 async fn bootstrap_demo(

@@ -19,6 +19,7 @@ pub(crate) struct Inner {
     pub secret: ServerSecret,
     pub auth: ArcSwap<AuthIndex>,
     pub catalog: Catalog,
+    pub keyring: Arc<tenantgate_store::Keyring>,
 }
 
 impl AppState {
@@ -27,15 +28,22 @@ impl AppState {
         store: Store,
         secret: ServerSecret,
         catalog: Catalog,
-        index: AuthIndex,
+        keyring: Arc<tenantgate_store::Keyring>,
     ) -> Self {
         AppState(Arc::new(Inner {
             config,
             store,
             secret,
-            auth: ArcSwap::from_pointee(index),
+            // Empty until the first reload, which `Server::bind` runs before listening.
+            auth: ArcSwap::from_pointee(AuthIndex::default()),
             catalog,
+            keyring,
         }))
+    }
+
+    /// The tenant keyring (envelope encryption) of this gateway.
+    pub fn keyring(&self) -> &tenantgate_store::Keyring {
+        &self.0.keyring
     }
 
     pub fn store(&self) -> &Store {

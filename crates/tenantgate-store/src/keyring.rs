@@ -29,7 +29,11 @@ pub struct KeyringOptions {
 
 impl Default for KeyringOptions {
     fn default() -> Self {
-        Self { cache: true, dek_max_age: Duration::from_secs(300), dek_max_uses: 1 << 20 }
+        Self {
+            cache: true,
+            dek_max_age: Duration::from_secs(300),
+            dek_max_uses: 1 << 20,
+        }
     }
 }
 
@@ -60,6 +64,8 @@ fn kms_err(e: KmsError) -> KeyringError {
     }
 }
 
+type DekId = [u8; envelope::DEK_ID_LEN];
+
 struct SealKey {
     id: [u8; envelope::DEK_ID_LEN],
     key: Key,
@@ -84,12 +90,18 @@ pub struct Keyring {
     kms: Arc<dyn Kms>,
     opts: KeyringOptions,
     sealing: Mutex<HashMap<(TenantId, String), SealKey>>,
-    opening: Mutex<HashMap<(TenantId, [u8; envelope::DEK_ID_LEN]), (Key, Instant)>>,
+    opening: Mutex<HashMap<(TenantId, DekId), (Key, Instant)>>,
 }
 
 impl Keyring {
     pub fn new(store: Store, kms: Arc<dyn Kms>, opts: KeyringOptions) -> Self {
-        Self { store, kms, opts, sealing: Mutex::new(HashMap::new()), opening: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            kms,
+            opts,
+            sealing: Mutex::new(HashMap::new()),
+            opening: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn kms(&self) -> &Arc<dyn Kms> {
@@ -109,9 +121,17 @@ impl Keyring {
         Some((k.id, k.key.clone()))
     }
 
-    async fn new_data_key(&self, tenant: &TenantId, kind: &str) -> Result<([u8; 16], Key), KeyringError> {
+    async fn new_data_key(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+    ) -> Result<([u8; 16], Key), KeyringError> {
         let id = *uuid::Uuid::new_v4().as_bytes();
-        let (key, wrapped) = self.kms.generate_data_key(tenant, &Aad::data_key(tenant.as_str(), kind, &id)).await.map_err(kms_err)?;
+        let (key, wrapped) = self
+            .kms
+            .generate_data_key(tenant, &Aad::data_key(tenant.as_str(), kind, &id))
+            .await
+            .map_err(kms_err)?;
         with_tx!(&self.store, Access::Tenant(tenant), |tx| {
             sqlx::query("INSERT INTO tenant_data_keys (tenant_id, id, purpose, kek_version, wrapped, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(tenant.as_str())
@@ -125,25 +145,48 @@ impl Keyring {
         })?;
         if self.opts.cache {
             if let Ok(mut g) = self.sealing.lock() {
-                g.insert((tenant.clone(), kind.to_owned()), SealKey { id, key: key.clone(), created: Instant::now(), uses: 1 });
+                g.insert(
+                    (tenant.clone(), kind.to_owned()),
+                    SealKey {
+                        id,
+                        key: key.clone(),
+                        created: Instant::now(),
+                        uses: 1,
+                    },
+                );
             }
         }
         Ok((id, key))
     }
 
     /// Seals `plaintext` as record `kind`/`id` of the scope's tenant.
-    pub async fn seal(&self, scope: &TenantScope, kind: &str, id: &str, plaintext: &[u8]) -> Result<Vec<u8>, KeyringError> {
+    pub async fn seal(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        id: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KeyringError> {
         let tenant = scope.tenant_id();
         let (dek_id, key) = match self.take_sealing_key(tenant, kind) {
             Some(k) => k,
             None => self.new_data_key(tenant, kind).await?,
         };
         let mut out = envelope::header(&dek_id);
-        out.extend_from_slice(&aead::seal(&key, &Aad::record(tenant.as_str(), kind, id, &dek_id), plaintext));
+        out.extend_from_slice(&aead::seal(
+            &key,
+            &Aad::record(tenant.as_str(), kind, id, &dek_id),
+            plaintext,
+        ));
         Ok(out)
     }
 
-    async fn data_key(&self, tenant: &TenantId, kind: &str, dek_id: [u8; 16]) -> Result<Key, KeyringError> {
+    async fn data_key(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        dek_id: [u8; 16],
+    ) -> Result<Key, KeyringError> {
         if self.opts.cache {
             if let Ok(g) = self.opening.lock() {
                 if let Some((k, at)) = g.get(&(tenant.clone(), dek_id)) {
@@ -153,24 +196,39 @@ impl Keyring {
                 }
             }
         }
-        let row: Option<(String, i64, Vec<u8>)> = with_tx!(&self.store, Access::Tenant(tenant), |tx| {
-            let r = sqlx::query("SELECT purpose, kek_version, wrapped FROM tenant_data_keys WHERE tenant_id = $1 AND id = $2")
+        let row: Option<(String, i64, Vec<u8>)> = with_tx!(
+            &self.store,
+            Access::Tenant(tenant),
+            |tx| {
+                let r = sqlx::query("SELECT purpose, kek_version, wrapped FROM tenant_data_keys WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_str())
                 .bind(&dek_id[..])
                 .fetch_optional(&mut *tx)
                 .await?;
-            match r {
-                Some(r) => Some((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)),
-                None => None,
+                match r {
+                    Some(r) => Some((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)),
+                    None => None,
+                }
             }
-        })?;
+        )?;
         // Another tenant's data key is invisible here (predicate and RLS): same as missing.
         let (purpose, kek_version, wrapped) = row.ok_or(KeyringError::Undecryptable)?;
         if purpose != kind {
             return Err(KeyringError::Undecryptable);
         }
-        let wrapped = Wrapped { kek_version: u32::try_from(kek_version).map_err(|_| KeyringError::Undecryptable)?, bytes: wrapped };
-        let key = self.kms.decrypt_data_key(tenant, &wrapped, &Aad::data_key(tenant.as_str(), kind, &dek_id)).await.map_err(kms_err)?;
+        let wrapped = Wrapped {
+            kek_version: u32::try_from(kek_version).map_err(|_| KeyringError::Undecryptable)?,
+            bytes: wrapped,
+        };
+        let key = self
+            .kms
+            .decrypt_data_key(
+                tenant,
+                &wrapped,
+                &Aad::data_key(tenant.as_str(), kind, &dek_id),
+            )
+            .await
+            .map_err(kms_err)?;
         if self.opts.cache {
             if let Ok(mut g) = self.opening.lock() {
                 let ttl = self.opts.dek_max_age;
@@ -182,15 +240,27 @@ impl Keyring {
     }
 
     /// Opens a record sealed by [`Keyring::seal`] for the same tenant, kind and id.
-    pub async fn open(&self, scope: &TenantScope, kind: &str, id: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+    pub async fn open(
+        &self,
+        scope: &TenantScope,
+        kind: &str,
+        id: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
         let tenant = scope.tenant_id();
         let (dek_id, body) = envelope::parse(sealed).ok_or(KeyringError::Undecryptable)?;
         let key = self.data_key(tenant, kind, dek_id).await?;
-        aead::open(&key, &Aad::record(tenant.as_str(), kind, id, &dek_id), body).map_err(|_| KeyringError::Undecryptable)
+        aead::open(&key, &Aad::record(tenant.as_str(), kind, id, &dek_id), body)
+            .map_err(|_| KeyringError::Undecryptable)
     }
 
     /// Stores a tenant secret, sealed.
-    pub async fn put_secret(&self, scope: &TenantScope, name: &str, value: &[u8]) -> Result<(), KeyringError> {
+    pub async fn put_secret(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(), KeyringError> {
         let sealed = self.seal(scope, "tenant_secret", name, value).await?;
         let tenant = scope.tenant_id();
         with_tx!(&self.store, Access::Tenant(tenant), |tx| {
@@ -208,16 +278,28 @@ impl Keyring {
         Ok(())
     }
 
-    pub async fn get_secret(&self, scope: &TenantScope, name: &str) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+    pub async fn get_secret(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
         let tenant = scope.tenant_id();
         let sealed: Option<Vec<u8>> = with_tx!(&self.store, Access::Tenant(tenant), |tx| {
-            sqlx::query_scalar("SELECT sealed FROM tenant_secrets WHERE tenant_id = $1 AND name = $2")
-                .bind(tenant.as_str())
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?
+            sqlx::query_scalar(
+                "SELECT sealed FROM tenant_secrets WHERE tenant_id = $1 AND name = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
         })?;
-        self.open(scope, "tenant_secret", name, &sealed.ok_or(KeyringError::NotFound)?).await
+        self.open(
+            scope,
+            "tenant_secret",
+            name,
+            &sealed.ok_or(KeyringError::NotFound)?,
+        )
+        .await
     }
 
     fn forget(&self, tenant: &TenantId) {
@@ -232,7 +314,11 @@ impl Keyring {
     /// Makes a new KEK version current, then re-wraps every data key under it and retires the
     /// old versions. New records use new data keys under the new version at once; old records
     /// stay readable throughout.
-    pub async fn rotate(&self, _admin: &PlatformAdmin, tenant: &TenantId) -> Result<KeyStatus, KeyringError> {
+    pub async fn rotate(
+        &self,
+        _admin: &PlatformAdmin,
+        tenant: &TenantId,
+    ) -> Result<KeyStatus, KeyringError> {
         let v = self.kms.rotate(tenant).await.map_err(kms_err)?;
         tracing::info!(tenant = %tenant, version = v, "rotated tenant key-encryption key");
         if let Ok(mut g) = self.sealing.lock() {
@@ -244,27 +330,47 @@ impl Keyring {
 
     /// Re-wraps up to `limit` data keys still under a previous KEK version; when none is left,
     /// destroys the previous versions. Returns how many were re-wrapped.
-    pub async fn rewrap(&self, _admin: &PlatformAdmin, tenant: &TenantId, limit: usize) -> Result<usize, KeyringError> {
+    pub async fn rewrap(
+        &self,
+        _admin: &PlatformAdmin,
+        tenant: &TenantId,
+        limit: usize,
+    ) -> Result<usize, KeyringError> {
         let versions = self.kms.versions(tenant).await.map_err(kms_err)?;
-        let Some(current) = versions.iter().find(|v| v.state == KekState::Current).map(|v| v.version) else {
+        let Some(current) = versions
+            .iter()
+            .find(|v| v.state == KekState::Current)
+            .map(|v| v.version)
+        else {
             return Ok(0);
         };
-        let pending: Vec<(Vec<u8>, String, i64, Vec<u8>)> = with_tx!(&self.store, Access::Tenant(tenant), |tx| {
-            let rows = sqlx::query("SELECT id, purpose, kek_version, wrapped FROM tenant_data_keys WHERE tenant_id = $1 AND kek_version <> $2")
+        let pending: Vec<(Vec<u8>, String, i64, Vec<u8>)> = with_tx!(
+            &self.store,
+            Access::Tenant(tenant),
+            |tx| {
+                let rows = sqlx::query("SELECT id, purpose, kek_version, wrapped FROM tenant_data_keys WHERE tenant_id = $1 AND kek_version <> $2")
                 .bind(tenant.as_str())
                 .bind(i64::from(current))
                 .fetch_all(&mut *tx)
                 .await?;
-            let mut out = Vec::new();
-            for r in rows {
-                out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+                let mut out = Vec::new();
+                for r in rows {
+                    out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+                }
+                out
             }
-            out
-        })?;
+        )?;
         let mut done = 0;
         for (id, purpose, kek_version, wrapped) in pending.iter().take(limit) {
-            let old = Wrapped { kek_version: u32::try_from(*kek_version).unwrap_or(0), bytes: wrapped.clone() };
-            let new = self.kms.rewrap(tenant, &old, &Aad::data_key(tenant.as_str(), purpose, id)).await.map_err(kms_err)?;
+            let old = Wrapped {
+                kek_version: u32::try_from(*kek_version).unwrap_or(0),
+                bytes: wrapped.clone(),
+            };
+            let new = self
+                .kms
+                .rewrap(tenant, &old, &Aad::data_key(tenant.as_str(), purpose, id))
+                .await
+                .map_err(kms_err)?;
             with_tx!(&self.store, Access::Tenant(tenant), |tx| {
                 sqlx::query("UPDATE tenant_data_keys SET kek_version = $1, wrapped = $2 WHERE tenant_id = $3 AND id = $4 AND kek_version = $5")
                     .bind(i64::from(new.kek_version))
@@ -278,7 +384,11 @@ impl Keyring {
             done += 1;
         }
         if done == pending.len() {
-            let old: Vec<u32> = versions.iter().filter(|v| v.state == KekState::Previous).map(|v| v.version).collect();
+            let old: Vec<u32> = versions
+                .iter()
+                .filter(|v| v.state == KekState::Previous)
+                .map(|v| v.version)
+                .collect();
             if !old.is_empty() {
                 self.kms.retire(tenant, &old).await.map_err(kms_err)?;
                 tracing::info!(tenant = %tenant, retired = ?old, "re-wrap complete; previous key versions destroyed");
@@ -287,19 +397,29 @@ impl Keyring {
         Ok(done)
     }
 
-    pub async fn status(&self, _admin: &PlatformAdmin, tenant: &TenantId) -> Result<KeyStatus, KeyringError> {
+    pub async fn status(
+        &self,
+        _admin: &PlatformAdmin,
+        tenant: &TenantId,
+    ) -> Result<KeyStatus, KeyringError> {
         let versions: Vec<KekVersion> = self.kms.versions(tenant).await.map_err(kms_err)?;
-        let current = versions.iter().find(|v| v.state == KekState::Current).map(|v| v.version);
+        let current = versions
+            .iter()
+            .find(|v| v.state == KekState::Current)
+            .map(|v| v.version);
         let (total, pending): (i64, i64) = with_tx!(&self.store, Access::Tenant(tenant), |tx| {
-            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenant_data_keys WHERE tenant_id = $1")
-                .bind(tenant.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-            let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenant_data_keys WHERE tenant_id = $1 AND kek_version <> $2")
-                .bind(tenant.as_str())
-                .bind(i64::from(current.unwrap_or(0)))
-                .fetch_one(&mut *tx)
-                .await?;
+            let total: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM tenant_data_keys WHERE tenant_id = $1")
+                    .bind(tenant.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM tenant_data_keys WHERE tenant_id = $1 AND kek_version <> $2",
+            )
+            .bind(tenant.as_str())
+            .bind(i64::from(current.unwrap_or(0)))
+            .fetch_one(&mut *tx)
+            .await?;
             (total, pending)
         })?;
         Ok(KeyStatus {
@@ -314,7 +434,11 @@ impl Keyring {
 
     /// Crypto-shredding: destroys every KEK version and data key of the tenant. Its sealed
     /// records stay where they are, undecryptable by any path.
-    pub async fn shred(&self, _admin: &PlatformAdmin, tenant: &TenantId) -> Result<(), KeyringError> {
+    pub async fn shred(
+        &self,
+        _admin: &PlatformAdmin,
+        tenant: &TenantId,
+    ) -> Result<(), KeyringError> {
         self.forget(tenant);
         self.kms.destroy(tenant).await.map_err(kms_err)?;
         with_tx!(&self.store, Access::Tenant(tenant), |tx| {
@@ -326,19 +450,47 @@ impl Keyring {
         self.forget(tenant);
         // SQLite keeps old page images in the WAL until a checkpoint; fold them in now.
         if let Store::Sqlite(pool) = &self.store {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.map_err(StoreError::from)?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(pool)
+                .await
+                .map_err(StoreError::from)?;
         }
         tracing::info!(tenant = %tenant, "tenant key material destroyed (crypto-shredded)");
         Ok(())
     }
 
-    /// Tenants that have key material (for scheduled rotation and background re-wrap).
-    pub async fn tenants_with_keys(&self, _admin: &PlatformAdmin) -> Result<Vec<(TenantId, i64)>, KeyringError> {
+    /// Tenants with data keys still wrapped by a previous KEK version, in one query.
+    pub async fn tenants_pending_rewrap(
+        &self,
+        _admin: &PlatformAdmin,
+    ) -> Result<Vec<TenantId>, KeyringError> {
+        let rows: Vec<String> = with_tx!(&self.store, Access::Platform, |tx| {
+            sqlx::query_scalar(
+                "SELECT DISTINCT d.tenant_id FROM tenant_data_keys d JOIN tenant_keks k \
+                 ON k.tenant_id = d.tenant_id AND k.is_current = 1 WHERE d.kek_version <> k.version",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(|t| TenantId::parse(t).ok())
+            .collect())
+    }
+
+    /// Tenants that have key material, with their current KEK's creation time.
+    pub async fn tenants_with_keys(
+        &self,
+        _admin: &PlatformAdmin,
+    ) -> Result<Vec<(TenantId, i64)>, KeyringError> {
         let rows: Vec<(String, i64)> = with_tx!(&self.store, Access::Platform, |tx| {
             sqlx::query_as("SELECT tenant_id, created_at_ms FROM tenant_keks WHERE is_current = 1")
                 .fetch_all(&mut *tx)
                 .await?
         })?;
-        Ok(rows.into_iter().filter_map(|(t, at)| TenantId::parse(&t).ok().map(|t| (t, at))).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|(t, at)| TenantId::parse(&t).ok().map(|t| (t, at)))
+            .collect())
     }
 }

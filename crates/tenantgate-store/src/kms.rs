@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tenantgate_core::TenantId;
-use tenantgate_crypto::{aead, Aad, Key, KekState, KekVersion, Kms, KmsError, MasterKey, Wrapped};
+use tenantgate_crypto::{aead, Aad, KekState, KekVersion, Key, Kms, KmsError, MasterKey, Wrapped};
 use zeroize::Zeroizing;
 
 /// `with_tx!` inside an async block, so its `?` stops at the block (KmsError knows no sqlx).
@@ -30,22 +30,39 @@ fn backend(e: StoreError) -> KmsError {
 }
 
 fn kek_aad(tenant: &TenantId, version: u32) -> Aad {
-    Aad::new("tenantgate/kek/v1", &[tenant.as_str().as_bytes(), &version.to_be_bytes()])
+    Aad::new(
+        "tenantgate/kek/v1",
+        &[tenant.as_str().as_bytes(), &version.to_be_bytes()],
+    )
 }
 
 /// What the KMS itself binds on top of the caller's associated data: tenant and KEK version.
 fn blob_aad(tenant: &TenantId, version: u32, aad: &Aad) -> Aad {
-    Aad::new("tenantgate/kms-blob/v1", &[tenant.as_str().as_bytes(), &version.to_be_bytes(), aad.bytes()])
+    Aad::new(
+        "tenantgate/kms-blob/v1",
+        &[
+            tenant.as_str().as_bytes(),
+            &version.to_be_bytes(),
+            aad.bytes(),
+        ],
+    )
 }
 
 impl LocalKms {
     pub fn new(store: Store, master: MasterKey, cache_ttl: Duration) -> Self {
-        Self { store, master, cache_ttl, cache: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            master,
+            cache_ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     fn cached(&self, tenant: &TenantId, version: u32) -> Option<Key> {
         let g = self.cache.lock().ok()?;
-        g.get(&(tenant.clone(), version)).filter(|(_, at)| at.elapsed() < self.cache_ttl).map(|(k, _)| k.clone())
+        g.get(&(tenant.clone(), version))
+            .filter(|(_, at)| at.elapsed() < self.cache_ttl)
+            .map(|(k, _)| k.clone())
     }
 
     fn remember(&self, tenant: &TenantId, version: u32, key: &Key) {
@@ -62,12 +79,17 @@ impl LocalKms {
     }
 
     fn unwrap_kek(&self, tenant: &TenantId, version: u32, wrapped: &[u8]) -> Result<Key, KmsError> {
-        let b = aead::open(self.master.key(), &kek_aad(tenant, version), wrapped).map_err(|_| KmsError::Undecryptable)?;
+        let b = aead::open(self.master.key(), &kek_aad(tenant, version), wrapped)
+            .map_err(|_| KmsError::Undecryptable)?;
         Key::from_slice(&b).ok_or(KmsError::Undecryptable)
     }
 
     /// Loads one KEK version (`None`: the current one).
-    async fn kek(&self, tenant: &TenantId, version: Option<u32>) -> Result<Option<(u32, Key)>, KmsError> {
+    async fn kek(
+        &self,
+        tenant: &TenantId,
+        version: Option<u32>,
+    ) -> Result<Option<(u32, Key)>, KmsError> {
         if let Some(v) = version {
             if let Some(k) = self.cached(tenant, v) {
                 return Ok(Some((v, k)));
@@ -95,7 +117,9 @@ impl LocalKms {
             }
         })
         .map_err(backend)?;
-        let Some((v, wrapped)) = row else { return Ok(None) };
+        let Some((v, wrapped)) = row else {
+            return Ok(None);
+        };
         let v = u32::try_from(v).map_err(|_| KmsError::Undecryptable)?;
         let key = self.unwrap_kek(tenant, v, &wrapped)?;
         self.remember(tenant, v, &key);
@@ -144,7 +168,12 @@ impl Kms for LocalKms {
         "local"
     }
 
-    async fn encrypt(&self, tenant: &TenantId, plaintext: &[u8], aad: &Aad) -> Result<Wrapped, KmsError> {
+    async fn encrypt(
+        &self,
+        tenant: &TenantId,
+        plaintext: &[u8],
+        aad: &Aad,
+    ) -> Result<Wrapped, KmsError> {
         // First use creates version 1. Concurrent first uses race: the loser's transaction fails
         // (a unique violation in PostgreSQL, a stale snapshot in SQLite) before or after the
         // winner commits, so retry the read a few times with a short backoff.
@@ -160,12 +189,24 @@ impl Kms for LocalKms {
             }
         }
         let (v, kek) = current.ok_or(KmsError::NoKey)?;
-        Ok(Wrapped { kek_version: v, bytes: aead::seal(&kek, &blob_aad(tenant, v, aad), plaintext) })
+        Ok(Wrapped {
+            kek_version: v,
+            bytes: aead::seal(&kek, &blob_aad(tenant, v, aad), plaintext),
+        })
     }
 
-    async fn decrypt(&self, tenant: &TenantId, wrapped: &Wrapped, aad: &Aad) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-        let (v, kek) = self.kek(tenant, Some(wrapped.kek_version)).await?.ok_or(KmsError::NoKey)?;
-        aead::open(&kek, &blob_aad(tenant, v, aad), &wrapped.bytes).map_err(|_| KmsError::Undecryptable)
+    async fn decrypt(
+        &self,
+        tenant: &TenantId,
+        wrapped: &Wrapped,
+        aad: &Aad,
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let (v, kek) = self
+            .kek(tenant, Some(wrapped.kek_version))
+            .await?
+            .ok_or(KmsError::NoKey)?;
+        aead::open(&kek, &blob_aad(tenant, v, aad), &wrapped.bytes)
+            .map_err(|_| KmsError::Undecryptable)
     }
 
     async fn rotate(&self, tenant: &TenantId) -> Result<u32, KmsError> {

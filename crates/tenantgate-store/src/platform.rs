@@ -114,6 +114,33 @@ impl<'a> Platform<'a> {
         self.get_tenant(id).await
     }
 
+    /// Offboarding, first half: marks the tenant deleted and revokes every key in one
+    /// transaction (gateways refuse its keys at the next reload). The second half,
+    /// destroying its key material, is [`crate::Keyring::shred`].
+    pub async fn mark_deleted(&self, id: &TenantId) -> Result<Tenant> {
+        tracing::info!(actor = self.admin.actor(), tenant = %id, "deleting tenant");
+        let now = now_ms();
+        with_tx!(self.store, Access::Platform, |tx| {
+            let n = sqlx::query("UPDATE tenants SET status = $1, updated_at_ms = $2 WHERE id = $3")
+                .bind(TenantStatus::Deleted.as_str())
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query("UPDATE api_keys SET revoked_at_ms = $1 WHERE tenant_id = $2 AND revoked_at_ms IS NULL")
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            bump_revision(&mut tx).await?;
+        })?;
+        self.get_tenant(id).await
+    }
+
     /// Replaces a tenant's model allow-list and per-request token cap.
     pub async fn set_models(
         &self,

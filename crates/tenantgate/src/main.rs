@@ -32,9 +32,27 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Tenants' encryption keys: rotation and status (not API keys; see `key`).
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Make a new key-encryption key version current for a tenant, re-wrap its data keys under
+    /// it and destroy the previous versions.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Key versions, data keys and pending re-wraps, for one tenant or every tenant.
+    Status {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -55,6 +73,14 @@ enum TenantCmd {
     Suspend { tenant: String },
     /// Resume a suspended tenant.
     Resume { tenant: String },
+    /// Delete a tenant: revoke its keys and destroy its key material (crypto-shredding). Its
+    /// encrypted data becomes unrecoverable. Cannot be undone.
+    Delete {
+        tenant: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Replace a tenant's model allow-list and per-request token cap.
     SetModels {
         tenant: String,
@@ -169,6 +195,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Tenant(cmd) => tenant(config, cmd).await,
         Command::Key(cmd) => key(config, cmd).await,
+        Command::Keys(cmd) => keys(config, cmd).await,
     }
 }
 
@@ -241,6 +268,18 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             let t = find(tenant).await?;
             print(&json!(p.set_status(&t.id, TenantStatus::Active).await?));
         }
+        TenantCmd::Delete { tenant, yes } => {
+            if !yes {
+                bail!("deleting a tenant destroys its encryption keys and cannot be undone; pass --yes");
+            }
+            let t = find(tenant).await?;
+            let keyring = tenantgate_gateway::control::keyring(&store, &config.encryption)?;
+            let deleted =
+                tenantgate_gateway::control::delete_tenant(&store, &keyring, &admin, &t.id)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+            print(&json!(deleted));
+        }
         TenantCmd::SetModels {
             tenant,
             models,
@@ -301,6 +340,40 @@ async fn key(config: Config, cmd: KeyCmd) -> Result<()> {
             print(&json!(p.list_keys(&t.id).await?));
         }
         KeyCmd::Revoke { key } => print(&json!(p.revoke_key(&key).await?)),
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn keys(config: Config, cmd: KeysCmd) -> Result<()> {
+    let store: Store = open_store(&config).await?;
+    let admin = operator();
+    let keyring = tenantgate_gateway::control::keyring(&store, &config.encryption)?;
+    let p = store.platform(&admin);
+    match cmd {
+        KeysCmd::Rotate { tenant } => {
+            let t = p
+                .find_tenant(&tenant)
+                .await
+                .with_context(|| format!("tenant {tenant:?}"))?;
+            print(&json!(keyring.rotate(&admin, &t.id).await?));
+        }
+        KeysCmd::Status { tenant } => {
+            let tenants = match tenant {
+                Some(t) => vec![p
+                    .find_tenant(&t)
+                    .await
+                    .with_context(|| format!("tenant {t:?}"))?],
+                None => p.list_tenants().await?,
+            };
+            let mut out = Vec::new();
+            for t in tenants {
+                let mut v = json!(keyring.status(&admin, &t.id).await?);
+                v["slug"] = json!(t.slug);
+                out.push(v);
+            }
+            print(&json!(out));
+        }
     }
     store.close().await;
     Ok(())

@@ -258,3 +258,49 @@ fn bad_input_is_refused_with_a_message_naming_it() {
         1
     );
 }
+
+#[test]
+fn encryption_keys_rotate_and_tenant_deletion_shreds() {
+    let dir = tempfile::tempdir().unwrap();
+    cli_json(
+        dir.path(),
+        &["tenant", "create", "--slug", "acme", "--models", "demo"],
+    );
+    let k = cli_json(dir.path(), &["key", "create", "--tenant", "acme"]);
+    let key = k["key"].as_str().unwrap().to_owned();
+    let st = cli_json(dir.path(), &["keys", "status", "--tenant", "acme"]);
+    assert_eq!(st[0]["current_version"], Value::Null);
+    let st = cli_json(dir.path(), &["keys", "rotate", "--tenant", "acme"]);
+    assert_eq!(st["current_version"], 1);
+    let st = cli_json(dir.path(), &["keys", "rotate", "--tenant", "acme"]);
+    assert_eq!(
+        (
+            st["current_version"].clone(),
+            st["versions"].clone(),
+            st["pending_rewrap"].clone()
+        ),
+        (json!(2), json!([2]), json!(0))
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(dir.path().join("data/master.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+
+    let s = serve(dir.path());
+    assert_eq!(chat_status(&s.url, &key), 200);
+    let (ok, _, err) = cli(dir.path(), &["tenant", "delete", "acme"]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let t = cli_json(dir.path(), &["tenant", "delete", "acme", "--yes"]);
+    assert_eq!(t["status"], "deleted");
+    wait_status(&s.url, &key, 401);
+    let st = cli_json(dir.path(), &["keys", "status", "--tenant", "acme"]);
+    assert_eq!(st[0]["versions"], json!([]));
+}

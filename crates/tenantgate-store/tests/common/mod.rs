@@ -1,6 +1,10 @@
 //! Shared harness of the store suites: a fresh SQLite file or PostgreSQL schema per test.
 
-#![allow(dead_code, clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 use rand::Rng;
 use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, TenantScope};
@@ -86,4 +90,3 @@ pub fn new_tenant(slug: &str) -> NewTenant {
         max_tokens_per_request: Some(2048),
     }
 }
-
