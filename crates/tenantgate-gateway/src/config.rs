@@ -83,6 +83,9 @@ pub struct EncryptionConfig {
     /// Rotate each tenant's KEK when its current version is older than this; 0 turns
     /// scheduled rotation off (on-demand rotation still works).
     pub rotate_after_days: u64,
+    /// Seconds after a rotation before the previous KEK version may be destroyed (once no data
+    /// key is wrapped by it): covers seals that read the old version just before the rotation.
+    pub retire_grace_secs: u64,
     /// How often the background task checks for due rotations and pending re-wraps.
     pub maintenance_interval_secs: u64,
 }
@@ -95,6 +98,7 @@ impl Default for EncryptionConfig {
             dek_max_age_secs: 300,
             dek_max_uses: 1 << 20,
             rotate_after_days: 90,
+            retire_grace_secs: 600,
             maintenance_interval_secs: 60,
         }
     }

@@ -64,6 +64,7 @@ pub fn keyring(
             cache: true,
             dek_max_age: Duration::from_secs(cfg.dek_max_age_secs),
             dek_max_uses: cfg.dek_max_uses,
+            retire_grace: Duration::from_secs(cfg.retire_grace_secs),
         },
     ))
 }

@@ -22,7 +22,7 @@ fn scope(id: &tenantgate_core::TenantId) -> TenantScope {
 
 #[tokio::test]
 async fn maintenance_rotates_due_keys_and_finishes_rewraps() {
-    let gw = TestGateway::start().await;
+    let gw = TestGateway::start_with(|c| c.encryption.retire_grace_secs = 0).await;
     let (t, _) = gw.tenant("acme", &["demo"], None).await;
     let s = scope(&t.id);
     let kr = gw.state.keyring();

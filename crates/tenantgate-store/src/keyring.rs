@@ -25,6 +25,11 @@ pub struct KeyringOptions {
     /// Records one data key may seal before a fresh one is made (random nonces: keep far
     /// below 2^32).
     pub dek_max_uses: u64,
+    /// A previous KEK version is destroyed only this long after it was superseded (and when no
+    /// data key is wrapped by it any more). A seal that read the old current version just
+    /// before a rotation may insert its data key after the re-wrap pass looked; the grace lets
+    /// the next pass re-wrap it instead of orphaning it.
+    pub retire_grace: Duration,
 }
 
 impl Default for KeyringOptions {
@@ -33,6 +38,7 @@ impl Default for KeyringOptions {
             cache: true,
             dek_max_age: Duration::from_secs(300),
             dek_max_uses: 1 << 20,
+            retire_grace: Duration::from_secs(600),
         }
     }
 }
@@ -316,7 +322,7 @@ impl Keyring {
     /// stay readable throughout.
     pub async fn rotate(
         &self,
-        _admin: &PlatformAdmin,
+        admin: &PlatformAdmin,
         tenant: &TenantId,
     ) -> Result<KeyStatus, KeyringError> {
         let v = self.kms.rotate(tenant).await.map_err(kms_err)?;
@@ -324,8 +330,8 @@ impl Keyring {
         if let Ok(mut g) = self.sealing.lock() {
             g.retain(|(t, _), _| t != tenant);
         }
-        self.rewrap(_admin, tenant, usize::MAX).await?;
-        self.status(_admin, tenant).await
+        self.rewrap(admin, tenant, usize::MAX).await?;
+        self.status(admin, tenant).await
     }
 
     /// Re-wraps up to `limit` data keys still under a previous KEK version; when none is left,
@@ -384,17 +390,52 @@ impl Keyring {
             done += 1;
         }
         if done == pending.len() {
-            let old: Vec<u32> = versions
-                .iter()
-                .filter(|v| v.state == KekState::Previous)
-                .map(|v| v.version)
-                .collect();
-            if !old.is_empty() {
-                self.kms.retire(tenant, &old).await.map_err(kms_err)?;
-                tracing::info!(tenant = %tenant, retired = ?old, "re-wrap complete; previous key versions destroyed");
-            }
+            self.retire_superseded(tenant, &versions).await?;
         }
         Ok(done)
+    }
+
+    /// Destroys previous KEK versions superseded longer than `retire_grace` ago that no data
+    /// key references (checked afresh, after the re-wrap).
+    async fn retire_superseded(
+        &self,
+        tenant: &TenantId,
+        versions: &[KekVersion],
+    ) -> Result<(), KeyringError> {
+        let now = now_ms();
+        let grace = self.opts.retire_grace.as_millis() as i64;
+        let mut due = Vec::new();
+        for v in versions.iter().filter(|v| v.state == KekState::Previous) {
+            // When it stopped being current: the creation of the next version.
+            let superseded_at = versions
+                .iter()
+                .filter(|n| n.version > v.version)
+                .map(|n| n.created_at_ms)
+                .min();
+            if superseded_at.is_some_and(|at| now - at >= grace) {
+                due.push(v.version);
+            }
+        }
+        let mut retire = Vec::new();
+        for v in due {
+            let users: i64 = with_tx!(&self.store, Access::Tenant(tenant), |tx| {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM tenant_data_keys WHERE tenant_id = $1 AND kek_version = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(i64::from(v))
+                .fetch_one(&mut *tx)
+                .await?
+            })?;
+            if users == 0 {
+                retire.push(v);
+            }
+        }
+        if !retire.is_empty() {
+            self.kms.retire(tenant, &retire).await.map_err(kms_err)?;
+            tracing::info!(tenant = %tenant, retired = ?retire, "re-wrap complete; previous key versions destroyed");
+        }
+        Ok(())
     }
 
     pub async fn status(

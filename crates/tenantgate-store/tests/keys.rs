@@ -25,6 +25,8 @@ fn keyring(store: &Store, master: &Key, cache: bool) -> Keyring {
         Arc::new(kms),
         KeyringOptions {
             cache,
+            // Retire previous versions as soon as the re-wrap is done; the grace has its own test.
+            retire_grace: std::time::Duration::ZERO,
             ..Default::default()
         },
     )
@@ -253,6 +255,50 @@ mod cases {
         assert_eq!(kr.status(&admin(), &ta.id).await.unwrap().data_keys, 3);
     }
 
+    pub async fn a_superseded_version_outlives_the_rewrap_by_the_grace_period(store: &Store) {
+        let (ta, _) = tenants(store).await;
+        let sa = scope(&ta.id);
+        let master = Key::generate();
+        let kms = LocalKms::new(
+            store.clone(),
+            MasterKey::from_key(master.clone()),
+            std::time::Duration::from_secs(60),
+        );
+        let graceful = Keyring::new(
+            store.clone(),
+            Arc::new(kms),
+            KeyringOptions {
+                cache: false,
+                ..Default::default()
+            },
+        );
+        let old = graceful.seal(&sa, "prompt", "old", b"v1").await.unwrap();
+        let st = graceful.rotate(&admin(), &ta.id).await.unwrap();
+        // Re-wrapped, but version 1 stays (default grace) for seals that raced the rotation.
+        assert_eq!(
+            (st.current_version, st.versions, st.pending_rewrap),
+            (Some(2), vec![1, 2], 0)
+        );
+        assert_eq!(
+            &*graceful.open(&sa, "prompt", "old", &old).await.unwrap(),
+            b"v1"
+        );
+        // Once the grace is over the next pass destroys it.
+        let impatient = keyring(store, &master, false);
+        impatient
+            .rewrap(&admin(), &ta.id, usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            impatient.status(&admin(), &ta.id).await.unwrap().versions,
+            vec![2]
+        );
+        assert_eq!(
+            &*impatient.open(&sa, "prompt", "old", &old).await.unwrap(),
+            b"v1"
+        );
+    }
+
     pub async fn concurrent_first_use_creates_one_key_version(store: &Store) {
         let (ta, _) = tenants(store).await;
         let kr = Arc::new(keyring(store, &Key::generate(), false));
@@ -311,6 +357,7 @@ suite!(
     rotation_keeps_old_records_readable_and_seals_new_ones_under_the_new_version,
     shredding_makes_every_record_undecryptable,
     data_keys_are_bounded_by_use_count_and_cache_setting,
+    a_superseded_version_outlives_the_rewrap_by_the_grace_period,
     concurrent_first_use_creates_one_key_version,
 );
 
