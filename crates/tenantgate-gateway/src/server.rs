@@ -153,21 +153,42 @@ impl Server {
     }
 }
 
-/// Polls the control-plane revision; reloads tenants and keys when another process changed
-/// them. A failing store keeps the last good snapshot and is retried at the next tick.
+/// Keeps the auth snapshot current. PostgreSQL pushes each control-plane change (LISTEN/NOTIFY,
+/// delivered at commit), so replicas reload within milliseconds; the revision poll stays as the
+/// fallback (and the only path on SQLite). A failing store keeps the last good snapshot.
 async fn reload_loop(state: AppState, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_millis(
-        state.0.config.auth.reload_interval_ms,
-    ));
+    let interval = Duration::from_millis(state.0.config.auth.reload_interval_ms);
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listener = None;
+    let mut next_listen_attempt = tokio::time::Instant::now();
     loop {
+        if listener.is_none() && tokio::time::Instant::now() >= next_listen_attempt {
+            match state.store().change_listener().await {
+                Ok(l) => listener = l,
+                Err(e) => tracing::warn!(error = %e, "change notifications unavailable; polling"),
+            }
+            // SQLite (None) and failures retry rarely; polling covers the gap.
+            next_listen_attempt = tokio::time::Instant::now() + Duration::from_secs(5);
+        }
+        let notified = async {
+            match listener.as_mut() {
+                Some(l) => l.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tick.tick() => {
-                if let Err(e) = state.reload_auth(false).await {
-                    tracing::warn!(error = %e, "auth snapshot reload failed; serving the previous snapshot");
+            _ = tick.tick() => {}
+            r = notified => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "change listener failed; polling until it reconnects");
+                    listener = None;
                 }
             }
+        }
+        if let Err(e) = state.reload_auth(false).await {
+            tracing::warn!(error = %e, "auth snapshot reload failed; serving the previous snapshot");
         }
     }
 }

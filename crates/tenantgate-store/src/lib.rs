@@ -74,6 +74,19 @@ impl Store {
         })
     }
 
+    /// A listener that wakes when the control plane changes (PostgreSQL `LISTEN`); `None` on
+    /// SQLite, where callers poll [`Store::revision`].
+    pub async fn change_listener(&self) -> Result<Option<ChangeListener>> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(pool) => {
+                let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+                l.listen("tenantgate_control").await?;
+                Ok(Some(ChangeListener(l)))
+            }
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
@@ -86,6 +99,18 @@ impl Store {
             Store::Sqlite(p) => p.close().await,
             Store::Postgres(p) => p.close().await,
         }
+    }
+}
+
+/// Wakes on control-plane changes; see [`Store::change_listener`].
+pub struct ChangeListener(sqlx::postgres::PgListener);
+
+impl ChangeListener {
+    /// Waits for the next change notification (of any schema: a spurious wake-up only costs
+    /// one revision check).
+    pub async fn changed(&mut self) -> Result<()> {
+        self.0.recv().await?;
+        Ok(())
     }
 }
 

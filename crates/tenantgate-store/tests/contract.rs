@@ -335,3 +335,34 @@ mod postgres_rls {
         h.cleanup().await;
     }
 }
+
+/// PostgreSQL: a change made through one store reaches another store's listener at commit.
+#[tokio::test]
+async fn postgres_changes_are_pushed_to_listeners() {
+    let Some(h) = open_pg().await else { return };
+    let mut listener = h
+        .store
+        .change_listener()
+        .await
+        .unwrap()
+        .expect("postgres listens");
+    let a = admin();
+    let wait = tokio::spawn(async move {
+        tokio::time::timeout(std::time::Duration::from_secs(5), listener.changed()).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    h.store
+        .platform(&a)
+        .create_tenant(&new_tenant("pushed"))
+        .await
+        .unwrap();
+    wait.await.unwrap().expect("notified within 5 s").unwrap();
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_has_no_listener_and_callers_poll() {
+    let h = open_sqlite().await;
+    assert!(h.store.change_listener().await.unwrap().is_none());
+    h.cleanup().await;
+}
