@@ -42,6 +42,18 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     #[error("The model `{0}` does not exist.")]
     ModelNotFound(String),
+    #[error("The prompt `{0}` does not exist.")]
+    PromptNotFound(String),
+    #[error("The tenant's prompt could not be rendered: {0}")]
+    PromptRender(String),
+    #[error("This tenant does not accept a client system message; its system prompt is applied by the gateway.")]
+    ClientSystemRefused,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("Not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
     #[error("Unknown route {0}")]
     RouteNotFound(String),
     #[error("Method not allowed")]
@@ -150,6 +162,12 @@ impl GatewayError {
                 Some("model_not_found"),
                 Some(false),
             ),
+            E::PromptNotFound(_) => r(StatusCode::NOT_FOUND, "invalid_request_error", "not_found_error", Some("prompt_not_found"), Some(false)),
+            E::PromptRender(_) => r(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error", Some("prompt_render_error"), Some(false)),
+            E::ClientSystemRefused => r(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request_error", Some("client_system_not_allowed"), Some(false)),
+            E::Forbidden(_) => r(StatusCode::FORBIDDEN, "permission_error", "permission_error", Some("forbidden"), Some(false)),
+            E::NotFound => r(StatusCode::NOT_FOUND, "invalid_request_error", "not_found_error", Some("not_found"), Some(false)),
+            E::Conflict(_) => r(StatusCode::CONFLICT, "invalid_request_error", "invalid_request_error", Some("conflict"), Some(false)),
             E::RouteNotFound(_) => r(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -229,6 +247,9 @@ impl GatewayError {
             | GatewayError::UnsupportedForModel { param, .. } => param.as_deref(),
             GatewayError::MaxTokensExceeded { param, .. } => Some(param),
             GatewayError::ModelNotAllowed(_) | GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::PromptNotFound(_) => Some("tenantgate.prompt"),
+            GatewayError::PromptRender(_) => Some("tenantgate.variables"),
+            GatewayError::ClientSystemRefused => Some("messages"),
             _ => None,
         }
     }

@@ -20,6 +20,7 @@ pub(crate) struct Inner {
     pub auth: ArcSwap<AuthIndex>,
     pub catalog: Catalog,
     pub keyring: Arc<tenantgate_store::Keyring>,
+    pub prompts: crate::compose::PromptCache,
 }
 
 impl AppState {
@@ -38,6 +39,7 @@ impl AppState {
             auth: ArcSwap::from_pointee(AuthIndex::default()),
             catalog,
             keyring,
+            prompts: crate::compose::PromptCache::default(),
         }))
     }
 

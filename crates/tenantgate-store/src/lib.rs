@@ -15,6 +15,7 @@ mod backend;
 mod keyring;
 mod kms;
 mod platform;
+pub mod prompts;
 mod rows;
 mod tenant;
 

@@ -299,6 +299,39 @@ mod cases {
         );
     }
 
+    pub async fn prompts_are_versioned_sealed_and_tenant_bound(store: &Store) {
+        use tenantgate_store::prompts::{ImportSet, NewVersion};
+        let (ta, tb) = tenants(store).await;
+        let (sa, sb) = (scope(&ta.id), scope(&tb.id));
+        let kr = keyring(store, &Key::generate(), true);
+        let pa = kr.prompts(store, &sa);
+        assert_eq!(pa.push("support", "one", "alice", false).await.unwrap().version, 1);
+        assert_eq!(pa.push("support", "two", "bob", false).await.unwrap().version, 2);
+        assert_eq!(pa.get("support", None).await.unwrap().template, "one", "the first version stays active until activated");
+        pa.activate("support", 2).await.unwrap();
+        assert_eq!(pa.get("support", None).await.unwrap().template, "two");
+        assert!(matches!(pa.activate("support", 3).await, Err(KeyringError::NotFound)));
+        // Tenant B sees none of it, by any name or version.
+        let pb = kr.prompts(store, &sb);
+        assert!(pb.list().await.unwrap().is_empty());
+        assert!(matches!(pb.get("support", Some(1)).await, Err(KeyringError::NotFound)));
+        assert!(matches!(pb.activate("support", 1).await, Err(KeyringError::NotFound)));
+        // An import naming an existing prompt writes nothing at all.
+        let set = ImportSet {
+            versions: vec![
+                NewVersion { name: "fresh".into(), template: "f".into(), author: "x".into(), created_at_ms: Some(1) },
+                NewVersion { name: "support".into(), template: "dup".into(), author: "x".into(), created_at_ms: Some(1) },
+            ],
+            active: vec![],
+            settings: None,
+        };
+        let got = pa.import(&set).await;
+        assert!(matches!(got, Err(KeyringError::Store(tenantgate_store::StoreError::Conflict(_)))), "{got:?}");
+        assert_eq!(pa.list().await.unwrap().len(), 1, "the failed import left no half-written prompt");
+        assert!(pa.settings().await.unwrap().is_some(), "pushing created the settings (and canary)");
+        assert!(pb.settings().await.unwrap().is_none());
+    }
+
     pub async fn concurrent_first_use_creates_one_key_version(store: &Store) {
         let (ta, _) = tenants(store).await;
         let kr = Arc::new(keyring(store, &Key::generate(), false));
@@ -358,6 +391,7 @@ suite!(
     shredding_makes_every_record_undecryptable,
     data_keys_are_bounded_by_use_count_and_cache_setting,
     a_superseded_version_outlives_the_rewrap_by_the_grace_period,
+    prompts_are_versioned_sealed_and_tenant_bound,
     concurrent_first_use_creates_one_key_version,
 );
 

@@ -5,6 +5,7 @@ use super::{
     annotate, call_labels, json_response, send_ok, stream_reply, tenant_request, upstream_bytes,
     upstream_json, RequestId,
 };
+use crate::compose;
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, Wire};
 use crate::state::AppState;
@@ -38,8 +39,12 @@ async fn inner(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let (ctx, mut req) = tenant_request(app, headers, body).await?;
+    let ext = compose::take_extension(&mut req)?;
     let meta = anthropic::messages_meta(&req).map_err(codec)?;
     let call = app.authorize(ctx, &meta.model)?;
+    if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
+        compose::apply_anthropic(&mut req, system, policy)?;
+    }
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
     let (info, end) = call_labels(request_id, &call, &meta.model);
     let route = call.route;

@@ -4,6 +4,7 @@ use super::{
     annotate, call_labels, json_response, send_ok, stream_reply, tenant_request, upstream_bytes,
     upstream_json, upstream_passthrough, CallInfo, RequestId,
 };
+use crate::compose;
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, Wire};
 use crate::pipeline::TenantContext;
@@ -60,8 +61,13 @@ async fn chat(
     body: Body,
 ) -> Result<Response, GatewayError> {
     let (ctx, mut req) = tenant_request(app, headers, body).await?;
+    let ext = compose::take_extension(&mut req)?;
     let meta = openai::chat_meta(&req).map_err(codec)?;
     let call = app.authorize(ctx, &meta.model)?;
+    // Stage compose: the tenant's system prompt, server-side.
+    if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
+        compose::apply_openai(&mut req, system, policy)?;
+    }
     let param = if req.contains_key("max_completion_tokens") {
         "max_completion_tokens"
     } else {

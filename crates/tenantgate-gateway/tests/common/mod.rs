@@ -175,6 +175,22 @@ impl TestGateway {
         (t, key)
     }
 
+    /// A `tenant_admin` key for `t`.
+    pub async fn admin_key(&self, t: &Tenant) -> String {
+        let admin = Self::admin();
+        let (_, key) = create_key(
+            self.state.store(),
+            &admin,
+            &self.secret(),
+            &t.id,
+            KeySpec { role: Role::TenantAdmin, name: None, end_user: Some("alice".into()), expires_at_ms: None },
+        )
+        .await
+        .unwrap();
+        self.wait_for_revision().await;
+        key
+    }
+
     pub async fn key(&self, t: &Tenant, expires_at_ms: Option<i64>) -> String {
         let admin = Self::admin();
         let (_, key) = create_key(
