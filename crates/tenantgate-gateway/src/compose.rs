@@ -25,30 +25,70 @@ pub struct PromptRequest {
 
 /// Removes the `tenantgate` extension field from the body (it never goes upstream).
 pub fn take_extension(body: &mut Map<String, Value>) -> Result<PromptRequest, GatewayError> {
-    let bad = |m: &str, p: &str| GatewayError::InvalidRequest { message: m.to_owned(), param: Some(p.to_owned()) };
-    let Some(ext) = body.remove("tenantgate") else { return Ok(PromptRequest { variables: Value::Object(Map::new()), ..Default::default() }) };
-    let Value::Object(mut ext) = ext else { return Err(bad("'tenantgate' must be an object", "tenantgate")) };
+    let bad = |m: &str, p: &str| GatewayError::InvalidRequest {
+        message: m.to_owned(),
+        param: Some(p.to_owned()),
+    };
+    let Some(ext) = body.remove("tenantgate") else {
+        return Ok(PromptRequest {
+            variables: Value::Object(Map::new()),
+            ..Default::default()
+        });
+    };
+    let Value::Object(mut ext) = ext else {
+        return Err(bad("'tenantgate' must be an object", "tenantgate"));
+    };
     let prompt = match ext.remove("prompt") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
-        Some(_) => return Err(bad("'tenantgate.prompt' must be a string", "tenantgate.prompt")),
+        Some(_) => {
+            return Err(bad(
+                "'tenantgate.prompt' must be a string",
+                "tenantgate.prompt",
+            ))
+        }
     };
     let version = match ext.remove("prompt_version") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0).ok_or_else(|| bad("'tenantgate.prompt_version' must be a positive integer", "tenantgate.prompt_version"))?),
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    bad(
+                        "'tenantgate.prompt_version' must be a positive integer",
+                        "tenantgate.prompt_version",
+                    )
+                })?,
+        ),
     };
     if version.is_some() && prompt.is_none() {
-        return Err(bad("'tenantgate.prompt_version' needs 'tenantgate.prompt'", "tenantgate.prompt_version"));
+        return Err(bad(
+            "'tenantgate.prompt_version' needs 'tenantgate.prompt'",
+            "tenantgate.prompt_version",
+        ));
     }
     let variables = match ext.remove("variables") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(v @ Value::Object(_)) => v,
-        Some(_) => return Err(bad("'tenantgate.variables' must be an object", "tenantgate.variables")),
+        Some(_) => {
+            return Err(bad(
+                "'tenantgate.variables' must be an object",
+                "tenantgate.variables",
+            ))
+        }
     };
     if let Some(k) = ext.keys().next() {
-        return Err(bad(&format!("unknown field 'tenantgate.{k}'"), &format!("tenantgate.{k}")));
+        return Err(bad(
+            &format!("unknown field 'tenantgate.{k}'"),
+            &format!("tenantgate.{k}"),
+        ));
     }
-    Ok(PromptRequest { prompt, version, variables })
+    Ok(PromptRequest {
+        prompt,
+        version,
+        variables,
+    })
 }
 
 /// A template checked for syntax, ready to render.
@@ -65,11 +105,18 @@ fn environment() -> Environment<'static> {
 impl Compiled {
     /// Parses the template; a syntax error names the line.
     pub fn new(source: String) -> Result<Self, String> {
-        environment().template_from_str(&source).map_err(|e| e.to_string())?;
+        environment()
+            .template_from_str(&source)
+            .map_err(|e| e.to_string())?;
         Ok(Self { source })
     }
 
-    fn render(&self, ctx: &TenantContext, settings: &PromptSettings, vars: &Value) -> Result<String, GatewayError> {
+    fn render(
+        &self,
+        ctx: &TenantContext,
+        settings: &PromptSettings,
+        vars: &Value,
+    ) -> Result<String, GatewayError> {
         let t = &ctx.tenant;
         environment()
             .render_str(
@@ -102,7 +149,12 @@ pub(crate) fn store_err(e: KeyringError) -> GatewayError {
         KeyringError::NotFound => GatewayError::NotFound,
         KeyringError::Store(tenantgate_store::StoreError::NotFound) => GatewayError::NotFound,
         KeyringError::Store(tenantgate_store::StoreError::Conflict(m)) => GatewayError::Conflict(m),
-        KeyringError::Store(tenantgate_store::StoreError::Invalid(m)) => GatewayError::InvalidRequest { message: m.0, param: None },
+        KeyringError::Store(tenantgate_store::StoreError::Invalid(m)) => {
+            GatewayError::InvalidRequest {
+                message: m.0,
+                param: None,
+            }
+        }
         other => {
             tracing::error!(error = %other, "prompt store failure");
             GatewayError::Unavailable("prompt store".into())
@@ -110,12 +162,21 @@ pub(crate) fn store_err(e: KeyringError) -> GatewayError {
     }
 }
 
-
 impl AppState {
-    async fn tenant_prompts(&self, ctx: &TenantContext) -> Result<Arc<TenantPrompts>, GatewayError> {
+    async fn tenant_prompts(
+        &self,
+        ctx: &TenantContext,
+    ) -> Result<Arc<TenantPrompts>, GatewayError> {
         let revision = self.auth_revision();
         let tenant = ctx.principal.scope.tenant_id();
-        if let Some(p) = self.0.prompts.map.lock().ok().and_then(|m| m.get(tenant).cloned()) {
+        if let Some(p) = self
+            .0
+            .prompts
+            .map
+            .lock()
+            .ok()
+            .and_then(|m| m.get(tenant).cloned())
+        {
             if p.revision == revision {
                 return Ok(p);
             }
@@ -133,7 +194,12 @@ impl AppState {
                 }
             }
         }
-        let loaded = Arc::new(TenantPrompts { revision, settings, active, pinned: Mutex::new(HashMap::new()) });
+        let loaded = Arc::new(TenantPrompts {
+            revision,
+            settings,
+            active,
+            pinned: Mutex::new(HashMap::new()),
+        });
         if let Ok(mut m) = self.0.prompts.map.lock() {
             m.insert(tenant.clone(), loaded.clone());
         }
@@ -142,7 +208,11 @@ impl AppState {
 
     /// The rendered system prompt for this request (with the tenant's canary) and the tenant's
     /// client-system policy, or `None` when the tenant composes nothing.
-    pub async fn system_prompt(&self, ctx: &TenantContext, req: &PromptRequest) -> Result<Option<(String, ClientSystem)>, GatewayError> {
+    pub async fn system_prompt(
+        &self,
+        ctx: &TenantContext,
+        req: &PromptRequest,
+    ) -> Result<Option<(String, ClientSystem)>, GatewayError> {
         let tp = self.tenant_prompts(ctx).await?;
         let Some(settings) = &tp.settings else {
             return match &req.prompt {
@@ -154,17 +224,34 @@ impl AppState {
             return Ok(None);
         };
         let compiled = match req.version {
-            None => tp.active.get(name).cloned().ok_or_else(|| GatewayError::PromptNotFound(name.clone()))?,
+            None => tp
+                .active
+                .get(name)
+                .cloned()
+                .ok_or_else(|| GatewayError::PromptNotFound(name.clone()))?,
             Some(v) => {
-                let hit = tp.pinned.lock().ok().and_then(|m| m.get(&(name.clone(), v)).cloned());
+                let hit = tp
+                    .pinned
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&(name.clone(), v)).cloned());
                 match hit {
                     Some(c) => c,
                     None => {
-                        let pv = self.keyring().prompts(self.store(), &ctx.principal.scope).get(name, Some(v)).await.map_err(|e| match e {
-                            KeyringError::NotFound => GatewayError::PromptNotFound(format!("{name}@{v}")),
-                            e => store_err(e),
-                        })?;
-                        let c = Arc::new(Compiled::new(pv.template).map_err(GatewayError::PromptRender)?);
+                        let pv = self
+                            .keyring()
+                            .prompts(self.store(), &ctx.principal.scope)
+                            .get(name, Some(v))
+                            .await
+                            .map_err(|e| match e {
+                                KeyringError::NotFound => {
+                                    GatewayError::PromptNotFound(format!("{name}@{v}"))
+                                }
+                                e => store_err(e),
+                            })?;
+                        let c = Arc::new(
+                            Compiled::new(pv.template).map_err(GatewayError::PromptRender)?,
+                        );
                         if let Ok(mut m) = tp.pinned.lock() {
                             m.insert((name.clone(), v), c.clone());
                         }
@@ -189,17 +276,33 @@ fn text_of(content: &Value) -> String {
 
 /// Places the tenant's system prompt first in an OpenAI chat request, applying the policy to
 /// the client's own system and developer messages.
-pub fn apply_openai(body: &mut Map<String, Value>, system: String, policy: ClientSystem) -> Result<(), GatewayError> {
-    let Some(Value::Array(messages)) = body.get_mut("messages") else { return Ok(()) };
+pub fn apply_openai(
+    body: &mut Map<String, Value>,
+    system: String,
+    policy: ClientSystem,
+) -> Result<(), GatewayError> {
+    let Some(Value::Array(messages)) = body.get_mut("messages") else {
+        return Ok(());
+    };
     let is_system = |m: &Value| matches!(m["role"].as_str(), Some("system") | Some("developer"));
     let client: Vec<Value> = messages.iter().filter(|m| is_system(m)).cloned().collect();
     let system = match policy {
-        ClientSystem::Refuse if !client.is_empty() => return Err(GatewayError::ClientSystemRefused),
+        ClientSystem::Refuse if !client.is_empty() => {
+            return Err(GatewayError::ClientSystemRefused)
+        }
         ClientSystem::Refuse | ClientSystem::Allow => system,
         ClientSystem::Append => {
             messages.retain(|m| !is_system(m));
-            let extra: Vec<String> = client.iter().map(|m| text_of(&m["content"])).filter(|t| !t.is_empty()).collect();
-            if extra.is_empty() { system } else { format!("{system}\n\n{}", extra.join("\n\n")) }
+            let extra: Vec<String> = client
+                .iter()
+                .map(|m| text_of(&m["content"]))
+                .filter(|t| !t.is_empty())
+                .collect();
+            if extra.is_empty() {
+                system
+            } else {
+                format!("{system}\n\n{}", extra.join("\n\n"))
+            }
         }
     };
     messages.insert(0, serde_json::json!({"role": "system", "content": system}));
@@ -208,12 +311,20 @@ pub fn apply_openai(body: &mut Map<String, Value>, system: String, policy: Clien
 
 /// The same for an Anthropic messages request, whose system prompt is one top-level field:
 /// `allow` and `append` both keep the client's text after the tenant's.
-pub fn apply_anthropic(body: &mut Map<String, Value>, system: String, policy: ClientSystem) -> Result<(), GatewayError> {
+pub fn apply_anthropic(
+    body: &mut Map<String, Value>,
+    system: String,
+    policy: ClientSystem,
+) -> Result<(), GatewayError> {
     let client = body.get("system").map(text_of).unwrap_or_default();
     if policy == ClientSystem::Refuse && !client.is_empty() {
         return Err(GatewayError::ClientSystemRefused);
     }
-    let system = if client.is_empty() { system } else { format!("{system}\n\n{client}") };
+    let system = if client.is_empty() {
+        system
+    } else {
+        format!("{system}\n\n{client}")
+    };
     body.insert("system".into(), Value::String(system));
     Ok(())
 }
@@ -229,12 +340,20 @@ mod tests {
 
     #[test]
     fn policies_on_openai_messages() {
-        let body = obj(json!({"messages":[{"role":"system","content":"client rules"},{"role":"user","content":"hi"}]}));
+        let body = obj(
+            json!({"messages":[{"role":"system","content":"client rules"},{"role":"user","content":"hi"}]}),
+        );
         let mut b = body.clone();
-        assert_eq!(apply_openai(&mut b, "T".into(), ClientSystem::Refuse), Err(GatewayError::ClientSystemRefused));
+        assert_eq!(
+            apply_openai(&mut b, "T".into(), ClientSystem::Refuse),
+            Err(GatewayError::ClientSystemRefused)
+        );
         let mut b = body.clone();
         apply_openai(&mut b, "T".into(), ClientSystem::Append).unwrap();
-        assert_eq!(b["messages"], json!([{"role":"system","content":"T\n\nclient rules"},{"role":"user","content":"hi"}]));
+        assert_eq!(
+            b["messages"],
+            json!([{"role":"system","content":"T\n\nclient rules"},{"role":"user","content":"hi"}])
+        );
         let mut b = body.clone();
         apply_openai(&mut b, "T".into(), ClientSystem::Allow).unwrap();
         assert_eq!(b["messages"][0], json!({"role":"system","content":"T"}));
@@ -243,7 +362,9 @@ mod tests {
 
     #[test]
     fn extension_is_removed_and_validated() {
-        let mut b = obj(json!({"model":"m","tenantgate":{"prompt":"support","prompt_version":2,"variables":{"x":1}}}));
+        let mut b = obj(
+            json!({"model":"m","tenantgate":{"prompt":"support","prompt_version":2,"variables":{"x":1}}}),
+        );
         let r = take_extension(&mut b).unwrap();
         assert!(!b.contains_key("tenantgate"));
         assert_eq!((r.prompt.as_deref(), r.version), (Some("support"), Some(2)));

@@ -43,12 +43,32 @@ async fn prompts_and_responses_never_reach_info_logs() {
         .await;
     const MARK: &str = "ZEBRA-CANARY-7731";
     // A tenant prompt carrying the marker too: composed on every call below.
-    let (t, _) = (gw.state.store().platform(&TestGateway::admin()).find_tenant("acme").await.unwrap(), ());
+    let (t, _) = (
+        gw.state
+            .store()
+            .platform(&TestGateway::admin())
+            .find_tenant("acme")
+            .await
+            .unwrap(),
+        (),
+    );
     let admin = gw.admin_key(&t).await;
-    let r = gw.post("/tenant/v1/prompts/p/versions", &admin, &json!({"template": format!("internal {MARK} rules")})).await;
+    let r = gw
+        .post(
+            "/tenant/v1/prompts/p/versions",
+            &admin,
+            &json!({"template": format!("internal {MARK} rules")}),
+        )
+        .await;
     assert_eq!(r.status(), 201);
-    let r = gw.http.put(format!("{}/tenant/v1/prompt-settings", gw.url)).bearer_auth(&admin)
-        .json(&json!({"client_system": "append", "default_prompt": "p"})).send().await.unwrap();
+    let r = gw
+        .http
+        .put(format!("{}/tenant/v1/prompt-settings", gw.url))
+        .bearer_auth(&admin)
+        .json(&json!({"client_system": "append", "default_prompt": "p"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     for model in ["gpt-test", "claude-test", "demo"] {
         let r = gw

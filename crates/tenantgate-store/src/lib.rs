@@ -138,7 +138,10 @@ macro_rules! with_tx {
     ($store:expr, $access:expr, |$tx:ident| $body:block) => {
         match $store {
             $crate::Store::Sqlite(pool) => {
-                let mut $tx = pool.begin().await?;
+                // IMMEDIATE: take the write lock up front. A deferred transaction that reads
+                // and then writes fails at once ("database is locked") when another connection
+                // wrote in between; an immediate one waits under the busy timeout instead.
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
                 $tx.commit().await?;
                 Ok::<_, $crate::StoreError>(out)

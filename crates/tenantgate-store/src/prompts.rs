@@ -80,16 +80,23 @@ impl PromptSettings {
 pub fn validate_name(name: &str) -> Result<(), InvalidValue> {
     let ok = !name.is_empty()
         && name.len() <= 100
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok {
         Ok(())
     } else {
-        Err(InvalidValue(format!("invalid prompt name {name:?}: use 1-100 of A-Z a-z 0-9 - _ .")))
+        Err(InvalidValue(format!(
+            "invalid prompt name {name:?}: use 1-100 of A-Z a-z 0-9 - _ ."
+        )))
     }
 }
 
 fn sha_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn version_u32(v: i64) -> Result<u32, StoreError> {
@@ -115,6 +122,11 @@ pub struct ImportSet {
     pub settings: Option<PromptSettings>,
 }
 
+/// (version, uid, sealed body, author, created, sha256, active version)
+type VersionRow = (i64, String, Vec<u8>, String, i64, String, Option<i64>);
+/// (client_system, default prompt, sealed custom instructions, canary enabled, canary)
+type SettingsRow = (String, Option<String>, Option<Vec<u8>>, i64, String);
+
 pub struct Prompts<'a> {
     store: &'a Store,
     keyring: &'a Keyring,
@@ -124,7 +136,11 @@ pub struct Prompts<'a> {
 impl Keyring {
     /// The tenant-bound prompt store.
     pub fn prompts<'a>(&'a self, store: &'a Store, scope: &'a TenantScope) -> Prompts<'a> {
-        Prompts { store, keyring: self, scope }
+        Prompts {
+            store,
+            keyring: self,
+            scope,
+        }
     }
 }
 
@@ -138,8 +154,9 @@ impl Prompts<'_> {
     }
 
     pub async fn list(&self) -> Result<Vec<PromptInfo>, KeyringError> {
-        let rows: Vec<(String, Option<i64>, i64, i64)> = with_tx!(self.store, self.access(), |tx| {
-            sqlx::query_as(
+        let rows: Vec<(String, Option<i64>, i64, i64)> =
+            with_tx!(self.store, self.access(), |tx| {
+                sqlx::query_as(
                 "SELECT t.name, t.active_version, (SELECT MAX(v.version) FROM prompt_versions v \
                  WHERE v.tenant_id = t.tenant_id AND v.name = t.name), t.updated_at_ms \
                  FROM prompt_templates t WHERE t.tenant_id = $1 ORDER BY t.name",
@@ -147,7 +164,7 @@ impl Prompts<'_> {
             .bind(self.tenant())
             .fetch_all(&mut *tx)
             .await?
-        })?;
+            })?;
         rows.into_iter()
             .map(|(name, active, latest, updated)| {
                 Ok(PromptInfo {
@@ -163,8 +180,11 @@ impl Prompts<'_> {
 
     /// Version metadata, newest first, without bodies.
     pub async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, KeyringError> {
-        let rows: Vec<(i64, String, i64, String, Option<i64>)> = with_tx!(self.store, self.access(), |tx| {
-            sqlx::query_as(
+        let rows: Vec<(i64, String, i64, String, Option<i64>)> = with_tx!(
+            self.store,
+            self.access(),
+            |tx| {
+                sqlx::query_as(
                 "SELECT v.version, v.author, v.created_at_ms, v.body_sha256, t.active_version \
                  FROM prompt_versions v JOIN prompt_templates t ON t.tenant_id = v.tenant_id AND t.name = v.name \
                  WHERE v.tenant_id = $1 AND v.name = $2 ORDER BY v.version DESC",
@@ -173,21 +193,33 @@ impl Prompts<'_> {
             .bind(name)
             .fetch_all(&mut *tx)
             .await?
-        })?;
+            }
+        )?;
         if rows.is_empty() {
             return Err(KeyringError::NotFound);
         }
         rows.into_iter()
             .map(|(v, author, at, sha, active)| {
-                Ok(VersionInfo { name: name.to_owned(), version: version_u32(v)?, author, created_at_ms: at, sha256: sha, active: active == Some(v) })
+                Ok(VersionInfo {
+                    name: name.to_owned(),
+                    version: version_u32(v)?,
+                    author,
+                    created_at_ms: at,
+                    sha256: sha,
+                    active: active == Some(v),
+                })
             })
             .collect::<Result<_, StoreError>>()
             .map_err(KeyringError::from)
     }
 
     /// One version with its body; `None` is the active version.
-    pub async fn get(&self, name: &str, version: Option<u32>) -> Result<PromptVersion, KeyringError> {
-        let row: Option<(i64, String, Vec<u8>, String, i64, String, Option<i64>)> = with_tx!(self.store, self.access(), |tx| {
+    pub async fn get(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<PromptVersion, KeyringError> {
+        let row: Option<VersionRow> = with_tx!(self.store, self.access(), |tx| {
             let sql = "SELECT v.version, v.uid, v.body_sealed, v.author, v.created_at_ms, v.body_sha256, t.active_version \
                  FROM prompt_versions v JOIN prompt_templates t ON t.tenant_id = v.tenant_id AND t.name = v.name \
                  WHERE v.tenant_id = $1 AND v.name = $2 AND v.version = COALESCE($3, t.active_version)";
@@ -202,15 +234,37 @@ impl Prompts<'_> {
         let body = self.keyring.open(self.scope, KIND, &uid, &sealed).await?;
         let template = String::from_utf8(body.to_vec()).map_err(|_| KeyringError::Undecryptable)?;
         Ok(PromptVersion {
-            info: VersionInfo { name: name.to_owned(), version: version_u32(v)?, author, created_at_ms: at, sha256: sha, active: active == Some(v) },
+            info: VersionInfo {
+                name: name.to_owned(),
+                version: version_u32(v)?,
+                author,
+                created_at_ms: at,
+                sha256: sha,
+                active: active == Some(v),
+            },
             template,
         })
     }
 
     /// Adds the next version of `name` (creating the template), active if `activate` or if it
     /// is the first one.
-    pub async fn push(&self, name: &str, template: &str, author: &str, activate: bool) -> Result<VersionInfo, KeyringError> {
-        let set = ImportSet { versions: vec![NewVersion { name: name.into(), template: template.into(), author: author.into(), created_at_ms: None }], active: vec![], settings: None };
+    pub async fn push(
+        &self,
+        name: &str,
+        template: &str,
+        author: &str,
+        activate: bool,
+    ) -> Result<VersionInfo, KeyringError> {
+        let set = ImportSet {
+            versions: vec![NewVersion {
+                name: name.into(),
+                template: template.into(),
+                author: author.into(),
+                created_at_ms: None,
+            }],
+            active: vec![],
+            settings: None,
+        };
         let mut written = self.write(&set, false, activate).await?;
         written.pop().ok_or(KeyringError::NotFound)
     }
@@ -221,36 +275,60 @@ impl Prompts<'_> {
         self.write(set, true, false).await
     }
 
-    async fn write(&self, set: &ImportSet, import: bool, activate: bool) -> Result<Vec<VersionInfo>, KeyringError> {
+    async fn write(
+        &self,
+        set: &ImportSet,
+        import: bool,
+        activate: bool,
+    ) -> Result<Vec<VersionInfo>, KeyringError> {
         for v in &set.versions {
             validate_name(&v.name).map_err(StoreError::from)?;
             if v.template.len() > MAX_TEMPLATE_BYTES {
-                return Err(StoreError::Invalid(InvalidValue(format!("template larger than {MAX_TEMPLATE_BYTES} bytes"))).into());
+                return Err(StoreError::Invalid(InvalidValue(format!(
+                    "template larger than {MAX_TEMPLATE_BYTES} bytes"
+                )))
+                .into());
             }
         }
         // Seal first (the KMS may be remote); then one transaction writes everything or nothing.
         let mut sealed = Vec::with_capacity(set.versions.len());
         for v in &set.versions {
             let uid = uuid::Uuid::new_v4().to_string();
-            let body = self.keyring.seal(self.scope, KIND, &uid, v.template.as_bytes()).await?;
+            let body = self
+                .keyring
+                .seal(self.scope, KIND, &uid, v.template.as_bytes())
+                .await?;
             sealed.push((uid, body, sha_hex(&v.template)));
         }
         // Imported settings replace the tenant's; otherwise defaults are created if absent.
         let settings = set.settings.clone().unwrap_or_else(PromptSettings::initial);
-        let settings_sealed = self.keyring.seal(self.scope, SETTINGS_KIND, self.tenant(), settings.custom_instructions.as_bytes()).await?;
+        let settings_sealed = self
+            .keyring
+            .seal(
+                self.scope,
+                SETTINGS_KIND,
+                self.tenant(),
+                settings.custom_instructions.as_bytes(),
+            )
+            .await?;
         let now = now_ms();
         let tenant = self.tenant().to_owned();
         let out = with_tx!(self.store, self.access(), |tx| {
             let mut out = Vec::new();
             let mut seen_import: Vec<String> = Vec::new();
             for (v, (uid, body, sha)) in set.versions.iter().zip(&sealed) {
-                let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM prompt_versions WHERE tenant_id = $1 AND name = $2")
-                    .bind(&tenant)
-                    .bind(&v.name)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let latest: Option<i64> = sqlx::query_scalar(
+                    "SELECT MAX(version) FROM prompt_versions WHERE tenant_id = $1 AND name = $2",
+                )
+                .bind(&tenant)
+                .bind(&v.name)
+                .fetch_one(&mut *tx)
+                .await?;
                 if import && latest.is_some() && !seen_import.contains(&v.name) {
-                    return Err(KeyringError::Store(StoreError::Conflict(format!("prompt {:?} already exists", v.name))));
+                    return Err(KeyringError::Store(StoreError::Conflict(format!(
+                        "prompt {:?} already exists",
+                        v.name
+                    ))));
                 }
                 seen_import.push(v.name.clone());
                 let version = latest.unwrap_or(0) + 1;
@@ -287,7 +365,14 @@ impl Prompts<'_> {
                         .execute(&mut *tx)
                         .await?;
                 }
-                out.push(VersionInfo { name: v.name.clone(), version: version_u32(version)?, author: v.author.clone(), created_at_ms: created, sha256: sha.clone(), active: activate || version == 1 });
+                out.push(VersionInfo {
+                    name: v.name.clone(),
+                    version: version_u32(version)?,
+                    author: v.author.clone(),
+                    created_at_ms: created,
+                    sha256: sha.clone(),
+                    active: activate || version == 1,
+                });
             }
             for (name, version) in &set.active {
                 let n = sqlx::query(
@@ -301,13 +386,16 @@ impl Prompts<'_> {
                 .await?
                 .rows_affected();
                 if n == 0 {
-                    return Err(KeyringError::Store(StoreError::Invalid(InvalidValue(format!("active version {version} of {name:?} is not in the import")))));
+                    return Err(KeyringError::Store(StoreError::Invalid(InvalidValue(
+                        format!("active version {version} of {name:?} is not in the import"),
+                    ))));
                 }
             }
             if set.settings.is_some() {
                 upsert_settings(&mut tx, &tenant, &settings, &settings_sealed, now).await?;
             } else {
-                insert_settings_if_absent(&mut tx, &tenant, &settings, &settings_sealed, now).await?;
+                insert_settings_if_absent(&mut tx, &tenant, &settings, &settings_sealed, now)
+                    .await?;
             }
             bump_revision(&mut tx).await?;
             out
@@ -341,7 +429,7 @@ impl Prompts<'_> {
     /// The tenant's settings, if it has any (a tenant that never configured prompts has none,
     /// and nothing is composed for it). Never writes: it is read on the request path.
     pub async fn settings(&self) -> Result<Option<PromptSettings>, KeyringError> {
-        let row: Option<(String, Option<String>, Option<Vec<u8>>, i64, String)> = with_tx!(self.store, self.access(), |tx| {
+        let row: Option<SettingsRow> = with_tx!(self.store, self.access(), |tx| {
             sqlx::query_as("SELECT client_system, default_prompt, custom_instructions_sealed, canary_enabled, canary FROM tenant_prompt_settings WHERE tenant_id = $1")
                 .bind(self.tenant())
                 .fetch_optional(&mut *tx)
@@ -351,11 +439,24 @@ impl Prompts<'_> {
             return Ok(None);
         };
         let custom_instructions = match ci {
-            Some(sealed) => String::from_utf8(self.keyring.open(self.scope, SETTINGS_KIND, self.tenant(), &sealed).await?.to_vec()).map_err(|_| KeyringError::Undecryptable)?,
+            Some(sealed) => String::from_utf8(
+                self.keyring
+                    .open(self.scope, SETTINGS_KIND, self.tenant(), &sealed)
+                    .await?
+                    .to_vec(),
+            )
+            .map_err(|_| KeyringError::Undecryptable)?,
             None => String::new(),
         };
-        let client_system = serde_json::from_value(serde_json::Value::String(cs)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Some(PromptSettings { client_system, default_prompt, custom_instructions, canary_enabled: canary_enabled == 1, canary }))
+        let client_system = serde_json::from_value(serde_json::Value::String(cs))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some(PromptSettings {
+            client_system,
+            default_prompt,
+            custom_instructions,
+            canary_enabled: canary_enabled == 1,
+            canary,
+        }))
     }
 
     /// The settings, created with defaults and a fresh canary if the tenant has none yet.
@@ -374,7 +475,15 @@ impl Prompts<'_> {
         if let Some(d) = &s.default_prompt {
             validate_name(d).map_err(StoreError::from)?;
         }
-        let ci = self.keyring.seal(self.scope, SETTINGS_KIND, self.tenant(), s.custom_instructions.as_bytes()).await?;
+        let ci = self
+            .keyring
+            .seal(
+                self.scope,
+                SETTINGS_KIND,
+                self.tenant(),
+                s.custom_instructions.as_bytes(),
+            )
+            .await?;
         let tenant = self.tenant().to_owned();
         with_tx!(self.store, self.access(), |tx| {
             upsert_settings(&mut tx, &tenant, s, &ci, now_ms()).await?;
@@ -384,7 +493,13 @@ impl Prompts<'_> {
     }
 }
 
-async fn insert_settings_if_absent<'c, DB>(tx: &mut sqlx::Transaction<'c, DB>, tenant: &str, s: &PromptSettings, ci: &[u8], now: i64) -> Result<(), StoreError>
+async fn insert_settings_if_absent<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    tenant: &str,
+    s: &PromptSettings,
+    ci: &[u8],
+    now: i64,
+) -> Result<(), StoreError>
 where
     DB: sqlx::Database,
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
@@ -397,7 +512,13 @@ where
     write_settings(tx, tenant, s, ci, now, "ON CONFLICT (tenant_id) DO NOTHING").await
 }
 
-async fn upsert_settings<'c, DB>(tx: &mut sqlx::Transaction<'c, DB>, tenant: &str, s: &PromptSettings, ci: &[u8], now: i64) -> Result<(), StoreError>
+async fn upsert_settings<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    tenant: &str,
+    s: &PromptSettings,
+    ci: &[u8],
+    now: i64,
+) -> Result<(), StoreError>
 where
     DB: sqlx::Database,
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
@@ -421,7 +542,14 @@ where
     .await
 }
 
-async fn write_settings<'c, DB>(tx: &mut sqlx::Transaction<'c, DB>, tenant: &str, s: &PromptSettings, ci: &[u8], now: i64, on_conflict: &str) -> Result<(), StoreError>
+async fn write_settings<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    tenant: &str,
+    s: &PromptSettings,
+    ci: &[u8],
+    now: i64,
+    on_conflict: &str,
+) -> Result<(), StoreError>
 where
     DB: sqlx::Database,
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
@@ -441,14 +569,14 @@ where
          VALUES ($1, $2, $3, $4, $5, $6, $7) {on_conflict}"
     );
     sqlx::query(&sql)
-    .bind(tenant.to_owned())
-    .bind(cs.to_owned())
-    .bind(s.default_prompt.clone())
-    .bind(ci.to_vec())
-    .bind(i64::from(s.canary_enabled))
-    .bind(s.canary.clone())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+        .bind(tenant.to_owned())
+        .bind(cs.to_owned())
+        .bind(s.default_prompt.clone())
+        .bind(ci.to_vec())
+        .bind(i64::from(s.canary_enabled))
+        .bind(s.canary.clone())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

@@ -305,30 +305,80 @@ mod cases {
         let (sa, sb) = (scope(&ta.id), scope(&tb.id));
         let kr = keyring(store, &Key::generate(), true);
         let pa = kr.prompts(store, &sa);
-        assert_eq!(pa.push("support", "one", "alice", false).await.unwrap().version, 1);
-        assert_eq!(pa.push("support", "two", "bob", false).await.unwrap().version, 2);
-        assert_eq!(pa.get("support", None).await.unwrap().template, "one", "the first version stays active until activated");
+        assert_eq!(
+            pa.push("support", "one", "alice", false)
+                .await
+                .unwrap()
+                .version,
+            1
+        );
+        assert_eq!(
+            pa.push("support", "two", "bob", false)
+                .await
+                .unwrap()
+                .version,
+            2
+        );
+        assert_eq!(
+            pa.get("support", None).await.unwrap().template,
+            "one",
+            "the first version stays active until activated"
+        );
         pa.activate("support", 2).await.unwrap();
         assert_eq!(pa.get("support", None).await.unwrap().template, "two");
-        assert!(matches!(pa.activate("support", 3).await, Err(KeyringError::NotFound)));
+        assert!(matches!(
+            pa.activate("support", 3).await,
+            Err(KeyringError::NotFound)
+        ));
         // Tenant B sees none of it, by any name or version.
         let pb = kr.prompts(store, &sb);
         assert!(pb.list().await.unwrap().is_empty());
-        assert!(matches!(pb.get("support", Some(1)).await, Err(KeyringError::NotFound)));
-        assert!(matches!(pb.activate("support", 1).await, Err(KeyringError::NotFound)));
+        assert!(matches!(
+            pb.get("support", Some(1)).await,
+            Err(KeyringError::NotFound)
+        ));
+        assert!(matches!(
+            pb.activate("support", 1).await,
+            Err(KeyringError::NotFound)
+        ));
         // An import naming an existing prompt writes nothing at all.
         let set = ImportSet {
             versions: vec![
-                NewVersion { name: "fresh".into(), template: "f".into(), author: "x".into(), created_at_ms: Some(1) },
-                NewVersion { name: "support".into(), template: "dup".into(), author: "x".into(), created_at_ms: Some(1) },
+                NewVersion {
+                    name: "fresh".into(),
+                    template: "f".into(),
+                    author: "x".into(),
+                    created_at_ms: Some(1),
+                },
+                NewVersion {
+                    name: "support".into(),
+                    template: "dup".into(),
+                    author: "x".into(),
+                    created_at_ms: Some(1),
+                },
             ],
             active: vec![],
             settings: None,
         };
         let got = pa.import(&set).await;
-        assert!(matches!(got, Err(KeyringError::Store(tenantgate_store::StoreError::Conflict(_)))), "{got:?}");
-        assert_eq!(pa.list().await.unwrap().len(), 1, "the failed import left no half-written prompt");
-        assert!(pa.settings().await.unwrap().is_some(), "pushing created the settings (and canary)");
+        assert!(
+            matches!(
+                got,
+                Err(KeyringError::Store(tenantgate_store::StoreError::Conflict(
+                    _
+                )))
+            ),
+            "{got:?}"
+        );
+        assert_eq!(
+            pa.list().await.unwrap().len(),
+            1,
+            "the failed import left no half-written prompt"
+        );
+        assert!(
+            pa.settings().await.unwrap().is_some(),
+            "pushing created the settings (and canary)"
+        );
         assert!(pb.settings().await.unwrap().is_none());
     }
 

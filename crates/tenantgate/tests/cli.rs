@@ -305,3 +305,132 @@ fn encryption_keys_rotate_and_tenant_deletion_shreds() {
     let st = cli_json(dir.path(), &["keys", "status", "--tenant", "acme"]);
     assert_eq!(st[0]["versions"], json!([]));
 }
+
+fn cli_as(dir: &Path, url: &str, key: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TENANTGATE_CONFIG")
+        .env("TENANTGATE_URL", url)
+        .env("TENANTGATE_API_KEY", key)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn prompt_commands_work_through_the_tenant_api() {
+    let dir = tempfile::tempdir().unwrap();
+    cli_json(
+        dir.path(),
+        &["tenant", "create", "--slug", "acme", "--models", "demo"],
+    );
+    cli_json(
+        dir.path(),
+        &["tenant", "create", "--slug", "beta", "--models", "demo"],
+    );
+    let admin = cli_json(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--role",
+            "tenant_admin",
+        ],
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let member = cli_json(dir.path(), &["key", "create", "--tenant", "acme"])["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let beta = cli_json(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "beta",
+            "--role",
+            "tenant_admin",
+        ],
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = serve(dir.path());
+    std::fs::write(dir.path().join("v1.j2"), "You help {{ tenant.name }}.\n").unwrap();
+    std::fs::write(
+        dir.path().join("v2.j2"),
+        "You help {{ tenant.name }} briefly.\n",
+    )
+    .unwrap();
+
+    let run = |key: &str, args: &[&str]| {
+        let (ok, out, err) = cli_as(dir.path(), &s.url, key, args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    run(&admin, &["prompt", "push", "support", "--file", "v1.j2"]);
+    run(
+        &admin,
+        &["prompt", "push", "support", "--file", "v2.j2", "--activate"],
+    );
+    assert_eq!(
+        run(&admin, &["prompt", "show", "support"]),
+        "You help {{ tenant.name }} briefly.\n"
+    );
+    run(&admin, &["prompt", "activate", "support", "--version", "1"]);
+    assert_eq!(
+        run(&admin, &["prompt", "show", "support"]),
+        "You help {{ tenant.name }}.\n"
+    );
+    assert!(run(
+        &admin,
+        &["prompt", "diff", "support", "--from", "1", "--to", "2"]
+    )
+    .contains("+You help {{ tenant.name }} briefly."));
+    let st: Value = serde_json::from_str(&run(
+        &admin,
+        &[
+            "prompt",
+            "settings",
+            "--default",
+            "support",
+            "--client-system",
+            "refuse",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        (st["default_prompt"].as_str(), st["client_system"].as_str()),
+        (Some("support"), Some("refuse"))
+    );
+    let (ok, _, err) = cli_as(
+        dir.path(),
+        &s.url,
+        &member,
+        &["prompt", "show", "support", "--version", "1"],
+    );
+    assert!(
+        !ok && err.contains("403"),
+        "members cannot read bodies: {err}"
+    );
+
+    run(&admin, &["prompt", "export", "--out", "p.zip"]);
+    run(&beta, &["prompt", "import", "p.zip"]);
+    assert_eq!(
+        run(&beta, &["prompt", "show", "support"]),
+        "You help {{ tenant.name }}.\n"
+    );
+    let listed: Value =
+        serde_json::from_str(&run(&beta, &["prompt", "versions", "support"])).unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+}

@@ -42,12 +42,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{model}", get(openai::get_model))
         .route("/v1/messages", post(anthropic::messages))
         .route("/tenant/v1/prompts", get(tenant::list))
-        .route("/tenant/v1/prompts/{name}/versions", get(tenant::versions).post(tenant::push))
-        .route("/tenant/v1/prompts/{name}/versions/{version}", get(tenant::get_version))
+        .route(
+            "/tenant/v1/prompts/{name}/versions",
+            get(tenant::versions).post(tenant::push),
+        )
+        .route(
+            "/tenant/v1/prompts/{name}/versions/{version}",
+            get(tenant::get_version),
+        )
         .route("/tenant/v1/prompts/{name}/activate", post(tenant::activate))
         .route("/tenant/v1/prompts/{name}/diff", get(tenant::diff))
-        .route("/tenant/v1/prompt-settings", get(tenant::get_settings).put(tenant::put_settings))
-        .route("/tenant/v1/prompt-archive", get(tenant::export).post(tenant::import))
+        .route(
+            "/tenant/v1/prompt-settings",
+            get(tenant::get_settings).put(tenant::put_settings),
+        )
+        .route(
+            "/tenant/v1/prompt-archive",
+            get(tenant::export).post(tenant::import),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(fallback)

@@ -26,7 +26,9 @@ fn ok(r: Res) -> Response {
 fn admin_only(ctx: &TenantContext) -> Result<(), GatewayError> {
     match ctx.principal.role {
         Role::TenantAdmin | Role::PlatformAdmin => Ok(()),
-        Role::Member => Err(GatewayError::Forbidden("this needs the tenant_admin role".into())),
+        Role::Member => Err(GatewayError::Forbidden(
+            "this needs the tenant_admin role".into(),
+        )),
     }
 }
 
@@ -37,7 +39,10 @@ fn author(ctx: &TenantContext) -> String {
     }
 }
 
-async fn json_body<T: serde::de::DeserializeOwned>(app: &AppState, body: Body) -> Result<T, GatewayError> {
+async fn json_body<T: serde::de::DeserializeOwned>(
+    app: &AppState,
+    body: Body,
+) -> Result<T, GatewayError> {
     let bytes = super::read_body(body, app.0.config.server.max_body_bytes).await?;
     serde_json::from_slice(&bytes).map_err(|e| GatewayError::BadJson(e.to_string()))
 }
@@ -45,16 +50,30 @@ async fn json_body<T: serde::de::DeserializeOwned>(app: &AppState, body: Body) -
 pub(super) async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
         let ctx = app.tenant_context(&headers)?;
-        let list = app.keyring().prompts(app.store(), &ctx.principal.scope).list().await.map_err(store_err)?;
+        let list = app
+            .keyring()
+            .prompts(app.store(), &ctx.principal.scope)
+            .list()
+            .await
+            .map_err(store_err)?;
         Ok(Json(json!({"object": "list", "data": list})).into_response())
     }
     .await)
 }
 
-pub(super) async fn versions(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+pub(super) async fn versions(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     ok(async {
         let ctx = app.tenant_context(&headers)?;
-        let v = app.keyring().prompts(app.store(), &ctx.principal.scope).versions(&name).await.map_err(store_err)?;
+        let v = app
+            .keyring()
+            .prompts(app.store(), &ctx.principal.scope)
+            .versions(&name)
+            .await
+            .map_err(store_err)?;
         Ok(Json(json!({"object": "list", "data": v})).into_response())
     }
     .await)
@@ -68,25 +87,47 @@ pub(super) struct PushBody {
     activate: bool,
 }
 
-pub(super) async fn push(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn push(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     ok(async {
         let ctx = app.tenant_context(&headers)?;
         admin_only(&ctx)?;
         let b: PushBody = json_body(&app, body).await?;
         // Refuse what cannot render before it becomes a version.
-        Compiled::new(b.template.clone()).map_err(|e| GatewayError::InvalidRequest { message: format!("template syntax: {e}"), param: Some("template".into()) })?;
-        let v = app.keyring().prompts(app.store(), &ctx.principal.scope).push(&name, &b.template, &author(&ctx), b.activate).await.map_err(store_err)?;
+        Compiled::new(b.template.clone()).map_err(|e| GatewayError::InvalidRequest {
+            message: format!("template syntax: {e}"),
+            param: Some("template".into()),
+        })?;
+        let v = app
+            .keyring()
+            .prompts(app.store(), &ctx.principal.scope)
+            .push(&name, &b.template, &author(&ctx), b.activate)
+            .await
+            .map_err(store_err)?;
         app.reload_auth(false).await.ok();
         Ok((StatusCode::CREATED, Json(v)).into_response())
     }
     .await)
 }
 
-pub(super) async fn get_version(State(app): State<AppState>, Path((name, version)): Path<(String, u32)>, headers: HeaderMap) -> Response {
+pub(super) async fn get_version(
+    State(app): State<AppState>,
+    Path((name, version)): Path<(String, u32)>,
+    headers: HeaderMap,
+) -> Response {
     ok(async {
         let ctx = app.tenant_context(&headers)?;
         admin_only(&ctx)?;
-        let v = app.keyring().prompts(app.store(), &ctx.principal.scope).get(&name, Some(version)).await.map_err(store_err)?;
+        let v = app
+            .keyring()
+            .prompts(app.store(), &ctx.principal.scope)
+            .get(&name, Some(version))
+            .await
+            .map_err(store_err)?;
         Ok(Json(v).into_response())
     }
     .await)
@@ -98,12 +139,21 @@ pub(super) struct ActivateBody {
     version: u32,
 }
 
-pub(super) async fn activate(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn activate(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     ok(async {
         let ctx = app.tenant_context(&headers)?;
         admin_only(&ctx)?;
         let b: ActivateBody = json_body(&app, body).await?;
-        app.keyring().prompts(app.store(), &ctx.principal.scope).activate(&name, b.version).await.map_err(store_err)?;
+        app.keyring()
+            .prompts(app.store(), &ctx.principal.scope)
+            .activate(&name, b.version)
+            .await
+            .map_err(store_err)?;
         app.reload_auth(false).await.ok();
         Ok(Json(json!({"name": name, "active_version": b.version})).into_response())
     }
@@ -116,7 +166,12 @@ pub(super) struct DiffQuery {
     to: u32,
 }
 
-pub(super) async fn diff(State(app): State<AppState>, Path(name): Path<String>, Query(q): Query<DiffQuery>, headers: HeaderMap) -> Response {
+pub(super) async fn diff(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<DiffQuery>,
+    headers: HeaderMap,
+) -> Response {
     ok(async {
         let ctx = app.tenant_context(&headers)?;
         admin_only(&ctx)?;
@@ -136,7 +191,12 @@ pub(super) async fn get_settings(State(app): State<AppState>, headers: HeaderMap
     ok(async {
         let ctx = app.tenant_context(&headers)?;
         admin_only(&ctx)?;
-        let s = app.keyring().prompts(app.store(), &ctx.principal.scope).settings_or_init().await.map_err(store_err)?;
+        let s = app
+            .keyring()
+            .prompts(app.store(), &ctx.principal.scope)
+            .settings_or_init()
+            .await
+            .map_err(store_err)?;
         Ok(Json(s).into_response())
     }
     .await)
@@ -158,14 +218,24 @@ fn yes() -> bool {
     true
 }
 
-pub(super) async fn put_settings(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn put_settings(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     ok(async {
         let ctx = app.tenant_context(&headers)?;
         admin_only(&ctx)?;
         let b: SettingsBody = json_body(&app, body).await?;
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
         let current = p.settings_or_init().await.map_err(store_err)?;
-        let s = PromptSettings { client_system: b.client_system, default_prompt: b.default_prompt, custom_instructions: b.custom_instructions, canary_enabled: b.canary_enabled, canary: current.canary };
+        let s = PromptSettings {
+            client_system: b.client_system,
+            default_prompt: b.default_prompt,
+            custom_instructions: b.custom_instructions,
+            canary_enabled: b.canary_enabled,
+            canary: current.canary,
+        };
         p.set_settings(&s).await.map_err(store_err)?;
         app.reload_auth(false).await.ok();
         Ok(Json(s).into_response())
@@ -177,7 +247,10 @@ const MANIFEST: &str = "manifest.json";
 const FORMAT: &str = "tenantgate-prompts/v1";
 
 fn zip_err(e: impl std::fmt::Display) -> GatewayError {
-    GatewayError::InvalidRequest { message: format!("archive: {e}"), param: None }
+    GatewayError::InvalidRequest {
+        message: format!("archive: {e}"),
+        param: None,
+    }
 }
 
 /// Every prompt, every version, and the settings, as a zip with a JSON manifest.
@@ -223,48 +296,99 @@ pub(super) async fn export(State(app): State<AppState>, headers: HeaderMap) -> R
 
 /// Imports an export (from this or another deployment) into the caller's tenant, all or
 /// nothing; names that already exist make it a 409.
-pub(super) async fn import(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn import(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     ok(async {
         let ctx = app.tenant_context(&headers)?;
         admin_only(&ctx)?;
         let bytes = super::read_body(body, app.0.config.server.max_body_bytes).await?;
         let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).map_err(zip_err)?;
         let mut read = |name: &str| -> Result<String, GatewayError> {
-            let mut f = z.by_name(name).map_err(|_| zip_err(format!("missing {name}")))?;
+            let mut f = z
+                .by_name(name)
+                .map_err(|_| zip_err(format!("missing {name}")))?;
             let mut s = String::new();
-            f.by_ref().take(tenantgate_store::prompts::MAX_TEMPLATE_BYTES as u64 * 4).read_to_string(&mut s).map_err(zip_err)?;
+            f.by_ref()
+                .take(tenantgate_store::prompts::MAX_TEMPLATE_BYTES as u64 * 4)
+                .read_to_string(&mut s)
+                .map_err(zip_err)?;
             Ok(s)
         };
-        let manifest: serde_json::Value = serde_json::from_str(&read(MANIFEST)?).map_err(zip_err)?;
+        let manifest: serde_json::Value =
+            serde_json::from_str(&read(MANIFEST)?).map_err(zip_err)?;
         if manifest["format"] != FORMAT {
             return Err(zip_err(format!("not a {FORMAT} archive")));
         }
-        let mut set = ImportSet { versions: vec![], active: vec![], settings: None };
-        for p in manifest["prompts"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-            let name = p["name"].as_str().ok_or_else(|| zip_err("prompt without a name"))?.to_owned();
+        let mut set = ImportSet {
+            versions: vec![],
+            active: vec![],
+            settings: None,
+        };
+        for p in manifest["prompts"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let name = p["name"]
+                .as_str()
+                .ok_or_else(|| zip_err("prompt without a name"))?
+                .to_owned();
             for v in p["versions"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                let file = v["file"].as_str().ok_or_else(|| zip_err("version without a file"))?;
+                let file = v["file"]
+                    .as_str()
+                    .ok_or_else(|| zip_err("version without a file"))?;
                 let template = read(file)?;
-                let sha: String = <sha2::Sha256 as sha2::Digest>::digest(template.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+                let sha: String = <sha2::Sha256 as sha2::Digest>::digest(template.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
                 if Some(sha.as_str()) != v["sha256"].as_str() {
-                    return Err(zip_err(format!("{file}: content does not match its sha256")));
+                    return Err(zip_err(format!(
+                        "{file}: content does not match its sha256"
+                    )));
                 }
-                set.versions.push(NewVersion { name: name.clone(), template, author: v["author"].as_str().unwrap_or("import").to_owned(), created_at_ms: v["created_at_ms"].as_i64() });
+                set.versions.push(NewVersion {
+                    name: name.clone(),
+                    template,
+                    author: v["author"].as_str().unwrap_or("import").to_owned(),
+                    created_at_ms: v["created_at_ms"].as_i64(),
+                });
             }
-            if let Some(a) = p["active_version"].as_u64().and_then(|a| u32::try_from(a).ok()) {
+            if let Some(a) = p["active_version"]
+                .as_u64()
+                .and_then(|a| u32::try_from(a).ok())
+            {
                 set.active.push((name, a));
             }
         }
         if !manifest["settings"].is_null() {
-            let mut s: PromptSettings = serde_json::from_value(manifest["settings"].clone()).map_err(zip_err)?;
+            let mut s: PromptSettings =
+                serde_json::from_value(manifest["settings"].clone()).map_err(zip_err)?;
             // The canary belongs to the receiving tenant, not to the archive.
-            let current = app.keyring().prompts(app.store(), &ctx.principal.scope).settings_or_init().await.map_err(store_err)?;
+            let current = app
+                .keyring()
+                .prompts(app.store(), &ctx.principal.scope)
+                .settings_or_init()
+                .await
+                .map_err(store_err)?;
             s.canary = current.canary;
             set.settings = Some(s);
         }
-        let written = app.keyring().prompts(app.store(), &ctx.principal.scope).import(&set).await.map_err(store_err)?;
+        let written = app
+            .keyring()
+            .prompts(app.store(), &ctx.principal.scope)
+            .import(&set)
+            .await
+            .map_err(store_err)?;
         app.reload_auth(false).await.ok();
-        Ok((StatusCode::CREATED, Json(json!({"imported_versions": written.len()}))).into_response())
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"imported_versions": written.len()})),
+        )
+            .into_response())
     }
     .await)
 }

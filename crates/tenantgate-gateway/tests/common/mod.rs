@@ -183,7 +183,12 @@ impl TestGateway {
             &admin,
             &self.secret(),
             &t.id,
-            KeySpec { role: Role::TenantAdmin, name: None, end_user: Some("alice".into()), expires_at_ms: None },
+            KeySpec {
+                role: Role::TenantAdmin,
+                name: None,
+                end_user: Some("alice".into()),
+                expires_at_ms: None,
+            },
         )
         .await
         .unwrap();
