@@ -16,7 +16,7 @@ mod kms;
 mod master;
 
 pub use kms::{KekState, KekVersion, Kms, KmsError, Wrapped};
-pub use master::{MasterKey, MasterKeyError};
+pub use master::{load_or_create_key, write_private, KeyFileError, MasterKey};
 
 use zeroize::Zeroizing;
 
@@ -30,6 +30,10 @@ impl Key {
         let mut k = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(k.as_mut());
         Key(k)
+    }
+
+    pub fn from_array(b: [u8; 32]) -> Key {
+        Key(Zeroizing::new(b))
     }
 
     pub fn from_slice(b: &[u8]) -> Option<Key> {

@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn bearer_x_api_key_and_azure_header_all_authenticate() {
-        let s = ServerSecret::from_bytes(vec![9; 32]);
+        let s = ServerSecret::from_bytes([9; 32]);
         let key = "tgk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
         let idx = index_with(&s, key, None);
         for h in [
@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn absent_wrong_and_expired_keys_are_refused() {
-        let s = ServerSecret::from_bytes(vec![9; 32]);
+        let s = ServerSecret::from_bytes([9; 32]);
         let key = "tgk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
         let idx = index_with(&s, key, Some(1000));
         assert_eq!(
@@ -185,7 +185,7 @@ mod tests {
             Some(GatewayError::InvalidKey)
         );
         // the same key under another server secret is not valid
-        let other = ServerSecret::from_bytes(vec![8; 32]);
+        let other = ServerSecret::from_bytes([8; 32]);
         assert_eq!(
             authenticate(&idx, &other, &ok, 0).err(),
             Some(GatewayError::InvalidKey)

@@ -49,7 +49,7 @@ pub async fn create_key(
 pub fn keyring(
     store: &Store,
     cfg: &crate::config::EncryptionConfig,
-) -> Result<tenantgate_store::Keyring, tenantgate_crypto::MasterKeyError> {
+) -> Result<tenantgate_store::Keyring, tenantgate_crypto::KeyFileError> {
     use std::time::Duration;
     let master = tenantgate_crypto::MasterKey::load_or_create(&cfg.master_key_file)?;
     let kms = tenantgate_store::LocalKms::new(

@@ -7,16 +7,16 @@
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 use std::path::Path;
+use tenantgate_crypto::Key;
 
 pub const KEY_PREFIX: &str = "tgk_";
 pub const VISIBLE_PREFIX_LEN: usize = 12;
 
 /// The HMAC key for API-key hashes.
 #[derive(Clone)]
-pub struct ServerSecret(SecretSlice<u8>);
+pub struct ServerSecret(Key);
 
 impl std::fmt::Debug for ServerSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -24,78 +24,29 @@ impl std::fmt::Debug for ServerSecret {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    #[error("TENANTGATE_SERVER_SECRET must be 64 hex characters (32 bytes)")]
-    BadEnv,
-    #[error("server.secret_file {path}: {message}")]
-    File { path: String, message: String },
-}
+pub use tenantgate_crypto::{write_private, KeyFileError as SecretError};
 
 impl ServerSecret {
-    pub fn from_bytes(b: Vec<u8>) -> Self {
-        Self(SecretSlice::from(b))
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        Self(Key::from_array(b))
     }
 
     /// `TENANTGATE_SERVER_SECRET` if set, else the file, created (0600) if missing.
     pub fn load_or_create(file: &Path) -> Result<Self, SecretError> {
-        if let Ok(hexed) = std::env::var("TENANTGATE_SERVER_SECRET") {
-            let b = hex::decode(hexed.trim()).map_err(|_| SecretError::BadEnv)?;
-            if b.len() != 32 {
-                return Err(SecretError::BadEnv);
-            }
-            return Ok(Self::from_bytes(b));
-        }
-        let ferr = |message: String| SecretError::File {
-            path: file.display().to_string(),
-            message,
-        };
-        match std::fs::read(file) {
-            Ok(b) => {
-                let b = hex::decode(String::from_utf8_lossy(&b).trim())
-                    .map_err(|_| ferr("not hex".into()))?;
-                if b.len() != 32 {
-                    return Err(ferr("must hold 32 bytes (64 hex characters)".into()));
-                }
-                Ok(Self::from_bytes(b))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut b = vec![0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut b);
-                write_private(file, hex::encode(&b).as_bytes()).map_err(|e| ferr(e.to_string()))?;
-                Ok(Self::from_bytes(b))
-            }
-            Err(e) => Err(ferr(e.to_string())),
-        }
+        tenantgate_crypto::load_or_create_key(
+            file,
+            "TENANTGATE_SERVER_SECRET",
+            "server.secret_file",
+        )
+        .map(Self)
     }
 
     pub fn hash_key(&self, key: &str) -> [u8; 32] {
         #[expect(clippy::expect_used, reason = "HMAC accepts keys of any length")]
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(self.0.expose_secret()).expect("any key length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.bytes()).expect("any key length");
         mac.update(key.as_bytes());
         mac.finalize().into_bytes().into()
     }
-}
-
-/// Writes `data` to a new file readable only by its owner, creating parent directories.
-pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)?;
-        }
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
 }
 
 /// A freshly generated key: the plaintext (shown once) and what the store keeps.
@@ -125,8 +76,8 @@ mod tests {
 
     #[test]
     fn keys_are_random_prefixed_and_hashed_with_the_secret() {
-        let s1 = ServerSecret::from_bytes(vec![1; 32]);
-        let s2 = ServerSecret::from_bytes(vec![2; 32]);
+        let s1 = ServerSecret::from_bytes([1; 32]);
+        let s2 = ServerSecret::from_bytes([2; 32]);
         let a = generate(&s1);
         let b = generate(&s1);
         assert_ne!(a.plaintext, b.plaintext);

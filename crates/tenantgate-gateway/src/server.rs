@@ -19,7 +19,7 @@ pub enum StartError {
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
     #[error("{0}")]
-    Secret(#[from] SecretError),
+    KeyFile(#[from] SecretError),
     #[error("store ({url}): {source}")]
     Store { url: String, source: StoreError },
     #[error("cannot listen on {addr}: {source}")]
@@ -27,8 +27,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    MasterKey(#[from] tenantgate_crypto::MasterKeyError),
     #[error("demo bootstrap: {0}")]
     Demo(String),
 }

@@ -392,10 +392,25 @@ impl Prompts<'_> {
                 }
             }
             if set.settings.is_some() {
-                upsert_settings(&mut tx, &tenant, &settings, &settings_sealed, now).await?;
+                write_settings(
+                    &mut tx,
+                    &tenant,
+                    &settings,
+                    &settings_sealed,
+                    now,
+                    REPLACE_KEEPING_CANARY,
+                )
+                .await?;
             } else {
-                insert_settings_if_absent(&mut tx, &tenant, &settings, &settings_sealed, now)
-                    .await?;
+                write_settings(
+                    &mut tx,
+                    &tenant,
+                    &settings,
+                    &settings_sealed,
+                    now,
+                    KEEP_EXISTING,
+                )
+                .await?;
             }
             bump_revision(&mut tx).await?;
             out
@@ -486,61 +501,19 @@ impl Prompts<'_> {
             .await?;
         let tenant = self.tenant().to_owned();
         with_tx!(self.store, self.access(), |tx| {
-            upsert_settings(&mut tx, &tenant, s, &ci, now_ms()).await?;
+            write_settings(&mut tx, &tenant, s, &ci, now_ms(), REPLACE_KEEPING_CANARY).await?;
             bump_revision(&mut tx).await?;
         })?;
         Ok(())
     }
 }
 
-async fn insert_settings_if_absent<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
-    tenant: &str,
-    s: &PromptSettings,
-    ci: &[u8],
-    now: i64,
-) -> Result<(), StoreError>
-where
-    DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Option<String>: sqlx::Encode<'q, DB>,
-    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    write_settings(tx, tenant, s, ci, now, "ON CONFLICT (tenant_id) DO NOTHING").await
-}
-
-async fn upsert_settings<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
-    tenant: &str,
-    s: &PromptSettings,
-    ci: &[u8],
-    now: i64,
-) -> Result<(), StoreError>
-where
-    DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Option<String>: sqlx::Encode<'q, DB>,
-    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    // The canary, once set, never changes: the update leaves the stored one.
-    write_settings(
-        tx,
-        tenant,
-        s,
-        ci,
-        now,
-        "ON CONFLICT (tenant_id) DO UPDATE SET client_system = excluded.client_system, \
-         default_prompt = excluded.default_prompt, custom_instructions_sealed = excluded.custom_instructions_sealed, \
-         canary_enabled = excluded.canary_enabled, updated_at_ms = excluded.updated_at_ms",
-    )
-    .await
-}
+/// Creates the settings row only if the tenant has none.
+const KEEP_EXISTING: &str = "ON CONFLICT (tenant_id) DO NOTHING";
+/// Replaces the settings but never the canary: once set, a tenant's canary does not change.
+const REPLACE_KEEPING_CANARY: &str = "ON CONFLICT (tenant_id) DO UPDATE SET client_system = excluded.client_system, \
+     default_prompt = excluded.default_prompt, custom_instructions_sealed = excluded.custom_instructions_sealed, \
+     canary_enabled = excluded.canary_enabled, updated_at_ms = excluded.updated_at_ms";
 
 async fn write_settings<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,

@@ -32,6 +32,13 @@ fn admin_only(ctx: &TenantContext) -> Result<(), GatewayError> {
     }
 }
 
+/// Stages 1-2 plus the role check of admin-only routes.
+fn admin_context(app: &AppState, headers: &HeaderMap) -> Result<TenantContext, GatewayError> {
+    let ctx = app.tenant_context(headers)?;
+    admin_only(&ctx)?;
+    Ok(ctx)
+}
+
 fn author(ctx: &TenantContext) -> String {
     match &ctx.principal.user {
         Some(u) => u.clone(),
@@ -94,8 +101,7 @@ pub(super) async fn push(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers)?;
-        admin_only(&ctx)?;
+        let ctx = admin_context(&app, &headers)?;
         let b: PushBody = json_body(&app, body).await?;
         // Refuse what cannot render before it becomes a version.
         Compiled::new(b.template.clone()).map_err(|e| GatewayError::InvalidRequest {
@@ -120,8 +126,7 @@ pub(super) async fn get_version(
     headers: HeaderMap,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers)?;
-        admin_only(&ctx)?;
+        let ctx = admin_context(&app, &headers)?;
         let v = app
             .keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -146,8 +151,7 @@ pub(super) async fn activate(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers)?;
-        admin_only(&ctx)?;
+        let ctx = admin_context(&app, &headers)?;
         let b: ActivateBody = json_body(&app, body).await?;
         app.keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -173,8 +177,7 @@ pub(super) async fn diff(
     headers: HeaderMap,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers)?;
-        admin_only(&ctx)?;
+        let ctx = admin_context(&app, &headers)?;
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
         let a = p.get(&name, Some(q.from)).await.map_err(store_err)?;
         let b = p.get(&name, Some(q.to)).await.map_err(store_err)?;
@@ -189,8 +192,7 @@ pub(super) async fn diff(
 
 pub(super) async fn get_settings(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers)?;
-        admin_only(&ctx)?;
+        let ctx = admin_context(&app, &headers)?;
         let s = app
             .keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -224,8 +226,7 @@ pub(super) async fn put_settings(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers)?;
-        admin_only(&ctx)?;
+        let ctx = admin_context(&app, &headers)?;
         let b: SettingsBody = json_body(&app, body).await?;
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
         let current = p.settings_or_init().await.map_err(store_err)?;
@@ -256,8 +257,7 @@ fn zip_err(e: impl std::fmt::Display) -> GatewayError {
 /// Every prompt, every version, and the settings, as a zip with a JSON manifest.
 pub(super) async fn export(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers)?;
-        admin_only(&ctx)?;
+        let ctx = admin_context(&app, &headers)?;
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
         let mut prompts = Vec::new();
         let mut files: Vec<(String, String)> = Vec::new();
@@ -302,8 +302,7 @@ pub(super) async fn import(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers)?;
-        admin_only(&ctx)?;
+        let ctx = admin_context(&app, &headers)?;
         let bytes = super::read_body(body, app.0.config.server.max_body_bytes).await?;
         let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).map_err(zip_err)?;
         let mut read = |name: &str| -> Result<String, GatewayError> {
