@@ -170,6 +170,12 @@ async fn versions_rollback_and_server_side_composition() {
         diff.contains("-You are {{ tenant.name }}") && diff.contains("+V2 for {{ tenant.slug }}"),
         "{diff}"
     );
+    // Malformed numbers are 400s in the OpenAI error shape, not framework plain text.
+    for path in ["/tenant/v1/prompts/support/versions/abc", "/tenant/v1/prompts/support/diff?from=x&to=2", "/tenant/v1/prompts/support/diff"] {
+        let r = gw.get(path, &admin).await;
+        assert_eq!(r.status(), 400, "{path}");
+        assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string(), "{path}");
+    }
     // Versions are immutable: activating a missing one changes nothing.
     assert_eq!(
         gw.post(

@@ -120,13 +120,26 @@ pub(super) async fn push(
     .await)
 }
 
+/// A version number from a path or query value; bad input is a 400 in the OpenAI shape (axum's
+/// own extractor rejection would be plain text).
+fn version_param(v: &str, param: &str) -> Result<u32, GatewayError> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| GatewayError::InvalidRequest {
+            message: format!("'{param}' must be a positive integer"),
+            param: Some(param.to_owned()),
+        })
+}
+
 pub(super) async fn get_version(
     State(app): State<AppState>,
-    Path((name, version)): Path<(String, u32)>,
+    Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers)?;
+        let version = version_param(&version, "version")?;
         let v = app
             .keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -164,28 +177,24 @@ pub(super) async fn activate(
     .await)
 }
 
-#[derive(Deserialize)]
-pub(super) struct DiffQuery {
-    from: u32,
-    to: u32,
-}
-
 pub(super) async fn diff(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<DiffQuery>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers)?;
+        let arg = |k: &str| version_param(q.get(k).map(String::as_str).unwrap_or_default(), k);
+        let (from, to) = (arg("from")?, arg("to")?);
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
-        let a = p.get(&name, Some(q.from)).await.map_err(store_err)?;
-        let b = p.get(&name, Some(q.to)).await.map_err(store_err)?;
+        let a = p.get(&name, Some(from)).await.map_err(store_err)?;
+        let b = p.get(&name, Some(to)).await.map_err(store_err)?;
         let text = similar::TextDiff::from_lines(&a.template, &b.template)
             .unified_diff()
-            .header(&format!("{name}@{}", q.from), &format!("{name}@{}", q.to))
+            .header(&format!("{name}@{from}"), &format!("{name}@{to}"))
             .to_string();
-        Ok(Json(json!({"name": name, "from": q.from, "to": q.to, "diff": text})).into_response())
+        Ok(Json(json!({"name": name, "from": from, "to": to, "diff": text})).into_response())
     }
     .await)
 }
