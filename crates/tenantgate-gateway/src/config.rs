@@ -20,6 +20,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub demo: DemoConfig,
     pub encryption: EncryptionConfig,
+    pub cache: CacheConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -66,6 +67,32 @@ pub struct DemoConfig {
     /// `key_file` (mode 0600).
     pub bootstrap_tenant: bool,
     pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Exact-match response cache for non-streaming calls. Off by default: model output is not
+    /// deterministic, so reusing it is a deployment's choice. Entries are keyed by tenant,
+    /// provider, upstream model and a SHA-256 of the composed request; dedicated-tier tenants
+    /// are never cached.
+    pub enabled: bool,
+    pub ttl_secs: u64,
+    /// Entries kept in memory (least recently used evicted first).
+    pub max_entries: usize,
+    /// Largest response body cached, in bytes.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ttl_secs: 300,
+            max_entries: 10_000,
+            max_entry_bytes: 256 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -268,6 +295,12 @@ impl Config {
         }
         if self.auth.reload_interval_ms == 0 {
             return Err(invalid("auth.reload_interval_ms", "must be at least 1"));
+        }
+        if self.cache.enabled && (self.cache.max_entries == 0 || self.cache.ttl_secs == 0) {
+            return Err(invalid(
+                "cache.max_entries",
+                "an enabled cache needs max_entries and ttl_secs of at least 1",
+            ));
         }
         let e = &self.encryption;
         if e.dek_max_uses == 0 || e.dek_max_uses > 1 << 32 {

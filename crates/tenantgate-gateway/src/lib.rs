@@ -4,6 +4,7 @@
 //! Architecture Invariant: no prompt or response text is logged below DEBUG.
 
 pub mod auth;
+pub mod cache;
 pub mod compose;
 pub mod config;
 pub mod control;

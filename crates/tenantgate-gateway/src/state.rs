@@ -21,6 +21,7 @@ pub(crate) struct Inner {
     pub catalog: Catalog,
     pub keyring: Arc<tenantgate_store::Keyring>,
     pub prompts: crate::compose::PromptCache,
+    pub cache: Option<crate::cache::ResponseCache>,
 }
 
 impl AppState {
@@ -31,6 +32,13 @@ impl AppState {
         catalog: Catalog,
         keyring: Arc<tenantgate_store::Keyring>,
     ) -> Self {
+        let cache = config.cache.enabled.then(|| {
+            crate::cache::ResponseCache::new(
+                config.cache.max_entries,
+                std::time::Duration::from_secs(config.cache.ttl_secs),
+                config.cache.max_entry_bytes,
+            )
+        });
         AppState(Arc::new(Inner {
             config,
             store,
@@ -40,6 +48,7 @@ impl AppState {
             catalog,
             keyring,
             prompts: crate::compose::PromptCache::default(),
+            cache,
         }))
     }
 

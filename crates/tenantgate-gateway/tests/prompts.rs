@@ -171,10 +171,17 @@ async fn versions_rollback_and_server_side_composition() {
         "{diff}"
     );
     // Malformed numbers are 400s in the OpenAI error shape, not framework plain text.
-    for path in ["/tenant/v1/prompts/support/versions/abc", "/tenant/v1/prompts/support/diff?from=x&to=2", "/tenant/v1/prompts/support/diff"] {
+    for path in [
+        "/tenant/v1/prompts/support/versions/abc",
+        "/tenant/v1/prompts/support/diff?from=x&to=2",
+        "/tenant/v1/prompts/support/diff",
+    ] {
         let r = gw.get(path, &admin).await;
         assert_eq!(r.status(), 400, "{path}");
-        assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string(), "{path}");
+        assert!(
+            r.json::<Value>().await.unwrap()["error"]["message"].is_string(),
+            "{path}"
+        );
     }
     // Versions are immutable: activating a missing one changes nothing.
     assert_eq!(

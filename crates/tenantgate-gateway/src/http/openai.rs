@@ -19,6 +19,7 @@ use axum::{Extension, Json};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use tenantgate_core::IsolationTier;
 use tenantgate_providers::translate::{
     anthropic_response_to_openai, openai_request_to_anthropic, AnthropicToOpenAiStream,
 };
@@ -90,6 +91,48 @@ async fn chat(
                 };
                 req.insert(field.into(), json!(b));
             }
+            // Provider prompt caches are scoped to the tenant: a client-sent key is replaced by
+            // a tenant-derived one, and OpenAI-hosted models always get one.
+            let client_key = req
+                .get("prompt_cache_key")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if client_key.is_some()
+                || matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure)
+            {
+                let k = crate::cache::prompt_cache_key(
+                    call.ctx.principal.scope.tenant_id(),
+                    client_key.as_deref(),
+                );
+                req.insert("prompt_cache_key".into(), json!(k));
+            }
+            let cache = app
+                .0
+                .cache
+                .as_ref()
+                .filter(|_| !meta.stream && call.ctx.tenant.isolation != IsolationTier::Dedicated)
+                .map(|c| {
+                    (
+                        c,
+                        crate::cache::key(
+                            call.ctx.principal.scope.tenant_id(),
+                            &provider.name,
+                            &route.upstream_model,
+                            "openai-chat",
+                            &req,
+                        ),
+                    )
+                });
+            if let Some((c, k)) = &cache {
+                if let Some(hit) = c.get(k) {
+                    let mut resp = json_response(StatusCode::OK, hit);
+                    resp.headers_mut().insert(
+                        "x-tenantgate-cache",
+                        axum::http::HeaderValue::from_static("hit"),
+                    );
+                    return Ok(annotate(resp, started.elapsed(), info));
+                }
+            }
             let resp = send_ok(provider, Endpoint::Chat, &route.upstream_model, &req).await?;
             if meta.stream {
                 let t = Transform::OpenAiPassthrough {
@@ -102,11 +145,15 @@ async fn chat(
             }
             let (bytes, usage) = upstream_passthrough(&provider.name, resp).await?;
             log_usage(&end, usage);
-            Ok(annotate(
-                json_response(StatusCode::OK, bytes),
-                started.elapsed(),
-                info,
-            ))
+            let mut resp = json_response(StatusCode::OK, bytes.clone());
+            if let Some((c, k)) = cache {
+                c.put(k, bytes);
+                resp.headers_mut().insert(
+                    "x-tenantgate-cache",
+                    axum::http::HeaderValue::from_static("miss"),
+                );
+            }
+            Ok(annotate(resp, started.elapsed(), info))
         }
         ProviderKind::Anthropic | ProviderKind::Demo => {
             let default_max = bound.unwrap_or(u64::from(route.default_max_tokens));

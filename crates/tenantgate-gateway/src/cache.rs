@@ -1,0 +1,139 @@
+//! Exact-match response cache, never shared across tenants.
+//!
+//! The key is SHA-256 over the tenant id, the resolved provider and upstream model, the wire
+//! format and the request exactly as it goes upstream (after composition), in canonical JSON
+//! (serde_json's map keeps keys sorted). No key shape lets two tenants meet in one entry, and a
+//! fallback model can never fill the primary's entry. Only complete, successful, non-streaming
+//! responses are stored; dedicated-tier tenants bypass the cache.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tenantgate_core::TenantId;
+
+pub type CacheKey = [u8; 32];
+
+pub fn key(
+    tenant: &TenantId,
+    provider: &str,
+    upstream_model: &str,
+    wire: &str,
+    body: &Map<String, Value>,
+) -> CacheKey {
+    let mut h = Sha256::new();
+    for part in [tenant.as_str(), provider, upstream_model, wire] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.update(serde_json::to_vec(body).unwrap_or_default());
+    h.finalize().into()
+}
+
+pub struct ResponseCache {
+    ttl: Duration,
+    max_entry_bytes: usize,
+    entries: Mutex<lru::LruCache<CacheKey, (Bytes, Instant)>>,
+}
+
+impl ResponseCache {
+    pub fn new(max_entries: usize, ttl: Duration, max_entry_bytes: usize) -> Self {
+        let cap = NonZeroUsize::new(max_entries.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            ttl,
+            max_entry_bytes,
+            entries: Mutex::new(lru::LruCache::new(cap)),
+        }
+    }
+
+    pub fn get(&self, key: &CacheKey) -> Option<Bytes> {
+        let mut g = self.entries.lock().ok()?;
+        match g.get(key) {
+            Some((b, at)) if at.elapsed() < self.ttl => Some(b.clone()),
+            Some(_) => {
+                g.pop(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn put(&self, key: CacheKey, body: Bytes) {
+        if body.len() > self.max_entry_bytes {
+            return;
+        }
+        if let Ok(mut g) = self.entries.lock() {
+            g.put(key, (body, Instant::now()));
+        }
+    }
+}
+
+/// A provider-side prompt-cache key derived from the tenant (and the client's own key, if it
+/// sent one), so a provider's prefix cache is never shared across tenants and a client cannot
+/// name another tenant's cache.
+pub fn prompt_cache_key(tenant: &TenantId, client: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    h.update(b"tenantgate/prompt-cache-key/v1");
+    h.update(tenant.as_str().as_bytes());
+    if let Some(c) = client {
+        h.update([0]);
+        h.update(c.as_bytes());
+    }
+    let d = h.finalize();
+    format!("tg-{}", hex::encode(&d[..12]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_differ_by_tenant_provider_model_and_body() {
+        let t1 = TenantId::parse("t1").unwrap();
+        let t2 = TenantId::parse("t2").unwrap();
+        let b = json!({"messages":[{"role":"user","content":"hi"}]})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let k = key(&t1, "p", "m", "openai", &b);
+        assert_eq!(k, key(&t1, "p", "m", "openai", &b));
+        assert_ne!(k, key(&t2, "p", "m", "openai", &b));
+        assert_ne!(k, key(&t1, "p2", "m", "openai", &b));
+        assert_ne!(k, key(&t1, "p", "m2", "openai", &b));
+        assert_ne!(k, key(&t1, "p", "m", "anthropic", &b));
+        // field boundaries cannot be shifted
+        assert_ne!(
+            key(&t1, "pm", "", "openai", &b),
+            key(&t1, "p", "m", "openai", &b)
+        );
+    }
+
+    #[test]
+    fn entries_expire_and_oversized_bodies_are_not_kept() {
+        let c = ResponseCache::new(2, Duration::from_millis(30), 4);
+        c.put([1; 32], Bytes::from_static(b"abc"));
+        c.put([2; 32], Bytes::from_static(b"too large"));
+        assert_eq!(c.get(&[1; 32]).as_deref(), Some(&b"abc"[..]));
+        assert!(c.get(&[2; 32]).is_none());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(c.get(&[1; 32]).is_none());
+    }
+
+    #[test]
+    fn prompt_cache_keys_are_tenant_scoped() {
+        let t1 = TenantId::parse("t1").unwrap();
+        let t2 = TenantId::parse("t2").unwrap();
+        assert_ne!(prompt_cache_key(&t1, None), prompt_cache_key(&t2, None));
+        assert_ne!(
+            prompt_cache_key(&t1, Some("x")),
+            prompt_cache_key(&t2, Some("x"))
+        );
+        assert_ne!(
+            prompt_cache_key(&t1, Some("x")),
+            prompt_cache_key(&t1, None)
+        );
+    }
+}
