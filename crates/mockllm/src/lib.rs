@@ -143,6 +143,9 @@ struct Directives {
     drop_after: Option<usize>,
     tool_call: Option<String>,
     reply: Option<String>,
+    /// Split the streamed reply into this many pieces by characters (not words), so a token
+    /// straddles chunk boundaries.
+    char_chunks: Option<usize>,
 }
 
 fn text_of(content: &Value) -> String {
@@ -204,6 +207,9 @@ fn directives(text: &str) -> Directives {
             "drop_after" => d.drop_after = v.parse().ok(),
             "tool_call" => d.tool_call = Some(v.to_owned()),
             "reply" => d.reply = Some(v.replace('_', " ")),
+            // Verbatim reply, hex-encoded so the request itself does not contain it.
+            "reply_hex" => d.reply = hex_decode(v),
+            "char_chunks" => d.char_chunks = v.parse().ok(),
             _ => {}
         }
     }
@@ -411,6 +417,26 @@ fn sse_response(shared: &Shared, frames: Vec<Frame>, delay: Duration) -> Respons
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+fn hex_decode(h: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..h.len() / 2)
+        .map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+fn split_chars(text: &str, chunks: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let per = chars.len().div_ceil(chunks.max(1)).max(1);
+    chars.chunks(per).map(|c| c.iter().collect()).collect()
+}
+
+fn split_reply(text: &str, d: &Directives, default_chunks: usize) -> Vec<String> {
+    match d.char_chunks {
+        Some(n) => split_chars(text, n),
+        None => split_words(text, d.chunks.unwrap_or(default_chunks.max(1))),
+    }
+}
+
 fn split_words(text: &str, chunks: usize) -> Vec<String> {
     let ws: Vec<&str> = text.split_inclusive(' ').collect();
     let chunks = chunks.max(1).min(ws.len().max(1));
@@ -511,7 +537,7 @@ async fn openai_chat_inner(
             }
         }
         None => {
-            for piece in split_words(&reply, d.chunks.unwrap_or(shared.config.chunks.max(1))) {
+            for piece in split_reply(&reply, &d, shared.config.chunks) {
                 frames.push(chunk(json!({"content":piece}), Value::Null));
             }
         }
@@ -679,7 +705,7 @@ async fn anthropic_messages(
         ),
         ev("ping", json!({"type":"ping"})),
     ];
-    for piece in split_words(&reply, d.chunks.unwrap_or(shared.config.chunks.max(1))) {
+    for piece in split_reply(&reply, &d, shared.config.chunks) {
         frames.push(ev("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":piece}})));
     }
     frames.push(ev(

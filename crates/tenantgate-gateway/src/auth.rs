@@ -9,17 +9,31 @@ use std::sync::Arc;
 use tenantgate_core::{ApiKeyRecord, Principal, Tenant, TenantId, TenantScope};
 use tenantgate_store::AuthSnapshot;
 
-/// Immutable index built from one [`AuthSnapshot`].
-#[derive(Debug, Default)]
+/// Immutable index built from one [`AuthSnapshot`]: keys, tenants, and the leak guard's
+/// scanner and per-tenant policies, swapped together.
 pub struct AuthIndex {
     pub revision: i64,
     keys: HashMap<[u8; 32], ApiKeyRecord>,
     tenants: HashMap<TenantId, Arc<Tenant>>,
+    pub scanner: tenantgate_guard::Scanner,
+    policies: HashMap<TenantId, tenantgate_guard::Policy>,
+}
+
+impl Default for AuthIndex {
+    fn default() -> Self {
+        Self {
+            revision: 0,
+            keys: HashMap::new(),
+            tenants: HashMap::new(),
+            scanner: tenantgate_guard::Scanner::new(Vec::new(), &[]),
+            policies: HashMap::new(),
+        }
+    }
 }
 
 impl AuthIndex {
     pub fn build(snap: AuthSnapshot) -> Self {
-        let tenants = snap
+        let tenants: HashMap<TenantId, Arc<Tenant>> = snap
             .tenants
             .into_iter()
             .map(|t| (t.id.clone(), Arc::new(t)))
@@ -33,11 +47,32 @@ impl AuthIndex {
                 Some((h, k))
             })
             .collect();
+        let identifiers = tenants
+            .values()
+            .map(|t: &Arc<Tenant>| tenantgate_guard::TenantIdentifiers {
+                tenant: t.id.clone(),
+                names: vec![t.slug.clone(), t.display_name.clone()],
+                exact: vec![t.id.to_string()],
+            })
+            .collect();
+        let scanner = tenantgate_guard::Scanner::new(identifiers, &snap.canaries);
+        let policies = snap
+            .guard_policies
+            .into_iter()
+            .filter_map(|(t, json)| serde_json::from_str(&json).ok().map(|p| (t, p)))
+            .collect();
         Self {
             revision: snap.revision,
             keys,
             tenants,
+            scanner,
+            policies,
         }
+    }
+
+    /// The tenant's leak-prevention policy (defaults if it set none).
+    pub fn guard_policy(&self, tenant: &TenantId) -> tenantgate_guard::Policy {
+        self.policies.get(tenant).cloned().unwrap_or_default()
     }
 
     pub fn tenant_count(&self) -> usize {
@@ -139,6 +174,7 @@ mod tests {
                 expires_at_ms: expires,
                 revoked_at_ms: None,
             }],
+            ..Default::default()
         })
     }
 

@@ -50,6 +50,10 @@ pub enum GatewayError {
     ClientSystemRefused,
     #[error("{0}")]
     Forbidden(String),
+    #[error("The request was blocked by this tenant's leak-prevention policy ({0}).")]
+    InputBlocked(&'static str),
+    #[error("The response was withheld by this tenant's leak-prevention policy ({0}).")]
+    OutputBlocked(&'static str),
     #[error("Not found")]
     NotFound,
     #[error("{0}")]
@@ -188,6 +192,20 @@ impl GatewayError {
                 "permission_error",
                 "permission_error",
                 Some("forbidden"),
+                Some(false),
+            ),
+            E::InputBlocked(_) => r(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request_error",
+                Some("content_blocked"),
+                Some(false),
+            ),
+            E::OutputBlocked(_) => r(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "permission_error",
+                Some("response_blocked"),
                 Some(false),
             ),
             E::NotFound => r(

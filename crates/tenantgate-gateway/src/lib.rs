@@ -9,12 +9,14 @@ pub mod compose;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod guard;
 mod http;
 pub mod keys;
 pub mod pipeline;
 pub mod server;
 pub mod state;
 pub mod stream;
+pub mod stream_guard;
 pub mod upstream;
 
 pub use config::Config;

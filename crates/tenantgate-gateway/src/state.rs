@@ -22,6 +22,7 @@ pub(crate) struct Inner {
     pub keyring: Arc<tenantgate_store::Keyring>,
     pub prompts: crate::compose::PromptCache,
     pub cache: Option<crate::cache::ResponseCache>,
+    pub incidents: crate::guard::Incidents,
 }
 
 impl AppState {
@@ -49,6 +50,7 @@ impl AppState {
             keyring,
             prompts: crate::compose::PromptCache::default(),
             cache,
+            incidents: crate::guard::Incidents::default(),
         }))
     }
 
@@ -83,6 +85,11 @@ impl AppState {
         );
         self.0.auth.store(Arc::new(index));
         Ok(rev)
+    }
+
+    /// Leak-guard incidents recorded by this process.
+    pub fn incidents(&self) -> &crate::guard::Incidents {
+        &self.0.incidents
     }
 
     pub fn auth_revision(&self) -> i64 {

@@ -123,6 +123,9 @@ struct State {
     upstream: BoxStream<'static, Result<Bytes, GatewayError>>,
     parser: sse::Parser,
     transform: Transform,
+    /// Frames the transform produced, before the guard looked at them.
+    staging: VecDeque<Bytes>,
+    guard: Option<crate::stream_guard::StreamGuard>,
     pending: VecDeque<Bytes>,
     done: bool,
     end: Option<StreamEnd>,
@@ -138,7 +141,49 @@ impl Drop for State {
 }
 
 impl State {
+    /// Passes staged frames through the guard (if any) to the output queue.
+    fn release(&mut self) {
+        while let Some(frame) = self.staging.pop_front() {
+            match &mut self.guard {
+                None => self.pending.push_back(frame),
+                Some(g) => {
+                    if let Err(e) = g.push(frame, &mut self.pending) {
+                        self.staging.clear();
+                        self.pending.push_back(self.transform.error_frame(&e));
+                        self.done = true;
+                        if let Some(end) = self.end.take() {
+                            end.report("blocked", self.transform.usage());
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Releases what the guard holds; `false` if its last check blocked the stream (the
+    /// caller's error frame is then queued instead).
+    fn flush_guard(&mut self) -> bool {
+        let Some(g) = &mut self.guard else {
+            return true;
+        };
+        match g.flush(&mut self.pending) {
+            Ok(()) => true,
+            Err(e) => {
+                self.pending.push_back(self.transform.error_frame(&e));
+                self.done = true;
+                if let Some(end) = self.end.take() {
+                    end.report("blocked", self.transform.usage());
+                }
+                false
+            }
+        }
+    }
+
     fn fail(&mut self, e: &GatewayError) {
+        if !self.flush_guard() {
+            return;
+        }
         self.pending.push_back(self.transform.error_frame(e));
         self.done = true;
         if let Some(end) = self.end.take() {
@@ -147,6 +192,9 @@ impl State {
     }
 
     fn complete(&mut self) {
+        if !self.flush_guard() {
+            return;
+        }
         self.done = true;
         if let Some(end) = self.end.take() {
             end.report("completed", self.transform.usage());
@@ -159,11 +207,14 @@ pub fn transform_stream(
     upstream: impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static,
     transform: Transform,
     end: StreamEnd,
+    guard: Option<crate::stream_guard::StreamGuard>,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let state = State {
         upstream: upstream.boxed(),
         parser: sse::Parser::new(),
         transform,
+        staging: VecDeque::new(),
+        guard,
         pending: VecDeque::new(),
         done: false,
         end: Some(end),
@@ -180,9 +231,10 @@ pub fn transform_stream(
                 Some(Ok(chunk)) => match st.parser.feed(&chunk) {
                     Ok(events) => {
                         for ev in events {
-                            st.transform.on_event(ev, &mut st.pending);
+                            st.transform.on_event(ev, &mut st.staging);
                         }
-                        if st.transform.finished() {
+                        st.release();
+                        if !st.done && st.transform.finished() {
                             st.complete();
                         }
                     }
@@ -191,7 +243,11 @@ pub fn transform_stream(
                 Some(Err(e)) => st.fail(&e),
                 None => {
                     if let Some(ev) = st.parser.finish() {
-                        st.transform.on_event(ev, &mut st.pending);
+                        st.transform.on_event(ev, &mut st.staging);
+                    }
+                    st.release();
+                    if st.done {
+                        continue;
                     }
                     if st.transform.finished() {
                         st.complete();

@@ -107,6 +107,12 @@ pub enum Direction {
 /// An identifier shorter than this is not matched as a name (too many false positives);
 /// ids and canaries are always matched.
 pub const MIN_NAME_LEN: usize = 6;
+/// Longer names are not matched: the stream window (and so the delay a stream's text sees)
+/// must cover the longest literal pattern.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Floor of the stream window: covers the regex detectors' shortest complete matches, so a
+/// secret is recognised (and held) before any of it is released.
+pub const MIN_WINDOW: usize = 64;
 
 /// Every identifier of one tenant.
 pub struct TenantIdentifiers {
@@ -209,10 +215,11 @@ impl Scanner {
         }
     }
 
-    /// Bytes a streaming scan must hold back so no match can straddle what was released:
-    /// the longest pattern (at least 256 bytes, for the regex detectors).
+    /// Bytes of text a streaming scan holds back so no literal match can straddle what was
+    /// released: the longest literal pattern, at least [`MIN_WINDOW`]. Regex matches that may
+    /// still grow are held by the caller until complete.
     pub fn window(&self) -> usize {
-        self.longest.max(256)
+        self.longest.max(MIN_WINDOW)
     }
 
     /// Every hit in `text` for `tenant`, sorted by position, overlapping hits merged away.
@@ -479,6 +486,6 @@ mod tests {
             ..Policy::default()
         };
         assert!(s.scan(&t, text, Direction::Outbound, &off).is_empty());
-        assert!(s.window() >= 256);
+        assert!(s.window() >= MIN_WINDOW);
     }
 }

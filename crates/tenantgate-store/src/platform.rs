@@ -20,6 +20,10 @@ pub struct AuthSnapshot {
     pub revision: i64,
     pub tenants: Vec<Tenant>,
     pub keys: Vec<ApiKeyRecord>,
+    /// Every tenant's prompt canary (the leak guard matches them in other tenants' traffic).
+    pub canaries: Vec<(TenantId, String)>,
+    /// Tenants' leak-prevention policies, as stored (JSON).
+    pub guard_policies: Vec<(TenantId, String)>,
 }
 
 impl<'a> Platform<'a> {
@@ -231,7 +235,22 @@ impl<'a> Platform<'a> {
                 .bind(now_ms())
                 .fetch_all(&mut *tx)
                 .await?;
+            let canaries: Vec<(String, String)> =
+                sqlx::query_as("SELECT tenant_id, canary FROM tenant_prompt_settings")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let policies: Vec<(String, String)> =
+                sqlx::query_as("SELECT tenant_id, policy FROM tenant_guard_policy")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
+                v.into_iter()
+                    .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))
+                    .collect()
+            };
             AuthSnapshot {
+                canaries: ids(canaries),
+                guard_policies: ids(policies),
                 revision,
                 tenants: tenants
                     .iter()

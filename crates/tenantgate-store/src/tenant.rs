@@ -32,6 +32,32 @@ impl<'a> TenantStore<'a> {
         create_key(self.store, Access::Tenant(self.id()), self.id(), key).await
     }
 
+    /// The tenant's leak-prevention policy as stored (JSON), if it set one.
+    pub async fn guard_policy(&self) -> Result<Option<String>> {
+        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            sqlx::query_scalar("SELECT policy FROM tenant_guard_policy WHERE tenant_id = $1")
+                .bind(self.id().as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+        })
+    }
+
+    /// Replaces the tenant's leak-prevention policy (JSON, validated by the caller).
+    pub async fn set_guard_policy(&self, policy_json: &str) -> Result<()> {
+        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            sqlx::query(
+                "INSERT INTO tenant_guard_policy (tenant_id, policy, updated_at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(self.id().as_str())
+            .bind(policy_json)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            bump_revision(&mut tx).await?;
+        })
+    }
+
     /// Revokes one of this tenant's keys. Another tenant's key id answers `NotFound`.
     pub async fn revoke_key(&self, key: &KeyId) -> Result<()> {
         revoke_key(self.store, Access::Tenant(self.id()), self.id(), key).await

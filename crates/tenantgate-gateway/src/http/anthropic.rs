@@ -45,8 +45,16 @@ async fn inner(
     if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
         compose::apply_anthropic(&mut req, system, policy)?;
     }
+    app.guard_anthropic_request(&call.ctx, &mut req)?;
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
     let (info, end) = call_labels(request_id, &call, &meta.model);
+    let guard = || {
+        crate::stream_guard::StreamGuard::new(
+            app,
+            call.ctx.principal.scope.tenant_id().clone(),
+            call.ctx.tenant.slug.clone(),
+        )
+    };
     let route = call.route;
     let provider = &route.provider;
     let started = Instant::now();
@@ -56,10 +64,11 @@ async fn inner(
             let req = serde_json::Value::Object(req);
             if meta.stream {
                 let upstream = demo_upstream(demo::stream_events(&req, &meta));
-                return Ok(stream_reply(upstream, passthrough(), end, started.elapsed(), info));
+                return Ok(stream_reply(upstream, passthrough(), end, started.elapsed(), info, guard()));
             }
-            let out = demo::respond(&req, &meta);
+            let mut out = demo::respond(&req, &meta);
             log_usage(&end, anthropic::usage_from(&out));
+            app.guard_anthropic_response(&call.ctx, &mut out)?;
             Ok(annotate(Json(out).into_response(), started.elapsed(), info))
         }
         ProviderKind::Anthropic => {
@@ -67,10 +76,11 @@ async fn inner(
             let resp = send_ok(provider, Endpoint::Messages, &route.upstream_model, &req).await?;
             if meta.stream {
                 let upstream = upstream_bytes(provider.name.clone(), resp);
-                return Ok(stream_reply(upstream, passthrough(), end, started.elapsed(), info));
+                return Ok(stream_reply(upstream, passthrough(), end, started.elapsed(), info, guard()));
             }
             let (bytes, v) = upstream_json(&provider.name, resp).await?;
             log_usage(&end, anthropic::usage_from(&v));
+            let bytes = app.guard_passthrough(&call.ctx, bytes, true)?;
             Ok(annotate(
                 json_response(StatusCode::OK, bytes),
                 started.elapsed(),

@@ -60,6 +60,11 @@ pub fn router(state: AppState) -> Router {
             "/tenant/v1/prompt-archive",
             get(tenant::export).post(tenant::import),
         )
+        .route(
+            "/tenant/v1/guard-policy",
+            get(tenant::get_guard_policy).put(tenant::put_guard_policy),
+        )
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(fallback)
@@ -83,6 +88,15 @@ async fn fallback(req: Request) -> Response {
 
 async fn method_not_allowed(req: Request) -> Response {
     GatewayError::MethodNotAllowed.render(wire_for(req.uri().path()))
+}
+
+/// Counters without tenant labels (no tenant data): scrapeable by the platform.
+async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        app.incidents().render(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
@@ -213,8 +227,9 @@ pub(crate) fn stream_reply(
     end: crate::stream::StreamEnd,
     waited: Duration,
     info: CallInfo,
+    guard: crate::stream_guard::StreamGuard,
 ) -> Response {
-    let s = crate::stream::transform_stream(upstream, transform, end);
+    let s = crate::stream::transform_stream(upstream, transform, end, Some(guard));
     annotate(sse_response(Body::from_stream(s)), waited, info)
 }
 

@@ -69,6 +69,7 @@ async fn chat(
     if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
         compose::apply_openai(&mut req, system, policy)?;
     }
+    app.guard_openai_request(&call.ctx, &mut req)?;
     let param = if req.contains_key("max_completion_tokens") {
         "max_completion_tokens"
     } else {
@@ -76,6 +77,13 @@ async fn chat(
     };
     let bound = call.bound_max_tokens(meta.max_tokens, param)?;
     let (info, end) = call_labels(request_id, &call, &meta.model);
+    let guard = || {
+        crate::stream_guard::StreamGuard::new(
+            app,
+            call.ctx.principal.scope.tenant_id().clone(),
+            call.ctx.tenant.slug.clone(),
+        )
+    };
     let route = call.route;
     let provider = &route.provider;
     let started = Instant::now();
@@ -125,6 +133,8 @@ async fn chat(
                 });
             if let Some((c, k)) = &cache {
                 if let Some(hit) = c.get(k) {
+                    // Re-checked: the tenant's guard policy may have changed since it was stored.
+                    let hit = app.guard_passthrough(&call.ctx, hit, false)?;
                     let mut resp = json_response(StatusCode::OK, hit);
                     resp.headers_mut().insert(
                         "x-tenantgate-cache",
@@ -141,10 +151,18 @@ async fn chat(
                     done: false,
                 };
                 let upstream = upstream_bytes(provider.name.clone(), resp);
-                return Ok(stream_reply(upstream, t, end, started.elapsed(), info));
+                return Ok(stream_reply(
+                    upstream,
+                    t,
+                    end,
+                    started.elapsed(),
+                    info,
+                    guard(),
+                ));
             }
             let (bytes, usage) = upstream_passthrough(&provider.name, resp).await?;
             log_usage(&end, usage);
+            let bytes = app.guard_passthrough(&call.ctx, bytes, false)?;
             let mut resp = json_response(StatusCode::OK, bytes.clone());
             if let Some((c, k)) = cache {
                 c.put(k, bytes);
@@ -176,6 +194,7 @@ async fn chat(
                         end,
                         started.elapsed(),
                         info,
+                        guard(),
                     ));
                 }
                 demo::respond(&areq, &ameta)
@@ -190,12 +209,14 @@ async fn chat(
                         end,
                         started.elapsed(),
                         info,
+                        guard(),
                     ));
                 }
                 upstream_json(&provider.name, resp).await?.1
             };
-            let out = anthropic_response_to_openai(&reply, &meta.model);
+            let mut out = anthropic_response_to_openai(&reply, &meta.model);
             log_usage(&end, openai::usage_from(&out));
+            app.guard_openai_response(&call.ctx, &mut out)?;
             Ok(annotate(Json(out).into_response(), started.elapsed(), info))
         }
     }

@@ -400,3 +400,41 @@ pub(super) async fn import(
     }
     .await)
 }
+
+/// The tenant's leak-prevention policy: detector -> block | redact | flag | off.
+pub(super) async fn get_guard_policy(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    ok(async {
+        let ctx = admin_context(&app, &headers)?;
+        let stored = app
+            .store()
+            .tenant(&ctx.principal.scope)
+            .guard_policy()
+            .await
+            .map_err(|e| store_err(e.into()))?;
+        let policy: tenantgate_guard::Policy = stored
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        Ok(Json(policy).into_response())
+    }
+    .await)
+}
+
+pub(super) async fn put_guard_policy(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ok(async {
+        let ctx = admin_context(&app, &headers)?;
+        let policy: tenantgate_guard::Policy = json_body(&app, body).await?;
+        let json = serde_json::to_string(&policy).map_err(|_| GatewayError::Internal)?;
+        app.store()
+            .tenant(&ctx.principal.scope)
+            .set_guard_policy(&json)
+            .await
+            .map_err(|e| store_err(e.into()))?;
+        app.reload_auth(false).await.ok();
+        Ok(Json(policy).into_response())
+    }
+    .await)
+}

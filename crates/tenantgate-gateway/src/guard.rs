@@ -1,0 +1,299 @@
+//! Stages guard-inbound and guard-outbound: the leak detectors of `tenantgate-guard` applied
+//! with the tenant's policy. Every finding is an incident: a WARN event (tenant, detector,
+//! action, direction; never the text) and a counter served at `/metrics`.
+
+use crate::error::GatewayError;
+use crate::pipeline::TenantContext;
+use crate::state::AppState;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use tenantgate_guard::{redact, Action, Detector, Direction, Hit};
+
+/// Incident counters by (detector, action, direction).
+#[derive(Default)]
+pub struct Incidents(Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>);
+
+impl Incidents {
+    fn record(&self, d: Detector, a: Action, dir: Direction) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry((d.as_str(), action_str(a), dir_str(dir)))
+                .or_default() += 1;
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::from("# HELP tenantgate_guard_incidents_total Leak-guard findings.\n# TYPE tenantgate_guard_incidents_total counter\n");
+        if let Ok(m) = self.0.lock() {
+            for ((d, a, dir), n) in m.iter() {
+                out.push_str(&format!("tenantgate_guard_incidents_total{{detector=\"{d}\",action=\"{a}\",direction=\"{dir}\"}} {n}\n"));
+            }
+        }
+        out
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.lock().map(|m| m.values().sum()).unwrap_or(0)
+    }
+}
+
+fn action_str(a: Action) -> &'static str {
+    match a {
+        Action::Block => "block",
+        Action::Redact => "redact",
+        Action::Flag => "flag",
+        Action::Off => "off",
+    }
+}
+
+fn dir_str(d: Direction) -> &'static str {
+    match d {
+        Direction::Inbound => "inbound",
+        Direction::InboundData => "inbound_data",
+        Direction::Outbound => "outbound",
+    }
+}
+
+/// What to do with a piece of text after its hits were weighed against the policy.
+pub enum Verdict {
+    Clean,
+    Redacted(String),
+}
+
+impl AppState {
+    /// Scans one text. A `block` finding is an error; `redact` findings come back as the
+    /// redacted text; `flag` findings are recorded only.
+    pub fn guard_text(
+        &self,
+        ctx: &TenantContext,
+        text: &str,
+        dir: Direction,
+    ) -> Result<Verdict, GatewayError> {
+        let index = self.0.auth.load();
+        let policy = index.guard_policy(ctx.principal.scope.tenant_id());
+        let hits = index
+            .scanner
+            .scan(ctx.principal.scope.tenant_id(), text, dir, &policy);
+        self.weigh(ctx, text, &hits, &policy, dir)
+    }
+
+    pub(crate) fn weigh(
+        &self,
+        ctx: &TenantContext,
+        text: &str,
+        hits: &[Hit],
+        policy: &tenantgate_guard::Policy,
+        dir: Direction,
+    ) -> Result<Verdict, GatewayError> {
+        if hits.is_empty() {
+            return Ok(Verdict::Clean);
+        }
+        let mut redactions = Vec::new();
+        let mut blocked = None;
+        for h in hits {
+            let action = policy.action(h.detector);
+            self.record_incident(&ctx.tenant.slug, h.detector, action, dir);
+            match action {
+                Action::Block => blocked = blocked.or(Some(h.detector.as_str())),
+                Action::Redact => redactions.push(*h),
+                Action::Flag | Action::Off => {}
+            }
+        }
+        if let Some(d) = blocked {
+            return Err(match dir {
+                Direction::Outbound => GatewayError::OutputBlocked(d),
+                Direction::Inbound | Direction::InboundData => GatewayError::InputBlocked(d),
+            });
+        }
+        Ok(if redactions.is_empty() {
+            Verdict::Clean
+        } else {
+            Verdict::Redacted(redact(text, &redactions))
+        })
+    }
+
+    /// One finding: a counter and a WARN event naming tenant, detector, action and direction.
+    pub(crate) fn record_incident(
+        &self,
+        tenant_slug: &str,
+        d: Detector,
+        action: Action,
+        dir: Direction,
+    ) {
+        self.0.incidents.record(d, action, dir);
+        tracing::warn!(
+            target: "tenantgate::incident",
+            tenant = %tenant_slug, detector = d.as_str(), action = action_str(action),
+            direction = dir_str(dir), "leak guard finding"
+        );
+    }
+
+    /// Guards one string in place.
+    fn guard_string(
+        &self,
+        ctx: &TenantContext,
+        v: &mut Value,
+        dir: Direction,
+    ) -> Result<(), GatewayError> {
+        if let Value::String(s) = v {
+            if let Verdict::Redacted(r) = self.guard_text(ctx, s, dir)? {
+                *s = r;
+            }
+        }
+        Ok(())
+    }
+
+    /// Guards every string leaf of a value (tool inputs, content part arrays).
+    fn guard_strings(
+        &self,
+        ctx: &TenantContext,
+        v: &mut Value,
+        dir: Direction,
+    ) -> Result<(), GatewayError> {
+        match v {
+            Value::String(_) => self.guard_string(ctx, v, dir),
+            Value::Array(a) => a
+                .iter_mut()
+                .try_for_each(|x| self.guard_strings(ctx, x, dir)),
+            Value::Object(o) => o
+                .values_mut()
+                .try_for_each(|x| self.guard_strings(ctx, x, dir)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Guard-inbound for an OpenAI chat request: user and assistant turns as the caller's
+    /// input, tool results as data the model will read. The tenant's own system prompt (and
+    /// the client's, which the tenant's policy already admitted) is not scanned.
+    pub fn guard_openai_request(
+        &self,
+        ctx: &TenantContext,
+        body: &mut Map<String, Value>,
+    ) -> Result<(), GatewayError> {
+        let Some(Value::Array(messages)) = body.get_mut("messages") else {
+            return Ok(());
+        };
+        for m in messages.iter_mut() {
+            let dir = match m["role"].as_str() {
+                Some("tool") | Some("function") => Direction::InboundData,
+                Some("user") | Some("assistant") => Direction::Inbound,
+                _ => continue,
+            };
+            if let Some(c) = m.get_mut("content") {
+                self.guard_strings(ctx, c, dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Guard-inbound for an Anthropic messages request (`tool_result` blocks are data).
+    pub fn guard_anthropic_request(
+        &self,
+        ctx: &TenantContext,
+        body: &mut Map<String, Value>,
+    ) -> Result<(), GatewayError> {
+        let Some(Value::Array(messages)) = body.get_mut("messages") else {
+            return Ok(());
+        };
+        for m in messages.iter_mut() {
+            match m.get_mut("content") {
+                Some(c @ Value::String(_)) => self.guard_string(ctx, c, Direction::Inbound)?,
+                Some(Value::Array(blocks)) => {
+                    for b in blocks.iter_mut() {
+                        let dir = if b["type"] == "tool_result" {
+                            Direction::InboundData
+                        } else {
+                            Direction::Inbound
+                        };
+                        match b["type"].as_str() {
+                            Some("text") => {
+                                if let Some(t) = b.get_mut("text") {
+                                    self.guard_string(ctx, t, dir)?;
+                                }
+                            }
+                            Some("tool_result") => {
+                                if let Some(c) = b.get_mut("content") {
+                                    self.guard_strings(ctx, c, dir)?;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Guard-outbound for a complete OpenAI chat completion.
+    pub fn guard_openai_response(
+        &self,
+        ctx: &TenantContext,
+        v: &mut Value,
+    ) -> Result<(), GatewayError> {
+        for c in v["choices"].as_array_mut().into_iter().flatten() {
+            let msg = &mut c["message"];
+            if let Some(content) = msg.get_mut("content") {
+                self.guard_string(ctx, content, Direction::Outbound)?;
+            }
+            for call in msg["tool_calls"].as_array_mut().into_iter().flatten() {
+                self.guard_string(ctx, &mut call["function"]["arguments"], Direction::Outbound)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Guard-outbound for a complete Anthropic message.
+    pub fn guard_anthropic_response(
+        &self,
+        ctx: &TenantContext,
+        v: &mut Value,
+    ) -> Result<(), GatewayError> {
+        for b in v["content"].as_array_mut().into_iter().flatten() {
+            match b["type"].as_str() {
+                Some("text") => self.guard_string(ctx, &mut b["text"], Direction::Outbound)?,
+                Some("tool_use") => {
+                    self.guard_strings(ctx, &mut b["input"], Direction::Outbound)?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Guard-outbound for a passthrough body: one scan of the raw JSON; only if it finds
+    /// anything is the body parsed, guarded field by field and re-serialized.
+    pub fn guard_passthrough(
+        &self,
+        ctx: &TenantContext,
+        bytes: bytes::Bytes,
+        anthropic: bool,
+    ) -> Result<bytes::Bytes, GatewayError> {
+        let index = self.0.auth.load();
+        let policy = index.guard_policy(ctx.principal.scope.tenant_id());
+        let raw = String::from_utf8_lossy(&bytes);
+        if index
+            .scanner
+            .scan(
+                ctx.principal.scope.tenant_id(),
+                &raw,
+                Direction::Outbound,
+                &policy,
+            )
+            .is_empty()
+        {
+            return Ok(bytes);
+        }
+        let mut v: Value = serde_json::from_slice(&bytes).map_err(|_| GatewayError::Internal)?;
+        if anthropic {
+            self.guard_anthropic_response(ctx, &mut v)?;
+        } else {
+            self.guard_openai_response(ctx, &mut v)?;
+        }
+        Ok(bytes::Bytes::from(
+            serde_json::to_vec(&v).map_err(|_| GatewayError::Internal)?,
+        ))
+    }
+}
