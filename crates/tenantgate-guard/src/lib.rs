@@ -11,7 +11,7 @@
 //! Architecture Invariant: no I/O, no async; a scan is a function of the text and the index.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 use tenantgate_core::TenantId;
 
@@ -127,6 +127,10 @@ pub struct Scanner {
     owners: Vec<(TenantId, bool, bool)>,
     longest: usize,
     secrets: Vec<Regex>,
+    /// One pass that says whether any secret pattern matches; the individual regexes run only
+    /// then (clean text, the common case, costs one scan).
+    secrets_any: RegexSet,
+    pii_any: RegexSet,
     emails: Regex,
     phones: Regex,
     cards: Regex,
@@ -155,6 +159,14 @@ const INJECTION_MARKERS: &[&str] = &[
 )]
 fn re(p: &str) -> Regex {
     Regex::new(p).expect("valid detector pattern")
+}
+
+#[expect(
+    clippy::expect_used,
+    reason = "constant patterns, checked by the tests"
+)]
+fn set(rs: &[&Regex]) -> RegexSet {
+    RegexSet::new(rs.iter().map(|r| r.as_str())).expect("valid detector patterns")
 }
 
 impl Scanner {
@@ -193,24 +205,31 @@ impl Scanner {
             .ascii_case_insensitive(true)
             .build(INJECTION_MARKERS)
             .expect("injection markers build");
+        let secrets = vec![
+            re(r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
+            re(r"\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}"),
+            re(r"\bAKIA[0-9A-Z]{16}\b"),
+            re(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
+            re(r"\bxox[baprs]-[A-Za-z0-9-]{10,}"),
+            re(r"\btgk_[A-Za-z0-9_-]{43}"),
+            re(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+            re(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+        ];
+        let emails = re(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b");
+        let phones = re(r"(?:\+\d{1,3}[ .-]?)?\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b");
+        let cards = re(r"\b(?:\d[ -]?){12,18}\d\b");
+        let ibans = re(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b");
         Scanner {
             tenants: tenants.flatten(),
             owners,
             longest,
-            secrets: vec![
-                re(r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
-                re(r"\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}"),
-                re(r"\bAKIA[0-9A-Z]{16}\b"),
-                re(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
-                re(r"\bxox[baprs]-[A-Za-z0-9-]{10,}"),
-                re(r"\btgk_[A-Za-z0-9_-]{43}"),
-                re(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-                re(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-            ],
-            emails: re(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
-            phones: re(r"(?:\+\d{1,3}[ .-]?)?\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b"),
-            cards: re(r"\b(?:\d[ -]?){12,18}\d\b"),
-            ibans: re(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b"),
+            secrets_any: set(&secrets.iter().collect::<Vec<_>>()),
+            pii_any: set(&[&emails, &phones, &cards, &ibans]),
+            secrets,
+            emails,
+            phones,
+            cards,
+            ibans,
             injection,
         }
     }
@@ -250,7 +269,7 @@ impl Scanner {
                 }
             }
         }
-        if on(Detector::Secrets) {
+        if on(Detector::Secrets) && self.secrets_any.is_match(text) {
             for r in &self.secrets {
                 hits.extend(r.find_iter(text).map(|m| Hit {
                     detector: Detector::Secrets,
@@ -259,7 +278,7 @@ impl Scanner {
                 }));
             }
         }
-        if on(Detector::Pii) {
+        if on(Detector::Pii) && self.pii_any.is_match(text) {
             hits.extend(self.emails.find_iter(text).map(|m| Hit {
                 detector: Detector::Pii,
                 start: m.start(),
