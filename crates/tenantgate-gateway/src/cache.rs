@@ -70,6 +70,88 @@ impl ResponseCache {
     }
 }
 
+/// Where entries live: this process (default) or Redis, shared by every replica. A Redis
+/// failure after start-up is a miss: the cache is an optimisation and never a reason to fail
+/// a call.
+pub enum CacheBackend {
+    Memory(ResponseCache),
+    Redis(RedisCache),
+}
+
+impl CacheBackend {
+    pub async fn get(&self, key: &CacheKey) -> Option<Bytes> {
+        match self {
+            CacheBackend::Memory(c) => c.get(key),
+            CacheBackend::Redis(c) => c.get(key).await,
+        }
+    }
+
+    pub async fn put(&self, key: CacheKey, body: Bytes) {
+        match self {
+            CacheBackend::Memory(c) => c.put(key, body),
+            CacheBackend::Redis(c) => c.put(key, body).await,
+        }
+    }
+}
+
+pub struct RedisCache {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+    ttl_secs: u64,
+    max_entry_bytes: usize,
+}
+
+impl RedisCache {
+    /// Connects now: a configured Redis that cannot be reached stops start-up.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        ttl: Duration,
+        max_entry_bytes: usize,
+    ) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let conn = client.get_connection_manager().await?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            ttl_secs: ttl.as_secs().max(1),
+            max_entry_bytes,
+        })
+    }
+
+    fn redis_key(&self, key: &CacheKey) -> String {
+        format!("{}{}", self.prefix, hex::encode(key))
+    }
+
+    async fn get(&self, key: &CacheKey) -> Option<Bytes> {
+        let mut c = self.conn.clone();
+        match redis::AsyncCommands::get::<_, Option<Vec<u8>>>(&mut c, self.redis_key(key)).await {
+            Ok(v) => v.map(Bytes::from),
+            Err(e) => {
+                tracing::warn!(error = %e, "response cache (redis) read failed; treating as a miss");
+                None
+            }
+        }
+    }
+
+    async fn put(&self, key: CacheKey, body: Bytes) {
+        if body.len() > self.max_entry_bytes {
+            return;
+        }
+        let mut c = self.conn.clone();
+        let r: Result<(), _> = redis::AsyncCommands::set_ex(
+            &mut c,
+            self.redis_key(&key),
+            body.to_vec(),
+            self.ttl_secs,
+        )
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "response cache (redis) write failed");
+        }
+    }
+}
+
 /// A provider-side prompt-cache key derived from the tenant (and the client's own key, if it
 /// sent one), so a provider's prefix cache is never shared across tenants and a client cannot
 /// name another tenant's cache.

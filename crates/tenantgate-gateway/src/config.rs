@@ -21,6 +21,7 @@ pub struct Config {
     pub demo: DemoConfig,
     pub encryption: EncryptionConfig,
     pub cache: CacheConfig,
+    pub guard: GuardConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -69,6 +70,17 @@ pub struct DemoConfig {
     pub key_file: PathBuf,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// The platform's incident webhook: every leak-guard finding of every tenant is POSTed
+    /// here (tenant slug, detector, action, direction, time; never text).
+    pub webhook_url: Option<String>,
+    /// Let tenants register plain-http webhooks (tests, private networks). Off: tenant webhooks
+    /// must be https.
+    pub allow_http_webhooks: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
@@ -82,6 +94,11 @@ pub struct CacheConfig {
     pub max_entries: usize,
     /// Largest response body cached, in bytes.
     pub max_entry_bytes: usize,
+    /// Share the cache between replicas through Redis (e.g. `redis://127.0.0.1:6379`);
+    /// unset keeps it in this process.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys.
+    pub redis_prefix: String,
 }
 
 impl Default for CacheConfig {
@@ -91,6 +108,8 @@ impl Default for CacheConfig {
             ttl_secs: 300,
             max_entries: 10_000,
             max_entry_bytes: 256 * 1024,
+            redis_url: None,
+            redis_prefix: "tenantgate:cache:".to_owned(),
         }
     }
 }

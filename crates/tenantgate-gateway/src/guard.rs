@@ -93,7 +93,7 @@ impl AppState {
         let mut blocked = None;
         for h in hits {
             let action = policy.action(h.detector);
-            self.record_incident(&ctx.tenant.slug, h.detector, action, dir);
+            self.record_incident(&ctx.tenant.slug, policy, h.detector, action, dir);
             match action {
                 Action::Block => blocked = blocked.or(Some(h.detector.as_str())),
                 Action::Redact => redactions.push(*h),
@@ -113,10 +113,12 @@ impl AppState {
         })
     }
 
-    /// One finding: a counter and a WARN event naming tenant, detector, action and direction.
+    /// One finding: a counter, a WARN event naming tenant, detector, action and direction, and
+    /// (if configured) a webhook POST to the platform and to the tenant. Never the text.
     pub(crate) fn record_incident(
         &self,
         tenant_slug: &str,
+        policy: &tenantgate_guard::Policy,
         d: Detector,
         action: Action,
         dir: Direction,
@@ -127,6 +129,35 @@ impl AppState {
             tenant = %tenant_slug, detector = d.as_str(), action = action_str(action),
             direction = dir_str(dir), "leak guard finding"
         );
+        let targets: Vec<String> = self
+            .0
+            .config
+            .guard
+            .webhook_url
+            .iter()
+            .chain(policy.webhook_url.iter())
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let event = serde_json::json!({
+            "type": "tenantgate.incident", "tenant": tenant_slug, "detector": d.as_str(),
+            "action": action_str(action), "direction": dir_str(dir), "at_ms": crate::pipeline::now_ms(),
+        });
+        let http = self.0.webhooks.clone();
+        // Delivery must not delay the call: one attempt, bounded by the client's timeout.
+        tokio::spawn(async move {
+            for url in targets {
+                let req = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(event.to_string());
+                if let Err(e) = req.send().await {
+                    tracing::warn!(error = %e, "incident webhook delivery failed");
+                }
+            }
+        });
     }
 
     /// Guards one string in place.

@@ -27,6 +27,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cache.redis_url {0}")]
+    Cache(String),
     #[error("demo bootstrap: {0}")]
     Demo(String),
 }
@@ -79,7 +81,27 @@ impl Server {
         }
         let keyring = std::sync::Arc::new(crate::control::keyring(&store, &config.encryption)?);
         tenantgate_providers::tokens::warm_up();
-        let state = AppState::new(config, store, secret, catalog, keyring);
+        let cache = match (&config.cache.enabled, &config.cache.redis_url) {
+            (false, _) => None,
+            (true, None) => Some(crate::cache::CacheBackend::Memory(
+                crate::cache::ResponseCache::new(
+                    config.cache.max_entries,
+                    Duration::from_secs(config.cache.ttl_secs),
+                    config.cache.max_entry_bytes,
+                ),
+            )),
+            (true, Some(url)) => Some(crate::cache::CacheBackend::Redis(
+                crate::cache::RedisCache::connect(
+                    url,
+                    &config.cache.redis_prefix,
+                    Duration::from_secs(config.cache.ttl_secs),
+                    config.cache.max_entry_bytes,
+                )
+                .await
+                .map_err(|e| StartError::Cache(format!("{}: {e}", redact_url(url))))?,
+            )),
+        };
+        let state = AppState::new(config, store, secret, catalog, keyring, cache);
         state
             .reload_auth(true)
             .await

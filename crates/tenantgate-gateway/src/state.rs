@@ -21,8 +21,9 @@ pub(crate) struct Inner {
     pub catalog: Catalog,
     pub keyring: Arc<tenantgate_store::Keyring>,
     pub prompts: crate::compose::PromptCache,
-    pub cache: Option<crate::cache::ResponseCache>,
+    pub cache: Option<crate::cache::CacheBackend>,
     pub incidents: crate::guard::Incidents,
+    pub webhooks: reqwest::Client,
 }
 
 impl AppState {
@@ -32,14 +33,8 @@ impl AppState {
         secret: ServerSecret,
         catalog: Catalog,
         keyring: Arc<tenantgate_store::Keyring>,
+        cache: Option<crate::cache::CacheBackend>,
     ) -> Self {
-        let cache = config.cache.enabled.then(|| {
-            crate::cache::ResponseCache::new(
-                config.cache.max_entries,
-                std::time::Duration::from_secs(config.cache.ttl_secs),
-                config.cache.max_entry_bytes,
-            )
-        });
         AppState(Arc::new(Inner {
             config,
             store,
@@ -51,6 +46,10 @@ impl AppState {
             prompts: crate::compose::PromptCache::default(),
             cache,
             incidents: crate::guard::Incidents::default(),
+            webhooks: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
         }))
     }
 

@@ -192,8 +192,13 @@ impl StreamGuard {
                 .flagged
                 .insert((self.released_text + h.start, h.detector.as_str()))
             {
-                self.state
-                    .record_incident(&self.slug, h.detector, action, Direction::Outbound);
+                self.state.record_incident(
+                    &self.slug,
+                    &self.policy,
+                    h.detector,
+                    action,
+                    Direction::Outbound,
+                );
             }
             match action {
                 Action::Block => {

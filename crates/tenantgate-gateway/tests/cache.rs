@@ -102,3 +102,58 @@ async fn provider_prompt_cache_keys_are_tenant_scoped_and_not_client_chosen() {
     assert_ne!(sa, sb);
     gw.stop().await;
 }
+
+/// Redis mode: replicas share entries, tenants still never do. Needs
+/// `TENANTGATE_TEST_REDIS_URL`; skipped (saying so) without it.
+#[tokio::test]
+async fn replicas_share_the_redis_cache_but_tenants_never_do() {
+    let Some(url) = std::env::var("TENANTGATE_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("skipping Redis cache test: TENANTGATE_TEST_REDIS_URL is not set");
+        return;
+    };
+    let prefix = format!("tg-test-{:016x}:", rand::random::<u64>());
+    let redis = |c: &mut tenantgate_gateway::Config| {
+        c.cache.enabled = true;
+        c.cache.redis_url = Some(url.clone());
+        c.cache.redis_prefix = prefix.clone();
+    };
+    let one = TestGateway::start_with(redis).await;
+    // A second replica on the same database and secret, with its own upstream.
+    let (db, secret) = (
+        one.config.database.url.clone(),
+        one.config.server.secret_file.clone(),
+    );
+    let two = TestGateway::start_with(|c| {
+        redis(c);
+        c.database.url = db.clone();
+        c.server.secret_file = secret.clone();
+    })
+    .await;
+    let (_, a) = one.tenant("acme", &["gpt-test"], None).await;
+    let (_, b) = one.tenant("globex", &["gpt-test"], None).await;
+    two.wait_for_revision().await;
+    let req = chat("gpt-test", "shared question");
+
+    let r = one.post("/v1/chat/completions", &a, &req).await;
+    assert_eq!(r.headers()["x-tenantgate-cache"], "miss");
+    let before = two.mock.stats.requests.load(Ordering::Relaxed);
+    let r = two.post("/v1/chat/completions", &a, &req).await;
+    assert_eq!(
+        r.headers()["x-tenantgate-cache"],
+        "hit",
+        "the other replica serves A's entry"
+    );
+    assert_eq!(two.mock.stats.requests.load(Ordering::Relaxed), before);
+    let r = two.post("/v1/chat/completions", &b, &req).await;
+    assert_eq!(
+        r.headers()["x-tenantgate-cache"],
+        "miss",
+        "B never gets A's entry"
+    );
+    assert_eq!(two.mock.stats.requests.load(Ordering::Relaxed), before + 1);
+    one.stop().await;
+    two.stop().await;
+}

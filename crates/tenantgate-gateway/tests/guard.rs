@@ -346,3 +346,99 @@ async fn a_secret_split_across_stream_chunks_is_redacted_in_place() {
     assert_eq!(streamed_text(&body), long);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn incidents_reach_the_platform_and_tenant_webhooks_without_any_text() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    let collector = axum::Router::new().route(
+        "/{who}",
+        axum::routing::post(
+            move |axum::extract::Path(who): axum::extract::Path<String>, body: String| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((who, body));
+                    "ok"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let gw = TestGateway::start_with(|c| {
+        c.guard.webhook_url = Some(format!("http://{addr}/platform"));
+        c.guard.allow_http_webhooks = true;
+    })
+    .await;
+    let (canary, _, _) = setup(&gw).await;
+    let tb = gw
+        .state
+        .store()
+        .platform(&TestGateway::admin())
+        .find_tenant("globex")
+        .await
+        .unwrap();
+    let b_admin = gw.admin_key(&tb).await;
+    let r = gw
+        .http
+        .put(format!("{}/tenant/v1/guard-policy", gw.url))
+        .bearer_auth(&b_admin)
+        .json(&json!({"webhook_url": format!("http://{addr}/tenant")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &b_admin,
+            &replying("gpt-test", &format!("leak {canary}"), ""),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("webhook delivered")
+            .unwrap();
+        got.push(m);
+    }
+    got.sort();
+    assert_eq!(
+        got.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>(),
+        ["platform", "tenant"]
+    );
+    for (_, body) in &got {
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            (
+                v["tenant"].as_str(),
+                v["detector"].as_str(),
+                v["action"].as_str()
+            ),
+            (Some("globex"), Some("cross_tenant"), Some("block"))
+        );
+        assert!(
+            !body.contains(&canary),
+            "an incident must not carry the text"
+        );
+    }
+    gw.stop().await;
+
+    // Without the platform's permission a tenant webhook must be https.
+    let strict = TestGateway::start().await;
+    let (t, _) = strict.tenant("acme", &["gpt-test"], None).await;
+    let admin = strict.admin_key(&t).await;
+    let r = strict
+        .http
+        .put(format!("{}/tenant/v1/guard-policy", strict.url))
+        .bearer_auth(&admin)
+        .json(&json!({"webhook_url": "http://169.254.169.254/latest"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    strict.stop().await;
+}

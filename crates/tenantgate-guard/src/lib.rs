@@ -59,6 +59,8 @@ pub struct Policy {
     pub secrets: Action,
     pub pii: Action,
     pub injection: Action,
+    /// Where the tenant's incidents are also POSTed (https; no text is ever sent).
+    pub webhook_url: Option<String>,
 }
 
 impl Default for Policy {
@@ -69,6 +71,7 @@ impl Default for Policy {
             secrets: Action::Redact,
             pii: Action::Flag,
             injection: Action::Flag,
+            webhook_url: None,
         }
     }
 }
@@ -232,6 +235,11 @@ impl Scanner {
             ibans,
             injection,
         }
+    }
+
+    /// Heap bytes held by the identifier automaton.
+    pub fn memory_usage(&self) -> usize {
+        self.tenants.as_ref().map_or(0, |ac| ac.memory_usage())
     }
 
     /// Bytes of text a streaming scan holds back so no literal match can straddle what was

@@ -107,7 +107,7 @@ fn main() {
         pii: Action::Flag,
         ..none.clone()
     });
-    println!("leak guard: {tenants} tenants ({} patterns incl. ids, names, canaries), built in {} ms, stream window {} bytes", tenants * 4, build.as_millis(), scanner.window());
+    println!("leak guard: {tenants} tenants ({} patterns incl. ids, names, canaries), built in {} ms, automaton {} MiB, stream window {} bytes", tenants * 4, build.as_millis(), scanner.memory_usage() / (1024 * 1024), scanner.window());
     println!("  clean text        {mbs:.0} MB/s (identifiers alone {ids:.0}, secrets alone {secrets:.0}, PII alone {pii:.0})");
     println!("  8 KiB with 2 hits {dirty_us:.1} us per scan");
     println!("  per call (2 KiB prompt + 4 KiB answer) {per_call_us:.1} us");

@@ -132,7 +132,7 @@ async fn chat(
                     )
                 });
             if let Some((c, k)) = &cache {
-                if let Some(hit) = c.get(k) {
+                if let Some(hit) = c.get(k).await {
                     // Re-checked: the tenant's guard policy may have changed since it was stored.
                     let hit = app.guard_passthrough(&call.ctx, hit, false)?;
                     let mut resp = json_response(StatusCode::OK, hit);
@@ -165,7 +165,7 @@ async fn chat(
             let bytes = app.guard_passthrough(&call.ctx, bytes, false)?;
             let mut resp = json_response(StatusCode::OK, bytes.clone());
             if let Some((c, k)) = cache {
-                c.put(k, bytes);
+                c.put(k, bytes).await;
                 resp.headers_mut().insert(
                     "x-tenantgate-cache",
                     axum::http::HeaderValue::from_static("miss"),

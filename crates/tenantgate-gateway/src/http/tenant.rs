@@ -427,6 +427,16 @@ pub(super) async fn put_guard_policy(
     ok(async {
         let ctx = admin_context(&app, &headers)?;
         let policy: tenantgate_guard::Policy = json_body(&app, body).await?;
+        if let Some(url) = &policy.webhook_url {
+            let https = url.starts_with("https://");
+            let http_ok = app.0.config.guard.allow_http_webhooks && url.starts_with("http://");
+            if !(https || http_ok) {
+                return Err(GatewayError::InvalidRequest {
+                    message: "webhook_url must be an https:// URL".into(),
+                    param: Some("webhook_url".into()),
+                });
+            }
+        }
         let json = serde_json::to_string(&policy).map_err(|_| GatewayError::Internal)?;
         app.store()
             .tenant(&ctx.principal.scope)
