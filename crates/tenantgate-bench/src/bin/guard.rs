@@ -94,6 +94,7 @@ fn main() {
         secrets: Action::Off,
         pii: Action::Off,
         injection: Action::Off,
+        webhook_url: None,
     };
     let ids = only(Policy {
         cross_tenant: Action::Block,
