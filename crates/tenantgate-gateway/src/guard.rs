@@ -194,6 +194,28 @@ impl AppState {
         }
     }
 
+    /// Guards message content: a string, or the `text` of each text part. Other parts (images,
+    /// audio) are data whose bytes must not be rewritten.
+    fn guard_content(
+        &self,
+        ctx: &TenantContext,
+        content: &mut Value,
+        dir: Direction,
+    ) -> Result<(), GatewayError> {
+        match content {
+            Value::String(_) => self.guard_string(ctx, content, dir),
+            Value::Array(parts) => parts.iter_mut().try_for_each(|p| {
+                if p["type"] == "text" {
+                    if let Some(t) = p.get_mut("text") {
+                        self.guard_string(ctx, t, dir)?;
+                    }
+                }
+                Ok(())
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Guard-inbound for an OpenAI chat request: user and assistant turns as the caller's
     /// input, tool results as data the model will read. The tenant's own system prompt (and
     /// the client's, which the tenant's policy already admitted) is not scanned.
@@ -212,7 +234,7 @@ impl AppState {
                 _ => continue,
             };
             if let Some(c) = m.get_mut("content") {
-                self.guard_strings(ctx, c, dir)?;
+                self.guard_content(ctx, c, dir)?;
             }
         }
         Ok(())
@@ -232,20 +254,15 @@ impl AppState {
                 Some(c @ Value::String(_)) => self.guard_string(ctx, c, Direction::Inbound)?,
                 Some(Value::Array(blocks)) => {
                     for b in blocks.iter_mut() {
-                        let dir = if b["type"] == "tool_result" {
-                            Direction::InboundData
-                        } else {
-                            Direction::Inbound
-                        };
                         match b["type"].as_str() {
                             Some("text") => {
                                 if let Some(t) = b.get_mut("text") {
-                                    self.guard_string(ctx, t, dir)?;
+                                    self.guard_string(ctx, t, Direction::Inbound)?;
                                 }
                             }
                             Some("tool_result") => {
                                 if let Some(c) = b.get_mut("content") {
-                                    self.guard_strings(ctx, c, dir)?;
+                                    self.guard_content(ctx, c, Direction::InboundData)?;
                                 }
                             }
                             _ => {}

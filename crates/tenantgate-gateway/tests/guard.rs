@@ -138,6 +138,23 @@ async fn secrets_are_redacted_or_blocked_per_policy_in_both_directions() {
         sent["messages"][0]["content"],
         "debug this: [REDACTED:secrets]"
     );
+    // Only text parts are scanned: image bytes that happen to look like a key stay intact.
+    let image = "data:image/png;base64,AKIAABCDEFGHIJKLMNOP";
+    let parts = json!({"model":"gpt-test","messages":[{"role":"user","content":[
+        {"type":"text","text":format!("what is {KEY}?")},
+        {"type":"image_url","image_url":{"url":image}}]}]});
+    assert_eq!(
+        gw.post("/v1/chat/completions", &member, &parts)
+            .await
+            .status(),
+        200
+    );
+    let sent = gw.mock.stats.last_request().unwrap().body;
+    assert_eq!(
+        sent["messages"][0]["content"][0]["text"],
+        "what is [REDACTED:secrets]?"
+    );
+    assert_eq!(sent["messages"][0]["content"][1]["image_url"]["url"], image);
     // Tenant switches secrets to block.
     let r = gw
         .http
