@@ -17,6 +17,7 @@ pub struct AuthIndex {
     tenants: HashMap<TenantId, Arc<Tenant>>,
     pub scanner: tenantgate_guard::Scanner,
     policies: HashMap<TenantId, tenantgate_guard::Policy>,
+    prompt_revisions: HashMap<TenantId, i64>,
 }
 
 impl Default for AuthIndex {
@@ -27,6 +28,7 @@ impl Default for AuthIndex {
             tenants: HashMap::new(),
             scanner: tenantgate_guard::Scanner::new(Vec::new(), &[]),
             policies: HashMap::new(),
+            prompt_revisions: HashMap::new(),
         }
     }
 }
@@ -67,7 +69,13 @@ impl AuthIndex {
             tenants,
             scanner,
             policies,
+            prompt_revisions: snap.prompt_revisions.into_iter().collect(),
         }
+    }
+
+    /// The tenant's prompt revision; `None` if it never configured prompts.
+    pub fn prompt_revision(&self, tenant: &TenantId) -> Option<i64> {
+        self.prompt_revisions.get(tenant).copied()
     }
 
     /// The tenant's leak-prevention policy (defaults if it set none).

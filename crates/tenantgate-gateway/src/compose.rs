@@ -167,8 +167,17 @@ impl AppState {
         &self,
         ctx: &TenantContext,
     ) -> Result<Arc<TenantPrompts>, GatewayError> {
-        let revision = self.auth_revision();
         let tenant = ctx.principal.scope.tenant_id();
+        // The tenant's own prompt revision, from the snapshot: other tenants' changes never
+        // invalidate this tenant's cache, and a tenant without prompts never reads the store.
+        let Some(revision) = self.0.auth.load().prompt_revision(tenant) else {
+            return Ok(Arc::new(TenantPrompts {
+                revision: 0,
+                settings: None,
+                active: HashMap::new(),
+                pinned: Mutex::new(HashMap::new()),
+            }));
+        };
         if let Some(p) = self
             .0
             .prompts

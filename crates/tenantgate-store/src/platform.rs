@@ -24,6 +24,8 @@ pub struct AuthSnapshot {
     pub canaries: Vec<(TenantId, String)>,
     /// Tenants' leak-prevention policies, as stored (JSON).
     pub guard_policies: Vec<(TenantId, String)>,
+    /// Each tenant's prompt revision: its cached prompts are valid while this is unchanged.
+    pub prompt_revisions: Vec<(TenantId, i64)>,
 }
 
 impl<'a> Platform<'a> {
@@ -235,10 +237,16 @@ impl<'a> Platform<'a> {
                 .bind(now_ms())
                 .fetch_all(&mut *tx)
                 .await?;
-            let canaries: Vec<(String, String)> =
-                sqlx::query_as("SELECT tenant_id, canary FROM tenant_prompt_settings")
+            let prompt_rows: Vec<(String, String, i64)> =
+                sqlx::query_as("SELECT tenant_id, canary, revision FROM tenant_prompt_settings")
                     .fetch_all(&mut *tx)
                     .await?;
+            let prompt_revisions = prompt_rows
+                .iter()
+                .filter_map(|(t, _, r)| TenantId::parse(t).ok().map(|t| (t, *r)))
+                .collect();
+            let canaries: Vec<(String, String)> =
+                prompt_rows.into_iter().map(|(t, c, _)| (t, c)).collect();
             let policies: Vec<(String, String)> =
                 sqlx::query_as("SELECT tenant_id, policy FROM tenant_guard_policy")
                     .fetch_all(&mut *tx)
@@ -249,6 +257,7 @@ impl<'a> Platform<'a> {
                     .collect()
             };
             AuthSnapshot {
+                prompt_revisions,
                 canaries: ids(canaries),
                 guard_policies: ids(policies),
                 revision,

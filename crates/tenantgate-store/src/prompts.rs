@@ -412,6 +412,10 @@ impl Prompts<'_> {
                 )
                 .await?;
             }
+            sqlx::query(BUMP_PROMPT_REVISION)
+                .bind(&tenant)
+                .execute(&mut *tx)
+                .await?;
             bump_revision(&mut tx).await?;
             out
         })?;
@@ -436,6 +440,10 @@ impl Prompts<'_> {
             if n == 0 {
                 return Err(KeyringError::NotFound);
             }
+            sqlx::query(BUMP_PROMPT_REVISION)
+                .bind(&tenant)
+                .execute(&mut *tx)
+                .await?;
             bump_revision(&mut tx).await?;
         })?;
         Ok(())
@@ -508,12 +516,17 @@ impl Prompts<'_> {
     }
 }
 
+/// Bumps the tenant's prompt revision (gateways reload a tenant's prompts only when it moves).
+const BUMP_PROMPT_REVISION: &str =
+    "UPDATE tenant_prompt_settings SET revision = revision + 1 WHERE tenant_id = $1";
+
 /// Creates the settings row only if the tenant has none.
 const KEEP_EXISTING: &str = "ON CONFLICT (tenant_id) DO NOTHING";
 /// Replaces the settings but never the canary: once set, a tenant's canary does not change.
 const REPLACE_KEEPING_CANARY: &str = "ON CONFLICT (tenant_id) DO UPDATE SET client_system = excluded.client_system, \
      default_prompt = excluded.default_prompt, custom_instructions_sealed = excluded.custom_instructions_sealed, \
-     canary_enabled = excluded.canary_enabled, updated_at_ms = excluded.updated_at_ms";
+     canary_enabled = excluded.canary_enabled, updated_at_ms = excluded.updated_at_ms, \
+     revision = tenant_prompt_settings.revision + 1";
 
 async fn write_settings<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,

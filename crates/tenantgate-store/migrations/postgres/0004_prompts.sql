@@ -26,6 +26,7 @@ CREATE TABLE tenant_prompt_settings (
     custom_instructions_sealed  BYTEA,
     canary_enabled              BIGINT NOT NULL,
     canary                      TEXT NOT NULL,
+    revision                    BIGINT NOT NULL DEFAULT 0,   -- bumped by every prompt change
     updated_at_ms               BIGINT NOT NULL
 );
 

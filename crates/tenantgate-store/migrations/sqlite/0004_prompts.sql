@@ -27,5 +27,6 @@ CREATE TABLE tenant_prompt_settings (
     custom_instructions_sealed  BLOB,
     canary_enabled              INTEGER NOT NULL,
     canary                      TEXT NOT NULL,
+    revision                    INTEGER NOT NULL DEFAULT 0,   -- bumped by every prompt change
     updated_at_ms               INTEGER NOT NULL
 ) STRICT;
