@@ -78,7 +78,12 @@ impl PromptSettings {
 }
 
 pub fn validate_name(name: &str) -> Result<(), InvalidValue> {
-    let ok = !name.is_empty()
+    // Starts with a letter or digit: no ".", "..", or hidden names, since exports use the name
+    // as a path inside the archive.
+    let ok = name
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphanumeric)
         && name.len() <= 100
         && name
             .bytes()
@@ -87,8 +92,21 @@ pub fn validate_name(name: &str) -> Result<(), InvalidValue> {
         Ok(())
     } else {
         Err(InvalidValue(format!(
-            "invalid prompt name {name:?}: use 1-100 of A-Z a-z 0-9 - _ ."
+            "invalid prompt name {name:?}: use 1-100 of A-Z a-z 0-9 - _ . starting with a letter or digit"
         )))
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    #[test]
+    fn prompt_names_cannot_be_paths() {
+        for ok in ["support", "v2.1", "a-b_c"] {
+            assert!(super::validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", ".hidden", "a/b", "a b", &"x".repeat(101)] {
+            assert!(super::validate_name(bad).is_err(), "{bad:?}");
+        }
     }
 }
 
