@@ -250,26 +250,21 @@ impl AppState {
             return Ok(());
         };
         for m in messages.iter_mut() {
-            match m.get_mut("content") {
-                Some(c @ Value::String(_)) => self.guard_string(ctx, c, Direction::Inbound)?,
-                Some(Value::Array(blocks)) => {
-                    for b in blocks.iter_mut() {
-                        match b["type"].as_str() {
-                            Some("text") => {
-                                if let Some(t) = b.get_mut("text") {
-                                    self.guard_string(ctx, t, Direction::Inbound)?;
-                                }
-                            }
-                            Some("tool_result") => {
-                                if let Some(c) = b.get_mut("content") {
-                                    self.guard_content(ctx, c, Direction::InboundData)?;
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
+            let Some(content) = m.get_mut("content") else {
+                continue;
+            };
+            // The string form and text blocks are the caller's input ...
+            self.guard_content(ctx, content, Direction::Inbound)?;
+            // ... tool results are data the model will read.
+            for b in content
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+                .filter(|b| b["type"] == "tool_result")
+            {
+                if let Some(c) = b.get_mut("content") {
+                    self.guard_content(ctx, c, Direction::InboundData)?;
                 }
-                _ => {}
             }
         }
         Ok(())
