@@ -42,6 +42,63 @@ struct Args {
     /// Chunks per streamed response.
     #[arg(long, default_value_t = 50)]
     stream_chunks: usize,
+    /// Run the gateway as a separate `tenantgate serve` process (path to the binary), so its
+    /// resident memory is measured alone.
+    #[arg(long)]
+    external: Option<std::path::PathBuf>,
+}
+
+/// A `tenantgate serve` child process on the seeded data directory.
+struct External {
+    child: std::process::Child,
+    url: String,
+}
+
+impl External {
+    fn start(bin: &std::path::Path, dir: &std::path::Path, config: &Config) -> Result<External> {
+        use std::io::{BufRead, BufReader};
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nsecret_file = {:?}\n[database]\nurl = {:?}\n[demo]\nenabled = false\nbootstrap_tenant = false\n[encryption]\nmaster_key_file = {:?}\n[[providers]]\nname = \"mock\"\nkind = \"openai_compatible\"\nbase_url = {:?}\npool_max_idle_per_host = 512\n[[models]]\nname = \"bench-model\"\nprovider = \"mock\"\nupstream_model = \"bench-upstream\"\n",
+            config.server.secret_file.display().to_string(),
+            config.database.url,
+            dir.join("master.key").display().to_string(),
+            config.providers[0].base_url.clone().unwrap_or_default(),
+        );
+        let cfg_path = dir.join("bench.toml");
+        std::fs::write(&cfg_path, toml)?;
+        let mut child = std::process::Command::new(bin)
+            .args(["--config", &cfg_path.display().to_string(), "serve"])
+            .env("TENANTGATE_LOG_FORMAT", "json")
+            .env("TENANTGATE_LOG", "warn,tenantgate=info")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let stderr = child.stderr.take().context("child stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let url = loop {
+            let line = lines.next().context("gateway exited before listening")??;
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "tenantgate listening" {
+                break format!(
+                    "http://{}",
+                    v["fields"]["addr"].as_str().unwrap_or_default()
+                );
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Ok(External { child, url })
+    }
+
+    fn rss_mib(&self) -> u64 {
+        rss_of(&format!("/proc/{}/status", self.child.id()))
+    }
+}
+
+impl Drop for External {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 // The binary's allocator: glibc malloc showed ~14% of samples under this load (arena
@@ -285,13 +342,27 @@ async fn main() -> Result<()> {
     let seed_secs = seeded.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let server = Server::bind(config).await.context("gateway start")?;
+    let (gw_url, external, stop) = match &args.external {
+        Some(bin) => {
+            let ext = External::start(bin, dir.path(), &config)?;
+            (ext.url.clone(), Some(ext), None)
+        }
+        None => {
+            let server = Server::bind(config).await.context("gateway start")?;
+            let url = format!("http://{}", server.local_addr());
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(server.serve(async {
+                let _ = stop_rx.await;
+            }));
+            (url, None, Some((stop_tx, task)))
+        }
+    };
     let ready = started.elapsed();
-    let gw_url = format!("http://{}", server.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let gw = tokio::spawn(server.serve(async {
-        let _ = stop_rx.await;
-    }));
+    let gateway_rss = |ext: &Option<External>| {
+        ext.as_ref()
+            .map(|e| format!(", gateway process rss {} MiB", e.rss_mib()))
+            .unwrap_or_default()
+    };
 
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1024)
@@ -312,8 +383,8 @@ async fn main() -> Result<()> {
     throughput(&client, direct.clone(), keys.clone(), 16, 1, plain.clone()).await;
     throughput(&client, via.clone(), keys.clone(), 16, 1, plain.clone()).await;
 
-    println!("tenantgate overhead benchmark: {} tenants ({} keys) seeded in {:.1}s, gateway ready in {} ms, rss {} MiB",
-        args.tenants, keys.len(), seed_secs, ready.as_millis(), rss_mib());
+    println!("tenantgate overhead benchmark: {} tenants ({} keys) seeded in {:.1}s, gateway ready in {} ms, rss {} MiB{}",
+        args.tenants, keys.len(), seed_secs, ready.as_millis(), rss_mib(), gateway_rss(&external));
     let d = fixed_rate(
         &client,
         direct.clone(),
@@ -413,18 +484,26 @@ async fn main() -> Result<()> {
     );
     println!("  direct   {dt:.0} req/s (errors {de})");
     println!(
-        "  gateway  {gt:.0} req/s (errors {ge})   rss after {} MiB",
-        rss_mib()
+        "  gateway  {gt:.0} req/s (errors {ge})   rss after {} MiB{}",
+        rss_mib(),
+        gateway_rss(&external)
     );
 
-    let _ = stop_tx.send(());
-    let _ = gw.await;
+    if let Some((stop_tx, task)) = stop {
+        let _ = stop_tx.send(());
+        let _ = task.await;
+    }
+    drop(external);
     mock.stop().await;
     Ok(())
 }
 
 fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_of("/proc/self/status")
+}
+
+fn rss_of(status: &str) -> u64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines()

@@ -80,7 +80,10 @@ impl Server {
             bootstrap_demo(&store, &secret, &config).await?;
         }
         let keyring = std::sync::Arc::new(crate::control::keyring(&store, &config.encryption)?);
-        tenantgate_providers::tokens::warm_up();
+        if config.demo.enabled {
+            // The tokenizer's vocabulary is tens of MiB; only the demo model needs it.
+            tenantgate_providers::tokens::warm_up();
+        }
         let cache = match (&config.cache.enabled, &config.cache.redis_url) {
             (false, _) => None,
             (true, None) => Some(crate::cache::CacheBackend::Memory(
