@@ -156,7 +156,7 @@ pub(crate) fn store_err(e: KeyringError) -> GatewayError {
             }
         }
         other => {
-            tracing::error!(error = %other, "prompt store failure");
+            tracing::error!(error = %other, "template store failure");
             GatewayError::Unavailable("prompt store".into())
         }
     }
