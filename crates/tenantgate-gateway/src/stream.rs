@@ -29,6 +29,8 @@ pub enum Transform {
     AnthropicToOpenAi(AnthropicToOpenAiStream),
     /// Anthropic (or demo) upstream, Anthropic client.
     AnthropicPassthrough(StreamUsage),
+    /// OpenAI-format upstream, Anthropic client.
+    OpenAiToAnthropic(tenantgate_providers::translate_rev::OpenAiToAnthropicStream),
 }
 
 impl Transform {
@@ -57,6 +59,7 @@ impl Transform {
                 out.push_back(data_frame(&ev.data));
             }
             Transform::AnthropicToOpenAi(t) => out.extend(t.on_event(&ev.event, &ev.data)),
+            Transform::OpenAiToAnthropic(t) => out.extend(t.on_data(&ev.data)),
             Transform::AnthropicPassthrough(u) => {
                 u.on_event(&ev);
                 out.push_back(named_frame(
@@ -76,6 +79,7 @@ impl Transform {
             Transform::OpenAiPassthrough { done, .. } => *done,
             Transform::AnthropicToOpenAi(t) => t.finished,
             Transform::AnthropicPassthrough(u) => u.seen_stop || u.error,
+            Transform::OpenAiToAnthropic(t) => t.finished,
         }
     }
 
@@ -84,6 +88,7 @@ impl Transform {
             Transform::OpenAiPassthrough { usage, .. } => *usage,
             Transform::AnthropicToOpenAi(t) => Some(t.usage),
             Transform::AnthropicPassthrough(u) => Some(u.usage),
+            Transform::OpenAiToAnthropic(t) => Some(t.usage),
         }
     }
 
@@ -93,7 +98,7 @@ impl Transform {
             Transform::OpenAiPassthrough { .. } | Transform::AnthropicToOpenAi(_) => {
                 data_frame(&serde_json::json!({"error": e.openai_object()}).to_string())
             }
-            Transform::AnthropicPassthrough(_) => {
+            Transform::AnthropicPassthrough(_) | Transform::OpenAiToAnthropic(_) => {
                 named_frame("error", &e.anthropic_body().to_string())
             }
         }

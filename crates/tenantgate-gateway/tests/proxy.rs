@@ -254,21 +254,71 @@ async fn anthropic_surface_passes_through_streaming_events() {
     assert_eq!(names.first().map(String::as_str), Some("message_start"));
     assert_eq!(names.last().map(String::as_str), Some("message_stop"));
     assert!(names.contains(&"ping".to_owned()) && names.contains(&"message_delta".to_owned()));
-    // An OpenAI-format model through the Anthropic surface is a clear 400 in Anthropic's shape.
+    // An OpenAI-format model through the Anthropic surface: translated both ways.
+    let body = json!({"model":"gpt-test","max_tokens":20,"system":"be terse","messages":[{"role":"user","content":"hello gpt"}]});
     let r = gw
         .http
         .post(format!("{}/v1/messages", gw.url))
         .header("x-api-key", &key)
-        .json(
-            &json!({"model":"gpt-test","max_tokens":5,"messages":[{"role":"user","content":"x"}]}),
-        )
+        .json(&body)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["type"], "error");
-    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        (v["type"].as_str(), v["model"].as_str()),
+        (Some("message"), Some("gpt-test"))
+    );
+    assert_eq!(v["content"][0]["text"], "mock reply to: hello gpt");
+    assert_eq!(v["stop_reason"], "end_turn");
+    let seen = gw.mock.stats.last_request().unwrap();
+    assert_eq!(seen.path, "/v1/chat/completions");
+    assert_eq!(
+        seen.body["messages"][0],
+        json!({"role":"system","content":"be terse"})
+    );
+    assert_eq!(seen.body["max_tokens"], 20);
+    let mut s = body.clone();
+    s["stream"] = json!(true);
+    let text = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &key)
+        .json(&s)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&text);
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(names.last(), Some(&"message_stop"));
+    let streamed: String = events
+        .iter()
+        .filter(|(e, _)| e == "content_block_delta")
+        .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(streamed, "mock reply to: hello gpt");
+    // tool use comes back as a tool_use block
+    let tools = json!({"model":"gpt-test","max_tokens":20,"tools":[{"name":"get_weather","input_schema":{"type":"object"}}],
+        "messages":[{"role":"user","content":"weather? mock:tool_call=get_weather"}]});
+    let v: Value = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &key)
+        .json(&tools)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["stop_reason"], "tool_use");
+    assert_eq!(v["content"][0]["input"], json!({"city":"Paris"}));
     gw.stop().await;
 }
 

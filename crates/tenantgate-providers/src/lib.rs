@@ -16,6 +16,7 @@ pub mod openai;
 pub mod sse;
 pub mod tokens;
 pub mod translate;
+pub mod translate_rev;
 
 use serde::Serialize;
 

@@ -19,7 +19,7 @@ use axum::{Extension, Json};
 use serde_json::json;
 use std::time::Instant;
 use tenantgate_providers::anthropic::{self, StreamUsage};
-use tenantgate_providers::demo;
+use tenantgate_providers::{demo, translate_rev};
 
 pub(super) async fn messages(
     State(app): State<AppState>,
@@ -64,7 +64,14 @@ async fn inner(
             let req = serde_json::Value::Object(req);
             if meta.stream {
                 let upstream = demo_upstream(demo::stream_events(&req, &meta));
-                return Ok(stream_reply(upstream, passthrough(), end, started.elapsed(), info, guard()));
+                return Ok(stream_reply(
+                    upstream,
+                    passthrough(),
+                    end,
+                    started.elapsed(),
+                    info,
+                    guard(),
+                ));
             }
             let mut out = demo::respond(&req, &meta);
             log_usage(&end, anthropic::usage_from(&out));
@@ -76,7 +83,14 @@ async fn inner(
             let resp = send_ok(provider, Endpoint::Messages, &route.upstream_model, &req).await?;
             if meta.stream {
                 let upstream = upstream_bytes(provider.name.clone(), resp);
-                return Ok(stream_reply(upstream, passthrough(), end, started.elapsed(), info, guard()));
+                return Ok(stream_reply(
+                    upstream,
+                    passthrough(),
+                    end,
+                    started.elapsed(),
+                    info,
+                    guard(),
+                ));
             }
             let (bytes, v) = upstream_json(&provider.name, resp).await?;
             log_usage(&end, anthropic::usage_from(&v));
@@ -88,13 +102,36 @@ async fn inner(
             ))
         }
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiCompatible => {
-            Err(GatewayError::UnsupportedForModel {
-                message: format!(
-                    "the model `{}` is served by an OpenAI-format provider; call it through /v1/chat/completions",
-                    meta.model
-                ),
-                param: Some("model".into()),
-            })
+            // An Anthropic client in front of an OpenAI-format model: translate both ways.
+            let mut oreq = translate_rev::anthropic_request_to_openai(&req, &route.upstream_model)
+                .map_err(codec)?;
+            if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
+                if let Some(v) = oreq.remove("max_tokens") {
+                    oreq.insert("max_completion_tokens".into(), v);
+                }
+                let k = crate::cache::prompt_cache_key(call.ctx.principal.scope.tenant_id(), None);
+                oreq.insert("prompt_cache_key".into(), json!(k));
+            }
+            let resp = send_ok(provider, Endpoint::Chat, &route.upstream_model, &oreq).await?;
+            if meta.stream {
+                let upstream = upstream_bytes(provider.name.clone(), resp);
+                let t = Transform::OpenAiToAnthropic(translate_rev::OpenAiToAnthropicStream::new(
+                    &meta.model,
+                ));
+                return Ok(stream_reply(
+                    upstream,
+                    t,
+                    end,
+                    started.elapsed(),
+                    info,
+                    guard(),
+                ));
+            }
+            let (_, v) = upstream_json(&provider.name, resp).await?;
+            let mut out = translate_rev::openai_response_to_anthropic(&v, &meta.model);
+            log_usage(&end, anthropic::usage_from(&out));
+            app.guard_anthropic_response(&call.ctx, &mut out)?;
+            Ok(annotate(Json(out).into_response(), started.elapsed(), info))
         }
     }
 }

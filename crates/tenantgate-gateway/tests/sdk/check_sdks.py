@@ -86,6 +86,12 @@ with an.messages.stream(model="claude-test", max_tokens=50, messages=[{"role": "
     final = s.get_final_message()
 assert text == "mock reply to: stream claude", text
 assert final.usage.output_tokens == 5, final.usage  # "mock reply to: stream claude"
+# An OpenAI-format model behind the Anthropic SDK (translated both ways, streaming too).
+m = an.messages.create(model="gpt-test", max_tokens=50, messages=[{"role": "user", "content": "hi gpt"}])
+assert m.content[0].text == "mock reply to: hi gpt", m
+with an.messages.stream(model="gpt-test", max_tokens=50, messages=[{"role": "user", "content": "stream gpt"}]) as s:
+    assert "".join(s.text_stream) == "mock reply to: stream gpt"
+    assert s.get_final_message().usage.output_tokens == 5
 m = an.messages.create(model="demo", max_tokens=64, messages=[{"role": "user", "content": "hi demo"}])
 assert m.content[0].text.startswith("[tenantgate demo model"), m
 with an.messages.stream(model="demo", max_tokens=64, messages=[{"role": "user", "content": "hi demo"}]) as s:
