@@ -167,6 +167,22 @@ pub fn prompt_cache_key(tenant: &TenantId, client: Option<&str>) -> String {
     format!("tg-{}", hex::encode(&d[..12]))
 }
 
+/// Scopes a provider-bound OpenAI-format request's prompt cache to the tenant: a client-sent
+/// `prompt_cache_key` is replaced by one derived from it and the tenant, and OpenAI-hosted
+/// models (`openai_hosted`) always get one.
+pub fn scope_prompt_cache(body: &mut Map<String, Value>, tenant: &TenantId, openai_hosted: bool) {
+    let client = body
+        .get("prompt_cache_key")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if client.is_some() || openai_hosted {
+        body.insert(
+            "prompt_cache_key".into(),
+            Value::String(prompt_cache_key(tenant, client.as_deref())),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

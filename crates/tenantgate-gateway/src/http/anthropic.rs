@@ -105,13 +105,17 @@ async fn inner(
             // An Anthropic client in front of an OpenAI-format model: translate both ways.
             let mut oreq = translate_rev::anthropic_request_to_openai(&req, &route.upstream_model)
                 .map_err(codec)?;
-            if matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure) {
+            let openai_hosted = matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure);
+            if openai_hosted {
                 if let Some(v) = oreq.remove("max_tokens") {
                     oreq.insert("max_completion_tokens".into(), v);
                 }
-                let k = crate::cache::prompt_cache_key(call.ctx.principal.scope.tenant_id(), None);
-                oreq.insert("prompt_cache_key".into(), json!(k));
             }
+            crate::cache::scope_prompt_cache(
+                &mut oreq,
+                call.ctx.principal.scope.tenant_id(),
+                openai_hosted,
+            );
             let resp = send_ok(provider, Endpoint::Chat, &route.upstream_model, &oreq).await?;
             if meta.stream {
                 let upstream = upstream_bytes(provider.name.clone(), resp);

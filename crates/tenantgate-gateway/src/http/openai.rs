@@ -99,21 +99,12 @@ async fn chat(
                 };
                 req.insert(field.into(), json!(b));
             }
-            // Provider prompt caches are scoped to the tenant: a client-sent key is replaced by
-            // a tenant-derived one, and OpenAI-hosted models always get one.
-            let client_key = req
-                .get("prompt_cache_key")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            if client_key.is_some()
-                || matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure)
-            {
-                let k = crate::cache::prompt_cache_key(
-                    call.ctx.principal.scope.tenant_id(),
-                    client_key.as_deref(),
-                );
-                req.insert("prompt_cache_key".into(), json!(k));
-            }
+            // Provider prompt caches are scoped to the tenant.
+            crate::cache::scope_prompt_cache(
+                &mut req,
+                call.ctx.principal.scope.tenant_id(),
+                matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure),
+            );
             let cache = app
                 .0
                 .cache
