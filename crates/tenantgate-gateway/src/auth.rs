@@ -18,6 +18,7 @@ pub struct AuthIndex {
     pub scanner: tenantgate_guard::Scanner,
     policies: HashMap<TenantId, tenantgate_guard::Policy>,
     prompt_revisions: HashMap<TenantId, i64>,
+    default_policy: tenantgate_guard::Policy,
 }
 
 impl Default for AuthIndex {
@@ -29,6 +30,7 @@ impl Default for AuthIndex {
             scanner: tenantgate_guard::Scanner::new(Vec::new(), &[]),
             policies: HashMap::new(),
             prompt_revisions: HashMap::new(),
+            default_policy: tenantgate_guard::Policy::default(),
         }
     }
 }
@@ -70,6 +72,7 @@ impl AuthIndex {
             scanner,
             policies,
             prompt_revisions: snap.prompt_revisions.into_iter().collect(),
+            default_policy: tenantgate_guard::Policy::default(),
         }
     }
 
@@ -79,8 +82,8 @@ impl AuthIndex {
     }
 
     /// The tenant's leak-prevention policy (defaults if it set none).
-    pub fn guard_policy(&self, tenant: &TenantId) -> tenantgate_guard::Policy {
-        self.policies.get(tenant).cloned().unwrap_or_default()
+    pub fn guard_policy(&self, tenant: &TenantId) -> &tenantgate_guard::Policy {
+        self.policies.get(tenant).unwrap_or(&self.default_policy)
     }
 
     pub fn tenant_count(&self) -> usize {

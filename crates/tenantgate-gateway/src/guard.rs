@@ -74,8 +74,8 @@ impl AppState {
         let policy = index.guard_policy(ctx.principal.scope.tenant_id());
         let hits = index
             .scanner
-            .scan(ctx.principal.scope.tenant_id(), text, dir, &policy);
-        self.weigh(ctx, text, &hits, &policy, dir)
+            .scan(ctx.principal.scope.tenant_id(), text, dir, policy);
+        self.weigh(ctx, text, &hits, policy, dir)
     }
 
     pub(crate) fn weigh(
@@ -323,7 +323,7 @@ impl AppState {
                 ctx.principal.scope.tenant_id(),
                 &raw,
                 Direction::Outbound,
-                &policy,
+                policy,
             )
             .is_empty()
         {

@@ -108,9 +108,11 @@ fn rewrite(frame: &[u8], field: Field, text: &str) -> Bytes {
 }
 
 impl StreamGuard {
-    pub fn new(state: &AppState, tenant: TenantId, slug: String) -> Self {
+    pub fn new(state: &AppState, ctx: &crate::pipeline::TenantContext) -> Self {
+        let tenant = ctx.principal.scope.tenant_id().clone();
+        let slug = ctx.tenant.slug.clone();
         let index = state.0.auth.load_full();
-        let policy = index.guard_policy(&tenant);
+        let policy = index.guard_policy(&tenant).clone();
         let window = index.scanner.window();
         Self {
             state: state.clone(),

@@ -48,13 +48,7 @@ async fn inner(
     app.guard_anthropic_request(&call.ctx, &mut req)?;
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
     let (info, end) = call_labels(request_id, &call, &meta.model);
-    let guard = || {
-        crate::stream_guard::StreamGuard::new(
-            app,
-            call.ctx.principal.scope.tenant_id().clone(),
-            call.ctx.tenant.slug.clone(),
-        )
-    };
+    let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
     let route = call.route;
     let provider = &route.provider;
     let started = Instant::now();

@@ -77,13 +77,7 @@ async fn chat(
     };
     let bound = call.bound_max_tokens(meta.max_tokens, param)?;
     let (info, end) = call_labels(request_id, &call, &meta.model);
-    let guard = || {
-        crate::stream_guard::StreamGuard::new(
-            app,
-            call.ctx.principal.scope.tenant_id().clone(),
-            call.ctx.tenant.slug.clone(),
-        )
-    };
+    let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
     let route = call.route;
     let provider = &route.provider;
     let started = Instant::now();
