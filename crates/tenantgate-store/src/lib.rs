@@ -11,6 +11,7 @@
 //! Architecture Invariant: in PostgreSQL every tenant table has row-level security enabled and
 //! forced, and the runtime role neither owns the tables nor bypasses RLS.
 
+pub mod audit;
 mod backend;
 mod keyring;
 mod kms;

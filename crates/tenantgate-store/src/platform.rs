@@ -10,7 +10,7 @@ use tenantgate_core::{
 };
 
 pub struct Platform<'a> {
-    store: &'a Store,
+    pub(crate) store: &'a Store,
     admin: &'a PlatformAdmin,
 }
 
@@ -24,6 +24,8 @@ pub struct AuthSnapshot {
     pub canaries: Vec<(TenantId, String)>,
     /// Tenants' leak-prevention policies, as stored (JSON).
     pub guard_policies: Vec<(TenantId, String)>,
+    /// Tenants' audit policies, as stored (JSON).
+    pub audit_policies: Vec<(TenantId, String)>,
     /// Each tenant's prompt revision: its cached prompts are valid while this is unchanged.
     pub prompt_revisions: Vec<(TenantId, i64)>,
 }
@@ -251,6 +253,10 @@ impl<'a> Platform<'a> {
                 sqlx::query_as("SELECT tenant_id, policy FROM tenant_guard_policy")
                     .fetch_all(&mut *tx)
                     .await?;
+            let audit: Vec<(String, String)> =
+                sqlx::query_as("SELECT tenant_id, policy FROM tenant_audit_policy")
+                    .fetch_all(&mut *tx)
+                    .await?;
             let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
                 v.into_iter()
                     .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))
@@ -260,6 +266,7 @@ impl<'a> Platform<'a> {
                 prompt_revisions,
                 canaries: ids(canaries),
                 guard_policies: ids(policies),
+                audit_policies: ids(audit),
                 revision,
                 tenants: tenants
                     .iter()

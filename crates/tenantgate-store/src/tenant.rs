@@ -58,6 +58,14 @@ impl<'a> TenantStore<'a> {
         })
     }
 
+    /// This tenant's audit chain.
+    pub fn audit(&self) -> crate::audit::TenantAudit<'a> {
+        crate::audit::TenantAudit {
+            store: self.store,
+            id: self.id(),
+        }
+    }
+
     /// Revokes one of this tenant's keys. Another tenant's key id answers `NotFound`.
     pub async fn revoke_key(&self, key: &KeyId) -> Result<()> {
         revoke_key(self.store, Access::Tenant(self.id()), self.id(), key).await

@@ -17,6 +17,23 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A second, independent handle on the same database (another replica).
+    pub async fn reopen(&self) -> Store {
+        let opts = match (&self._dir, &self.pg_schema) {
+            (Some(dir), _) => {
+                StoreOptions::new(format!("sqlite:{}", dir.path().join("t.db").display()))
+            }
+            (None, Some((url, schema))) => {
+                let mut o = StoreOptions::new(url.clone());
+                o.pg_schema = schema.clone();
+                o.max_connections = 4;
+                o
+            }
+            (None, None) => unreachable!(),
+        };
+        Store::open(&opts).await.unwrap()
+    }
+
     pub async fn cleanup(self) {
         self.store.close().await;
         if let Some((url, schema)) = self.pg_schema {

@@ -1,0 +1,588 @@
+//! Audit chains: the append (one transaction for a batch of many tenants' records: the
+//! group commit), reads for query and export, checkpoints, retention.
+//!
+//! Each tenant's chain head lives in `audit_heads`. An append locks the head row
+//! (`SELECT .. FOR UPDATE` in PostgreSQL; SQLite's `BEGIN IMMEDIATE` serialises writers), so
+//! any number of replicas append to one tenant's chain without a fork or a gap, and the
+//! `(tenant_id, seq)` primary key would refuse one anyway.
+
+use crate::{now_ms, with_tx, Access, Result, Store, StoreError};
+use tenantgate_audit::{link, Checkpoint, Record, GENESIS};
+use tenantgate_core::{TenantId, TenantScope};
+
+/// A record to append. `record.tenant` and `record.seq` are set by the append.
+#[derive(Debug, Clone)]
+pub struct NewAuditRecord {
+    pub record: Record,
+    /// Bodies kept per policy, already sealed with the tenant's key.
+    pub prompt_sealed: Option<Vec<u8>>,
+    pub response_sealed: Option<Vec<u8>>,
+}
+
+/// Where an appended record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+/// A stored record: its canonical JSON and chain hash, with sealed bodies if kept.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub seq: u64,
+    pub record: String,
+    pub hash: [u8; 32],
+    pub prompt_sealed: Option<Vec<u8>>,
+    pub response_sealed: Option<Vec<u8>>,
+}
+
+/// Query filters (all optional); results are newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub user: Option<String>,
+    pub key_id: Option<String>,
+    pub model: Option<String>,
+    pub event: Option<String>,
+    pub status: Option<u16>,
+    /// Only records with a seq below this (paging).
+    pub before_seq: Option<u64>,
+    pub limit: u32,
+}
+
+/// Backend differences the generic transaction bodies need.
+pub(crate) trait AuditTx {
+    fn for_update(&self) -> &'static str;
+    async fn set_tenant(&mut self, id: &TenantId) -> Result<()>;
+}
+
+impl AuditTx for sqlx::Transaction<'_, sqlx::Sqlite> {
+    fn for_update(&self) -> &'static str {
+        ""
+    }
+    async fn set_tenant(&mut self, _id: &TenantId) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl AuditTx for sqlx::Transaction<'_, sqlx::Postgres> {
+    fn for_update(&self) -> &'static str {
+        " FOR UPDATE"
+    }
+    async fn set_tenant(&mut self, id: &TenantId) -> Result<()> {
+        crate::backend::apply_pg_access(self, Access::Tenant(id)).await
+    }
+}
+
+fn hash32(b: Vec<u8>) -> Result<[u8; 32]> {
+    b.try_into()
+        .map_err(|_| StoreError::Corrupt("audit hash is not 32 bytes".into()))
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// Rows per multi-row INSERT (11 binds each: well under both backends' parameter limits).
+const INSERT_CHUNK: usize = 500;
+
+type RecordRow = (
+    String,
+    i64,
+    i64,
+    String,
+    &'static str,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i32,
+    String,
+    Vec<u8>,
+);
+
+/// Appends `groups` (each a tenant's records, in order) in one transaction: one durable
+/// commit for the whole batch. Returns each record's seq and hash, in the same shape.
+macro_rules! append_body {
+    ($tx:ident, $groups:expr) => {{
+        let mut out: Vec<Vec<Appended>> = Vec::with_capacity($groups.len());
+        for (tenant, entries) in $groups {
+            AuditTx::set_tenant(&mut $tx, tenant).await?;
+            let sql = format!(
+                "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1{}",
+                $tx.for_update()
+            );
+            sqlx::query(
+                "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) \
+                 ON CONFLICT (tenant_id) DO NOTHING",
+            )
+            .bind(tenant.as_str())
+            .bind(GENESIS.to_vec())
+            .execute(&mut *$tx)
+            .await?;
+            let (mut seq, prev): (i64, Vec<u8>) = sqlx::query_as(&sql)
+                .bind(tenant.as_str())
+                .fetch_one(&mut *$tx)
+                .await?;
+            let mut prev = hash32(prev)?;
+            let mut rows: Vec<RecordRow> = Vec::with_capacity(entries.len());
+            let mut bodies: Vec<(i64, &'static str, &[u8])> = Vec::new();
+            let mut done = Vec::with_capacity(entries.len());
+            for e in entries.iter() {
+                seq += 1;
+                let mut r = e.record.clone();
+                r.tenant = tenant.as_str().to_owned();
+                r.seq = seq as u64;
+                let canon = r.canonical().map_err(corrupt)?;
+                prev = link(&prev, &canon);
+                let canon = String::from_utf8(canon).map_err(corrupt)?;
+                rows.push((
+                    tenant.as_str().to_owned(),
+                    seq,
+                    r.ts_ms,
+                    r.id,
+                    r.event.as_str(),
+                    r.actor.key_id,
+                    r.actor.user,
+                    r.model.map(|m| m.requested),
+                    i32::from(r.status),
+                    canon,
+                    prev.to_vec(),
+                ));
+                if let Some(p) = &e.prompt_sealed {
+                    bodies.push((seq, "prompt", p));
+                }
+                if let Some(p) = &e.response_sealed {
+                    bodies.push((seq, "response", p));
+                }
+                done.push(Appended {
+                    seq: seq as u64,
+                    hash: prev,
+                });
+            }
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_records (tenant_id, seq, ts_ms, request_id, event, key_id, \
+                     user_id, model, status, record, hash) ",
+                );
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.0.clone())
+                        .push_bind(r.1)
+                        .push_bind(r.2)
+                        .push_bind(r.3.clone())
+                        .push_bind(r.4)
+                        .push_bind(r.5.clone())
+                        .push_bind(r.6.clone())
+                        .push_bind(r.7.clone())
+                        .push_bind(r.8)
+                        .push_bind(r.9.clone())
+                        .push_bind(r.10.clone());
+                });
+                qb.build().execute(&mut *$tx).await?;
+            }
+            for chunk in bodies.chunks(INSERT_CHUNK) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_bodies (tenant_id, seq, part, sealed) ",
+                );
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(tenant.as_str().to_owned())
+                        .push_bind(r.0)
+                        .push_bind(r.1)
+                        .push_bind(r.2.to_vec());
+                });
+                qb.build().execute(&mut *$tx).await?;
+            }
+            sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .bind(seq)
+                .bind(prev.to_vec())
+                .execute(&mut *$tx)
+                .await?;
+            out.push(done);
+        }
+        out
+    }};
+}
+
+impl Store {
+    /// Group commit: appends each scope's records to its tenant's chain, all in one
+    /// transaction. Each tenant is reached through its own verified scope.
+    pub async fn audit_append(
+        &self,
+        groups: &[(&TenantScope, Vec<NewAuditRecord>)],
+    ) -> Result<Vec<Vec<Appended>>> {
+        let ids: Vec<(&TenantId, &Vec<NewAuditRecord>)> =
+            groups.iter().map(|(s, e)| (s.tenant_id(), e)).collect();
+        let Some(first) = ids.first().map(|g| g.0) else {
+            return Ok(Vec::new());
+        };
+        with_tx!(self, Access::Tenant(first), |tx| { append_body!(tx, &ids) })
+    }
+}
+
+/// A tenant's audit chain, through the tenant-bound handle.
+pub struct TenantAudit<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) id: &'a TenantId,
+}
+
+const RECORD_COLS: &str = "r.seq, r.record, r.hash, \
+    (SELECT sealed FROM audit_bodies b WHERE b.tenant_id = r.tenant_id AND b.seq = r.seq AND b.part = 'prompt'), \
+    (SELECT sealed FROM audit_bodies b WHERE b.tenant_id = r.tenant_id AND b.seq = r.seq AND b.part = 'response')";
+
+type RecordTuple = (i64, String, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn stored(rows: Vec<RecordTuple>) -> Result<Vec<StoredRecord>> {
+    rows.into_iter()
+        .map(|(seq, record, hash, p, r)| {
+            Ok(StoredRecord {
+                seq: seq as u64,
+                record,
+                hash: hash32(hash)?,
+                prompt_sealed: p,
+                response_sealed: r,
+            })
+        })
+        .collect()
+}
+
+type CheckpointRow = (i64, Vec<u8>, i64, String, String);
+
+fn checkpoint(tenant: &TenantId, r: CheckpointRow) -> Checkpoint {
+    Checkpoint {
+        tenant: tenant.as_str().to_owned(),
+        seq: r.0 as u64,
+        hash: hex_lower(&r.1),
+        ts_ms: r.2,
+        key_id: r.3,
+        sig: r.4,
+    }
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    use std::fmt::Write;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+impl<'a> TenantAudit<'a> {
+    fn access(&self) -> Access<'a> {
+        Access::Tenant(self.id)
+    }
+
+    /// Appends records to this tenant's chain (one transaction). For many tenants at once,
+    /// see [`Store::audit_append`].
+    pub async fn append(&self, entries: Vec<NewAuditRecord>) -> Result<Vec<Appended>> {
+        let groups = [(self.id, &entries)];
+        let mut out = with_tx!(self.store, self.access(), |tx| {
+            append_body!(tx, &groups)
+        })?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// The chain head: last seq and hash (`(0, GENESIS)` before the first record).
+    pub async fn head(&self) -> Result<(u64, [u8; 32])> {
+        let row: Option<(i64, Vec<u8>)> = with_tx!(self.store, self.access(), |tx| {
+            sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
+                .bind(self.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+        })?;
+        match row {
+            Some((s, h)) => Ok((s as u64, hash32(h)?)),
+            None => Ok((0, GENESIS)),
+        }
+    }
+
+    /// Records with `from <= seq <= to`, in chain order.
+    pub async fn records(&self, from: u64, to: u64) -> Result<Vec<StoredRecord>> {
+        let sql = format!(
+            "SELECT {RECORD_COLS} FROM audit_records r WHERE r.tenant_id = $1 AND r.seq >= $2 \
+             AND r.seq <= $3 ORDER BY r.seq"
+        );
+        let rows: Vec<RecordTuple> = with_tx!(self.store, self.access(), |tx| {
+            sqlx::query_as(&sql)
+                .bind(self.id.as_str())
+                .bind(from as i64)
+                .bind(to as i64)
+                .fetch_all(&mut *tx)
+                .await?
+        })?;
+        stored(rows)
+    }
+
+    /// Records matching `f`, newest first, at most `f.limit`.
+    pub async fn query(&self, f: &AuditFilter) -> Result<Vec<StoredRecord>> {
+        let rows: Vec<RecordTuple> = with_tx!(self.store, self.access(), |tx| {
+            let mut qb = sqlx::QueryBuilder::new(format!(
+                "SELECT {RECORD_COLS} FROM audit_records r WHERE r.tenant_id = "
+            ));
+            qb.push_bind(self.id.as_str());
+            if let Some(v) = f.from_ms {
+                qb.push(" AND r.ts_ms >= ").push_bind(v);
+            }
+            if let Some(v) = f.to_ms {
+                qb.push(" AND r.ts_ms < ").push_bind(v);
+            }
+            if let Some(v) = &f.user {
+                qb.push(" AND r.user_id = ").push_bind(v.clone());
+            }
+            if let Some(v) = &f.key_id {
+                qb.push(" AND r.key_id = ").push_bind(v.clone());
+            }
+            if let Some(v) = &f.model {
+                qb.push(" AND r.model = ").push_bind(v.clone());
+            }
+            if let Some(v) = &f.event {
+                qb.push(" AND r.event = ").push_bind(v.clone());
+            }
+            if let Some(v) = f.status {
+                qb.push(" AND r.status = ").push_bind(i32::from(v));
+            }
+            if let Some(v) = f.before_seq {
+                qb.push(" AND r.seq < ").push_bind(v as i64);
+            }
+            qb.push(" ORDER BY r.seq DESC LIMIT ")
+                .push_bind(i64::from(f.limit.clamp(1, 10_000)));
+            qb.build_query_as().fetch_all(&mut *tx).await?
+        })?;
+        stored(rows)
+    }
+
+    /// The first and last seq of records with `from_ms <= ts_ms < to_ms`.
+    pub async fn seq_range(&self, from_ms: i64, to_ms: i64) -> Result<Option<(u64, u64)>> {
+        let row: (Option<i64>, Option<i64>) = with_tx!(self.store, self.access(), |tx| {
+            sqlx::query_as(
+                "SELECT MIN(seq), MAX(seq) FROM audit_records WHERE tenant_id = $1 \
+                 AND ts_ms >= $2 AND ts_ms < $3",
+            )
+            .bind(self.id.as_str())
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_one(&mut *tx)
+            .await?
+        })?;
+        Ok(match row {
+            (Some(a), Some(b)) => Some((a as u64, b as u64)),
+            _ => None,
+        })
+    }
+
+    /// The first retained seq (records before it were pruned), or `None` if the chain is empty.
+    pub async fn first_seq(&self) -> Result<Option<u64>> {
+        let v: Option<i64> = with_tx!(self.store, self.access(), |tx| {
+            sqlx::query_scalar("SELECT MIN(seq) FROM audit_records WHERE tenant_id = $1")
+                .bind(self.id.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+        })?;
+        Ok(v.map(|v| v as u64))
+    }
+
+    /// Checkpoints with `from <= seq <= to`, in order.
+    pub async fn checkpoints(&self, from: u64, to: u64) -> Result<Vec<Checkpoint>> {
+        let rows: Vec<CheckpointRow> = with_tx!(self.store, self.access(), |tx| {
+            sqlx::query_as(
+                "SELECT seq, hash, ts_ms, key_id, sig FROM audit_checkpoints WHERE tenant_id = $1 \
+                 AND seq >= $2 AND seq <= $3 ORDER BY seq",
+            )
+            .bind(self.id.as_str())
+            .bind(from.min(i64::MAX as u64) as i64)
+            .bind(to.min(i64::MAX as u64) as i64)
+            .fetch_all(&mut *tx)
+            .await?
+        })?;
+        Ok(rows.into_iter().map(|r| checkpoint(self.id, r)).collect())
+    }
+
+    /// The last checkpoint at or before `seq`, and the first at or after it.
+    pub async fn checkpoint_around(
+        &self,
+        seq: u64,
+    ) -> Result<(Option<Checkpoint>, Option<Checkpoint>)> {
+        let s = seq as i64;
+        let (before, after): (Option<CheckpointRow>, Option<CheckpointRow>) =
+            with_tx!(self.store, self.access(), |tx| {
+                let b = sqlx::query_as(
+                    "SELECT seq, hash, ts_ms, key_id, sig FROM audit_checkpoints \
+                     WHERE tenant_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(self.id.as_str())
+                .bind(s)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let a = sqlx::query_as(
+                    "SELECT seq, hash, ts_ms, key_id, sig FROM audit_checkpoints \
+                     WHERE tenant_id = $1 AND seq >= $2 ORDER BY seq LIMIT 1",
+                )
+                .bind(self.id.as_str())
+                .bind(s)
+                .fetch_optional(&mut *tx)
+                .await?;
+                (b, a)
+            })?;
+        Ok((
+            before.map(|r| checkpoint(self.id, r)),
+            after.map(|r| checkpoint(self.id, r)),
+        ))
+    }
+
+    /// Stores a signed checkpoint (idempotent: a second one for the same seq is ignored).
+    pub async fn add_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
+        add_checkpoint(self.store, self.access(), self.id, cp).await
+    }
+
+    /// The tenant's audit policy as stored (JSON), if it set one.
+    pub async fn policy(&self) -> Result<Option<String>> {
+        with_tx!(self.store, self.access(), |tx| {
+            sqlx::query_scalar("SELECT policy FROM tenant_audit_policy WHERE tenant_id = $1")
+                .bind(self.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+        })
+    }
+
+    /// Replaces the tenant's audit policy (JSON, validated by the caller).
+    pub async fn set_policy(&self, policy_json: &str) -> Result<()> {
+        with_tx!(self.store, self.access(), |tx| {
+            sqlx::query(
+                "INSERT INTO tenant_audit_policy (tenant_id, policy, updated_at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(self.id.as_str())
+            .bind(policy_json)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            crate::tenant::bump_revision(&mut tx).await?;
+        })
+    }
+
+    /// Retention: deletes records (and their bodies) older than `before_ms`, up to the last
+    /// signed checkpoint among them, so what remains verifies from that checkpoint. Returns
+    /// the number of records deleted.
+    pub async fn prune(&self, before_ms: i64) -> Result<u64> {
+        with_tx!(self.store, self.access(), |tx| {
+            let old: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(seq) FROM audit_records WHERE tenant_id = $1 AND ts_ms < $2",
+            )
+            .bind(self.id.as_str())
+            .bind(before_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            let cut: Option<i64> =
+                match old {
+                    None => None,
+                    Some(old) => sqlx::query_scalar(
+                        "SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = $1 AND seq <= $2",
+                    )
+                    .bind(self.id.as_str())
+                    .bind(old)
+                    .fetch_one(&mut *tx)
+                    .await?,
+                };
+            match cut {
+                None => 0,
+                Some(cut) => {
+                    sqlx::query("DELETE FROM audit_bodies WHERE tenant_id = $1 AND seq <= $2")
+                        .bind(self.id.as_str())
+                        .bind(cut)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("DELETE FROM audit_records WHERE tenant_id = $1 AND seq <= $2")
+                        .bind(self.id.as_str())
+                        .bind(cut)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                }
+            }
+        })
+    }
+}
+
+pub(crate) async fn add_checkpoint(
+    store: &Store,
+    access: Access<'_>,
+    id: &TenantId,
+    cp: &Checkpoint,
+) -> Result<()> {
+    let hash = (0..cp.hash.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cp.hash.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| StoreError::Corrupt("checkpoint hash is not hex".into()))?;
+    with_tx!(store, access, |tx| {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (tenant_id, seq, hash, ts_ms, key_id, sig) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, seq) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(cp.seq as i64)
+        .bind(hash)
+        .bind(cp.ts_ms)
+        .bind(&cp.key_id)
+        .bind(&cp.sig)
+        .execute(&mut *tx)
+        .await?;
+    })
+}
+
+/// A chain whose head is past its last checkpoint.
+#[derive(Debug, Clone)]
+pub struct UnsignedHead {
+    pub tenant: TenantId,
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub last_checkpoint: u64,
+}
+
+impl crate::Platform<'_> {
+    /// Chains with records after their last checkpoint (for the checkpointer's sweep).
+    pub async fn audit_unsigned_heads(&self) -> Result<Vec<UnsignedHead>> {
+        let rows: Vec<(String, i64, Vec<u8>, Option<i64>)> =
+            with_tx!(self.store, Access::Platform, |tx| {
+                sqlx::query_as(
+                    "SELECT h.tenant_id, h.seq, h.hash, \
+                     (SELECT MAX(c.seq) FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id) \
+                     FROM audit_heads h",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+            })?;
+        let mut out = Vec::new();
+        for (t, seq, hash, cp) in rows {
+            let cp = cp.unwrap_or(0);
+            if seq > cp {
+                out.push(UnsignedHead {
+                    tenant: TenantId::parse(&t)?,
+                    seq: seq as u64,
+                    hash: hash32(hash)?,
+                    last_checkpoint: cp as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a signed checkpoint for `tenant` (the checkpointer's sweep).
+    pub async fn audit_add_checkpoint(&self, tenant: &TenantId, cp: &Checkpoint) -> Result<()> {
+        add_checkpoint(self.store, Access::Platform, tenant, cp).await
+    }
+
+    /// Appends records to `tenant`'s chain as the platform (operator actions from the CLI).
+    pub async fn audit_append(
+        &self,
+        tenant: &TenantId,
+        entries: Vec<NewAuditRecord>,
+    ) -> Result<Vec<Appended>> {
+        let groups = [(tenant, &entries)];
+        let mut out = with_tx!(self.store, Access::Platform, |tx| {
+            append_body!(tx, &groups)
+        })?;
+        Ok(out.pop().unwrap_or_default())
+    }
+}

@@ -1,0 +1,334 @@
+//! Audit chains in the store, on both backends: linear under concurrent writers (two store
+//! handles stand in for two replicas), tenant-partitioned, append-only, pruned only to a
+//! signed checkpoint.
+#![allow(clippy::unwrap_used, reason = "test code")]
+
+mod common;
+
+use common::{admin, new_tenant, open_pg, open_sqlite, scope, Harness};
+use serde_json::json;
+use tenantgate_audit::{link, Actor, EventType, Record, Signer, GENESIS};
+use tenantgate_core::TenantId;
+use tenantgate_store::audit::{AuditFilter, NewAuditRecord};
+use tenantgate_store::Store;
+
+fn entry(id: &str, ts_ms: i64, user: &str) -> NewAuditRecord {
+    NewAuditRecord {
+        record: Record {
+            v: 1,
+            tenant: String::new(),
+            seq: 0,
+            ts_ms,
+            id: id.into(),
+            event: EventType::ApiCall,
+            actor: Actor {
+                kind: "api_key".into(),
+                key_id: Some("k1".into()),
+                user: Some(user.into()),
+                role: None,
+            },
+            model: None,
+            prompt: None,
+            response: None,
+            tool_calls: vec![],
+            tokens: None,
+            cost_micros: None,
+            latency_ms: Some(1),
+            status: 200,
+            error: None,
+            client: None,
+            detail: json!({}),
+        },
+        prompt_sealed: Some(b"sealed-bytes".to_vec()),
+        response_sealed: None,
+    }
+}
+
+async fn tenant(store: &Store, slug: &str) -> TenantId {
+    let a = admin();
+    store
+        .platform(&a)
+        .create_tenant(&new_tenant(slug))
+        .await
+        .unwrap()
+        .id
+}
+
+/// Recomputes the stored chain from genesis; returns the number of records.
+async fn check_chain(store: &Store, id: &TenantId) -> u64 {
+    let s = scope(id);
+    let audit = store.tenant(&s).audit();
+    let (head, head_hash) = audit.head().await.unwrap();
+    let recs = audit.records(1, head).await.unwrap();
+    let mut prev = GENESIS;
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1, "no gap, no duplicate");
+        let v: serde_json::Value = serde_json::from_str(&r.record).unwrap();
+        assert_eq!(v["seq"], r.seq);
+        assert_eq!(v["tenant"], id.as_str());
+        prev = link(&prev, &tenantgate_audit::canonical(&v).unwrap());
+        assert_eq!(prev, r.hash, "stored hash at seq {}", r.seq);
+    }
+    assert_eq!(prev, head_hash);
+    head
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn batches_extend_one_linear_chain_per_tenant(h: &Harness) {
+        let store = &h.store;
+        let (a, b) = (tenant(store, "acme").await, tenant(store, "globex").await);
+        let (sa, sb) = (scope(&a), scope(&b));
+        for round in 0..3 {
+            let out = store
+                .audit_append(&[
+                    (
+                        &sa,
+                        (0..5)
+                            .map(|i| entry(&format!("a{round}{i}"), 1000, "u"))
+                            .collect(),
+                    ),
+                    (&sb, vec![entry(&format!("b{round}"), 1000, "u")]),
+                ])
+                .await
+                .unwrap();
+            assert_eq!(out[0].len(), 5);
+            assert_eq!(out[0][0].seq, round * 5 + 1);
+            assert_eq!(out[1][0].seq, round + 1);
+        }
+        assert_eq!(check_chain(store, &a).await, 15);
+        assert_eq!(check_chain(store, &b).await, 3);
+        // Each tenant's handle sees only its own chain.
+        let seen = store
+            .tenant(&sb)
+            .audit()
+            .query(&AuditFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(seen
+            .iter()
+            .all(|r| r.record.contains(b.as_str()) && !r.record.contains(a.as_str())));
+        assert_eq!(seen[0].prompt_sealed.as_deref(), Some(&b"sealed-bytes"[..]));
+    }
+
+    pub async fn concurrent_writers_on_two_handles_never_fork_the_chain(h: &Harness) {
+        let a = tenant(&h.store, "acme").await;
+        let other = h.reopen().await;
+        let mut tasks = Vec::new();
+        for w in 0..6 {
+            let store = if w % 2 == 0 {
+                h.store.clone()
+            } else {
+                other.clone()
+            };
+            let a = a.clone();
+            tasks.push(tokio::spawn(async move {
+                let s = scope(&a);
+                for i in 0..20 {
+                    let n = 1 + (i % 3);
+                    store
+                        .audit_append(&[(
+                            &s,
+                            (0..n)
+                                .map(|j| entry(&format!("w{w}i{i}j{j}"), 5, "u"))
+                                .collect(),
+                        )])
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // 6 writers x (7 x 1 + 7 x 2 + 6 x 3) records.
+        assert_eq!(check_chain(&h.store, &a).await, 6 * (7 + 14 + 18));
+        other.close().await;
+    }
+
+    pub async fn query_filters_by_user_time_and_event(h: &Harness) {
+        let store = &h.store;
+        let a = tenant(store, "acme").await;
+        let s = scope(&a);
+        let audit = store.tenant(&s).audit();
+        audit
+            .append(vec![
+                entry("r1", 100, "alice"),
+                entry("r2", 200, "bob"),
+                entry("r3", 300, "alice"),
+            ])
+            .await
+            .unwrap();
+        let audit = &audit;
+        let q = |f: AuditFilter| async move {
+            audit
+                .query(&AuditFilter { limit: 50, ..f })
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            q(AuditFilter {
+                user: Some("alice".into()),
+                ..Default::default()
+            })
+            .await,
+            vec![3, 1]
+        );
+        assert_eq!(
+            q(AuditFilter {
+                from_ms: Some(150),
+                to_ms: Some(300),
+                ..Default::default()
+            })
+            .await,
+            vec![2]
+        );
+        assert_eq!(
+            q(AuditFilter {
+                event: Some("deletion".into()),
+                ..Default::default()
+            })
+            .await,
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            q(AuditFilter {
+                before_seq: Some(3),
+                ..Default::default()
+            })
+            .await,
+            vec![2, 1]
+        );
+        assert_eq!(audit.seq_range(150, 1000).await.unwrap(), Some((2, 3)));
+    }
+
+    pub async fn records_are_append_only_and_pruned_only_to_a_checkpoint(h: &Harness) {
+        let store = &h.store;
+        let a = tenant(store, "acme").await;
+        let s = scope(&a);
+        let audit = store.tenant(&s).audit();
+        let out = audit
+            .append(
+                (1..=6)
+                    .map(|i| entry(&format!("r{i}"), i * 100, "u"))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        let signer = Signer::from_seed(&[1; 32]);
+        audit
+            .add_checkpoint(&signer.checkpoint(a.as_str(), 2, &out[1].hash, 0))
+            .await
+            .unwrap();
+        audit
+            .add_checkpoint(&signer.checkpoint(a.as_str(), 4, &out[3].hash, 0))
+            .await
+            .unwrap();
+        // No UPDATE, through any path the application has.
+        let upd = "UPDATE audit_records SET status = 500 WHERE seq = 1";
+        let del = "DELETE FROM audit_records WHERE seq = 6";
+        match store {
+            Store::Sqlite(p) => {
+                assert!(sqlx::query(upd).execute(p).await.is_err());
+                assert!(
+                    sqlx::query(del).execute(p).await.is_err(),
+                    "unsigned records cannot be deleted"
+                );
+            }
+            Store::Postgres(p) => {
+                let mut tx = p.begin().await.unwrap();
+                sqlx::query("SELECT set_config('tenantgate.platform', 'on', true)")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                let e = sqlx::query(upd).execute(&mut *tx).await.unwrap_err();
+                assert!(e.to_string().contains("permission denied"), "{e}");
+                drop(tx);
+                let mut tx = p.begin().await.unwrap();
+                sqlx::query("SELECT set_config('tenantgate.platform', 'on', true)")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                assert!(sqlx::query(del).execute(&mut *tx).await.is_err());
+            }
+        }
+        // Records 1-5 are older than 550: pruning stops at the checkpoint at 4.
+        assert_eq!(audit.prune(550).await.unwrap(), 4);
+        assert_eq!(audit.first_seq().await.unwrap(), Some(5));
+        let (before, _) = audit.checkpoint_around(4).await.unwrap();
+        let cp = before.unwrap();
+        assert_eq!(cp.seq, 4);
+        // What remains links from the checkpoint's hash.
+        let rest = audit.records(1, 100).await.unwrap();
+        let mut prev: [u8; 32] = hex::decode(&cp.hash).unwrap().try_into().unwrap();
+        for r in rest {
+            let v: serde_json::Value = serde_json::from_str(&r.record).unwrap();
+            prev = link(&prev, &tenantgate_audit::canonical(&v).unwrap());
+            assert_eq!(prev, r.hash);
+        }
+    }
+
+    pub async fn unsigned_heads_are_listed_for_the_checkpointer(h: &Harness) {
+        let store = &h.store;
+        let a = tenant(store, "acme").await;
+        let s = scope(&a);
+        let out = store
+            .tenant(&s)
+            .audit()
+            .append(vec![entry("x", 1, "u")])
+            .await
+            .unwrap();
+        let ad = admin();
+        let p = store.platform(&ad);
+        let heads = p.audit_unsigned_heads().await.unwrap();
+        assert_eq!(heads.len(), 1);
+        assert_eq!(
+            (heads[0].seq, heads[0].last_checkpoint, heads[0].hash),
+            (1, 0, out[0].hash)
+        );
+        let cp = Signer::from_seed(&[1; 32]).checkpoint(a.as_str(), 1, &out[0].hash, 0);
+        p.audit_add_checkpoint(&a, &cp).await.unwrap();
+        assert!(p.audit_unsigned_heads().await.unwrap().is_empty());
+    }
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let h = super::open_sqlite().await;
+                    super::cases::$case(&h).await;
+                    h.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(h) = super::open_pg().await else { return };
+                    super::cases::$case(&h).await;
+                    h.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    batches_extend_one_linear_chain_per_tenant,
+    concurrent_writers_on_two_handles_never_fork_the_chain,
+    query_filters_by_user_time_and_event,
+    records_are_append_only_and_pruned_only_to_a_checkpoint,
+    unsigned_heads_are_listed_for_the_checkpointer,
+);
