@@ -19,6 +19,8 @@ pub struct AuthIndex {
     policies: HashMap<TenantId, tenantgate_guard::Policy>,
     prompt_revisions: HashMap<TenantId, i64>,
     default_policy: tenantgate_guard::Policy,
+    audit_policies: HashMap<TenantId, Arc<tenantgate_audit::AuditPolicy>>,
+    default_audit: Arc<tenantgate_audit::AuditPolicy>,
 }
 
 impl Default for AuthIndex {
@@ -31,6 +33,8 @@ impl Default for AuthIndex {
             policies: HashMap::new(),
             prompt_revisions: HashMap::new(),
             default_policy: tenantgate_guard::Policy::default(),
+            audit_policies: HashMap::new(),
+            default_audit: Arc::default(),
         }
     }
 }
@@ -65,7 +69,14 @@ impl AuthIndex {
             .into_iter()
             .filter_map(|(t, json)| serde_json::from_str(&json).ok().map(|p| (t, p)))
             .collect();
+        let audit_policies = snap
+            .audit_policies
+            .into_iter()
+            .filter_map(|(t, json)| serde_json::from_str(&json).ok().map(|p| (t, Arc::new(p))))
+            .collect();
         Self {
+            audit_policies,
+            default_audit: Arc::default(),
             revision: snap.revision,
             keys,
             tenants,
@@ -84,6 +95,18 @@ impl AuthIndex {
     /// The tenant's leak-prevention policy (defaults if it set none).
     pub fn guard_policy(&self, tenant: &TenantId) -> &tenantgate_guard::Policy {
         self.policies.get(tenant).unwrap_or(&self.default_policy)
+    }
+
+    /// The tenant's audit policy (defaults if it set none).
+    pub fn audit_policy(&self, tenant: &TenantId) -> Arc<tenantgate_audit::AuditPolicy> {
+        self.audit_policies
+            .get(tenant)
+            .unwrap_or(&self.default_audit)
+            .clone()
+    }
+
+    pub fn tenant_ids(&self) -> impl Iterator<Item = &TenantId> {
+        self.tenants.keys()
     }
 
     pub fn tenant_count(&self) -> usize {

@@ -295,6 +295,27 @@ impl GatewayError {
         self.row().status
     }
 
+    /// The machine-readable code (the OpenAI `code`, else its `type`), for audit records.
+    pub fn code(&self) -> &'static str {
+        let row = self.row();
+        row.code.unwrap_or(row.openai_type)
+    }
+
+    /// The audit event a call that ended in this error is: a refusal by the tenant's policy is
+    /// `access_denied`, a guard block an `incident`, anything else a failed `api_call`.
+    pub fn audit_event(&self) -> tenantgate_audit::EventType {
+        use tenantgate_audit::EventType;
+        match self {
+            GatewayError::TenantSuspended
+            | GatewayError::ModelNotAllowed(_)
+            | GatewayError::Forbidden(_)
+            | GatewayError::MaxTokensExceeded { .. }
+            | GatewayError::ClientSystemRefused => EventType::AccessDenied,
+            GatewayError::InputBlocked(_) | GatewayError::OutputBlocked(_) => EventType::Incident,
+            _ => EventType::ApiCall,
+        }
+    }
+
     fn param(&self) -> Option<&str> {
         match self {
             GatewayError::InvalidRequest { param, .. }

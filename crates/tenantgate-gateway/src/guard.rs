@@ -93,7 +93,7 @@ impl AppState {
         let mut blocked = None;
         for h in hits {
             let action = policy.action(h.detector);
-            self.record_incident(&ctx.tenant.slug, policy, h.detector, action, dir);
+            self.record_incident(ctx, policy, h.detector, action, dir);
             match action {
                 Action::Block => blocked = blocked.or(Some(h.detector.as_str())),
                 Action::Redact => redactions.push(*h),
@@ -117,13 +117,15 @@ impl AppState {
     /// (if configured) a webhook POST to the platform and to the tenant. Never the text.
     pub(crate) fn record_incident(
         &self,
-        tenant_slug: &str,
+        ctx: &crate::pipeline::TenantContext,
         policy: &tenantgate_guard::Policy,
         d: Detector,
         action: Action,
         dir: Direction,
     ) {
         self.0.incidents.record(d, action, dir);
+        let tenant_slug = ctx.tenant.slug.as_str();
+        crate::audit::incident(self, ctx, d.as_str(), action_str(action), dir_str(dir));
         tracing::warn!(
             target: "tenantgate::incident",
             tenant = %tenant_slug, detector = d.as_str(), action = action_str(action),

@@ -36,6 +36,7 @@ pub enum StartError {
 pub struct Server {
     listener: tokio::net::TcpListener,
     state: AppState,
+    audit_writer: crate::audit::Writer,
     tasks: TaskTracker,
     cancel: CancellationToken,
 }
@@ -104,7 +105,8 @@ impl Server {
                 .map_err(|e| StartError::Cache(format!("{}: {e}", redact_url(url))))?,
             )),
         };
-        let state = AppState::new(config, store, secret, catalog, keyring, cache);
+        let (audit, audit_writer) = crate::audit::AuditLog::start(store.clone(), &config.audit)?;
+        let state = AppState::new(config, store, secret, catalog, keyring, cache, audit);
         state
             .reload_auth(true)
             .await
@@ -119,6 +121,7 @@ impl Server {
         Ok(Server {
             listener,
             state,
+            audit_writer,
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         })
@@ -143,11 +146,13 @@ impl Server {
         let Server {
             listener,
             state,
+            audit_writer,
             tasks,
             cancel,
         } = self;
         tasks.spawn(reload_loop(state.clone(), cancel.clone()));
         tasks.spawn(key_maintenance_loop(state.clone(), cancel.clone()));
+        tasks.spawn(audit_retention_loop(state.clone(), cancel.clone()));
         let grace = Duration::from_secs(state.0.config.server.shutdown_grace_secs);
         let app = crate::http::router(state.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -157,6 +162,7 @@ impl Server {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop_tx.send(());
@@ -171,6 +177,8 @@ impl Server {
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
+        // Every request has finished: drain the audit queue and sign the heads.
+        audit_writer.stop().await;
         state.store().close().await;
         result
     }
@@ -214,6 +222,46 @@ async fn reload_loop(state: AppState, cancel: CancellationToken) {
             tracing::warn!(error = %e, "auth snapshot reload failed; serving the previous snapshot");
         }
     }
+}
+
+/// Audit retention: each tenant's records older than its `retention_days` are pruned, up to a
+/// signed checkpoint (so the rest still verifies).
+async fn audit_retention_loop(state: AppState, cancel: CancellationToken) {
+    let every = Duration::from_secs(state.0.config.audit.retention_sweep_secs);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                let pruned = audit_retention(&state).await;
+                if pruned > 0 {
+                    tracing::info!(records = pruned, "audit retention pruned records");
+                }
+            }
+        }
+    }
+}
+
+/// One retention pass over every tenant; returns the records pruned.
+pub async fn audit_retention(state: &AppState) -> u64 {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "retention runs over every tenant's chain, each by its own policy"
+    )]
+    let admin = PlatformAdmin::local_operator("audit-retention");
+    let index = state.0.auth.load_full();
+    let p = state.store().platform(&admin);
+    let now = crate::pipeline::now_ms();
+    let mut pruned = 0;
+    for t in index.tenant_ids() {
+        let days = i64::from(index.audit_policy(t).retention_days);
+        match p.audit_prune(t, now - days * 86_400_000).await {
+            Ok(n) => pruned += n,
+            Err(e) => tracing::warn!(tenant = %t, error = %e, "audit retention failed"),
+        }
+    }
+    pruned
 }
 
 async fn key_maintenance_loop(state: AppState, cancel: CancellationToken) {

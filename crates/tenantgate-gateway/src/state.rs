@@ -24,6 +24,7 @@ pub(crate) struct Inner {
     pub cache: Option<crate::cache::CacheBackend>,
     pub incidents: crate::guard::Incidents,
     pub webhooks: reqwest::Client,
+    pub audit: crate::audit::AuditLog,
 }
 
 impl AppState {
@@ -34,6 +35,7 @@ impl AppState {
         catalog: Catalog,
         keyring: Arc<tenantgate_store::Keyring>,
         cache: Option<crate::cache::CacheBackend>,
+        audit: crate::audit::AuditLog,
     ) -> Self {
         AppState(Arc::new(Inner {
             config,
@@ -50,6 +52,7 @@ impl AppState {
                 .timeout(std::time::Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
+            audit,
         }))
     }
 

@@ -134,6 +134,10 @@ struct State {
     pending: VecDeque<Bytes>,
     done: bool,
     end: Option<StreamEnd>,
+    /// The call's audit record, written before the terminal frame is released.
+    audit: Option<crate::audit::StreamAudit>,
+    /// How the stream ended (set with `done`), for the record.
+    outcome: Option<(&'static str, Option<GatewayError>)>,
 }
 
 impl Drop for State {
@@ -142,7 +146,18 @@ impl Drop for State {
         if let Some(end) = self.end.take() {
             end.report("client_disconnected", self.transform.usage());
         }
+        // Not yet written: the client left before the terminal frame. Recorded all the same.
+        if let Some(a) = self.audit.take() {
+            a.write_detached("client_disconnected", tokens(self.transform.usage()));
+        }
     }
+}
+
+fn tokens(u: Option<Usage>) -> Option<tenantgate_audit::Tokens> {
+    u.map(|u| tenantgate_audit::Tokens {
+        input: u.input_tokens,
+        output: u.output_tokens,
+    })
 }
 
 impl State {
@@ -156,6 +171,7 @@ impl State {
                         self.staging.clear();
                         self.pending.push_back(self.transform.error_frame(&e));
                         self.done = true;
+                        self.outcome = Some(("blocked", Some(e)));
                         if let Some(end) = self.end.take() {
                             end.report("blocked", self.transform.usage());
                         }
@@ -177,6 +193,7 @@ impl State {
             Err(e) => {
                 self.pending.push_back(self.transform.error_frame(&e));
                 self.done = true;
+                self.outcome = Some(("blocked", Some(e)));
                 if let Some(end) = self.end.take() {
                     end.report("blocked", self.transform.usage());
                 }
@@ -191,6 +208,7 @@ impl State {
         }
         self.pending.push_back(self.transform.error_frame(e));
         self.done = true;
+        self.outcome = Some(("upstream_failed", Some(e.clone())));
         if let Some(end) = self.end.take() {
             end.report("upstream_failed", self.transform.usage());
         }
@@ -201,6 +219,7 @@ impl State {
             return;
         }
         self.done = true;
+        self.outcome = Some(("completed", None));
         if let Some(end) = self.end.take() {
             end.report("completed", self.transform.usage());
         }
@@ -208,11 +227,12 @@ impl State {
 }
 
 /// Turns an upstream byte stream into the client's SSE frames.
-pub fn transform_stream(
+pub(crate) fn transform_stream(
     upstream: impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static,
     transform: Transform,
     end: StreamEnd,
     guard: Option<crate::stream_guard::StreamGuard>,
+    audit: Option<crate::audit::StreamAudit>,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let state = State {
         upstream: upstream.boxed(),
@@ -223,10 +243,28 @@ pub fn transform_stream(
         pending: VecDeque::new(),
         done: false,
         end: Some(end),
+        audit,
+        outcome: None,
     };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(frame) = st.pending.pop_front() {
+                if st.done && st.pending.is_empty() {
+                    // The terminal frame: the call's record is written first.
+                    if let Some(a) = st.audit.take() {
+                        let (outcome, err) = st.outcome.take().unwrap_or(("completed", None));
+                        let mut a = a;
+                        a.observe(&frame);
+                        let written = a
+                            .write(outcome, err.as_ref(), tokens(st.transform.usage()))
+                            .await;
+                        if let Err(e) = written {
+                            return Some((Ok(st.transform.error_frame(&e)), st));
+                        }
+                    }
+                } else if let Some(a) = &mut st.audit {
+                    a.observe(&frame);
+                }
                 return Some((Ok(frame), st));
             }
             if st.done {

@@ -34,7 +34,7 @@ pub struct StreamGuard {
     state: AppState,
     index: Arc<AuthIndex>,
     tenant: TenantId,
-    slug: String,
+    ctx: crate::pipeline::TenantContext,
     policy: Policy,
     window: usize,
     held: VecDeque<Held>,
@@ -110,7 +110,10 @@ fn rewrite(frame: &[u8], field: Field, text: &str) -> Bytes {
 impl StreamGuard {
     pub fn new(state: &AppState, ctx: &crate::pipeline::TenantContext) -> Self {
         let tenant = ctx.principal.scope.tenant_id().clone();
-        let slug = ctx.tenant.slug.clone();
+        let ctx = crate::pipeline::TenantContext {
+            principal: ctx.principal.clone(),
+            tenant: ctx.tenant.clone(),
+        };
         let index = state.0.auth.load_full();
         let policy = index.guard_policy(&tenant).clone();
         let window = index.scanner.window();
@@ -118,7 +121,7 @@ impl StreamGuard {
             state: state.clone(),
             index,
             tenant,
-            slug,
+            ctx,
             policy,
             window,
             held: VecDeque::new(),
@@ -195,7 +198,7 @@ impl StreamGuard {
                 .insert((self.released_text + h.start, h.detector.as_str()))
             {
                 self.state.record_incident(
-                    &self.slug,
+                    &self.ctx,
                     &self.policy,
                     h.detector,
                     action,

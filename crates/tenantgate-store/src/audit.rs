@@ -465,43 +465,48 @@ impl<'a> TenantAudit<'a> {
     /// signed checkpoint among them, so what remains verifies from that checkpoint. Returns
     /// the number of records deleted.
     pub async fn prune(&self, before_ms: i64) -> Result<u64> {
-        with_tx!(self.store, self.access(), |tx| {
-            let old: Option<i64> = sqlx::query_scalar(
-                "SELECT MAX(seq) FROM audit_records WHERE tenant_id = $1 AND ts_ms < $2",
-            )
-            .bind(self.id.as_str())
-            .bind(before_ms)
-            .fetch_one(&mut *tx)
-            .await?;
-            let cut: Option<i64> =
-                match old {
-                    None => None,
-                    Some(old) => sqlx::query_scalar(
-                        "SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = $1 AND seq <= $2",
-                    )
-                    .bind(self.id.as_str())
-                    .bind(old)
-                    .fetch_one(&mut *tx)
-                    .await?,
-                };
-            match cut {
-                None => 0,
-                Some(cut) => {
-                    sqlx::query("DELETE FROM audit_bodies WHERE tenant_id = $1 AND seq <= $2")
-                        .bind(self.id.as_str())
-                        .bind(cut)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("DELETE FROM audit_records WHERE tenant_id = $1 AND seq <= $2")
-                        .bind(self.id.as_str())
-                        .bind(cut)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                }
-            }
-        })
+        prune(self.store, self.access(), self.id, before_ms).await
     }
+}
+
+async fn prune(store: &Store, access: Access<'_>, id: &TenantId, before_ms: i64) -> Result<u64> {
+    with_tx!(store, access, |tx| {
+        let old: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(seq) FROM audit_records WHERE tenant_id = $1 AND ts_ms < $2",
+        )
+        .bind(id.as_str())
+        .bind(before_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let cut: Option<i64> = match old {
+            None => None,
+            Some(old) => {
+                sqlx::query_scalar(
+                    "SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = $1 AND seq <= $2",
+                )
+                .bind(id.as_str())
+                .bind(old)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        match cut {
+            None => 0,
+            Some(cut) => {
+                sqlx::query("DELETE FROM audit_bodies WHERE tenant_id = $1 AND seq <= $2")
+                    .bind(id.as_str())
+                    .bind(cut)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM audit_records WHERE tenant_id = $1 AND seq <= $2")
+                    .bind(id.as_str())
+                    .bind(cut)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            }
+        }
+    })
 }
 
 pub(crate) async fn add_checkpoint(
@@ -566,6 +571,11 @@ impl crate::Platform<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// Retention for `tenant` (see [`TenantAudit::prune`]), run by the gateway's sweep.
+    pub async fn audit_prune(&self, tenant: &TenantId, before_ms: i64) -> Result<u64> {
+        prune(self.store, Access::Platform, tenant, before_ms).await
     }
 
     /// Stores a signed checkpoint for `tenant` (the checkpointer's sweep).

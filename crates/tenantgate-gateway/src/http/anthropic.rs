@@ -27,9 +27,9 @@ pub(super) async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    inner(&app, rid.0, &headers, body)
-        .await
-        .unwrap_or_else(|e| e.render(Wire::Anthropic))
+    let mut audit = rid.audit(&headers);
+    let r = inner(&app, rid.0, &headers, body, &mut audit).await;
+    audit.finish(&app, r, Wire::Anthropic).await
 }
 
 async fn inner(
@@ -37,18 +37,23 @@ async fn inner(
     request_id: String,
     headers: &HeaderMap,
     body: Body,
+    audit: &mut crate::audit::CallAudit,
 ) -> Result<Response, GatewayError> {
-    let (ctx, mut req) = tenant_request(app, headers, body).await?;
+    let (ctx, mut req) = tenant_request(app, headers, body, audit).await?;
     let ext = compose::take_extension(&mut req)?;
     let meta = anthropic::messages_meta(&req).map_err(codec)?;
+    audit.set_requested_model(&meta.model);
     let call = app.authorize(ctx, &meta.model)?;
+    audit.set_model(&meta.model, &call.route);
     if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
         compose::apply_anthropic(&mut req, system, policy)?;
     }
     app.guard_anthropic_request(&call.ctx, &mut req)?;
+    audit.set_prompt(&req);
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
     let (info, end) = call_labels(request_id, &call, &meta.model);
     let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
+    let mut sa = || crate::audit::StreamAudit::new(app, audit.take_for_stream());
     let route = call.route;
     let provider = &route.provider;
     let started = Instant::now();
@@ -65,6 +70,7 @@ async fn inner(
                     started.elapsed(),
                     info,
                     guard(),
+                    sa(),
                 ));
             }
             let mut out = demo::respond(&req, &meta);
@@ -84,6 +90,7 @@ async fn inner(
                     started.elapsed(),
                     info,
                     guard(),
+                    sa(),
                 ));
             }
             let (bytes, v) = upstream_json(&provider.name, resp).await?;
@@ -123,6 +130,7 @@ async fn inner(
                     started.elapsed(),
                     info,
                     guard(),
+                    sa(),
                 ));
             }
             let (_, v) = upstream_json(&provider.name, resp).await?;

@@ -2,6 +2,7 @@
 //! body reading with a size bound, and JSON parsing that fails in the caller's error shape.
 
 mod anthropic;
+mod audit;
 mod openai;
 mod tenant;
 
@@ -30,9 +31,17 @@ pub(crate) struct CallInfo {
     pub model: String,
 }
 
-/// The request id, available to handlers through request extensions.
+/// The request id and the caller's socket address, available to handlers through request
+/// extensions.
 #[derive(Clone, Debug)]
-pub(crate) struct RequestId(pub String);
+pub(crate) struct RequestId(pub String, pub Option<std::net::SocketAddr>);
+
+impl RequestId {
+    /// A call's audit record in the making, for this request.
+    pub(crate) fn audit(&self, headers: &axum::http::HeaderMap) -> crate::audit::CallAudit {
+        crate::audit::CallAudit::new(self.0.clone(), headers, self.1)
+    }
+}
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -41,6 +50,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(openai::list_models))
         .route("/v1/models/{model}", get(openai::get_model))
         .route("/v1/messages", post(anthropic::messages))
+        .merge(tenant_api(state.clone()))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(edge))
+        .with_state(state)
+}
+
+/// The tenant self-service API. Every call an authenticated caller makes here is recorded in
+/// its tenant's audit chain (see `audit::record_tenant_call`), routes added later included.
+fn tenant_api(state: AppState) -> Router<AppState> {
+    Router::new()
         .route("/tenant/v1/prompts", get(tenant::list))
         .route(
             "/tenant/v1/prompts/{name}/versions",
@@ -64,13 +87,17 @@ pub fn router(state: AppState) -> Router {
             "/tenant/v1/guard-policy",
             get(tenant::get_guard_policy).put(tenant::put_guard_policy),
         )
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .fallback(fallback)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(edge))
-        .with_state(state)
+        .route("/tenant/v1/audit/records", get(audit::records))
+        .route("/tenant/v1/audit/export", get(audit::export))
+        .route("/tenant/v1/audit/public-key", get(audit::public_key))
+        .route(
+            "/tenant/v1/audit-policy",
+            get(audit::get_policy).put(audit::put_policy),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            audit::record_tenant_call,
+        ))
 }
 
 fn wire_for(path: &str) -> Wire {
@@ -94,7 +121,7 @@ async fn method_not_allowed(req: Request) -> Response {
 async fn metrics(State(app): State<AppState>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        app.incidents().render(),
+        app.incidents().render() + &app.0.audit.stats.render(),
     )
         .into_response()
 }
@@ -109,7 +136,12 @@ async fn readyz(State(app): State<AppState>) -> Response {
 async fn edge(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = format!("req_{}", uuid::Uuid::now_v7().simple());
-    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    req.extensions_mut()
+        .insert(RequestId(request_id.clone(), peer));
     let method: Method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut resp = next.run(req).await;
@@ -195,8 +227,10 @@ pub(crate) async fn tenant_request(
     app: &AppState,
     headers: &axum::http::HeaderMap,
     body: Body,
+    audit: &mut crate::audit::CallAudit,
 ) -> Result<(crate::pipeline::TenantContext, Map<String, Value>), GatewayError> {
     let ctx = app.tenant_context(headers)?;
+    audit.bind(app, &ctx);
     let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
     Ok((ctx, parse_object(&bytes)?))
 }
@@ -228,8 +262,9 @@ pub(crate) fn stream_reply(
     waited: Duration,
     info: CallInfo,
     guard: crate::stream_guard::StreamGuard,
+    audit: crate::audit::StreamAudit,
 ) -> Response {
-    let s = crate::stream::transform_stream(upstream, transform, end, Some(guard));
+    let s = crate::stream::transform_stream(upstream, transform, end, Some(guard), Some(audit));
     annotate(sse_response(Body::from_stream(s)), waited, info)
 }
 

@@ -38,9 +38,9 @@ pub(super) async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    chat(&app, rid.0, &headers, body)
-        .await
-        .unwrap_or_else(|e| e.render(Wire::OpenAi))
+    let mut audit = rid.audit(&headers);
+    let r = chat(&app, rid.0, &headers, body, &mut audit).await;
+    audit.finish(&app, r, Wire::OpenAi).await
 }
 
 /// Demo model events framed as the Anthropic SSE bytes a real provider would send, so the demo
@@ -60,16 +60,20 @@ async fn chat(
     request_id: String,
     headers: &HeaderMap,
     body: Body,
+    audit: &mut crate::audit::CallAudit,
 ) -> Result<Response, GatewayError> {
-    let (ctx, mut req) = tenant_request(app, headers, body).await?;
+    let (ctx, mut req) = tenant_request(app, headers, body, audit).await?;
     let ext = compose::take_extension(&mut req)?;
     let meta = openai::chat_meta(&req).map_err(codec)?;
+    audit.set_requested_model(&meta.model);
     let call = app.authorize(ctx, &meta.model)?;
+    audit.set_model(&meta.model, &call.route);
     // Stage compose: the tenant's system prompt, server-side.
     if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
         compose::apply_openai(&mut req, system, policy)?;
     }
     app.guard_openai_request(&call.ctx, &mut req)?;
+    audit.set_prompt(&req);
     let param = if req.contains_key("max_completion_tokens") {
         "max_completion_tokens"
     } else {
@@ -78,6 +82,7 @@ async fn chat(
     let bound = call.bound_max_tokens(meta.max_tokens, param)?;
     let (info, end) = call_labels(request_id, &call, &meta.model);
     let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
+    let mut sa = || crate::audit::StreamAudit::new(app, audit.take_for_stream());
     let route = call.route;
     let provider = &route.provider;
     let started = Instant::now();
@@ -120,6 +125,7 @@ async fn chat(
                 if let Some(hit) = c.get(k).await {
                     // Re-checked: the tenant's guard policy may have changed since it was stored.
                     let hit = app.guard_passthrough(&call.ctx, hit, false)?;
+                    audit.note("cache", "hit");
                     let mut resp = json_response(StatusCode::OK, hit);
                     resp.headers_mut().insert(
                         "x-tenantgate-cache",
@@ -143,6 +149,7 @@ async fn chat(
                     started.elapsed(),
                     info,
                     guard(),
+                    sa(),
                 ));
             }
             let (bytes, usage) = upstream_passthrough(&provider.name, resp).await?;
@@ -180,6 +187,7 @@ async fn chat(
                         started.elapsed(),
                         info,
                         guard(),
+                        sa(),
                     ));
                 }
                 demo::respond(&areq, &ameta)
@@ -195,6 +203,7 @@ async fn chat(
                         started.elapsed(),
                         info,
                         guard(),
+                        sa(),
                     ));
                 }
                 upstream_json(&provider.name, resp).await?.1
@@ -219,9 +228,9 @@ pub(super) async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    embed_inner(&app, rid.0, &headers, body)
-        .await
-        .unwrap_or_else(|e| e.render(Wire::OpenAi))
+    let mut audit = rid.audit(&headers);
+    let r = embed_inner(&app, rid.0, &headers, body, &mut audit).await;
+    audit.finish(&app, r, Wire::OpenAi).await
 }
 
 async fn embed_inner(
@@ -229,10 +238,15 @@ async fn embed_inner(
     request_id: String,
     headers: &HeaderMap,
     body: Body,
+    audit: &mut crate::audit::CallAudit,
 ) -> Result<Response, GatewayError> {
-    let (ctx, mut req) = tenant_request(app, headers, body).await?;
+    let (ctx, mut req) = tenant_request(app, headers, body, audit).await?;
     let model = openai::embeddings_model(&req).map_err(codec)?;
+    audit.set_requested_model(&model);
     let call = app.authorize(ctx, &model)?;
+    audit.set_model(&model, &call.route);
+    audit.note("endpoint", "embeddings");
+    audit.set_prompt(&req);
     let (info, end) = call_labels(request_id, &call, &model);
     let route = call.route;
     let provider = &route.provider;

@@ -33,7 +33,10 @@ fn admin_only(ctx: &TenantContext) -> Result<(), GatewayError> {
 }
 
 /// Stages 1-2 plus the role check of admin-only routes.
-fn admin_context(app: &AppState, headers: &HeaderMap) -> Result<TenantContext, GatewayError> {
+pub(super) fn admin_context(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<TenantContext, GatewayError> {
     let ctx = app.tenant_context(headers)?;
     admin_only(&ctx)?;
     Ok(ctx)

@@ -76,6 +76,8 @@ impl TestGateway {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.secret_file = dir.path().join("server.secret");
+        config.encryption.master_key_file = dir.path().join("master.key");
+        config.audit.signing_key_file = dir.path().join("audit-signing.key");
         config.server.max_body_bytes = 64 * 1024;
         config.server.shutdown_grace_secs = 1;
         config.database.url = format!("sqlite:{}", dir.path().join("tg.db").display());

@@ -1,0 +1,869 @@
+//! The audit stage: every call for a known tenant becomes a record in that tenant's hash chain,
+//! durable before the caller sees the response (the terminal event, for a stream).
+//!
+//! - [`AuditLog`] is the group-commit writer's front: callers enqueue a record and wait; one
+//!   writer task drains whatever is queued (up to `audit.max_batch`) into a single
+//!   transaction, so durability costs one commit per batch, not per call. The same task signs
+//!   a checkpoint of each chain it advanced every `audit.checkpoint_interval_ms`.
+//! - [`CallAudit`] is a call's record in the making: handlers fill it as stages pass, and
+//!   [`CallAudit::finish`] writes it before releasing the response (or hands it to the
+//!   stream, which writes it before the terminal event).
+//! - If the record cannot be written in time, the call fails with 503, unless the tenant's
+//!   policy is fail-open; either way the failure is counted and logged at ERROR.
+//!
+//! Bodies follow the tenant's policy: `sealed` (encrypted with the tenant's key, outside the
+//! chain, digest in it), `sha256`, `redacted` (secrets, PII, canaries and other tenants'
+//! identifiers replaced, then sealed) or `none`.
+
+use crate::config::AuditConfig;
+use crate::error::{GatewayError, Wire};
+use crate::pipeline::{now_ms, TenantContext};
+use crate::state::AppState;
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenantgate_audit::{
+    Actor, AuditPolicy, BodyDigest, BodyMode, Client, ErrorInfo, EventType, FailMode, ModelInfo,
+    Record, Signer, Tokens,
+};
+use tenantgate_core::{TenantId, TenantScope};
+use tenantgate_store::audit::{Appended, NewAuditRecord};
+use tenantgate_store::Store;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The keyring kind audit bodies are sealed under.
+pub(crate) const BODY_KIND: &str = "audit_body";
+
+/// The sealed body's record id: the record's id and which body it is.
+pub(crate) fn body_aad_id(record_id: &str, part: &str) -> String {
+    format!("{record_id}/{part}")
+}
+
+/// Counters for `/metrics` (no tenant labels).
+#[derive(Default)]
+pub(crate) struct AuditStats {
+    pub appended: AtomicU64,
+    pub batches: AtomicU64,
+    pub largest_batch: AtomicU64,
+    pub failures: AtomicU64,
+    pub checkpoints: AtomicU64,
+}
+
+impl AuditStats {
+    pub fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "# TYPE tenantgate_audit_records_total counter\ntenantgate_audit_records_total {}\n\
+             # TYPE tenantgate_audit_commits_total counter\ntenantgate_audit_commits_total {}\n\
+             # TYPE tenantgate_audit_largest_batch gauge\ntenantgate_audit_largest_batch {}\n\
+             # TYPE tenantgate_audit_write_failures_total counter\ntenantgate_audit_write_failures_total {}\n\
+             # TYPE tenantgate_audit_checkpoints_total counter\ntenantgate_audit_checkpoints_total {}\n",
+            g(&self.appended),
+            g(&self.batches),
+            g(&self.largest_batch),
+            g(&self.failures),
+            g(&self.checkpoints),
+        )
+    }
+}
+
+struct Job {
+    scope: TenantScope,
+    entry: NewAuditRecord,
+    done: Option<oneshot::Sender<Result<Appended, String>>>,
+}
+
+/// The group-commit writer's front.
+pub(crate) struct AuditLog {
+    tx: mpsc::Sender<Job>,
+    pub signer: Arc<Signer>,
+    pub stats: Arc<AuditStats>,
+    timeout: Duration,
+}
+
+/// The running writer task; [`Writer::stop`] drains the queue and signs the heads.
+pub(crate) struct Writer {
+    cancel: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+impl AuditLog {
+    /// Loads (or creates) the signing key and starts the writer task.
+    pub fn start(
+        store: Store,
+        cfg: &AuditConfig,
+    ) -> Result<(AuditLog, Writer), tenantgate_crypto::KeyFileError> {
+        let seed = tenantgate_crypto::load_or_create_key(
+            &cfg.signing_key_file,
+            "TENANTGATE_AUDIT_SIGNING_KEY",
+            "audit.signing_key_file",
+        )?;
+        let signer = Arc::new(Signer::from_seed(seed.bytes()));
+        let (tx, rx) = mpsc::channel(cfg.queue);
+        let stats = Arc::new(AuditStats::default());
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(run(
+            store,
+            rx,
+            signer.clone(),
+            stats.clone(),
+            cancel.clone(),
+            cfg.max_batch,
+            Duration::from_millis(cfg.checkpoint_interval_ms),
+        ));
+        Ok((
+            AuditLog {
+                tx,
+                signer,
+                stats,
+                timeout: Duration::from_millis(cfg.write_timeout_ms),
+            },
+            Writer { cancel, handle },
+        ))
+    }
+
+    /// Appends one record and waits until it is durable (or the write timeout passes).
+    pub async fn append(
+        &self,
+        scope: &TenantScope,
+        entry: NewAuditRecord,
+    ) -> Result<Appended, String> {
+        let (done, rx) = oneshot::channel();
+        let job = Job {
+            scope: scope.clone(),
+            entry,
+            done: Some(done),
+        };
+        let wait = async {
+            self.tx
+                .send(job)
+                .await
+                .map_err(|_| "the audit writer has stopped".to_string())?;
+            rx.await
+                .map_err(|_| "the audit writer dropped the record".to_string())?
+        };
+        let r = match tokio::time::timeout(self.timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => Err("the audit write timed out".into()),
+        };
+        if let Err(e) = &r {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(target: "tenantgate::audit", tenant = %scope.tenant_id(), error = %e,
+                "audit record not written");
+        }
+        r
+    }
+
+    /// Enqueues a record without waiting (events that release nothing to a caller: a stream
+    /// the client abandoned, guard incidents).
+    pub fn append_detached(&self, scope: &TenantScope, entry: NewAuditRecord) {
+        let job = Job {
+            scope: scope.clone(),
+            entry,
+            done: None,
+        };
+        if let Err(mpsc::error::TrySendError::Full(job)) = self.tx.try_send(job) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(job).await;
+            });
+        }
+    }
+}
+
+/// The last head this process appended per tenant, awaiting a checkpoint.
+type Dirty = HashMap<TenantId, (TenantScope, Appended)>;
+
+async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Job>,
+    signer: Arc<Signer>,
+    stats: Arc<AuditStats>,
+    cancel: CancellationToken,
+    max_batch: usize,
+    interval: Duration,
+) {
+    sign_unsigned_heads(&store, &signer, &stats).await;
+    let mut dirty = Dirty::new();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            job = rx.recv() => {
+                let Some(job) = job else { break };
+                let mut batch = vec![job];
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(j) => batch.push(j),
+                        Err(_) => break,
+                    }
+                }
+                commit(&store, batch, &mut dirty, &stats).await;
+            }
+            _ = tick.tick() => checkpoint(&store, &signer, &mut dirty, &stats).await,
+            _ = cancel.cancelled() => {
+                rx.close();
+                let mut rest = Vec::new();
+                while let Some(j) = rx.recv().await {
+                    rest.push(j);
+                }
+                for batch in rest.chunks_mut(max_batch) {
+                    let batch: Vec<Job> = batch.iter_mut().filter_map(take_job).collect();
+                    commit(&store, batch, &mut dirty, &stats).await;
+                }
+                break;
+            }
+        }
+    }
+    checkpoint(&store, &signer, &mut dirty, &stats).await;
+}
+
+fn take_job(j: &mut Job) -> Option<Job> {
+    Some(Job {
+        scope: j.scope.clone(),
+        entry: j.entry.clone(),
+        done: j.done.take(),
+    })
+}
+
+/// One group commit: the batch grouped per tenant (order kept), one transaction. If it fails
+/// and holds several tenants, each tenant is retried alone so one bad record cannot sink the
+/// others.
+async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &AuditStats) {
+    let n = batch.len() as u64;
+    type Waiters = Vec<Option<oneshot::Sender<Result<Appended, String>>>>;
+    let mut groups: Vec<(TenantScope, Vec<NewAuditRecord>, Waiters)> = Vec::new();
+    let mut index: HashMap<TenantId, usize> = HashMap::new();
+    for j in batch {
+        let i = *index.entry(j.scope.tenant_id().clone()).or_insert_with(|| {
+            groups.push((j.scope.clone(), Vec::new(), Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(j.entry);
+        groups[i].2.push(j.done);
+    }
+    let refs: Vec<(&TenantScope, Vec<NewAuditRecord>)> =
+        groups.iter().map(|g| (&g.0, g.1.clone())).collect();
+    let results: Vec<Result<Vec<Appended>, String>> = match store.audit_append(&refs).await {
+        Ok(out) => out.into_iter().map(Ok).collect(),
+        Err(e) if refs.len() > 1 => {
+            tracing::warn!(target: "tenantgate::audit", error = %e, "group commit failed; retrying per tenant");
+            let mut v = Vec::with_capacity(refs.len());
+            for r in &refs {
+                v.push(
+                    store
+                        .audit_append(std::slice::from_ref(r))
+                        .await
+                        .map(|mut o| o.pop().unwrap_or_default())
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            v
+        }
+        Err(e) => vec![Err(e.to_string())],
+    };
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+    for ((scope, _, waiters), result) in groups.into_iter().zip(results) {
+        match result {
+            Ok(appended) => {
+                stats
+                    .appended
+                    .fetch_add(appended.len() as u64, Ordering::Relaxed);
+                if let Some(last) = appended.last() {
+                    dirty.insert(scope.tenant_id().clone(), (scope.clone(), *last));
+                }
+                for (w, a) in waiters.into_iter().zip(appended) {
+                    if let Some(w) = w {
+                        let _ = w.send(Ok(a));
+                    }
+                }
+            }
+            Err(e) => {
+                // Waiting callers count their own failure (`AuditLog::append`); count the rest.
+                let detached = waiters.iter().filter(|w| w.is_none()).count() as u64;
+                stats.failures.fetch_add(detached, Ordering::Relaxed);
+                for w in waiters.into_iter().flatten() {
+                    let _ = w.send(Err(e.clone()));
+                }
+                tracing::error!(target: "tenantgate::audit", tenant = %scope.tenant_id(), error = %e,
+                    "audit group commit failed");
+            }
+        }
+    }
+}
+
+/// Signs the head each advanced chain reached (as this process appended it).
+async fn checkpoint(store: &Store, signer: &Signer, dirty: &mut Dirty, stats: &AuditStats) {
+    for (tenant, (scope, head)) in dirty.drain() {
+        let cp = signer.checkpoint(tenant.as_str(), head.seq, &head.hash, now_ms());
+        match store.tenant(&scope).audit().add_checkpoint(&cp).await {
+            Ok(()) => {
+                stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(target: "tenantgate::audit", tenant = %tenant, error = %e,
+                "audit checkpoint not written"),
+        }
+    }
+}
+
+/// At start: signs every chain head left past its last checkpoint (by a crash, or by another
+/// process that stopped before its next checkpoint).
+async fn sign_unsigned_heads(store: &Store, signer: &Signer, stats: &AuditStats) {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the audit writer signs every tenant's chain head at start"
+    )]
+    let admin = tenantgate_core::PlatformAdmin::local_operator("audit-checkpointer");
+    let p = store.platform(&admin);
+    let heads = match p.audit_unsigned_heads().await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(target: "tenantgate::audit", error = %e, "cannot list unsigned audit heads");
+            return;
+        }
+    };
+    for h in heads {
+        let cp = signer.checkpoint(h.tenant.as_str(), h.seq, &h.hash, now_ms());
+        if p.audit_add_checkpoint(&h.tenant, &cp).await.is_ok() {
+            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Who the caller is and what its tenant's policy says, once authenticated.
+struct Bound {
+    scope: TenantScope,
+    actor: Actor,
+    policy: Arc<AuditPolicy>,
+}
+
+/// A call's audit record in the making.
+pub(crate) struct CallAudit {
+    pub request_id: String,
+    started: Instant,
+    ts_ms: i64,
+    client: Client,
+    bound: Option<Bound>,
+    model: Option<ModelInfo>,
+    prompt: Option<Vec<u8>>,
+    /// Set when a stream took the record over.
+    streaming: bool,
+    detail: Map<String, Value>,
+}
+
+fn actor(ctx: &TenantContext) -> Actor {
+    Actor {
+        kind: "api_key".into(),
+        key_id: Some(ctx.principal.key_id.to_string()),
+        user: ctx.principal.user.clone(),
+        role: Some(ctx.principal.role.to_string()),
+    }
+}
+
+impl CallAudit {
+    pub fn new(
+        request_id: String,
+        headers: &axum::http::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Self {
+        CallAudit {
+            request_id,
+            started: Instant::now(),
+            ts_ms: now_ms(),
+            client: Client {
+                ip: peer.map(|p| p.ip().to_string()),
+                user_agent: headers
+                    .get("user-agent")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.chars().take(256).collect()),
+            },
+            bound: None,
+            model: None,
+            prompt: None,
+            streaming: false,
+            detail: Map::new(),
+        }
+    }
+
+    /// The caller is authenticated: from here on the call is recorded in its tenant's chain.
+    pub fn bind(&mut self, app: &AppState, ctx: &TenantContext) {
+        let policy = app
+            .0
+            .auth
+            .load()
+            .audit_policy(ctx.principal.scope.tenant_id());
+        self.bound = Some(Bound {
+            scope: ctx.principal.scope.clone(),
+            actor: actor(ctx),
+            policy,
+        });
+    }
+
+    pub fn set_model(&mut self, requested: &str, route: &crate::upstream::Route) {
+        self.model = Some(ModelInfo {
+            requested: requested.to_owned(),
+            resolved: Some(route.upstream_model.clone()),
+            provider: Some(route.provider.name.clone()),
+            version: None,
+        });
+    }
+
+    pub fn set_requested_model(&mut self, requested: &str) {
+        self.model.get_or_insert_with(|| ModelInfo {
+            requested: requested.to_owned(),
+            ..Default::default()
+        });
+    }
+
+    /// The request as it goes to the provider (after composition and the inbound guard);
+    /// serialized only if the policy keeps something of it.
+    pub fn set_prompt(&mut self, req: &Map<String, Value>) {
+        if let Some(b) = &self.bound {
+            if b.policy.prompt != BodyMode::None {
+                self.prompt = serde_json::to_vec(req).ok();
+            }
+        }
+    }
+
+    pub fn note(&mut self, key: &str, value: impl Into<Value>) {
+        self.detail.insert(key.to_owned(), value.into());
+    }
+
+    /// Whether the response body should be kept for the record.
+    pub fn wants_response(&self) -> bool {
+        self.bound
+            .as_ref()
+            .is_some_and(|b| b.policy.response != BodyMode::None)
+    }
+
+    /// Hands the record to a stream, which writes it before its terminal event.
+    pub fn take_for_stream(&mut self) -> CallAudit {
+        self.streaming = true;
+        CallAudit {
+            request_id: self.request_id.clone(),
+            started: self.started,
+            ts_ms: self.ts_ms,
+            client: std::mem::take(&mut self.client),
+            bound: self.bound.take(),
+            model: self.model.take(),
+            prompt: self.prompt.take(),
+            streaming: false,
+            detail: std::mem::take(&mut self.detail),
+        }
+    }
+
+    /// Builds the record (sealing kept bodies with the tenant's key). `None` when the caller
+    /// never authenticated: there is no tenant chain to write to.
+    pub async fn entry(
+        self,
+        app: &AppState,
+        event: EventType,
+        status: u16,
+        error: Option<&GatewayError>,
+        response: Option<&[u8]>,
+        tokens: Option<Tokens>,
+    ) -> Option<(TenantScope, Arc<AuditPolicy>, NewAuditRecord)> {
+        let b = self.bound?;
+        let mut model = self.model;
+        let mut tool_calls = Vec::new();
+        let mut tokens = tokens;
+        if let Some(r) = response {
+            if let Ok(v) = serde_json::from_slice::<Value>(r) {
+                read_response(&v, &mut model, &mut tool_calls, &mut tokens);
+            }
+        }
+        let id = self.request_id;
+        let (prompt, prompt_sealed) = body(
+            app,
+            &b,
+            &id,
+            "prompt",
+            b.policy.prompt,
+            self.prompt.as_deref(),
+        )
+        .await;
+        let (response, response_sealed) =
+            body(app, &b, &id, "response", b.policy.response, response).await;
+        let record = Record {
+            v: 1,
+            tenant: String::new(),
+            seq: 0,
+            ts_ms: self.ts_ms,
+            id,
+            event,
+            actor: b.actor,
+            model,
+            prompt,
+            response,
+            tool_calls,
+            tokens,
+            cost_micros: None,
+            latency_ms: Some(self.started.elapsed().as_millis() as u64),
+            status,
+            error: error.map(|e| ErrorInfo {
+                code: e.code().to_owned(),
+                message: e.to_string(),
+            }),
+            client: Some(self.client),
+            detail: Value::Object(self.detail),
+        };
+        Some((
+            b.scope,
+            b.policy,
+            NewAuditRecord {
+                record,
+                prompt_sealed,
+                response_sealed,
+            },
+        ))
+    }
+
+    /// Writes the call's record, then releases its response. A streamed response is released
+    /// at once: its stream writes the record before the terminal event.
+    pub async fn finish(
+        self,
+        app: &AppState,
+        result: Result<Response, GatewayError>,
+        wire: Wire,
+    ) -> Response {
+        if self.streaming {
+            return result.unwrap_or_else(|e| e.render(wire));
+        }
+        match result {
+            Ok(resp) => {
+                let (parts, body) = resp.into_parts();
+                let bytes = match http_body_util::BodyExt::collect(body).await {
+                    Ok(c) => c.to_bytes(),
+                    Err(_) => return GatewayError::Internal.render(wire),
+                };
+                let Some((scope, policy, entry)) = self
+                    .entry(
+                        app,
+                        EventType::ApiCall,
+                        parts.status.as_u16(),
+                        None,
+                        Some(&bytes),
+                        None,
+                    )
+                    .await
+                else {
+                    return Response::from_parts(parts, axum::body::Body::from(bytes));
+                };
+                match write(app, &scope, &policy, entry).await {
+                    Ok(()) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+                    Err(e) => e.render(wire),
+                }
+            }
+            Err(err) => {
+                let Some((scope, policy, entry)) = self
+                    .entry(
+                        app,
+                        err.audit_event(),
+                        err.status().as_u16(),
+                        Some(&err),
+                        None,
+                        None,
+                    )
+                    .await
+                else {
+                    return err.render(wire);
+                };
+                match write(app, &scope, &policy, entry).await {
+                    Ok(()) => err.render(wire),
+                    Err(e) => e.render(wire),
+                }
+            }
+        }
+    }
+}
+
+/// Writes a record and waits for it; a failure is a 503 unless the tenant is fail-open.
+pub(crate) async fn write(
+    app: &AppState,
+    scope: &TenantScope,
+    policy: &AuditPolicy,
+    entry: NewAuditRecord,
+) -> Result<(), GatewayError> {
+    match app.0.audit.append(scope, entry).await {
+        Ok(_) => Ok(()),
+        Err(_) if policy.on_failure == FailMode::Open => Ok(()),
+        Err(_) => Err(GatewayError::Unavailable(
+            "the audit log could not record this call; nothing was released".into(),
+        )),
+    }
+}
+
+/// Model version, tool calls and usage from an OpenAI- or Anthropic-shaped response.
+fn read_response(
+    v: &Value,
+    model: &mut Option<ModelInfo>,
+    tool_calls: &mut Vec<String>,
+    tokens: &mut Option<Tokens>,
+) {
+    if let (Some(m), Some(version)) = (model.as_mut(), v.get("model").and_then(Value::as_str)) {
+        m.version = Some(version.to_owned());
+    }
+    if let Some(choices) = v.get("choices").and_then(Value::as_array) {
+        for c in choices {
+            for t in c["message"]["tool_calls"].as_array().into_iter().flatten() {
+                if let Some(n) = t["function"]["name"].as_str() {
+                    tool_calls.push(n.to_owned());
+                }
+            }
+        }
+    }
+    if let Some(content) = v.get("content").and_then(Value::as_array) {
+        for b in content {
+            if b["type"] == "tool_use" {
+                if let Some(n) = b["name"].as_str() {
+                    tool_calls.push(n.to_owned());
+                }
+            }
+        }
+    }
+    if tokens.is_none() {
+        let u = &v["usage"];
+        let input = u["prompt_tokens"].as_u64().or(u["input_tokens"].as_u64());
+        let output = u["completion_tokens"]
+            .as_u64()
+            .or(u["output_tokens"].as_u64());
+        if let (Some(input), Some(output)) = (input, output) {
+            *tokens = Some(Tokens { input, output });
+        }
+    }
+}
+
+/// A body per mode: its digest for the chain and, when kept, its sealed bytes.
+async fn body(
+    app: &AppState,
+    b: &Bound,
+    id: &str,
+    part: &str,
+    mode: BodyMode,
+    text: Option<&[u8]>,
+) -> (Option<BodyDigest>, Option<Vec<u8>>) {
+    let Some(text) = text.filter(|_| mode != BodyMode::None) else {
+        return (None, None);
+    };
+    let kept: std::borrow::Cow<'_, [u8]> = match mode {
+        BodyMode::Redacted => std::borrow::Cow::Owned(redacted(app, b, text).into_bytes()),
+        _ => std::borrow::Cow::Borrowed(text),
+    };
+    let digest = BodyDigest {
+        mode,
+        sha256: tenantgate_audit::sha256_hex(&kept),
+        bytes: kept.len() as u64,
+    };
+    let sealed = match mode {
+        BodyMode::Sealed | BodyMode::Redacted => {
+            match app
+                .keyring()
+                .seal(&b.scope, BODY_KIND, &body_aad_id(id, part), &kept)
+                .await
+            {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // The digest still goes in the chain; the body is lost, and said so.
+                    tracing::error!(target: "tenantgate::audit", error = %e, "audit body not sealed");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    (Some(digest), sealed)
+}
+
+/// The text with every secret, PII match, canary and other tenant's identifier replaced.
+fn redacted(app: &AppState, b: &Bound, text: &[u8]) -> String {
+    use tenantgate_guard::{Action, Direction, Policy};
+    let text = String::from_utf8_lossy(text);
+    let all = Policy {
+        cross_tenant: Action::Redact,
+        canary: Action::Redact,
+        secrets: Action::Redact,
+        pii: Action::Redact,
+        injection: Action::Off,
+        webhook_url: None,
+    };
+    let index = app.0.auth.load();
+    let hits = index
+        .scanner
+        .scan(b.scope.tenant_id(), &text, Direction::Outbound, &all);
+    tenantgate_guard::redact(&text, &hits)
+}
+
+/// A non-call event (configuration change, data access, incident) for an authenticated caller.
+pub(crate) async fn event(
+    app: &AppState,
+    ctx: &TenantContext,
+    request_id: &str,
+    event: EventType,
+    detail: Value,
+) -> Result<(), GatewayError> {
+    let policy = app
+        .0
+        .auth
+        .load()
+        .audit_policy(ctx.principal.scope.tenant_id());
+    let entry = event_record(request_id, event, actor(ctx), detail);
+    write(app, &ctx.principal.scope, &policy, entry).await
+}
+
+pub(crate) fn event_record(
+    id: &str,
+    event: EventType,
+    actor: Actor,
+    detail: Value,
+) -> NewAuditRecord {
+    NewAuditRecord {
+        record: Record {
+            v: 1,
+            tenant: String::new(),
+            seq: 0,
+            ts_ms: now_ms(),
+            id: id.to_owned(),
+            event,
+            actor,
+            model: None,
+            prompt: None,
+            response: None,
+            tool_calls: Vec::new(),
+            tokens: None,
+            cost_micros: None,
+            latency_ms: None,
+            status: 200,
+            error: None,
+            client: None,
+            detail,
+        },
+        prompt_sealed: None,
+        response_sealed: None,
+    }
+}
+
+/// An event id for records that have no request (operator actions).
+pub fn new_event_id() -> String {
+    format!("evt_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A guard finding as an `incident` record (written without holding the call: the call's own
+/// record, written before release, carries the outcome).
+pub(crate) fn incident(
+    app: &AppState,
+    ctx: &TenantContext,
+    detector: &str,
+    action: &str,
+    direction: &str,
+) {
+    let entry = event_record(
+        &new_event_id(),
+        EventType::Incident,
+        actor(ctx),
+        json!({"detector": detector, "action": action, "direction": direction}),
+    );
+    app.0.audit.append_detached(&ctx.principal.scope, entry);
+}
+
+/// What a stream needs to write its record at the end.
+pub(crate) struct StreamAudit {
+    pub app: AppState,
+    pub call: CallAudit,
+    pub body: Option<Vec<u8>>,
+}
+
+impl StreamAudit {
+    pub fn new(app: &AppState, call: CallAudit) -> Self {
+        let body = call.wants_response().then(Vec::new);
+        StreamAudit {
+            app: app.clone(),
+            call,
+            body,
+        }
+    }
+
+    pub fn observe(&mut self, frame: &Bytes) {
+        if let Some(b) = &mut self.body {
+            b.extend_from_slice(frame);
+        }
+    }
+
+    /// Builds and writes the stream's record; `Err` if it must not be released.
+    pub async fn write(
+        self,
+        outcome: &str,
+        error: Option<&GatewayError>,
+        tokens: Option<Tokens>,
+    ) -> Result<(), GatewayError> {
+        let StreamAudit {
+            app,
+            mut call,
+            body,
+        } = self;
+        call.note("stream", true);
+        call.note("outcome", outcome);
+        let status = if outcome == "client_disconnected" {
+            499
+        } else {
+            200
+        };
+        let event = error.map_or(EventType::ApiCall, GatewayError::audit_event);
+        let Some((scope, policy, entry)) =
+            call.entry(&app, event, status, error, None, tokens).await
+        else {
+            return Ok(());
+        };
+        let entry = with_stream_body(&app, entry, &scope, &policy, body).await;
+        write(&app, &scope, &policy, entry).await
+    }
+
+    /// Writes the record without waiting (the client is gone).
+    pub fn write_detached(self, outcome: &'static str, tokens: Option<Tokens>) {
+        tokio::spawn(async move {
+            let _ = self.write(outcome, None, tokens).await;
+        });
+    }
+}
+
+/// Adds the streamed transcript (the frames the caller received) as the response body.
+async fn with_stream_body(
+    app: &AppState,
+    mut entry: NewAuditRecord,
+    scope: &TenantScope,
+    policy: &AuditPolicy,
+    body: Option<Vec<u8>>,
+) -> NewAuditRecord {
+    if let Some(text) = body {
+        let b = Bound {
+            scope: scope.clone(),
+            actor: Actor::default(),
+            policy: Arc::new(policy.clone()),
+        };
+        let (digest, sealed) = crate::audit::body(
+            app,
+            &b,
+            &entry.record.id,
+            "response",
+            policy.response,
+            Some(&text),
+        )
+        .await;
+        entry.record.response = digest;
+        entry.response_sealed = sealed;
+    }
+    entry
+}

@@ -1,0 +1,341 @@
+//! The tenant's audit API (`/tenant/v1/audit...`), and the middleware that records every
+//! tenant-API call in the caller's chain: changes as `configuration_change`, reads as
+//! `data_access`, role refusals as `access_denied`. The tenant is the caller's, always.
+
+use super::tenant::admin_context;
+use super::RequestId;
+use crate::compose::store_err;
+use crate::error::{GatewayError, Wire};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tenantgate_audit::{
+    AuditPolicy, Checkpoint, EventType, ExportLine, ExportRecord, Window, GENESIS,
+};
+use tenantgate_core::TenantScope;
+use tenantgate_store::audit::{AuditFilter, StoredRecord};
+
+type Res = Result<Response, GatewayError>;
+
+fn ok(r: Res) -> Response {
+    r.unwrap_or_else(|e| e.render(Wire::OpenAi))
+}
+
+fn store(e: tenantgate_store::StoreError) -> GatewayError {
+    store_err(e.into())
+}
+
+/// Records a tenant-API call in the caller's chain before its response is released. Runs
+/// after the handler (so it sees the outcome); an unauthenticated call has no chain.
+pub(super) async fn record_tenant_call(
+    State(app): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    path: MatchedPath,
+    req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().clone();
+    let ctx = app.tenant_context(req.headers()).ok();
+    let resp = next.run(req).await;
+    let Some(ctx) = ctx else { return resp };
+    let status = resp.status();
+    let event = if status == StatusCode::FORBIDDEN {
+        EventType::AccessDenied
+    } else if method == Method::GET {
+        EventType::DataAccess
+    } else {
+        EventType::ConfigurationChange
+    };
+    let detail =
+        json!({"method": method.as_str(), "route": path.as_str(), "status": status.as_u16()});
+    match crate::audit::event(&app, &ctx, &rid.0, event, detail).await {
+        Ok(()) => resp,
+        Err(e) => e.render(Wire::OpenAi),
+    }
+}
+
+/// Query parameters shared by the record query and the export. Times are Unix milliseconds.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+    user: Option<String>,
+    key_id: Option<String>,
+    model: Option<String>,
+    event: Option<String>,
+    status: Option<u16>,
+    before_seq: Option<u64>,
+    limit: Option<u32>,
+    format: Option<String>,
+}
+
+fn bad(message: impl Into<String>, param: &str) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: message.into(),
+        param: Some(param.into()),
+    }
+}
+
+fn record_json(r: &StoredRecord) -> Result<Value, GatewayError> {
+    serde_json::from_str(&r.record).map_err(|_| GatewayError::Internal)
+}
+
+/// `GET /tenant/v1/audit/records`: the tenant's records, newest first, filtered.
+pub(super) async fn records(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    ok(async {
+        let ctx = admin_context(&app, &headers)?;
+        if let Some(e) = &q.event {
+            if tenantgate_audit::EventType::parse(e).is_none() {
+                return Err(bad(format!("unknown event type {e:?}"), "event"));
+            }
+        }
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(bad("limit must be between 1 and 1000", "limit"));
+        }
+        let f = AuditFilter {
+            from_ms: q.from,
+            to_ms: q.to,
+            user: q.user,
+            key_id: q.key_id,
+            model: q.model,
+            event: q.event,
+            status: q.status,
+            before_seq: q.before_seq,
+            limit,
+        };
+        let rows = app
+            .store()
+            .tenant(&ctx.principal.scope)
+            .audit()
+            .query(&f)
+            .await
+            .map_err(store)?;
+        let next = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|r| r.seq))
+            .flatten();
+        let data = rows
+            .iter()
+            .map(|r| {
+                Ok(json!({"seq": r.seq, "hash": hex::encode(r.hash), "record": record_json(r)?}))
+            })
+            .collect::<Result<Vec<_>, GatewayError>>()?;
+        Ok(Json(json!({"object": "list", "data": data, "next_before_seq": next})).into_response())
+    }
+    .await)
+}
+
+/// `GET /tenant/v1/audit/export?from=&to=&format=jsonl|csv`: every record in the window with
+/// what verifies it offline (`tenantgate audit verify`).
+pub(super) async fn export(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    ok(async {
+        let ctx = admin_context(&app, &headers)?;
+        let csv = match q.format.as_deref() {
+            None | Some("jsonl") => false,
+            Some("csv") => true,
+            Some(f) => {
+                return Err(bad(
+                    format!("format must be jsonl or csv, not {f:?}"),
+                    "format",
+                ))
+            }
+        };
+        let window = Window {
+            from_ms: q.from.unwrap_or(0),
+            to_ms: q.to.unwrap_or(i64::MAX),
+        };
+        if window.from_ms > window.to_ms {
+            return Err(bad("from must not be after to", "from"));
+        }
+        let lines = build_export(&app, &ctx.principal.scope, window).await?;
+        let (body, ctype, ext) = if csv {
+            (
+                tenantgate_audit::csv_export(&lines),
+                "text/csv; charset=utf-8",
+                "csv",
+            )
+        } else {
+            (
+                tenantgate_audit::jsonl(&lines).into_bytes(),
+                "application/x-ndjson",
+                "jsonl",
+            )
+        };
+        Ok((
+            [
+                ("content-type", ctype.to_owned()),
+                (
+                    "content-disposition",
+                    format!("attachment; filename=\"audit-{}.{ext}\"", ctx.tenant.slug),
+                ),
+            ],
+            Body::from(body),
+        )
+            .into_response())
+    }
+    .await)
+}
+
+/// Builds an export of `window`: from the checkpoint (or genesis) before its first record to
+/// the checkpoint at or after its last, signing the current head if no checkpoint covers it.
+pub(crate) async fn build_export(
+    app: &AppState,
+    scope: &TenantScope,
+    window: Window,
+) -> Result<Vec<ExportLine>, GatewayError> {
+    let audit = app.store().tenant(scope);
+    let audit = audit.audit();
+    let signer = &app.0.audit.signer;
+    let tenant = scope.tenant_id().as_str();
+    let genesis = tenantgate_audit::Anchor {
+        seq: 0,
+        hash: hex::encode(GENESIS),
+    };
+    let Some((first, last)) = audit
+        .seq_range(window.from_ms, window.to_ms)
+        .await
+        .map_err(store)?
+    else {
+        return Ok(tenantgate_audit::assemble(
+            tenant,
+            window,
+            genesis,
+            Vec::new(),
+            Vec::new(),
+            signer,
+            crate::pipeline::now_ms(),
+        ));
+    };
+    let (start, _) = audit.checkpoint_around(first - 1).await.map_err(store)?;
+    let (_, end) = audit.checkpoint_around(last).await.map_err(store)?;
+    let end: Checkpoint = match end {
+        Some(cp) => cp,
+        None => {
+            // Nothing signed covers the window's end yet: sign the head now.
+            let (seq, hash) = audit.head().await.map_err(store)?;
+            let cp = signer.checkpoint(tenant, seq, &hash, crate::pipeline::now_ms());
+            audit.add_checkpoint(&cp).await.map_err(store)?;
+            cp
+        }
+    };
+    let anchor = match &start {
+        Some(cp) => tenantgate_audit::Anchor {
+            seq: cp.seq,
+            hash: cp.hash.clone(),
+        },
+        None => genesis,
+    };
+    let rows = audit
+        .records(anchor.seq + 1, end.seq)
+        .await
+        .map_err(store)?;
+    let mut records = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let record = record_json(r)?;
+        let id = record["id"].as_str().unwrap_or_default().to_owned();
+        let open = |part: &'static str, sealed: &Option<Vec<u8>>| {
+            let id = crate::audit::body_aad_id(&id, part);
+            let sealed = sealed.clone();
+            async move {
+                let sealed = sealed?;
+                // A crypto-shredded body is absent, not an error: its digest stays verifiable.
+                let plain = app
+                    .keyring()
+                    .open(scope, crate::audit::BODY_KIND, &id, &sealed)
+                    .await
+                    .ok()?;
+                String::from_utf8(plain.to_vec()).ok()
+            }
+        };
+        let prompt = open("prompt", &r.prompt_sealed).await;
+        let response = open("response", &r.response_sealed).await;
+        records.push(ExportRecord {
+            hash: hex::encode(r.hash),
+            record,
+            prompt,
+            response,
+        });
+    }
+    let checkpoints = audit
+        .checkpoints(anchor.seq, end.seq)
+        .await
+        .map_err(store)?;
+    Ok(tenantgate_audit::assemble(
+        tenant,
+        window,
+        anchor,
+        records,
+        checkpoints,
+        signer,
+        crate::pipeline::now_ms(),
+    ))
+}
+
+/// `GET /tenant/v1/audit/public-key`: the key checkpoints and exports are signed with.
+pub(super) async fn public_key(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    ok(async {
+        app.tenant_context(&headers)?;
+        Ok(Json(json!({"keys": [app.0.audit.signer.public_key()]})).into_response())
+    }
+    .await)
+}
+
+/// `GET /tenant/v1/audit-policy`.
+pub(super) async fn get_policy(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    ok(async {
+        let ctx = admin_context(&app, &headers)?;
+        let stored = app
+            .store()
+            .tenant(&ctx.principal.scope)
+            .audit()
+            .policy()
+            .await
+            .map_err(store)?;
+        let policy: AuditPolicy = stored
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        Ok(Json(policy).into_response())
+    }
+    .await)
+}
+
+/// `PUT /tenant/v1/audit-policy`: bodies kept (sealed | sha256 | redacted | none), fail
+/// mode, retention.
+pub(super) async fn put_policy(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ok(async {
+        let ctx = admin_context(&app, &headers)?;
+        let bytes = super::read_body(body, app.0.config.server.max_body_bytes).await?;
+        let policy: AuditPolicy =
+            serde_json::from_slice(&bytes).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+        policy.validate().map_err(|m| bad(m, "retention_days"))?;
+        let json = serde_json::to_string(&policy).map_err(|_| GatewayError::Internal)?;
+        app.store()
+            .tenant(&ctx.principal.scope)
+            .audit()
+            .set_policy(&json)
+            .await
+            .map_err(store)?;
+        app.reload_auth(false).await.ok();
+        Ok(Json(policy).into_response())
+    }
+    .await)
+}
