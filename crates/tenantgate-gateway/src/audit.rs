@@ -724,12 +724,7 @@ pub(crate) async fn event(
     write(app, &ctx.principal.scope, &policy, entry).await
 }
 
-pub(crate) fn event_record(
-    id: &str,
-    event: EventType,
-    actor: Actor,
-    detail: Value,
-) -> NewAuditRecord {
+pub fn event_record(id: &str, event: EventType, actor: Actor, detail: Value) -> NewAuditRecord {
     NewAuditRecord {
         record: Record {
             v: 1,

@@ -71,12 +71,45 @@ pub fn keyring(
 
 /// Offboards a tenant: marks it deleted and revokes its keys, then destroys its key material.
 /// Both halves are idempotent, so a failed run is finished by running it again.
+/// Records an operator action in the tenant's audit chain (actor: the platform operator).
+pub async fn record_operator_event(
+    store: &Store,
+    admin: &PlatformAdmin,
+    tenant: &TenantId,
+    event: tenantgate_audit::EventType,
+    detail: serde_json::Value,
+) -> Result<(), tenantgate_store::StoreError> {
+    let actor = tenantgate_audit::Actor {
+        kind: "platform".into(),
+        key_id: None,
+        user: Some(admin.actor().to_owned()),
+        role: Some("platform_admin".into()),
+    };
+    let entry = crate::audit::event_record(&crate::audit::new_event_id(), event, actor, detail);
+    store
+        .platform(admin)
+        .audit_append(tenant, vec![entry])
+        .await
+        .map(|_| ())
+}
+
+/// Deletes a tenant: the deletion is recorded in its audit chain first (the chain outlives the
+/// tenant: records without bodies), then its API keys are revoked and its keys shredded.
 pub async fn delete_tenant(
     store: &Store,
     keyring: &tenantgate_store::Keyring,
     admin: &PlatformAdmin,
     tenant: &TenantId,
 ) -> Result<tenantgate_core::Tenant, String> {
+    record_operator_event(
+        store,
+        admin,
+        tenant,
+        tenantgate_audit::EventType::Deletion,
+        serde_json::json!({"action": "tenant.delete"}),
+    )
+    .await
+    .map_err(|e| format!("the deletion could not be audited, nothing was deleted: {e}"))?;
     let t = store
         .platform(admin)
         .mark_deleted(tenant)

@@ -45,6 +45,24 @@ enum Command {
     Config(ConfigCmd),
     /// A tenant's system prompts, through a running gateway's tenant API, as that tenant.
     Prompt(PromptArgs),
+    /// Audit exports: verify one offline; print the checkpoint signing key.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verifies an export (JSONL or CSV) offline: chain, checkpoint and manifest signatures,
+    /// bodies against digests. Exits 1 naming the first bad record.
+    Verify {
+        file: PathBuf,
+        /// Trusted public key (hex, as `audit public-key` prints it); repeatable. Without it
+        /// the keys listed in the export itself are used, and the report says so.
+        #[arg(long = "public-key")]
+        public_key: Vec<String>,
+    },
+    /// Prints the audit checkpoint signing key's public half (from this configuration).
+    PublicKey,
 }
 
 #[derive(Subcommand)]
@@ -255,6 +273,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Prompt(args) = cli.command {
         return prompt(args).await;
     }
+    if let Command::Audit(AuditCmd::Verify { file, public_key }) = &cli.command {
+        return audit_verify(file, public_key);
+    }
     let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
     match cli.command {
         Command::Serve => serve(config).await,
@@ -276,6 +297,17 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Key(cmd) => key(config, cmd).await,
         Command::Keys(cmd) => keys(config, cmd).await,
         Command::Prompt(_) => Ok(()),
+        Command::Audit(AuditCmd::Verify { .. }) => Ok(()),
+        Command::Audit(AuditCmd::PublicKey) => {
+            let seed = tenantgate_crypto::load_or_create_key(
+                &config.audit.signing_key_file,
+                "TENANTGATE_AUDIT_SIGNING_KEY",
+                "audit.signing_key_file",
+            )?;
+            let pk = tenantgate_audit::Signer::from_seed(seed.bytes()).public_key();
+            print(&json!(pk));
+            Ok(())
+        }
     }
 }
 
@@ -312,6 +344,72 @@ fn operator() -> PlatformAdmin {
     PlatformAdmin::local_operator(format!("cli:{who}"))
 }
 
+/// `audit verify`: offline, no configuration or database needed.
+fn audit_verify(file: &std::path::Path, keys: &[String]) -> Result<()> {
+    let data = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
+    let pinned: Vec<tenantgate_audit::PublicKey> = keys
+        .iter()
+        .map(|k| {
+            let bytes: [u8; 32] = hex_decode(k)
+                .and_then(|b| b.try_into().ok())
+                .context("--public-key must be 64 hex characters")?;
+            Ok(tenantgate_audit::PublicKey {
+                key_id: tenantgate_audit::key_id(&bytes),
+                public_key: k.to_lowercase(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let pinned = (!pinned.is_empty()).then_some(pinned.as_slice());
+    let is_csv = data.starts_with(b"type,");
+    let result = if is_csv {
+        tenantgate_audit::verify_csv(&data, pinned)
+    } else {
+        let text = std::str::from_utf8(&data).context("the export is not UTF-8")?;
+        tenantgate_audit::verify_jsonl(text, pinned)
+    };
+    match result {
+        Ok(r) => {
+            print(&json!({
+                "valid": true,
+                "tenant": r.tenant,
+                "records": r.records,
+                "first_seq": r.first_seq,
+                "last_seq": r.last_seq,
+                "anchor_seq": r.anchor_seq,
+                "checkpoints": r.checkpoints,
+                "bodies_absent": r.bodies_absent,
+                "keys_pinned": r.keys_pinned,
+                "key_ids": r.key_ids,
+            }));
+            if !r.keys_pinned {
+                eprintln!(
+                    "warning: signatures were checked against the keys the export lists; pass \
+                     --public-key to check them against a key you trust"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            print(
+                &json!({"valid": false, "first_bad_seq": e.first_bad_seq(), "error": e.to_string()}),
+            );
+            std::process::exit(1);
+        }
+    }
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    (s.len() % 2 == 0)
+        .then(|| {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        })
+        .flatten()
+}
+
 async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
     let store: Store = open_store(&config).await?;
     let admin = operator();
@@ -336,17 +434,22 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
                     max_tokens_per_request: c.max_tokens,
                 })
                 .await?;
+            operator_event(&store, &admin, &t.id, "tenant.create").await?;
             print(&json!(t));
         }
         TenantCmd::List => print(&json!(p.list_tenants().await?)),
         TenantCmd::Show { tenant } => print(&json!(find(tenant).await?)),
         TenantCmd::Suspend { tenant } => {
             let t = find(tenant).await?;
-            print(&json!(p.set_status(&t.id, TenantStatus::Suspended).await?));
+            let t = p.set_status(&t.id, TenantStatus::Suspended).await?;
+            operator_event(&store, &admin, &t.id, "tenant.suspend").await?;
+            print(&json!(t));
         }
         TenantCmd::Resume { tenant } => {
             let t = find(tenant).await?;
-            print(&json!(p.set_status(&t.id, TenantStatus::Active).await?));
+            let t = p.set_status(&t.id, TenantStatus::Active).await?;
+            operator_event(&store, &admin, &t.id, "tenant.resume").await?;
+            print(&json!(t));
         }
         TenantCmd::Delete { tenant, yes } => {
             if !yes {
@@ -366,11 +469,31 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             max_tokens,
         } => {
             let t = find(tenant).await?;
-            print(&json!(p.set_models(&t.id, &models, max_tokens).await?));
+            let t = p.set_models(&t.id, &models, max_tokens).await?;
+            operator_event(&store, &admin, &t.id, "tenant.set_models").await?;
+            print(&json!(t));
         }
     }
     store.close().await;
     Ok(())
+}
+
+/// Records an operator change in the tenant's audit chain.
+async fn operator_event(
+    store: &Store,
+    admin: &tenantgate_core::PlatformAdmin,
+    tenant: &tenantgate_core::TenantId,
+    action: &str,
+) -> Result<()> {
+    tenantgate_gateway::control::record_operator_event(
+        store,
+        admin,
+        tenant,
+        tenantgate_audit::EventType::ConfigurationChange,
+        json!({"action": action}),
+    )
+    .await
+    .context("the change was made but could not be recorded in the tenant's audit log")
 }
 
 async fn key(config: Config, cmd: KeyCmd) -> Result<()> {
@@ -407,6 +530,7 @@ async fn key(config: Config, cmd: KeyCmd) -> Result<()> {
                 },
             )
             .await?;
+            operator_event(&store, &admin, &t.id, "key.create").await?;
             let mut v = json!(rec);
             v["key"] = json!(plaintext);
             v["note"] = json!("store this key now; it is not shown again");
@@ -419,7 +543,11 @@ async fn key(config: Config, cmd: KeyCmd) -> Result<()> {
                 .with_context(|| format!("tenant {tenant:?}"))?;
             print(&json!(p.list_keys(&t.id).await?));
         }
-        KeyCmd::Revoke { key } => print(&json!(p.revoke_key(&key).await?)),
+        KeyCmd::Revoke { key } => {
+            let rec = p.revoke_key(&key).await?;
+            operator_event(&store, &admin, &rec.tenant_id, "key.revoke").await?;
+            print(&json!(rec));
+        }
     }
     store.close().await;
     Ok(())
