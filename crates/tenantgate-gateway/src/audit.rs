@@ -46,7 +46,7 @@ pub(crate) fn body_aad_id(record_id: &str, part: &str) -> String {
 
 /// Counters for `/metrics` (no tenant labels).
 #[derive(Default)]
-pub(crate) struct AuditStats {
+pub struct AuditStats {
     pub appended: AtomicU64,
     pub batches: AtomicU64,
     pub largest_batch: AtomicU64,
@@ -79,7 +79,7 @@ struct Job {
 }
 
 /// The group-commit writer's front.
-pub(crate) struct AuditLog {
+pub struct AuditLog {
     tx: mpsc::Sender<Job>,
     pub signer: Arc<Signer>,
     pub stats: Arc<AuditStats>,
@@ -87,7 +87,7 @@ pub(crate) struct AuditLog {
 }
 
 /// The running writer task; [`Writer::stop`] drains the queue and signs the heads.
-pub(crate) struct Writer {
+pub struct Writer {
     cancel: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
 }

@@ -54,24 +54,18 @@ pub struct AuditFilter {
 /// Backend differences the generic transaction bodies need.
 pub(crate) trait AuditTx {
     fn for_update(&self) -> &'static str;
-    async fn set_tenant(&mut self, id: &TenantId) -> Result<()>;
 }
 
 impl AuditTx for sqlx::Transaction<'_, sqlx::Sqlite> {
+    // SQLite's `BEGIN IMMEDIATE` already holds the database's write lock.
     fn for_update(&self) -> &'static str {
         ""
-    }
-    async fn set_tenant(&mut self, _id: &TenantId) -> Result<()> {
-        Ok(())
     }
 }
 
 impl AuditTx for sqlx::Transaction<'_, sqlx::Postgres> {
     fn for_update(&self) -> &'static str {
         " FOR UPDATE"
-    }
-    async fn set_tenant(&mut self, id: &TenantId) -> Result<()> {
-        crate::backend::apply_pg_access(self, Access::Tenant(id)).await
     }
 }
 
@@ -101,106 +95,145 @@ type RecordRow = (
     Vec<u8>,
 );
 
-/// Appends `groups` (each a tenant's records, in order) in one transaction: one durable
-/// commit for the whole batch. Returns each record's seq and hash, in the same shape.
+/// The rows a batch writes, computed from the chain heads it locked.
+struct Planned<'a> {
+    rows: Vec<RecordRow>,
+    bodies: Vec<(String, i64, &'static str, &'a [u8])>,
+    heads: Vec<(String, i64, Vec<u8>)>,
+    out: Vec<Vec<Appended>>,
+}
+
+/// Links each group's records onto its chain head. `heads` maps tenant -> (seq, hash).
+fn plan<'a>(
+    groups: &[(&TenantId, &'a Vec<NewAuditRecord>)],
+    heads: &std::collections::HashMap<String, (i64, Vec<u8>)>,
+) -> Result<Planned<'a>> {
+    let mut p = Planned {
+        rows: Vec::new(),
+        bodies: Vec::new(),
+        heads: Vec::with_capacity(groups.len()),
+        out: Vec::with_capacity(groups.len()),
+    };
+    for (tenant, entries) in groups {
+        let (mut seq, prev) = heads
+            .get(tenant.as_str())
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("audit head missing".into()))?;
+        let mut prev = hash32(prev)?;
+        let mut done = Vec::with_capacity(entries.len());
+        for e in entries.iter() {
+            seq += 1;
+            let mut r = e.record.clone();
+            r.tenant = tenant.as_str().to_owned();
+            r.seq = seq as u64;
+            let canon = r.canonical().map_err(corrupt)?;
+            prev = link(&prev, &canon);
+            let canon = String::from_utf8(canon).map_err(corrupt)?;
+            p.rows.push((
+                tenant.as_str().to_owned(),
+                seq,
+                r.ts_ms,
+                r.id,
+                r.event.as_str(),
+                r.actor.key_id,
+                r.actor.user,
+                r.model.map(|m| m.requested),
+                i32::from(r.status),
+                canon,
+                prev.to_vec(),
+            ));
+            if let Some(b) = &e.prompt_sealed {
+                p.bodies
+                    .push((tenant.as_str().to_owned(), seq, "prompt", b));
+            }
+            if let Some(b) = &e.response_sealed {
+                p.bodies
+                    .push((tenant.as_str().to_owned(), seq, "response", b));
+            }
+            done.push(Appended {
+                seq: seq as u64,
+                hash: prev,
+            });
+        }
+        p.heads
+            .push((tenant.as_str().to_owned(), seq, prev.to_vec()));
+        p.out.push(done);
+    }
+    Ok(p)
+}
+
+/// Appends `groups` (each a distinct tenant's records, in order) in the transaction `$tx`, with
+/// a fixed number of statements whatever the number of tenants: create missing heads, lock and
+/// read the heads (in tenant order, so concurrent writers cannot deadlock), insert the records
+/// and bodies, move the heads. Evaluates to each record's seq and hash, in `groups`' shape.
 macro_rules! append_body {
     ($tx:ident, $groups:expr) => {{
-        let mut out: Vec<Vec<Appended>> = Vec::with_capacity($groups.len());
-        for (tenant, entries) in $groups {
-            AuditTx::set_tenant(&mut $tx, tenant).await?;
-            let sql = format!(
-                "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1{}",
-                $tx.for_update()
-            );
-            sqlx::query(
-                "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) \
-                 ON CONFLICT (tenant_id) DO NOTHING",
-            )
-            .bind(tenant.as_str())
-            .bind(GENESIS.to_vec())
-            .execute(&mut *$tx)
-            .await?;
-            let (mut seq, prev): (i64, Vec<u8>) = sqlx::query_as(&sql)
-                .bind(tenant.as_str())
-                .fetch_one(&mut *$tx)
-                .await?;
-            let mut prev = hash32(prev)?;
-            let mut rows: Vec<RecordRow> = Vec::with_capacity(entries.len());
-            let mut bodies: Vec<(i64, &'static str, &[u8])> = Vec::new();
-            let mut done = Vec::with_capacity(entries.len());
-            for e in entries.iter() {
-                seq += 1;
-                let mut r = e.record.clone();
-                r.tenant = tenant.as_str().to_owned();
-                r.seq = seq as u64;
-                let canon = r.canonical().map_err(corrupt)?;
-                prev = link(&prev, &canon);
-                let canon = String::from_utf8(canon).map_err(corrupt)?;
-                rows.push((
-                    tenant.as_str().to_owned(),
-                    seq,
-                    r.ts_ms,
-                    r.id,
-                    r.event.as_str(),
-                    r.actor.key_id,
-                    r.actor.user,
-                    r.model.map(|m| m.requested),
-                    i32::from(r.status),
-                    canon,
-                    prev.to_vec(),
-                ));
-                if let Some(p) = &e.prompt_sealed {
-                    bodies.push((seq, "prompt", p));
-                }
-                if let Some(p) = &e.response_sealed {
-                    bodies.push((seq, "response", p));
-                }
-                done.push(Appended {
-                    seq: seq as u64,
-                    hash: prev,
-                });
-            }
-            for chunk in rows.chunks(INSERT_CHUNK) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_records (tenant_id, seq, ts_ms, request_id, event, key_id, \
-                     user_id, model, status, record, hash) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.0.clone())
-                        .push_bind(r.1)
-                        .push_bind(r.2)
-                        .push_bind(r.3.clone())
-                        .push_bind(r.4)
-                        .push_bind(r.5.clone())
-                        .push_bind(r.6.clone())
-                        .push_bind(r.7.clone())
-                        .push_bind(r.8)
-                        .push_bind(r.9.clone())
-                        .push_bind(r.10.clone());
-                });
-                qb.build().execute(&mut *$tx).await?;
-            }
-            for chunk in bodies.chunks(INSERT_CHUNK) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_bodies (tenant_id, seq, part, sealed) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(tenant.as_str().to_owned())
-                        .push_bind(r.0)
-                        .push_bind(r.1)
-                        .push_bind(r.2.to_vec());
-                });
-                qb.build().execute(&mut *$tx).await?;
-            }
-            sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant_id = $1")
-                .bind(tenant.as_str())
-                .bind(seq)
-                .bind(prev.to_vec())
-                .execute(&mut *$tx)
-                .await?;
-            out.push(done);
+        let groups: &[(&TenantId, &Vec<NewAuditRecord>)] = $groups;
+        let mut ids: Vec<&str> = groups.iter().map(|g| g.0.as_str()).collect();
+        ids.sort_unstable();
+        let mut qb = sqlx::QueryBuilder::new("INSERT INTO audit_heads (tenant_id, seq, hash) ");
+        qb.push_values(ids.iter(), |mut b, id| {
+            b.push_bind(id.to_string())
+                .push_bind(0i64)
+                .push_bind(GENESIS.to_vec());
+        });
+        qb.push(" ON CONFLICT (tenant_id) DO NOTHING");
+        qb.build().execute(&mut *$tx).await?;
+        let mut qb = sqlx::QueryBuilder::new(
+            "SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id IN (",
+        );
+        let mut sep = qb.separated(", ");
+        for id in &ids {
+            sep.push_bind(id.to_string());
         }
-        out
+        qb.push(") ORDER BY tenant_id");
+        qb.push($tx.for_update());
+        let heads: Vec<(String, i64, Vec<u8>)> = qb.build_query_as().fetch_all(&mut *$tx).await?;
+        let heads = heads
+            .into_iter()
+            .map(|(t, s, h)| (t, (s, h)))
+            .collect::<std::collections::HashMap<_, _>>();
+        let planned = plan(groups, &heads)?;
+        for chunk in planned.rows.chunks(INSERT_CHUNK) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_records (tenant_id, seq, ts_ms, request_id, event, key_id, \
+                 user_id, model, status, record, hash) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.0.clone())
+                    .push_bind(r.1)
+                    .push_bind(r.2)
+                    .push_bind(r.3.clone())
+                    .push_bind(r.4)
+                    .push_bind(r.5.clone())
+                    .push_bind(r.6.clone())
+                    .push_bind(r.7.clone())
+                    .push_bind(r.8)
+                    .push_bind(r.9.clone())
+                    .push_bind(r.10.clone());
+            });
+            qb.build().execute(&mut *$tx).await?;
+        }
+        for chunk in planned.bodies.chunks(INSERT_CHUNK) {
+            let mut qb =
+                sqlx::QueryBuilder::new("INSERT INTO audit_bodies (tenant_id, seq, part, sealed) ");
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.0.clone())
+                    .push_bind(r.1)
+                    .push_bind(r.2)
+                    .push_bind(r.3.to_vec());
+            });
+            qb.build().execute(&mut *$tx).await?;
+        }
+        let mut qb = sqlx::QueryBuilder::new("INSERT INTO audit_heads (tenant_id, seq, hash) ");
+        qb.push_values(planned.heads.iter(), |mut b, h| {
+            b.push_bind(h.0.clone())
+                .push_bind(h.1)
+                .push_bind(h.2.clone());
+        });
+        qb.push(" ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash");
+        qb.build().execute(&mut *$tx).await?;
+        planned.out
     }};
 }
 
@@ -213,10 +246,13 @@ impl Store {
     ) -> Result<Vec<Vec<Appended>>> {
         let ids: Vec<(&TenantId, &Vec<NewAuditRecord>)> =
             groups.iter().map(|(s, e)| (s.tenant_id(), e)).collect();
-        let Some(first) = ids.first().map(|g| g.0) else {
+        if ids.is_empty() {
             return Ok(Vec::new());
-        };
-        with_tx!(self, Access::Tenant(first), |tx| { append_body!(tx, &ids) })
+        }
+        // One transaction for many tenants: in PostgreSQL it runs with the platform setting
+        // (row-level security would hide all but one tenant's head); every statement still
+        // names each row's tenant, taken from the verified scopes above.
+        with_tx!(self, Access::Platform, |tx| { append_body!(tx, &ids) })
     }
 }
 

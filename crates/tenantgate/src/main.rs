@@ -350,7 +350,8 @@ fn audit_verify(file: &std::path::Path, keys: &[String]) -> Result<()> {
     let pinned: Vec<tenantgate_audit::PublicKey> = keys
         .iter()
         .map(|k| {
-            let bytes: [u8; 32] = hex_decode(k)
+            let bytes: [u8; 32] = hex::decode(k.trim())
+                .ok()
                 .and_then(|b| b.try_into().ok())
                 .context("--public-key must be 64 hex characters")?;
             Ok(tenantgate_audit::PublicKey {
@@ -396,18 +397,6 @@ fn audit_verify(file: &std::path::Path, keys: &[String]) -> Result<()> {
             std::process::exit(1);
         }
     }
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    (s.len() % 2 == 0)
-        .then(|| {
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-                .collect::<Option<Vec<u8>>>()
-        })
-        .flatten()
 }
 
 async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
