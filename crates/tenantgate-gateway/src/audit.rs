@@ -255,8 +255,8 @@ async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &Audit
         groups[i].1.push(j.entry);
         groups[i].2.push(j.done);
     }
-    let refs: Vec<(&TenantScope, Vec<NewAuditRecord>)> =
-        groups.iter().map(|g| (&g.0, g.1.clone())).collect();
+    let refs: Vec<(&TenantScope, &[NewAuditRecord])> =
+        groups.iter().map(|g| (&g.0, g.1.as_slice())).collect();
     let results: Vec<Result<Vec<Appended>, String>> = match store.audit_append(&refs).await {
         Ok(out) => out.into_iter().map(Ok).collect(),
         Err(e) if refs.len() > 1 => {

@@ -78,8 +78,23 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-/// Rows per multi-row INSERT (11 binds each: well under both backends' parameter limits).
-const INSERT_CHUNK: usize = 500;
+/// Rows per multi-row INSERT: a batch is split into these sizes (largest first), so only a few
+/// distinct statements exist and each stays in the connection's prepared-statement cache.
+/// (256 rows x 11 binds is well under both backends' parameter limits.)
+const INSERT_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `items` cut into runs of the sizes in [`INSERT_SIZES`].
+fn fixed_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    for size in INSERT_SIZES {
+        while items.len() >= size {
+            let (a, b) = items.split_at(size);
+            out.push(a);
+            items = b;
+        }
+    }
+    out
+}
 
 type RecordRow = (
     String,
@@ -105,7 +120,7 @@ struct Planned<'a> {
 
 /// Links each group's records onto its chain head. `heads` maps tenant -> (seq, hash).
 fn plan<'a>(
-    groups: &[(&TenantId, &'a Vec<NewAuditRecord>)],
+    groups: &[(&TenantId, &'a [NewAuditRecord])],
     heads: &std::collections::HashMap<String, (i64, Vec<u8>)>,
 ) -> Result<Planned<'a>> {
     let mut p = Planned {
@@ -123,21 +138,21 @@ fn plan<'a>(
         let mut done = Vec::with_capacity(entries.len());
         for e in entries.iter() {
             seq += 1;
-            let mut r = e.record.clone();
-            r.tenant = tenant.as_str().to_owned();
-            r.seq = seq as u64;
-            let canon = r.canonical().map_err(corrupt)?;
+            let r = &e.record;
+            let canon = r
+                .canonical_as(tenant.as_str(), seq as u64)
+                .map_err(corrupt)?;
             prev = link(&prev, &canon);
             let canon = String::from_utf8(canon).map_err(corrupt)?;
             p.rows.push((
                 tenant.as_str().to_owned(),
                 seq,
                 r.ts_ms,
-                r.id,
+                r.id.clone(),
                 r.event.as_str(),
-                r.actor.key_id,
-                r.actor.user,
-                r.model.map(|m| m.requested),
+                r.actor.key_id.clone(),
+                r.actor.user.clone(),
+                r.model.as_ref().map(|m| m.requested.clone()),
                 i32::from(r.status),
                 canon,
                 prev.to_vec(),
@@ -168,7 +183,7 @@ fn plan<'a>(
 /// and bodies, move the heads. Evaluates to each record's seq and hash, in `groups`' shape.
 macro_rules! append_body {
     ($tx:ident, $groups:expr) => {{
-        let groups: &[(&TenantId, &Vec<NewAuditRecord>)] = $groups;
+        let groups: &[(&TenantId, &[NewAuditRecord])] = $groups;
         let mut ids: Vec<&str> = groups.iter().map(|g| g.0.as_str()).collect();
         ids.sort_unstable();
         let mut qb = sqlx::QueryBuilder::new("INSERT INTO audit_heads (tenant_id, seq, hash) ");
@@ -194,7 +209,7 @@ macro_rules! append_body {
             .map(|(t, s, h)| (t, (s, h)))
             .collect::<std::collections::HashMap<_, _>>();
         let planned = plan(groups, &heads)?;
-        for chunk in planned.rows.chunks(INSERT_CHUNK) {
+        for chunk in fixed_chunks(&planned.rows) {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO audit_records (tenant_id, seq, ts_ms, request_id, event, key_id, \
                  user_id, model, status, record, hash) ",
@@ -214,7 +229,7 @@ macro_rules! append_body {
             });
             qb.build().execute(&mut *$tx).await?;
         }
-        for chunk in planned.bodies.chunks(INSERT_CHUNK) {
+        for chunk in fixed_chunks(&planned.bodies) {
             let mut qb =
                 sqlx::QueryBuilder::new("INSERT INTO audit_bodies (tenant_id, seq, part, sealed) ");
             qb.push_values(chunk, |mut b, r| {
@@ -242,10 +257,10 @@ impl Store {
     /// transaction. Each tenant is reached through its own verified scope.
     pub async fn audit_append(
         &self,
-        groups: &[(&TenantScope, Vec<NewAuditRecord>)],
+        groups: &[(&TenantScope, &[NewAuditRecord])],
     ) -> Result<Vec<Vec<Appended>>> {
-        let ids: Vec<(&TenantId, &Vec<NewAuditRecord>)> =
-            groups.iter().map(|(s, e)| (s.tenant_id(), e)).collect();
+        let ids: Vec<(&TenantId, &[NewAuditRecord])> =
+            groups.iter().map(|(s, e)| (s.tenant_id(), *e)).collect();
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -312,7 +327,7 @@ impl<'a> TenantAudit<'a> {
     /// Appends records to this tenant's chain (one transaction). For many tenants at once,
     /// see [`Store::audit_append`].
     pub async fn append(&self, entries: Vec<NewAuditRecord>) -> Result<Vec<Appended>> {
-        let groups = [(self.id, &entries)];
+        let groups = [(self.id, entries.as_slice())];
         let mut out = with_tx!(self.store, self.access(), |tx| {
             append_body!(tx, &groups)
         })?;
@@ -625,7 +640,7 @@ impl crate::Platform<'_> {
         tenant: &TenantId,
         entries: Vec<NewAuditRecord>,
     ) -> Result<Vec<Appended>> {
-        let groups = [(tenant, &entries)];
+        let groups = [(tenant, entries.as_slice())];
         let mut out = with_tx!(self.store, Access::Platform, |tx| {
             append_body!(tx, &groups)
         })?;

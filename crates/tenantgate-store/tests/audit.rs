@@ -81,16 +81,12 @@ mod cases {
         let (a, b) = (tenant(store, "acme").await, tenant(store, "globex").await);
         let (sa, sb) = (scope(&a), scope(&b));
         for round in 0..3 {
+            let ea: Vec<_> = (0..5)
+                .map(|i| entry(&format!("a{round}{i}"), 1000, "u"))
+                .collect();
+            let eb = vec![entry(&format!("b{round}"), 1000, "u")];
             let out = store
-                .audit_append(&[
-                    (
-                        &sa,
-                        (0..5)
-                            .map(|i| entry(&format!("a{round}{i}"), 1000, "u"))
-                            .collect(),
-                    ),
-                    (&sb, vec![entry(&format!("b{round}"), 1000, "u")]),
-                ])
+                .audit_append(&[(&sa, &ea[..]), (&sb, &eb[..])])
                 .await
                 .unwrap();
             assert_eq!(out[0].len(), 5);
@@ -131,15 +127,10 @@ mod cases {
                 let s = scope(&a);
                 for i in 0..20 {
                     let n = 1 + (i % 3);
-                    store
-                        .audit_append(&[(
-                            &s,
-                            (0..n)
-                                .map(|j| entry(&format!("w{w}i{i}j{j}"), 5, "u"))
-                                .collect(),
-                        )])
-                        .await
-                        .unwrap();
+                    let e: Vec<_> = (0..n)
+                        .map(|j| entry(&format!("w{w}i{i}j{j}"), 5, "u"))
+                        .collect();
+                    store.audit_append(&[(&s, &e[..])]).await.unwrap();
                 }
             }));
         }
