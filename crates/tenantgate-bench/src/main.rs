@@ -282,6 +282,9 @@ async fn main() -> Result<()> {
     config.encryption.master_key_file = dir.path().join("master.key");
     config.audit.signing_key_file = dir.path().join("audit-signing.key");
     config.database.url = format!("sqlite:{}", dir.path().join("bench.db").display());
+    if std::env::var("TENANTGATE_BENCH_SQLITE_NORMAL").is_ok() {
+        config.database.sqlite_synchronous = tenantgate_gateway::config::SqliteSync::Normal;
+    }
     config.demo.bootstrap_tenant = false;
     config.providers = vec![ProviderConfig {
         name: "mock".into(),

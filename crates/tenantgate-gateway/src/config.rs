@@ -50,6 +50,18 @@ pub struct DatabaseConfig {
     pub pg_schema: String,
     /// PostgreSQL only: role the runtime pool switches to (DML grants, no ownership, no BYPASSRLS).
     pub pg_runtime_role: String,
+    /// SQLite only. `full` (default): every commit is fsynced, so an acknowledged call's audit
+    /// record survives a power loss. `normal`: it survives a killed process but not a power
+    /// loss; each commit is cheaper (see the audit benchmark in ARCHITECTURE.md).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqliteSync {
+    #[default]
+    Full,
+    Normal,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,6 +291,7 @@ impl Default for DatabaseConfig {
             max_connections: 8,
             pg_schema: tenantgate_store::DEFAULT_PG_SCHEMA.to_owned(),
             pg_runtime_role: tenantgate_store::DEFAULT_PG_RUNTIME_ROLE.to_owned(),
+            sqlite_synchronous: SqliteSync::Full,
         }
     }
 }

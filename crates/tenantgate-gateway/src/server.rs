@@ -45,6 +45,8 @@ pub struct Server {
 pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
     let mut opts = StoreOptions::new(cfg.database.url.clone());
     opts.max_connections = cfg.database.max_connections;
+    opts.sqlite_fsync_each_commit =
+        cfg.database.sqlite_synchronous == crate::config::SqliteSync::Full;
     opts.pg_schema = cfg.database.pg_schema.clone();
     opts.pg_runtime_role = cfg.database.pg_runtime_role.clone();
     Store::open(&opts)

@@ -271,6 +271,43 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Stores signed checkpoints of several tenants' chains in one transaction (idempotent per
+    /// tenant and seq).
+    pub async fn audit_add_checkpoints(&self, cps: &[(&TenantScope, Checkpoint)]) -> Result<()> {
+        let mut rows = Vec::with_capacity(cps.len());
+        for (scope, cp) in cps {
+            rows.push((scope.tenant_id().as_str(), cp, unhex(&cp.hash)?));
+        }
+        for chunk in rows.chunks(256) {
+            with_tx!(self, Access::Platform, |tx| {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_checkpoints (tenant_id, seq, hash, ts_ms, key_id, sig) ",
+                );
+                qb.push_values(chunk, |mut b, (t, cp, h)| {
+                    b.push_bind(t.to_string())
+                        .push_bind(cp.seq as i64)
+                        .push_bind(h.clone())
+                        .push_bind(cp.ts_ms)
+                        .push_bind(cp.key_id.clone())
+                        .push_bind(cp.sig.clone());
+                });
+                qb.push(" ON CONFLICT (tenant_id, seq) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| StoreError::Corrupt("checkpoint hash is not hex".into()))
+}
+
 /// A tenant's audit chain, through the tenant-bound handle.
 pub struct TenantAudit<'a> {
     pub(crate) store: &'a Store,
@@ -566,11 +603,7 @@ pub(crate) async fn add_checkpoint(
     id: &TenantId,
     cp: &Checkpoint,
 ) -> Result<()> {
-    let hash = (0..cp.hash.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(cp.hash.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| StoreError::Corrupt("checkpoint hash is not hex".into()))?;
+    let hash = unhex(&cp.hash)?;
     with_tx!(store, access, |tx| {
         sqlx::query(
             "INSERT INTO audit_checkpoints (tenant_id, seq, hash, ts_ms, key_id, sig) \

@@ -21,6 +21,10 @@ pub struct StoreOptions {
     /// PostgreSQL role the runtime pool switches to: DML grants only, no ownership, no BYPASSRLS.
     pub pg_runtime_role: String,
     pub acquire_timeout: Duration,
+    /// SQLite only: `true` (default) fsyncs every commit, so a committed audit record survives
+    /// a power loss; `false` (`synchronous=NORMAL` in WAL mode) survives a killed process but
+    /// not a power loss, and makes each commit cheaper.
+    pub sqlite_fsync_each_commit: bool,
 }
 
 impl StoreOptions {
@@ -30,6 +34,7 @@ impl StoreOptions {
             max_connections: 8,
             pg_schema: DEFAULT_PG_SCHEMA.to_owned(),
             pg_runtime_role: DEFAULT_PG_RUNTIME_ROLE.to_owned(),
+            sqlite_fsync_each_commit: true,
             acquire_timeout: Duration::from_secs(5),
         }
     }
@@ -76,7 +81,11 @@ async fn open_sqlite(opts: &StoreOptions) -> Result<Store> {
         .map_err(|e| StoreError::Url(e.to_string()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(if opts.sqlite_fsync_each_commit {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
         .foreign_keys(true)
         // Deleted rows are overwritten, so crypto-shredded key material leaves no bytes behind.
         .pragma("secure_delete", "ON")

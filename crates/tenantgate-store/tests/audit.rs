@@ -84,7 +84,7 @@ mod cases {
             let ea: Vec<_> = (0..5)
                 .map(|i| entry(&format!("a{round}{i}"), 1000, "u"))
                 .collect();
-            let eb = vec![entry(&format!("b{round}"), 1000, "u")];
+            let eb = [entry(&format!("b{round}"), 1000, "u")];
             let out = store
                 .audit_append(&[(&sa, &ea[..]), (&sb, &eb[..])])
                 .await
