@@ -23,7 +23,8 @@ mod verify;
 pub use canonical::{canonical, CanonError};
 pub use chain::{key_id, link, Checkpoint, PublicKey, Signer, GENESIS};
 pub use export::{
-    assemble, csv_export, jsonl, Anchor, ExportLine, ExportRecord, Manifest, Window, FORMAT,
+    assemble, csv_export, jsonl, rfc3339, Anchor, ExportLine, ExportRecord, Manifest, Window,
+    FORMAT,
 };
 pub use record::{
     Actor, AuditPolicy, BodyDigest, BodyMode, Client, ErrorInfo, EventType, FailMode, ModelInfo,

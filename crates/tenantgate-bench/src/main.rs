@@ -303,6 +303,7 @@ async fn main() -> Result<()> {
         provider: "mock".into(),
         upstream_model: Some("bench-upstream".into()),
         default_max_tokens: 256,
+        pricing: None,
     }];
 
     // Tenants and keys, written as the CLI would, before the gateway starts.

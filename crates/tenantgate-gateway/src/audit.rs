@@ -376,6 +376,10 @@ pub(crate) struct CallAudit {
     /// Set when a stream took the record over.
     streaming: bool,
     detail: Map<String, Value>,
+    /// The call's admission, settled when the record is built, with the route's prices.
+    admission: Option<(crate::admission::Reservation, crate::config::Pricing)>,
+    /// The tenant's rate-limit state for the response headers (streams too).
+    rate: Option<crate::admission::RateState>,
 }
 
 fn actor(ctx: &TenantContext) -> Actor {
@@ -409,7 +413,15 @@ impl CallAudit {
             prompt: None,
             streaming: false,
             detail: Map::new(),
+            admission: None,
+            rate: None,
         }
+    }
+
+    /// The call was admitted: its reservation is settled with the actual usage.
+    pub fn admitted(&mut self, r: crate::admission::Reservation, pricing: crate::config::Pricing) {
+        self.rate = Some(r.rate);
+        self.admission = Some((r, pricing));
     }
 
     /// The caller is authenticated: from here on the call is recorded in its tenant's chain.
@@ -476,6 +488,8 @@ impl CallAudit {
             prompt: self.prompt.take(),
             streaming: false,
             detail: std::mem::take(&mut self.detail),
+            admission: self.admission.take(),
+            rate: self.rate,
         }
     }
 
@@ -498,6 +512,22 @@ impl CallAudit {
             if let Ok(v) = serde_json::from_slice::<Value>(r) {
                 read_response(&v, &mut model, &mut tool_calls, &mut tokens);
             }
+        }
+        // Settle: the actual usage replaces the reservation. A success without usage from the
+        // provider settles at the reserved maximum (never under-counted); a failure at zero.
+        let mut cost_micros = None;
+        if let Some((r, pricing)) = &self.admission {
+            let (input, output) = match tokens {
+                Some(t) => (t.input, t.output),
+                None if status < 300 => (r.est_tokens, 0),
+                None => (0, 0),
+            };
+            let cost = match tokens {
+                None if status < 300 => r.est_cost,
+                _ => pricing.cost(input, 0, output),
+            };
+            cost_micros = Some(cost.min(i64::MAX as u64) as i64);
+            app.0.admission.settle(r, input + output, cost).await;
         }
         let id = self.request_id;
         let (prompt, prompt_sealed) = body(
@@ -524,7 +554,7 @@ impl CallAudit {
             response,
             tool_calls,
             tokens,
-            cost_micros: None,
+            cost_micros,
             latency_ms: Some(self.started.elapsed().as_millis() as u64),
             status,
             error: error.map(|e| ErrorInfo {
@@ -553,9 +583,24 @@ impl CallAudit {
         result: Result<Response, GatewayError>,
         wire: Wire,
     ) -> Response {
-        if self.streaming {
-            return result.unwrap_or_else(|e| e.render(wire));
+        let rate = self.rate;
+        let mut resp = if self.streaming {
+            result.unwrap_or_else(|e| e.render(wire))
+        } else {
+            self.release(app, result, wire).await
+        };
+        if let Some(rate) = rate {
+            crate::admission::rate_headers(resp.headers_mut(), &rate);
         }
+        resp
+    }
+
+    async fn release(
+        self,
+        app: &AppState,
+        result: Result<Response, GatewayError>,
+        wire: Wire,
+    ) -> Response {
         match result {
             Ok(resp) => {
                 let (parts, body) = resp.into_parts();

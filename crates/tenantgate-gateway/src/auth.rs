@@ -21,6 +21,8 @@ pub struct AuthIndex {
     default_policy: tenantgate_guard::Policy,
     audit_policies: HashMap<TenantId, Arc<tenantgate_audit::AuditPolicy>>,
     default_audit: Arc<tenantgate_audit::AuditPolicy>,
+    /// Limit overrides and kill switch per tenant (absent: plan defaults, switch off).
+    limits: HashMap<TenantId, (crate::admission::LimitSet, bool)>,
 }
 
 impl Default for AuthIndex {
@@ -35,6 +37,7 @@ impl Default for AuthIndex {
             default_policy: tenantgate_guard::Policy::default(),
             audit_policies: HashMap::new(),
             default_audit: Arc::default(),
+            limits: HashMap::new(),
         }
     }
 }
@@ -74,7 +77,16 @@ impl AuthIndex {
             .into_iter()
             .filter_map(|(t, json)| serde_json::from_str(&json).ok().map(|p| (t, Arc::new(p))))
             .collect();
+        let limits = snap
+            .limits
+            .into_iter()
+            .map(|(t, json, kill)| {
+                // Written validated; an unreadable row keeps the plan's limits, switch honoured.
+                (t, (serde_json::from_str(&json).unwrap_or_default(), kill))
+            })
+            .collect();
         Self {
+            limits,
             audit_policies,
             default_audit: Arc::default(),
             revision: snap.revision,
@@ -103,6 +115,11 @@ impl AuthIndex {
             .get(tenant)
             .unwrap_or(&self.default_audit)
             .clone()
+    }
+
+    /// The tenant's limit overrides and kill switch.
+    pub fn limits(&self, tenant: &TenantId) -> (crate::admission::LimitSet, bool) {
+        self.limits.get(tenant).copied().unwrap_or_default()
     }
 
     pub fn tenant_ids(&self) -> impl Iterator<Item = &TenantId> {

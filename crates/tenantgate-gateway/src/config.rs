@@ -23,6 +23,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub guard: GuardConfig,
     pub audit: AuditConfig,
+    pub limits: crate::admission::LimitsConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -267,6 +268,30 @@ pub struct ModelConfig {
     /// client nor the tenant set a bound.
     #[serde(default = "default_max_output")]
     pub default_max_tokens: u32,
+    /// Prices in integer micro-dollars per million tokens; calls to a model without one cost 0.
+    #[serde(default)]
+    pub pricing: Option<Pricing>,
+}
+
+/// A model's prices, integer micro-dollars per million tokens (1 USD = 1,000,000).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pricing {
+    pub input_per_mtok: u64,
+    pub output_per_mtok: u64,
+    /// Prompt tokens the provider served from its prompt cache.
+    pub cached_input_per_mtok: u64,
+}
+
+impl Pricing {
+    /// The cost of a call in micro-dollars, rounded up (never under-charged).
+    pub fn cost(&self, input: u64, cached_input: u64, output: u64) -> u64 {
+        let fresh = input.saturating_sub(cached_input);
+        let num = u128::from(fresh) * u128::from(self.input_per_mtok)
+            + u128::from(cached_input.min(input)) * u128::from(self.cached_input_per_mtok)
+            + u128::from(output) * u128::from(self.output_per_mtok);
+        u64::try_from(num.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
 }
 
 fn default_max_output() -> u32 {

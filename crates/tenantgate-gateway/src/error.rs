@@ -78,6 +78,12 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("Service unavailable: {0}")]
     Unavailable(String),
+    /// A tenant, key or end-user rate or concurrency limit of this gateway.
+    #[error("Rate limit reached: {message}")]
+    RateLimited { message: String, retry_after_s: u64 },
+    /// A token or spend budget is used up, or the tenant's kill switch is on.
+    #[error("{0}")]
+    InsufficientQuota(String),
     #[error("Internal error (request id in x-request-id)")]
     Internal,
 }
@@ -274,6 +280,20 @@ impl GatewayError {
                 Some("upstream_timeout"),
                 None,
             ),
+            E::RateLimited { .. } => r(
+                StatusCode::TOO_MANY_REQUESTS,
+                "requests",
+                "rate_limit_error",
+                Some("rate_limit_exceeded"),
+                Some(true),
+            ),
+            E::InsufficientQuota(_) => r(
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                "rate_limit_error",
+                Some("insufficient_quota"),
+                Some(false),
+            ),
             E::Unavailable(_) => r(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
@@ -312,6 +332,9 @@ impl GatewayError {
             | GatewayError::MaxTokensExceeded { .. }
             | GatewayError::ClientSystemRefused => EventType::AccessDenied,
             GatewayError::InputBlocked(_) | GatewayError::OutputBlocked(_) => EventType::Incident,
+            GatewayError::RateLimited { .. } | GatewayError::InsufficientQuota(_) => {
+                EventType::AccessDenied
+            }
             _ => EventType::ApiCall,
         }
     }
@@ -362,6 +385,9 @@ impl GatewayError {
             if let Ok(v) = HeaderValue::from_str(ra) {
                 h.insert("retry-after", v);
             }
+        }
+        if let GatewayError::RateLimited { retry_after_s, .. } = self {
+            h.insert("retry-after", HeaderValue::from(*retry_after_s));
         }
         resp
     }

@@ -3,6 +3,8 @@
 //! Architecture Invariant: no SQL here; storage goes through `tenantgate-store` handles.
 //! Architecture Invariant: no prompt or response text is logged below DEBUG.
 
+pub mod admission;
+mod admission_redis;
 pub mod audit;
 pub mod auth;
 pub mod cache;

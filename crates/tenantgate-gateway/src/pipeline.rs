@@ -67,6 +67,46 @@ impl AppState {
         })
     }
 
+    /// Stage admission: the kill switch, then every rate limit and budget of the tenant, key
+    /// and end user, reserving the call's maximum (prompt tokens by the tokenizer plus the
+    /// output bound, priced at the route's prices). Settled when the call's record is built.
+    pub async fn admit(
+        &self,
+        call: &AuthorizedCall,
+        request_id: &str,
+        prompt: &serde_json::Map<String, serde_json::Value>,
+        max_output: u64,
+    ) -> Result<crate::admission::Reservation, GatewayError> {
+        let index = self.0.auth.load();
+        let tenant = call.ctx.principal.scope.tenant_id();
+        let (overrides, kill_switch) = index.limits(tenant);
+        if kill_switch {
+            return Err(GatewayError::InsufficientQuota(
+                "Spending is stopped: this tenant's kill switch is on.".into(),
+            ));
+        }
+        let adm = &self.0.admission;
+        let limits = adm.config.plan(call.ctx.tenant.plan).overlay(&overrides);
+        let prompt_tokens = if limits.counts_tokens() {
+            tenantgate_providers::tokens::count(&serde_json::to_string(prompt).unwrap_or_default())
+        } else {
+            0
+        };
+        let pricing = call.route.pricing;
+        let key = call.ctx.principal.key_id.to_string();
+        adm.reserve(crate::admission::Ask {
+            tenant,
+            key: &key,
+            user: call.ctx.principal.user.as_deref(),
+            request_id,
+            limits: &limits,
+            tokens: prompt_tokens + max_output,
+            cost: pricing.cost(prompt_tokens, 0, max_output),
+            now_ms: now_ms(),
+        })
+        .await
+    }
+
     /// The tenant's models that exist in the catalog: exactly what `authorize` would admit.
     pub fn visible_models(&self, ctx: &TenantContext) -> Vec<String> {
         self.0

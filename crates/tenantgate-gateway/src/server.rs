@@ -31,6 +31,8 @@ pub enum StartError {
     Cache(String),
     #[error("demo bootstrap: {0}")]
     Demo(String),
+    #[error("limits: {0}")]
+    Limits(String),
 }
 
 pub struct Server {
@@ -107,8 +109,21 @@ impl Server {
                 .map_err(|e| StartError::Cache(format!("{}: {e}", redact_url(url))))?,
             )),
         };
+        let admission = crate::admission::Admission::start(config.limits.clone())
+            .await
+            .map_err(StartError::Limits)?;
+        if let crate::admission::Backend::Local(local) = &admission.backend {
+            rebuild_budgets(&store, local)
+                .await
+                .map_err(|source| StartError::Store {
+                    url: redact_url(&config.database.url),
+                    source,
+                })?;
+        }
         let (audit, audit_writer) = crate::audit::AuditLog::start(store.clone(), &config.audit)?;
-        let state = AppState::new(config, store, secret, catalog, keyring, cache, audit);
+        let state = AppState::new(
+            config, store, secret, catalog, keyring, cache, audit, admission,
+        );
         state
             .reload_auth(true)
             .await
@@ -224,6 +239,37 @@ async fn reload_loop(state: AppState, cancel: CancellationToken) {
             tracing::warn!(error = %e, "auth snapshot reload failed; serving the previous snapshot");
         }
     }
+}
+
+/// In-process budgets survive a restart: each tenant's day and month counters start from the
+/// usage its audit records hold (settled calls only; reservations in flight at a crash are
+/// gone with the calls).
+async fn rebuild_budgets(store: &Store, local: &crate::admission::Local) -> Result<(), StoreError> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the gateway rebuilds every tenant's budget counters at start"
+    )]
+    let admin = PlatformAdmin::local_operator("budget-rebuild");
+    let now = crate::pipeline::now_ms();
+    let day_start = crate::admission::day(now) * 86_400_000;
+    let month_start = crate::admission::month_start_ms(now);
+    for u in store
+        .platform(&admin)
+        .usage_since(day_start, month_start)
+        .await?
+    {
+        let t = u.tenant.as_str();
+        let (d, m) = (crate::admission::day(now), crate::admission::month(now));
+        local.seed(&format!("{{{t}}}:dt:{d}"), u.day_tokens, 3 * 86_400, now);
+        local.seed(&format!("{{{t}}}:mt:{m}"), u.month_tokens, 40 * 86_400, now);
+        local.seed(
+            &format!("{{{t}}}:ms:{m}"),
+            u.month_cost_micros,
+            40 * 86_400,
+            now,
+        );
+    }
+    Ok(())
 }
 
 /// Audit retention: each tenant's records older than its `retention_days` are pruned, up to a

@@ -25,6 +25,7 @@ pub(crate) struct Inner {
     pub incidents: crate::guard::Incidents,
     pub webhooks: reqwest::Client,
     pub audit: crate::audit::AuditLog,
+    pub admission: crate::admission::Admission,
 }
 
 impl AppState {
@@ -36,6 +37,7 @@ impl AppState {
         keyring: Arc<tenantgate_store::Keyring>,
         cache: Option<crate::cache::CacheBackend>,
         audit: crate::audit::AuditLog,
+        admission: crate::admission::Admission,
     ) -> Self {
         AppState(Arc::new(Inner {
             config,
@@ -53,6 +55,7 @@ impl AppState {
                 .build()
                 .unwrap_or_default(),
             audit,
+            admission,
         }))
     }
 

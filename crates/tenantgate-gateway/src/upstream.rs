@@ -35,6 +35,7 @@ pub struct Route {
     pub provider: Arc<Provider>,
     pub upstream_model: String,
     pub default_max_tokens: u32,
+    pub pricing: crate::config::Pricing,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +103,8 @@ impl Catalog {
                     provider: demo,
                     upstream_model: "demo".into(),
                     default_max_tokens: 1024,
+                    // The offline demo model is free.
+                    pricing: crate::config::Pricing::default(),
                 }),
             );
         }
@@ -119,6 +122,7 @@ impl Catalog {
                     provider,
                     upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.name.clone()),
                     default_max_tokens: m.default_max_tokens,
+                    pricing: m.pricing.unwrap_or_default(),
                 }),
             );
         }

@@ -80,7 +80,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 /// Rows per multi-row INSERT: a batch is split into these sizes (largest first), so only a few
 /// distinct statements exist and each stays in the connection's prepared-statement cache.
-/// (256 rows x 11 binds is well under both backends' parameter limits.)
+/// (256 rows x 14 binds is well under both backends' parameter limits.)
 const INSERT_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
 /// `items` cut into runs of the sizes in [`INSERT_SIZES`].
@@ -106,6 +106,9 @@ type RecordRow = (
     Option<String>,
     Option<String>,
     i32,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
     String,
     Vec<u8>,
 );
@@ -154,6 +157,9 @@ fn plan<'a>(
                 r.actor.user.clone(),
                 r.model.as_ref().map(|m| m.requested.clone()),
                 i32::from(r.status),
+                r.tokens.map(|t| t.input as i64),
+                r.tokens.map(|t| t.output as i64),
+                r.cost_micros,
                 canon,
                 prev.to_vec(),
             ));
@@ -212,7 +218,7 @@ macro_rules! append_body {
         for chunk in fixed_chunks(&planned.rows) {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO audit_records (tenant_id, seq, ts_ms, request_id, event, key_id, \
-                 user_id, model, status, record, hash) ",
+                 user_id, model, status, input_tokens, output_tokens, cost_micros, record, hash) ",
             );
             qb.push_values(chunk, |mut b, r| {
                 b.push_bind(r.0.clone())
@@ -224,8 +230,11 @@ macro_rules! append_body {
                     .push_bind(r.6.clone())
                     .push_bind(r.7.clone())
                     .push_bind(r.8)
-                    .push_bind(r.9.clone())
-                    .push_bind(r.10.clone());
+                    .push_bind(r.9)
+                    .push_bind(r.10)
+                    .push_bind(r.11)
+                    .push_bind(r.12.clone())
+                    .push_bind(r.13.clone());
             });
             qb.build().execute(&mut *$tx).await?;
         }
@@ -523,6 +532,48 @@ impl<'a> TenantAudit<'a> {
         add_checkpoint(self.store, self.access(), self.id, cp).await
     }
 
+    /// Model-call usage with `from_ms <= ts_ms < to_ms`, grouped (`day`: Unix day number,
+    /// `model`, `key`, `user`), from the audit records: what was actually settled.
+    pub async fn usage(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        group_by: UsageGroup,
+    ) -> Result<Vec<UsageRow>> {
+        let expr = match group_by {
+            UsageGroup::Day => "CAST(ts_ms / 86400000 AS TEXT)",
+            UsageGroup::Model => "COALESCE(model, '')",
+            UsageGroup::Key => "COALESCE(key_id, '')",
+            UsageGroup::User => "COALESCE(user_id, '')",
+        };
+        let sql = format!(
+            "SELECT {expr} AS g, COUNT(*), CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) \
+             FROM audit_records WHERE tenant_id = $1 AND event = 'api_call' AND ts_ms >= $2 AND ts_ms < $3 \
+             GROUP BY g ORDER BY g"
+        );
+        let rows: Vec<(String, i64, i64, i64, i64)> = with_tx!(self.store, self.access(), |tx| {
+            sqlx::query_as(&sql)
+                .bind(self.id.as_str())
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_all(&mut *tx)
+                .await?
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(group, requests, input_tokens, output_tokens, cost_micros)| UsageRow {
+                    group,
+                    requests,
+                    input_tokens,
+                    output_tokens,
+                    cost_micros,
+                },
+            )
+            .collect())
+    }
+
     /// The tenant's audit policy as stored (JSON), if it set one.
     pub async fn policy(&self) -> Result<Option<String>> {
         with_tx!(self.store, self.access(), |tx| {
@@ -620,6 +671,34 @@ pub(crate) async fn add_checkpoint(
     })
 }
 
+/// How [`TenantAudit::usage`] groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageGroup {
+    Day,
+    Model,
+    Key,
+    User,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsageRow {
+    pub group: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_micros: i64,
+}
+
+/// A tenant's settled usage since the start of the day and of the month (for rebuilding
+/// in-process budget counters at start).
+#[derive(Debug, Clone)]
+pub struct UsageSince {
+    pub tenant: TenantId,
+    pub day_tokens: i64,
+    pub month_tokens: i64,
+    pub month_cost_micros: i64,
+}
+
 /// A chain whose head is past its last checkpoint.
 #[derive(Debug, Clone)]
 pub struct UnsignedHead {
@@ -655,6 +734,37 @@ impl crate::Platform<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// Every tenant's settled model-call usage since `day_start_ms` and `month_start_ms`.
+    pub async fn usage_since(
+        &self,
+        day_start_ms: i64,
+        month_start_ms: i64,
+    ) -> Result<Vec<UsageSince>> {
+        let rows: Vec<(String, i64, i64, i64)> = with_tx!(self.store, Access::Platform, |tx| {
+            sqlx::query_as(
+                "SELECT tenant_id, \
+                 CAST(COALESCE(SUM(CASE WHEN ts_ms >= $1 THEN COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) ELSE 0 END), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(COALESCE(cost_micros, 0)), 0) AS BIGINT) \
+                 FROM audit_records WHERE event = 'api_call' AND ts_ms >= $2 GROUP BY tenant_id",
+            )
+            .bind(day_start_ms)
+            .bind(month_start_ms)
+            .fetch_all(&mut *tx)
+            .await?
+        })?;
+        rows.into_iter()
+            .map(|(t, d, m, c)| {
+                Ok(UsageSince {
+                    tenant: TenantId::parse(&t)?,
+                    day_tokens: d,
+                    month_tokens: m,
+                    month_cost_micros: c,
+                })
+            })
+            .collect()
     }
 
     /// Retention for `tenant` (see [`TenantAudit::prune`]), run by the gateway's sweep.

@@ -26,11 +26,28 @@ pub struct AuthSnapshot {
     pub guard_policies: Vec<(TenantId, String)>,
     /// Tenants' audit policies, as stored (JSON).
     pub audit_policies: Vec<(TenantId, String)>,
+    /// Tenants' limit overrides (JSON) and kill switches.
+    pub limits: Vec<(TenantId, String, bool)>,
     /// Each tenant's prompt revision: its cached prompts are valid while this is unchanged.
     pub prompt_revisions: Vec<(TenantId, i64)>,
 }
 
 impl<'a> Platform<'a> {
+    /// Sets a tenant's limit overrides (JSON, validated by the caller) and/or kill switch.
+    pub async fn set_limits(
+        &self,
+        id: &TenantId,
+        overrides: Option<&str>,
+        kill_switch: Option<bool>,
+    ) -> Result<()> {
+        tracing::info!(actor = self.admin.actor(), tenant = %id, "changing tenant limits");
+        crate::tenant::set_limits(self.store, Access::Platform, id, overrides, kill_switch).await
+    }
+
+    pub async fn limits(&self, id: &TenantId) -> Result<Option<(String, bool)>> {
+        crate::tenant::get_limits(self.store, Access::Platform, id).await
+    }
+
     pub(crate) fn new(store: &'a Store, admin: &'a PlatformAdmin) -> Self {
         Self { store, admin }
     }
@@ -257,6 +274,14 @@ impl<'a> Platform<'a> {
                 sqlx::query_as("SELECT tenant_id, policy FROM tenant_audit_policy")
                     .fetch_all(&mut *tx)
                     .await?;
+            let limit_rows: Vec<(String, String, bool)> =
+                sqlx::query_as("SELECT tenant_id, overrides, kill_switch FROM tenant_limits")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let limits = limit_rows
+                .into_iter()
+                .filter_map(|(t, o, k)| TenantId::parse(&t).ok().map(|t| (t, o, k)))
+                .collect();
             let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
                 v.into_iter()
                     .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))
@@ -267,6 +292,7 @@ impl<'a> Platform<'a> {
                 canaries: ids(canaries),
                 guard_policies: ids(policies),
                 audit_policies: ids(audit),
+                limits,
                 revision,
                 tenants: tenants
                     .iter()

@@ -58,6 +58,23 @@ impl<'a> TenantStore<'a> {
         })
     }
 
+    /// The tenant's limit overrides (JSON) and kill switch, if it ever set either.
+    pub async fn limits(&self) -> Result<Option<(String, bool)>> {
+        get_limits(self.store, Access::Tenant(self.id()), self.id()).await
+    }
+
+    /// Sets the kill switch (keeping the overrides).
+    pub async fn set_kill_switch(&self, on: bool) -> Result<()> {
+        set_limits(
+            self.store,
+            Access::Tenant(self.id()),
+            self.id(),
+            None,
+            Some(on),
+        )
+        .await
+    }
+
     /// This tenant's audit chain.
     pub fn audit(&self) -> crate::audit::TenantAudit<'a> {
         crate::audit::TenantAudit {
@@ -195,4 +212,48 @@ where
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+pub(crate) async fn get_limits(
+    store: &Store,
+    access: Access<'_>,
+    id: &TenantId,
+) -> Result<Option<(String, bool)>> {
+    let row: Option<(String, bool)> = with_tx!(store, access, |tx| {
+        sqlx::query_as("SELECT overrides, kill_switch FROM tenant_limits WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+    })?;
+    Ok(row)
+}
+
+/// Sets the overrides and/or the kill switch (a `None` keeps the stored value).
+pub(crate) async fn set_limits(
+    store: &Store,
+    access: Access<'_>,
+    id: &TenantId,
+    overrides: Option<&str>,
+    kill_switch: Option<bool>,
+) -> Result<()> {
+    with_tx!(store, access, |tx| {
+        let cur: Option<(String, bool)> =
+            sqlx::query_as("SELECT overrides, kill_switch FROM tenant_limits WHERE tenant_id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (o, k) = cur.unwrap_or_else(|| ("{}".to_owned(), false));
+        sqlx::query(
+            "INSERT INTO tenant_limits (tenant_id, overrides, kill_switch, updated_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id) DO UPDATE SET overrides = excluded.overrides, \
+             kill_switch = excluded.kill_switch, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(id.as_str())
+        .bind(overrides.map(str::to_owned).unwrap_or(o))
+        .bind(kill_switch.unwrap_or(k))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        bump_revision(&mut tx).await?;
+    })
 }

@@ -184,6 +184,20 @@ enum TenantCmd {
         #[arg(long)]
         max_tokens: Option<u32>,
     },
+    /// Show a tenant's limit overrides and kill switch, or replace the overrides.
+    Limits {
+        tenant: String,
+        /// JSON object of limits overriding the plan's, e.g.
+        /// '{"monthly_spend_micros": 50000000, "requests_per_minute": 600}'; {} clears them.
+        #[arg(long)]
+        set: Option<String>,
+    },
+    /// Turn a tenant's kill switch on (its model calls are refused) or off.
+    KillSwitch {
+        tenant: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 #[derive(Args)]
@@ -461,6 +475,41 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             let t = p.set_models(&t.id, &models, max_tokens).await?;
             operator_event(&store, &admin, &t.id, "tenant.set_models").await?;
             print(&json!(t));
+        }
+        TenantCmd::Limits { tenant, set } => {
+            let t = find(tenant).await?;
+            if let Some(json_text) = set {
+                let parsed: tenantgate_gateway::admission::LimitSet =
+                    serde_json::from_str(&json_text).context("--set")?;
+                let canonical = serde_json::to_string(&parsed)?;
+                p.set_limits(&t.id, Some(&canonical), None).await?;
+                operator_event(&store, &admin, &t.id, "tenant.set_limits").await?;
+            }
+            let (overrides, kill_switch) = p
+                .limits(&t.id)
+                .await?
+                .unwrap_or_else(|| ("{}".into(), false));
+            let overrides: serde_json::Value = serde_json::from_str(&overrides)?;
+            print(
+                &json!({"tenant": t.slug, "plan": t.plan, "overrides": overrides, "kill_switch": kill_switch}),
+            );
+        }
+        TenantCmd::KillSwitch { tenant, state } => {
+            let t = find(tenant).await?;
+            let on = state == "on";
+            p.set_limits(&t.id, None, Some(on)).await?;
+            operator_event(
+                &store,
+                &admin,
+                &t.id,
+                if on {
+                    "tenant.kill_switch.on"
+                } else {
+                    "tenant.kill_switch.off"
+                },
+            )
+            .await?;
+            print(&json!({"tenant": t.slug, "kill_switch": on}));
         }
     }
     store.close().await;

@@ -51,6 +51,8 @@ async fn inner(
     app.guard_anthropic_request(&call.ctx, &mut req)?;
     audit.set_prompt(&req);
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
+    let admitted = app.admit(&call, &request_id, &req, meta.max_tokens).await?;
+    audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &meta.model);
     let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
     let mut sa = || crate::audit::StreamAudit::new(app, audit.take_for_stream());

@@ -5,6 +5,7 @@ mod anthropic;
 mod audit;
 mod openai;
 mod tenant;
+mod usage;
 
 use crate::error::{GatewayError, Wire};
 use crate::state::AppState;
@@ -90,6 +91,12 @@ fn tenant_api(state: AppState) -> Router<AppState> {
         .route("/tenant/v1/audit/records", get(audit::records))
         .route("/tenant/v1/audit/export", get(audit::export))
         .route("/tenant/v1/audit/public-key", get(audit::public_key))
+        .route("/tenant/v1/limits", get(usage::get_limits))
+        .route(
+            "/tenant/v1/kill-switch",
+            axum::routing::put(usage::put_kill_switch),
+        )
+        .route("/tenant/v1/usage", get(usage::usage))
         .route(
             "/tenant/v1/audit-policy",
             get(audit::get_policy).put(audit::put_policy),
@@ -121,7 +128,7 @@ async fn method_not_allowed(req: Request) -> Response {
 async fn metrics(State(app): State<AppState>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        app.incidents().render() + &app.0.audit.stats.render(),
+        app.incidents().render() + &app.0.audit.stats.render() + &app.0.admission.stats.render(),
     )
         .into_response()
 }

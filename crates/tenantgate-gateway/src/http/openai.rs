@@ -80,6 +80,9 @@ async fn chat(
         "max_tokens"
     };
     let bound = call.bound_max_tokens(meta.max_tokens, param)?;
+    let max_out = bound.unwrap_or(u64::from(call.route.default_max_tokens));
+    let admitted = app.admit(&call, &request_id, &req, max_out).await?;
+    audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &meta.model);
     let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
     let mut sa = || crate::audit::StreamAudit::new(app, audit.take_for_stream());
@@ -247,6 +250,8 @@ async fn embed_inner(
     audit.set_model(&model, &call.route);
     audit.note("endpoint", "embeddings");
     audit.set_prompt(&req);
+    let admitted = app.admit(&call, &request_id, &req, 0).await?;
+    audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &model);
     let route = call.route;
     let provider = &route.provider;

@@ -50,6 +50,7 @@ fn model(name: &str, provider: &str, upstream: &str) -> ModelConfig {
         provider: provider.into(),
         upstream_model: Some(upstream.into()),
         default_max_tokens: 512,
+        pricing: None,
     }
 }
 

@@ -14,6 +14,9 @@ CREATE TABLE audit_records (
     user_id     TEXT,
     model       TEXT,
     status      INTEGER NOT NULL,
+    input_tokens  BIGINT,
+    output_tokens BIGINT,
+    cost_micros   BIGINT,
     record      TEXT NOT NULL,
     hash        BYTEA NOT NULL,
     PRIMARY KEY (tenant_id, seq)

@@ -18,6 +18,9 @@ CREATE TABLE audit_records (
     user_id     TEXT,
     model       TEXT,
     status      INTEGER NOT NULL,
+    input_tokens  INTEGER,
+    output_tokens INTEGER,
+    cost_micros   INTEGER,
     record      TEXT NOT NULL,
     hash        BLOB NOT NULL,
     PRIMARY KEY (tenant_id, seq)

@@ -1,0 +1,150 @@
+//! Tenant self-service for money: effective limits, the kill switch, usage. The tenant is
+//! always the caller's.
+
+use super::tenant::admin_context;
+use crate::compose::store_err;
+use crate::error::{GatewayError, Wire};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use tenantgate_store::audit::UsageGroup;
+
+type Res = Result<Response, GatewayError>;
+
+fn ok(r: Res) -> Response {
+    r.unwrap_or_else(|e| e.render(Wire::OpenAi))
+}
+
+/// `GET /tenant/v1/limits`: the plan, the tenant's overrides, the effective limits, the kill
+/// switch, and this month's and today's counted usage.
+pub(super) async fn get_limits(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    ok(async {
+        let ctx = admin_context(&app, &headers)?;
+        let tenant = ctx.principal.scope.tenant_id();
+        let (overrides, kill_switch) = app.0.auth.load().limits(tenant);
+        let adm = &app.0.admission;
+        let effective = adm.config.plan(ctx.tenant.plan).overlay(&overrides);
+        let now = crate::pipeline::now_ms();
+        let t = tenant.as_str();
+        let (d, m) = (crate::admission::day(now), crate::admission::month(now));
+        let counter = |k: String| async move { adm.counter(&k).await.unwrap_or(0) };
+        Ok(Json(json!({
+            "plan": ctx.tenant.plan,
+            "overrides": overrides,
+            "effective": effective,
+            "kill_switch": kill_switch,
+            "counted": {
+                "day_tokens": counter(format!("{{{t}}}:dt:{d}")).await,
+                "month_tokens": counter(format!("{{{t}}}:mt:{m}")).await,
+                "month_spend_micros": counter(format!("{{{t}}}:ms:{m}")).await,
+            },
+        }))
+        .into_response())
+    }
+    .await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KillSwitch {
+    enabled: bool,
+}
+
+/// `PUT /tenant/v1/kill-switch {"enabled": true}`: stops (or resumes) the tenant's model calls
+/// on every replica at their next request.
+pub(super) async fn put_kill_switch(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ok(async {
+        let ctx = admin_context(&app, &headers)?;
+        let bytes = super::read_body(body, app.0.config.server.max_body_bytes).await?;
+        let k: KillSwitch =
+            serde_json::from_slice(&bytes).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+        app.store()
+            .tenant(&ctx.principal.scope)
+            .set_kill_switch(k.enabled)
+            .await
+            .map_err(|e| store_err(e.into()))?;
+        app.reload_auth(false).await.ok();
+        Ok(Json(json!({"kill_switch": k.enabled})).into_response())
+    }
+    .await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UsageQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+    group_by: Option<String>,
+}
+
+/// `GET /tenant/v1/usage?from=&to=&group_by=day|model|key|user`: requests, tokens and spend
+/// of settled model calls (from the audit log, so as current as the last response).
+pub(super) async fn usage(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<UsageQuery>,
+) -> Response {
+    ok(async {
+        let ctx = admin_context(&app, &headers)?;
+        let group = match q.group_by.as_deref().unwrap_or("day") {
+            "day" => UsageGroup::Day,
+            "model" => UsageGroup::Model,
+            "key" => UsageGroup::Key,
+            "user" => UsageGroup::User,
+            other => {
+                return Err(GatewayError::InvalidRequest {
+                    message: format!("group_by must be day, model, key or user, not {other:?}"),
+                    param: Some("group_by".into()),
+                })
+            }
+        };
+        let now = crate::pipeline::now_ms();
+        let from = q
+            .from
+            .unwrap_or_else(|| crate::admission::month_start_ms(now));
+        let to = q.to.unwrap_or(i64::MAX);
+        let rows = app
+            .store()
+            .tenant(&ctx.principal.scope)
+            .audit()
+            .usage(from, to, group)
+            .await
+            .map_err(|e| store_err(e.into()))?;
+        let data: Vec<serde_json::Value> = rows
+            .into_iter()
+            .map(|r| {
+                let group = match group {
+                    UsageGroup::Day => r
+                        .group
+                        .parse::<i64>()
+                        .map(|d| tenantgate_audit_day(d * 86_400_000))
+                        .unwrap_or(r.group.clone()),
+                    _ => r.group.clone(),
+                };
+                json!({"group": group, "requests": r.requests, "input_tokens": r.input_tokens,
+                    "output_tokens": r.output_tokens, "cost_micros": r.cost_micros})
+            })
+            .collect();
+        Ok(Json(
+            json!({"object": "list", "group_by": q.group_by.unwrap_or_else(|| "day".into()),
+            "from": from, "to": to, "data": data}),
+        )
+        .into_response())
+    }
+    .await)
+}
+
+/// `YYYY-MM-DD` of a Unix time in milliseconds.
+fn tenantgate_audit_day(ms: i64) -> String {
+    let s = tenantgate_audit::rfc3339(ms);
+    s.get(..10).unwrap_or(&s).to_owned()
+}
