@@ -242,7 +242,6 @@ pub(crate) fn month_start_ms(now_ms: i64) -> i64 {
 }
 
 /// The counters a call touches, with the limits that apply.
-#[allow(clippy::too_many_arguments)]
 pub fn checks(
     limits: &LimitSet,
     tenant: &TenantId,
@@ -413,7 +412,7 @@ impl LocalState {
             }
         }
         self.ops += 1;
-        if self.ops % 4096 == 0 {
+        if self.ops.is_multiple_of(4096) {
             self.counters.retain(|_, (_, e)| *e == 0 || *e > now_ms);
             self.settled.retain(|_, e| *e > now_ms);
         }
@@ -505,9 +504,12 @@ pub(crate) fn held(checks: &[Check]) -> Held {
     }
 }
 
+/// Counter adjustments: (key, delta).
+pub type Deltas = Vec<(String, i64)>;
+
 /// The settlement deltas of a held reservation for the actual usage, and the amounts to add
 /// if the reservation already expired (the consumption happened all the same).
-pub fn settlement(held: &Held, tokens: u64, cost: u64) -> (Vec<(String, i64)>, Vec<(String, i64)>) {
+pub fn settlement(held: &Held, tokens: u64, cost: u64) -> (Deltas, Deltas) {
     let (tok, cost) = (
         tokens.min(i64::MAX as u64) as i64,
         cost.min(i64::MAX as u64) as i64,

@@ -29,6 +29,10 @@ pub(crate) struct Inner {
 }
 
 impl AppState {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the one constructor wiring every long-lived part, called once by Server::bind"
+    )]
     pub(crate) fn new(
         config: Config,
         store: Store,
