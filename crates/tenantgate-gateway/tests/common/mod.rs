@@ -262,6 +262,34 @@ impl TestGateway {
             .unwrap()
     }
 
+    /// Stops the server and starts a new one on the same configuration and database (a
+    /// restart of the process, minus the process).
+    pub async fn restart(mut self) -> Self {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        let mut config = self.config.clone();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        let server = Server::bind(config.clone()).await.unwrap();
+        let url = format!("http://{}", server.local_addr());
+        let state = server.state();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = rx.await;
+        }));
+        TestGateway {
+            url,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+            config,
+            ..self
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
