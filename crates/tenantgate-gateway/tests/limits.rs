@@ -103,7 +103,13 @@ async fn a_spend_budget_holds_under_1000_concurrent_calls_and_counts_each_call_o
     let gw = TestGateway::start_with(priced).await;
     let (t, key) = gw.tenant("acme", &["gpt-test"], None).await;
     let budget: i64 = 2_000_000;
-    set_limits(&gw, &t, &format!(r#"{{"monthly_spend_micros": {budget}}}"#)).await;
+    // Only the budget may refuse here: the plan's concurrency limit is lifted.
+    set_limits(
+        &gw,
+        &t,
+        &format!(r#"{{"monthly_spend_micros": {budget}, "concurrent_requests": 100000}}"#),
+    )
+    .await;
     let gw = Arc::new(gw);
     let mut tasks = Vec::new();
     for i in 0..1000 {

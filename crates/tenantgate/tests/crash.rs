@@ -10,62 +10,13 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
+use common::{bin, cli_json, serve};
 use serde_json::Value;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-fn bin() -> String {
-    std::env::var("TENANTGATE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tenantgate").into())
-}
-
-fn cli_json(dir: &Path, args: &[&str]) -> Value {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("TENANTGATE_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// `tenantgate serve` on an ephemeral port (read from its JSON log).
-async fn serve(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(bin())
-        .arg("serve")
-        .current_dir(dir)
-        .env_remove("TENANTGATE_CONFIG")
-        .env("TENANTGATE_SERVER__LISTEN", "127.0.0.1:0")
-        .env("TENANTGATE_LOG_FORMAT", "json")
-        .env("TENANTGATE_LOG", "warn,tenantgate=info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("no listening line within 30 s")
-            .unwrap()
-            .expect("serve exited before listening");
-        let v: Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "tenantgate listening" {
-            break format!("http://{}", v["fields"]["addr"].as_str().unwrap());
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_calls_survive_sigkill_and_the_chain_verifies() {
