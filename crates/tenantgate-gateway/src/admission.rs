@@ -369,8 +369,11 @@ pub struct Local {
 #[derive(Default)]
 struct LocalState {
     counters: HashMap<String, (i64, i64)>,
-    reservations: HashMap<String, (TenantId, i64, Held)>,
-    settled: HashMap<String, i64>,
+    /// Held reservations per tenant: request id -> (expires at, what it holds).
+    reservations: HashMap<TenantId, HashMap<String, (i64, Held)>>,
+    /// Reservations released by expiry, kept (a day) so a late settle counts the actual usage
+    /// once: request id -> forget at. Settled ids are simply gone: no per-call marker.
+    expired: HashMap<String, i64>,
     ops: u64,
 }
 
@@ -398,23 +401,28 @@ impl LocalState {
 
     /// Releases `tenant`'s reservations that expired.
     fn sweep(&mut self, tenant: &TenantId, now_ms: i64) {
-        let expired: Vec<String> = self
-            .reservations
-            .iter()
-            .filter(|(_, (t, exp, _))| t == tenant && *exp <= now_ms)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for rid in expired {
-            if let Some((_, _, held)) = self.reservations.remove(&rid) {
-                for (k, add, _) in held.counters {
-                    self.add(&k, -add, 0, now_ms);
+        let mut released = Vec::new();
+        if let Some(held) = self.reservations.get_mut(tenant) {
+            held.retain(|rid, (exp, h)| {
+                if *exp <= now_ms {
+                    released.push((rid.clone(), std::mem::take(&mut h.counters)));
+                    false
+                } else {
+                    true
                 }
+            });
+        }
+        for (rid, counters) in released {
+            for (k, add, _) in counters {
+                self.add(&k, -add, 0, now_ms);
             }
+            self.expired.insert(rid, now_ms + 86_400_000);
         }
         self.ops += 1;
         if self.ops.is_multiple_of(4096) {
             self.counters.retain(|_, (_, e)| *e == 0 || *e > now_ms);
-            self.settled.retain(|_, e| *e > now_ms);
+            self.expired.retain(|_, e| *e > now_ms);
+            self.reservations.retain(|_, m| !m.is_empty());
         }
     }
 }
@@ -448,16 +456,18 @@ impl Local {
             .iter()
             .map(|c| s.add(&c.key, c.add, c.ttl_secs, now_ms))
             .collect();
-        s.reservations.insert(
-            rid.to_owned(),
-            (tenant.clone(), now_ms + ttl_ms, held(checks)),
-        );
+        s.reservations
+            .entry(tenant.clone())
+            .or_default()
+            .insert(rid.to_owned(), (now_ms + ttl_ms, held(checks)));
         Applied::Ok(values)
     }
 
-    /// Applies `on_held` if the reservation is still held, else `late`; once per request id.
+    /// Applies `on_held` if the reservation is still held, `late` if it expired (and was
+    /// released); nothing if it was settled already: once per request id.
     pub fn settle(
         &self,
+        tenant: &TenantId,
         rid: &str,
         on_held: &[(String, i64)],
         late: &[(String, i64)],
@@ -466,14 +476,17 @@ impl Local {
         let Ok(mut s) = self.state.lock() else {
             return false;
         };
-        if s.settled.contains_key(rid) {
-            return false;
-        }
-        s.settled.insert(rid.to_owned(), now_ms + 86_400_000);
-        let deltas = if s.reservations.remove(rid).is_some() {
+        let held = s
+            .reservations
+            .get_mut(tenant)
+            .and_then(|m| m.remove(rid))
+            .is_some();
+        let deltas = if held {
             on_held
-        } else {
+        } else if s.expired.remove(rid).is_some() {
             late
+        } else {
+            return false;
         };
         for (k, d) in deltas {
             s.add(k, *d, 0, now_ms);
@@ -719,7 +732,7 @@ impl Admission {
         let (on_held, late) = settlement(&r.held, tokens, cost);
         let now = crate::pipeline::now_ms();
         let done = match &self.backend {
-            Backend::Local(l) => Ok(l.settle(&r.request_id, &on_held, &late, now)),
+            Backend::Local(l) => Ok(l.settle(&r.tenant, &r.request_id, &on_held, &late, now)),
             Backend::Redis(x) => x.settle(&r.tenant, &r.request_id, &on_held, &late).await,
         };
         match done {
@@ -814,9 +827,9 @@ mod tests {
         assert_eq!(l.get(rq, now), 1);
         // Settle r1 at its actual 200: the difference goes back.
         let (on_held, late) = settlement(&held(&c), 40, 200);
-        assert!(l.settle("r1", &on_held, &late, now));
+        assert!(l.settle(&t, "r1", &on_held, &late, now));
         assert!(
-            !l.settle("r1", &on_held, &late, now),
+            !l.settle(&t, "r1", &on_held, &late, now),
             "a second settle is a no-op"
         );
         let spend = c.iter().find(|c| c.settle == Settle::Cost).unwrap();
@@ -850,7 +863,7 @@ mod tests {
         let spend = c.iter().find(|c| c.settle == Settle::Cost).unwrap();
         assert_eq!(l.get(&spend.key, now + 1001), 50, "only r2's reservation");
         let (on_held, late) = settlement(&held(&c), 10, 30);
-        assert!(l.settle("r1", &on_held, &late, now + 1002));
+        assert!(l.settle(&t, "r1", &on_held, &late, now + 1002));
         assert_eq!(
             l.get(&spend.key, now + 1002),
             80,

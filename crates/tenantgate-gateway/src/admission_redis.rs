@@ -6,9 +6,10 @@ use crate::admission::{Applied, Check};
 use std::time::Duration;
 use tenantgate_core::TenantId;
 
-/// Releases expired reservations of the tenant, then checks every counter and, only if all
-/// pass, adds to every counter and records the reservation.
-/// KEYS: reservations zset, reservations hash, counters...
+/// Releases expired reservations of the tenant (remembering their ids for a day, so a late
+/// settle counts once), then checks every counter and, only if all pass, adds to every
+/// counter and records the reservation.
+/// KEYS: reservations zset, reservations hash, expired hash, counters...
 /// ARGV: now_ms, request id, expires_ms, held JSON, then (add, limit or -1, ttl) per counter.
 const RESERVE: &str = r#"
 local now = tonumber(ARGV[1])
@@ -20,21 +21,23 @@ for _, rid in ipairs(expired) do
       if redis.call('EXISTS', c[1]) == 1 then redis.call('DECRBY', c[1], c[2]) end
     end
     redis.call('HDEL', KEYS[2], rid)
+    redis.call('HSET', KEYS[3], rid, now)
+    redis.call('PEXPIRE', KEYS[3], 86400000)
   end
   redis.call('ZREM', KEYS[1], rid)
 end
-local n = #KEYS - 2
+local n = #KEYS - 3
 for i = 1, n do
   local add = tonumber(ARGV[2 + 3 * i])
   local limit = tonumber(ARGV[3 + 3 * i])
-  local v = tonumber(redis.call('GET', KEYS[i + 2]) or '0')
+  local v = tonumber(redis.call('GET', KEYS[i + 3]) or '0')
   if limit >= 0 and v + add > limit then return {0, i - 1, v} end
 end
 local out = {1}
 for i = 1, n do
-  local v = redis.call('INCRBY', KEYS[i + 2], tonumber(ARGV[2 + 3 * i]))
+  local v = redis.call('INCRBY', KEYS[i + 3], tonumber(ARGV[2 + 3 * i]))
   local ttl = tonumber(ARGV[4 + 3 * i])
-  if ttl > 0 then redis.call('EXPIRE', KEYS[i + 2], ttl) end
+  if ttl > 0 then redis.call('EXPIRE', KEYS[i + 3], ttl) end
   out[#out + 1] = v
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
@@ -45,17 +48,19 @@ return out
 "#;
 
 /// Once per request id: if the reservation is still held, apply the settlement deltas and drop
-/// it; if it expired (and was released), add the actual usage instead.
-/// KEYS: reservations zset, reservations hash, settled marker.
-/// ARGV: request id, deltas JSON, late JSON, marker ttl (s).
+/// it; if it expired (and was released), add the actual usage instead; if neither, it was
+/// settled already. No per-call marker is kept.
+/// KEYS: reservations zset, reservations hash, expired hash.
+/// ARGV: request id, deltas JSON, late JSON.
 const SETTLE: &str = r#"
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then return 0 end
 local deltas
 if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then
   redis.call('ZREM', KEYS[1], ARGV[1])
   deltas = cjson.decode(ARGV[2])
-else
+elseif redis.call('HDEL', KEYS[3], ARGV[1]) == 1 then
   deltas = cjson.decode(ARGV[3])
+else
+  return 0
 end
 for _, d in ipairs(deltas) do
   if redis.call('EXISTS', d[1]) == 1 then redis.call('INCRBY', d[1], d[2]) end
@@ -92,10 +97,11 @@ impl RedisLimits {
         format!("{}{key}", self.prefix)
     }
 
-    fn res_keys(&self, t: &TenantId) -> (String, String) {
+    fn res_keys(&self, t: &TenantId) -> (String, String, String) {
         (
             self.k(&format!("{{{}}}:res:z", t.as_str())),
             self.k(&format!("{{{}}}:res:h", t.as_str())),
+            self.k(&format!("{{{}}}:res:x", t.as_str())),
         )
     }
 
@@ -113,9 +119,9 @@ impl RedisLimits {
             .map(|(k, add, _)| (self.k(&k), add))
             .collect();
         let held = serde_json::to_string(&held).map_err(|e| e.to_string())?;
-        let (z, h) = self.res_keys(tenant);
+        let (z, h, x) = self.res_keys(tenant);
         let mut inv = self.reserve.prepare_invoke();
-        inv.key(&z).key(&h);
+        inv.key(&z).key(&h).key(&x);
         for c in checks {
             inv.key(self.k(&c.key));
         }
@@ -149,11 +155,10 @@ impl RedisLimits {
             let v: Vec<(String, i64)> = v.iter().map(|(k, d)| (self.k(k), *d)).collect();
             serde_json::to_string(&v).map_err(|e| e.to_string())
         };
-        let (z, h) = self.res_keys(tenant);
-        let marker = self.k(&format!("{{{}}}:done:{rid}", tenant.as_str()));
+        let (z, h, x) = self.res_keys(tenant);
         let mut inv = self.settle.prepare_invoke();
-        inv.key(&z).key(&h).key(&marker);
-        inv.arg(rid).arg(pre(on_held)?).arg(pre(late)?).arg(86_400);
+        inv.key(&z).key(&h).key(&x);
+        inv.arg(rid).arg(pre(on_held)?).arg(pre(late)?);
         let mut conn = self.conn.clone();
         let out: i64 = tokio::time::timeout(TIMEOUT, inv.invoke_async(&mut conn))
             .await

@@ -1,0 +1,84 @@
+//! The Redis limits backend against a real Redis: all-or-nothing reservations, expiry of an
+//! unsettled reservation, and settlement that counts a call once, even when it arrives late.
+//! Needs `TENANTGATE_TEST_REDIS_URL` (skipped without it).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use tenantgate_core::TenantId;
+use tenantgate_gateway::admission::{Admission, Ask, LimitSet, LimitsBackend, LimitsConfig};
+
+async fn redis_admission(ttl_secs: u64) -> Option<Admission> {
+    let url = std::env::var("TENANTGATE_TEST_REDIS_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let Some(url) = url else {
+        eprintln!("skipping: TENANTGATE_TEST_REDIS_URL is not set");
+        return None;
+    };
+    let cfg = LimitsConfig {
+        backend: LimitsBackend::Redis,
+        redis_url: Some(url),
+        redis_prefix: format!("tgtest:{}:{}:", std::process::id(), uuid_like()),
+        reservation_ttl_secs: ttl_secs,
+        ..Default::default()
+    };
+    Some(Admission::start(cfg).await.unwrap())
+}
+
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn now() -> i64 {
+    (uuid_like() / 1_000_000) as i64
+}
+
+#[tokio::test]
+async fn redis_reservations_are_atomic_expire_and_settle_once() {
+    let Some(adm) = redis_admission(1).await else {
+        return;
+    };
+    let t = TenantId::parse("01a206c5-7d5b-7763-abd8-b9ab9f4ec1cf").unwrap();
+    let limits = LimitSet {
+        concurrent_requests: Some(1),
+        monthly_spend_micros: Some(1_000),
+        ..Default::default()
+    };
+    let ask = |rid: &'static str, cost: u64| Ask {
+        tenant: &t,
+        key: "k",
+        user: None,
+        request_id: rid,
+        limits: &limits,
+        tokens: 10,
+        cost,
+        now_ms: now(),
+    };
+    let m = tenantgate_gateway::admission::checks(&limits, &t, "k", None, 0, 0, now())
+        .into_iter()
+        .find(|c| c.what == "monthly spend budget")
+        .unwrap()
+        .key;
+    let r1 = adm.reserve(ask("r1", 600)).await.unwrap();
+    // The concurrency slot is taken: refused, and the refused call added nothing.
+    assert!(adm.reserve(ask("r2", 100)).await.is_err());
+    assert_eq!(adm.counter(&m).await.unwrap(), 600);
+    // r1 is never settled in time: after the TTL, the next reservation releases it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r3 = adm.reserve(ask("r3", 300)).await.unwrap();
+    assert_eq!(adm.counter(&m).await.unwrap(), 300);
+    // r3 settles at its actual 200; a second settle changes nothing.
+    adm.settle(&r3, 5, 200).await;
+    adm.settle(&r3, 5, 200).await;
+    assert_eq!(adm.counter(&m).await.unwrap(), 200);
+    // r1's late settle counts its actual 50 once.
+    adm.settle(&r1, 5, 50).await;
+    adm.settle(&r1, 5, 50).await;
+    assert_eq!(adm.counter(&m).await.unwrap(), 250);
+}
