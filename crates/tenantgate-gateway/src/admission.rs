@@ -204,6 +204,8 @@ pub struct Reservation {
     pub request_id: String,
     pub held: Held,
     pub est_tokens: u64,
+    /// The prompt's tokens as the tokenizer counted them (0 if no limit counts tokens).
+    pub prompt_tokens: u64,
     pub est_cost: u64,
     pub rate: RateState,
 }
@@ -591,6 +593,8 @@ pub struct Ask<'a> {
     pub request_id: &'a str,
     pub limits: &'a LimitSet,
     pub tokens: u64,
+    /// Of `tokens`, the prompt's.
+    pub prompt_tokens: u64,
     pub cost: u64,
     pub now_ms: i64,
 }
@@ -664,6 +668,7 @@ impl Admission {
                     request_id: ask.request_id.to_owned(),
                     held: held(&checks),
                     est_tokens: ask.tokens,
+                    prompt_tokens: ask.prompt_tokens,
                     est_cost: ask.cost,
                     rate,
                 })
@@ -712,6 +717,7 @@ impl Admission {
                             counters: Vec::new(),
                         },
                         est_tokens: ask.tokens,
+                        prompt_tokens: ask.prompt_tokens,
                         est_cost: ask.cost,
                         rate: RateState {
                             reset_secs,

@@ -837,15 +837,22 @@ pub(crate) struct StreamAudit {
     pub app: AppState,
     pub call: CallAudit,
     pub body: Option<Vec<u8>>,
+    /// Output tokens delivered so far, by the tokenizer (when admission counts tokens).
+    output_tokens: Option<u64>,
 }
 
 impl StreamAudit {
     pub fn new(app: &AppState, call: CallAudit) -> Self {
         let body = call.wants_response().then(Vec::new);
+        let count_output = call
+            .admission
+            .as_ref()
+            .is_some_and(|(r, _)| r.prompt_tokens > 0);
         StreamAudit {
             app: app.clone(),
             call,
             body,
+            output_tokens: count_output.then_some(0),
         }
     }
 
@@ -853,6 +860,31 @@ impl StreamAudit {
         if let Some(b) = &mut self.body {
             b.extend_from_slice(frame);
         }
+        // What the caller received, counted, for when the provider's usage never arrives
+        // (a client that left mid-stream, a provider that omits it).
+        if let Some(n) = &mut self.output_tokens {
+            if let Some((text, _)) = crate::stream_guard::text_of(frame) {
+                *n += tenantgate_providers::tokens::count(&text);
+            }
+        }
+    }
+
+    /// The provider's usage where it reported it, else the tokenizer's count of the prompt
+    /// and of the output delivered.
+    fn usage(&self, reported: Option<Tokens>) -> Option<Tokens> {
+        let Some(counted) = self.output_tokens else {
+            return reported;
+        };
+        let prompt = self
+            .call
+            .admission
+            .as_ref()
+            .map_or(0, |(r, _)| r.prompt_tokens);
+        let r = reported.unwrap_or_default();
+        Some(Tokens {
+            input: if r.input == 0 { prompt } else { r.input },
+            output: r.output.max(counted),
+        })
     }
 
     /// Builds and writes the stream's record; `Err` if it must not be released.
@@ -862,10 +894,12 @@ impl StreamAudit {
         error: Option<&GatewayError>,
         tokens: Option<Tokens>,
     ) -> Result<(), GatewayError> {
+        let tokens = self.usage(tokens);
         let StreamAudit {
             app,
             mut call,
             body,
+            ..
         } = self;
         call.note("stream", true);
         call.note("outcome", outcome);

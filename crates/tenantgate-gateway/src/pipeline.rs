@@ -101,6 +101,7 @@ impl AppState {
             request_id,
             limits: &limits,
             tokens: prompt_tokens + max_output,
+            prompt_tokens,
             cost: pricing.cost(prompt_tokens, 0, max_output),
             now_ms: now_ms(),
         })

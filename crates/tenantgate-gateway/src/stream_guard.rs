@@ -18,7 +18,7 @@ use tenantgate_providers::sse::{data_frame, named_frame};
 
 /// Where a frame's text lives, to read and rewrite it.
 #[derive(Clone, Copy)]
-enum Field {
+pub(crate) enum Field {
     OpenAiContent,
     OpenAiToolArgs,
     AnthropicText,
@@ -63,7 +63,7 @@ fn parse(frame: &[u8]) -> Option<(Option<String>, Value)> {
     Some((event, v))
 }
 
-fn text_of(frame: &[u8]) -> Option<(String, Field)> {
+pub(crate) fn text_of(frame: &[u8]) -> Option<(String, Field)> {
     let (event, v) = parse(frame)?;
     match event.as_deref() {
         Some("content_block_delta") => {

@@ -318,3 +318,62 @@ async fn usage_is_reported_by_model_and_user() {
     assert_eq!(bad.status(), 400);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_the_client_abandons_settles_what_it_consumed() {
+    let gw = TestGateway::start_with(priced).await;
+    let (t, key) = gw.tenant("acme", &["gpt-test"], None).await;
+    let admin = gw.admin_key(&t).await;
+    let words = "word ".repeat(300);
+    let mut s = chat(
+        "gpt-test",
+        &format!("{words} mock:chunks=100 mock:chunk_delay_ms=20"),
+    );
+    s["stream"] = json!(true);
+    s["max_tokens"] = json!(1000);
+    let mut resp = gw.post("/v1/chat/completions", &key, &s).await;
+    for _ in 0..5 {
+        resp.chunk().await.unwrap();
+    }
+    drop(resp);
+    // OpenAI sends usage only at the end: the prompt (tokenized) and the output delivered
+    // (counted) are settled, not zero and not the 1,000-token reservation.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let row = loop {
+        let u: Value = gw
+            .get("/tenant/v1/usage?group_by=model", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(r) = u["data"].as_array().and_then(|a| a.first()).cloned() {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no usage for the abandoned stream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let (input, output) = (
+        row["input_tokens"].as_i64().unwrap(),
+        row["output_tokens"].as_i64().unwrap(),
+    );
+    assert!(input >= 300, "prompt tokens counted: {row}");
+    assert!(
+        output > 0 && output < 1000,
+        "delivered output counted: {row}"
+    );
+    assert_eq!(
+        row["cost_micros"].as_i64().unwrap(),
+        (input + output) * 1000
+    );
+    let limits: Value = gw
+        .get("/tenant/v1/limits", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(limits["counted"]["month_spend_micros"], row["cost_micros"]);
+    gw.stop().await;
+}

@@ -57,6 +57,7 @@ async fn redis_reservations_are_atomic_expire_and_settle_once() {
         request_id: rid,
         limits: &limits,
         tokens: 10,
+        prompt_tokens: 5,
         cost,
         now_ms: now(),
     };

@@ -67,6 +67,7 @@ async fn run(adm: Arc<Admission>, label: &str) -> Result<()> {
                             request_id: &rid,
                             limits: &limits,
                             tokens: 600,
+                            prompt_tokens: 100,
                             cost: 900,
                             now_ms: now_ms(),
                         })
