@@ -108,6 +108,13 @@ pub struct LimitsConfig {
     pub rate_limits_fail_open: bool,
     /// A reservation not settled within this time is released.
     pub reservation_ttl_secs: u64,
+    /// Spend anomaly breaker: a tenant whose spend in the current minute would exceed this
+    /// multiple of its average over the previous `anomaly_window_minutes` (or of
+    /// `anomaly_floor_micros_per_minute`, whichever is larger) is throttled for the rest of the
+    /// minute, and the event logged and recorded. 0 turns it off.
+    pub anomaly_multiple: u64,
+    pub anomaly_window_minutes: u32,
+    pub anomaly_floor_micros_per_minute: u64,
     pub free: LimitSet,
     pub pro: LimitSet,
     pub enterprise: LimitSet,
@@ -122,6 +129,9 @@ impl Default for LimitsConfig {
             redis_prefix: "tenantgate:limits:".into(),
             rate_limits_fail_open: false,
             reservation_ttl_secs: 300,
+            anomaly_multiple: 10,
+            anomaly_window_minutes: 15,
+            anomaly_floor_micros_per_minute: 1_000_000,
             free: LimitSet {
                 requests_per_minute: Some(60),
                 tokens_per_minute: Some(100_000),
@@ -548,6 +558,8 @@ pub fn settlement(held: &Held, tokens: u64, cost: u64) -> (Deltas, Deltas) {
     (on_held, late)
 }
 
+const ANOMALY: &str = "per-minute spend (spend anomaly breaker)";
+
 /// The admission stage's state: config, backend, counters of reserved vs settled.
 pub struct Admission {
     pub config: LimitsConfig,
@@ -561,6 +573,7 @@ pub struct AdmissionStats {
     pub refused: std::sync::atomic::AtomicU64,
     pub settled: std::sync::atomic::AtomicU64,
     pub backend_errors: std::sync::atomic::AtomicU64,
+    pub anomalies: std::sync::atomic::AtomicU64,
     pub reserved_micros: std::sync::atomic::AtomicU64,
     pub settled_micros: std::sync::atomic::AtomicU64,
 }
@@ -573,12 +586,14 @@ impl AdmissionStats {
              # TYPE tenantgate_admission_refused_total counter\ntenantgate_admission_refused_total {}\n\
              # TYPE tenantgate_admission_settled_total counter\ntenantgate_admission_settled_total {}\n\
              # TYPE tenantgate_admission_backend_errors_total counter\ntenantgate_admission_backend_errors_total {}\n\
+             # TYPE tenantgate_admission_spend_anomalies_total counter\ntenantgate_admission_spend_anomalies_total {}\n\
              # TYPE tenantgate_admission_reserved_micros_total counter\ntenantgate_admission_reserved_micros_total {}\n\
              # TYPE tenantgate_admission_settled_micros_total counter\ntenantgate_admission_settled_micros_total {}\n",
             self.admitted.load(Relaxed),
             self.refused.load(Relaxed),
             self.settled.load(Relaxed),
             self.backend_errors.load(Relaxed),
+            self.anomalies.load(Relaxed),
             self.reserved_micros.load(Relaxed),
             self.settled_micros.load(Relaxed),
         )
@@ -622,12 +637,50 @@ impl Admission {
         })
     }
 
+    /// The spend-rate check of the anomaly breaker: this minute's spend may not exceed the
+    /// configured multiple of the trailing average (read first: the breaker is a heuristic,
+    /// the budgets are the hard limit).
+    async fn anomaly_check(&self, ask: &Ask<'_>) -> Result<Option<Check>, String> {
+        let c = &self.config;
+        if c.anomaly_multiple == 0 || ask.cost == 0 {
+            return Ok(None);
+        }
+        let t = ask.tenant.as_str();
+        let m = minute(ask.now_ms);
+        let w = i64::from(c.anomaly_window_minutes.max(1));
+        let keys: Vec<String> = (1..=w).map(|i| format!("{{{t}}}:sm:{}", m - i)).collect();
+        let trailing: i64 = match &self.backend {
+            Backend::Local(l) => keys.iter().map(|k| l.get(k, ask.now_ms)).sum(),
+            Backend::Redis(r) => r.get_many(&keys).await?.into_iter().sum(),
+        };
+        let avg = (trailing / w).max(0) as u64;
+        let limit = c
+            .anomaly_multiple
+            .saturating_mul(avg.max(c.anomaly_floor_micros_per_minute));
+        Ok(Some(Check {
+            key: format!("{{{t}}}:sm:{m}"),
+            add: ask.cost.min(i64::MAX as u64) as i64,
+            limit: Some(limit.min(i64::MAX as u64) as i64),
+            ttl_secs: (w as u64 + 2) * 60,
+            settle: Settle::Cost,
+            what: ANOMALY,
+            budget: false,
+        }))
+    }
+
     /// Reserves the call's maximum against every limit, or refuses it.
     pub async fn reserve(&self, ask: Ask<'_>) -> Result<Reservation, GatewayError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let checks = checks(
+        let mut checks = checks(
             ask.limits, ask.tenant, ask.key, ask.user, ask.tokens, ask.cost, ask.now_ms,
         );
+        match self.anomaly_check(&ask).await {
+            Ok(Some(c)) => checks.push(c),
+            Ok(None) => {}
+            // Only the breaker's read failed; the reserve below meets the same backend.
+            Err(e) => tracing::warn!(target: "tenantgate::admission", error = %e,
+                "anomaly breaker read failed"),
+        }
         let ttl_ms = self.config.reservation_ttl_secs as i64 * 1000;
         let applied = match &self.backend {
             Backend::Local(l) => {
@@ -688,6 +741,12 @@ impl Admission {
                         }
                     )))
                 } else {
+                    if c.what == ANOMALY {
+                        self.stats.anomalies.fetch_add(1, Relaxed);
+                        tracing::warn!(target: "tenantgate::admission", tenant = %ask.tenant,
+                            minute_spend_micros = current, threshold_micros = limit,
+                            "spend anomaly: tenant throttled for the rest of the minute");
+                    }
                     let retry_after_s = if c.settle == Settle::Slot {
                         1
                     } else {

@@ -167,6 +167,19 @@ impl RedisLimits {
         Ok(out == 1)
     }
 
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<i64>, String> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = keys.iter().map(|k| self.k(k)).collect();
+        let v: Vec<Option<i64>> = tokio::time::timeout(
+            TIMEOUT,
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| "redis timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok(v.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
     pub async fn get(&self, key: &str) -> Result<i64, String> {
         let mut conn = self.conn.clone();
         let v: Option<i64> = redis::AsyncCommands::get(&mut conn, self.k(key))

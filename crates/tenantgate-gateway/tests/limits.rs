@@ -377,3 +377,37 @@ async fn a_stream_the_client_abandons_settles_what_it_consumed() {
     assert_eq!(limits["counted"]["month_spend_micros"], row["cost_micros"]);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_spend_spike_trips_the_anomaly_breaker() {
+    let gw = TestGateway::start_with(|c| {
+        priced(c);
+        c.limits.anomaly_multiple = 2;
+        c.limits.anomaly_floor_micros_per_minute = 20_000;
+    })
+    .await;
+    let (_, key) = gw.tenant("acme", &["gpt-test"], None).await;
+    let mut tripped = None;
+    for _ in 0..30 {
+        let mut body = chat("gpt-test", "a short question");
+        body["max_tokens"] = json!(5);
+        let r = gw.post("/v1/chat/completions", &key, &body).await;
+        if r.status() == 429 {
+            tripped = Some(r.json::<Value>().await.unwrap());
+            break;
+        }
+        assert_eq!(r.status(), 200);
+    }
+    let body = tripped.expect("the breaker never tripped");
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("spend anomaly"));
+    let metrics = gw.get("/metrics", "").await.text().await.unwrap();
+    assert!(
+        metrics.contains("tenantgate_admission_spend_anomalies_total 1"),
+        "{metrics}"
+    );
+    gw.stop().await;
+}
