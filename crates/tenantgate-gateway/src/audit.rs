@@ -380,6 +380,8 @@ pub(crate) struct CallAudit {
     admission: Option<(crate::admission::Reservation, crate::config::Pricing)>,
     /// The tenant's rate-limit state for the response headers (streams too).
     rate: Option<crate::admission::RateState>,
+    /// Served from the response cache: settled at zero.
+    cache_hit: bool,
 }
 
 fn actor(ctx: &TenantContext) -> Actor {
@@ -415,6 +417,7 @@ impl CallAudit {
             detail: Map::new(),
             admission: None,
             rate: None,
+            cache_hit: false,
         }
     }
 
@@ -464,6 +467,12 @@ impl CallAudit {
         }
     }
 
+    /// The response came from the tenant's response cache (no provider call, no cost).
+    pub fn cache_hit(&mut self) {
+        self.cache_hit = true;
+        self.note("cache", "hit");
+    }
+
     pub fn note(&mut self, key: &str, value: impl Into<Value>) {
         self.detail.insert(key.to_owned(), value.into());
     }
@@ -490,6 +499,7 @@ impl CallAudit {
             detail: std::mem::take(&mut self.detail),
             admission: self.admission.take(),
             rate: self.rate,
+            cache_hit: self.cache_hit,
         }
     }
 
@@ -515,14 +525,17 @@ impl CallAudit {
         }
         // Settle: the actual usage replaces the reservation. A success without usage from the
         // provider settles at the reserved maximum (never under-counted); a failure at zero.
+        // A response served from the tenant's cache consumed nothing at the provider.
         let mut cost_micros = None;
         if let Some((r, pricing)) = &self.admission {
             let (input, output) = match tokens {
+                _ if self.cache_hit => (0, 0),
                 Some(t) => (t.input, t.output),
                 None if status < 300 => (r.est_tokens, 0),
                 None => (0, 0),
             };
             let cost = match tokens {
+                _ if self.cache_hit => 0,
                 None if status < 300 => r.est_cost,
                 _ => pricing.cost(input, 0, output),
             };

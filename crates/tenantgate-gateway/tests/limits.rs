@@ -411,3 +411,44 @@ async fn a_spend_spike_trips_the_anomaly_breaker() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_cache_hit_costs_nothing() {
+    let gw = TestGateway::start_with(|c| {
+        priced(c);
+        c.cache.enabled = true;
+    })
+    .await;
+    let (t, key) = gw.tenant("acme", &["gpt-test"], None).await;
+    let admin = gw.admin_key(&t).await;
+    let cost = || async {
+        let u: Value = gw
+            .get("/tenant/v1/usage?group_by=model", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (
+            u["data"][0]["requests"].as_i64().unwrap(),
+            u["data"][0]["cost_micros"].as_i64().unwrap(),
+        )
+    };
+    let body = chat("gpt-test", "the same question twice");
+    let first = gw.post("/v1/chat/completions", &key, &body).await;
+    assert_eq!(first.headers()["x-tenantgate-cache"], "miss");
+    let (n1, c1) = cost().await;
+    assert_eq!(n1, 1);
+    assert!(c1 > 0);
+    let second = gw.post("/v1/chat/completions", &key, &body).await;
+    assert_eq!(second.headers()["x-tenantgate-cache"], "hit");
+    // Recorded as a call, priced at zero: the provider was not called.
+    assert_eq!(cost().await, (2, c1));
+    let limits: Value = gw
+        .get("/tenant/v1/limits", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(limits["counted"]["month_spend_micros"], c1);
+    gw.stop().await;
+}

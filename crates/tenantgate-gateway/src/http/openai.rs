@@ -128,7 +128,7 @@ async fn chat(
                 if let Some(hit) = c.get(k).await {
                     // Re-checked: the tenant's guard policy may have changed since it was stored.
                     let hit = app.guard_passthrough(&call.ctx, hit, false)?;
-                    audit.note("cache", "hit");
+                    audit.cache_hit();
                     let mut resp = json_response(StatusCode::OK, hit);
                     resp.headers_mut().insert(
                         "x-tenantgate-cache",
