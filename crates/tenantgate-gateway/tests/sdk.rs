@@ -33,11 +33,21 @@ async fn official_sdks_work_unchanged_against_the_gateway() {
     let (_, key) = gw
         .tenant("sdk-tenant", &["gpt-test", "claude-test", "demo"], None)
         .await;
+    let (killed, killed_key) = gw.tenant("sdk-killed", &["gpt-test"], None).await;
+    let admin = TestGateway::admin();
+    gw.state
+        .store()
+        .platform(&admin)
+        .set_limits(&killed.id, None, Some(true))
+        .await
+        .unwrap();
+    gw.wait_for_revision().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/check_sdks.py");
     let out = tokio::process::Command::new(&python)
         .arg(script)
         .env("TG_BASE_URL", &gw.url)
         .env("TG_KEY", &key)
+        .env("TG_KILLED_KEY", &killed_key)
         .output()
         .await
         .unwrap();
@@ -48,5 +58,18 @@ async fn official_sdks_work_unchanged_against_the_gateway() {
         "SDK checks failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains("sdk checks passed"));
+    // The SDK (max_retries=2) tried the killed tenant once: one refusal in its audit chain.
+    let admin_key = gw.admin_key(&killed).await;
+    let recs: serde_json::Value = gw
+        .get("/tenant/v1/audit/records?event=access_denied", &admin_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        recs["data"].as_array().unwrap().len(),
+        1,
+        "the SDK retried: {recs}"
+    );
     gw.stop().await;
 }

@@ -68,6 +68,19 @@ try:
 except openai.AuthenticationError:
     pass
 
+# limits: OpenAI's rate-limit headers on every admitted call; a tenant whose kill switch is on
+# gets the SDK's RateLimitError with code insufficient_quota, which the SDK does not retry
+# (x-should-retry: false) even with retries enabled (tests/sdk.rs counts the attempts).
+raw = oa.chat.completions.with_raw_response.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
+assert raw.headers.get("x-ratelimit-limit-requests"), dict(raw.headers)
+assert raw.headers.get("x-ratelimit-remaining-tokens") is not None, dict(raw.headers)
+killed = openai.OpenAI(base_url=BASE + "/v1", api_key=os.environ["TG_KILLED_KEY"], max_retries=2)
+try:
+    killed.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("a tenant with its kill switch on was served")
+except openai.RateLimitError as err:
+    assert err.status_code == 429 and err.code == "insufficient_quota", err
+
 # a failure after the 200 raises inside the stream loop
 try:
     for _ in oa.chat.completions.create(model="gpt-test", stream=True,
