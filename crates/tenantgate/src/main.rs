@@ -602,7 +602,9 @@ async fn keys(config: Config, cmd: KeysCmd) -> Result<()> {
                 .find_tenant(&tenant)
                 .await
                 .with_context(|| format!("tenant {tenant:?}"))?;
-            print(&json!(keyring.rotate(&admin, &t.id).await?));
+            let rotated = keyring.rotate(&admin, &t.id).await?;
+            operator_event(&store, &admin, &t.id, "keys.rotate").await?;
+            print(&json!(rotated));
         }
         KeysCmd::Status { tenant } => {
             let tenants = match tenant {

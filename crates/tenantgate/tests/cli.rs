@@ -434,3 +434,70 @@ fn prompt_commands_work_through_the_tenant_api() {
         serde_json::from_str(&run(&beta, &["prompt", "versions", "support"])).unwrap();
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn operator_changes_are_recorded_in_the_tenants_audit_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    cli_json(
+        dir.path(),
+        &["tenant", "create", "--slug", "acme", "--models", "demo"],
+    );
+    cli_json(
+        dir.path(),
+        &["tenant", "set-models", "acme", "--models", "demo,other"],
+    );
+    cli_json(dir.path(), &["tenant", "kill-switch", "acme", "on"]);
+    cli_json(dir.path(), &["keys", "rotate", "--tenant", "acme"]);
+    let admin = cli_json(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--role",
+            "tenant_admin",
+        ],
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = serve(dir.path());
+    let body: Value = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            ::reqwest::Client::new()
+                .get(format!(
+                    "{}/tenant/v1/audit/records?event=configuration_change",
+                    s.url
+                ))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+    let actions: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["record"]["actor"]["kind"] == "platform")
+        .filter_map(|r| r["record"]["detail"]["action"].as_str())
+        .collect();
+    // Newest first.
+    assert_eq!(
+        actions,
+        [
+            "key.create",
+            "keys.rotate",
+            "tenant.kill_switch.on",
+            "tenant.set_models",
+            "tenant.create"
+        ],
+        "{body}"
+    );
+}
