@@ -411,6 +411,17 @@ impl LocalState {
         v
     }
 
+    /// Adds `delta` to a counter that still exists, keeping its expiry. A window that
+    /// already expired (a call outliving its minute) is not brought back: as in the Redis
+    /// backend, where settling skips keys that are gone.
+    fn adjust(&mut self, key: &str, delta: i64, now_ms: i64) {
+        if let Some((v, exp)) = self.counters.get_mut(key) {
+            if *exp == 0 || *exp > now_ms {
+                *v += delta;
+            }
+        }
+    }
+
     /// Releases `tenant`'s reservations that expired.
     fn sweep(&mut self, tenant: &TenantId, now_ms: i64) {
         let mut released = Vec::new();
@@ -426,7 +437,7 @@ impl LocalState {
         }
         for (rid, counters) in released {
             for (k, add, _) in counters {
-                self.add(&k, -add, 0, now_ms);
+                self.adjust(&k, -add, now_ms);
             }
             self.expired.insert(rid, now_ms + 86_400_000);
         }
@@ -501,7 +512,7 @@ impl Local {
             return false;
         };
         for (k, d) in deltas {
-            s.add(k, *d, 0, now_ms);
+            s.adjust(k, *d, now_ms);
         }
         true
     }
@@ -934,6 +945,36 @@ mod tests {
             80,
             "r1's actual 30 counted once"
         );
+    }
+
+    #[test]
+    fn settling_after_a_window_expired_does_not_resurrect_it() {
+        let l = Local::default();
+        let t = tid();
+        let limits = LimitSet {
+            tokens_per_minute: Some(1000),
+            ..Default::default()
+        };
+        let now = 1_795_392_000_000;
+        let c = checks(&limits, &t, "k", None, 100, 0, now);
+        assert!(matches!(
+            l.reserve(&t, "r1", &c, 600_000, now),
+            Applied::Ok(_)
+        ));
+        let tpm = &c
+            .iter()
+            .find(|c| c.what == "tokens per minute")
+            .unwrap()
+            .key;
+        let later = now + 200_000;
+        let (on_held, late) = settlement(&held(&c), 40, 0);
+        assert!(l.settle(&t, "r1", &on_held, &late, later));
+        assert_eq!(l.get(tpm, later), 0);
+        let s = l.state.lock().unwrap();
+        assert!(s
+            .counters
+            .get(tpm.as_str())
+            .is_none_or(|(_, e)| *e != 0 && *e <= later));
     }
 
     #[test]
