@@ -220,8 +220,8 @@ async fn run(
                 while let Some(j) = rx.recv().await {
                     rest.push(j);
                 }
-                for batch in rest.chunks_mut(max_batch) {
-                    let batch: Vec<Job> = batch.iter_mut().filter_map(take_job).collect();
+                while !rest.is_empty() {
+                    let batch: Vec<Job> = rest.drain(..rest.len().min(max_batch)).collect();
                     commit(&store, batch, &mut dirty, &stats).await;
                 }
                 break;
@@ -229,14 +229,6 @@ async fn run(
         }
     }
     checkpoint(&store, &signer, &mut dirty, &stats).await;
-}
-
-fn take_job(j: &mut Job) -> Option<Job> {
-    Some(Job {
-        scope: j.scope.clone(),
-        entry: j.entry.clone(),
-        done: j.done.take(),
-    })
 }
 
 /// One group commit: the batch grouped per tenant (order kept), one transaction. If it fails
@@ -545,7 +537,7 @@ impl CallAudit {
         let id = self.request_id;
         let (prompt, prompt_sealed) = body(
             app,
-            &b,
+            &b.scope,
             &id,
             "prompt",
             b.policy.prompt,
@@ -553,7 +545,7 @@ impl CallAudit {
         )
         .await;
         let (response, response_sealed) =
-            body(app, &b, &id, "response", b.policy.response, response).await;
+            body(app, &b.scope, &id, "response", b.policy.response, response).await;
         let record = Record {
             v: 1,
             tenant: String::new(),
@@ -721,7 +713,7 @@ fn read_response(
 /// A body per mode: its digest for the chain and, when kept, its sealed bytes.
 async fn body(
     app: &AppState,
-    b: &Bound,
+    scope: &TenantScope,
     id: &str,
     part: &str,
     mode: BodyMode,
@@ -731,7 +723,7 @@ async fn body(
         return (None, None);
     };
     let kept: std::borrow::Cow<'_, [u8]> = match mode {
-        BodyMode::Redacted => std::borrow::Cow::Owned(redacted(app, b, text).into_bytes()),
+        BodyMode::Redacted => std::borrow::Cow::Owned(redacted(app, scope, text).into_bytes()),
         _ => std::borrow::Cow::Borrowed(text),
     };
     let digest = BodyDigest {
@@ -743,7 +735,7 @@ async fn body(
         BodyMode::Sealed | BodyMode::Redacted => {
             match app
                 .keyring()
-                .seal(&b.scope, BODY_KIND, &body_aad_id(id, part), &kept)
+                .seal(scope, BODY_KIND, &body_aad_id(id, part), &kept)
                 .await
             {
                 Ok(s) => Some(s),
@@ -760,7 +752,7 @@ async fn body(
 }
 
 /// The text with every secret, PII match, canary and other tenant's identifier replaced.
-fn redacted(app: &AppState, b: &Bound, text: &[u8]) -> String {
+fn redacted(app: &AppState, scope: &TenantScope, text: &[u8]) -> String {
     use tenantgate_guard::{Action, Direction, Policy};
     let text = String::from_utf8_lossy(text);
     let all = Policy {
@@ -774,7 +766,7 @@ fn redacted(app: &AppState, b: &Bound, text: &[u8]) -> String {
     let index = app.0.auth.load();
     let hits = index
         .scanner
-        .scan(b.scope.tenant_id(), &text, Direction::Outbound, &all);
+        .scan(scope.tenant_id(), &text, Direction::Outbound, &all);
     tenantgate_guard::redact(&text, &hits)
 }
 
@@ -948,14 +940,9 @@ async fn with_stream_body(
     body: Option<Vec<u8>>,
 ) -> NewAuditRecord {
     if let Some(text) = body {
-        let b = Bound {
-            scope: scope.clone(),
-            actor: Actor::default(),
-            policy: Arc::new(policy.clone()),
-        };
         let (digest, sealed) = crate::audit::body(
             app,
-            &b,
+            scope,
             &entry.record.id,
             "response",
             policy.response,

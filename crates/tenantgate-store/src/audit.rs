@@ -310,11 +310,7 @@ impl Store {
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| StoreError::Corrupt("checkpoint hash is not hex".into()))
+    hex::decode(s).map_err(|_| StoreError::Corrupt("checkpoint hash is not hex".into()))
 }
 
 /// A tenant's audit chain, through the tenant-bound handle.
@@ -349,20 +345,11 @@ fn checkpoint(tenant: &TenantId, r: CheckpointRow) -> Checkpoint {
     Checkpoint {
         tenant: tenant.as_str().to_owned(),
         seq: r.0 as u64,
-        hash: hex_lower(&r.1),
+        hash: hex::encode(&r.1),
         ts_ms: r.2,
         key_id: r.3,
         sig: r.4,
     }
-}
-
-fn hex_lower(b: &[u8]) -> String {
-    use std::fmt::Write;
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
 }
 
 impl<'a> TenantAudit<'a> {

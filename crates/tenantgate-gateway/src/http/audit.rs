@@ -2,7 +2,7 @@
 //! tenant-API call in the caller's chain: changes as `configuration_change`, reads as
 //! `data_access`, role refusals as `access_denied`. The tenant is the caller's, always.
 
-use super::tenant::admin_context;
+use super::tenant::{admin_context, json_body, ok};
 use super::RequestId;
 use crate::compose::store_err;
 use crate::error::{GatewayError, Wire};
@@ -20,12 +20,6 @@ use tenantgate_audit::{
 };
 use tenantgate_core::TenantScope;
 use tenantgate_store::audit::{AuditFilter, StoredRecord};
-
-type Res = Result<Response, GatewayError>;
-
-fn ok(r: Res) -> Response {
-    r.unwrap_or_else(|e| e.render(Wire::OpenAi))
-}
 
 fn store(e: tenantgate_store::StoreError) -> GatewayError {
     store_err(e.into())
@@ -323,9 +317,7 @@ pub(super) async fn put_policy(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers)?;
-        let bytes = super::read_body(body, app.0.config.server.max_body_bytes).await?;
-        let policy: AuditPolicy =
-            serde_json::from_slice(&bytes).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+        let policy: AuditPolicy = json_body(&app, body).await?;
         policy.validate().map_err(|m| bad(m, "retention_days"))?;
         let json = serde_json::to_string(&policy).map_err(|_| GatewayError::Internal)?;
         app.store()

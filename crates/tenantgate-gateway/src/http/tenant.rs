@@ -19,7 +19,7 @@ use tenantgate_store::prompts::{ImportSet, NewVersion, PromptSettings};
 
 type Res = Result<Response, GatewayError>;
 
-fn ok(r: Res) -> Response {
+pub(super) fn ok(r: Res) -> Response {
     r.unwrap_or_else(|e| e.render(Wire::OpenAi))
 }
 
@@ -49,7 +49,7 @@ fn author(ctx: &TenantContext) -> String {
     }
 }
 
-async fn json_body<T: serde::de::DeserializeOwned>(
+pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
     app: &AppState,
     body: Body,
 ) -> Result<T, GatewayError> {

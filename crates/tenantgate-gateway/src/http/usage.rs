@@ -1,9 +1,9 @@
 //! Tenant self-service for money: effective limits, the kill switch, usage. The tenant is
 //! always the caller's.
 
-use super::tenant::admin_context;
+use super::tenant::{admin_context, json_body, ok};
 use crate::compose::store_err;
-use crate::error::{GatewayError, Wire};
+use crate::error::GatewayError;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -13,12 +13,6 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use tenantgate_store::audit::UsageGroup;
-
-type Res = Result<Response, GatewayError>;
-
-fn ok(r: Res) -> Response {
-    r.unwrap_or_else(|e| e.render(Wire::OpenAi))
-}
 
 /// `GET /tenant/v1/limits`: the plan, the tenant's overrides, the effective limits, the kill
 /// switch, and this month's and today's counted usage.
@@ -64,9 +58,7 @@ pub(super) async fn put_kill_switch(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers)?;
-        let bytes = super::read_body(body, app.0.config.server.max_body_bytes).await?;
-        let k: KillSwitch =
-            serde_json::from_slice(&bytes).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+        let k: KillSwitch = json_body(&app, body).await?;
         app.store()
             .tenant(&ctx.principal.scope)
             .set_kill_switch(k.enabled)
@@ -126,7 +118,7 @@ pub(super) async fn usage(
                     UsageGroup::Day => r
                         .group
                         .parse::<i64>()
-                        .map(|d| tenantgate_audit_day(d * 86_400_000))
+                        .map(|d| day_string(d * 86_400_000))
                         .unwrap_or(r.group.clone()),
                     _ => r.group.clone(),
                 };
@@ -144,7 +136,7 @@ pub(super) async fn usage(
 }
 
 /// `YYYY-MM-DD` of a Unix time in milliseconds.
-fn tenantgate_audit_day(ms: i64) -> String {
+fn day_string(ms: i64) -> String {
     let s = tenantgate_audit::rfc3339(ms);
     s.get(..10).unwrap_or(&s).to_owned()
 }
