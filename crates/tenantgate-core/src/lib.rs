@@ -16,7 +16,8 @@ pub use tenant::{
 ///
 /// It has no public fields and implements neither `Default`, `Deserialize` nor `From<TenantId>`:
 /// the only ways to obtain one are [`TenantScope::from_verified_credential`] (the authentication
-/// stage, after a credential was verified) and, later, the audited break-glass path. The
+/// stage, after a credential was verified) and [`TenantScope::from_break_glass`] (the audited
+/// break-glass path). The
 /// workspace `clippy.toml` disallows calling the constructor anywhere else, and a test counts the
 /// call sites.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -30,6 +31,14 @@ impl TenantScope {
     /// Call sites are restricted by `clippy.toml` (`disallowed-methods`); each allowed site
     /// carries an `#[expect(clippy::disallowed_methods, reason = ..)]`.
     pub fn from_verified_credential(tenant: TenantId) -> Self {
+        Self { tenant }
+    }
+
+    /// Build a scope for a platform admin reading one tenant's data under an active, recorded
+    /// break-glass grant. Restricted by `clippy.toml` like [`Self::from_verified_credential`];
+    /// the one allowed site checks the grant in the store and records the read in the tenant's
+    /// audit chain.
+    pub fn from_break_glass(tenant: TenantId) -> Self {
         Self { tenant }
     }
 
@@ -62,8 +71,37 @@ impl PlatformAdmin {
         }
     }
 
+    /// A platform admin whose OIDC token (with the `platform_admin` role, from an issuer the
+    /// platform trusts for it) was just verified; `subject` is the token's user claim.
+    /// Restricted by `clippy.toml`; the authentication stage is the one allowed site.
+    pub fn from_verified_credential(subject: impl Into<String>) -> Self {
+        Self {
+            actor: subject.into(),
+        }
+    }
+
     pub fn actor(&self) -> &str {
         &self.actor
+    }
+}
+
+/// The verified credential a principal presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A tenant API key.
+    ApiKey(KeyId),
+    /// An OIDC bearer token; `subject` is its user claim.
+    Token { issuer: String, subject: String },
+}
+
+impl std::fmt::Display for Credential {
+    /// The value per-credential limits and audit records key on: the key id, or
+    /// `oidc:<subject>` for a token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::ApiKey(k) => write!(f, "{k}"),
+            Credential::Token { subject, .. } => write!(f, "oidc:{subject}"),
+        }
     }
 }
 
@@ -71,7 +109,7 @@ impl PlatformAdmin {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub scope: TenantScope,
-    pub key_id: KeyId,
+    pub credential: Credential,
     pub role: Role,
     /// End-user identifier bound to the credential (never taken from the request body).
     pub user: Option<String>,

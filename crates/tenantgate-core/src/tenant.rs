@@ -66,6 +66,9 @@ pub struct Tenant {
     pub status: TenantStatus,
     /// Tenant-facing model names this tenant may call; `"*"` allows every configured model.
     pub allowed_models: Vec<String>,
+    /// The tenant admin's own narrowing of `allowed_models` (`None`: everything the platform
+    /// allows). A model must be in both to be callable.
+    pub enabled_models: Option<Vec<String>>,
     /// Upper bound on `max_tokens` for one request; `None` means no tenant cap.
     pub max_tokens_per_request: Option<u32>,
     pub created_at_ms: i64,
@@ -74,6 +77,10 @@ pub struct Tenant {
 impl Tenant {
     pub fn allows_model(&self, model: &str) -> bool {
         self.allowed_models.iter().any(|m| m == "*" || m == model)
+            && self
+                .enabled_models
+                .as_ref()
+                .is_none_or(|e| e.iter().any(|m| m == model))
     }
 }
 
@@ -207,6 +214,7 @@ mod tests {
             isolation: IsolationTier::Namespace,
             status: TenantStatus::Active,
             allowed_models: vec!["gpt-4o".into()],
+            enabled_models: None,
             max_tokens_per_request: None,
             created_at_ms: 0,
         };
@@ -214,5 +222,11 @@ mod tests {
         assert!(!t.allows_model("gpt-4o-mini"));
         t.allowed_models = vec!["*".into()];
         assert!(t.allows_model("anything"));
+        // the tenant's own narrowing applies on top of the platform's list, never beyond it
+        t.enabled_models = Some(vec!["gpt-4o".into()]);
+        assert!(t.allows_model("gpt-4o"));
+        assert!(!t.allows_model("anything"));
+        t.allowed_models = vec!["o3".into()];
+        assert!(!t.allows_model("gpt-4o"));
     }
 }

@@ -377,9 +377,13 @@ pub(crate) struct CallAudit {
 }
 
 fn actor(ctx: &TenantContext) -> Actor {
+    let kind = match ctx.principal.credential {
+        tenantgate_core::Credential::ApiKey(_) => "api_key",
+        tenantgate_core::Credential::Token { .. } => "oidc",
+    };
     Actor {
-        kind: "api_key".into(),
-        key_id: Some(ctx.principal.key_id.to_string()),
+        kind: kind.into(),
+        key_id: Some(ctx.principal.credential.to_string()),
         user: ctx.principal.user.clone(),
         role: Some(ctx.principal.role.to_string()),
     }

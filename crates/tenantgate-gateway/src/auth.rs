@@ -1,12 +1,16 @@
 //! Stage 1, authenticate: credential -> [`Principal`]. Lookups are served from an in-memory
 //! snapshot (no database query per request), swapped atomically when the control plane changes.
 
+use crate::config::OidcConfig;
 use crate::error::GatewayError;
 use crate::keys::ServerSecret;
+use crate::oidc::VerifiedToken;
 use axum::http::HeaderMap;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tenantgate_core::{ApiKeyRecord, Principal, Tenant, TenantId, TenantScope};
+use tenantgate_core::{
+    ApiKeyRecord, Credential, PlatformAdmin, Principal, Role, Tenant, TenantId, TenantScope,
+};
 use tenantgate_store::AuthSnapshot;
 
 /// Immutable index built from one [`AuthSnapshot`]: keys, tenants, and the leak guard's
@@ -23,6 +27,9 @@ pub struct AuthIndex {
     default_audit: Arc<tenantgate_audit::AuditPolicy>,
     /// Limit overrides and kill switch per tenant (absent: plan defaults, switch off).
     limits: HashMap<TenantId, (crate::admission::LimitSet, bool)>,
+    by_slug: HashMap<String, TenantId>,
+    /// OIDC members' roles, by (tenant, subject).
+    members: HashMap<(TenantId, String), Role>,
 }
 
 impl Default for AuthIndex {
@@ -38,6 +45,8 @@ impl Default for AuthIndex {
             audit_policies: HashMap::new(),
             default_audit: Arc::default(),
             limits: HashMap::new(),
+            by_slug: HashMap::new(),
+            members: HashMap::new(),
         }
     }
 }
@@ -85,7 +94,18 @@ impl AuthIndex {
                 (t, (serde_json::from_str(&json).unwrap_or_default(), kill))
             })
             .collect();
+        let by_slug = tenants
+            .values()
+            .map(|t| (t.slug.clone(), t.id.clone()))
+            .collect();
+        let members = snap
+            .members
+            .into_iter()
+            .map(|(t, subject, role)| ((t, subject), role))
+            .collect();
         Self {
+            by_slug,
+            members,
             limits,
             audit_policies,
             default_audit: Arc::default(),
@@ -122,6 +142,28 @@ impl AuthIndex {
         self.limits.get(tenant).copied().unwrap_or_default()
     }
 
+    /// A tenant by slug or id.
+    pub fn tenant_by_name(&self, name: &str) -> Option<Arc<Tenant>> {
+        let id = match self.by_slug.get(name) {
+            Some(id) => id.clone(),
+            None => TenantId::parse(name).ok()?,
+        };
+        self.tenants.get(&id).cloned()
+    }
+
+    fn same_tenant(&self, a: &str, b: &str) -> bool {
+        match (self.tenant_by_name(a), self.tenant_by_name(b)) {
+            (Some(x), Some(y)) => x.id == y.id,
+            _ => false,
+        }
+    }
+
+    fn member_role(&self, tenant: &TenantId, subject: &str) -> Option<Role> {
+        self.members
+            .get(&(tenant.clone(), subject.to_owned()))
+            .copied()
+    }
+
     pub fn tenant_ids(&self) -> impl Iterator<Item = &TenantId> {
         self.tenants.keys()
     }
@@ -154,15 +196,47 @@ pub struct Authenticated {
     pub tenant: Arc<Tenant>,
 }
 
-pub fn authenticate(
+/// Whoever a request's credential verified as: a tenant's principal, or a platform admin (who
+/// has no tenant scope; it reaches tenant data only through break-glass).
+pub enum Caller {
+    Tenant(Authenticated),
+    Platform(PlatformAdmin),
+}
+
+/// The bearer, `x-api-key` or `api-key` value of a request; `MissingKey` if none.
+pub fn credential(headers: &HeaderMap) -> Result<&str, GatewayError> {
+    presented_key(headers)
+        .filter(|k| !k.is_empty())
+        .ok_or(GatewayError::MissingKey)
+}
+
+/// The one place a tenant principal's scope is made, for either kind of credential.
+fn principal(
+    tenant: &TenantId,
+    credential: Credential,
+    role: Role,
+    user: Option<String>,
+) -> Principal {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "authentication stage: the credential was just verified (API key hash or token signature)"
+    )]
+    let scope = TenantScope::from_verified_credential(tenant.clone());
+    Principal {
+        scope,
+        credential,
+        role,
+        user,
+    }
+}
+
+/// An API key, looked up by its keyed hash.
+pub fn authenticate_key(
     index: &AuthIndex,
     secret: &ServerSecret,
-    headers: &HeaderMap,
+    key: &str,
     now_ms: i64,
 ) -> Result<Authenticated, GatewayError> {
-    let key = presented_key(headers)
-        .filter(|k| !k.is_empty())
-        .ok_or(GatewayError::MissingKey)?;
     let rec = index
         .keys
         .get(&secret.hash_key(key))
@@ -176,20 +250,71 @@ pub fn authenticate(
         .get(&rec.tenant_id)
         .ok_or(GatewayError::InvalidKey)?
         .clone();
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "authentication stage: the credential was just verified against the key index"
-    )]
-    let scope = TenantScope::from_verified_credential(rec.tenant_id.clone());
     Ok(Authenticated {
-        principal: Principal {
-            scope,
-            key_id: rec.id.clone(),
-            role: rec.role,
-            user: rec.end_user.clone(),
-        },
+        principal: principal(
+            &rec.tenant_id,
+            Credential::ApiKey(rec.id.clone()),
+            rec.role,
+            rec.end_user.clone(),
+        ),
         tenant,
     })
+}
+
+/// A token whose signature and claims verified, mapped to a caller: a platform admin (only
+/// from an issuer trusted for that), or a principal of the tenant the issuer is bound to or
+/// the token's tenant claim names. The role is the tenant's member entry if there is one,
+/// else the token's roles claim.
+pub fn admit_token(
+    index: &AuthIndex,
+    cfg: &OidcConfig,
+    token: VerifiedToken,
+) -> Result<Caller, GatewayError> {
+    let refuse = |why: &str| GatewayError::InvalidToken(why.to_owned());
+    let has = |r: Role| token.roles.iter().any(|x| x == r.as_str());
+    if cfg.platform_admins && has(Role::PlatformAdmin) {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "authentication stage: a verified token with platform_admin from an issuer trusted to grant it"
+        )]
+        let admin = PlatformAdmin::from_verified_credential(token.subject);
+        return Ok(Caller::Platform(admin));
+    }
+    let named = match (&cfg.tenant, &token.tenant) {
+        // A bound issuer speaks for its tenant only; a token naming another is refused.
+        (Some(bound), Some(claimed)) if !index.same_tenant(bound, claimed) => {
+            return Err(refuse(
+                "the token names a tenant its issuer cannot speak for",
+            ))
+        }
+        (Some(bound), _) => bound,
+        (None, Some(claimed)) => claimed,
+        (None, None) => return Err(refuse("the token names no tenant")),
+    };
+    let tenant = index
+        .tenant_by_name(named)
+        .ok_or_else(|| refuse("the token's tenant is unknown"))?;
+    let member = index.member_role(&tenant.id, &token.subject);
+    let role = match member {
+        Some(r) => r,
+        None if cfg.require_membership => {
+            return Err(refuse("the user is not a member of this tenant"))
+        }
+        None if has(Role::TenantAdmin) => Role::TenantAdmin,
+        None => Role::Member,
+    };
+    Ok(Caller::Tenant(Authenticated {
+        principal: principal(
+            &tenant.id,
+            Credential::Token {
+                issuer: token.issuer,
+                subject: token.subject.clone(),
+            },
+            role,
+            Some(token.subject),
+        ),
+        tenant,
+    }))
 }
 
 #[cfg(test)]
@@ -210,6 +335,7 @@ mod tests {
                 isolation: IsolationTier::Namespace,
                 status: TenantStatus::Active,
                 allowed_models: vec![],
+                enabled_models: None,
                 max_tokens_per_request: None,
                 created_at_ms: 0,
             }],
@@ -245,7 +371,7 @@ mod tests {
             headers("x-api-key", key),
             headers("api-key", key),
         ] {
-            let a = authenticate(&idx, &s, &h, 0).unwrap();
+            let a = authenticate_key(&idx, &s, credential(&h).unwrap(), 0).unwrap();
             assert_eq!(a.principal.scope.tenant_id().as_str(), "t1");
             assert_eq!(a.principal.user.as_deref(), Some("u-7"));
         }
@@ -257,25 +383,20 @@ mod tests {
         let key = "tgk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
         let idx = index_with(&s, key, Some(1000));
         assert_eq!(
-            authenticate(&idx, &s, &HeaderMap::new(), 0).err(),
+            credential(&HeaderMap::new()).err(),
             Some(GatewayError::MissingKey)
         );
-        let wrong = headers("authorization", "Bearer tgk_wrong");
+        let auth = |idx: &AuthIndex, s: &ServerSecret, k: &str, now| {
+            authenticate_key(idx, s, k, now).err()
+        };
         assert_eq!(
-            authenticate(&idx, &s, &wrong, 0).err(),
+            auth(&idx, &s, "tgk_wrong", 0),
             Some(GatewayError::InvalidKey)
         );
-        let ok = headers("authorization", &format!("Bearer {key}"));
-        assert!(authenticate(&idx, &s, &ok, 999).is_ok());
-        assert_eq!(
-            authenticate(&idx, &s, &ok, 1000).err(),
-            Some(GatewayError::InvalidKey)
-        );
+        assert_eq!(auth(&idx, &s, key, 999), None);
+        assert_eq!(auth(&idx, &s, key, 1000), Some(GatewayError::InvalidKey));
         // the same key under another server secret is not valid
         let other = ServerSecret::from_bytes([8; 32]);
-        assert_eq!(
-            authenticate(&idx, &other, &ok, 0).err(),
-            Some(GatewayError::InvalidKey)
-        );
+        assert_eq!(auth(&idx, &other, key, 0), Some(GatewayError::InvalidKey));
     }
 }

@@ -36,6 +36,10 @@ pub enum GatewayError {
     MissingKey,
     #[error("Incorrect API key provided. The key may be invalid, revoked or expired.")]
     InvalidKey,
+    /// A bearer token that did not verify, or verified but admits nobody here (unknown
+    /// tenant, not a member).
+    #[error("Invalid bearer token: {0}")]
+    InvalidToken(String),
     #[error("This tenant is suspended; contact your platform administrator.")]
     TenantSuspended,
     #[error("The model `{0}` is not enabled for this tenant.")]
@@ -149,6 +153,13 @@ impl GatewayError {
                 "invalid_request_error",
                 "authentication_error",
                 Some("invalid_api_key"),
+                Some(false),
+            ),
+            E::InvalidToken(_) => r(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "authentication_error",
+                Some("invalid_token"),
                 Some(false),
             ),
             E::TenantSuspended => r(

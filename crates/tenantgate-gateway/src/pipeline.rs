@@ -6,7 +6,7 @@
 //! Admission (limits, budgets), composition, guards, settlement and audit slot in between as
 //! their issues land; each will take and return one of these types.
 
-use crate::auth::{authenticate, Authenticated};
+use crate::auth::{admit_token, authenticate_key, credential, Authenticated, Caller};
 use crate::error::GatewayError;
 use crate::state::AppState;
 use crate::upstream::Route;
@@ -34,11 +34,39 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl AppState {
-    /// Stages 1 and 2: credential -> principal -> tenant context. A suspended tenant stops here.
-    pub fn tenant_context(&self, headers: &HeaderMap) -> Result<TenantContext, GatewayError> {
+    /// Stage 1: the request's credential, verified: an API key (hash lookup in the snapshot)
+    /// or an OIDC bearer token (signature against the issuer's JWKS, then its claims).
+    pub async fn caller(&self, headers: &HeaderMap) -> Result<Caller, GatewayError> {
+        let presented = credential(headers)?;
+        if crate::oidc::looks_like_jwt(presented) && !self.0.oidc.is_empty() {
+            let token = self
+                .0
+                .oidc
+                .verify(presented)
+                .await
+                .map_err(|e| GatewayError::InvalidToken(e.to_string()))?;
+            let cfg = self
+                .0
+                .oidc
+                .config(token.provider)
+                .ok_or(GatewayError::Internal)?;
+            return admit_token(&self.0.auth.load(), cfg, token);
+        }
         let index = self.0.auth.load();
-        let Authenticated { principal, tenant } =
-            authenticate(&index, &self.0.secret, headers, now_ms())?;
+        authenticate_key(&index, &self.0.secret, presented, now_ms()).map(Caller::Tenant)
+    }
+
+    /// Stages 1 and 2: credential -> principal -> tenant context. A suspended tenant stops
+    /// here; a platform admin has no tenant context.
+    pub async fn tenant_context(&self, headers: &HeaderMap) -> Result<TenantContext, GatewayError> {
+        let Authenticated { principal, tenant } = match self.caller(headers).await? {
+            Caller::Tenant(a) => a,
+            Caller::Platform(_) => {
+                return Err(GatewayError::Forbidden(
+                    "platform admins act on tenants through /admin/v1; tenant data needs a break-glass grant".into(),
+                ))
+            }
+        };
         match tenant.status {
             TenantStatus::Active => Ok(TenantContext { principal, tenant }),
             TenantStatus::Suspended => Err(GatewayError::TenantSuspended),
@@ -93,7 +121,7 @@ impl AppState {
             0
         };
         let pricing = call.route.pricing;
-        let key = call.ctx.principal.key_id.to_string();
+        let key = call.ctx.principal.credential.to_string();
         adm.reserve(crate::admission::Ask {
             tenant,
             key: &key,

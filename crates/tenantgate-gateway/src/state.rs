@@ -26,6 +26,8 @@ pub(crate) struct Inner {
     pub webhooks: reqwest::Client,
     pub audit: crate::audit::AuditLog,
     pub admission: crate::admission::Admission,
+    /// Trusted OIDC issuers and their cached keys.
+    pub oidc: crate::oidc::Verifier,
 }
 
 impl AppState {
@@ -44,7 +46,6 @@ impl AppState {
         admission: crate::admission::Admission,
     ) -> Self {
         AppState(Arc::new(Inner {
-            config,
             store,
             secret,
             // Empty until the first reload, which `Server::bind` runs before listening.
@@ -58,8 +59,10 @@ impl AppState {
                 .timeout(std::time::Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
+            oidc: crate::oidc::Verifier::new(&config.auth.oidc),
             audit,
             admission,
+            config,
         }))
     }
 

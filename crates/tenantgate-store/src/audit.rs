@@ -37,6 +37,13 @@ pub struct StoredRecord {
 }
 
 /// Query filters (all optional); results are newest first.
+/// Whose usage to sum: one end user's, or one credential's.
+#[derive(Debug, Clone, Copy)]
+pub enum UsageOwner<'a> {
+    User(&'a str),
+    Key(&'a str),
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub from_ms: Option<i64>,
@@ -526,6 +533,7 @@ impl<'a> TenantAudit<'a> {
         from_ms: i64,
         to_ms: i64,
         group_by: UsageGroup,
+        only: Option<UsageOwner<'_>>,
     ) -> Result<Vec<UsageRow>> {
         let expr = match group_by {
             UsageGroup::Day => "CAST(ts_ms / 86400000 AS TEXT)",
@@ -537,13 +545,22 @@ impl<'a> TenantAudit<'a> {
             "SELECT {expr} AS g, COUNT(*), CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), \
              CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) \
              FROM audit_records WHERE tenant_id = $1 AND event = 'api_call' AND ts_ms >= $2 AND ts_ms < $3 \
+             AND (CAST($4 AS TEXT) IS NULL OR user_id = CAST($4 AS TEXT)) \
+             AND (CAST($5 AS TEXT) IS NULL OR key_id = CAST($5 AS TEXT)) \
              GROUP BY g ORDER BY g"
         );
+        let (user, key) = match only {
+            None => (None, None),
+            Some(UsageOwner::User(u)) => (Some(u), None),
+            Some(UsageOwner::Key(k)) => (None, Some(k)),
+        };
         let rows: Vec<(String, i64, i64, i64, i64)> = with_tx!(self.store, self.access(), |tx| {
             sqlx::query_as(&sql)
                 .bind(self.id.as_str())
                 .bind(from_ms)
                 .bind(to_ms)
+                .bind(user)
+                .bind(key)
                 .fetch_all(&mut *tx)
                 .await?
         })?;

@@ -13,6 +13,7 @@
 
 pub mod audit;
 mod backend;
+pub mod identity;
 mod keyring;
 mod kms;
 mod platform;

@@ -30,6 +30,8 @@ pub struct AuthSnapshot {
     pub limits: Vec<(TenantId, String, bool)>,
     /// Each tenant's prompt revision: its cached prompts are valid while this is unchanged.
     pub prompt_revisions: Vec<(TenantId, i64)>,
+    /// OIDC users tenant admins gave a role: (tenant, subject, role).
+    pub members: Vec<(TenantId, String, tenantgate_core::Role)>,
 }
 
 impl<'a> Platform<'a> {
@@ -48,6 +50,11 @@ impl<'a> Platform<'a> {
         crate::tenant::get_limits(self.store, Access::Platform, id).await
     }
 
+    /// Who is acting (recorded on grants and in logs).
+    pub fn actor(&self) -> &str {
+        self.admin.actor()
+    }
+
     pub(crate) fn new(store: &'a Store, admin: &'a PlatformAdmin) -> Self {
         Self { store, admin }
     }
@@ -63,6 +70,7 @@ impl<'a> Platform<'a> {
             isolation: new.isolation,
             status: TenantStatus::Active,
             allowed_models: new.allowed_models.clone(),
+            enabled_models: None,
             max_tokens_per_request: new.max_tokens_per_request,
             created_at_ms: now,
         };
@@ -282,12 +290,21 @@ impl<'a> Platform<'a> {
                 .into_iter()
                 .filter_map(|(t, o, k)| TenantId::parse(&t).ok().map(|t| (t, o, k)))
                 .collect();
+            let member_rows: Vec<(String, String, String)> =
+                sqlx::query_as("SELECT tenant_id, subject, role FROM tenant_members")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let members = member_rows
+                .into_iter()
+                .filter_map(|(t, s, r)| Some((TenantId::parse(&t).ok()?, s, r.parse().ok()?)))
+                .collect();
             let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
                 v.into_iter()
                     .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))
                     .collect()
             };
             AuthSnapshot {
+                members,
                 prompt_revisions,
                 canaries: ids(canaries),
                 guard_policies: ids(policies),

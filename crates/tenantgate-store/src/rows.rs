@@ -5,7 +5,7 @@ use sqlx::Row;
 use tenantgate_core::{ApiKeyRecord, KeyId, Tenant, TenantId};
 
 pub(crate) const TENANT_COLS: &str = "id, slug, display_name, plan, isolation, status, \
-     allowed_models, max_tokens_per_request, created_at_ms";
+     allowed_models, enabled_models, max_tokens_per_request, created_at_ms";
 pub(crate) const KEY_COLS: &str = "id, tenant_id, prefix, hash, name, role, end_user, \
      created_at_ms, expires_at_ms, revoked_at_ms";
 
@@ -21,6 +21,7 @@ where
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<i64>: sqlx::Decode<'r, R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database>,
 {
     let models: String = row.try_get("allowed_models")?;
     Ok(Tenant {
@@ -37,6 +38,10 @@ where
             .parse()
             .map_err(corrupt)?,
         allowed_models: serde_json::from_str(&models).map_err(corrupt)?,
+        enabled_models: row
+            .try_get::<Option<String>, _>("enabled_models")?
+            .map(|m| serde_json::from_str(&m).map_err(corrupt))
+            .transpose()?,
         max_tokens_per_request: row
             .try_get::<Option<i64>, _>("max_tokens_per_request")?
             .map(|v| u32::try_from(v).map_err(corrupt))

@@ -6,7 +6,7 @@ use crate::{now_ms, with_tx, Access, Result, Store, StoreError};
 use tenantgate_core::{ApiKeyRecord, KeyId, NewApiKey, Tenant, TenantId, TenantScope};
 
 pub struct TenantStore<'a> {
-    store: &'a Store,
+    pub(crate) store: &'a Store,
     scope: &'a TenantScope,
 }
 
@@ -15,7 +15,7 @@ impl<'a> TenantStore<'a> {
         Self { store, scope }
     }
 
-    fn id(&self) -> &'a TenantId {
+    pub(crate) fn id(&self) -> &'a TenantId {
         self.scope.tenant_id()
     }
 

@@ -35,7 +35,7 @@ pub(super) async fn record_tenant_call(
     next: Next,
 ) -> Response {
     let method = req.method().clone();
-    let ctx = app.tenant_context(req.headers()).ok();
+    let ctx = app.tenant_context(req.headers()).await.ok();
     let resp = next.run(req).await;
     let Some(ctx) = ctx else { return resp };
     let status = resp.status();
@@ -88,7 +88,7 @@ pub(super) async fn records(
     Query(q): Query<AuditQuery>,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         if let Some(e) = &q.event {
             if tenantgate_audit::EventType::parse(e).is_none() {
                 return Err(bad(format!("unknown event type {e:?}"), "event"));
@@ -138,51 +138,61 @@ pub(super) async fn export(
     Query(q): Query<AuditQuery>,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
-        let csv = match q.format.as_deref() {
-            None | Some("jsonl") => false,
-            Some("csv") => true,
-            Some(f) => {
-                return Err(bad(
-                    format!("format must be jsonl or csv, not {f:?}"),
-                    "format",
-                ))
-            }
-        };
-        let window = Window {
-            from_ms: q.from.unwrap_or(0),
-            to_ms: q.to.unwrap_or(i64::MAX),
-        };
-        if window.from_ms > window.to_ms {
-            return Err(bad("from must not be after to", "from"));
-        }
-        let lines = build_export(&app, &ctx.principal.scope, window).await?;
-        let (body, ctype, ext) = if csv {
-            (
-                tenantgate_audit::csv_export(&lines),
-                "text/csv; charset=utf-8",
-                "csv",
-            )
-        } else {
-            (
-                tenantgate_audit::jsonl(&lines).into_bytes(),
-                "application/x-ndjson",
-                "jsonl",
-            )
-        };
-        Ok((
-            [
-                ("content-type", ctype.to_owned()),
-                (
-                    "content-disposition",
-                    format!("attachment; filename=\"audit-{}.{ext}\"", ctx.tenant.slug),
-                ),
-            ],
-            Body::from(body),
-        )
-            .into_response())
+        let ctx = admin_context(&app, &headers).await?;
+        export_response(&app, &ctx.principal.scope, &ctx.tenant.slug, &q).await
     }
     .await)
+}
+
+/// An export of the window `q` names, as a download.
+pub(super) async fn export_response(
+    app: &AppState,
+    scope: &TenantScope,
+    slug: &str,
+    q: &AuditQuery,
+) -> Result<Response, GatewayError> {
+    let csv = match q.format.as_deref() {
+        None | Some("jsonl") => false,
+        Some("csv") => true,
+        Some(f) => {
+            return Err(bad(
+                format!("format must be jsonl or csv, not {f:?}"),
+                "format",
+            ))
+        }
+    };
+    let window = Window {
+        from_ms: q.from.unwrap_or(0),
+        to_ms: q.to.unwrap_or(i64::MAX),
+    };
+    if window.from_ms > window.to_ms {
+        return Err(bad("from must not be after to", "from"));
+    }
+    let lines = build_export(app, scope, window).await?;
+    let (body, ctype, ext) = if csv {
+        (
+            tenantgate_audit::csv_export(&lines),
+            "text/csv; charset=utf-8",
+            "csv",
+        )
+    } else {
+        (
+            tenantgate_audit::jsonl(&lines).into_bytes(),
+            "application/x-ndjson",
+            "jsonl",
+        )
+    };
+    Ok((
+        [
+            ("content-type", ctype.to_owned()),
+            (
+                "content-disposition",
+                format!("attachment; filename=\"audit-{}.{ext}\"", slug),
+            ),
+        ],
+        Body::from(body),
+    )
+        .into_response())
 }
 
 /// Builds an export of `window`: from the checkpoint (or genesis) before its first record to
@@ -283,7 +293,7 @@ pub(crate) async fn build_export(
 /// `GET /tenant/v1/audit/public-key`: the key checkpoints and exports are signed with.
 pub(super) async fn public_key(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
-        app.tenant_context(&headers)?;
+        app.tenant_context(&headers).await?;
         Ok(Json(json!({"keys": [app.0.audit.signer.public_key()]})).into_response())
     }
     .await)
@@ -292,7 +302,7 @@ pub(super) async fn public_key(State(app): State<AppState>, headers: HeaderMap) 
 /// `GET /tenant/v1/audit-policy`.
 pub(super) async fn get_policy(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let stored = app
             .store()
             .tenant(&ctx.principal.scope)
@@ -316,7 +326,7 @@ pub(super) async fn put_policy(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let policy: AuditPolicy = json_body(&app, body).await?;
         policy.validate().map_err(|m| bad(m, "retention_days"))?;
         let json = serde_json::to_string(&policy).map_err(|_| GatewayError::Internal)?;

@@ -1,8 +1,11 @@
 //! HTTP edge: routes, the per-request middleware (request id, overhead header, one log line),
 //! body reading with a size bound, and JSON parsing that fails in the caller's error shape.
 
+mod admin;
 mod anthropic;
+pub mod api;
 mod audit;
+mod members;
 mod openai;
 mod tenant;
 mod usage;
@@ -51,7 +54,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(openai::list_models))
         .route("/v1/models/{model}", get(openai::get_model))
         .route("/v1/messages", post(anthropic::messages))
-        .merge(tenant_api(state.clone()))
+        .merge(control_api(state.clone()))
+        .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -61,50 +65,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The tenant self-service API. Every call an authenticated caller makes here is recorded in
-/// its tenant's audit chain (see `audit::record_tenant_call`), routes added later included.
-fn tenant_api(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/tenant/v1/prompts", get(tenant::list))
-        .route(
-            "/tenant/v1/prompts/{name}/versions",
-            get(tenant::versions).post(tenant::push),
-        )
-        .route(
-            "/tenant/v1/prompts/{name}/versions/{version}",
-            get(tenant::get_version),
-        )
-        .route("/tenant/v1/prompts/{name}/activate", post(tenant::activate))
-        .route("/tenant/v1/prompts/{name}/diff", get(tenant::diff))
-        .route(
-            "/tenant/v1/prompt-settings",
-            get(tenant::get_settings).put(tenant::put_settings),
-        )
-        .route(
-            "/tenant/v1/prompt-archive",
-            get(tenant::export).post(tenant::import),
-        )
-        .route(
-            "/tenant/v1/guard-policy",
-            get(tenant::get_guard_policy).put(tenant::put_guard_policy),
-        )
-        .route("/tenant/v1/audit/records", get(audit::records))
-        .route("/tenant/v1/audit/export", get(audit::export))
-        .route("/tenant/v1/audit/public-key", get(audit::public_key))
-        .route("/tenant/v1/limits", get(usage::get_limits))
-        .route(
-            "/tenant/v1/kill-switch",
-            axum::routing::put(usage::put_kill_switch),
-        )
-        .route("/tenant/v1/usage", get(usage::usage))
-        .route(
-            "/tenant/v1/audit-policy",
-            get(audit::get_policy).put(audit::put_policy),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state,
-            audit::record_tenant_call,
-        ))
+/// The tenant self-service and platform APIs ([`api::API_ROUTES`]). Every call an
+/// authenticated tenant principal makes here is recorded in its tenant's audit chain (see
+/// `audit::record_tenant_call`), denials included, routes added later included.
+fn control_api(state: AppState) -> Router<AppState> {
+    api::routes().route_layer(axum::middleware::from_fn_with_state(
+        state,
+        audit::record_tenant_call,
+    ))
+}
+
+/// `GET /openapi.json`: the control-plane API description, generated from the route table.
+async fn openapi() -> Response {
+    axum::Json(api::openapi()).into_response()
 }
 
 fn wire_for(path: &str) -> Wire {
@@ -236,7 +209,7 @@ pub(crate) async fn tenant_request(
     body: Body,
     audit: &mut crate::audit::CallAudit,
 ) -> Result<(crate::pipeline::TenantContext, Map<String, Value>), GatewayError> {
-    let ctx = app.tenant_context(headers)?;
+    let ctx = app.tenant_context(headers).await?;
     audit.bind(app, &ctx);
     let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
     Ok((ctx, parse_object(&bytes)?))

@@ -338,8 +338,8 @@ fn model_object(id: &str) -> Value {
 }
 
 pub(super) async fn list_models(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let run = || -> Result<Response, GatewayError> {
-        let ctx: TenantContext = app.tenant_context(&headers)?;
+    let run = async || -> Result<Response, GatewayError> {
+        let ctx: TenantContext = app.tenant_context(&headers).await?;
         let data: Vec<Value> = app
             .visible_models(&ctx)
             .iter()
@@ -354,7 +354,7 @@ pub(super) async fn list_models(State(app): State<AppState>, headers: HeaderMap)
             },
         ))
     };
-    run().unwrap_or_else(|e| e.render(Wire::OpenAi))
+    run().await.unwrap_or_else(|e| e.render(Wire::OpenAi))
 }
 
 /// A model the tenant may not use answers 404, exactly like one that does not exist.
@@ -363,13 +363,13 @@ pub(super) async fn get_model(
     Path(model): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let run = || -> Result<Response, GatewayError> {
-        let ctx = app.tenant_context(&headers)?;
+    let run = async || -> Result<Response, GatewayError> {
+        let ctx = app.tenant_context(&headers).await?;
         if app.visible_models(&ctx).contains(&model) {
             Ok(Json(model_object(&model)).into_response())
         } else {
             Err(GatewayError::ModelNotFound(model.clone()))
         }
     };
-    run().unwrap_or_else(|e| e.render(Wire::OpenAi))
+    run().await.unwrap_or_else(|e| e.render(Wire::OpenAi))
 }

@@ -33,11 +33,11 @@ fn admin_only(ctx: &TenantContext) -> Result<(), GatewayError> {
 }
 
 /// Stages 1-2 plus the role check of admin-only routes.
-pub(super) fn admin_context(
+pub(super) async fn admin_context(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Result<TenantContext, GatewayError> {
-    let ctx = app.tenant_context(headers)?;
+    let ctx = app.tenant_context(headers).await?;
     admin_only(&ctx)?;
     Ok(ctx)
 }
@@ -45,7 +45,7 @@ pub(super) fn admin_context(
 fn author(ctx: &TenantContext) -> String {
     match &ctx.principal.user {
         Some(u) => u.clone(),
-        None => format!("key:{}", ctx.principal.key_id),
+        None => format!("key:{}", ctx.principal.credential),
     }
 }
 
@@ -59,7 +59,7 @@ pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
 
 pub(super) async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers)?;
+        let ctx = app.tenant_context(&headers).await?;
         let list = app
             .keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -77,7 +77,7 @@ pub(super) async fn versions(
     headers: HeaderMap,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers)?;
+        let ctx = app.tenant_context(&headers).await?;
         let v = app
             .keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -104,7 +104,7 @@ pub(super) async fn push(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let b: PushBody = json_body(&app, body).await?;
         // Refuse what cannot render before it becomes a version.
         Compiled::new(b.template.clone()).map_err(|e| GatewayError::InvalidRequest {
@@ -141,7 +141,7 @@ pub(super) async fn get_version(
     headers: HeaderMap,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let version = version_param(&version, "version")?;
         let v = app
             .keyring()
@@ -167,7 +167,7 @@ pub(super) async fn activate(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let b: ActivateBody = json_body(&app, body).await?;
         app.keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -187,7 +187,7 @@ pub(super) async fn diff(
     headers: HeaderMap,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let arg = |k: &str| version_param(q.get(k).map(String::as_str).unwrap_or_default(), k);
         let (from, to) = (arg("from")?, arg("to")?);
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
@@ -204,7 +204,7 @@ pub(super) async fn diff(
 
 pub(super) async fn get_settings(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let s = app
             .keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -238,7 +238,7 @@ pub(super) async fn put_settings(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let b: SettingsBody = json_body(&app, body).await?;
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
         let current = p.settings_or_init().await.map_err(store_err)?;
@@ -269,7 +269,7 @@ fn zip_err(e: impl std::fmt::Display) -> GatewayError {
 /// Every prompt, every version, and the settings, as a zip with a JSON manifest.
 pub(super) async fn export(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
         let mut prompts = Vec::new();
         let mut files: Vec<(String, String)> = Vec::new();
@@ -314,7 +314,7 @@ pub(super) async fn import(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let bytes = super::read_body(body, app.0.config.server.max_body_bytes).await?;
         let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).map_err(zip_err)?;
         let mut read = |name: &str| -> Result<String, GatewayError> {
@@ -407,7 +407,7 @@ pub(super) async fn import(
 /// The tenant's leak-prevention policy: detector -> block | redact | flag | off.
 pub(super) async fn get_guard_policy(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let stored = app
             .store()
             .tenant(&ctx.principal.scope)
@@ -428,7 +428,7 @@ pub(super) async fn put_guard_policy(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let policy: tenantgate_guard::Policy = json_body(&app, body).await?;
         if let Some(url) = &policy.webhook_url {
             let https = url.starts_with("https://");

@@ -12,13 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-use tenantgate_store::audit::UsageGroup;
+use tenantgate_core::Role;
+use tenantgate_store::audit::{UsageGroup, UsageOwner};
 
 /// `GET /tenant/v1/limits`: the plan, the tenant's overrides, the effective limits, the kill
 /// switch, and this month's and today's counted usage.
 pub(super) async fn get_limits(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let tenant = ctx.principal.scope.tenant_id();
         let (overrides, kill_switch) = app.0.auth.load().limits(tenant);
         let adm = &app.0.admission;
@@ -57,7 +58,7 @@ pub(super) async fn put_kill_switch(
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = admin_context(&app, &headers).await?;
         let k: KillSwitch = json_body(&app, body).await?;
         app.store()
             .tenant(&ctx.principal.scope)
@@ -86,7 +87,14 @@ pub(super) async fn usage(
     Query(q): Query<UsageQuery>,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers)?;
+        let ctx = app.tenant_context(&headers).await?;
+        // Members see their own usage only: their user's, or their key's without a user.
+        let credential = ctx.principal.credential.to_string();
+        let only = match (ctx.principal.role, &ctx.principal.user) {
+            (Role::Member, Some(u)) => Some(UsageOwner::User(u)),
+            (Role::Member, None) => Some(UsageOwner::Key(&credential)),
+            _ => None,
+        };
         let group = match q.group_by.as_deref().unwrap_or("day") {
             "day" => UsageGroup::Day,
             "model" => UsageGroup::Model,
@@ -108,7 +116,7 @@ pub(super) async fn usage(
             .store()
             .tenant(&ctx.principal.scope)
             .audit()
-            .usage(from, to, group)
+            .usage(from, to, group, only)
             .await
             .map_err(|e| store_err(e.into()))?;
         let data: Vec<serde_json::Value> = rows

@@ -1,0 +1,487 @@
+//! Platform API, `/admin/v1`, for callers whose OIDC token carries `platform_admin` from an
+//! issuer trusted to grant it. Platform admins run tenants (create, suspend, delete, limits)
+//! but do not read their data: prompts, audit bodies and knowledge are reachable only under a
+//! break-glass grant, which is recorded in the tenant's own audit chain, visible to its admins
+//! (`GET /tenant/v1/break-glass`), expires by itself (at most one hour), and makes every read
+//! under it a `break_glass` record of its own, written before the data is released.
+
+use super::tenant::{json_body, ok};
+use crate::auth::Caller;
+use crate::compose::store_err;
+use crate::error::GatewayError;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+use tenantgate_audit::EventType;
+use tenantgate_core::{
+    NewTenant, PlanTier, PlatformAdmin, Role, Tenant, TenantScope, TenantStatus,
+};
+use tenantgate_store::StoreError;
+
+/// The longest a break-glass grant may last.
+pub const MAX_GRANT_SECS: u64 = 3600;
+
+/// The platform admin making this request; tenant principals get 403.
+pub(super) async fn platform(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<PlatformAdmin, GatewayError> {
+    match app.caller(headers).await? {
+        Caller::Platform(admin) => Ok(admin),
+        Caller::Tenant(_) => Err(GatewayError::Forbidden(
+            "this needs the platform_admin role".into(),
+        )),
+    }
+}
+
+/// Store failures as the caller sees them (absent: 404, conflict: 409, invalid: 400).
+pub(super) fn st(e: StoreError) -> GatewayError {
+    store_err(e.into())
+}
+
+/// A tenant named in the path (slug or id); a deleted one is still found (its chain lives on).
+async fn find(app: &AppState, admin: &PlatformAdmin, tenant: &str) -> Result<Tenant, GatewayError> {
+    app.store()
+        .platform(admin)
+        .find_tenant(tenant)
+        .await
+        .map_err(st)
+}
+
+async fn record(
+    app: &AppState,
+    admin: &PlatformAdmin,
+    tenant: &Tenant,
+    event: EventType,
+    detail: serde_json::Value,
+) -> Result<(), GatewayError> {
+    crate::control::record_operator_event(app.store(), admin, &tenant.id, event, detail)
+        .await
+        .map_err(|_| GatewayError::Unavailable("the audit log could not record this action".into()))
+}
+
+/// `GET /admin/v1/health`: liveness of the store, the audit writer and the snapshot.
+pub(super) async fn health(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    ok(async {
+        platform(&app, &headers).await?;
+        let store = app.store().revision().await.is_ok();
+        let index = app.0.auth.load();
+        let body = json!({
+            "status": if store { "ok" } else { "degraded" },
+            "store": store,
+            "revision": index.revision,
+            "tenants": index.tenant_count(),
+            "audit_write_failures": app.0.audit.stats.failures.load(std::sync::atomic::Ordering::Relaxed),
+        });
+        let status = if store { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        Ok((status, Json(body)).into_response())
+    }
+    .await)
+}
+
+/// `GET /admin/v1/plans`: each plan's default limits.
+pub(super) async fn plans(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    ok(async {
+        platform(&app, &headers).await?;
+        let limits = &app.0.admission.config;
+        let data: Vec<_> = PlanTier::ALL
+            .iter()
+            .map(|p| json!({"plan": p, "limits": limits.plan(*p)}))
+            .collect();
+        Ok(Json(json!({"object": "list", "data": data})).into_response())
+    }
+    .await)
+}
+
+/// `GET /admin/v1/tenants`: every tenant's metadata (no tenant data).
+pub(super) async fn list_tenants(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        let list = app
+            .store()
+            .platform(&admin)
+            .list_tenants()
+            .await
+            .map_err(st)?;
+        Ok(Json(json!({"object": "list", "data": list})).into_response())
+    }
+    .await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateTenant {
+    slug: String,
+    display_name: Option<String>,
+    #[serde(default = "default_plan")]
+    plan: String,
+    #[serde(default)]
+    allowed_models: Vec<String>,
+    max_tokens_per_request: Option<u32>,
+    /// Also create a `tenant_admin` API key and return it (once).
+    #[serde(default)]
+    admin_key: bool,
+}
+
+fn default_plan() -> String {
+    "free".into()
+}
+
+fn invalid(e: impl std::fmt::Display, param: &str) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: e.to_string(),
+        param: Some(param.into()),
+    }
+}
+
+/// `POST /admin/v1/tenants`: onboarding. The tenant, its creation record and (if asked) its
+/// first admin key are made together; if a later step fails, the tenant is offboarded again
+/// (keys revoked, key material shredded), so no half-made tenant is left serving.
+pub(super) async fn create_tenant(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        let b: CreateTenant = json_body(&app, body).await?;
+        let new = NewTenant {
+            display_name: b.display_name.unwrap_or_else(|| b.slug.clone()),
+            slug: b.slug,
+            plan: b.plan.parse().map_err(|e| invalid(e, "plan"))?,
+            isolation: tenantgate_core::IsolationTier::Namespace,
+            allowed_models: b.allowed_models,
+            max_tokens_per_request: b.max_tokens_per_request,
+        };
+        new.validate().map_err(|e| invalid(e, "slug"))?;
+        let tenant = app
+            .store()
+            .platform(&admin)
+            .create_tenant(&new)
+            .await
+            .map_err(st)?;
+        let rest = async {
+            record(&app, &admin, &tenant, EventType::ConfigurationChange,
+                json!({"action": "tenant.create", "via": "admin_api"})).await?;
+            if !b.admin_key {
+                return Ok(None);
+            }
+            let spec = crate::control::KeySpec {
+                role: Role::TenantAdmin,
+                name: Some("initial admin key".into()),
+                end_user: None,
+                expires_at_ms: None,
+            };
+            crate::control::create_key(app.store(), &admin, &app.0.secret, &tenant.id, spec)
+                .await
+                .map(Some)
+                .map_err(|e| store_err(e.into()))
+        }
+        .await;
+        let key = match rest {
+            Ok(k) => k,
+            Err(e) => {
+                // Roll back: nothing of this tenant may keep serving.
+                let undo = crate::control::delete_tenant(app.store(), app.keyring(), &admin, &tenant.id).await;
+                tracing::error!(tenant = %tenant.id, rolled_back = undo.is_ok(), "onboarding failed");
+                return Err(e);
+            }
+        };
+        app.reload_auth(false).await.ok();
+        let mut body = json!({"tenant": tenant});
+        if let Some((rec, plaintext)) = key {
+            body["admin_key"] = json!({"id": rec.id, "key": plaintext, "prefix": rec.prefix});
+        }
+        Ok((StatusCode::CREATED, Json(body)).into_response())
+    }
+    .await)
+}
+
+/// `GET /admin/v1/tenants/{tenant}`: one tenant's metadata.
+pub(super) async fn get_tenant(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        Ok(Json(find(&app, &admin, &tenant).await?).into_response())
+    }
+    .await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PatchTenant {
+    status: Option<String>,
+    allowed_models: Option<Vec<String>>,
+    max_tokens_per_request: Option<Option<u32>>,
+}
+
+/// `PATCH /admin/v1/tenants/{tenant}`: suspend or resume, set the model allow-list or the
+/// per-request token cap. Recorded in the tenant's chain.
+pub(super) async fn patch_tenant(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        let b: PatchTenant = json_body(&app, body).await?;
+        let mut t = find(&app, &admin, &tenant).await?;
+        if t.status == TenantStatus::Deleted {
+            return Err(GatewayError::NotFound);
+        }
+        let status = match b.status.as_deref() {
+            None => None,
+            Some("active") => Some(TenantStatus::Active),
+            Some("suspended") => Some(TenantStatus::Suspended),
+            Some(_) => return Err(invalid("status must be active or suspended", "status")),
+        };
+        if let Some(m) = &b.allowed_models {
+            tenantgate_core::validate_model_policy(m, None)
+                .map_err(|e| invalid(e, "allowed_models"))?;
+        }
+        if b.max_tokens_per_request == Some(Some(0)) {
+            return Err(invalid(
+                "max_tokens_per_request must be at least 1",
+                "max_tokens_per_request",
+            ));
+        }
+        let p = app.store().platform(&admin);
+        if let Some(s) = status {
+            t = p.set_status(&t.id, s).await.map_err(st)?;
+        }
+        if b.allowed_models.is_some() || b.max_tokens_per_request.is_some() {
+            let models = b.allowed_models.unwrap_or_else(|| t.allowed_models.clone());
+            let cap = b.max_tokens_per_request.unwrap_or(t.max_tokens_per_request);
+            t = p.set_models(&t.id, &models, cap).await.map_err(st)?;
+        }
+        record(
+            &app,
+            &admin,
+            &t,
+            EventType::ConfigurationChange,
+            json!({"action": "tenant.update", "via": "admin_api"}),
+        )
+        .await?;
+        app.reload_auth(false).await.ok();
+        Ok(Json(t).into_response())
+    }
+    .await)
+}
+
+/// `DELETE /admin/v1/tenants/{tenant}`: offboarding. The deletion is recorded first, then the
+/// keys are revoked and the tenant's key material destroyed (crypto-shredding).
+pub(super) async fn delete_tenant(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        let t = find(&app, &admin, &tenant).await?;
+        if t.status == TenantStatus::Deleted {
+            return Err(GatewayError::NotFound);
+        }
+        let t = crate::control::delete_tenant(app.store(), app.keyring(), &admin, &t.id)
+            .await
+            .map_err(GatewayError::Unavailable)?;
+        app.reload_auth(false).await.ok();
+        Ok(Json(t).into_response())
+    }
+    .await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GrantRequest {
+    tenant: String,
+    reason: String,
+    duration_secs: u64,
+}
+
+/// `POST /admin/v1/break-glass {"tenant", "reason", "duration_secs" <= 3600}`: the grant is
+/// recorded in the tenant's chain before it exists.
+pub(super) async fn create_grant(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        let b: GrantRequest = json_body(&app, body).await?;
+        if b.duration_secs == 0 || b.duration_secs > MAX_GRANT_SECS {
+            return Err(invalid("duration_secs must be 1..=3600", "duration_secs"));
+        }
+        let t = find(&app, &admin, &b.tenant).await?;
+        if t.status == TenantStatus::Deleted {
+            return Err(GatewayError::NotFound);
+        }
+        let expires = crate::pipeline::now_ms() + (b.duration_secs * 1000) as i64;
+        record(
+            &app,
+            &admin,
+            &t,
+            EventType::BreakGlass,
+            json!({
+                "action": "break_glass.grant", "reason": b.reason, "expires_at_ms": expires,
+            }),
+        )
+        .await?;
+        let g = app
+            .store()
+            .platform(&admin)
+            .create_grant(&t.id, &b.reason, expires)
+            .await
+            .map_err(st)?;
+        Ok((StatusCode::CREATED, Json(g)).into_response())
+    }
+    .await)
+}
+
+/// `GET /admin/v1/break-glass`: every grant, newest first.
+pub(super) async fn list_grants(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        let g = app
+            .store()
+            .platform(&admin)
+            .grants(None)
+            .await
+            .map_err(st)?;
+        Ok(Json(json!({"object": "list", "data": g})).into_response())
+    }
+    .await)
+}
+
+/// `DELETE /admin/v1/break-glass/{grant}`: ends a grant early.
+pub(super) async fn revoke_grant(
+    State(app): State<AppState>,
+    Path(grant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        let g = app
+            .store()
+            .platform(&admin)
+            .revoke_grant(&grant)
+            .await
+            .map_err(st)?;
+        let t = find(&app, &admin, g.tenant_id.as_str()).await?;
+        record(
+            &app,
+            &admin,
+            &t,
+            EventType::BreakGlass,
+            json!({"action": "break_glass.revoke", "grant": g.id}),
+        )
+        .await?;
+        Ok(Json(g).into_response())
+    }
+    .await)
+}
+
+/// The audited break-glass path: a scope on `tenant` for this admin, only while it holds an
+/// active grant. The read is recorded in the tenant's chain (write-ahead, fail closed) before
+/// the scope exists. Without a grant: 403, itself recorded as denied access.
+async fn break_glass(
+    app: &AppState,
+    admin: &PlatformAdmin,
+    tenant: &str,
+    request_id: &str,
+    what: &str,
+) -> Result<(Tenant, TenantScope), GatewayError> {
+    let t = find(app, admin, tenant).await?;
+    let now = crate::pipeline::now_ms();
+    let grant = app
+        .store()
+        .platform(admin)
+        .active_grant(&t.id, now)
+        .await
+        .map_err(st)?;
+    let Some(grant) = grant else {
+        record(
+            app,
+            admin,
+            &t,
+            EventType::AccessDenied,
+            json!({"action": "break_glass.read", "read": what, "reason": "no active grant"}),
+        )
+        .await?;
+        return Err(GatewayError::Forbidden(
+            "tenant data needs an active break-glass grant (POST /admin/v1/break-glass)".into(),
+        ));
+    };
+    let mut entry = crate::audit::event_record(
+        request_id,
+        EventType::BreakGlass,
+        tenantgate_audit::Actor {
+            kind: "platform".into(),
+            key_id: None,
+            user: Some(admin.actor().to_owned()),
+            role: Some("platform_admin".into()),
+        },
+        json!({"action": "break_glass.read", "read": what, "grant": grant.id}),
+    );
+    entry.record.status = 200;
+    app.store()
+        .platform(admin)
+        .audit_append(&t.id, vec![entry])
+        .await
+        .map_err(|_| {
+            GatewayError::Unavailable("the audit log could not record this read".into())
+        })?;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the audited break-glass path: an active grant was checked and the read recorded in the tenant's chain"
+    )]
+    let scope = TenantScope::from_break_glass(t.id.clone());
+    Ok((t, scope))
+}
+
+/// `GET /admin/v1/tenants/{tenant}/prompts` (break-glass): the tenant's prompts with their
+/// active templates.
+pub(super) async fn bg_prompts(
+    State(app): State<AppState>,
+    Extension(rid): Extension<super::RequestId>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        let (_, scope) = break_glass(&app, &admin, &tenant, &rid.0, "prompts").await?;
+        let prompts = app.keyring().prompts(app.store(), &scope);
+        let mut data = Vec::new();
+        for p in prompts.list().await.map_err(store_err)? {
+            let active = prompts.get(&p.name, None).await.ok();
+            data.push(json!({"prompt": p, "active": active}));
+        }
+        Ok(Json(json!({"object": "list", "data": data})).into_response())
+    }
+    .await)
+}
+
+/// `GET /admin/v1/tenants/{tenant}/audit/export` (break-glass): the tenant's audit export,
+/// sealed bodies opened.
+pub(super) async fn bg_audit_export(
+    State(app): State<AppState>,
+    Extension(rid): Extension<super::RequestId>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<super::audit::AuditQuery>,
+) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        let (t, scope) = break_glass(&app, &admin, &tenant, &rid.0, "audit").await?;
+        super::audit::export_response(&app, &scope, &t.slug, &q).await
+    }
+    .await)
+}
