@@ -7,6 +7,8 @@
 )]
 #![allow(dead_code)]
 
+pub mod idp;
+
 use mockllm::{MockConfig, MockHandle};
 use serde_json::Value;
 use std::path::Path;

@@ -1,0 +1,145 @@
+//! A real OIDC identity provider on loopback for the tests: discovery document and JWKS over
+//! HTTP (counting fetches), and token minting with the test-only keys in `tests/data/oidc`.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tenantgate_gateway::config::OidcConfig;
+
+pub const AUDIENCE: &str = "tenantgate";
+
+fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/oidc")
+        .join(name)
+}
+
+/// Every test key's public JWK, by name (`rsa1`, `rsa2`, `ec1`, `ed1`, `attacker`).
+pub fn jwks() -> Value {
+    serde_json::from_slice(&std::fs::read(data("jwks.json")).unwrap()).unwrap()
+}
+
+pub struct Idp {
+    pub url: String,
+    published: Arc<Mutex<Vec<String>>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl Idp {
+    /// Serves discovery and a JWKS publishing `keys`.
+    pub async fn start(keys: &[&str]) -> Idp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let published: Arc<Mutex<Vec<String>>> =
+            Arc::new(Mutex::new(keys.iter().map(|k| k.to_string()).collect()));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let all = jwks();
+        let (p, f, u) = (published.clone(), fetches.clone(), url.clone());
+        let app = Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || {
+                    let u = u.clone();
+                    async move { Json(json!({"issuer": u, "jwks_uri": format!("{u}/jwks")})) }
+                }),
+            )
+            .route(
+                "/jwks",
+                get(move || {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let keys: Vec<Value> =
+                        p.lock().unwrap().iter().map(|k| all[k].clone()).collect();
+                    async move { Json(json!({ "keys": keys })) }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Idp {
+            url,
+            published,
+            fetches,
+        }
+    }
+
+    /// Replaces the published key set (key rotation at the IdP).
+    pub fn publish(&self, keys: &[&str]) {
+        *self.published.lock().unwrap() = keys.iter().map(|k| k.to_string()).collect();
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    /// Standard claims from this issuer, valid for five minutes.
+    pub fn claims(&self, sub: &str, tenant: Option<&str>, roles: &[&str]) -> Value {
+        let now = now();
+        let mut c = json!({"iss": self.url, "aud": AUDIENCE, "sub": sub, "iat": now,
+            "nbf": now, "exp": now + 300, "roles": roles});
+        if let Some(t) = tenant {
+            c["tenant"] = json!(t);
+        }
+        c
+    }
+
+    /// Discovery-based configuration for this issuer.
+    pub fn config(&self) -> OidcConfig {
+        OidcConfig {
+            issuer: self.url.clone(),
+            audience: AUDIENCE.into(),
+            ..Default::default()
+        }
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A token signed with test key `key`, its `kid` set to `kid`.
+pub fn mint_with_kid(key: &str, kid: Option<&str>, claims: &Value) -> String {
+    let pem = std::fs::read(data(&format!("{key}.pem"))).unwrap();
+    let (alg, enc) = match key {
+        "ec1" => (Algorithm::ES256, EncodingKey::from_ec_pem(&pem).unwrap()),
+        "ed1" => (Algorithm::EdDSA, EncodingKey::from_ed_pem(&pem).unwrap()),
+        _ => (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem).unwrap()),
+    };
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&h, claims, &enc).unwrap()
+}
+
+/// A token signed with test key `key` under its own kid.
+pub fn mint(key: &str, claims: &Value) -> String {
+    mint_with_kid(key, Some(key), claims)
+}
+
+/// An HS256 token whose HMAC secret is `secret` (the classic key-confusion forgery when the
+/// secret is the issuer's public key).
+pub fn mint_hs256(secret: &[u8], kid: &str, claims: &Value) -> String {
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+/// A token with `alg: none` and no signature.
+pub fn mint_none(claims: &Value) -> String {
+    use base64::Engine;
+    let b = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    format!(
+        "{}.{}.",
+        b(&json!({"alg": "none", "typ": "JWT", "kid": "rsa1"})),
+        b(claims)
+    )
+}
+
+/// The PEM of a test key's public half.
+pub fn public_pem(key: &str) -> Vec<u8> {
+    std::fs::read(data(&format!("{key}.pub.pem"))).unwrap()
+}
