@@ -1,0 +1,645 @@
+//! The authorization matrix: every route of the tenant and platform APIs, called by every kind
+//! of caller, with the exact status each must get. Another tenant's resource answers 404 with
+//! the same body as a missing one. The matrix must name every route in `API_ROUTES` (so a new
+//! route fails this test until it has a row) and agree with `/openapi.json`.
+//!
+//! Columns: anonymous, member of A, tenant admin of A, platform admin without a grant,
+//! platform admin with a break-glass grant on A, tenant admin of B (on A's resources).
+//! `0` = not applicable (the route has no resource of A for B to reach).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod common;
+
+use common::idp::{self, Idp};
+use common::TestGateway;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use tenantgate_gateway::http::api::API_ROUTES;
+
+#[derive(Clone, Copy, Debug)]
+enum Caller {
+    Anonymous,
+    Member,
+    Admin,
+    Platform,
+    PlatformGrant,
+    OtherAdmin,
+}
+const CALLERS: [Caller; 6] = [
+    Caller::Anonymous,
+    Caller::Member,
+    Caller::Admin,
+    Caller::Platform,
+    Caller::PlatformGrant,
+    Caller::OtherAdmin,
+];
+
+struct Row {
+    method: &'static str,
+    path: &'static str,
+    query: &'static str,
+    body: &'static str,
+    expect: [u16; 6],
+}
+
+const fn row(
+    method: &'static str,
+    path: &'static str,
+    query: &'static str,
+    body: &'static str,
+    expect: [u16; 6],
+) -> Row {
+    Row {
+        method,
+        path,
+        query,
+        body,
+        expect,
+    }
+}
+
+//                anon member admin platform +grant otherB
+const MEMBER: [u16; 6] = [401, 200, 200, 403, 403, 0];
+const ADMIN: [u16; 6] = [401, 403, 200, 403, 403, 0];
+const ADMIN_CREATE: [u16; 6] = [401, 403, 201, 403, 403, 0];
+const ADMIN_RESOURCE: [u16; 6] = [401, 403, 200, 403, 403, 404];
+const PLATFORM: [u16; 6] = [401, 403, 403, 200, 200, 403];
+const PLATFORM_CREATE: [u16; 6] = [401, 403, 403, 201, 201, 403];
+const BREAK_GLASS: [u16; 6] = [401, 403, 403, 403, 200, 403];
+
+const MATRIX: &[Row] = &[
+    row("GET", "/tenant/v1/me", "", "", MEMBER),
+    row("GET", "/tenant/v1/keys", "", "", MEMBER),
+    row(
+        "POST",
+        "/tenant/v1/keys",
+        "",
+        r#"{"name":"m"}"#,
+        ADMIN_CREATE,
+    ),
+    row("DELETE", "/tenant/v1/keys/{key}", "", "", ADMIN_RESOURCE),
+    row("GET", "/tenant/v1/members", "", "", ADMIN),
+    row(
+        "PUT",
+        "/tenant/v1/members/{subject}",
+        "",
+        r#"{"role":"member"}"#,
+        ADMIN,
+    ),
+    row(
+        "DELETE",
+        "/tenant/v1/members/{subject}",
+        "",
+        "",
+        ADMIN_RESOURCE,
+    ),
+    row("GET", "/tenant/v1/models", "", "", MEMBER),
+    row("PUT", "/tenant/v1/models", "", r#"{"enabled":null}"#, ADMIN),
+    row("GET", "/tenant/v1/settings", "", "", ADMIN),
+    row(
+        "PATCH",
+        "/tenant/v1/settings",
+        "",
+        r#"{"display_name":"Acme"}"#,
+        ADMIN,
+    ),
+    row("GET", "/tenant/v1/break-glass", "", "", ADMIN),
+    row("GET", "/tenant/v1/prompts", "", "", MEMBER),
+    row(
+        "GET",
+        "/tenant/v1/prompts/{name}/versions",
+        "",
+        "",
+        [401, 200, 200, 403, 403, 404],
+    ),
+    row(
+        "POST",
+        "/tenant/v1/prompts/{name}/versions",
+        "",
+        r#"{"template":"Hi"}"#,
+        ADMIN_CREATE,
+    ),
+    row(
+        "GET",
+        "/tenant/v1/prompts/{name}/versions/{version}",
+        "",
+        "",
+        ADMIN_RESOURCE,
+    ),
+    row(
+        "POST",
+        "/tenant/v1/prompts/{name}/activate",
+        "",
+        r#"{"version":1}"#,
+        ADMIN_RESOURCE,
+    ),
+    row(
+        "GET",
+        "/tenant/v1/prompts/{name}/diff",
+        "?from=1&to=1",
+        "",
+        ADMIN_RESOURCE,
+    ),
+    row("GET", "/tenant/v1/prompt-settings", "", "", ADMIN),
+    row(
+        "PUT",
+        "/tenant/v1/prompt-settings",
+        "",
+        r#"{"client_system":"append"}"#,
+        ADMIN,
+    ),
+    row("GET", "/tenant/v1/prompt-archive", "", "", ADMIN),
+    row(
+        "POST",
+        "/tenant/v1/prompt-archive",
+        "",
+        "<archive>",
+        ADMIN_CREATE,
+    ),
+    row("GET", "/tenant/v1/guard-policy", "", "", ADMIN),
+    row("PUT", "/tenant/v1/guard-policy", "", "{}", ADMIN),
+    row("GET", "/tenant/v1/audit/records", "", "", ADMIN),
+    row("GET", "/tenant/v1/audit/export", "", "", ADMIN),
+    row("GET", "/tenant/v1/audit/public-key", "", "", MEMBER),
+    row("GET", "/tenant/v1/audit-policy", "", "", ADMIN),
+    row("PUT", "/tenant/v1/audit-policy", "", "{}", ADMIN),
+    row("GET", "/tenant/v1/limits", "", "", ADMIN),
+    row(
+        "PUT",
+        "/tenant/v1/kill-switch",
+        "",
+        r#"{"enabled":false}"#,
+        ADMIN,
+    ),
+    row("GET", "/tenant/v1/usage", "", "", MEMBER),
+    row("GET", "/admin/v1/health", "", "", PLATFORM),
+    row("GET", "/admin/v1/plans", "", "", PLATFORM),
+    row("GET", "/admin/v1/tenants", "", "", PLATFORM),
+    row(
+        "POST",
+        "/admin/v1/tenants",
+        "",
+        r#"{"slug":"{fresh}"}"#,
+        PLATFORM_CREATE,
+    ),
+    row("GET", "/admin/v1/tenants/{tenant}", "", "", PLATFORM),
+    row(
+        "PATCH",
+        "/admin/v1/tenants/{tenant}",
+        "",
+        r#"{"status":"active"}"#,
+        PLATFORM,
+    ),
+    row("DELETE", "/admin/v1/tenants/{tenant}", "", "", PLATFORM),
+    row(
+        "POST",
+        "/admin/v1/break-glass",
+        "",
+        r#"{"tenant":"initech","reason":"matrix test","duration_secs":60}"#,
+        PLATFORM_CREATE,
+    ),
+    row("GET", "/admin/v1/break-glass", "", "", PLATFORM),
+    row("DELETE", "/admin/v1/break-glass/{grant}", "", "", PLATFORM),
+    row(
+        "GET",
+        "/admin/v1/tenants/{tenant}/prompts",
+        "",
+        "",
+        BREAK_GLASS,
+    ),
+    row(
+        "GET",
+        "/admin/v1/tenants/{tenant}/audit/export",
+        "",
+        "",
+        BREAK_GLASS,
+    ),
+];
+
+struct World {
+    gw: TestGateway,
+    member: String,
+    admin: String,
+    other_admin: String,
+    platform: String,
+    platform_grant: String,
+    acme: tenantgate_core::Tenant,
+    initech: tenantgate_core::Tenant,
+    archive: Vec<u8>,
+    fresh: std::cell::Cell<u32>,
+    _idp: Idp,
+}
+
+impl World {
+    async fn new() -> World {
+        let idp = Idp::start(&["rsa1"]).await;
+        let mut cfg = idp.config();
+        cfg.platform_admins = true;
+        let gw = TestGateway::start_with(move |c| c.auth.oidc = vec![cfg]).await;
+        let (acme, member) = gw.tenant("acme", &["*"], None).await;
+        let admin = gw.admin_key(&acme).await;
+        let (globex, _) = gw.tenant("globex", &["*"], None).await;
+        let other_admin = gw.admin_key(&globex).await;
+        let (initech, _) = gw.tenant("initech", &["*"], None).await;
+        let initech_admin = gw.admin_key(&initech).await;
+        let platform = idp::mint("rsa1", &idp.claims("ops", None, &["platform_admin"]));
+        let platform_grant = idp::mint(
+            "rsa1",
+            &idp.claims("ops-on-call", None, &["platform_admin"]),
+        );
+        // A's prompt, the resource the other tenant will try to reach
+        let r = gw
+            .post(
+                "/tenant/v1/prompts/a-secret/versions",
+                &admin,
+                &json!({"template": "Acme's secret prompt", "activate": true}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        // the on-call admin's grant on A
+        let r = gw
+            .post(
+                "/admin/v1/break-glass",
+                &platform_grant,
+                &json!({"tenant": "acme", "reason": "incident 42", "duration_secs": 600}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        // an (empty) archive for the import row
+        let archive = gw
+            .get("/tenant/v1/prompt-archive", &initech_admin)
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        World {
+            gw,
+            member,
+            admin,
+            other_admin,
+            platform,
+            platform_grant,
+            acme,
+            initech,
+            archive,
+            fresh: Default::default(),
+            _idp: idp,
+        }
+    }
+
+    fn next(&self) -> u32 {
+        self.fresh.set(self.fresh.get() + 1);
+        self.fresh.get()
+    }
+
+    fn token(&self, c: Caller) -> Option<&str> {
+        match c {
+            Caller::Anonymous => None,
+            Caller::Member => Some(&self.member),
+            Caller::Admin => Some(&self.admin),
+            Caller::Platform => Some(&self.platform),
+            Caller::PlatformGrant => Some(&self.platform_grant),
+            Caller::OtherAdmin => Some(&self.other_admin),
+        }
+    }
+
+    /// The concrete path for one call: A's resources, made fresh where the call destroys them.
+    async fn resolve(&self, r: &Row) -> String {
+        let admin = TestGateway::admin();
+        let p = self.gw.state.store().platform(&admin);
+        let mut path = r
+            .path
+            .replace("{name}", "a-secret")
+            .replace("{version}", "1");
+        if path.contains("{key}") {
+            let (rec, _) = tenantgate_gateway::control::create_key(
+                self.gw.state.store(),
+                &admin,
+                &self.gw.secret(),
+                &self.acme.id,
+                tenantgate_gateway::control::KeySpec {
+                    role: tenantgate_core::Role::Member,
+                    name: None,
+                    end_user: None,
+                    expires_at_ms: None,
+                },
+            )
+            .await
+            .unwrap();
+            path = path.replace("{key}", rec.id.as_str());
+        }
+        if path.contains("{subject}") {
+            let subject = format!("user-{}", self.next());
+            if r.method == "DELETE" {
+                let resp = self
+                    .gw
+                    .http
+                    .put(format!("{}/tenant/v1/members/{subject}", self.gw.url))
+                    .bearer_auth(&self.admin)
+                    .json(&json!({"role": "member"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+            path = path.replace("{subject}", &subject);
+        }
+        if path.contains("{tenant}") {
+            let slug = if r.method == "DELETE" {
+                let t = p
+                    .create_tenant(&tenantgate_core::NewTenant {
+                        slug: format!("doomed-{}", self.next()),
+                        display_name: "Doomed".into(),
+                        plan: tenantgate_core::PlanTier::Free,
+                        isolation: tenantgate_core::IsolationTier::Namespace,
+                        allowed_models: vec![],
+                        max_tokens_per_request: None,
+                    })
+                    .await
+                    .unwrap();
+                t.slug
+            } else {
+                "acme".into()
+            };
+            path = path.replace("{tenant}", &slug);
+        }
+        if path.contains("{grant}") {
+            let g = p
+                .create_grant(&self.initech.id, "matrix test", now_ms() + 60_000)
+                .await
+                .unwrap();
+            path = path.replace("{grant}", &g.id);
+        }
+        path
+    }
+
+    async fn call(&self, method: &str, path: &str, body: &str, c: Caller) -> (u16, Vec<u8>) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.gw.http.request(m, format!("{}{path}", self.gw.url));
+        if let Some(t) = self.token(c) {
+            req = req.bearer_auth(t);
+        }
+        if body == "<archive>" {
+            req = req.body(self.archive.clone());
+        } else if !body.is_empty() {
+            let body = body.replace("{fresh}", &format!("fresh-{}", self.next()));
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+    }
+}
+
+fn now_ms() -> i64 {
+    idp::now() * 1000
+}
+
+fn declared() -> BTreeSet<(String, String)> {
+    API_ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_matrix_has_a_row_for_every_route_and_no_other() {
+    let matrix: BTreeSet<(String, String)> = MATRIX
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    assert_eq!(matrix.len(), MATRIX.len(), "duplicate matrix rows");
+    let missing: Vec<_> = declared().difference(&matrix).cloned().collect();
+    let stale: Vec<_> = matrix.difference(&declared()).cloned().collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a matrix row: {missing:?}"
+    );
+    assert!(stale.is_empty(), "matrix rows for no route: {stale:?}");
+}
+
+#[tokio::test]
+async fn openapi_describes_exactly_the_routes_served() {
+    let w = World::new().await;
+    let (status, body) = w.call("GET", "/openapi.json", "", Caller::Anonymous).await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut described = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            described.insert((method.to_ascii_uppercase(), path.clone()));
+            let route = API_ROUTES
+                .iter()
+                .find(|r| r.path == path && r.method.eq_ignore_ascii_case(method))
+                .unwrap();
+            assert_eq!(op["x-tenantgate-access"], json!(route.access));
+            for p in op["parameters"].as_array().unwrap() {
+                let name = p["name"].as_str().unwrap();
+                assert!(path.contains(&format!("{{{name}}}")), "{path} {name}");
+            }
+        }
+    }
+    assert_eq!(described, declared());
+}
+
+#[tokio::test]
+async fn every_route_answers_every_caller_as_the_matrix_says() {
+    let w = World::new().await;
+    let mut failures = Vec::new();
+    for r in MATRIX {
+        for (i, c) in CALLERS.iter().enumerate() {
+            let want = r.expect[i];
+            if want == 0 {
+                continue;
+            }
+            let path = format!("{}{}", w.resolve(r).await, r.query);
+            let (got, body) = w.call(r.method, &path, r.body, *c).await;
+            if got != want {
+                failures.push(format!(
+                    "{} {path} as {c:?}: want {want}, got {got}: {}",
+                    r.method,
+                    String::from_utf8_lossy(&body)
+                ));
+                continue;
+            }
+            if matches!(c, Caller::OtherAdmin) && want == 404 {
+                // the same answer as for a resource that does not exist at all
+                let missing = r
+                    .path
+                    .replace("{name}", "no-such-prompt")
+                    .replace("{version}", "1")
+                    .replace("{key}", "key_doesnotexist")
+                    .replace("{subject}", "no-such-user");
+                let (s2, b2) = w
+                    .call(r.method, &format!("{missing}{}", r.query), r.body, *c)
+                    .await;
+                let strip = |b: &[u8]| -> Value {
+                    let mut v: Value = serde_json::from_slice(b).unwrap();
+                    // the prompt name is echoed back; the rest must match exactly
+                    if let Some(m) = v["error"]["message"].as_str() {
+                        v["error"]["message"] = json!(m.replace("no-such-prompt", "a-secret"));
+                    }
+                    v
+                };
+                if s2 != 404 || strip(&body) != strip(&b2) {
+                    failures.push(format!(
+                        "{} {path}: another tenant's resource is distinguishable from a missing one: {} vs {}",
+                        r.method,
+                        String::from_utf8_lossy(&body),
+                        String::from_utf8_lossy(&b2)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // the other tenant's attempts changed nothing of A's: A's prompt is intact
+    let (s, body) = w
+        .call(
+            "GET",
+            "/tenant/v1/prompts/a-secret/versions/1",
+            "",
+            Caller::Admin,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(String::from_utf8_lossy(&body).contains("Acme's secret prompt"));
+    // denied calls of A's principals are in A's audit chain
+    let (_, body) = w
+        .call(
+            "GET",
+            "/tenant/v1/audit/records",
+            "?event=access_denied&limit=500",
+            Caller::Admin,
+        )
+        .await;
+    let denied: Value = serde_json::from_slice(&body).unwrap();
+    let n = denied["data"].as_array().unwrap().len();
+    let member_denials = MATRIX.iter().filter(|r| r.expect[1] == 403).count();
+    assert!(
+        n >= member_denials,
+        "{n} access_denied records, expected at least {member_denials}"
+    );
+}
+
+#[tokio::test]
+async fn break_glass_is_time_boxed_visible_to_the_tenant_and_every_read_is_recorded() {
+    let w = World::new().await;
+    let ops = &w.platform;
+    let call = |m: &'static str, p: String, b: &'static str| {
+        let w = &w;
+        async move {
+            let m = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+            let mut req =
+                w.gw.http
+                    .request(m, format!("{}{p}", w.gw.url))
+                    .bearer_auth(ops);
+            if !b.is_empty() {
+                req = req.header("content-type", "application/json").body(b);
+            }
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // without a grant: 403, and the attempt is in A's chain
+    let (s, _) = call("GET", "/admin/v1/tenants/acme/prompts".into(), "").await;
+    assert_eq!(s, 403);
+    // more than an hour is refused
+    let (s, _) = call(
+        "POST",
+        "/admin/v1/break-glass".into(),
+        r#"{"tenant":"acme","reason":"too long","duration_secs":7200}"#,
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, grant) = call(
+        "POST",
+        "/admin/v1/break-glass".into(),
+        r#"{"tenant":"acme","reason":"ticket 7: customer asked","duration_secs":1}"#,
+    )
+    .await;
+    assert_eq!(s, 201);
+    // the tenant's admins see it, with its reason
+    let (_, body) = w
+        .call("GET", "/tenant/v1/break-glass", "", Caller::Admin)
+        .await;
+    let grants: Value = serde_json::from_slice(&body).unwrap();
+    assert!(grants["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["id"] == grant["id"] && g["reason"] == "ticket 7: customer asked"));
+    // under the grant the data is readable; the grant opens A only
+    let (s, prompts) = call("GET", "/admin/v1/tenants/acme/prompts".into(), "").await;
+    assert_eq!(s, 200);
+    assert!(prompts.to_string().contains("Acme's secret prompt"));
+    let (s, _) = call("GET", "/admin/v1/tenants/globex/prompts".into(), "").await;
+    assert_eq!(s, 403);
+    // the grant expires by itself
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (s, _) = call("GET", "/admin/v1/tenants/acme/prompts".into(), "").await;
+    assert_eq!(s, 403);
+    // A's chain holds: the denied attempts, the grant, and the read made under it
+    let (_, body) = w
+        .call(
+            "GET",
+            "/tenant/v1/audit/records",
+            "?limit=500",
+            Caller::Admin,
+        )
+        .await;
+    let records: Value = serde_json::from_slice(&body).unwrap();
+    let actions: Vec<(String, String)> = records["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["record"])
+        .filter(|r| r["actor"]["user"] == "ops")
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap().to_owned(),
+                r["detail"]["action"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        ("access_denied", "break_glass.read"),
+        ("break_glass", "break_glass.grant"),
+        ("break_glass", "break_glass.read"),
+    ] {
+        assert!(
+            actions.iter().any(|a| (a.0.as_str(), a.1.as_str()) == want),
+            "{want:?} missing from {actions:?}"
+        );
+    }
+    // revoking ends a grant early
+    let (s, g2) = call(
+        "POST",
+        "/admin/v1/break-glass".into(),
+        r#"{"tenant":"acme","reason":"second look","duration_secs":600}"#,
+    )
+    .await;
+    assert_eq!(s, 201);
+    let id = g2["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call("DELETE", format!("/admin/v1/break-glass/{id}"), "")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call("GET", "/admin/v1/tenants/acme/prompts".into(), "")
+            .await
+            .0,
+        403
+    );
+}
