@@ -181,6 +181,84 @@ mod cases {
             .iter()
             .all(|k| k.revoked_at_ms.is_none()));
     }
+
+    pub async fn members_grants_and_settings_stay_in_their_tenant(store: &Store) {
+        let a = admin();
+        let p = store.platform(&a);
+        let ta = p.create_tenant(&new_tenant("acme")).await.unwrap();
+        let tb = p.create_tenant(&new_tenant("globex")).await.unwrap();
+        let (sa, sb) = (scope(&ta.id), scope(&tb.id));
+        let (ha, hb) = (store.tenant(&sa), store.tenant(&sb));
+
+        // members: set, replace, list per tenant, remove; another tenant's is NotFound
+        ha.set_member("alice", Role::Member).await.unwrap();
+        ha.set_member("alice", Role::TenantAdmin).await.unwrap();
+        assert!(matches!(
+            ha.set_member("root", Role::PlatformAdmin).await,
+            Err(StoreError::Invalid(_))
+        ));
+        let m = ha.members().await.unwrap();
+        assert_eq!((m.len(), m[0].role), (1, Role::TenantAdmin));
+        assert!(hb.members().await.unwrap().is_empty());
+        assert!(matches!(
+            hb.remove_member("alice").await,
+            Err(StoreError::NotFound)
+        ));
+        let snap = p.auth_snapshot().await.unwrap();
+        assert_eq!(
+            snap.members,
+            vec![(ta.id.clone(), "alice".to_owned(), Role::TenantAdmin)]
+        );
+        ha.remove_member("alice").await.unwrap();
+        assert!(ha.members().await.unwrap().is_empty());
+
+        // the tenant's own model narrowing and display name
+        ha.set_enabled_models(Some(&["gpt-4o".to_owned()]))
+            .await
+            .unwrap();
+        ha.set_display_name("Acme Corp").await.unwrap();
+        let t = ha.get().await.unwrap();
+        assert_eq!(t.enabled_models, Some(vec!["gpt-4o".to_owned()]));
+        assert_eq!(t.display_name, "Acme Corp");
+        assert_eq!(hb.get().await.unwrap().enabled_models, None);
+        ha.set_enabled_models(None).await.unwrap();
+        assert_eq!(ha.get().await.unwrap().enabled_models, None);
+
+        // break-glass grants: visible to their tenant only, active until expiry or revocation
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let g = p
+            .create_grant(&ta.id, "incident 42", now + 60_000)
+            .await
+            .unwrap();
+        assert!(matches!(
+            p.create_grant(&ta.id, "x", now + 60_000).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(ha.break_glass_grants().await.unwrap(), vec![g.clone()]);
+        assert!(hb.break_glass_grants().await.unwrap().is_empty());
+        assert_eq!(p.grants(None).await.unwrap().len(), 1);
+        assert_eq!(p.grants(Some(&tb.id)).await.unwrap().len(), 0);
+        assert_eq!(
+            p.active_grant(&ta.id, now).await.unwrap().map(|g| g.id),
+            Some(g.id.clone())
+        );
+        assert!(p.active_grant(&tb.id, now).await.unwrap().is_none());
+        assert!(p
+            .active_grant(&ta.id, now + 60_000)
+            .await
+            .unwrap()
+            .is_none());
+        let revoked = p.revoke_grant(&g.id).await.unwrap();
+        assert!(revoked.revoked_at_ms.is_some());
+        assert!(p.active_grant(&ta.id, now).await.unwrap().is_none());
+        assert!(matches!(
+            p.revoke_grant(&g.id).await,
+            Err(StoreError::NotFound)
+        ));
+    }
 }
 
 macro_rules! contract {
@@ -216,6 +294,7 @@ contract!(
     every_change_moves_the_revision,
     key_for_unknown_tenant_is_not_found,
     ambiguous_prefix_revocation_is_refused,
+    members_grants_and_settings_stay_in_their_tenant,
 );
 
 /// PostgreSQL row-level security: the second lock behind the tenant-bound handle.
