@@ -706,6 +706,33 @@ mod tests {
         let e = p.api_key(3).unwrap_err().to_string();
         assert_eq!(e, "providers[3].api_key_env: environment variable TENANTGATE_TEST_SURELY_UNSET_VAR is not set");
     }
+
+    #[test]
+    fn oidc_issuers_parse_and_unsafe_settings_are_refused() {
+        let ok = "[[auth.oidc]]\nissuer = \"https://idp\"\naudience = \"tg\"\n\
+                  roles_claim = \"realm_access.roles\"\nplatform_admins = true\n\
+                  [[auth.oidc]]\nissuer = \"https://acme\"\naudience = \"tg\"\ntenant = \"acme\"\n";
+        let cfg = load_str(ok).unwrap();
+        assert_eq!(cfg.auth.oidc.len(), 2);
+        assert_eq!(cfg.auth.oidc[1].tenant.as_deref(), Some("acme"));
+        for (bad, key) in [
+            ("algorithms = [\"HS256\"]", "algorithms"),
+            ("algorithms = [\"none\"]", "algorithms"),
+            (
+                "tenant = \"acme\"\nplatform_admins = true",
+                "platform_admins",
+            ),
+            ("jwks_url = \"https://x\"\njwks_file = \"/k\"", "jwks_url"),
+        ] {
+            let toml = format!("[[auth.oidc]]\nissuer = \"https://i\"\naudience = \"a\"\n{bad}\n");
+            let e = load_str(&toml).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let e = load_str("[[auth.oidc]]\nissuer = \"https://i\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("audience"), "{e}");
+    }
 }
 
 #[cfg(test)]
