@@ -4,7 +4,8 @@
 use std::sync::OnceLock;
 use tiktoken_rs::CoreBPE;
 
-fn bpe() -> &'static CoreBPE {
+/// The shared `o200k_base` tokenizer (loaded once).
+pub fn bpe() -> &'static CoreBPE {
     static BPE: OnceLock<CoreBPE> = OnceLock::new();
     BPE.get_or_init(|| {
         #[expect(
@@ -31,7 +32,7 @@ pub fn truncate(text: &str, max: u64) -> (String, bool) {
         return (text.to_owned(), false);
     }
     let cut = &toks[..max as usize];
-    (bpe().decode(cut.to_vec()).unwrap_or_default(), true)
+    (bpe().decode(cut).unwrap_or_default(), true)
 }
 
 /// Splits `text` into its token strings (the demo model streams one token per chunk).
@@ -39,7 +40,7 @@ pub fn pieces(text: &str) -> Vec<String> {
     let b = bpe();
     b.encode_ordinary(text)
         .into_iter()
-        .map(|t| b.decode(vec![t]).unwrap_or_default())
+        .map(|t| b.decode(&[t]).unwrap_or_default())
         .collect()
 }
 

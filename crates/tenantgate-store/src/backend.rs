@@ -146,6 +146,7 @@ async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
                      GRANT {role} TO CURRENT_USER;
                      GRANT USAGE ON SCHEMA {schema} TO {role};
                      GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+                     GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
                      REVOKE ALL ON {schema}._sqlx_migrations FROM {role};
                      REVOKE UPDATE ON {schema}.audit_records, {schema}.audit_checkpoints FROM {role};"
                 )

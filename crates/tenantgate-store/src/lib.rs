@@ -16,6 +16,7 @@ mod backend;
 pub mod identity;
 mod keyring;
 mod kms;
+pub mod knowledge;
 mod platform;
 pub mod prompts;
 mod rows;

@@ -1,0 +1,403 @@
+//! Knowledge bases, their documents and chunks, through the tenant-bound handle only. Chunk
+//! payloads arrive sealed (the gateway seals text and embedding with the tenant's keys); this
+//! module stores and returns them without looking inside.
+
+use crate::tenant::TenantStore;
+use crate::{now_ms, with_tx, Access, Result, StoreError};
+use serde::Serialize;
+use tenantgate_core::InvalidValue;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnowledgeBase {
+    pub id: String,
+    pub name: String,
+    pub embedding_model: String,
+    pub dims: u32,
+    pub chunk_tokens: u32,
+    /// Moves with every document added or removed.
+    pub revision: i64,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Document {
+    pub id: String,
+    pub kb_id: String,
+    pub name: String,
+    pub content_type: String,
+    pub bytes: i64,
+    pub sha256: String,
+    pub chunks: u32,
+    pub created_at_ms: i64,
+}
+
+/// A chunk to store: its ordinal in the document, its size and its sealed payload.
+pub struct NewChunk {
+    pub ord: u32,
+    pub tokens: u32,
+    pub sealed: Vec<u8>,
+}
+
+/// A stored chunk.
+#[derive(Debug, Clone)]
+pub struct StoredChunk {
+    pub id: i64,
+    pub doc_id: String,
+    pub ord: u32,
+    pub sealed: Vec<u8>,
+}
+
+const KB_COLS: &str = "id, name, embedding_model, dims, chunk_tokens, revision, created_at_ms";
+const DOC_COLS: &str = "id, kb_id, name, content_type, bytes, sha256, chunks, created_at_ms";
+type KbRow = (String, String, String, i32, i32, i64, i64);
+type DocRow = (String, String, String, String, i64, String, i32, i64);
+
+fn kb(r: KbRow) -> KnowledgeBase {
+    KnowledgeBase {
+        id: r.0,
+        name: r.1,
+        embedding_model: r.2,
+        dims: r.3 as u32,
+        chunk_tokens: r.4 as u32,
+        revision: r.5,
+        created_at_ms: r.6,
+    }
+}
+
+fn doc(r: DocRow) -> Document {
+    Document {
+        id: r.0,
+        kb_id: r.1,
+        name: r.2,
+        content_type: r.3,
+        bytes: r.4,
+        sha256: r.5,
+        chunks: r.6 as u32,
+        created_at_ms: r.7,
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidValue("knowledge base names are 1-64 of [A-Za-z0-9._-]".into()).into())
+    }
+}
+
+/// Rows per multi-row INSERT (7 parameters each, inside SQLite's limit).
+const CHUNK_INSERT: usize = 500;
+
+impl TenantStore<'_> {
+    pub async fn create_knowledge_base(
+        &self,
+        name: &str,
+        embedding_model: &str,
+        dims: u32,
+        chunk_tokens: u32,
+    ) -> Result<KnowledgeBase> {
+        validate_name(name)?;
+        if !(1..=8192).contains(&dims) || !(16..=8192).contains(&chunk_tokens) {
+            return Err(InvalidValue("dims 1..=8192, chunk_tokens 16..=8192".into()).into());
+        }
+        let k = KnowledgeBase {
+            id: format!("kb_{}", uuid::Uuid::now_v7().simple()),
+            name: name.to_owned(),
+            embedding_model: embedding_model.to_owned(),
+            dims,
+            chunk_tokens,
+            revision: 0,
+            created_at_ms: now_ms(),
+        };
+        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            sqlx::query(
+                "INSERT INTO knowledge_bases (id, tenant_id, name, embedding_model, dims, chunk_tokens, revision, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+            )
+            .bind(&k.id)
+            .bind(self.id().as_str())
+            .bind(&k.name)
+            .bind(&k.embedding_model)
+            .bind(k.dims as i32)
+            .bind(k.chunk_tokens as i32)
+            .bind(k.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| crate::conflict_or(e, "knowledge base name"))?;
+        })?;
+        Ok(k)
+    }
+
+    pub async fn knowledge_bases(&self) -> Result<Vec<KnowledgeBase>> {
+        let sql =
+            format!("SELECT {KB_COLS} FROM knowledge_bases WHERE tenant_id = $1 ORDER BY name");
+        let rows: Vec<KbRow> = with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            sqlx::query_as(&sql)
+                .bind(self.id().as_str())
+                .fetch_all(&mut *tx)
+                .await?
+        })?;
+        Ok(rows.into_iter().map(kb).collect())
+    }
+
+    /// One knowledge base by id or name; another tenant's answers `NotFound`.
+    pub async fn knowledge_base(&self, id_or_name: &str) -> Result<KnowledgeBase> {
+        let sql = format!(
+            "SELECT {KB_COLS} FROM knowledge_bases WHERE tenant_id = $1 AND (id = $2 OR name = $2)"
+        );
+        let row: Option<KbRow> = with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            sqlx::query_as(&sql)
+                .bind(self.id().as_str())
+                .bind(id_or_name)
+                .fetch_optional(&mut *tx)
+                .await?
+        })?;
+        row.map(kb).ok_or(StoreError::NotFound)
+    }
+
+    /// Deletes a knowledge base with every document and chunk in it.
+    pub async fn delete_knowledge_base(&self, id: &str) -> Result<()> {
+        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            let n = sqlx::query("DELETE FROM knowledge_bases WHERE tenant_id = $1 AND id = $2")
+                .bind(self.id().as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            for table in ["kb_chunks", "kb_documents"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE tenant_id = $1 AND kb_id = $2"
+                ))
+                .bind(self.id().as_str())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        })
+    }
+
+    /// Deletes every knowledge base, document and chunk of this tenant. Returns how many
+    /// knowledge bases there were.
+    pub async fn delete_all_knowledge(&self) -> Result<u64> {
+        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            for table in ["kb_chunks", "kb_documents"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                    .bind(self.id().as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM knowledge_bases WHERE tenant_id = $1")
+                .bind(self.id().as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        })
+    }
+
+    /// Stores a document and its sealed chunks in one transaction and moves the knowledge
+    /// base's revision. `doc_id` must be the id the chunks were sealed under.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_document(
+        &self,
+        kb_id: &str,
+        doc_id: &str,
+        name: &str,
+        content_type: &str,
+        bytes: i64,
+        sha256: &str,
+        chunks: &[NewChunk],
+    ) -> Result<Document> {
+        if name.is_empty() || name.len() > 256 {
+            return Err(InvalidValue("document names are 1..=256 characters".into()).into());
+        }
+        let d = Document {
+            id: doc_id.to_owned(),
+            kb_id: kb_id.to_owned(),
+            name: name.to_owned(),
+            content_type: content_type.to_owned(),
+            bytes,
+            sha256: sha256.to_owned(),
+            chunks: chunks.len() as u32,
+            created_at_ms: now_ms(),
+        };
+        let tenant = self.id().as_str();
+        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            let n = sqlx::query(
+                "UPDATE knowledge_bases SET revision = revision + 1 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(kb_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query(
+                "INSERT INTO kb_documents (id, tenant_id, kb_id, name, content_type, bytes, sha256, chunks, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&d.id)
+            .bind(tenant)
+            .bind(kb_id)
+            .bind(&d.name)
+            .bind(&d.content_type)
+            .bind(d.bytes)
+            .bind(&d.sha256)
+            .bind(d.chunks as i32)
+            .bind(d.created_at_ms)
+            .execute(&mut *tx)
+            .await?;
+            for part in chunks.chunks(CHUNK_INSERT) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO kb_chunks (tenant_id, kb_id, doc_id, ord, tokens, sealed) ",
+                );
+                qb.push_values(part, |mut b, c| {
+                    b.push_bind(tenant)
+                        .push_bind(kb_id)
+                        .push_bind(doc_id)
+                        .push_bind(c.ord as i32)
+                        .push_bind(c.tokens as i32)
+                        .push_bind(c.sealed.as_slice());
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+        })?;
+        Ok(d)
+    }
+
+    pub async fn documents(&self, kb_id: &str) -> Result<Vec<Document>> {
+        let sql = format!(
+            "SELECT {DOC_COLS} FROM kb_documents WHERE tenant_id = $1 AND kb_id = $2 ORDER BY created_at_ms, id"
+        );
+        let rows: Vec<DocRow> = with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            sqlx::query_as(&sql)
+                .bind(self.id().as_str())
+                .bind(kb_id)
+                .fetch_all(&mut *tx)
+                .await?
+        })?;
+        Ok(rows.into_iter().map(doc).collect())
+    }
+
+    /// Deletes a document and its chunks and moves the knowledge base's revision.
+    pub async fn delete_document(&self, kb_id: &str, doc_id: &str) -> Result<()> {
+        let tenant = self.id().as_str();
+        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            let n = sqlx::query(
+                "DELETE FROM kb_documents WHERE tenant_id = $1 AND kb_id = $2 AND id = $3",
+            )
+            .bind(tenant)
+            .bind(kb_id)
+            .bind(doc_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query("DELETE FROM kb_chunks WHERE tenant_id = $1 AND doc_id = $2")
+                .bind(tenant)
+                .bind(doc_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE knowledge_bases SET revision = revision + 1 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(kb_id)
+            .execute(&mut *tx)
+            .await?;
+        })
+    }
+
+    /// Every chunk of a knowledge base, in id order, with the revision they make up (read in
+    /// one transaction, so the two agree).
+    pub async fn chunks(&self, kb_id: &str) -> Result<(i64, Vec<StoredChunk>)> {
+        let tenant = self.id().as_str();
+        let (revision, rows): (Option<i64>, Vec<(i64, String, i32, Vec<u8>)>) = with_tx!(
+            self.store,
+            Access::Tenant(self.id()),
+            |tx| {
+                let rev: Option<i64> = sqlx::query_scalar(
+                    "SELECT revision FROM knowledge_bases WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant)
+                .bind(kb_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let rows = sqlx::query_as(
+                    "SELECT id, doc_id, ord, sealed FROM kb_chunks WHERE tenant_id = $1 AND kb_id = $2 ORDER BY id",
+                )
+                .bind(tenant)
+                .bind(kb_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                (rev, rows)
+            }
+        )?;
+        let revision = revision.ok_or(StoreError::NotFound)?;
+        Ok((
+            revision,
+            rows.into_iter()
+                .map(|(id, doc_id, ord, sealed)| StoredChunk {
+                    id,
+                    doc_id,
+                    ord: ord as u32,
+                    sealed,
+                })
+                .collect(),
+        ))
+    }
+
+    /// The chunks `ids` of a knowledge base (ids of other knowledge bases or tenants are
+    /// simply not returned), with their document's name.
+    pub async fn chunks_by_id(
+        &self,
+        kb_id: &str,
+        ids: &[i64],
+    ) -> Result<Vec<(StoredChunk, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64, String, i32, Vec<u8>, String)> =
+            with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT c.id, c.doc_id, c.ord, c.sealed, d.name FROM kb_chunks c \
+                     JOIN kb_documents d ON d.id = c.doc_id AND d.tenant_id = c.tenant_id \
+                     WHERE c.tenant_id = ",
+                );
+                qb.push_bind(self.id().as_str());
+                qb.push(" AND c.kb_id = ").push_bind(kb_id);
+                qb.push(" AND c.id IN (");
+                let mut sep = qb.separated(", ");
+                for id in ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(&mut *tx).await?
+            })?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, doc_id, ord, sealed, name)| {
+                (
+                    StoredChunk {
+                        id,
+                        doc_id,
+                        ord: ord as u32,
+                        sealed,
+                    },
+                    name,
+                )
+            })
+            .collect())
+    }
+}
