@@ -30,6 +30,7 @@ pub struct AuthIndex {
     by_slug: HashMap<String, TenantId>,
     /// OIDC members' roles, by (tenant, subject).
     members: HashMap<(TenantId, String), Role>,
+    default_kbs: HashMap<TenantId, Vec<String>>,
 }
 
 impl Default for AuthIndex {
@@ -47,6 +48,7 @@ impl Default for AuthIndex {
             limits: HashMap::new(),
             by_slug: HashMap::new(),
             members: HashMap::new(),
+            default_kbs: HashMap::new(),
         }
     }
 }
@@ -103,7 +105,12 @@ impl AuthIndex {
             .into_iter()
             .map(|(t, subject, role)| ((t, subject), role))
             .collect();
+        let mut default_kbs: HashMap<TenantId, Vec<String>> = HashMap::new();
+        for (t, kb) in snap.default_knowledge_bases {
+            default_kbs.entry(t).or_default().push(kb);
+        }
         Self {
+            default_kbs,
             by_slug,
             members,
             limits,
@@ -140,6 +147,11 @@ impl AuthIndex {
     /// The tenant's limit overrides and kill switch.
     pub fn limits(&self, tenant: &TenantId) -> (crate::admission::LimitSet, bool) {
         self.limits.get(tenant).copied().unwrap_or_default()
+    }
+
+    /// The tenant's default knowledge bases (ids), searched when a chat request names none.
+    pub fn default_knowledge_bases(&self, tenant: &TenantId) -> &[String] {
+        self.default_kbs.get(tenant).map_or(&[], Vec::as_slice)
     }
 
     /// A tenant by slug or id.

@@ -21,6 +21,10 @@ pub struct PromptRequest {
     pub prompt: Option<String>,
     pub version: Option<u32>,
     pub variables: Value,
+    /// Knowledge bases to retrieve from (names or ids); `None`: the tenant's defaults, `[]`:
+    /// none.
+    pub knowledge_bases: Option<Vec<String>>,
+    pub top_k: Option<usize>,
 }
 
 /// Removes the `tenantgate` extension field from the body (it never goes upstream).
@@ -78,6 +82,39 @@ pub fn take_extension(body: &mut Map<String, Value>) -> Result<PromptRequest, Ga
             ))
         }
     };
+    let knowledge_bases = match ext.remove("knowledge_bases") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(
+            a.into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(bad(
+                        "'tenantgate.knowledge_bases' must be an array of names",
+                        "tenantgate.knowledge_bases",
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => {
+            return Err(bad(
+                "'tenantgate.knowledge_bases' must be an array of names",
+                "tenantgate.knowledge_bases",
+            ))
+        }
+    };
+    let top_k = match ext.remove("top_k") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "'tenantgate.top_k' must be an integer from 1 to 100",
+                        "tenantgate.top_k",
+                    )
+                })? as usize,
+        ),
+    };
     if let Some(k) = ext.keys().next() {
         return Err(bad(
             &format!("unknown field 'tenantgate.{k}'"),
@@ -88,6 +125,8 @@ pub fn take_extension(body: &mut Map<String, Value>) -> Result<PromptRequest, Ga
         prompt,
         version,
         variables,
+        knowledge_bases,
+        top_k,
     })
 }
 
@@ -279,7 +318,7 @@ impl AppState {
     }
 }
 
-fn text_of(content: &Value) -> String {
+pub(crate) fn text_of(content: &Value) -> String {
     tenantgate_providers::openai::content_text(content)
 }
 

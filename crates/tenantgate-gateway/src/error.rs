@@ -48,6 +48,8 @@ pub enum GatewayError {
     ModelNotFound(String),
     #[error("The prompt `{0}` does not exist.")]
     PromptNotFound(String),
+    #[error("The knowledge base `{0}` does not exist.")]
+    KnowledgeBaseNotFound(String),
     #[error("The tenant's prompt could not be rendered: {0}")]
     PromptRender(String),
     #[error("This tenant does not accept a client system message; its system prompt is applied by the gateway.")]
@@ -188,6 +190,13 @@ impl GatewayError {
                 "invalid_request_error",
                 "not_found_error",
                 Some("prompt_not_found"),
+                Some(false),
+            ),
+            E::KnowledgeBaseNotFound(_) => r(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "not_found_error",
+                Some("knowledge_base_not_found"),
                 Some(false),
             ),
             E::PromptRender(_) => r(
@@ -357,6 +366,7 @@ impl GatewayError {
             GatewayError::MaxTokensExceeded { param, .. } => Some(param),
             GatewayError::ModelNotAllowed(_) | GatewayError::ModelNotFound(_) => Some("model"),
             GatewayError::PromptNotFound(_) => Some("tenantgate.prompt"),
+            GatewayError::KnowledgeBaseNotFound(_) => Some("tenantgate.knowledge_bases"),
             GatewayError::PromptRender(_) => Some("tenantgate.variables"),
             GatewayError::ClientSystemRefused => Some("messages"),
             _ => None,

@@ -17,6 +17,7 @@ pub mod http;
 pub mod keys;
 pub mod oidc;
 pub mod pipeline;
+pub mod rag;
 pub mod server;
 pub mod state;
 pub mod stream;

@@ -28,6 +28,8 @@ pub(crate) struct Inner {
     pub admission: crate::admission::Admission,
     /// Trusted OIDC issuers and their cached keys.
     pub oidc: crate::oidc::Verifier,
+    /// Knowledge-base indexes loaded in this process.
+    pub knowledge: crate::rag::Knowledge,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
                 .build()
                 .unwrap_or_default(),
             oidc: crate::oidc::Verifier::new(&config.auth.oidc),
+            knowledge: crate::rag::Knowledge::new(&config.rag),
             audit,
             admission,
             config,
@@ -69,6 +72,11 @@ impl AppState {
     /// The tenant keyring (envelope encryption) of this gateway.
     pub fn keyring(&self) -> &tenantgate_store::Keyring {
         &self.0.keyring
+    }
+
+    /// The knowledge-base indexes loaded in this process.
+    pub fn knowledge(&self) -> &crate::rag::Knowledge {
+        &self.0.knowledge
     }
 
     pub fn store(&self) -> &Store {

@@ -176,6 +176,49 @@ const MATRIX: &[Row] = &[
         ADMIN,
     ),
     row("GET", "/tenant/v1/usage", "", "", MEMBER),
+    row("GET", "/tenant/v1/knowledge-bases", "", "", MEMBER),
+    row(
+        "POST",
+        "/tenant/v1/knowledge-bases",
+        "",
+        r#"{"name":"{fresh}"}"#,
+        ADMIN_CREATE,
+    ),
+    row(
+        "GET",
+        "/tenant/v1/knowledge-bases/{kb}",
+        "",
+        "",
+        [401, 200, 200, 403, 403, 404],
+    ),
+    row(
+        "DELETE",
+        "/tenant/v1/knowledge-bases/{kb}",
+        "",
+        "",
+        ADMIN_RESOURCE,
+    ),
+    row(
+        "POST",
+        "/tenant/v1/knowledge-bases/{kb}/documents",
+        "",
+        "<text>",
+        [401, 403, 201, 403, 403, 404],
+    ),
+    row(
+        "DELETE",
+        "/tenant/v1/knowledge-bases/{kb}/documents/{doc}",
+        "",
+        "",
+        ADMIN_RESOURCE,
+    ),
+    row(
+        "POST",
+        "/tenant/v1/knowledge-bases/{kb}/search",
+        "",
+        r#"{"query":"refunds"}"#,
+        [401, 200, 200, 403, 403, 404],
+    ),
     row("GET", "/admin/v1/health", "", "", PLATFORM),
     row("GET", "/admin/v1/plans", "", "", PLATFORM),
     row("GET", "/admin/v1/tenants", "", "", PLATFORM),
@@ -218,6 +261,15 @@ const MATRIX: &[Row] = &[
         "",
         BREAK_GLASS,
     ),
+    row(
+        "GET",
+        "/admin/v1/tenants/{tenant}/knowledge-bases",
+        "",
+        "",
+        BREAK_GLASS,
+    ),
+    // last: it deletes A's knowledge bases the rows above use
+    row("DELETE", "/tenant/v1/knowledge", "", "", ADMIN),
 ];
 
 struct World {
@@ -260,6 +312,16 @@ impl World {
             )
             .await;
         assert_eq!(r.status(), 201);
+        // A's knowledge base, with a document
+        let r = gw
+            .post(
+                "/tenant/v1/knowledge-bases",
+                &admin,
+                &json!({"name": "a-kb"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        upload(&gw, &admin, "a-kb").await;
         // the on-call admin's grant on A
         let r = gw
             .post(
@@ -308,14 +370,54 @@ impl World {
         }
     }
 
-    /// The concrete path for one call: A's resources, made fresh where the call destroys them.
-    async fn resolve(&self, r: &Row) -> String {
+    /// The concrete path for one call (A's resources, made fresh where the call destroys
+    /// them) and the values put in for each parameter.
+    async fn resolve(&self, r: &Row) -> (String, Vec<(&'static str, String)>) {
+        let mut params = Vec::new();
+        let mut path = r.path.to_owned();
+        if path.contains("{kb}") {
+            let kb = if r.method == "DELETE" && !path.contains("{doc}") {
+                let name = format!("doomed-kb-{}", self.next());
+                let resp = self
+                    .gw
+                    .post(
+                        "/tenant/v1/knowledge-bases",
+                        &self.admin,
+                        &json!({"name": name}),
+                    )
+                    .await;
+                assert_eq!(resp.status(), 201);
+                name
+            } else {
+                "a-kb".to_owned()
+            };
+            path = path.replace("{kb}", &kb);
+            params.push(("kb", kb));
+        }
+        if path.contains("{doc}") {
+            let doc = upload(&self.gw, &self.admin, "a-kb").await;
+            path = path.replace("{doc}", &doc);
+            params.push(("doc", doc));
+        }
+        for (p, v) in [("name", "a-secret"), ("version", "1")] {
+            if path.contains(&format!("{{{p}}}")) {
+                path = path.replace(&format!("{{{p}}}"), v);
+                params.push((p, v.to_owned()));
+            }
+        }
+        let path = self.resolve_rest(r, path, &mut params).await;
+        (path, params)
+    }
+
+    async fn resolve_rest(
+        &self,
+        r: &Row,
+        path: String,
+        params: &mut Vec<(&'static str, String)>,
+    ) -> String {
         let admin = TestGateway::admin();
         let p = self.gw.state.store().platform(&admin);
-        let mut path = r
-            .path
-            .replace("{name}", "a-secret")
-            .replace("{version}", "1");
+        let mut path = path;
         if path.contains("{key}") {
             let (rec, _) = tenantgate_gateway::control::create_key(
                 self.gw.state.store(),
@@ -332,6 +434,7 @@ impl World {
             .await
             .unwrap();
             path = path.replace("{key}", rec.id.as_str());
+            params.push(("key", rec.id.to_string()));
         }
         if path.contains("{subject}") {
             let subject = format!("user-{}", self.next());
@@ -348,6 +451,7 @@ impl World {
                 assert_eq!(resp.status(), 200);
             }
             path = path.replace("{subject}", &subject);
+            params.push(("subject", subject));
         }
         if path.contains("{tenant}") {
             let slug = if r.method == "DELETE" {
@@ -384,7 +488,11 @@ impl World {
         if let Some(t) = self.token(c) {
             req = req.bearer_auth(t);
         }
-        if body == "<archive>" {
+        if body == "<text>" {
+            req = req
+                .header("content-type", "text/plain")
+                .body("Refunds take fourteen days.");
+        } else if body == "<archive>" {
             req = req.body(self.archive.clone());
         } else if !body.is_empty() {
             let body = body.replace("{fresh}", &format!("fresh-{}", self.next()));
@@ -393,6 +501,27 @@ impl World {
         let resp = req.send().await.unwrap();
         (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
     }
+}
+
+/// Uploads a small text document to A's knowledge base `kb`; returns its id.
+async fn upload(gw: &TestGateway, admin: &str, kb: &str) -> String {
+    let r = gw
+        .http
+        .post(format!(
+            "{}/tenant/v1/knowledge-bases/{kb}/documents?name=refunds.txt",
+            gw.url
+        ))
+        .bearer_auth(admin)
+        .header("content-type", "text/plain")
+        .body("Refunds take fourteen days.")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn now_ms() -> i64 {
@@ -457,7 +586,8 @@ async fn every_route_answers_every_caller_as_the_matrix_says() {
             if want == 0 {
                 continue;
             }
-            let path = format!("{}{}", w.resolve(r).await, r.query);
+            let (path, params) = w.resolve(r).await;
+            let path = format!("{path}{}", r.query);
             let (got, body) = w.call(r.method, &path, r.body, *c).await;
             if got != want {
                 failures.push(format!(
@@ -469,24 +599,41 @@ async fn every_route_answers_every_caller_as_the_matrix_says() {
             }
             if matches!(c, Caller::OtherAdmin) && want == 404 {
                 // the same answer as for a resource that does not exist at all
-                let missing = r
-                    .path
-                    .replace("{name}", "no-such-prompt")
-                    .replace("{version}", "1")
-                    .replace("{key}", "key_doesnotexist")
-                    .replace("{subject}", "no-such-user");
+                let mut missing = r.path.to_owned();
+                for (p, _) in &params {
+                    let v = if *p == "version" {
+                        "1".to_owned()
+                    } else {
+                        format!("no-such-{p}")
+                    };
+                    missing = missing.replace(&format!("{{{p}}}"), &v);
+                }
                 let (s2, b2) = w
                     .call(r.method, &format!("{missing}{}", r.query), r.body, *c)
                     .await;
-                let strip = |b: &[u8]| -> Value {
+                // names are echoed back in messages; with them made equal, the rest must match
+                let strip = |b: &[u8], values: &[String]| -> Value {
                     let mut v: Value = serde_json::from_slice(b).unwrap();
-                    // the prompt name is echoed back; the rest must match exactly
                     if let Some(m) = v["error"]["message"].as_str() {
-                        v["error"]["message"] = json!(m.replace("no-such-prompt", "a-secret"));
+                        let m = values
+                            .iter()
+                            .fold(m.to_owned(), |m, x| m.replace(x.as_str(), "<param>"));
+                        v["error"]["message"] = json!(m);
                     }
                     v
                 };
-                if s2 != 404 || strip(&body) != strip(&b2) {
+                let ours: Vec<String> = params.iter().map(|(_, v)| v.clone()).collect();
+                let theirs: Vec<String> = params
+                    .iter()
+                    .map(|(p, v)| {
+                        if *p == "version" {
+                            v.clone()
+                        } else {
+                            format!("no-such-{p}")
+                        }
+                    })
+                    .collect();
+                if s2 != 404 || strip(&body, &ours) != strip(&b2, &theirs) {
                     failures.push(format!(
                         "{} {path}: another tenant's resource is distinguishable from a missing one: {} vs {}",
                         r.method,

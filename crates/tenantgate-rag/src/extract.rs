@@ -69,6 +69,13 @@ mod tests {
     }
 
     #[test]
+    fn pdf_text_is_extracted() {
+        let pdf = include_bytes!("../../tenantgate-gateway/tests/data/acme-policy.pdf");
+        let e = extract("application/pdf", pdf).unwrap();
+        assert!(e.text.contains("Overtime compensation"), "{:?}", e.text);
+    }
+
+    #[test]
     fn unsupported_empty_and_non_utf8_are_refused() {
         assert!(matches!(
             extract("image/png", b"x"),

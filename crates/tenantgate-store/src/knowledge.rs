@@ -2,7 +2,7 @@
 //! payloads arrive sealed (the gateway seals text and embedding with the tenant's keys); this
 //! module stores and returns them without looking inside.
 
-use crate::tenant::TenantStore;
+use crate::tenant::{bump_revision, TenantStore};
 use crate::{now_ms, with_tx, Access, Result, StoreError};
 use serde::Serialize;
 use tenantgate_core::InvalidValue;
@@ -14,6 +14,8 @@ pub struct KnowledgeBase {
     pub embedding_model: String,
     pub dims: u32,
     pub chunk_tokens: u32,
+    /// Searched for chat requests that name no knowledge base.
+    pub is_default: bool,
     /// Moves with every document added or removed.
     pub revision: i64,
     pub created_at_ms: i64,
@@ -47,10 +49,12 @@ pub struct StoredChunk {
     pub sealed: Vec<u8>,
 }
 
-const KB_COLS: &str = "id, name, embedding_model, dims, chunk_tokens, revision, created_at_ms";
+const KB_COLS: &str =
+    "id, name, embedding_model, dims, chunk_tokens, is_default, revision, created_at_ms";
 const DOC_COLS: &str = "id, kb_id, name, content_type, bytes, sha256, chunks, created_at_ms";
-type KbRow = (String, String, String, i32, i32, i64, i64);
+type KbRow = (String, String, String, i32, i32, bool, i64, i64);
 type DocRow = (String, String, String, String, i64, String, i32, i64);
+type ChunkRow = (i64, String, i32, Vec<u8>);
 
 fn kb(r: KbRow) -> KnowledgeBase {
     KnowledgeBase {
@@ -59,8 +63,9 @@ fn kb(r: KbRow) -> KnowledgeBase {
         embedding_model: r.2,
         dims: r.3 as u32,
         chunk_tokens: r.4 as u32,
-        revision: r.5,
-        created_at_ms: r.6,
+        is_default: r.5,
+        revision: r.6,
+        created_at_ms: r.7,
     }
 }
 
@@ -100,6 +105,7 @@ impl TenantStore<'_> {
         embedding_model: &str,
         dims: u32,
         chunk_tokens: u32,
+        is_default: bool,
     ) -> Result<KnowledgeBase> {
         validate_name(name)?;
         if !(1..=8192).contains(&dims) || !(16..=8192).contains(&chunk_tokens) {
@@ -111,13 +117,14 @@ impl TenantStore<'_> {
             embedding_model: embedding_model.to_owned(),
             dims,
             chunk_tokens,
+            is_default,
             revision: 0,
             created_at_ms: now_ms(),
         };
         with_tx!(self.store, Access::Tenant(self.id()), |tx| {
             sqlx::query(
-                "INSERT INTO knowledge_bases (id, tenant_id, name, embedding_model, dims, chunk_tokens, revision, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+                "INSERT INTO knowledge_bases (id, tenant_id, name, embedding_model, dims, chunk_tokens, is_default, revision, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
             )
             .bind(&k.id)
             .bind(self.id().as_str())
@@ -125,10 +132,13 @@ impl TenantStore<'_> {
             .bind(&k.embedding_model)
             .bind(k.dims as i32)
             .bind(k.chunk_tokens as i32)
+            .bind(k.is_default)
             .bind(k.created_at_ms)
             .execute(&mut *tx)
             .await
             .map_err(|e| crate::conflict_or(e, "knowledge base name"))?;
+            // Default knowledge bases are part of the gateways' snapshot.
+            bump_revision(&mut tx).await?;
         })?;
         Ok(k)
     }
@@ -181,6 +191,7 @@ impl TenantStore<'_> {
                 .execute(&mut *tx)
                 .await?;
             }
+            bump_revision(&mut tx).await?;
         })
     }
 
@@ -194,17 +205,22 @@ impl TenantStore<'_> {
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query("DELETE FROM knowledge_bases WHERE tenant_id = $1")
+            let n = sqlx::query("DELETE FROM knowledge_bases WHERE tenant_id = $1")
                 .bind(self.id().as_str())
                 .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            bump_revision(&mut tx).await?;
+            n
         })
     }
 
     /// Stores a document and its sealed chunks in one transaction and moves the knowledge
     /// base's revision. `doc_id` must be the id the chunks were sealed under.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one document's fields and chunks, written in one transaction"
+    )]
     pub async fn add_document(
         &self,
         kb_id: &str,
@@ -323,7 +339,7 @@ impl TenantStore<'_> {
     /// one transaction, so the two agree).
     pub async fn chunks(&self, kb_id: &str) -> Result<(i64, Vec<StoredChunk>)> {
         let tenant = self.id().as_str();
-        let (revision, rows): (Option<i64>, Vec<(i64, String, i32, Vec<u8>)>) = with_tx!(
+        let (revision, rows): (Option<i64>, Vec<ChunkRow>) = with_tx!(
             self.store,
             Access::Tenant(self.id()),
             |tx| {

@@ -32,6 +32,8 @@ pub struct AuthSnapshot {
     pub prompt_revisions: Vec<(TenantId, i64)>,
     /// OIDC users tenant admins gave a role: (tenant, subject, role).
     pub members: Vec<(TenantId, String, tenantgate_core::Role)>,
+    /// Knowledge bases searched for chat requests that name none: (tenant, knowledge base id).
+    pub default_knowledge_bases: Vec<(TenantId, String)>,
 }
 
 impl<'a> Platform<'a> {
@@ -298,12 +300,18 @@ impl<'a> Platform<'a> {
                 .into_iter()
                 .filter_map(|(t, s, r)| Some((TenantId::parse(&t).ok()?, s, r.parse().ok()?)))
                 .collect();
+            let default_kbs: Vec<(String, String)> = sqlx::query_as(
+                "SELECT tenant_id, id FROM knowledge_bases WHERE is_default ORDER BY tenant_id, name",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
             let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
                 v.into_iter()
                     .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))
                     .collect()
             };
             AuthSnapshot {
+                default_knowledge_bases: ids(default_kbs),
                 members,
                 prompt_revisions,
                 canaries: ids(canaries),

@@ -485,3 +485,26 @@ pub(super) async fn bg_audit_export(
     }
     .await)
 }
+
+/// `GET /admin/v1/tenants/{tenant}/knowledge-bases` (break-glass): the tenant's knowledge
+/// bases and their documents.
+pub(super) async fn bg_knowledge(
+    State(app): State<AppState>,
+    Extension(rid): Extension<super::RequestId>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    ok(async {
+        let admin = platform(&app, &headers).await?;
+        let (_, scope) = break_glass(&app, &admin, &tenant, &rid.0, "knowledge").await?;
+        let store = app.store();
+        let handle = store.tenant(&scope);
+        let mut data = Vec::new();
+        for kb in handle.knowledge_bases().await.map_err(st)? {
+            let docs = handle.documents(&kb.id).await.map_err(st)?;
+            data.push(json!({"knowledge_base": kb, "documents": docs}));
+        }
+        Ok(Json(json!({"object": "list", "data": data})).into_response())
+    }
+    .await)
+}

@@ -28,8 +28,13 @@ pub(super) async fn messages(
     body: Body,
 ) -> Response {
     let mut audit = rid.audit(&headers);
-    let r = inner(&app, rid.0, &headers, body, &mut audit).await;
-    audit.finish(&app, r, Wire::Anthropic).await
+    let mut sources = None;
+    let r = inner(&app, rid.0, &headers, body, &mut audit, &mut sources).await;
+    let mut resp = audit.finish(&app, r, Wire::Anthropic).await;
+    if let Some(v) = sources {
+        resp.headers_mut().insert("x-tenantgate-sources", v);
+    }
+    resp
 }
 
 async fn inner(
@@ -38,6 +43,7 @@ async fn inner(
     headers: &HeaderMap,
     body: Body,
     audit: &mut crate::audit::CallAudit,
+    sources_out: &mut Option<axum::http::HeaderValue>,
 ) -> Result<Response, GatewayError> {
     let (ctx, mut req) = tenant_request(app, headers, body, audit).await?;
     let ext = compose::take_extension(&mut req)?;
@@ -47,6 +53,13 @@ async fn inner(
     audit.set_model(&meta.model, &call.route);
     if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
         compose::apply_anthropic(&mut req, system, policy)?;
+    }
+    // Stage compose, retrieval: the tenant's own knowledge bases (then guarded like the rest).
+    let sources = app.retrieve(&call.ctx, &request_id, &ext, &req).await?;
+    if !sources.is_empty() {
+        crate::rag::add_context_anthropic(&mut req, crate::rag::context_block(&sources));
+        audit.note("rag_sources", crate::rag::audit_sources(&sources));
+        *sources_out = crate::rag::sources_header(&sources);
     }
     app.guard_anthropic_request(&call.ctx, &mut req)?;
     audit.set_prompt(&req);

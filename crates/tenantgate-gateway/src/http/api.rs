@@ -3,7 +3,7 @@
 //! description (`/openapi.json`) is generated from it, and the authorization matrix test walks
 //! it, so a route cannot be added without appearing in all three.
 
-use super::{admin, audit, members, tenant, usage};
+use super::{admin, audit, knowledge, members, tenant, usage};
 use crate::state::AppState;
 use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
@@ -96,6 +96,14 @@ api_routes! {
     get "/tenant/v1/limits" => usage::get_limits, TenantAdmin, "Effective limits and counted usage";
     put "/tenant/v1/kill-switch" => usage::put_kill_switch, TenantAdmin, "Stop or resume model calls";
     get "/tenant/v1/usage" => usage::usage, Member, "Usage (members: their own)";
+    get "/tenant/v1/knowledge-bases" => knowledge::list, Member, "Knowledge bases";
+    post "/tenant/v1/knowledge-bases" => knowledge::create, TenantAdmin, "Create a knowledge base";
+    get "/tenant/v1/knowledge-bases/{kb}" => knowledge::get, Member, "A knowledge base and its documents";
+    delete "/tenant/v1/knowledge-bases/{kb}" => knowledge::delete, TenantAdmin, "Delete a knowledge base (index and every chunk)";
+    post "/tenant/v1/knowledge-bases/{kb}/documents" => knowledge::upload, TenantAdmin, "Upload a document (text, Markdown, HTML, PDF)";
+    delete "/tenant/v1/knowledge-bases/{kb}/documents/{doc}" => knowledge::delete_document, TenantAdmin, "Delete a document";
+    post "/tenant/v1/knowledge-bases/{kb}/search" => knowledge::search, Member, "Search a knowledge base";
+    delete "/tenant/v1/knowledge" => knowledge::delete_all, TenantAdmin, "Delete all of the tenant's knowledge";
     get "/admin/v1/health" => admin::health, PlatformAdmin, "Platform health";
     get "/admin/v1/plans" => admin::plans, PlatformAdmin, "Plans and their default limits";
     get "/admin/v1/tenants" => admin::list_tenants, PlatformAdmin, "Every tenant (metadata)";
@@ -107,6 +115,7 @@ api_routes! {
     get "/admin/v1/break-glass" => admin::list_grants, PlatformAdmin, "Every break-glass grant";
     delete "/admin/v1/break-glass/{grant}" => admin::revoke_grant, PlatformAdmin, "End a break-glass grant";
     get "/admin/v1/tenants/{tenant}/prompts" => admin::bg_prompts, BreakGlass, "A tenant's prompts (break-glass)";
+    get "/admin/v1/tenants/{tenant}/knowledge-bases" => admin::bg_knowledge, BreakGlass, "A tenant's knowledge bases and documents (break-glass)";
     get "/admin/v1/tenants/{tenant}/audit/export" => admin::bg_audit_export, BreakGlass, "A tenant's audit export with bodies (break-glass)";
 }
 

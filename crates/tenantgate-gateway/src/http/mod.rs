@@ -5,6 +5,7 @@ mod admin;
 mod anthropic;
 pub mod api;
 mod audit;
+mod knowledge;
 mod members;
 mod openai;
 mod tenant;

@@ -39,8 +39,13 @@ pub(super) async fn chat_completions(
     body: Body,
 ) -> Response {
     let mut audit = rid.audit(&headers);
-    let r = chat(&app, rid.0, &headers, body, &mut audit).await;
-    audit.finish(&app, r, Wire::OpenAi).await
+    let mut sources = None;
+    let r = chat(&app, rid.0, &headers, body, &mut audit, &mut sources).await;
+    let mut resp = audit.finish(&app, r, Wire::OpenAi).await;
+    if let Some(v) = sources {
+        resp.headers_mut().insert("x-tenantgate-sources", v);
+    }
+    resp
 }
 
 /// Demo model events framed as the Anthropic SSE bytes a real provider would send, so the demo
@@ -61,6 +66,7 @@ async fn chat(
     headers: &HeaderMap,
     body: Body,
     audit: &mut crate::audit::CallAudit,
+    sources_out: &mut Option<axum::http::HeaderValue>,
 ) -> Result<Response, GatewayError> {
     let (ctx, mut req) = tenant_request(app, headers, body, audit).await?;
     let ext = compose::take_extension(&mut req)?;
@@ -71,6 +77,13 @@ async fn chat(
     // Stage compose: the tenant's system prompt, server-side.
     if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
         compose::apply_openai(&mut req, system, policy)?;
+    }
+    // Stage compose, retrieval: the tenant's own knowledge bases (then guarded like the rest).
+    let sources = app.retrieve(&call.ctx, &request_id, &ext, &req).await?;
+    if !sources.is_empty() {
+        crate::rag::add_context_openai(&mut req, crate::rag::context_block(&sources));
+        audit.note("rag_sources", crate::rag::audit_sources(&sources));
+        *sources_out = crate::rag::sources_header(&sources);
     }
     app.guard_openai_request(&call.ctx, &mut req)?;
     audit.set_prompt(&req);

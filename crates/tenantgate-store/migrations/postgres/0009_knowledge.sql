@@ -6,6 +6,8 @@ CREATE TABLE knowledge_bases (
     embedding_model   TEXT NOT NULL,
     dims              INTEGER NOT NULL,
     chunk_tokens      INTEGER NOT NULL,
+    -- Searched for a chat request that names no knowledge base.
+    is_default        BOOLEAN NOT NULL DEFAULT FALSE,
     revision          BIGINT NOT NULL,
     created_at_ms     BIGINT NOT NULL,
     UNIQUE (tenant_id, name)

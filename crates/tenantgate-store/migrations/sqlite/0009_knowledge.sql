@@ -8,6 +8,8 @@ CREATE TABLE knowledge_bases (
     embedding_model   TEXT NOT NULL,
     dims              INTEGER NOT NULL,
     chunk_tokens      INTEGER NOT NULL,
+    -- Searched for a chat request that names no knowledge base.
+    is_default        INTEGER NOT NULL DEFAULT 0,
     revision          INTEGER NOT NULL,
     created_at_ms     INTEGER NOT NULL,
     UNIQUE (tenant_id, name)
