@@ -259,6 +259,88 @@ mod cases {
             Err(StoreError::NotFound)
         ));
     }
+
+    pub async fn knowledge_stays_in_its_tenant(store: &Store) {
+        use tenantgate_store::knowledge::NewChunk;
+        let a = admin();
+        let p = store.platform(&a);
+        let ta = p.create_tenant(&new_tenant("acme")).await.unwrap();
+        let tb = p.create_tenant(&new_tenant("globex")).await.unwrap();
+        let (sa, sb) = (scope(&ta.id), scope(&tb.id));
+        let (ha, hb) = (store.tenant(&sa), store.tenant(&sb));
+        let kb = ha
+            .create_knowledge_base("handbook", "demo", 384, 400, true)
+            .await
+            .unwrap();
+        assert!(matches!(
+            ha.create_knowledge_base("handbook", "demo", 384, 400, false)
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            ha.create_knowledge_base("bad name!", "demo", 384, 400, false)
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+        // globex may use the same name; each sees its own
+        let kb_b = hb
+            .create_knowledge_base("handbook", "demo", 384, 400, false)
+            .await
+            .unwrap();
+        assert_ne!(kb.id, kb_b.id);
+        assert_eq!(ha.knowledge_base("handbook").await.unwrap().id, kb.id);
+        assert_eq!(ha.knowledge_base(&kb.id).await.unwrap().id, kb.id);
+        assert!(matches!(
+            hb.knowledge_base(&kb.id).await,
+            Err(StoreError::NotFound)
+        ));
+        let chunks: Vec<NewChunk> = (0..1200)
+            .map(|i| NewChunk {
+                ord: i,
+                tokens: 10,
+                sealed: vec![i as u8; 16],
+            })
+            .collect();
+        let doc = ha
+            .add_document(&kb.id, "doc_1", "a.md", "text/markdown", 99, "ab", &chunks)
+            .await
+            .unwrap();
+        assert_eq!(doc.chunks, 1200);
+        // another tenant cannot add to, read, or delete from acme's knowledge base
+        assert!(matches!(
+            hb.add_document(&kb.id, "doc_x", "x", "text/plain", 1, "x", &chunks[..1])
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(hb.chunks(&kb.id).await, Err(StoreError::NotFound)));
+        assert!(hb.documents(&kb.id).await.unwrap().is_empty());
+        let (rev, stored) = ha.chunks(&kb.id).await.unwrap();
+        assert_eq!((rev, stored.len()), (1, 1200));
+        let ids: Vec<i64> = stored.iter().take(3).map(|c| c.id).collect();
+        assert_eq!(ha.chunks_by_id(&kb.id, &ids).await.unwrap().len(), 3);
+        assert!(hb.chunks_by_id(&kb_b.id, &ids).await.unwrap().is_empty());
+        assert!(matches!(
+            hb.delete_document(&kb.id, "doc_1").await,
+            Err(StoreError::NotFound)
+        ));
+        // defaults are in the snapshot
+        let snap = p.auth_snapshot().await.unwrap();
+        assert_eq!(
+            snap.default_knowledge_bases,
+            vec![(ta.id.clone(), kb.id.clone())]
+        );
+        // deletion: a document (revision moves), the knowledge base, everything
+        ha.delete_document(&kb.id, "doc_1").await.unwrap();
+        let (rev, stored) = ha.chunks(&kb.id).await.unwrap();
+        assert_eq!((rev, stored.len()), (2, 0));
+        assert!(matches!(
+            hb.delete_knowledge_base(&kb.id).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(ha.delete_all_knowledge().await.unwrap(), 1);
+        assert!(ha.knowledge_bases().await.unwrap().is_empty());
+        assert_eq!(hb.knowledge_bases().await.unwrap().len(), 1);
+    }
 }
 
 macro_rules! contract {
@@ -295,6 +377,7 @@ contract!(
     key_for_unknown_tenant_is_not_found,
     ambiguous_prefix_revocation_is_refused,
     members_grants_and_settings_stay_in_their_tenant,
+    knowledge_stays_in_its_tenant,
 );
 
 /// PostgreSQL row-level security: the second lock behind the tenant-bound handle.
