@@ -102,7 +102,10 @@ async fn method_not_allowed(req: Request) -> Response {
 async fn metrics(State(app): State<AppState>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        app.incidents().render() + &app.0.audit.stats.render() + &app.0.admission.stats.render(),
+        app.incidents().render()
+            + &app.0.audit.stats.render()
+            + &app.0.admission.stats.render()
+            + &app.0.knowledge.stats.render(),
     )
         .into_response()
 }
