@@ -44,6 +44,9 @@ pub fn normalize(v: &mut [f32]) {
 pub struct IndexParams {
     pub ef_construction: usize,
     pub ef_search: usize,
+    /// Neighbour selection by the HNSW paper's heuristic (better graphs, slower builds) or by
+    /// plain distance.
+    pub heuristic: bool,
     pub seed: u64,
 }
 
@@ -52,6 +55,7 @@ impl Default for IndexParams {
         Self {
             ef_construction: 100,
             ef_search: 100,
+            heuristic: true,
             seed: 0x7e4a_47e0,
         }
     }
@@ -100,8 +104,13 @@ impl Index {
             ids.push(id);
         }
         let map = (len > 0).then(|| {
-            Builder::default()
-                .ef_construction(params.ef_construction)
+            let b = Builder::default();
+            let b = if params.heuristic {
+                b
+            } else {
+                b.select_heuristic(None)
+            };
+            b.ef_construction(params.ef_construction)
                 .ef_search(params.ef_search)
                 .seed(params.seed)
                 .build(vectors, ids)

@@ -38,6 +38,8 @@ fn rss_mib() -> f64 {
 struct Corpus {
     words: Vec<String>,
     state: u64,
+    /// Percent of words drawn from the chunk's topic.
+    topic_share: u64,
 }
 
 impl Corpus {
@@ -54,7 +56,15 @@ impl Corpus {
                 }
             }
         }
-        Self { words, state: seed }
+        let topic_share = std::env::var("TENANTGATE_BENCH_TOPIC_SHARE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60);
+        Self {
+            words,
+            state: seed,
+            topic_share,
+        }
     }
 
     fn next(&mut self) -> u64 {
@@ -65,13 +75,25 @@ impl Corpus {
         self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    /// A chunk about one of `TOPICS` topics: most words from the topic's own small vocabulary,
+    /// the rest common words (as real documents are: a subject, in ordinary language). With
+    /// `TOPIC_SHARE` 0 the text has no structure at all (the adversarial case for HNSW).
     fn chunk(&mut self, words: usize) -> String {
+        const TOPICS: u64 = 2000;
         let n = self.words.len();
+        let topic = self.next() % TOPICS;
+        let share = self.topic_share;
         let picks: Vec<usize> = (0..words)
             .map(|_| {
-                // square of a uniform: frequent words are much more frequent
-                let u = (self.next() % 10_000) as f64 / 10_000.0;
-                (((u * u) * n as f64) as usize).min(n - 1)
+                if (self.next() % 100) < share {
+                    // one of the topic's 24 words
+                    let k = self.next() % 24;
+                    ((topic * 7919 + k * 104_729) % n as u64) as usize
+                } else {
+                    // square of a uniform: frequent words are much more frequent
+                    let u = (self.next() % 10_000) as f64 / 10_000.0;
+                    (((u * u) * n as f64) as usize).min(n - 1)
+                }
             })
             .collect();
         picks
@@ -97,8 +119,15 @@ async fn main() -> Result<()> {
         return serve_lazily(std::path::Path::new(dir), arg(&args, "--tenants", 1000)).await;
     }
     let chunks = arg(&args, "--chunks", 100_000);
+    let d = IndexParams::default();
+    let params = IndexParams {
+        ef_construction: arg(&args, "--ef-construction", d.ef_construction),
+        ef_search: arg(&args, "--ef-search", d.ef_search),
+        heuristic: arg(&args, "--heuristic", 1) == 1,
+        ..d
+    };
     if chunks > 0 {
-        one_tenant(chunks)?;
+        one_tenant(chunks, params)?;
     }
     let tenants = arg(&args, "--tenants", 1000);
     if tenants > 0 {
@@ -107,8 +136,11 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-fn one_tenant(n: usize) -> Result<()> {
-    println!("== one tenant: {n} chunks x {DEMO_DIMS} dims");
+fn one_tenant(n: usize, params: IndexParams) -> Result<()> {
+    println!(
+        "== one tenant: {n} chunks x {DEMO_DIMS} dims (ef_construction {}, ef_search {})",
+        params.ef_construction, params.ef_search
+    );
     let mut corpus = Corpus::new(7);
     let texts: Vec<String> = (0..n).map(|_| corpus.chunk(40)).collect();
     let t = Instant::now();
@@ -121,7 +153,7 @@ fn one_tenant(n: usize) -> Result<()> {
     drop(texts);
     let rss0 = rss_mib();
     let t = Instant::now();
-    let ix = Index::build(DEMO_DIMS, 1, points.clone(), IndexParams::default())?;
+    let ix = Index::build(DEMO_DIMS, 1, points.clone(), params)?;
     let build_s = t.elapsed().as_secs_f64();
     let rss1 = rss_mib();
     println!(
@@ -251,10 +283,11 @@ async fn many_tenants(tenants: usize, per: usize) -> Result<()> {
             .collect();
         let emb: Vec<Vec<f32>> = chunks.iter().map(|c| embed(&c.text, DEMO_DIMS)).collect();
         let t0 = Instant::now();
+        let doc = format!("doc_bench_{i}");
         let sealed =
-            tenantgate_gateway::rag::seal_chunks(&app, &scope, "doc_1", &chunks, &emb).await?;
+            tenantgate_gateway::rag::seal_chunks(&app, &scope, &doc, &chunks, &emb).await?;
         store
-            .add_document(&kb.id, "doc_1", "d.txt", "text/plain", 1, "x", &sealed)
+            .add_document(&kb.id, &doc, "d.txt", "text/plain", 1, "x", &sealed)
             .await?;
         seal_s += t0.elapsed().as_secs_f64();
         let t0 = Instant::now();

@@ -293,6 +293,8 @@ pub(super) async fn delete_tenant(
         let t = crate::control::delete_tenant(app.store(), app.keyring(), &admin, &t.id)
             .await
             .map_err(GatewayError::Unavailable)?;
+        // Its index files are unreadable once its keys are shredded; remove them too.
+        app.0.knowledge.forget(&t.id, None);
         app.reload_auth(false).await.ok();
         Ok(Json(t).into_response())
     }
