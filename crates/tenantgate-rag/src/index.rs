@@ -55,7 +55,8 @@ impl Default for IndexParams {
         Self {
             ef_construction: 100,
             ef_search: 100,
-            heuristic: true,
+            // Off: a build several times faster at recall@10 0.98 on 100k (`rag` benchmark).
+            heuristic: false,
             seed: 0x7e4a_47e0,
         }
     }

@@ -123,7 +123,7 @@ async fn main() -> Result<()> {
     let params = IndexParams {
         ef_construction: arg(&args, "--ef-construction", d.ef_construction),
         ef_search: arg(&args, "--ef-search", d.ef_search),
-        heuristic: arg(&args, "--heuristic", 1) == 1,
+        heuristic: arg(&args, "--heuristic", usize::from(d.heuristic)) == 1,
         ..d
     };
     if chunks > 0 {
@@ -138,8 +138,8 @@ async fn main() -> Result<()> {
 
 fn one_tenant(n: usize, params: IndexParams) -> Result<()> {
     println!(
-        "== one tenant: {n} chunks x {DEMO_DIMS} dims (ef_construction {}, ef_search {})",
-        params.ef_construction, params.ef_search
+        "== one tenant: {n} chunks x {DEMO_DIMS} dims (ef_construction {}, ef_search {}, heuristic {})",
+        params.ef_construction, params.ef_search, params.heuristic
     );
     let mut corpus = Corpus::new(7);
     let texts: Vec<String> = (0..n).map(|_| corpus.chunk(40)).collect();
