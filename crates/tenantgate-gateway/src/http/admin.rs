@@ -186,9 +186,18 @@ pub(super) async fn create_tenant(
         let key = match rest {
             Ok(k) => k,
             Err(e) => {
-                // Roll back: nothing of this tenant may keep serving.
-                let undo = crate::control::delete_tenant(app.store(), app.keyring(), &admin, &tenant.id).await;
+                // Roll back: nothing of this tenant may keep serving. If the audit store is
+                // what failed, the recorded deletion fails too; the tenant is then marked
+                // deleted and shredded without it (it never served a call).
+                let undo = match crate::control::delete_tenant(app.store(), app.keyring(), &admin, &tenant.id).await {
+                    Ok(_) => Ok(()),
+                    Err(_) => match app.store().platform(&admin).mark_deleted(&tenant.id).await {
+                        Ok(_) => app.keyring().shred(&admin, &tenant.id).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                };
                 tracing::error!(tenant = %tenant.id, rolled_back = undo.is_ok(), "onboarding failed");
+                app.reload_auth(false).await.ok();
                 return Err(e);
             }
         };
