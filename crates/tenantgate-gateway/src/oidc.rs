@@ -56,7 +56,15 @@ pub struct VerifiedToken {
     pub subject: String,
     pub tenant: Option<String>,
     pub roles: Vec<String>,
+    /// The token's `exp` (Unix seconds).
+    pub expires_at: u64,
 }
+
+/// Verified tokens are remembered this long at most (and never past their `exp`), so a busy
+/// client pays for one signature check per minute instead of one per request. A key the IdP
+/// withdraws stops admitting cached tokens within this time.
+const VERIFIED_TTL_SECS: u64 = 60;
+const VERIFIED_CACHE: usize = 10_000;
 
 struct Key {
     kid: Option<String>,
@@ -83,6 +91,14 @@ struct Provider {
 pub struct Verifier {
     providers: Vec<Provider>,
     http: reqwest::Client,
+    /// SHA-256 of a token -> what it verified as, and until when that may be reused.
+    verified: std::sync::Mutex<lru::LruCache<[u8; 32], (VerifiedToken, u64)>>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn algorithm(name: &str) -> Option<Algorithm> {
@@ -188,6 +204,9 @@ impl Verifier {
             .collect();
         Self {
             providers,
+            verified: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(VERIFIED_CACHE).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -211,7 +230,30 @@ impl Verifier {
             .map_or(0, |p| p.fetches.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Verifies a token, or returns what the same token verified as within the last minute
+    /// (and before its `exp`).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = unix_now();
+        if let Ok(mut c) = self.verified.lock() {
+            match c.get(&digest) {
+                Some((v, until)) if now < *until => return Ok(v.clone()),
+                Some(_) => {
+                    c.pop(&digest);
+                }
+                None => {}
+            }
+        }
+        let v = self.verify_signed(token).await?;
+        let until = v.expires_at.min(now + VERIFIED_TTL_SECS);
+        if let Ok(mut c) = self.verified.lock() {
+            c.put(digest, (v.clone(), until));
+        }
+        Ok(v)
+    }
+
+    async fn verify_signed(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         // `none`, HMAC and anything unlisted stop here, before any key is looked at.
         let alg = unverified_alg(token).ok_or(TokenError::Malformed)?;
         if algorithm(&alg).is_none() {
@@ -253,6 +295,8 @@ impl Verifier {
             subject,
             tenant: claim_str(&claims, &p.cfg.tenant_claim),
             roles: roles(&claims, &p.cfg.roles_claim),
+            // Validated as present and numeric above.
+            expires_at: claims["exp"].as_u64().unwrap_or(0),
         })
     }
 

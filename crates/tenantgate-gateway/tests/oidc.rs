@@ -282,3 +282,20 @@ async fn members_table_sets_the_role_and_api_keys_work_beside_tokens() {
         (200, Some("api_key"))
     );
 }
+
+#[tokio::test]
+async fn a_remembered_token_still_expires_at_its_exp() {
+    let idp = Idp::start(&["rsa1"]).await;
+    let mut cfg = idp.config();
+    cfg.leeway_secs = 0;
+    let gw = TestGateway::start_with(move |c| c.auth.oidc = vec![cfg]).await;
+    gw.tenant("acme", &["*"], None).await;
+    let mut claims = idp.claims("bob", Some("acme"), &[]);
+    claims["exp"] = json!(idp::now() + 2);
+    let token = idp::mint("rsa1", &claims);
+    // verified once, then served from the verified-token cache
+    assert_eq!(me(&gw, &token).await.0, 200);
+    assert_eq!(me(&gw, &token).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    refused(&gw, &token, "expired").await;
+}
