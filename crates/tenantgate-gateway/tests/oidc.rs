@@ -291,7 +291,8 @@ async fn a_remembered_token_still_expires_at_its_exp() {
     let gw = TestGateway::start_with(move |c| c.auth.oidc = vec![cfg]).await;
     gw.tenant("acme", &["*"], None).await;
     let mut claims = idp.claims("bob", Some("acme"), &[]);
-    claims["exp"] = json!(idp::now() + 2);
+    // valid through the second `exp` names (whole seconds), expired from the next one
+    claims["exp"] = json!(idp::now() + 1);
     let token = idp::mint("rsa1", &claims);
     // verified once, then served from the verified-token cache
     assert_eq!(me(&gw, &token).await.0, 200);
