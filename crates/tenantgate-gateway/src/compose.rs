@@ -183,6 +183,11 @@ pub struct PromptCache {
     map: Mutex<HashMap<TenantId, Arc<TenantPrompts>>>,
 }
 
+/// A store failure as the caller sees it (absent: 404, conflict: 409, invalid: 400, else 500).
+pub(crate) fn st(e: tenantgate_store::StoreError) -> GatewayError {
+    store_err(e.into())
+}
+
 pub(crate) fn store_err(e: KeyringError) -> GatewayError {
     match e {
         KeyringError::NotFound => GatewayError::NotFound,

@@ -94,6 +94,16 @@ pub enum GatewayError {
     Internal,
 }
 
+impl GatewayError {
+    /// A 400 naming the offending parameter.
+    pub(crate) fn invalid(message: impl std::fmt::Display, param: &str) -> Self {
+        GatewayError::InvalidRequest {
+            message: message.to_string(),
+            param: Some(param.to_owned()),
+        }
+    }
+}
+
 /// How one error presents itself.
 struct Row {
     status: StatusCode,

@@ -13,6 +13,7 @@
 //! recorded in its audit chain.
 
 use crate::audit::CallAudit;
+use crate::compose::st;
 use crate::error::GatewayError;
 use crate::pipeline::TenantContext;
 use crate::state::AppState;
@@ -94,10 +95,6 @@ fn decode_chunk(bytes: &[u8]) -> Option<(String, Vec<f32>)> {
 
 fn chunk_aad(doc_id: &str, ord: u32) -> String {
     format!("{doc_id}:{ord}")
-}
-
-fn st(e: tenantgate_store::StoreError) -> GatewayError {
-    crate::compose::store_err(e.into())
 }
 
 fn internal(e: impl std::fmt::Display) -> GatewayError {

@@ -7,7 +7,7 @@
 
 use super::tenant::{json_body, ok};
 use crate::auth::Caller;
-use crate::compose::store_err;
+use crate::compose::{st, store_err};
 use crate::error::GatewayError;
 use crate::state::AppState;
 use axum::body::Body;
@@ -21,7 +21,6 @@ use tenantgate_audit::EventType;
 use tenantgate_core::{
     NewTenant, PlanTier, PlatformAdmin, Role, Tenant, TenantScope, TenantStatus,
 };
-use tenantgate_store::StoreError;
 
 /// The longest a break-glass grant may last.
 pub const MAX_GRANT_SECS: u64 = 3600;
@@ -37,11 +36,6 @@ pub(super) async fn platform(
             "this needs the platform_admin role".into(),
         )),
     }
-}
-
-/// Store failures as the caller sees them (absent: 404, conflict: 409, invalid: 400).
-pub(super) fn st(e: StoreError) -> GatewayError {
-    store_err(e.into())
 }
 
 /// A tenant named in the path (slug or id); a deleted one is still found (its chain lives on).
@@ -132,13 +126,6 @@ fn default_plan() -> String {
     "free".into()
 }
 
-fn invalid(e: impl std::fmt::Display, param: &str) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: e.to_string(),
-        param: Some(param.into()),
-    }
-}
-
 /// `POST /admin/v1/tenants`: onboarding. The tenant, its creation record and (if asked) its
 /// first admin key are made together; if a later step fails, the tenant is offboarded again
 /// (keys revoked, key material shredded), so no half-made tenant is left serving.
@@ -153,12 +140,12 @@ pub(super) async fn create_tenant(
         let new = NewTenant {
             display_name: b.display_name.unwrap_or_else(|| b.slug.clone()),
             slug: b.slug,
-            plan: b.plan.parse().map_err(|e| invalid(e, "plan"))?,
+            plan: b.plan.parse().map_err(|e| GatewayError::invalid(e, "plan"))?,
             isolation: tenantgate_core::IsolationTier::Namespace,
             allowed_models: b.allowed_models,
             max_tokens_per_request: b.max_tokens_per_request,
         };
-        new.validate().map_err(|e| invalid(e, "slug"))?;
+        new.validate().map_err(|e| GatewayError::invalid(e, "slug"))?;
         let tenant = app
             .store()
             .platform(&admin)
@@ -180,7 +167,7 @@ pub(super) async fn create_tenant(
             crate::control::create_key(app.store(), &admin, &app.0.secret, &tenant.id, spec)
                 .await
                 .map(Some)
-                .map_err(|e| store_err(e.into()))
+                .map_err(st)
         }
         .await;
         let key = match rest {
@@ -251,14 +238,19 @@ pub(super) async fn patch_tenant(
             None => None,
             Some("active") => Some(TenantStatus::Active),
             Some("suspended") => Some(TenantStatus::Suspended),
-            Some(_) => return Err(invalid("status must be active or suspended", "status")),
+            Some(_) => {
+                return Err(GatewayError::invalid(
+                    "status must be active or suspended",
+                    "status",
+                ))
+            }
         };
         if let Some(m) = &b.allowed_models {
             tenantgate_core::validate_model_policy(m, None)
-                .map_err(|e| invalid(e, "allowed_models"))?;
+                .map_err(|e| GatewayError::invalid(e, "allowed_models"))?;
         }
         if b.max_tokens_per_request == Some(Some(0)) {
-            return Err(invalid(
+            return Err(GatewayError::invalid(
                 "max_tokens_per_request must be at least 1",
                 "max_tokens_per_request",
             ));
@@ -329,7 +321,10 @@ pub(super) async fn create_grant(
         let admin = platform(&app, &headers).await?;
         let b: GrantRequest = json_body(&app, body).await?;
         if b.duration_secs == 0 || b.duration_secs > MAX_GRANT_SECS {
-            return Err(invalid("duration_secs must be 1..=3600", "duration_secs"));
+            return Err(GatewayError::invalid(
+                "duration_secs must be 1..=3600",
+                "duration_secs",
+            ));
         }
         let t = find(&app, &admin, &b.tenant).await?;
         if t.status == TenantStatus::Deleted {

@@ -4,7 +4,7 @@
 
 use super::tenant::{admin_context, json_body, ok};
 use super::RequestId;
-use crate::compose::store_err;
+use crate::compose::st;
 use crate::error::{GatewayError, Wire};
 use crate::state::AppState;
 use axum::body::Body;
@@ -20,10 +20,6 @@ use tenantgate_audit::{
 };
 use tenantgate_core::TenantScope;
 use tenantgate_store::audit::{AuditFilter, StoredRecord};
-
-fn store(e: tenantgate_store::StoreError) -> GatewayError {
-    store_err(e.into())
-}
 
 /// Records a tenant-API call in the caller's chain before its response is released. Runs
 /// after the handler (so it sees the outcome); an unauthenticated call has no chain.
@@ -70,13 +66,6 @@ pub(super) struct AuditQuery {
     format: Option<String>,
 }
 
-fn bad(message: impl Into<String>, param: &str) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.into()),
-    }
-}
-
 fn record_json(r: &StoredRecord) -> Result<Value, GatewayError> {
     serde_json::from_str(&r.record).map_err(|_| GatewayError::Internal)
 }
@@ -91,12 +80,18 @@ pub(super) async fn records(
         let ctx = admin_context(&app, &headers).await?;
         if let Some(e) = &q.event {
             if tenantgate_audit::EventType::parse(e).is_none() {
-                return Err(bad(format!("unknown event type {e:?}"), "event"));
+                return Err(GatewayError::invalid(
+                    format!("unknown event type {e:?}"),
+                    "event",
+                ));
             }
         }
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(bad("limit must be between 1 and 1000", "limit"));
+            return Err(GatewayError::invalid(
+                "limit must be between 1 and 1000",
+                "limit",
+            ));
         }
         let f = AuditFilter {
             from_ms: q.from,
@@ -115,7 +110,7 @@ pub(super) async fn records(
             .audit()
             .query(&f)
             .await
-            .map_err(store)?;
+            .map_err(st)?;
         let next = (rows.len() == limit as usize)
             .then(|| rows.last().map(|r| r.seq))
             .flatten();
@@ -155,7 +150,7 @@ pub(super) async fn export_response(
         None | Some("jsonl") => false,
         Some("csv") => true,
         Some(f) => {
-            return Err(bad(
+            return Err(GatewayError::invalid(
                 format!("format must be jsonl or csv, not {f:?}"),
                 "format",
             ))
@@ -166,7 +161,7 @@ pub(super) async fn export_response(
         to_ms: q.to.unwrap_or(i64::MAX),
     };
     if window.from_ms > window.to_ms {
-        return Err(bad("from must not be after to", "from"));
+        return Err(GatewayError::invalid("from must not be after to", "from"));
     }
     let lines = build_export(app, scope, window).await?;
     let (body, ctype, ext) = if csv {
@@ -213,7 +208,7 @@ pub(crate) async fn build_export(
     let Some((first, last)) = audit
         .seq_range(window.from_ms, window.to_ms)
         .await
-        .map_err(store)?
+        .map_err(st)?
     else {
         return Ok(tenantgate_audit::assemble(
             tenant,
@@ -225,15 +220,15 @@ pub(crate) async fn build_export(
             crate::pipeline::now_ms(),
         ));
     };
-    let (start, _) = audit.checkpoint_around(first - 1).await.map_err(store)?;
-    let (_, end) = audit.checkpoint_around(last).await.map_err(store)?;
+    let (start, _) = audit.checkpoint_around(first - 1).await.map_err(st)?;
+    let (_, end) = audit.checkpoint_around(last).await.map_err(st)?;
     let end: Checkpoint = match end {
         Some(cp) => cp,
         None => {
             // Nothing signed covers the window's end yet: sign the head now.
-            let (seq, hash) = audit.head().await.map_err(store)?;
+            let (seq, hash) = audit.head().await.map_err(st)?;
             let cp = signer.checkpoint(tenant, seq, &hash, crate::pipeline::now_ms());
-            audit.add_checkpoint(&cp).await.map_err(store)?;
+            audit.add_checkpoint(&cp).await.map_err(st)?;
             cp
         }
     };
@@ -244,10 +239,7 @@ pub(crate) async fn build_export(
         },
         None => genesis,
     };
-    let rows = audit
-        .records(anchor.seq + 1, end.seq)
-        .await
-        .map_err(store)?;
+    let rows = audit.records(anchor.seq + 1, end.seq).await.map_err(st)?;
     let mut records = Vec::with_capacity(rows.len());
     for r in &rows {
         let record = record_json(r)?;
@@ -275,10 +267,7 @@ pub(crate) async fn build_export(
             response,
         });
     }
-    let checkpoints = audit
-        .checkpoints(anchor.seq, end.seq)
-        .await
-        .map_err(store)?;
+    let checkpoints = audit.checkpoints(anchor.seq, end.seq).await.map_err(st)?;
     Ok(tenantgate_audit::assemble(
         tenant,
         window,
@@ -309,7 +298,7 @@ pub(super) async fn get_policy(State(app): State<AppState>, headers: HeaderMap) 
             .audit()
             .policy()
             .await
-            .map_err(store)?;
+            .map_err(st)?;
         let policy: AuditPolicy = stored
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
@@ -328,14 +317,16 @@ pub(super) async fn put_policy(
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
         let policy: AuditPolicy = json_body(&app, body).await?;
-        policy.validate().map_err(|m| bad(m, "retention_days"))?;
+        policy
+            .validate()
+            .map_err(|m| GatewayError::invalid(m, "retention_days"))?;
         let json = serde_json::to_string(&policy).map_err(|_| GatewayError::Internal)?;
         app.store()
             .tenant(&ctx.principal.scope)
             .audit()
             .set_policy(&json)
             .await
-            .map_err(store)?;
+            .map_err(st)?;
         app.reload_auth(false).await.ok();
         Ok(Json(policy).into_response())
     }

@@ -2,9 +2,9 @@
 //! create and delete knowledge bases and upload or delete documents; members list and search.
 //! Another tenant's knowledge base or document answers 404, exactly like a missing one.
 
-use super::admin::st;
 use super::tenant::{admin_context, json_body, ok};
 use super::RequestId;
+use crate::compose::st;
 use crate::error::GatewayError;
 use crate::pipeline::TenantContext;
 use crate::state::AppState;
@@ -18,13 +18,6 @@ use serde_json::json;
 use sha2::Digest;
 use tenantgate_store::knowledge::KnowledgeBase;
 use tenantgate_store::StoreError;
-
-fn invalid(message: impl Into<String>, param: &str) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.into()),
-    }
-}
 
 async fn find(
     app: &AppState,
@@ -83,7 +76,10 @@ pub(super) async fn create(
             .unwrap_or_else(|| cfg.default_embedding_model.clone());
         let chunk_tokens = b.chunk_tokens.unwrap_or(cfg.chunk_tokens);
         if !(16..=8192).contains(&chunk_tokens) {
-            return Err(invalid("chunk_tokens must be 16..=8192", "chunk_tokens"));
+            return Err(GatewayError::invalid(
+                "chunk_tokens must be 16..=8192",
+                "chunk_tokens",
+            ));
         }
         let probe = crate::rag::embed(
             &app,
@@ -210,7 +206,7 @@ pub(super) async fn upload(
                 message: e.to_string(),
                 param: Some("content-type".into()),
             },
-            e => invalid(e.to_string(), "body"),
+            e => GatewayError::invalid(e.to_string(), "body"),
         })?;
         let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
         let embeddings = crate::rag::embed(&app, &ctx, &rid.0, "kb_ingest", &kb.embedding_model, &texts).await?;
@@ -274,12 +270,12 @@ pub(super) async fn search(
         let ctx = app.tenant_context(&headers).await?;
         let b: SearchBody = json_body(&app, body).await?;
         if b.query.trim().is_empty() {
-            return Err(invalid("query must not be empty", "query"));
+            return Err(GatewayError::invalid("query must not be empty", "query"));
         }
         let cfg = &app.0.config.rag;
         let k = b.top_k.unwrap_or(cfg.default_top_k);
         if k == 0 || k > cfg.max_top_k {
-            return Err(invalid(
+            return Err(GatewayError::invalid(
                 format!("top_k must be 1..={}", cfg.max_top_k),
                 "top_k",
             ));

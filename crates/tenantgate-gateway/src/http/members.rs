@@ -4,8 +4,8 @@
 //! tenant admins configure the tenant. Another tenant's key or member answers 404, exactly
 //! like a missing one.
 
-use super::admin::st;
 use super::tenant::{admin_context, json_body, ok};
+use crate::compose::st;
 use crate::error::GatewayError;
 use crate::state::AppState;
 use axum::body::Body;
@@ -77,13 +77,6 @@ fn member() -> String {
     "member".into()
 }
 
-fn invalid(message: impl Into<String>, param: &str) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: message.into(),
-        param: Some(param.into()),
-    }
-}
-
 /// `POST /tenant/v1/keys`: a new key for this tenant, shown once.
 pub(super) async fn create_key(
     State(app): State<AppState>,
@@ -96,21 +89,27 @@ pub(super) async fn create_key(
         let role: Role = b
             .role
             .parse()
-            .map_err(|e| invalid(format!("{e}"), "role"))?;
+            .map_err(|e| GatewayError::invalid(format!("{e}"), "role"))?;
         if role == Role::PlatformAdmin {
-            return Err(invalid("keys carry tenant_admin or member", "role"));
+            return Err(GatewayError::invalid(
+                "keys carry tenant_admin or member",
+                "role",
+            ));
         }
         if b.name.as_ref().is_some_and(|n| n.len() > 200)
             || b.end_user
                 .as_ref()
                 .is_some_and(|u| u.is_empty() || u.len() > 256)
         {
-            return Err(invalid("name or end_user is too long or empty", "name"));
+            return Err(GatewayError::invalid(
+                "name or end_user is too long or empty",
+                "name",
+            ));
         }
         if b.expires_at_ms
             .is_some_and(|e| e <= crate::pipeline::now_ms())
         {
-            return Err(invalid(
+            return Err(GatewayError::invalid(
                 "expires_at_ms must be in the future",
                 "expires_at_ms",
             ));
@@ -194,7 +193,7 @@ pub(super) async fn put_member(
         let role: Role = b
             .role
             .parse()
-            .map_err(|e| invalid(format!("{e}"), "role"))?;
+            .map_err(|e| GatewayError::invalid(format!("{e}"), "role"))?;
         let m = app
             .store()
             .tenant(&ctx.principal.scope)
@@ -263,7 +262,7 @@ pub(super) async fn put_models(
                 .iter()
                 .find(|m| !ceiling.iter().any(|c| c == "*" || c == *m))
             {
-                return Err(invalid(
+                return Err(GatewayError::invalid(
                     format!("the platform does not allow model {m:?} for this tenant"),
                     "enabled",
                 ));

@@ -2,7 +2,7 @@
 //! never a path, header or body value. Prompt bodies are readable by tenant admins only;
 //! members see names, versions and hashes.
 
-use crate::compose::{store_err, Compiled};
+use crate::compose::{st, store_err, Compiled};
 use crate::error::{GatewayError, Wire};
 use crate::pipeline::TenantContext;
 use crate::state::AppState;
@@ -413,7 +413,7 @@ pub(super) async fn get_guard_policy(State(app): State<AppState>, headers: Heade
             .tenant(&ctx.principal.scope)
             .guard_policy()
             .await
-            .map_err(|e| store_err(e.into()))?;
+            .map_err(st)?;
         let policy: tenantgate_guard::Policy = stored
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default();
@@ -445,7 +445,7 @@ pub(super) async fn put_guard_policy(
             .tenant(&ctx.principal.scope)
             .set_guard_policy(&json)
             .await
-            .map_err(|e| store_err(e.into()))?;
+            .map_err(st)?;
         app.reload_auth(false).await.ok();
         Ok(Json(policy).into_response())
     }

@@ -2,7 +2,7 @@
 //! always the caller's.
 
 use super::tenant::{admin_context, json_body, ok};
-use crate::compose::store_err;
+use crate::compose::st;
 use crate::error::GatewayError;
 use crate::state::AppState;
 use axum::body::Body;
@@ -64,7 +64,7 @@ pub(super) async fn put_kill_switch(
             .tenant(&ctx.principal.scope)
             .set_kill_switch(k.enabled)
             .await
-            .map_err(|e| store_err(e.into()))?;
+            .map_err(st)?;
         app.reload_auth(false).await.ok();
         Ok(Json(json!({"kill_switch": k.enabled})).into_response())
     }
@@ -118,7 +118,7 @@ pub(super) async fn usage(
             .audit()
             .usage(from, to, group, only)
             .await
-            .map_err(|e| store_err(e.into()))?;
+            .map_err(st)?;
         let data: Vec<serde_json::Value> = rows
             .into_iter()
             .map(|r| {
