@@ -58,6 +58,15 @@ where
     })
 }
 
+/// A break-glass reason, trimmed: 4..=1000 characters.
+pub fn validate_reason(reason: &str) -> Result<&str> {
+    let reason = reason.trim();
+    if reason.len() < 4 || reason.len() > 1000 {
+        return Err(InvalidValue("a break-glass reason must be 4..=1000 characters".into()).into());
+    }
+    Ok(reason)
+}
+
 fn validate_subject(subject: &str) -> Result<()> {
     if subject.is_empty() || subject.len() > 256 || subject.chars().any(char::is_control) {
         return Err(
@@ -199,12 +208,7 @@ impl Platform<'_> {
         reason: &str,
         expires_at_ms: i64,
     ) -> Result<Grant> {
-        let reason = reason.trim();
-        if reason.len() < 4 || reason.len() > 1000 {
-            return Err(
-                InvalidValue("a break-glass reason must be 4..=1000 characters".into()).into(),
-            );
-        }
+        let reason = validate_reason(reason)?;
         let g = Grant {
             id: format!("bg_{}", uuid::Uuid::now_v7().simple()),
             tenant_id: tenant.clone(),

@@ -38,6 +38,19 @@ pub(super) async fn platform(
     }
 }
 
+/// A tenant that is not deleted, by slug or id; a deleted one answers 404.
+async fn find_live(
+    app: &AppState,
+    admin: &PlatformAdmin,
+    tenant: &str,
+) -> Result<Tenant, GatewayError> {
+    let t = find(app, admin, tenant).await?;
+    if t.status == TenantStatus::Deleted {
+        return Err(GatewayError::NotFound);
+    }
+    Ok(t)
+}
+
 /// A tenant named in the path (slug or id); a deleted one is still found (its chain lives on).
 async fn find(app: &AppState, admin: &PlatformAdmin, tenant: &str) -> Result<Tenant, GatewayError> {
     app.store()
@@ -230,10 +243,7 @@ pub(super) async fn patch_tenant(
     ok(async {
         let admin = platform(&app, &headers).await?;
         let b: PatchTenant = json_body(&app, body).await?;
-        let mut t = find(&app, &admin, &tenant).await?;
-        if t.status == TenantStatus::Deleted {
-            return Err(GatewayError::NotFound);
-        }
+        let mut t = find_live(&app, &admin, &tenant).await?;
         let status = match b.status.as_deref() {
             None => None,
             Some("active") => Some(TenantStatus::Active),
@@ -287,10 +297,7 @@ pub(super) async fn delete_tenant(
 ) -> Response {
     ok(async {
         let admin = platform(&app, &headers).await?;
-        let t = find(&app, &admin, &tenant).await?;
-        if t.status == TenantStatus::Deleted {
-            return Err(GatewayError::NotFound);
-        }
+        let t = find_live(&app, &admin, &tenant).await?;
         let t = crate::control::delete_tenant(app.store(), app.keyring(), &admin, &t.id)
             .await
             .map_err(GatewayError::Unavailable)?;
@@ -326,10 +333,9 @@ pub(super) async fn create_grant(
                 "duration_secs",
             ));
         }
-        let t = find(&app, &admin, &b.tenant).await?;
-        if t.status == TenantStatus::Deleted {
-            return Err(GatewayError::NotFound);
-        }
+        // Refused before anything is recorded: no grant record for a grant that is not made.
+        tenantgate_store::identity::validate_reason(&b.reason).map_err(st)?;
+        let t = find_live(&app, &admin, &b.tenant).await?;
         let expires = crate::pipeline::now_ms() + (b.duration_secs * 1000) as i64;
         record(
             &app,

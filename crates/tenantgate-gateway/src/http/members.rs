@@ -89,7 +89,7 @@ pub(super) async fn create_key(
         let role: Role = b
             .role
             .parse()
-            .map_err(|e| GatewayError::invalid(format!("{e}"), "role"))?;
+            .map_err(|e| GatewayError::invalid(e, "role"))?;
         if role == Role::PlatformAdmin {
             return Err(GatewayError::invalid(
                 "keys carry tenant_admin or member",
@@ -193,7 +193,7 @@ pub(super) async fn put_member(
         let role: Role = b
             .role
             .parse()
-            .map_err(|e| GatewayError::invalid(format!("{e}"), "role"))?;
+            .map_err(|e| GatewayError::invalid(e, "role"))?;
         let m = app
             .store()
             .tenant(&ctx.principal.scope)
