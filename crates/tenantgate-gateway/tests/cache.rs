@@ -107,11 +107,7 @@ async fn provider_prompt_cache_keys_are_tenant_scoped_and_not_client_chosen() {
 /// `TENANTGATE_TEST_REDIS_URL`; skipped (saying so) without it.
 #[tokio::test]
 async fn replicas_share_the_redis_cache_but_tenants_never_do() {
-    let Some(url) = std::env::var("TENANTGATE_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("skipping Redis cache test: TENANTGATE_TEST_REDIS_URL is not set");
+    let Some(url) = common::skip::backend_url("TENANTGATE_TEST_REDIS_URL") else {
         return;
     };
     let prefix = format!("tg-test-{:016x}:", rand::random::<u64>());

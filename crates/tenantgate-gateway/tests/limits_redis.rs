@@ -7,17 +7,14 @@
     reason = "test code: a panic is the failure report"
 )]
 
+#[path = "common/skip.rs"]
+mod skip;
+
 use tenantgate_core::TenantId;
 use tenantgate_gateway::admission::{Admission, Ask, LimitSet, LimitsBackend, LimitsConfig};
 
 async fn redis_admission(ttl_secs: u64) -> Option<Admission> {
-    let url = std::env::var("TENANTGATE_TEST_REDIS_URL")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let Some(url) = url else {
-        eprintln!("skipping: TENANTGATE_TEST_REDIS_URL is not set");
-        return None;
-    };
+    let url = skip::backend_url("TENANTGATE_TEST_REDIS_URL")?;
     let cfg = LimitsConfig {
         backend: LimitsBackend::Redis,
         redis_url: Some(url),

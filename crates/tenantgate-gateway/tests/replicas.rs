@@ -14,11 +14,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_replicas_apply_revocation_and_suspension_at_once() {
-    let Some(url) = std::env::var("TENANTGATE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("skipping PostgreSQL replica test: TENANTGATE_TEST_POSTGRES_URL is not set");
+    let Some(url) = common::skip::backend_url("TENANTGATE_TEST_POSTGRES_URL") else {
         return;
     };
     let schema = format!("tg_gw_{:016x}", rand::random::<u64>());

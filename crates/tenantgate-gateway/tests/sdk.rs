@@ -26,7 +26,9 @@ async fn official_sdks_work_unchanged_against_the_gateway() {
             !required,
             "TENANTGATE_SDK_TESTS=1 but {python} cannot import openai and anthropic: {probe:?}"
         );
-        eprintln!("skipping SDK test: {python} lacks the openai/anthropic packages (scripts/test.sh installs them)");
+        common::skip::skip(&format!(
+            "{python} lacks the openai/anthropic packages (scripts/test.sh installs them)"
+        ));
         return;
     }
     let gw = TestGateway::start().await;

@@ -23,11 +23,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_holds_across_three_replicas_sharing_redis() {
-    let Some(redis) = std::env::var("TENANTGATE_TEST_REDIS_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-    else {
-        eprintln!("skipping: TENANTGATE_TEST_REDIS_URL is not set");
+    let Some(redis) = common::skip::backend_url("TENANTGATE_TEST_REDIS_URL") else {
         return;
     };
     let mock = mockllm::start("127.0.0.1:0".parse().unwrap(), Default::default())

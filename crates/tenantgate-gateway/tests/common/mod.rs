@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod idp;
+pub mod skip;
 
 use mockllm::{MockConfig, MockHandle};
 use serde_json::Value;

@@ -58,17 +58,11 @@ pub async fn open_sqlite() -> Harness {
     }
 }
 
-pub fn pg_url() -> Option<String> {
-    std::env::var("TENANTGATE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
+#[path = "../../../tenantgate-gateway/tests/common/skip.rs"]
+pub mod skip;
 
 pub async fn open_pg() -> Option<Harness> {
-    let Some(url) = pg_url() else {
-        eprintln!("skipping PostgreSQL contract test: TENANTGATE_TEST_POSTGRES_URL is not set");
-        return None;
-    };
+    let url = skip::backend_url("TENANTGATE_TEST_POSTGRES_URL")?;
     let schema = format!("tg_test_{:016x}", rand::thread_rng().gen::<u64>());
     let mut opts = StoreOptions::new(url.clone());
     opts.pg_schema = schema.clone();

@@ -6,6 +6,9 @@
     reason = "test code: a panic is the failure report"
 )]
 
+#[path = "../../../tenantgate-gateway/tests/common/skip.rs"]
+pub mod skip;
+
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
