@@ -331,7 +331,8 @@ async fn key_maintenance_loop(state: AppState, cancel: CancellationToken) {
 }
 
 /// One pass: rotates KEKs older than `rotate_after`, then re-wraps what previous rotations left
-/// (bounded per tenant, so a pass stays short). Returns (rotated, re-wrapped).
+/// (bounded per tenant, so a pass stays short) and destroys previous versions whose grace is
+/// over, whatever made the rotation. Returns (rotated, re-wrapped).
 pub async fn key_maintenance(
     state: &AppState,
     rotate_after: Option<Duration>,
@@ -356,7 +357,7 @@ pub async fn key_maintenance(
         }
     }
     let mut rewrapped = 0;
-    for tenant in keyring.tenants_pending_rewrap(&admin).await? {
+    for tenant in keyring.tenants_with_previous_versions(&admin).await? {
         rewrapped += keyring.rewrap(&admin, &tenant, 1_000).await?;
     }
     Ok((rotated, rewrapped))

@@ -62,6 +62,42 @@ async fn maintenance_rotates_due_keys_and_finishes_rewraps() {
     gw.stop().await;
 }
 
+/// The CLI's `keys rotate` re-wraps everything at once, so no data key is left under version 1;
+/// version 1 must still be destroyed once `retire_grace` is over, by the gateway's pass.
+#[tokio::test]
+async fn a_rotation_rewrapped_elsewhere_still_destroys_the_old_version_after_grace() {
+    let gw = TestGateway::start_with(|c| c.encryption.retire_grace_secs = 1).await;
+    let (t, _) = gw.tenant("acme", &["demo"], None).await;
+    let s = scope(&t.id);
+    let kr = gw.state.keyring();
+    let sealed = kr.seal(&s, "prompt", "p1", b"v1 data").await.unwrap();
+    let admin = TestGateway::admin();
+    // What `tenantgate keys rotate` does: rotate and re-wrap in one go, inside the grace.
+    let st = kr.rotate(&admin, &t.id).await.unwrap();
+    assert_eq!(
+        (st.current_version, st.versions.clone(), st.pending_rewrap),
+        (Some(2), vec![1, 2], 0),
+        "inside the grace the old version is kept"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        key_maintenance(&gw.state, None).await.unwrap();
+        if kr.status(&admin, &t.id).await.unwrap().versions == vec![2] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "version 1 was never destroyed after its grace"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        &*kr.open(&s, "prompt", "p1", &sealed).await.unwrap(),
+        b"v1 data"
+    );
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn deleting_a_tenant_revokes_its_keys_and_shreds_its_data() {
     let gw = TestGateway::start().await;

@@ -500,18 +500,19 @@ impl Keyring {
         Ok(())
     }
 
-    /// Tenants with data keys still wrapped by a previous KEK version, in one query.
-    pub async fn tenants_pending_rewrap(
+    /// Tenants that still hold a previous KEK version, in one query: those with data keys left
+    /// to re-wrap, and those whose re-wrap is done (by whoever rotated: the CLI, another
+    /// replica) but whose old versions still wait out `retire_grace` before destruction. Both
+    /// need the maintenance pass; selecting only the first kind left fully re-wrapped old
+    /// versions alive until the next rotation.
+    pub async fn tenants_with_previous_versions(
         &self,
         _admin: &PlatformAdmin,
     ) -> Result<Vec<TenantId>, KeyringError> {
         let rows: Vec<String> = with_tx!(&self.store, Access::Platform, |tx| {
-            sqlx::query_scalar(
-                "SELECT DISTINCT d.tenant_id FROM tenant_data_keys d JOIN tenant_keks k \
-                 ON k.tenant_id = d.tenant_id AND k.is_current = 1 WHERE d.kek_version <> k.version",
-            )
-            .fetch_all(&mut *tx)
-            .await?
+            sqlx::query_scalar("SELECT DISTINCT tenant_id FROM tenant_keks WHERE is_current = 0")
+                .fetch_all(&mut *tx)
+                .await?
         })?;
         Ok(rows
             .iter()

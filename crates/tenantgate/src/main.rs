@@ -184,13 +184,17 @@ enum TenantCmd {
         #[arg(long)]
         max_tokens: Option<u32>,
     },
-    /// Show a tenant's limit overrides and kill switch, or replace the overrides.
+    /// Show a tenant's limit overrides and kill switch, or change the overrides.
     Limits {
         tenant: String,
-        /// JSON object of limits overriding the plan's, e.g.
-        /// '{"monthly_spend_micros": 50000000, "requests_per_minute": 600}'; {} clears them.
+        /// JSON object of limits merged into the tenant's overrides, e.g.
+        /// '{"monthly_spend_micros": 50000000, "requests_per_minute": 600}'. Limits it does
+        /// not name are kept; a null removes that override (the plan's value applies again).
         #[arg(long)]
         set: Option<String>,
+        /// Remove every override first (with --set: replace them).
+        #[arg(long)]
+        clear: bool,
     },
     /// Turn a tenant's kill switch on (its model calls are refused) or off.
     KillSwitch {
@@ -476,13 +480,15 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             operator_event(&store, &admin, &t.id, "tenant.set_models").await?;
             print(&json!(t));
         }
-        TenantCmd::Limits { tenant, set } => {
+        TenantCmd::Limits { tenant, set, clear } => {
             let t = find(tenant).await?;
-            if let Some(json_text) = set {
-                let parsed: tenantgate_gateway::admission::LimitSet =
-                    serde_json::from_str(&json_text).context("--set")?;
-                let canonical = serde_json::to_string(&parsed)?;
-                p.set_limits(&t.id, Some(&canonical), None).await?;
+            if set.is_some() || clear {
+                let current = match p.limits(&t.id).await? {
+                    Some((stored, _)) if !clear => stored,
+                    _ => "{}".into(),
+                };
+                let merged = merge_limits(&current, set.as_deref())?;
+                p.set_limits(&t.id, Some(&merged), None).await?;
                 operator_event(&store, &admin, &t.id, "tenant.set_limits").await?;
             }
             let (overrides, kill_switch) = p
@@ -813,4 +819,34 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// `changes` (a JSON object of limits) merged into the stored overrides: named limits are
+/// replaced, a null removes one, the rest are kept. Both sides are validated as a `LimitSet`,
+/// so an unknown limit name or a bad value is refused before anything is written.
+fn merge_limits(stored: &str, changes: Option<&str>) -> Result<String> {
+    use tenantgate_gateway::admission::LimitSet;
+    let mut merged: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(stored)?
+    {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    if let Some(text) = changes {
+        let serde_json::Value::Object(changes) = serde_json::from_str(text).context("--set")?
+        else {
+            bail!("--set: expected a JSON object of limits");
+        };
+        serde_json::from_value::<LimitSet>(serde_json::Value::Object(changes.clone()))
+            .context("--set")?;
+        for (name, value) in changes {
+            if value.is_null() {
+                merged.remove(&name);
+            } else {
+                merged.insert(name, value);
+            }
+        }
+    }
+    let parsed: LimitSet =
+        serde_json::from_value(serde_json::Value::Object(merged)).context("--set")?;
+    Ok(serde_json::to_string(&parsed)?)
 }

@@ -259,6 +259,50 @@ fn bad_input_is_refused_with_a_message_naming_it() {
     );
 }
 
+/// `--set` changes the limits it names and keeps the others; it used to replace the whole
+/// override set, silently dropping a budget the operator had set before.
+#[test]
+fn tenant_limits_set_merges_into_the_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    cli_json(dir.path(), &["tenant", "create", "--slug", "acme"]);
+    let limits = |args: &[&str]| {
+        let mut all = vec!["tenant", "limits", "acme"];
+        all.extend_from_slice(args);
+        cli_json(dir.path(), &all)["overrides"].clone()
+    };
+    let set = |v: Value| limits(&["--set", &v.to_string()]);
+    let o = set(json!({"monthly_spend_micros": 50_000_000}));
+    assert_eq!(o["monthly_spend_micros"], 50_000_000);
+    let o = set(json!({"requests_per_minute": 600}));
+    assert_eq!(
+        (&o["monthly_spend_micros"], &o["requests_per_minute"]),
+        (&json!(50_000_000), &json!(600)),
+        "the budget set before survives: {o}"
+    );
+    // A null removes one override; the others stay.
+    let o = set(json!({"requests_per_minute": null}));
+    assert_eq!(
+        (&o["monthly_spend_micros"], &o["requests_per_minute"]),
+        (&json!(50_000_000), &Value::Null)
+    );
+    // A bad name or value is refused and changes nothing.
+    let (ok, _, err) = cli(
+        dir.path(),
+        &[
+            "tenant",
+            "limits",
+            "acme",
+            "--set",
+            r#"{"requests_per_hour": 5}"#,
+        ],
+    );
+    assert!(!ok && err.contains("requests_per_hour"), "{err}");
+    assert_eq!(limits(&[])["monthly_spend_micros"], 50_000_000);
+    // --clear removes them all.
+    let o = limits(&["--clear"]);
+    assert!(o.as_object().unwrap().values().all(Value::is_null), "{o}");
+}
+
 #[test]
 fn encryption_keys_rotate_and_tenant_deletion_shreds() {
     let dir = tempfile::tempdir().unwrap();
