@@ -551,7 +551,42 @@ pub fn sources_header(sources: &[Retrieved]) -> Option<axum::http::HeaderValue> 
     axum::http::HeaderValue::from_str(&serde_json::to_string(sources).ok()?).ok()
 }
 
+/// What retrieval adds to a chat: the context block, already through the inbound guard, and
+/// the chunks it was made from (for provenance).
+pub struct RetrievedContext {
+    pub block: String,
+    pub sources: Vec<Retrieved>,
+}
+
 impl AppState {
+    /// Stage compose, retrieval, as both chat surfaces use it: the chunks [`Self::retrieve`]
+    /// finds, as one context block scanned by the leak guard as data (`InboundData`) under the
+    /// tenant's policy before it joins the request. A document is content the model reads like
+    /// a tool result (it may carry injection markers or another tenant's name), and the block
+    /// goes in as (or into) a system prompt, which the request guard deliberately leaves alone
+    /// (the tenant's own prompt carries its own canary); so it is scanned here, once, and only
+    /// what retrieval adds. `block` refuses the call with the guard's error, `redact` makes the
+    /// redacted block what goes upstream, `flag` records the incident; every finding is
+    /// counted and audited like any other incident. `None` when nothing was retrieved.
+    pub async fn retrieval_context(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        ext: &crate::compose::PromptRequest,
+        body: &serde_json::Map<String, Value>,
+    ) -> Result<Option<RetrievedContext>, GatewayError> {
+        let sources = self.retrieve(ctx, request_id, ext, body).await?;
+        if sources.is_empty() {
+            return Ok(None);
+        }
+        let block = context_block(&sources);
+        let block = match self.guard_text(ctx, &block, tenantgate_guard::Direction::InboundData)? {
+            crate::guard::Verdict::Clean => block,
+            crate::guard::Verdict::Redacted(r) => r,
+        };
+        Ok(Some(RetrievedContext { block, sources }))
+    }
+
     /// Stage compose, retrieval: the chunks of the knowledge bases the request names (or the
     /// tenant's defaults) nearest to its last user message. Names resolve in the tenant's own
     /// store handle only; another tenant's knowledge base is 404, like a missing one.
