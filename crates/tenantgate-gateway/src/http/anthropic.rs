@@ -130,10 +130,11 @@ async fn inner(
                     oreq.insert("max_completion_tokens".into(), v);
                 }
             }
-            crate::cache::scope_prompt_cache(
+            crate::cache::scope_provider_caches(
                 &mut oreq,
                 call.ctx.principal.scope.tenant_id(),
-                openai_hosted,
+                provider,
+                &app.0.secret,
             );
             let resp = send_ok(provider, Endpoint::Chat, &route.upstream_model, &oreq).await?;
             if meta.stream {

@@ -117,11 +117,12 @@ async fn chat(
                 };
                 req.insert(field.into(), json!(b));
             }
-            // Provider prompt caches are scoped to the tenant.
-            crate::cache::scope_prompt_cache(
+            // Provider prompt caches (and self-hosted prefix caches) are scoped to the tenant.
+            crate::cache::scope_provider_caches(
                 &mut req,
                 call.ctx.principal.scope.tenant_id(),
-                matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure),
+                provider,
+                &app.0.secret,
             );
             let cache = app
                 .0
