@@ -184,6 +184,36 @@ impl Knowledge {
         };
     }
 
+    /// Start-up sweep: removes the index directory of every tenant that is not `live` (deleted
+    /// while this replica was down, or gone from the store). Entries that are not a tenant's
+    /// directory are left alone. Returns the directories removed.
+    pub fn sweep(&self, live: impl Fn(&TenantId) -> bool) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            let name = e.file_name();
+            let Some(tenant) = name.to_str().and_then(|n| TenantId::parse(n).ok()) else {
+                continue;
+            };
+            if is_dir && !live(&tenant) {
+                self.forget(&tenant, None);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// How many of the tenant's indexes are loaded in this process.
+    pub fn resident(&self, tenant: &TenantId) -> usize {
+        self.cache
+            .lock()
+            .map(|c| c.lru.iter().filter(|((t, _), _)| t == tenant).count())
+            .unwrap_or(0)
+    }
+
     /// The knowledge base's index at its current revision: from memory, else from its sealed
     /// file, else rebuilt from the stored chunks (and the file rewritten).
     pub async fn index(
