@@ -569,6 +569,15 @@ async fn retrieved_chunks_pass_the_inbound_guard_as_data_on_both_surfaces() {
         assert!(gw.state.incidents().total() > before.1, "{path} {model}");
     }
 
+    // The built-in demo model, on both wires, is behind the same guard.
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        assert_eq!(
+            ask_notes(&gw, &key, path, "demo", false).await,
+            400,
+            "{path}"
+        );
+    }
+
     // Redact: the redacted block is what goes upstream, on every path.
     set_policy(
         &gw,
