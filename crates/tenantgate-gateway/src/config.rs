@@ -618,12 +618,7 @@ impl Config {
             if p.cache_salt == Some(true) && p.kind != ProviderKind::OpenaiCompatible {
                 return Err(invalid(
                     key("cache_salt"),
-                    format!(
-                        "only openai_compatible providers (vLLM, SGLang) take a cache_salt; \
-                         {:?} is {:?} (OpenAI and Azure prompt caches are scoped with \
-                         prompt_cache_key)",
-                        p.name, p.kind
-                    ),
+                    "only openai_compatible providers (vLLM, SGLang) take a cache_salt",
                 ));
             }
             if p.kind == ProviderKind::Azure {
@@ -745,19 +740,6 @@ mod tests {
         let p = dir.path().join("c.toml");
         std::fs::write(&p, toml).unwrap();
         Config::load(Some(&p))
-    }
-
-    #[test]
-    fn cache_salt_is_on_for_openai_compatible_and_refused_where_unsupported() {
-        let c = load_str("[[providers]]\nname=\"v\"\nkind=\"openai_compatible\"\nbase_url=\"http://x/v1\"\n[[providers]]\nname=\"w\"\nkind=\"openai_compatible\"\nbase_url=\"http://x/v1\"\ncache_salt=false\n").unwrap();
-        assert!(c.providers[0].sends_cache_salt());
-        assert!(!c.providers[1].sends_cache_salt());
-        let e = load_str(
-            "[[providers]]\nname=\"o\"\nkind=\"anthropic\"\napi_key_file=\"/k\"\ncache_salt=true\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.starts_with("providers[0].cache_salt"), "{e}");
     }
 
     #[test]

@@ -258,3 +258,27 @@ async fn self_hosted_prefix_caches_are_salted_per_tenant_on_both_wires() {
         .starts_with("tg-"));
     gw.stop().await;
 }
+
+#[test]
+fn cache_salt_is_on_for_openai_compatible_and_refused_where_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |toml: &str| {
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, toml).unwrap();
+        tenantgate_gateway::Config::load(Some(&p))
+    };
+    let c = load(
+        "[[providers]]\nname=\"v\"\nkind=\"openai_compatible\"\nbase_url=\"http://x/v1\"\n\
+         [[providers]]\nname=\"w\"\nkind=\"openai_compatible\"\nbase_url=\"http://x/v1\"\n\
+         cache_salt=false\n",
+    )
+    .unwrap();
+    assert!(c.providers[0].sends_cache_salt());
+    assert!(!c.providers[1].sends_cache_salt());
+    let e = load(
+        "[[providers]]\nname=\"o\"\nkind=\"anthropic\"\napi_key_file=\"/k\"\ncache_salt=true\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("providers[0].cache_salt"), "{e}");
+}
