@@ -297,6 +297,7 @@ async fn main() -> Result<()> {
         request_timeout_ms: 60_000,
         read_timeout_ms: 60_000,
         pool_max_idle_per_host: 512,
+        cache_salt: None,
     }];
     config.models = vec![ModelConfig {
         name: "bench-model".into(),

@@ -176,6 +176,13 @@ impl AuthIndex {
             .copied()
     }
 
+    /// The tenant exists and is not deleted (suspended tenants keep their data).
+    pub fn is_live(&self, tenant: &TenantId) -> bool {
+        self.tenants
+            .get(tenant)
+            .is_some_and(|t| t.status != tenantgate_core::TenantStatus::Deleted)
+    }
+
     pub fn tenant_ids(&self) -> impl Iterator<Item = &TenantId> {
         self.tenants.keys()
     }

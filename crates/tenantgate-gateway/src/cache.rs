@@ -167,10 +167,42 @@ pub fn prompt_cache_key(tenant: &TenantId, client: Option<&str>) -> String {
     format!("tg-{}", hex::encode(&d[..12]))
 }
 
-/// Scopes a provider-bound OpenAI-format request's prompt cache to the tenant: a client-sent
-/// `prompt_cache_key` is replaced by one derived from it and the tenant, and OpenAI-hosted
-/// models (`openai_hosted`) always get one.
-pub fn scope_prompt_cache(body: &mut Map<String, Value>, tenant: &TenantId, openai_hosted: bool) {
+/// A self-hosted server's prefix-cache salt (vLLM's and SGLang's `cache_salt`) for the tenant
+/// (and the client's own salt, if it sent one: it can only narrow the tenant's cache, never
+/// reach another's). Keyed with the server secret, so it cannot be computed from a tenant id
+/// (a client that could would aim its own requests at another tenant's salt on a server it
+/// reaches directly); stable per tenant across restarts and across replicas, which share the
+/// secret.
+pub fn cache_salt(
+    secret: &crate::keys::ServerSecret,
+    tenant: &TenantId,
+    client: Option<&str>,
+) -> String {
+    let d = secret.derive(&[
+        b"tenantgate/cache-salt/v1",
+        tenant.as_str().as_bytes(),
+        client.map_or(&[][..], str::as_bytes),
+        &[u8::from(client.is_some())],
+    ]);
+    format!("tg-{}", hex::encode(&d[..16]))
+}
+
+/// Scopes the provider-side caches of a provider-bound OpenAI-format request to the tenant,
+/// whatever the client sent: a client's `prompt_cache_key` is replaced by one derived from it
+/// and the tenant, and OpenAI-hosted providers always get one; a provider that takes a
+/// `cache_salt` (`openai_compatible` by default) always gets the tenant's, and one that does
+/// not gets none (a client's own would be an unscoped cache domain).
+pub fn scope_provider_caches(
+    body: &mut Map<String, Value>,
+    tenant: &TenantId,
+    provider: &crate::upstream::Provider,
+    secret: &crate::keys::ServerSecret,
+) {
+    use crate::config::ProviderKind;
+    let openai_hosted = match provider.kind {
+        ProviderKind::Openai | ProviderKind::Azure => true,
+        ProviderKind::OpenaiCompatible | ProviderKind::Anthropic | ProviderKind::Demo => false,
+    };
     let client = body
         .get("prompt_cache_key")
         .and_then(Value::as_str)
@@ -179,6 +211,14 @@ pub fn scope_prompt_cache(body: &mut Map<String, Value>, tenant: &TenantId, open
         body.insert(
             "prompt_cache_key".into(),
             Value::String(prompt_cache_key(tenant, client.as_deref())),
+        );
+    }
+    let client_salt = body.remove("cache_salt");
+    if provider.cache_salt {
+        let client_salt = client_salt.as_ref().and_then(Value::as_str);
+        body.insert(
+            "cache_salt".into(),
+            Value::String(cache_salt(secret, tenant, client_salt)),
         );
     }
 }
@@ -233,5 +273,21 @@ mod tests {
             prompt_cache_key(&t1, Some("x")),
             prompt_cache_key(&t1, None)
         );
+    }
+
+    #[test]
+    fn cache_salts_are_tenant_scoped_and_keyed_with_the_secret() {
+        let s1 = crate::keys::ServerSecret::from_bytes([1; 32]);
+        let s2 = crate::keys::ServerSecret::from_bytes([2; 32]);
+        let t1 = TenantId::parse("t1").unwrap();
+        let t2 = TenantId::parse("t2").unwrap();
+        assert_eq!(cache_salt(&s1, &t1, None), cache_salt(&s1, &t1, None));
+        assert_ne!(cache_salt(&s1, &t1, None), cache_salt(&s1, &t2, None));
+        assert_ne!(cache_salt(&s1, &t1, None), cache_salt(&s2, &t1, None));
+        assert_ne!(
+            cache_salt(&s1, &t1, Some("x")),
+            cache_salt(&s1, &t2, Some("x"))
+        );
+        assert_ne!(cache_salt(&s1, &t1, Some("")), cache_salt(&s1, &t1, None));
     }
 }

@@ -344,6 +344,13 @@ pub struct ProviderConfig {
     pub read_timeout_ms: u64,
     #[serde(default = "default_pool_idle")]
     pub pool_max_idle_per_host: usize,
+    /// Send a tenant-derived `cache_salt` (vLLM's and SGLang's prefix-cache salt), replacing
+    /// any the client sent, so a self-hosted server's KV/prefix cache is never shared across
+    /// tenants. Unset: on for `openai_compatible`. Off: no `cache_salt` goes upstream at all
+    /// (for servers that reject it). Only `openai_compatible` may set it: the OpenAI and Azure
+    /// APIs reject unknown parameters and are scoped with `prompt_cache_key` instead.
+    #[serde(default)]
+    pub cache_salt: Option<bool>,
 }
 
 fn default_connect_timeout() -> u64 {
@@ -608,6 +615,12 @@ impl Config {
                     ),
                 ));
             }
+            if p.cache_salt == Some(true) && p.kind != ProviderKind::OpenaiCompatible {
+                return Err(invalid(
+                    key("cache_salt"),
+                    "only openai_compatible providers (vLLM, SGLang) take a cache_salt",
+                ));
+            }
             if p.kind == ProviderKind::Azure {
                 if p.base_url.is_none() {
                     return Err(invalid(
@@ -676,6 +689,12 @@ impl Config {
 }
 
 impl ProviderConfig {
+    /// Whether requests to this provider carry a tenant-derived `cache_salt`.
+    pub fn sends_cache_salt(&self) -> bool {
+        self.cache_salt
+            .unwrap_or(self.kind == ProviderKind::OpenaiCompatible)
+    }
+
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
@@ -758,6 +777,7 @@ mod tests {
             request_timeout_ms: 1,
             read_timeout_ms: 1,
             pool_max_idle_per_host: 1,
+            cache_salt: None,
         };
         let e = p.api_key(3).unwrap_err().to_string();
         assert_eq!(e, "providers[3].api_key_env: environment variable TENANTGATE_TEST_SURELY_UNSET_VAR is not set");

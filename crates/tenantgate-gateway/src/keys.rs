@@ -41,6 +41,18 @@ impl ServerSecret {
         .map(Self)
     }
 
+    /// HMAC-SHA-256 under the secret of length-prefixed `parts`, for values that must not be
+    /// computable from public inputs (a tenant id) without the secret.
+    pub fn derive(&self, parts: &[&[u8]]) -> [u8; 32] {
+        #[expect(clippy::expect_used, reason = "HMAC accepts keys of any length")]
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.bytes()).expect("any key length");
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
     pub fn hash_key(&self, key: &str) -> [u8; 32] {
         #[expect(clippy::expect_used, reason = "HMAC accepts keys of any length")]
         let mut mac = Hmac::<Sha256>::new_from_slice(self.0.bytes()).expect("any key length");

@@ -184,6 +184,36 @@ impl Knowledge {
         };
     }
 
+    /// Start-up sweep: removes the index directory of every tenant that is not `live` (deleted
+    /// while this replica was down, or gone from the store). Entries that are not a tenant's
+    /// directory are left alone. Returns the directories removed.
+    pub fn sweep(&self, live: impl Fn(&TenantId) -> bool) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            let name = e.file_name();
+            let Some(tenant) = name.to_str().and_then(|n| TenantId::parse(n).ok()) else {
+                continue;
+            };
+            if is_dir && !live(&tenant) {
+                self.forget(&tenant, None);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// How many of the tenant's indexes are loaded in this process.
+    pub fn resident(&self, tenant: &TenantId) -> usize {
+        self.cache
+            .lock()
+            .map(|c| c.lru.iter().filter(|((t, _), _)| t == tenant).count())
+            .unwrap_or(0)
+    }
+
     /// The knowledge base's index at its current revision: from memory, else from its sealed
     /// file, else rebuilt from the stored chunks (and the file rewritten).
     pub async fn index(
@@ -551,7 +581,42 @@ pub fn sources_header(sources: &[Retrieved]) -> Option<axum::http::HeaderValue> 
     axum::http::HeaderValue::from_str(&serde_json::to_string(sources).ok()?).ok()
 }
 
+/// What retrieval adds to a chat: the context block, already through the inbound guard, and
+/// the chunks it was made from (for provenance).
+pub struct RetrievedContext {
+    pub block: String,
+    pub sources: Vec<Retrieved>,
+}
+
 impl AppState {
+    /// Stage compose, retrieval, as both chat surfaces use it: the chunks [`Self::retrieve`]
+    /// finds, as one context block scanned by the leak guard as data (`InboundData`) under the
+    /// tenant's policy before it joins the request. A document is content the model reads like
+    /// a tool result (it may carry injection markers or another tenant's name), and the block
+    /// goes in as (or into) a system prompt, which the request guard deliberately leaves alone
+    /// (the tenant's own prompt carries its own canary); so it is scanned here, once, and only
+    /// what retrieval adds. `block` refuses the call with the guard's error, `redact` makes the
+    /// redacted block what goes upstream, `flag` records the incident; every finding is
+    /// counted and audited like any other incident. `None` when nothing was retrieved.
+    pub async fn retrieval_context(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+        ext: &crate::compose::PromptRequest,
+        body: &serde_json::Map<String, Value>,
+    ) -> Result<Option<RetrievedContext>, GatewayError> {
+        let sources = self.retrieve(ctx, request_id, ext, body).await?;
+        if sources.is_empty() {
+            return Ok(None);
+        }
+        let block = context_block(&sources);
+        let block = match self.guard_text(ctx, &block, tenantgate_guard::Direction::InboundData)? {
+            crate::guard::Verdict::Clean => block,
+            crate::guard::Verdict::Redacted(r) => r,
+        };
+        Ok(Some(RetrievedContext { block, sources }))
+    }
+
     /// Stage compose, retrieval: the chunks of the knowledge bases the request names (or the
     /// tenant's defaults) nearest to its last user message. Names resolve in the tenant's own
     /// store handle only; another tenant's knowledge base is 404, like a missing one.

@@ -131,6 +131,15 @@ impl Server {
                 url: redact_url(&state.0.config.database.url),
                 source,
             })?;
+        // Index files of tenants deleted while this replica was not running (the reload loop
+        // handles deletions from now on).
+        let swept = {
+            let index = state.0.auth.load();
+            state.0.knowledge.sweep(|t| index.is_live(t))
+        };
+        if swept > 0 {
+            tracing::info!(tenants = swept, "removed index files of deleted tenants");
+        }
         let addr = state.0.config.server.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await

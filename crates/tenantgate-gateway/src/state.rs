@@ -98,12 +98,27 @@ impl AppState {
         let snap = self.0.store.platform(&admin).auth_snapshot().await?;
         let index = AuthIndex::build(snap);
         let rev = index.revision;
+        // Tenants this snapshot shows deleted (or no longer has) that the previous one served.
+        let previous = self.0.auth.load();
+        let gone: Vec<tenantgate_core::TenantId> = previous
+            .tenant_ids()
+            .filter(|t| previous.is_live(t) && !index.is_live(t))
+            .cloned()
+            .collect();
+        drop(previous);
         tracing::debug!(
             revision = rev,
             tenants = index.tenant_count(),
             "auth snapshot reloaded"
         );
         self.0.auth.store(Arc::new(index));
+        // A deletion made anywhere (the CLI, the platform API on another replica) reaches every
+        // replica through this reload, and each drops the tenant's resident indexes and index
+        // files: they are sealed with keys that are being shredded, and are the tenant's data.
+        for t in &gone {
+            self.0.knowledge.forget(t, None);
+            tracing::info!(tenant = %t, "deleted tenant's knowledge-base indexes removed");
+        }
         Ok(rev)
     }
 

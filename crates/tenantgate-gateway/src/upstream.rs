@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
+    /// Requests carry a tenant-derived `cache_salt` (`ProviderConfig::sends_cache_salt`).
+    pub cache_salt: bool,
     base_url: String,
     api_key: Option<SecretString>,
     api_version: Option<String>,
@@ -80,6 +82,7 @@ impl Catalog {
                 Arc::new(Provider {
                     name: p.name.clone(),
                     kind: p.kind,
+                    cache_salt: p.sends_cache_salt(),
                     base_url,
                     api_key: p.api_key(i)?,
                     api_version: p.api_version.clone(),
@@ -91,6 +94,7 @@ impl Catalog {
             let demo = Arc::new(Provider {
                 name: "demo".into(),
                 kind: ProviderKind::Demo,
+                cache_salt: false,
                 base_url: String::new(),
                 api_key: None,
                 api_version: None,

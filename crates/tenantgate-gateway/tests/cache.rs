@@ -153,3 +153,128 @@ async fn replicas_share_the_redis_cache_but_tenants_never_do() {
     one.stop().await;
     two.stop().await;
 }
+
+/// Self-hosted servers (vLLM, SGLang) share one KV/prefix cache across everything they serve;
+/// the gateway sends each tenant's own keyed `cache_salt`, on both wires, whatever the client
+/// sent, and none to a provider configured without it.
+#[tokio::test]
+async fn self_hosted_prefix_caches_are_salted_per_tenant_on_both_wires() {
+    let gw = TestGateway::start_with(|c| {
+        let mut off = c.providers[0].clone();
+        off.name = "mock-nosalt".into();
+        off.cache_salt = Some(false);
+        c.providers.push(off);
+        let mut m = c.models[0].clone();
+        m.name = "gpt-nosalt".into();
+        m.provider = "mock-nosalt".into();
+        c.models.push(m);
+    })
+    .await;
+    let models = ["gpt-test", "gpt-nosalt", "gpt-official"];
+    let (_, a) = gw.tenant("acme", &models, None).await;
+    let (_, b) = gw.tenant("globex", &models, None).await;
+    let sent = |gw: &TestGateway| gw.mock.stats.last_request().unwrap().body;
+    let openai = |model: &str, salt: Option<&str>| {
+        let mut r = chat(model, "hi");
+        if let Some(s) = salt {
+            r["cache_salt"] = json!(s);
+        }
+        r
+    };
+    let anthropic = |model: &str, salt: Option<&str>| {
+        let mut r = json!({"model": model, "max_tokens": 20,
+            "messages": [{"role": "user", "content": "hi"}]});
+        if let Some(s) = salt {
+            r["cache_salt"] = json!(s);
+        }
+        r
+    };
+    let ask = async |path: &str, key: &str, body: Value| {
+        let r = gw.post(path, key, &body).await;
+        assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap());
+        sent(&gw)["cache_salt"].clone()
+    };
+
+    // OpenAI wire, passthrough to the openai_compatible provider.
+    let sa = ask("/v1/chat/completions", &a, openai("gpt-test", None)).await;
+    assert!(sa.as_str().unwrap().starts_with("tg-"), "{sa}");
+    assert_eq!(
+        ask("/v1/chat/completions", &a, openai("gpt-test", None)).await,
+        sa,
+        "stable per tenant"
+    );
+    let sb = ask("/v1/chat/completions", &b, openai("gpt-test", None)).await;
+    assert_ne!(sa, sb);
+    // Both clients pick one salt hoping to share the server's cache: they do not.
+    let ca = ask(
+        "/v1/chat/completions",
+        &a,
+        openai("gpt-test", Some("shared")),
+    )
+    .await;
+    let cb = ask(
+        "/v1/chat/completions",
+        &b,
+        openai("gpt-test", Some("shared")),
+    )
+    .await;
+    assert_ne!(ca, json!("shared"));
+    assert_ne!(ca, cb);
+    // Anthropic wire, translated to the same OpenAI-format provider: the same tenant salts.
+    assert_eq!(
+        ask("/v1/messages", &a, anthropic("gpt-test", None)).await,
+        sa
+    );
+    assert_eq!(
+        ask("/v1/messages", &b, anthropic("gpt-test", Some("shared"))).await,
+        sb,
+        "the Anthropic wire forwards no client salt"
+    );
+    // Turned off: no salt at all, the client's included, on both wires.
+    for (path, body) in [
+        ("/v1/chat/completions", openai("gpt-nosalt", Some("shared"))),
+        ("/v1/messages", anthropic("gpt-nosalt", Some("shared"))),
+    ] {
+        assert_eq!(ask(path, &a, body).await, Value::Null, "{path}");
+    }
+    // OpenAI itself rejects unknown parameters: none there, its prompt_cache_key instead.
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &a,
+            &openai("gpt-official", Some("shared")),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body = sent(&gw);
+    assert!(body.get("cache_salt").is_none(), "{body}");
+    assert!(body["prompt_cache_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("tg-"));
+    gw.stop().await;
+}
+
+#[test]
+fn cache_salt_is_on_for_openai_compatible_and_refused_where_unsupported() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |toml: &str| {
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, toml).unwrap();
+        tenantgate_gateway::Config::load(Some(&p))
+    };
+    let c = load(
+        "[[providers]]\nname=\"v\"\nkind=\"openai_compatible\"\nbase_url=\"http://x/v1\"\n\
+         [[providers]]\nname=\"w\"\nkind=\"openai_compatible\"\nbase_url=\"http://x/v1\"\n\
+         cache_salt=false\n",
+    )
+    .unwrap();
+    assert!(c.providers[0].sends_cache_salt());
+    assert!(!c.providers[1].sends_cache_salt());
+    let e = load(
+        "[[providers]]\nname=\"o\"\nkind=\"anthropic\"\napi_key_file=\"/k\"\ncache_salt=true\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("providers[0].cache_salt"), "{e}");
+}

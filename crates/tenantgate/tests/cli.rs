@@ -93,6 +93,25 @@ fn chat_status(url: &str, key: &str) -> u16 {
         })
 }
 
+/// Status of one POST (0 if the gateway could not be reached).
+fn post_status(url: &str, key: &str, path: &str, ctype: &str, body: &'static str) -> u16 {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            ::reqwest::Client::new()
+                .post(format!("{url}{path}"))
+                .bearer_auth(key)
+                .header("content-type", ctype)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        })
+}
+
 fn wait_status(url: &str, key: &str, want: u16) -> Duration {
     let t = Instant::now();
     loop {
@@ -306,11 +325,21 @@ fn tenant_limits_set_merges_into_the_overrides() {
 #[test]
 fn encryption_keys_rotate_and_tenant_deletion_shreds() {
     let dir = tempfile::tempdir().unwrap();
-    cli_json(
+    let t = cli_json(
         dir.path(),
         &["tenant", "create", "--slug", "acme", "--models", "demo"],
     );
-    let k = cli_json(dir.path(), &["key", "create", "--tenant", "acme"]);
+    let k = cli_json(
+        dir.path(),
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--role",
+            "tenant_admin",
+        ],
+    );
     let key = k["key"].as_str().unwrap().to_owned();
     let st = cli_json(dir.path(), &["keys", "status", "--tenant", "acme"]);
     assert_eq!(st[0]["current_version"], Value::Null);
@@ -341,11 +370,45 @@ fn encryption_keys_rotate_and_tenant_deletion_shreds() {
 
     let s = serve(dir.path());
     assert_eq!(chat_status(&s.url, &key), 200);
+    // A knowledge base the running gateway has an index file for.
+    let index_dir = dir
+        .path()
+        .join("data/indexes")
+        .join(t["id"].as_str().unwrap());
+    for (path, ctype, body) in [
+        (
+            "/tenant/v1/knowledge-bases",
+            "application/json",
+            r#"{"name":"kb"}"#,
+        ),
+        (
+            "/tenant/v1/knowledge-bases/kb/documents?name=d.txt",
+            "text/plain",
+            "Parcels leave on Mondays.",
+        ),
+        (
+            "/tenant/v1/knowledge-bases/kb/search",
+            "application/json",
+            r#"{"query":"parcels"}"#,
+        ),
+    ] {
+        assert!(post_status(&s.url, &key, path, ctype, body) < 300, "{path}");
+    }
+    assert!(index_dir.exists());
     let (ok, _, err) = cli(dir.path(), &["tenant", "delete", "acme"]);
     assert!(!ok && err.contains("--yes"), "{err}");
     let t = cli_json(dir.path(), &["tenant", "delete", "acme", "--yes"]);
     assert_eq!(t["status"], "deleted");
     wait_status(&s.url, &key, 401);
+    // The gateway that served nothing of the deletion removes the tenant's index files.
+    let started = Instant::now();
+    while index_dir.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the running gateway kept the deleted tenant's index files"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let st = cli_json(dir.path(), &["keys", "status", "--tenant", "acme"]);
     assert_eq!(st[0]["versions"], json!([]));
 }

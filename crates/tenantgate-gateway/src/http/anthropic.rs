@@ -54,12 +54,15 @@ async fn inner(
     if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
         compose::apply_anthropic(&mut req, system, policy)?;
     }
-    // Stage compose, retrieval: the tenant's own knowledge bases (then guarded like the rest).
-    let sources = app.retrieve(&call.ctx, &request_id, &ext, &req).await?;
-    if !sources.is_empty() {
-        crate::rag::add_context_anthropic(&mut req, crate::rag::context_block(&sources));
-        audit.note("rag_sources", crate::rag::audit_sources(&sources));
-        *sources_out = crate::rag::sources_header(&sources);
+    // Stage compose, retrieval: the tenant's own knowledge bases, guarded as data before they
+    // join `system` (which is not scanned below).
+    if let Some(rc) = app
+        .retrieval_context(&call.ctx, &request_id, &ext, &req)
+        .await?
+    {
+        crate::rag::add_context_anthropic(&mut req, rc.block);
+        audit.note("rag_sources", crate::rag::audit_sources(&rc.sources));
+        *sources_out = crate::rag::sources_header(&rc.sources);
     }
     app.guard_anthropic_request(&call.ctx, &mut req)?;
     audit.set_prompt(&req);
@@ -127,10 +130,11 @@ async fn inner(
                     oreq.insert("max_completion_tokens".into(), v);
                 }
             }
-            crate::cache::scope_prompt_cache(
+            crate::cache::scope_provider_caches(
                 &mut oreq,
                 call.ctx.principal.scope.tenant_id(),
-                openai_hosted,
+                provider,
+                &app.0.secret,
             );
             let resp = send_ok(provider, Endpoint::Chat, &route.upstream_model, &oreq).await?;
             if meta.stream {

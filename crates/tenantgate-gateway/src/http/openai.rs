@@ -78,12 +78,15 @@ async fn chat(
     if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
         compose::apply_openai(&mut req, system, policy)?;
     }
-    // Stage compose, retrieval: the tenant's own knowledge bases (then guarded like the rest).
-    let sources = app.retrieve(&call.ctx, &request_id, &ext, &req).await?;
-    if !sources.is_empty() {
-        crate::rag::add_context_openai(&mut req, crate::rag::context_block(&sources));
-        audit.note("rag_sources", crate::rag::audit_sources(&sources));
-        *sources_out = crate::rag::sources_header(&sources);
+    // Stage compose, retrieval: the tenant's own knowledge bases, guarded as data before they
+    // join the request (the system message they go into is not scanned below).
+    if let Some(rc) = app
+        .retrieval_context(&call.ctx, &request_id, &ext, &req)
+        .await?
+    {
+        crate::rag::add_context_openai(&mut req, rc.block);
+        audit.note("rag_sources", crate::rag::audit_sources(&rc.sources));
+        *sources_out = crate::rag::sources_header(&rc.sources);
     }
     app.guard_openai_request(&call.ctx, &mut req)?;
     audit.set_prompt(&req);
@@ -114,11 +117,12 @@ async fn chat(
                 };
                 req.insert(field.into(), json!(b));
             }
-            // Provider prompt caches are scoped to the tenant.
-            crate::cache::scope_prompt_cache(
+            // Provider prompt caches (and self-hosted prefix caches) are scoped to the tenant.
+            crate::cache::scope_provider_caches(
                 &mut req,
                 call.ctx.principal.scope.tenant_id(),
-                matches!(provider.kind, ProviderKind::Openai | ProviderKind::Azure),
+                provider,
+                &app.0.secret,
             );
             let cache = app
                 .0

@@ -44,6 +44,7 @@ fn provider(name: &str, kind: ProviderKind, base_url: String, key_file: &Path) -
         request_timeout_ms: 30_000,
         read_timeout_ms: 30_000,
         pool_max_idle_per_host: 32,
+        cache_salt: None,
     }
 }
 
