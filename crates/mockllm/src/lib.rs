@@ -10,6 +10,12 @@
 //! `mock:chunks=20 mock:chunk_delay_ms=50`, `mock:stream_error_after=2`, `mock:drop_after=2`,
 //! `mock:tool_call=get_weather`, `mock:reply=TEXT_WITHOUT_SPACES`; or for every request by
 //! [`MockConfig`].
+//!
+//! Several outputs at once: `mock:choices_hex=H0,H1` (hex-encoded texts: OpenAI choices, as with
+//! `"n"`, or Anthropic text blocks) and `mock:tool_args_hex=A0,A1` (tool calls with these
+//! argument strings: OpenAI `tool_calls` of choice 0, Anthropic `tool_use` blocks). Streamed,
+//! their pieces interleave round-robin across outputs; `mock:pack` puts one step of every
+//! OpenAI output into a single chunk.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -146,6 +152,16 @@ struct Directives {
     /// Split the streamed reply into this many pieces by characters (not words), so a token
     /// straddles chunk boundaries.
     char_chunks: Option<usize>,
+    /// One text per output (OpenAI choice or Anthropic text block).
+    choices: Option<Vec<String>>,
+    /// Tool calls' argument strings.
+    tool_args: Option<Vec<String>>,
+    /// OpenAI: one chunk per step carrying every output's piece.
+    pack: bool,
+}
+
+fn hex_list(v: &str) -> Option<Vec<String>> {
+    v.split(',').map(hex_decode).collect()
 }
 
 fn text_of(content: &Value) -> String {
@@ -210,6 +226,9 @@ fn directives(text: &str) -> Directives {
             // Verbatim reply, hex-encoded so the request itself does not contain it.
             "reply_hex" => d.reply = hex_decode(v),
             "char_chunks" => d.char_chunks = v.parse().ok(),
+            "choices_hex" => d.choices = hex_list(v),
+            "tool_args_hex" => d.tool_args = hex_list(v),
+            "pack" => d.pack = true,
             _ => {}
         }
     }
@@ -494,6 +513,17 @@ async fn openai_chat_inner(
     );
     let created = 1_700_000_000u64;
     let stream = body["stream"].as_bool().unwrap_or(false);
+    let n = body["n"].as_u64().unwrap_or(1).max(1) as usize;
+    if d.choices.is_some() || d.tool_args.is_some() || n > 1 {
+        let texts = d.choices.clone().unwrap_or_else(|| vec![reply.clone(); n]);
+        let c = Chat {
+            id: &id,
+            model: &model,
+            created,
+            prompt_tokens,
+        };
+        return openai_multi(shared, &body, &d, &c, texts);
+    }
     if !stream {
         let message = match &d.tool_call {
             Some(name) => {
@@ -562,6 +592,245 @@ async fn openai_chat_inner(
         }
         frames.push(Frame::Bytes("data: [DONE]\n\n".into()));
     }
+    let delay = d
+        .chunk_delay_ms
+        .map(Duration::from_millis)
+        .unwrap_or(shared.config.chunk_delay);
+    sse_response(shared, frames, delay)
+}
+
+struct Chat<'a> {
+    id: &'a str,
+    model: &'a str,
+    created: u64,
+    prompt_tokens: u64,
+}
+
+fn tool_name(k: usize) -> String {
+    format!("tool_{k}")
+}
+
+/// Pieces of every output, interleaved round-robin: `(output, piece)` per step.
+fn interleave(
+    outputs: &[String],
+    d: &Directives,
+    default_chunks: usize,
+) -> Vec<Vec<(usize, String)>> {
+    let split: Vec<Vec<String>> = outputs
+        .iter()
+        .map(|t| split_reply(t, d, default_chunks))
+        .collect();
+    let steps = split.iter().map(Vec::len).max().unwrap_or(0);
+    (0..steps)
+        .map(|step| {
+            split
+                .iter()
+                .enumerate()
+                .filter_map(|(o, p)| p.get(step).map(|p| (o, p.clone())))
+                .collect()
+        })
+        .collect()
+}
+
+/// An OpenAI chat with several outputs: `texts` as choices, `tool_args_hex` as tool calls of
+/// choice 0.
+fn openai_multi(
+    shared: &Shared,
+    body: &Value,
+    d: &Directives,
+    c: &Chat,
+    texts: Vec<String>,
+) -> Response {
+    let tools = d.tool_args.clone().unwrap_or_default();
+    let completion: u64 = texts.iter().chain(&tools).map(|t| words(t)).sum();
+    let usage = json!({"prompt_tokens":c.prompt_tokens,"completion_tokens":completion,"total_tokens":c.prompt_tokens+completion});
+    let finish = |i: usize| {
+        if i == 0 && !tools.is_empty() {
+            "tool_calls"
+        } else {
+            "stop"
+        }
+    };
+    if !body["stream"].as_bool().unwrap_or(false) {
+        let choices: Vec<Value> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut msg = json!({"role":"assistant","content":t,"refusal":null});
+                if i == 0 && !tools.is_empty() {
+                    msg["tool_calls"] = tools
+                        .iter()
+                        .enumerate()
+                        .map(|(k, a)| json!({"id":format!("call_mock_{k}"),"type":"function","function":{"name":tool_name(k),"arguments":a}}))
+                        .collect();
+                }
+                json!({"index":i,"message":msg,"logprobs":null,"finish_reason":finish(i)})
+            })
+            .collect();
+        return Json(
+            json!({"id":c.id,"object":"chat.completion","created":c.created,"model":c.model,
+            "choices":choices,"usage":usage,"system_fingerprint":"fp_mock"}),
+        )
+        .into_response();
+    }
+    let include_usage = body["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
+    let frame = |choices: Vec<Value>| {
+        let mut f = json!({"id":c.id,"object":"chat.completion.chunk","created":c.created,"model":c.model,
+                           "system_fingerprint":"fp_mock","choices":choices});
+        if include_usage {
+            f["usage"] = Value::Null;
+        }
+        Frame::Bytes(format!("data: {f}\n\n"))
+    };
+    let choice = |i: usize, delta: Value, finish: Value| json!({"index":i,"delta":delta,"logprobs":null,"finish_reason":finish});
+    let mut frames = vec![frame(
+        (0..texts.len())
+            .map(|i| choice(i, json!({"role":"assistant","content":""}), Value::Null))
+            .collect(),
+    )];
+    if !tools.is_empty() {
+        let heads: Vec<Value> = (0..tools.len())
+            .map(|k| json!({"index":k,"id":format!("call_mock_{k}"),"type":"function","function":{"name":tool_name(k),"arguments":""}}))
+            .collect();
+        frames.push(frame(vec![choice(
+            0,
+            json!({"tool_calls":heads}),
+            Value::Null,
+        )]));
+    }
+    // Outputs 0..texts are choices' content, the rest tool calls of choice 0.
+    let outputs: Vec<String> = texts.iter().chain(&tools).cloned().collect();
+    let delta_of = |o: usize, piece: &str| -> (usize, Value) {
+        if o < texts.len() {
+            (o, json!({"content":piece}))
+        } else {
+            (
+                0,
+                json!({"tool_calls":[{"index":o - texts.len(),"function":{"arguments":piece}}]}),
+            )
+        }
+    };
+    for step in interleave(&outputs, d, shared.config.chunks) {
+        if d.pack {
+            // One chunk: one entry per choice, its content and tool-call pieces merged.
+            let mut merged: Vec<(usize, Value)> = Vec::new();
+            for (o, piece) in &step {
+                let (i, delta) = delta_of(*o, piece);
+                let slot = match merged.iter().position(|(j, _)| *j == i) {
+                    Some(p) => p,
+                    None => {
+                        merged.push((i, json!({})));
+                        merged.len() - 1
+                    }
+                };
+                let m = &mut merged[slot].1;
+                if let Some(t) = delta.get("content") {
+                    m["content"] = t.clone();
+                }
+                if let Some(Value::Array(calls)) = delta.get("tool_calls") {
+                    if !m["tool_calls"].is_array() {
+                        m["tool_calls"] = json!([]);
+                    }
+                    if let Some(a) = m["tool_calls"].as_array_mut() {
+                        a.extend(calls.iter().cloned());
+                    }
+                }
+            }
+            frames.push(frame(
+                merged
+                    .into_iter()
+                    .map(|(i, dl)| choice(i, dl, Value::Null))
+                    .collect(),
+            ));
+        } else {
+            for (o, piece) in &step {
+                let (i, delta) = delta_of(*o, piece);
+                frames.push(frame(vec![choice(i, delta, Value::Null)]));
+            }
+        }
+    }
+    frames.push(frame(
+        (0..texts.len())
+            .map(|i| choice(i, json!({}), json!(finish(i))))
+            .collect(),
+    ));
+    if include_usage {
+        frames.push(Frame::Bytes(format!("data: {}\n\n", json!({"id":c.id,"object":"chat.completion.chunk","created":c.created,"model":c.model,"choices":[],"usage":usage}))));
+    }
+    frames.push(Frame::Bytes("data: [DONE]\n\n".into()));
+    let delay = d
+        .chunk_delay_ms
+        .map(Duration::from_millis)
+        .unwrap_or(shared.config.chunk_delay);
+    sse_response(shared, frames, delay)
+}
+
+/// An Anthropic message with several blocks: `choices_hex` as text blocks, then
+/// `tool_args_hex` as tool_use blocks; streamed, every block starts first and their deltas
+/// interleave.
+fn anthropic_multi(shared: &Shared, body: &Value, d: &Directives, c: &Chat) -> Response {
+    let texts = d.choices.clone().unwrap_or_default();
+    let tools = d.tool_args.clone().unwrap_or_default();
+    let output: u64 = texts.iter().chain(&tools).map(|t| words(t)).sum();
+    let usage = json!({"input_tokens":c.prompt_tokens,"output_tokens":output});
+    let stop = if tools.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
+    let tool_block = |k: usize, input: Value| json!({"type":"tool_use","id":format!("toolu_mock_{k}"),"name":tool_name(k),"input":input});
+    if !body["stream"].as_bool().unwrap_or(false) {
+        let mut content: Vec<Value> = texts
+            .iter()
+            .map(|t| json!({"type":"text","text":t}))
+            .collect();
+        content.extend(tools.iter().enumerate().map(|(k, a)| {
+            tool_block(
+                k,
+                serde_json::from_str(a).unwrap_or_else(|_| json!({"raw":a})),
+            )
+        }));
+        return Json(
+            json!({"id":c.id,"type":"message","role":"assistant","model":c.model,"content":content,
+            "stop_reason":stop,"stop_sequence":null,"usage":usage}),
+        )
+        .into_response();
+    }
+    let ev = |name: &str, data: Value| Frame::Bytes(format!("event: {name}\ndata: {data}\n\n"));
+    let mut frames = vec![ev(
+        "message_start",
+        json!({"type":"message_start","message":{"id":c.id,"type":"message","role":"assistant","model":c.model,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":c.prompt_tokens,"output_tokens":1}}}),
+    )];
+    for i in 0..texts.len() {
+        frames.push(ev("content_block_start", json!({"type":"content_block_start","index":i,"content_block":{"type":"text","text":""}})));
+    }
+    for k in 0..tools.len() {
+        frames.push(ev("content_block_start", json!({"type":"content_block_start","index":texts.len() + k,"content_block":tool_block(k, json!({}))})));
+    }
+    let outputs: Vec<String> = texts.iter().chain(&tools).cloned().collect();
+    for step in interleave(&outputs, d, shared.config.chunks) {
+        for (o, piece) in step {
+            let delta = if o < texts.len() {
+                json!({"type":"text_delta","text":piece})
+            } else {
+                json!({"type":"input_json_delta","partial_json":piece})
+            };
+            frames.push(ev(
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":o,"delta":delta}),
+            ));
+        }
+    }
+    for o in 0..outputs.len() {
+        frames.push(ev(
+            "content_block_stop",
+            json!({"type":"content_block_stop","index":o}),
+        ));
+    }
+    frames.push(ev("message_delta", json!({"type":"message_delta","delta":{"stop_reason":stop,"stop_sequence":null},"usage":{"output_tokens":output}})));
+    frames.push(ev("message_stop", json!({"type":"message_stop"})));
     let delay = d
         .chunk_delay_ms
         .map(Duration::from_millis)
@@ -676,6 +945,15 @@ async fn anthropic_messages(
     let input_tokens = words(&all_text(&body));
     let output_tokens = words(&reply);
     let id = format!("msg_mock{}", shared.stats.requests.load(Ordering::Relaxed));
+    if d.choices.is_some() || d.tool_args.is_some() {
+        let c = Chat {
+            id: &id,
+            model: &model,
+            created: 0,
+            prompt_tokens: input_tokens,
+        };
+        return anthropic_multi(&shared, &body, &d, &c);
+    }
     let stream = body["stream"].as_bool().unwrap_or(false);
     if !stream {
         let content = match &d.tool_call {
