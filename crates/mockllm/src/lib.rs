@@ -10,6 +10,12 @@
 //! `mock:chunks=20 mock:chunk_delay_ms=50`, `mock:stream_error_after=2`, `mock:drop_after=2`,
 //! `mock:tool_call=get_weather`, `mock:reply=TEXT_WITHOUT_SPACES`; or for every request by
 //! [`MockConfig`].
+//!
+//! Several outputs at once: `mock:choices_hex=H0,H1` (hex-encoded texts: OpenAI choices, as with
+//! `"n"`, or Anthropic text blocks) and `mock:tool_args_hex=A0,A1` (tool calls with these
+//! argument strings: OpenAI `tool_calls` of choice 0, Anthropic `tool_use` blocks). Streamed,
+//! their pieces interleave round-robin across outputs; `mock:pack` puts one step of every
+//! OpenAI output into a single chunk.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -24,6 +30,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod multi;
+use multi::{anthropic_multi, openai_multi, Chat};
 
 /// Behaviour applied to every request.
 #[derive(Debug, Clone, Default)]
@@ -146,6 +155,16 @@ struct Directives {
     /// Split the streamed reply into this many pieces by characters (not words), so a token
     /// straddles chunk boundaries.
     char_chunks: Option<usize>,
+    /// One text per output (OpenAI choice or Anthropic text block).
+    choices: Option<Vec<String>>,
+    /// Tool calls' argument strings.
+    tool_args: Option<Vec<String>>,
+    /// OpenAI: one chunk per step carrying every output's piece.
+    pack: bool,
+}
+
+fn hex_list(v: &str) -> Option<Vec<String>> {
+    v.split(',').map(hex_decode).collect()
 }
 
 fn text_of(content: &Value) -> String {
@@ -210,6 +229,9 @@ fn directives(text: &str) -> Directives {
             // Verbatim reply, hex-encoded so the request itself does not contain it.
             "reply_hex" => d.reply = hex_decode(v),
             "char_chunks" => d.char_chunks = v.parse().ok(),
+            "choices_hex" => d.choices = hex_list(v),
+            "tool_args_hex" => d.tool_args = hex_list(v),
+            "pack" => d.pack = true,
             _ => {}
         }
     }
@@ -494,6 +516,17 @@ async fn openai_chat_inner(
     );
     let created = 1_700_000_000u64;
     let stream = body["stream"].as_bool().unwrap_or(false);
+    let n = body["n"].as_u64().unwrap_or(1).max(1) as usize;
+    if d.choices.is_some() || d.tool_args.is_some() || n > 1 {
+        let texts = d.choices.clone().unwrap_or_else(|| vec![reply.clone(); n]);
+        let c = Chat {
+            id: &id,
+            model: &model,
+            created,
+            prompt_tokens,
+        };
+        return openai_multi(shared, &body, &d, &c, texts);
+    }
     if !stream {
         let message = match &d.tool_call {
             Some(name) => {
@@ -676,6 +709,15 @@ async fn anthropic_messages(
     let input_tokens = words(&all_text(&body));
     let output_tokens = words(&reply);
     let id = format!("msg_mock{}", shared.stats.requests.load(Ordering::Relaxed));
+    if d.choices.is_some() || d.tool_args.is_some() {
+        let c = Chat {
+            id: &id,
+            model: &model,
+            created: 0,
+            prompt_tokens: input_tokens,
+        };
+        return anthropic_multi(&shared, &body, &d, &c);
+    }
     let stream = body["stream"].as_bool().unwrap_or(false);
     if !stream {
         let content = match &d.tool_call {

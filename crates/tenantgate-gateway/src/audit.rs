@@ -872,7 +872,7 @@ impl StreamAudit {
         // What the caller received, counted, for when the provider's usage never arrives
         // (a client that left mid-stream, a provider that omits it).
         if let Some(n) = &mut self.output_tokens {
-            if let Some((text, _)) = crate::stream_guard::text_of(frame) {
+            if let Some(text) = crate::stream_text::frame_text(frame) {
                 *n += tenantgate_providers::tokens::count(&text);
             }
         }

@@ -162,6 +162,16 @@ impl AppState {
         });
     }
 
+    /// Whether `text` has any finding under the tenant's policy (nothing recorded).
+    fn has_findings(&self, ctx: &TenantContext, text: &str, dir: Direction) -> bool {
+        let index = self.0.auth.load();
+        let tenant = ctx.principal.scope.tenant_id();
+        !index
+            .scanner
+            .scan(tenant, text, dir, index.guard_policy(tenant))
+            .is_empty()
+    }
+
     /// Guards one string in place.
     fn guard_string(
         &self,
@@ -189,9 +199,25 @@ impl AppState {
             Value::Array(a) => a
                 .iter_mut()
                 .try_for_each(|x| self.guard_strings(ctx, x, dir)),
-            Value::Object(o) => o
-                .values_mut()
-                .try_for_each(|x| self.guard_strings(ctx, x, dir)),
+            Value::Object(o) => {
+                // Keys are text the model wrote too: a key with a finding is renamed (or the
+                // whole value blocked) like any other string.
+                if o.keys().any(|k| self.has_findings(ctx, k, dir)) {
+                    let mut renamed = Map::new();
+                    for (k, mut v) in std::mem::take(o) {
+                        let k = match self.guard_text(ctx, &k, dir)? {
+                            Verdict::Clean => k,
+                            Verdict::Redacted(r) => r,
+                        };
+                        self.guard_strings(ctx, &mut v, dir)?;
+                        renamed.insert(k, v);
+                    }
+                    *o = renamed;
+                    return Ok(());
+                }
+                o.values_mut()
+                    .try_for_each(|x| self.guard_strings(ctx, x, dir))
+            }
             _ => Ok(()),
         }
     }
@@ -278,10 +304,16 @@ impl AppState {
         ctx: &TenantContext,
         v: &mut Value,
     ) -> Result<(), GatewayError> {
+        // Every choice (n > 1), every text field of its message, every tool call's arguments.
         for c in v["choices"].as_array_mut().into_iter().flatten() {
             let msg = &mut c["message"];
-            if let Some(content) = msg.get_mut("content") {
-                self.guard_string(ctx, content, Direction::Outbound)?;
+            for field in ["content", "refusal", "reasoning_content", "reasoning"] {
+                if let Some(t) = msg.get_mut(field) {
+                    self.guard_content(ctx, t, Direction::Outbound)?;
+                }
+            }
+            if let Some(f) = msg.get_mut("function_call") {
+                self.guard_string(ctx, &mut f["arguments"], Direction::Outbound)?;
             }
             for call in msg["tool_calls"].as_array_mut().into_iter().flatten() {
                 self.guard_string(ctx, &mut call["function"]["arguments"], Direction::Outbound)?;
@@ -299,9 +331,13 @@ impl AppState {
         for b in v["content"].as_array_mut().into_iter().flatten() {
             match b["type"].as_str() {
                 Some("text") => self.guard_string(ctx, &mut b["text"], Direction::Outbound)?,
-                Some("tool_use") => {
+                Some("thinking") => {
+                    self.guard_string(ctx, &mut b["thinking"], Direction::Outbound)?
+                }
+                Some("tool_use") | Some("server_tool_use") => {
                     self.guard_strings(ctx, &mut b["input"], Direction::Outbound)?
                 }
+                // Redacted thinking is the provider's encrypted data, not text.
                 _ => {}
             }
         }
@@ -319,15 +355,19 @@ impl AppState {
         let index = self.0.auth.load();
         let policy = index.guard_policy(ctx.principal.scope.tenant_id());
         let raw = String::from_utf8_lossy(&bytes);
-        if index
-            .scanner
-            .scan(
-                ctx.principal.scope.tenant_id(),
-                &raw,
-                Direction::Outbound,
-                policy,
-            )
-            .is_empty()
+        // The raw scan sees JSON escapes, not the text they decode to: a body with `\u` or
+        // `\/` escapes is parsed and scanned field by field instead.
+        let escaped = raw.contains("\\u") || raw.contains("\\/");
+        if !escaped
+            && index
+                .scanner
+                .scan(
+                    ctx.principal.scope.tenant_id(),
+                    &raw,
+                    Direction::Outbound,
+                    policy,
+                )
+                .is_empty()
         {
             return Ok(bytes);
         }

@@ -22,6 +22,7 @@ pub mod server;
 pub mod state;
 pub mod stream;
 pub mod stream_guard;
+mod stream_text;
 pub mod upstream;
 
 pub use config::Config;

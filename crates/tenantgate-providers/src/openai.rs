@@ -15,6 +15,9 @@ pub struct ChatMeta {
     pub max_tokens: Option<u64>,
 }
 
+/// The most choices one chat request may ask for (OpenAI's own bound).
+pub const MAX_N: u64 = 128;
+
 const ROLES: &[&str] = &[
     "system",
     "developer",
@@ -124,6 +127,13 @@ pub fn chat_meta(body: &Map<String, Value>) -> Result<ChatMeta, CodecError> {
         return Err(CodecError::new(
             "'stream_options' is only allowed when 'stream' is true",
             Some("stream_options"),
+        ));
+    }
+    // Each choice is its own output the leak guard holds and scans: a bounded number of them.
+    if opt_pos_int(body, "n")?.is_some_and(|n| n > MAX_N) {
+        return Err(CodecError::new(
+            format!("'n' must be at most {MAX_N}"),
+            Some("n"),
         ));
     }
     let max_tokens = match opt_pos_int(body, "max_completion_tokens")? {
@@ -309,6 +319,14 @@ mod tests {
             (
                 json!({"model":"m","messages":[{"role":"user"}],"stream_options":{"include_usage":true}}),
                 "stream_options",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user"}],"n":129}),
+                "n",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user"}],"n":"2"}),
+                "n",
             ),
         ] {
             let e = chat_meta(&obj(body.clone())).unwrap_err();

@@ -188,36 +188,45 @@ pub fn openai_response_to_anthropic(v: &Value, model: &str) -> Value {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Block {
-    None,
-    Text(u64),
-    Tool(u64),
-}
-
 /// Turns an OpenAI chat-completion stream into Anthropic message events.
+///
+/// Content blocks: text opens a text block (closed when a tool call starts); each tool call
+/// (by its OpenAI index) opens a `tool_use` block that stays open until the end, so argument
+/// pieces of several tool calls may interleave, each on its own block index.
 #[derive(Debug)]
 pub struct OpenAiToAnthropicStream {
     model: String,
     started: bool,
-    block: Block,
+    /// The open text block, if any.
+    text: Option<u64>,
     next_index: u64,
-    /// OpenAI tool-call index -> Anthropic content-block index.
+    /// OpenAI tool-call index -> Anthropic content-block index, in opening order.
     tools: Vec<(u64, u64)>,
     finish: Option<String>,
+    /// The prompt's token count as the gateway counted it, for `message_start` (the OpenAI
+    /// stream reports usage only at its end) and for the end when the provider reports none.
+    prompt_estimate: u64,
+    usage_reported: bool,
     pub usage: Usage,
     pub finished: bool,
 }
 
 impl OpenAiToAnthropicStream {
     pub fn new(model: &str) -> Self {
+        Self::with_prompt_estimate(model, 0)
+    }
+
+    /// `prompt_estimate`: the prompt's tokens as counted before the call (0: not counted).
+    pub fn with_prompt_estimate(model: &str, prompt_estimate: u64) -> Self {
         Self {
             model: model.to_owned(),
             started: false,
-            block: Block::None,
+            text: None,
             next_index: 0,
             tools: Vec::new(),
             finish: None,
+            prompt_estimate,
+            usage_reported: false,
             usage: Usage::default(),
             finished: false,
         }
@@ -227,22 +236,50 @@ impl OpenAiToAnthropicStream {
         named_frame(name, &data.to_string())
     }
 
-    fn close_block(&mut self, out: &mut Vec<Bytes>) {
-        if let Block::Text(i) | Block::Tool(i) = self.block {
-            out.push(Self::ev(
-                "content_block_stop",
-                json!({"type":"content_block_stop","index":i}),
-            ));
+    fn stop(i: u64) -> Bytes {
+        Self::ev(
+            "content_block_stop",
+            json!({"type":"content_block_stop","index":i}),
+        )
+    }
+
+    fn open(&mut self) -> u64 {
+        let i = self.next_index;
+        self.next_index += 1;
+        i
+    }
+
+    fn open_tool(&mut self, oi: u64, tc: &Value, out: &mut Vec<Bytes>) -> u64 {
+        if let Some(t) = self.text.take() {
+            out.push(Self::stop(t));
         }
-        self.block = Block::None;
+        let i = self.open();
+        self.tools.push((oi, i));
+        let id = match &tc["id"] {
+            Value::String(s) => s.clone(),
+            _ => format!("call_{oi}"),
+        };
+        out.push(Self::ev("content_block_start", json!({"type":"content_block_start","index":i,"content_block":{"type":"tool_use","id":id,"name":tc["function"]["name"].as_str().unwrap_or_default(),"input":{}}})));
+        i
     }
 
     /// Frames for one upstream `data:` payload.
     pub fn on_data(&mut self, data: &str) -> Vec<Bytes> {
         let mut out = Vec::new();
         if data == "[DONE]" {
-            self.close_block(&mut out);
-            out.push(Self::ev("message_delta", json!({"type":"message_delta","delta":{"stop_reason":stop_reason(self.finish.as_deref()),"stop_sequence":null},"usage":{"output_tokens":self.usage.output_tokens}})));
+            let mut open: Vec<u64> = self.text.take().into_iter().collect();
+            open.extend(self.tools.drain(..).map(|(_, i)| i));
+            open.sort_unstable();
+            out.extend(open.into_iter().map(Self::stop));
+            // The real prompt count arrives with the final usage chunk: Anthropic clients
+            // take `input_tokens` from message_delta when it is there.
+            let input = if self.usage_reported {
+                self.usage.input_tokens
+            } else {
+                self.usage.input_tokens = self.prompt_estimate;
+                self.prompt_estimate
+            };
+            out.push(Self::ev("message_delta", json!({"type":"message_delta","delta":{"stop_reason":stop_reason(self.finish.as_deref()),"stop_sequence":null},"usage":{"input_tokens":input,"output_tokens":self.usage.output_tokens}})));
             out.push(Self::ev("message_stop", json!({"type":"message_stop"})));
             self.finished = true;
             return out;
@@ -258,24 +295,25 @@ impl OpenAiToAnthropicStream {
             out.push(Self::ev("message_start", json!({"type":"message_start","message":{
                 "id": format!("msg_{}", v["id"].as_str().unwrap_or("openai")), "type":"message","role":"assistant",
                 "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0}}})));
+                "usage": {"input_tokens": self.prompt_estimate, "output_tokens": 0}}})));
         }
         if let Some(u) = crate::openai::usage_from(&v) {
             self.usage = u;
+            self.usage_reported = true;
         }
         let choice = &v["choices"][0];
         let delta = &choice["delta"];
         if let Some(t) = delta["content"].as_str().filter(|t| !t.is_empty()) {
-            if !matches!(self.block, Block::Text(_)) {
-                self.close_block(&mut out);
-                let i = self.next_index;
-                self.next_index += 1;
-                self.block = Block::Text(i);
-                out.push(Self::ev("content_block_start", json!({"type":"content_block_start","index":i,"content_block":{"type":"text","text":""}})));
-            }
-            if let Block::Text(i) = self.block {
-                out.push(Self::ev("content_block_delta", json!({"type":"content_block_delta","index":i,"delta":{"type":"text_delta","text":t}})));
-            }
+            let i = match self.text {
+                Some(i) => i,
+                None => {
+                    let i = self.open();
+                    self.text = Some(i);
+                    out.push(Self::ev("content_block_start", json!({"type":"content_block_start","index":i,"content_block":{"type":"text","text":""}})));
+                    i
+                }
+            };
+            out.push(Self::ev("content_block_delta", json!({"type":"content_block_delta","index":i,"delta":{"type":"text_delta","text":t}})));
         }
         for tc in delta["tool_calls"]
             .as_array()
@@ -283,24 +321,21 @@ impl OpenAiToAnthropicStream {
             .unwrap_or(&[])
         {
             let oi = tc["index"].as_u64().unwrap_or(0);
-            if tc.get("id").is_some_and(|id| !id.is_null()) {
-                self.close_block(&mut out);
-                let i = self.next_index;
-                self.next_index += 1;
-                self.tools.push((oi, i));
-                self.block = Block::Tool(i);
-                out.push(Self::ev("content_block_start", json!({"type":"content_block_start","index":i,"content_block":{"type":"tool_use","id":tc["id"],"name":tc["function"]["name"],"input":{}}})));
-            }
+            let known = self
+                .tools
+                .iter()
+                .rev()
+                .find(|(o, _)| *o == oi)
+                .map(|(_, i)| *i);
+            let i = match known {
+                Some(i) if tc.get("id").is_none_or(Value::is_null) => i,
+                // A new call (an id), or arguments for a call whose start never came.
+                _ => self.open_tool(oi, tc, &mut out),
+            };
             if let Some(args) = tc["function"]["arguments"]
                 .as_str()
                 .filter(|a| !a.is_empty())
             {
-                let i = self
-                    .tools
-                    .iter()
-                    .find(|(o, _)| *o == oi)
-                    .map(|(_, i)| *i)
-                    .unwrap_or(0);
                 out.push(Self::ev("content_block_delta", json!({"type":"content_block_delta","index":i,"delta":{"type":"input_json_delta","partial_json":args}})));
             }
         }
@@ -384,9 +419,65 @@ mod tests {
         );
         let delta = String::from_utf8_lossy(&frames[7]).into_owned();
         assert!(
-            delta.contains("\"stop_reason\":\"tool_use\"") && delta.contains("\"output_tokens\":4"),
+            delta.contains("\"stop_reason\":\"tool_use\"")
+                && delta.contains("\"output_tokens\":4")
+                && delta.contains("\"input_tokens\":3"),
             "{delta}"
         );
         assert!(t.finished);
+    }
+
+    #[test]
+    fn interleaved_tool_calls_keep_their_own_blocks_and_the_estimate_fills_missing_usage() {
+        let mut t = OpenAiToAnthropicStream::with_prompt_estimate("my-gpt", 17);
+        let mut frames = Vec::new();
+        let call = |tc: Value| {
+            json!({"id":"c1","choices":[{"index":0,"delta":{"tool_calls":[tc]}}]}).to_string()
+        };
+        for d in [
+            call(
+                json!({"index":0,"id":"a","type":"function","function":{"name":"f","arguments":""}}),
+            ),
+            call(
+                json!({"index":1,"id":"b","type":"function","function":{"name":"g","arguments":""}}),
+            ),
+            call(json!({"index":0,"function":{"arguments":"{\"x\":"}})),
+            call(json!({"index":1,"function":{"arguments":"{\"y\":"}})),
+            call(json!({"index":0,"function":{"arguments":"1}"}})),
+            "[DONE]".to_owned(),
+        ] {
+            frames.extend(t.on_data(&d));
+        }
+        let events: Vec<Value> = frames
+            .iter()
+            .map(|f| {
+                let s = String::from_utf8_lossy(f);
+                serde_json::from_str(s.lines().nth(1).unwrap().trim_start_matches("data: "))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(events[0]["message"]["usage"]["input_tokens"], 17);
+        let deltas: Vec<(u64, &str)> = events
+            .iter()
+            .filter(|e| e["type"] == "content_block_delta")
+            .map(|e| {
+                (
+                    e["index"].as_u64().unwrap(),
+                    e["delta"]["partial_json"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(deltas, [(0, "{\"x\":"), (1, "{\"y\":"), (0, "1}")]);
+        let stops: Vec<u64> = events
+            .iter()
+            .filter(|e| e["type"] == "content_block_stop")
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(stops, [0, 1], "both blocks stay open until the end");
+        let md = events
+            .iter()
+            .find(|e| e["type"] == "message_delta")
+            .unwrap();
+        assert_eq!(md["usage"]["input_tokens"], 17);
     }
 }

@@ -68,6 +68,8 @@ async fn inner(
     audit.set_prompt(&req);
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
     let admitted = app.admit(&call, &request_id, &req, meta.max_tokens).await?;
+    // The prompt as admission counted it (0 when the tenant's limits count no tokens).
+    let prompt_estimate = admitted.prompt_tokens;
     audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &meta.model);
     let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
@@ -139,9 +141,12 @@ async fn inner(
             let resp = send_ok(provider, Endpoint::Chat, &route.upstream_model, &oreq).await?;
             if meta.stream {
                 let upstream = upstream_bytes(provider.name.clone(), resp);
-                let t = Transform::OpenAiToAnthropic(translate_rev::OpenAiToAnthropicStream::new(
-                    &meta.model,
-                ));
+                let t = Transform::OpenAiToAnthropic(
+                    translate_rev::OpenAiToAnthropicStream::with_prompt_estimate(
+                        &meta.model,
+                        prompt_estimate,
+                    ),
+                );
                 return Ok(stream_reply(
                     upstream,
                     t,

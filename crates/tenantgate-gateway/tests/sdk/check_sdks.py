@@ -104,7 +104,25 @@ m = an.messages.create(model="gpt-test", max_tokens=50, messages=[{"role": "user
 assert m.content[0].text == "mock reply to: hi gpt", m
 with an.messages.stream(model="gpt-test", max_tokens=50, messages=[{"role": "user", "content": "stream gpt"}]) as s:
     assert "".join(s.text_stream) == "mock reply to: stream gpt"
-    assert s.get_final_message().usage.output_tokens == 5
+    final = s.get_final_message()
+    assert final.usage.output_tokens == 5
+# The OpenAI stream reports usage only at its end; the SDK still gets the real prompt count.
+plain = an.messages.create(model="gpt-test", max_tokens=50, messages=[{"role": "user", "content": "stream gpt"}])
+assert plain.usage.input_tokens > 0, plain.usage
+assert final.usage.input_tokens == plain.usage.input_tokens, final.usage
+# Two tool calls whose argument pieces interleave upstream: two tool_use blocks, each complete.
+def hexs(*items):
+    return ",".join(i.encode().hex() for i in items)
+interleaved = "go mock:char_chunks=4 mock:choices_hex=%s mock:tool_args_hex=%s" % (
+    hexs("calling tools"), hexs('{"city":"Paris"}', '{"city":"Oslo","units":"metric"}'))
+with an.messages.stream(model="gpt-test", max_tokens=50, messages=[{"role": "user", "content": interleaved}]) as s:
+    final = s.get_final_message()
+inputs = sorted((b.input for b in final.content if b.type == "tool_use"), key=lambda i: i["city"])
+assert inputs == [{"city": "Oslo", "units": "metric"}, {"city": "Paris"}], final.content
+# n = 2 streamed, choices interleaved: the OpenAI SDK assembles each choice on its own.
+with oa.chat.completions.stream(model="gpt-test", n=2, messages=[{"role": "user", "content": "mock:char_chunks=3 mock:choices_hex=%s" % hexs("first answer", "second answer")}]) as s:
+    done = s.get_final_completion()
+assert [c.message.content for c in done.choices] == ["first answer", "second answer"], done
 m = an.messages.create(model="demo", max_tokens=64, messages=[{"role": "user", "content": "hi demo"}])
 assert m.content[0].text.startswith("[tenantgate demo model"), m
 with an.messages.stream(model="demo", max_tokens=64, messages=[{"role": "user", "content": "hi demo"}]) as s:
