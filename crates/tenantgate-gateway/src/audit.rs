@@ -774,12 +774,14 @@ fn redacted(app: &AppState, scope: &TenantScope, text: &[u8]) -> String {
     tenantgate_guard::redact(&text, &hits)
 }
 
-/// A non-call event (configuration change, data access, incident) for an authenticated caller.
+/// A non-call event (configuration change, data access, refusal) for an authenticated caller,
+/// with the HTTP status the caller received.
 pub(crate) async fn event(
     app: &AppState,
     ctx: &TenantContext,
     request_id: &str,
     event: EventType,
+    status: u16,
     detail: Value,
 ) -> Result<(), GatewayError> {
     let policy = app
@@ -787,10 +789,12 @@ pub(crate) async fn event(
         .auth
         .load()
         .audit_policy(ctx.principal.scope.tenant_id());
-    let entry = event_record(request_id, event, actor(ctx), detail);
+    let mut entry = event_record(request_id, event, actor(ctx), detail);
+    entry.record.status = status;
     write(app, &ctx.principal.scope, &policy, entry).await
 }
 
+/// An event's record with status 200 (an event that happened); a refusal sets its own status.
 pub fn event_record(id: &str, event: EventType, actor: Actor, detail: Value) -> NewAuditRecord {
     NewAuditRecord {
         record: Record {
