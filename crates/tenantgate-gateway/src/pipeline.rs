@@ -59,6 +59,21 @@ impl AppState {
     /// Stages 1 and 2: credential -> principal -> tenant context. A suspended tenant stops
     /// here; a platform admin has no tenant context.
     pub async fn tenant_context(&self, headers: &HeaderMap) -> Result<TenantContext, GatewayError> {
+        let r = self.resolve_tenant(headers).await;
+        if let Err(GatewayError::PolicyUnreadable(_)) = &r {
+            self.0
+                .policy_refusals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// [`Self::tenant_context`] without counting refusals: for the route layer that resolves
+    /// the caller only to record the call (the handler resolves it again, and counts).
+    pub(crate) async fn resolve_tenant(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<TenantContext, GatewayError> {
         let Authenticated { principal, tenant } = match self.caller(headers).await? {
             Caller::Tenant(a) => a,
             Caller::Platform(_) => {
@@ -68,7 +83,18 @@ impl AppState {
             }
         };
         match tenant.status {
-            TenantStatus::Active => Ok(TenantContext { principal, tenant }),
+            TenantStatus::Active => {
+                // Fail closed: a tenant whose stored guard, audit or limits policy this
+                // version cannot read is refused, never served on defaults (a `block` must
+                // not become `flag` during a rolling upgrade).
+                let index = self.0.auth.load();
+                let unreadable = index.unreadable_policies(&tenant.id);
+                if !unreadable.is_empty() {
+                    let which: Vec<&str> = unreadable.iter().map(|k| k.as_str()).collect();
+                    return Err(GatewayError::PolicyUnreadable(which.join(", ")));
+                }
+                Ok(TenantContext { principal, tenant })
+            }
             TenantStatus::Suspended => Err(GatewayError::TenantSuspended),
             // Its keys are revoked in the same transaction; this covers the reload window.
             TenantStatus::Deleted => Err(GatewayError::InvalidKey),

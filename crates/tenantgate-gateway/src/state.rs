@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     pub oidc: crate::oidc::Verifier,
     /// Knowledge-base indexes loaded in this process.
     pub knowledge: crate::rag::Knowledge,
+    /// Calls refused because their tenant's stored policy is unreadable (`/metrics`).
+    pub policy_refusals: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
                 .unwrap_or_default(),
             oidc: crate::oidc::Verifier::new(&config.auth.oidc),
             knowledge: crate::rag::Knowledge::new(&config.rag),
+            policy_refusals: std::sync::atomic::AtomicU64::new(0),
             audit,
             admission,
             config,

@@ -32,7 +32,7 @@ pub(super) async fn record_tenant_call(
     next: Next,
 ) -> Response {
     let method = req.method().clone();
-    let ctx = app.tenant_context(req.headers()).await.ok();
+    let ctx = app.resolve_tenant(req.headers()).await.ok();
     let resp = next.run(req).await;
     let Some(ctx) = ctx else { return resp };
     let status = resp.status();

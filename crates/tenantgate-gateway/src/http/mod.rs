@@ -105,9 +105,22 @@ async fn metrics(State(app): State<AppState>) -> Response {
         app.incidents().render()
             + &app.0.audit.stats.render()
             + &app.0.admission.stats.render()
-            + &app.0.knowledge.stats.render(),
+            + &app.0.knowledge.stats.render()
+            + &policy_metrics(&app),
     )
         .into_response()
+}
+
+/// Tenants whose stored policy this gateway cannot read, and the calls refused for it.
+fn policy_metrics(app: &AppState) -> String {
+    format!(
+        "# TYPE tenantgate_policy_unreadable_tenants gauge\ntenantgate_policy_unreadable_tenants {}\n\
+         # TYPE tenantgate_policy_unreadable_refusals_total counter\ntenantgate_policy_unreadable_refusals_total {}\n",
+        app.0.auth.load().unreadable_count(),
+        app.0
+            .policy_refusals
+            .load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
