@@ -6,6 +6,7 @@
 pub mod admission;
 mod admission_redis;
 pub mod audit;
+mod audit_call;
 pub mod auth;
 pub mod cache;
 pub mod compose;
