@@ -20,12 +20,17 @@ use tenantgate_store::audit::NewAuditRecord;
 
 /// Who the caller is and what its tenant's policy says, once authenticated.
 struct Bound {
+    app: AppState,
     scope: TenantScope,
     actor: Actor,
     policy: Arc<AuditPolicy>,
 }
 
-/// A call's audit record in the making.
+/// A call's audit record in the making, and its drop guard: once the caller authenticated,
+/// the record (and the call's reservation) must be built exactly once. If the handler is
+/// dropped first (the client disconnected, or shutdown passed its grace), `Drop` writes it
+/// as `cancelled` (status 499) and settles the reservation on the server's task tracker.
+#[must_use = "a call's record is written by finish (or by its drop guard as cancelled)"]
 pub(crate) struct CallAudit {
     pub request_id: String,
     started: Instant,
@@ -43,6 +48,8 @@ pub(crate) struct CallAudit {
     rate: Option<crate::admission::RateState>,
     /// Served from the response cache: settled at zero.
     cache_hit: bool,
+    /// Whether dropping it unbuilt writes a `cancelled` record (off for the guard's own copy).
+    armed: bool,
 }
 
 pub(crate) fn actor(ctx: &TenantContext) -> Actor {
@@ -83,6 +90,7 @@ impl CallAudit {
             admission: None,
             rate: None,
             cache_hit: false,
+            armed: true,
         }
     }
 
@@ -100,6 +108,7 @@ impl CallAudit {
             .load()
             .audit_policy(ctx.principal.scope.tenant_id());
         self.bound = Some(Bound {
+            app: app.clone(),
             scope: ctx.principal.scope.clone(),
             actor: actor(ctx),
             policy,
@@ -152,6 +161,11 @@ impl CallAudit {
     /// Hands the record to a stream, which writes it before its terminal event.
     pub fn take_for_stream(&mut self) -> CallAudit {
         self.streaming = true;
+        self.detach()
+    }
+
+    /// Moves the record out, leaving this one empty (unbound: its drop writes nothing).
+    fn detach(&mut self) -> CallAudit {
         CallAudit {
             request_id: self.request_id.clone(),
             started: self.started,
@@ -165,13 +179,28 @@ impl CallAudit {
             admission: self.admission.take(),
             rate: self.rate,
             cache_hit: self.cache_hit,
+            armed: true,
         }
+    }
+
+    /// What a call cancelled before its response was read consumed, as far as the gateway can
+    /// tell: the prompt (sent to the provider, which bills it) and no output (none was
+    /// received, and dropping the handler closed the provider connection). The reserved
+    /// maximum would charge output nobody got; zero would let a caller that always hangs up
+    /// spend the provider's input for free. `None` when nothing was counted (no token limit,
+    /// or a cache hit).
+    fn cancelled_usage(&self) -> Option<Tokens> {
+        let (r, _) = self.admission.as_ref()?;
+        (r.prompt_tokens > 0 && !self.cache_hit).then_some(Tokens {
+            input: r.prompt_tokens,
+            output: 0,
+        })
     }
 
     /// Builds the record (sealing kept bodies with the tenant's key). `None` when the caller
     /// never authenticated: there is no tenant chain to write to.
     pub async fn entry(
-        self,
+        mut self,
         app: &AppState,
         event: EventType,
         status: u16,
@@ -179,8 +208,9 @@ impl CallAudit {
         response: Option<&[u8]>,
         tokens: Option<Tokens>,
     ) -> Option<(TenantScope, Arc<AuditPolicy>, NewAuditRecord)> {
-        let b = self.bound?;
-        let mut model = self.model;
+        // Taken first: from here the record is this function's, so the drop guard stands down.
+        let b = self.bound.take()?;
+        let mut model = self.model.take();
         let mut tool_calls = Vec::new();
         let mut tokens = tokens;
         if let Some(r) = response {
@@ -207,7 +237,7 @@ impl CallAudit {
             cost_micros = Some(cost.min(i64::MAX as u64) as i64);
             app.0.admission.settle(r, input + output, cost).await;
         }
-        let id = self.request_id;
+        let id = std::mem::take(&mut self.request_id);
         let (prompt, prompt_sealed) = keep_body(
             app,
             &b.scope,
@@ -239,8 +269,8 @@ impl CallAudit {
                 code: e.code().to_owned(),
                 message: e.to_string(),
             }),
-            client: Some(self.client),
-            detail: Value::Object(self.detail),
+            client: Some(std::mem::take(&mut self.client)),
+            detail: Value::Object(std::mem::take(&mut self.detail)),
         };
         Some((
             b.scope,
@@ -273,7 +303,22 @@ impl CallAudit {
         resp
     }
 
+    /// Runs [`Self::write_then_release`] on the server's task tracker and waits for it: a
+    /// caller that leaves while its record is being written cannot cancel the write or the
+    /// settlement half-way.
     async fn release(
+        self,
+        app: &AppState,
+        result: Result<Response, GatewayError>,
+        wire: Wire,
+    ) -> Response {
+        let a = app.clone();
+        app.spawn(async move { self.write_then_release(&a, result, wire).await })
+            .await
+            .unwrap_or_else(|_| GatewayError::Internal.render(wire))
+    }
+
+    async fn write_then_release(
         self,
         app: &AppState,
         result: Result<Response, GatewayError>,
@@ -324,6 +369,42 @@ impl CallAudit {
                 }
             }
         }
+    }
+}
+
+impl Drop for CallAudit {
+    /// The guard: an authenticated call whose record was never built (its handler was
+    /// dropped: the client disconnected, or shutdown passed its grace) is recorded as
+    /// `cancelled` with status 499 (nginx's "client closed request") and its reservation
+    /// settled at what it consumed, which frees its concurrency slot at once instead of after
+    /// `reservation_ttl_secs`. The work is detached on the server's task tracker.
+    fn drop(&mut self) {
+        if !self.armed || self.bound.is_none() {
+            return;
+        }
+        let mut call = self.detach();
+        // The guard's own copy never guards again (no loop if it cannot run either).
+        call.armed = false;
+        let Some(app) = call.bound.as_ref().map(|b| b.app.clone()) else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            tracing::error!(target: "tenantgate::audit", request_id = %call.request_id,
+                "a cancelled call could not be recorded: no runtime");
+            return;
+        }
+        call.note("outcome", "cancelled");
+        let tokens = call.cancelled_usage();
+        let a = app.clone();
+        app.spawn(async move {
+            if let Some((scope, _, entry)) = call
+                .entry(&a, EventType::ApiCall, 499, None, None, tokens)
+                .await
+            {
+                // Nobody is waiting for it: a failure is counted and logged by `append`.
+                let _ = a.0.audit.append(&scope, entry).await;
+            }
+        });
     }
 }
 
@@ -515,7 +596,8 @@ impl StreamAudit {
 
     /// Writes the record without waiting (the client is gone).
     pub fn write_detached(self, outcome: &'static str, tokens: Option<Tokens>) {
-        tokio::spawn(async move {
+        let app = self.app.clone();
+        app.spawn(async move {
             let _ = self.write(outcome, None, tokens).await;
         });
     }

@@ -137,9 +137,9 @@ impl Server {
             .map_err(|source| StartError::Bind { addr, source })?;
         Ok(Server {
             listener,
+            tasks: state.0.tasks.clone(),
             state,
             audit_writer,
-            tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         })
     }

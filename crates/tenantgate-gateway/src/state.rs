@@ -32,6 +32,9 @@ pub(crate) struct Inner {
     pub knowledge: crate::rag::Knowledge,
     /// Calls refused because their tenant's stored policy is unreadable (`/metrics`).
     pub policy_refusals: std::sync::atomic::AtomicU64,
+    /// Background work of this server (detached audit writes, settlements, reloads): shutdown
+    /// waits for all of it before draining the audit writer.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl AppState {
@@ -66,6 +69,7 @@ impl AppState {
             oidc: crate::oidc::Verifier::new(&config.auth.oidc),
             knowledge: crate::rag::Knowledge::new(&config.rag),
             policy_refusals: std::sync::atomic::AtomicU64::new(0),
+            tasks: tokio_util::task::TaskTracker::new(),
             audit,
             admission,
             config,
@@ -108,6 +112,15 @@ impl AppState {
         );
         self.0.auth.store(Arc::new(index));
         Ok(rev)
+    }
+
+    /// Runs `fut` on the server's task tracker: it outlives the request that started it (a
+    /// caller that leaves does not cancel it) and shutdown waits for it.
+    pub(crate) fn spawn<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.0.tasks.spawn(fut)
     }
 
     /// Leak-guard incidents recorded by this process.
