@@ -375,7 +375,8 @@ impl CallAudit {
 impl Drop for CallAudit {
     /// The guard: an authenticated call whose record was never built (its handler was
     /// dropped: the client disconnected, or shutdown passed its grace) is recorded as
-    /// `cancelled` with status 499 (nginx's "client closed request") and its reservation
+    /// `cancelled` with status 499 (nginx's "client closed request"; `shutdown` with the 503
+    /// the caller got when shutdown cut it) and its reservation
     /// settled at what it consumed, which frees its concurrency slot at once instead of after
     /// `reservation_ttl_secs`. The work is detached on the server's task tracker.
     fn drop(&mut self) {
@@ -393,12 +394,18 @@ impl Drop for CallAudit {
                 "a cancelled call could not be recorded: no runtime");
             return;
         }
-        call.note("outcome", "cancelled");
+        // Cut by shutdown, the caller got a 503 (`http::in_flight`); otherwise it left.
+        let (outcome, status) = if app.0.grace_over.is_cancelled() {
+            ("shutdown", 503)
+        } else {
+            ("cancelled", 499)
+        };
+        call.note("outcome", outcome);
         let tokens = call.cancelled_usage();
         let a = app.clone();
         app.spawn(async move {
             if let Some((scope, _, entry)) = call
-                .entry(&a, EventType::ApiCall, 499, None, None, tokens)
+                .entry(&a, EventType::ApiCall, status, None, None, tokens)
                 .await
             {
                 // Nobody is waiting for it: a failure is counted and logged by `append`.

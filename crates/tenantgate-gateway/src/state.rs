@@ -35,6 +35,9 @@ pub(crate) struct Inner {
     /// Background work of this server (detached audit writes, settlements, reloads): shutdown
     /// waits for all of it before draining the audit writer.
     pub tasks: tokio_util::task::TaskTracker,
+    /// Cancelled when shutdown's grace is over: requests still running are cut (dropped
+    /// inside the runtime, so their drop guards record and settle them).
+    pub grace_over: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
             knowledge: crate::rag::Knowledge::new(&config.rag),
             policy_refusals: std::sync::atomic::AtomicU64::new(0),
             tasks: tokio_util::task::TaskTracker::new(),
+            grace_over: tokio_util::sync::CancellationToken::new(),
             audit,
             admission,
             config,

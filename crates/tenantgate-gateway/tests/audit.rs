@@ -524,3 +524,69 @@ async fn control_plane_refusals_are_recorded_with_the_status_the_caller_got() {
     }
     gw.stop().await;
 }
+
+/// Issue 14 item 8, shutdown: a call still waiting on the provider when shutdown's grace is
+/// over is cut while the audit writer still runs, answered 503 and recorded as `shutdown`
+/// with that status (it used to vanish with the process).
+#[tokio::test]
+async fn a_call_cut_by_shutdown_is_recorded() {
+    let gw = TestGateway::start().await;
+    let (t, key) = gw.tenant("acme", &["gpt-test"], None).await;
+    let seen = gw
+        .mock
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let call = {
+        let (http, url, key) = (gw.http.clone(), gw.url.clone(), key.clone());
+        tokio::spawn(async move {
+            http.post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&chat("gpt-test", "think for an hour mock:timeout"))
+                .send()
+                .await
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gw
+        .mock
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == seen
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the provider never got the call"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let config = gw.config.clone();
+    // Stops within the grace (1 s in the test kit), not when the provider answers.
+    let _dir = tokio::time::timeout(std::time::Duration::from_secs(10), gw.stop_keeping_files())
+        .await
+        .expect("shutdown waited for the provider");
+    let r = call.await.unwrap().unwrap();
+    assert_eq!(r.status(), 503);
+    let id = rid(&r);
+    let store = tenantgate_gateway::server::open_store(&config)
+        .await
+        .unwrap();
+    let rows = store
+        .tenant(&scope(&t))
+        .audit()
+        .query(&AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rec: Value = rows
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.record).unwrap())
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no record for the call cut by shutdown"));
+    assert_eq!(rec["status"], 503, "{rec}");
+    assert_eq!(rec["detail"]["outcome"], "shutdown", "{rec}");
+    store.close().await;
+}

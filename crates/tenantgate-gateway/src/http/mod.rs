@@ -62,6 +62,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            in_flight,
+        ))
         .layer(axum::middleware::from_fn(edge))
         .with_state(state)
 }
@@ -109,6 +113,20 @@ async fn metrics(State(app): State<AppState>) -> Response {
             + &policy_metrics(&app),
     )
         .into_response()
+}
+
+/// Holds every request on the server's task tracker (shutdown waits for it) and, once
+/// shutdown's grace is over, cuts a request still running: its handler is dropped here,
+/// inside the runtime, so its drop guards record and settle it before the audit writer stops.
+async fn in_flight(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let _held = app.0.tasks.token();
+    let wire = wire_for(req.uri().path());
+    tokio::select! {
+        r = next.run(req) => r,
+        _ = app.0.grace_over.cancelled() => {
+            GatewayError::Unavailable("the gateway is shutting down".into()).render(wire)
+        }
+    }
 }
 
 /// Tenants whose stored policy this gateway cannot read, and the calls refused for it.
