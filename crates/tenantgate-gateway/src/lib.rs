@@ -5,6 +5,7 @@
 
 pub mod admission;
 mod admission_redis;
+pub mod admission_requests;
 pub mod audit;
 mod audit_call;
 pub mod auth;

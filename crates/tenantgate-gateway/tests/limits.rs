@@ -574,3 +574,85 @@ async fn a_cancelled_call_is_recorded_settled_and_frees_its_slot_at_once() {
     );
     Arc::try_unwrap(gw).ok().unwrap().stop().await;
 }
+
+/// Issue 14 item 13 (the counting part): a call refused after authentication (unknown model
+/// 404, bad body 400, model not allowed 403) still uses one request of its tenant's and key's
+/// per-minute windows; once a window is full, the caller gets 429 before any other work
+/// (even a bad body is not read), and nothing reaches the provider.
+#[tokio::test]
+async fn refused_calls_count_against_the_request_rate() {
+    let gw = TestGateway::start().await;
+    // The windows are clock minutes: a run that straddles a boundary starts over with fresh
+    // tenants (the precondition, not the assertion, is repeated).
+    for attempt in 0..2 {
+        let m = minute_now();
+        let (t, key) = gw
+            .tenant(&format!("acme-{attempt}"), &["gpt-test"], None)
+            .await;
+        let other_key = gw.key(&t, None).await;
+        set_limits(
+            &gw,
+            &t,
+            r#"{"requests_per_minute": 4, "key_requests_per_minute": 3}"#,
+        )
+        .await;
+        let upstream_before = gw
+            .mock
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let refused = [
+            gw.post("/v1/chat/completions", &key, &chat("no-such-model", "hi"))
+                .await
+                .status(),
+            gw.post_raw("/v1/chat/completions", &key, "{not json")
+                .await
+                .status(),
+            gw.post("/v1/chat/completions", &key, &chat("claude-test", "hi"))
+                .await
+                .status(),
+        ];
+        // The key's window (3) is full: 429 first, even for a body that is not JSON.
+        let over_valid = gw
+            .post("/v1/chat/completions", &key, &chat("gpt-test", "hi"))
+            .await;
+        let over_status = over_valid.status();
+        let over_code = over_valid.json::<Value>().await.unwrap()["error"]["code"].clone();
+        let over_bad = gw
+            .post_raw("/v1/chat/completions", &key, "{not json")
+            .await
+            .status();
+        // Another key of the tenant has its own key window, but takes the tenant's last
+        // request (4 counted: 3 refused + this one).
+        let other = gw
+            .post("/v1/chat/completions", &other_key, &chat("gpt-test", "hi"))
+            .await
+            .status();
+        let tenant_full = gw
+            .post("/v1/chat/completions", &other_key, &chat("gpt-test", "hi"))
+            .await
+            .status();
+        let upstream_calls = gw
+            .mock
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - upstream_before;
+        if minute_now() != m {
+            continue;
+        }
+        assert_eq!(refused.map(|s| s.as_u16()), [404, 400, 403]);
+        assert_eq!(over_status, 429);
+        assert_eq!(over_code, "rate_limit_exceeded");
+        assert_eq!(over_bad, 429);
+        assert_eq!(other, 200);
+        assert_eq!(tenant_full, 429);
+        assert_eq!(
+            upstream_calls, 1,
+            "only the admitted call reached the provider"
+        );
+        gw.stop().await;
+        return;
+    }
+    panic!("two minute boundaries crossed");
+}

@@ -45,7 +45,7 @@ async fn inner(
     audit: &mut crate::audit::CallAudit,
     sources_out: &mut Option<axum::http::HeaderValue>,
 ) -> Result<Response, GatewayError> {
-    let (ctx, mut req) = tenant_request(app, headers, body, audit).await?;
+    let (ctx, mut req, counted) = tenant_request(app, headers, body, audit).await?;
     let ext = compose::take_extension(&mut req)?;
     let meta = anthropic::messages_meta(&req).map_err(codec)?;
     audit.set_requested_model(&meta.model);
@@ -64,7 +64,9 @@ async fn inner(
     app.guard_anthropic_request(&call.ctx, &mut req)?;
     audit.set_prompt(&req);
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
-    let admitted = app.admit(&call, &request_id, &req, meta.max_tokens).await?;
+    let admitted = app
+        .admit_counted(&call, &request_id, &req, meta.max_tokens, counted)
+        .await?;
     audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &meta.model);
     let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);

@@ -237,17 +237,27 @@ pub(crate) fn annotate(mut resp: Response, upstream: Duration, info: CallInfo) -
     resp
 }
 
-/// Stages 1-2, then the body: the credential is checked before any body byte is read.
+/// A model call's authenticated caller, its body, and its request as counted.
+pub(crate) type TenantRequest = (
+    crate::pipeline::TenantContext,
+    Map<String, Value>,
+    Option<crate::admission::Counted>,
+);
+
+/// Stages 1-2, the request count, then the body: the credential is checked before any body
+/// byte is read, and the call uses one request of its rate windows before anything can
+/// refuse it (a caller over its request rate gets 429 before any other work).
 pub(crate) async fn tenant_request(
     app: &AppState,
     headers: &axum::http::HeaderMap,
     body: Body,
     audit: &mut crate::audit::CallAudit,
-) -> Result<(crate::pipeline::TenantContext, Map<String, Value>), GatewayError> {
+) -> Result<TenantRequest, GatewayError> {
     let ctx = app.tenant_context(headers).await?;
     audit.bind(app, &ctx);
+    let counted = app.count_request(&ctx, &audit.request_id).await?;
     let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
-    Ok((ctx, parse_object(&bytes)?))
+    Ok((ctx, parse_object(&bytes)?, counted))
 }
 
 /// The edge log labels and the end-of-call report of an authorized call.
