@@ -344,7 +344,12 @@ async fn prologue(
             None,
         ));
     }
-    let d = directives(&last_user_text(&body));
+    // Chat: the last user message; embeddings (no messages): the input.
+    let d = directives(&if body.get("messages").is_some() {
+        last_user_text(&body)
+    } else {
+        text_of(&body["input"])
+    });
     if !shared.config.latency.is_zero() {
         tokio::time::sleep(shared.config.latency).await;
     }

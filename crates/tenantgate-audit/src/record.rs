@@ -18,6 +18,10 @@ pub enum EventType {
     BreakGlass,
     /// A guard finding (leak, canary, secret, injection).
     Incident,
+    /// A control-plane request of a known caller that did not complete: refused for its
+    /// content (invalid, not found, conflicting) or failed. It changed nothing; its `status`
+    /// says which. (A refusal by role or policy is `access_denied`.)
+    RequestFailed,
 }
 
 impl EventType {
@@ -30,6 +34,7 @@ impl EventType {
             EventType::AccessDenied => "access_denied",
             EventType::BreakGlass => "break_glass",
             EventType::Incident => "incident",
+            EventType::RequestFailed => "request_failed",
         }
     }
 

@@ -479,10 +479,14 @@ impl Local {
             .iter()
             .map(|c| s.add(&c.key, c.add, c.ttl_secs, now_ms))
             .collect();
-        s.reservations
-            .entry(tenant.clone())
-            .or_default()
-            .insert(rid.to_owned(), (now_ms + ttl_ms, held(checks)));
+        // Only counters that settle need a reservation (a request count alone is kept).
+        let held = held(checks);
+        if !held.counters.is_empty() {
+            s.reservations
+                .entry(tenant.clone())
+                .or_default()
+                .insert(rid.to_owned(), (now_ms + ttl_ms, held));
+        }
         Applied::Ok(values)
     }
 
@@ -568,6 +572,9 @@ pub fn settlement(held: &Held, tokens: u64, cost: u64) -> (Deltas, Deltas) {
     }
     (on_held, late)
 }
+
+use crate::admission_requests::is_request_check;
+pub use crate::admission_requests::Counted;
 
 const ANOMALY: &str = "per-minute spend (spend anomaly breaker)";
 
@@ -681,10 +688,23 @@ impl Admission {
 
     /// Reserves the call's maximum against every limit, or refuses it.
     pub async fn reserve(&self, ask: Ask<'_>) -> Result<Reservation, GatewayError> {
+        self.reserve_counted(ask, None).await
+    }
+
+    /// [`Self::reserve`] for a call whose request [`Self::count_request`] already counted:
+    /// its request windows are not counted twice.
+    pub async fn reserve_counted(
+        &self,
+        ask: Ask<'_>,
+        counted: Option<Counted>,
+    ) -> Result<Reservation, GatewayError> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut checks = checks(
             ask.limits, ask.tenant, ask.key, ask.user, ask.tokens, ask.cost, ask.now_ms,
         );
+        if counted.is_some() {
+            checks.retain(|c| !is_request_check(c));
+        }
         match self.anomaly_check(&ask).await {
             Ok(Some(c)) => checks.push(c),
             Ok(None) => {}
@@ -719,7 +739,12 @@ impl Admission {
                 let rate = RateState {
                     limit_requests: rpm,
                     remaining_requests: rpm
-                        .map(|l| l.saturating_sub(value_of(":rq:t:").unwrap_or(0).max(0) as u64))
+                        .map(|l| {
+                            let used = value_of(":rq:t:")
+                                .or(counted.and_then(|c| c.tenant_requests))
+                                .unwrap_or(0);
+                            l.saturating_sub(used.max(0) as u64)
+                        })
                         .unwrap_or(u64::MAX),
                     limit_tokens: tpm,
                     remaining_tokens: tpm

@@ -8,7 +8,8 @@ use tenantgate_core::TenantId;
 
 /// Releases expired reservations of the tenant (remembering their ids for a day, so a late
 /// settle counts once), then checks every counter and, only if all pass, adds to every
-/// counter and records the reservation.
+/// counter and records the reservation (if it holds anything to settle: a request count
+/// alone does not).
 /// KEYS: reservations zset, reservations hash, expired hash, counters...
 /// ARGV: now_ms, request id, expires_ms, held JSON, then (add, limit or -1, ttl) per counter.
 const RESERVE: &str = r#"
@@ -40,10 +41,12 @@ for i = 1, n do
   if ttl > 0 then redis.call('EXPIRE', KEYS[i + 3], ttl) end
   out[#out + 1] = v
 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], 86400000)
-redis.call('PEXPIRE', KEYS[2], 86400000)
+if ARGV[4] ~= '[]' then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+  redis.call('PEXPIRE', KEYS[2], 86400000)
+end
 return out
 "#;
 

@@ -31,6 +31,47 @@ pub struct AuthIndex {
     /// OIDC members' roles, by (tenant, subject).
     members: HashMap<(TenantId, String), Role>,
     default_kbs: HashMap<TenantId, Vec<String>>,
+    /// Tenants with a stored policy this version cannot parse (written by a newer version,
+    /// or damaged), and which: refused until it is readable, never run on defaults.
+    unreadable: HashMap<TenantId, Vec<PolicyKind>>,
+}
+
+/// The stored per-tenant policies the snapshot parses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyKind {
+    Guard,
+    Audit,
+    Limits,
+}
+
+impl PolicyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Guard => "guard",
+            PolicyKind::Audit => "audit",
+            PolicyKind::Limits => "limits",
+        }
+    }
+}
+
+/// Parses one tenant's stored policy; a failure marks the tenant unreadable and is logged at
+/// ERROR with the error's position only (a policy may hold a webhook URL with a token).
+fn parse_policy<T: serde::de::DeserializeOwned>(
+    tenant: &TenantId,
+    kind: PolicyKind,
+    json: &str,
+    unreadable: &mut HashMap<TenantId, Vec<PolicyKind>>,
+) -> Option<T> {
+    match serde_json::from_str(json) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(target: "tenantgate::policy", tenant = %tenant, policy = kind.as_str(),
+                line = e.line(), column = e.column(), category = ?e.classify(),
+                "stored tenant policy is unreadable; the tenant's calls are refused with 503 until it is fixed");
+            unreadable.entry(tenant.clone()).or_default().push(kind);
+            None
+        }
+    }
 }
 
 impl Default for AuthIndex {
@@ -49,6 +90,7 @@ impl Default for AuthIndex {
             by_slug: HashMap::new(),
             members: HashMap::new(),
             default_kbs: HashMap::new(),
+            unreadable: HashMap::new(),
         }
     }
 }
@@ -78,22 +120,29 @@ impl AuthIndex {
             })
             .collect();
         let scanner = tenantgate_guard::Scanner::new(identifiers, &snap.canaries);
+        let mut unreadable = HashMap::new();
         let policies = snap
             .guard_policies
             .into_iter()
-            .filter_map(|(t, json)| serde_json::from_str(&json).ok().map(|p| (t, p)))
+            .filter_map(|(t, json)| {
+                let p = parse_policy(&t, PolicyKind::Guard, &json, &mut unreadable)?;
+                Some((t, p))
+            })
             .collect();
         let audit_policies = snap
             .audit_policies
             .into_iter()
-            .filter_map(|(t, json)| serde_json::from_str(&json).ok().map(|p| (t, Arc::new(p))))
+            .filter_map(|(t, json)| {
+                let p = parse_policy(&t, PolicyKind::Audit, &json, &mut unreadable)?;
+                Some((t, Arc::new(p)))
+            })
             .collect();
         let limits = snap
             .limits
             .into_iter()
-            .map(|(t, json, kill)| {
-                // Written validated; an unreadable row keeps the plan's limits, switch honoured.
-                (t, (serde_json::from_str(&json).unwrap_or_default(), kill))
+            .filter_map(|(t, json, kill)| {
+                let l = parse_policy(&t, PolicyKind::Limits, &json, &mut unreadable)?;
+                Some((t, (l, kill)))
             })
             .collect();
         let by_slug = tenants
@@ -110,6 +159,7 @@ impl AuthIndex {
             default_kbs.entry(t).or_default().push(kb);
         }
         Self {
+            unreadable,
             default_kbs,
             by_slug,
             members,
@@ -124,6 +174,16 @@ impl AuthIndex {
             prompt_revisions: snap.prompt_revisions.into_iter().collect(),
             default_policy: tenantgate_guard::Policy::default(),
         }
+    }
+
+    /// The policies of the tenant this snapshot could not parse (empty: all readable).
+    pub fn unreadable_policies(&self, tenant: &TenantId) -> &[PolicyKind] {
+        self.unreadable.get(tenant).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many tenants have a policy this snapshot could not parse (a gauge at /metrics).
+    pub fn unreadable_count(&self) -> usize {
+        self.unreadable.len()
     }
 
     /// The tenant's prompt revision; `None` if it never configured prompts.

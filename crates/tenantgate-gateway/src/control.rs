@@ -79,13 +79,26 @@ pub async fn record_operator_event(
     event: tenantgate_audit::EventType,
     detail: serde_json::Value,
 ) -> Result<(), tenantgate_store::StoreError> {
+    record_operator_outcome(store, admin, tenant, event, 200, detail).await
+}
+
+/// Records an operator action, or its refusal, with the HTTP status the operator received.
+pub async fn record_operator_outcome(
+    store: &Store,
+    admin: &PlatformAdmin,
+    tenant: &TenantId,
+    event: tenantgate_audit::EventType,
+    status: u16,
+    detail: serde_json::Value,
+) -> Result<(), tenantgate_store::StoreError> {
     let actor = tenantgate_audit::Actor {
         kind: "platform".into(),
         key_id: None,
         user: Some(admin.actor().to_owned()),
         role: Some("platform_admin".into()),
     };
-    let entry = crate::audit::event_record(&crate::audit::new_event_id(), event, actor, detail);
+    let mut entry = crate::audit::event_record(&crate::audit::new_event_id(), event, actor, detail);
+    entry.record.status = status;
     store
         .platform(admin)
         .audit_append(tenant, vec![entry])

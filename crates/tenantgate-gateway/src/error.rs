@@ -84,6 +84,10 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("Service unavailable: {0}")]
     Unavailable(String),
+    /// The tenant's stored policy (which ones: the payload) cannot be read by this gateway;
+    /// its calls are refused rather than run on defaults.
+    #[error("This tenant's {0} policy cannot be read by this gateway (written by a newer version, or damaged); its calls are refused until it is readable. Contact your platform administrator.")]
+    PolicyUnreadable(String),
     /// A tenant, key or end-user rate or concurrency limit of this gateway.
     #[error("Rate limit reached: {message}")]
     RateLimited { message: String, retry_after_s: u64 },
@@ -329,6 +333,13 @@ impl GatewayError {
                 "server_error",
                 "overloaded_error",
                 Some("unavailable"),
+                None,
+            ),
+            E::PolicyUnreadable(_) => r(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "api_error",
+                Some("tenant_policy_unreadable"),
                 None,
             ),
             E::Internal => r(

@@ -5,7 +5,9 @@
 
 pub mod admission;
 mod admission_redis;
+pub mod admission_requests;
 pub mod audit;
+mod audit_call;
 pub mod auth;
 pub mod cache;
 pub mod compose;

@@ -59,6 +59,21 @@ impl AppState {
     /// Stages 1 and 2: credential -> principal -> tenant context. A suspended tenant stops
     /// here; a platform admin has no tenant context.
     pub async fn tenant_context(&self, headers: &HeaderMap) -> Result<TenantContext, GatewayError> {
+        let r = self.resolve_tenant(headers).await;
+        if let Err(GatewayError::PolicyUnreadable(_)) = &r {
+            self.0
+                .policy_refusals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// [`Self::tenant_context`] without counting refusals: for the route layer that resolves
+    /// the caller only to record the call (the handler resolves it again, and counts).
+    pub(crate) async fn resolve_tenant(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<TenantContext, GatewayError> {
         let Authenticated { principal, tenant } = match self.caller(headers).await? {
             Caller::Tenant(a) => a,
             Caller::Platform(_) => {
@@ -68,7 +83,18 @@ impl AppState {
             }
         };
         match tenant.status {
-            TenantStatus::Active => Ok(TenantContext { principal, tenant }),
+            TenantStatus::Active => {
+                // Fail closed: a tenant whose stored guard, audit or limits policy this
+                // version cannot read is refused, never served on defaults (a `block` must
+                // not become `flag` during a rolling upgrade).
+                let index = self.0.auth.load();
+                let unreadable = index.unreadable_policies(&tenant.id);
+                if !unreadable.is_empty() {
+                    let which: Vec<&str> = unreadable.iter().map(|k| k.as_str()).collect();
+                    return Err(GatewayError::PolicyUnreadable(which.join(", ")));
+                }
+                Ok(TenantContext { principal, tenant })
+            }
             TenantStatus::Suspended => Err(GatewayError::TenantSuspended),
             // Its keys are revoked in the same transaction; this covers the reload window.
             TenantStatus::Deleted => Err(GatewayError::InvalidKey),
@@ -95,6 +121,30 @@ impl AppState {
         })
     }
 
+    /// The request-rate part of admission, at the front of a model call (right after
+    /// authentication, before the body is read): the call uses one request of the tenant's,
+    /// key's and end user's per-minute windows even if it is refused later.
+    pub async fn count_request(
+        &self,
+        ctx: &TenantContext,
+        request_id: &str,
+    ) -> Result<Option<crate::admission::Counted>, GatewayError> {
+        let tenant = ctx.principal.scope.tenant_id();
+        let (overrides, _) = self.0.auth.load().limits(tenant);
+        let adm = &self.0.admission;
+        let limits = adm.config.plan(ctx.tenant.plan).overlay(&overrides);
+        let key = ctx.principal.credential.to_string();
+        adm.count_request(
+            tenant,
+            &key,
+            ctx.principal.user.as_deref(),
+            &limits,
+            request_id,
+            now_ms(),
+        )
+        .await
+    }
+
     /// Stage admission: the kill switch, then every rate limit and budget of the tenant, key
     /// and end user, reserving the call's maximum (prompt tokens by the tokenizer plus the
     /// output bound, priced at the route's prices). Settled when the call's record is built.
@@ -104,6 +154,19 @@ impl AppState {
         request_id: &str,
         prompt: &serde_json::Map<String, serde_json::Value>,
         max_output: u64,
+    ) -> Result<crate::admission::Reservation, GatewayError> {
+        self.admit_counted(call, request_id, prompt, max_output, None)
+            .await
+    }
+
+    /// [`Self::admit`] for a call whose request [`Self::count_request`] counted already.
+    pub async fn admit_counted(
+        &self,
+        call: &AuthorizedCall,
+        request_id: &str,
+        prompt: &serde_json::Map<String, serde_json::Value>,
+        max_output: u64,
+        counted: Option<crate::admission::Counted>,
     ) -> Result<crate::admission::Reservation, GatewayError> {
         let index = self.0.auth.load();
         let tenant = call.ctx.principal.scope.tenant_id();
@@ -122,17 +185,20 @@ impl AppState {
         };
         let pricing = call.route.pricing;
         let key = call.ctx.principal.credential.to_string();
-        adm.reserve(crate::admission::Ask {
-            tenant,
-            key: &key,
-            user: call.ctx.principal.user.as_deref(),
-            request_id,
-            limits: &limits,
-            tokens: prompt_tokens + max_output,
-            prompt_tokens,
-            cost: pricing.cost(prompt_tokens, 0, max_output),
-            now_ms: now_ms(),
-        })
+        adm.reserve_counted(
+            crate::admission::Ask {
+                tenant,
+                key: &key,
+                user: call.ctx.principal.user.as_deref(),
+                request_id,
+                limits: &limits,
+                tokens: prompt_tokens + max_output,
+                prompt_tokens,
+                cost: pricing.cost(prompt_tokens, 0, max_output),
+                now_ms: now_ms(),
+            },
+            counted,
+        )
         .await
     }
 

@@ -146,9 +146,9 @@ impl Server {
             .map_err(|source| StartError::Bind { addr, source })?;
         Ok(Server {
             listener,
+            tasks: state.0.tasks.clone(),
             state,
             audit_writer,
-            tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         })
     }
@@ -197,6 +197,9 @@ impl Server {
             r = serve => r,
             _ = async { let _ = stop_rx.await; tokio::time::sleep(grace).await } => {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
+                // Cut what still runs while the audit writer is alive: each cut call's guard
+                // records and settles it on the tracker, which is waited for below.
+                state.0.grace_over.cancel();
                 Ok(())
             }
         };

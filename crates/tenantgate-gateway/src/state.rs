@@ -30,6 +30,14 @@ pub(crate) struct Inner {
     pub oidc: crate::oidc::Verifier,
     /// Knowledge-base indexes loaded in this process.
     pub knowledge: crate::rag::Knowledge,
+    /// Calls refused because their tenant's stored policy is unreadable (`/metrics`).
+    pub policy_refusals: std::sync::atomic::AtomicU64,
+    /// Background work of this server (detached audit writes, settlements, reloads): shutdown
+    /// waits for all of it before draining the audit writer.
+    pub tasks: tokio_util::task::TaskTracker,
+    /// Cancelled when shutdown's grace is over: requests still running are cut (dropped
+    /// inside the runtime, so their drop guards record and settle them).
+    pub grace_over: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -63,6 +71,9 @@ impl AppState {
                 .unwrap_or_default(),
             oidc: crate::oidc::Verifier::new(&config.auth.oidc),
             knowledge: crate::rag::Knowledge::new(&config.rag),
+            policy_refusals: std::sync::atomic::AtomicU64::new(0),
+            tasks: tokio_util::task::TaskTracker::new(),
+            grace_over: tokio_util::sync::CancellationToken::new(),
             audit,
             admission,
             config,
@@ -120,6 +131,15 @@ impl AppState {
             tracing::info!(tenant = %t, "deleted tenant's knowledge-base indexes removed");
         }
         Ok(rev)
+    }
+
+    /// Runs `fut` on the server's task tracker: it outlives the request that started it (a
+    /// caller that leaves does not cancel it) and shutdown waits for it.
+    pub(crate) fn spawn<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.0.tasks.spawn(fut)
     }
 
     /// Leak-guard incidents recorded by this process.

@@ -449,3 +449,144 @@ async fn a_stream_the_client_abandons_is_still_recorded() {
     }
     gw.stop().await;
 }
+
+/// Issue 14 item 5: every control-plane record carries the status its caller got, and a
+/// refused change is not a `configuration_change`; the `status` filter finds them.
+#[tokio::test]
+async fn control_plane_refusals_are_recorded_with_the_status_the_caller_got() {
+    let gw = TestGateway::start().await;
+    let (t, member) = gw.tenant("acme", &["*"], None).await;
+    let admin = gw.admin_key(&t).await;
+    let put = |key: &str, path: &str, body: Value| {
+        gw.http
+            .put(format!("{}{path}", gw.url))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let mut expect: Vec<(String, u16, &str)> = Vec::new();
+    let r = put(&admin, "/tenant/v1/guard-policy", json!({"pii": "redact"}))
+        .await
+        .unwrap();
+    expect.push((rid(&r), 200, "configuration_change"));
+    let r = gw.get("/tenant/v1/guard-policy", &member).await;
+    expect.push((rid(&r), 403, "access_denied"));
+    // The platform API refuses a tenant principal: recorded in its tenant's chain as such.
+    let r = gw.get("/admin/v1/tenants", &admin).await;
+    expect.push((rid(&r), 403, "access_denied"));
+    let r = put(&admin, "/tenant/v1/guard-policy", json!({"pii": "explode"}))
+        .await
+        .unwrap();
+    expect.push((rid(&r), 400, "request_failed"));
+    let r = gw
+        .get("/tenant/v1/prompts/no-such-prompt/versions/1", &admin)
+        .await;
+    expect.push((rid(&r), 404, "request_failed"));
+    let kb = json!({"name": "docs"});
+    let r = gw.post("/tenant/v1/knowledge-bases", &admin, &kb).await;
+    expect.push((rid(&r), 201, "configuration_change"));
+    let r = gw.post("/tenant/v1/knowledge-bases", &admin, &kb).await;
+    expect.push((rid(&r), 409, "request_failed"));
+
+    for (id, status, event) in &expect {
+        let page: Value = gw
+            .get(&format!("/tenant/v1/audit/records?status={status}"), &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let found = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| &d["record"])
+            .find(|r| r["id"] == *id)
+            .unwrap_or_else(|| panic!("{id} not found with ?status={status}: {page}"));
+        assert_eq!(found["status"], *status, "{found}");
+        assert_eq!(found["event"], *event, "{found}");
+    }
+    // Only the changes that happened are changes.
+    let changes: Value = gw
+        .get(
+            "/tenant/v1/audit/records?event=configuration_change",
+            &admin,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    for c in changes["data"].as_array().unwrap() {
+        let s = c["record"]["status"].as_u64().unwrap();
+        assert!(
+            (200..300).contains(&s),
+            "a refused change recorded as a change: {c}"
+        );
+    }
+    gw.stop().await;
+}
+
+/// Issue 14 item 8, shutdown: a call still waiting on the provider when shutdown's grace is
+/// over is cut while the audit writer still runs, answered 503 and recorded as `shutdown`
+/// with that status (it used to vanish with the process).
+#[tokio::test]
+async fn a_call_cut_by_shutdown_is_recorded() {
+    let gw = TestGateway::start().await;
+    let (t, key) = gw.tenant("acme", &["gpt-test"], None).await;
+    let seen = gw
+        .mock
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let call = {
+        let (http, url, key) = (gw.http.clone(), gw.url.clone(), key.clone());
+        tokio::spawn(async move {
+            http.post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&chat("gpt-test", "think for an hour mock:timeout"))
+                .send()
+                .await
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gw
+        .mock
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == seen
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the provider never got the call"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let config = gw.config.clone();
+    // Stops within the grace (1 s in the test kit), not when the provider answers.
+    let _dir = tokio::time::timeout(std::time::Duration::from_secs(10), gw.stop_keeping_files())
+        .await
+        .expect("shutdown waited for the provider");
+    let r = call.await.unwrap().unwrap();
+    assert_eq!(r.status(), 503);
+    let id = rid(&r);
+    let store = tenantgate_gateway::server::open_store(&config)
+        .await
+        .unwrap();
+    let rows = store
+        .tenant(&scope(&t))
+        .audit()
+        .query(&AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rec: Value = rows
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.record).unwrap())
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no record for the call cut by shutdown"));
+    assert_eq!(rec["status"], 503, "{rec}");
+    assert_eq!(rec["detail"]["outcome"], "shutdown", "{rec}");
+    store.close().await;
+}

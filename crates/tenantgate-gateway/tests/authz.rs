@@ -752,6 +752,13 @@ async fn break_glass_is_time_boxed_visible_to_the_tenant_and_every_read_is_recor
         .map(|r| &r["record"])
         .filter(|r| r["actor"]["user"] == "ops")
         .map(|r| {
+            // Every record carries the status the platform admin got (issue 14 item 5).
+            let want = if r["event"] == "access_denied" {
+                403
+            } else {
+                200
+            };
+            assert_eq!(r["status"], want, "{r}");
             (
                 r["event"].as_str().unwrap().to_owned(),
                 r["detail"]["action"].as_str().unwrap_or("").to_owned(),

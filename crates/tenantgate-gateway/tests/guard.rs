@@ -475,3 +475,149 @@ async fn incidents_reach_the_platform_and_tenant_webhooks_without_any_text() {
     assert_eq!(r.status(), 400);
     strict.stop().await;
 }
+
+/// Issue 14 item 9: a stored guard, audit or limits policy this version cannot parse (as a
+/// newer version might write it during a rolling upgrade) is not replaced by defaults: the
+/// tenant's calls get a clear 503 in both wire shapes, counted at /metrics, other tenants are
+/// unaffected, and calls work again once the policy is readable.
+#[tokio::test]
+async fn an_unreadable_stored_policy_fails_closed_until_it_is_readable() {
+    let gw = TestGateway::start().await;
+    let (acme, key) = gw.tenant("acme", &["gpt-test", "claude-test"], None).await;
+    let (_, other) = gw.tenant("globex", &["gpt-test"], None).await;
+    let admin = gw.admin_key(&acme).await;
+    for (path, body) in [
+        ("/tenant/v1/guard-policy", json!({"secrets": "block"})),
+        ("/tenant/v1/audit-policy", json!({"prompt": "sealed"})),
+    ] {
+        let r = gw
+            .http
+            .put(format!("{}{path}", gw.url))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    gw.state
+        .store()
+        .platform(&TestGateway::admin())
+        .set_limits(&acme.id, Some(r#"{"requests_per_minute":1000}"#), None)
+        .await
+        .unwrap();
+    let anthropic = json!({"model": "claude-test", "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let cases = [
+        (
+            "tenant_guard_policy",
+            "policy",
+            r#"{"secrets":"quarantine"}"#,
+            r#"{"secrets":"block"}"#,
+            "guard",
+        ),
+        (
+            "tenant_audit_policy",
+            "policy",
+            r#"{"prompt":"sealed_v2"}"#,
+            r#"{"prompt":"sealed"}"#,
+            "audit",
+        ),
+        (
+            "tenant_limits",
+            "overrides",
+            r#"{"requests_per_minute":"many"}"#,
+            r#"{"requests_per_minute":1000}"#,
+            "limits",
+        ),
+    ];
+    let mut refused = 0;
+    for (table, column, bad, good, kind) in cases {
+        set_row(&gw, table, column, &acme.id, bad).await;
+        let r = gw
+            .post("/v1/chat/completions", &key, &chat("gpt-test", "hi"))
+            .await;
+        assert_eq!(r.status(), 503, "{kind}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "tenant_policy_unreadable", "{e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(kind),
+            "{e}"
+        );
+        let r = gw.post("/v1/messages", &key, &anthropic).await;
+        assert_eq!(r.status(), 503, "{kind}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["type"], "error", "{e}");
+        assert_eq!(e["error"]["type"], "api_error", "{e}");
+        // The tenant API does not serve on defaults either.
+        assert_eq!(
+            gw.get("/tenant/v1/guard-policy", &admin).await.status(),
+            503
+        );
+        refused += 3;
+        // Other tenants are unaffected.
+        let r = gw
+            .post("/v1/chat/completions", &other, &chat("gpt-test", "hi"))
+            .await;
+        assert_eq!(r.status(), 200, "{kind}");
+        assert_eq!(metric(&gw, "tenantgate_policy_unreadable_tenants").await, 1);
+        assert_eq!(
+            metric(&gw, "tenantgate_policy_unreadable_refusals_total").await,
+            refused
+        );
+        // Readable again: served again.
+        set_row(&gw, table, column, &acme.id, good).await;
+        let r = gw
+            .post("/v1/chat/completions", &key, &chat("gpt-test", "hi"))
+            .await;
+        assert_eq!(r.status(), 200, "{kind}");
+        assert_eq!(metric(&gw, "tenantgate_policy_unreadable_tenants").await, 0);
+    }
+    gw.stop().await;
+}
+
+/// Writes a tenant's policy row directly, as another version of the gateway would, and waits
+/// until the gateway reloaded.
+async fn set_row(
+    gw: &TestGateway,
+    table: &str,
+    column: &str,
+    tenant: &tenantgate_core::TenantId,
+    value: &str,
+) {
+    let tenantgate_store::Store::Sqlite(pool) = gw.state.store() else {
+        unreachable!()
+    };
+    let sql = format!("UPDATE {table} SET {column} = ?1 WHERE tenant_id = ?2");
+    let n = sqlx::query(&sql)
+        .bind(value)
+        .bind(tenant.as_str())
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(n, 1, "{sql}");
+    // As every control-plane write does: the revision moves, the gateways reload.
+    sqlx::query("UPDATE control_revision SET revision = revision + 1")
+        .execute(pool)
+        .await
+        .unwrap();
+    gw.wait_for_revision().await;
+}
+
+async fn metric(gw: &TestGateway, name: &str) -> u64 {
+    let m = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap()
+        .parse()
+        .unwrap()
+}

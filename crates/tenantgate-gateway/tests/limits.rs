@@ -452,3 +452,207 @@ async fn a_cache_hit_costs_nothing() {
     assert_eq!(limits["counted"]["month_spend_micros"], c1);
     gw.stop().await;
 }
+
+/// Waits (deadline poll) until `check` returns something.
+async fn poll<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Issue 14 item 8: a non-streamed call whose client leaves while the provider is still
+/// thinking (the handler is dropped) is recorded as `cancelled` (499), settled at its prompt,
+/// and its concurrency slot is free at once, not after `reservation_ttl_secs`: on both wires
+/// and for embeddings.
+#[tokio::test]
+async fn a_cancelled_call_is_recorded_settled_and_frees_its_slot_at_once() {
+    let gw = TestGateway::start_with(priced).await;
+    let (t, key) = gw.tenant("acme", &["gpt-test", "claude-test"], None).await;
+    let admin = gw.admin_key(&t).await;
+    // One call at a time; the budget makes admission count tokens (the prompt is settled).
+    set_limits(
+        &gw,
+        &t,
+        r#"{"concurrent_requests": 1, "monthly_spend_micros": 1000000000000}"#,
+    )
+    .await;
+    let gw = Arc::new(gw);
+    let hang = "please think for an hour mock:timeout";
+    let cases = [
+        ("/v1/chat/completions", chat("gpt-test", hang)),
+        (
+            "/v1/messages",
+            json!({"model": "claude-test", "max_tokens": 64,
+                "messages": [{"role": "user", "content": hang}]}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "gpt-test", "input": hang}),
+        ),
+    ];
+    for (i, (path, body)) in cases.into_iter().enumerate() {
+        let seen = gw
+            .mock
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let call = {
+            let (gw, key, body) = (gw.clone(), key.clone(), body.clone());
+            tokio::spawn(async move { gw.post(path, &key, &body).await })
+        };
+        // The provider has the request: the call holds its reservation and slot.
+        poll("the provider to receive the call", || async {
+            (gw.mock
+                .stats
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > seen)
+                .then_some(())
+        })
+        .await;
+        // The client gives up: its connection closes, the gateway drops the handler.
+        call.abort();
+        let _ = call.await;
+        let rec = poll("the cancelled call's record", || async {
+            let page: Value = gw
+                .get("/tenant/v1/audit/records?status=499", &admin)
+                .await
+                .json()
+                .await
+                .unwrap();
+            let recs = page["data"].as_array().unwrap().clone();
+            (recs.len() == i + 1).then(|| recs[0]["record"].clone())
+        })
+        .await;
+        assert_eq!(rec["event"], "api_call", "{path}: {rec}");
+        assert_eq!(rec["detail"]["outcome"], "cancelled", "{path}: {rec}");
+        // Settled at the prompt it sent (priced at 1,000 micro-dollars a token), no output.
+        let input = rec["tokens"]["input"].as_i64().unwrap();
+        assert!(input > 0, "{path}: {rec}");
+        assert_eq!(rec["tokens"]["output"], 0, "{path}: {rec}");
+        assert_eq!(rec["cost_micros"].as_i64().unwrap(), input * 1000, "{path}");
+        // The slot is free at once: the next call (concurrency limit 1) is admitted.
+        let r = gw
+            .post("/v1/chat/completions", &key, &chat("gpt-test", "hi"))
+            .await;
+        assert_eq!(
+            r.status(),
+            200,
+            "{path}: the cancelled call still holds its slot"
+        );
+    }
+    // Every call settled exactly once: the budget counter is the sum of the recorded costs.
+    let limits: Value = gw
+        .get("/tenant/v1/limits", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let usage: Value = gw
+        .get("/tenant/v1/usage?group_by=model", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let settled: i64 = usage["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cost_micros"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        limits["counted"]["month_spend_micros"].as_i64().unwrap(),
+        settled
+    );
+    Arc::try_unwrap(gw).ok().unwrap().stop().await;
+}
+
+/// Issue 14 item 13 (the counting part): a call refused after authentication (unknown model
+/// 404, bad body 400, model not allowed 403) still uses one request of its tenant's and key's
+/// per-minute windows; once a window is full, the caller gets 429 before any other work
+/// (even a bad body is not read), and nothing reaches the provider.
+#[tokio::test]
+async fn refused_calls_count_against_the_request_rate() {
+    let gw = TestGateway::start().await;
+    // The windows are clock minutes: a run that straddles a boundary starts over with fresh
+    // tenants (the precondition, not the assertion, is repeated).
+    for attempt in 0..2 {
+        let m = minute_now();
+        let (t, key) = gw
+            .tenant(&format!("acme-{attempt}"), &["gpt-test"], None)
+            .await;
+        let other_key = gw.key(&t, None).await;
+        set_limits(
+            &gw,
+            &t,
+            r#"{"requests_per_minute": 4, "key_requests_per_minute": 3}"#,
+        )
+        .await;
+        let upstream_before = gw
+            .mock
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let refused = [
+            gw.post("/v1/chat/completions", &key, &chat("no-such-model", "hi"))
+                .await
+                .status(),
+            gw.post_raw("/v1/chat/completions", &key, "{not json")
+                .await
+                .status(),
+            gw.post("/v1/chat/completions", &key, &chat("claude-test", "hi"))
+                .await
+                .status(),
+        ];
+        // The key's window (3) is full: 429 first, even for a body that is not JSON.
+        let over_valid = gw
+            .post("/v1/chat/completions", &key, &chat("gpt-test", "hi"))
+            .await;
+        let over_status = over_valid.status();
+        let over_code = over_valid.json::<Value>().await.unwrap()["error"]["code"].clone();
+        let over_bad = gw
+            .post_raw("/v1/chat/completions", &key, "{not json")
+            .await
+            .status();
+        // Another key of the tenant has its own key window, but takes the tenant's last
+        // request (4 counted: 3 refused + this one).
+        let other = gw
+            .post("/v1/chat/completions", &other_key, &chat("gpt-test", "hi"))
+            .await
+            .status();
+        let tenant_full = gw
+            .post("/v1/chat/completions", &other_key, &chat("gpt-test", "hi"))
+            .await
+            .status();
+        let upstream_calls = gw
+            .mock
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - upstream_before;
+        if minute_now() != m {
+            continue;
+        }
+        assert_eq!(refused.map(|s| s.as_u16()), [404, 400, 403]);
+        assert_eq!(over_status, 429);
+        assert_eq!(over_code, "rate_limit_exceeded");
+        assert_eq!(over_bad, 429);
+        assert_eq!(other, 200);
+        assert_eq!(tenant_full, 429);
+        assert_eq!(
+            upstream_calls, 1,
+            "only the admitted call reached the provider"
+        );
+        gw.stop().await;
+        return;
+    }
+    panic!("two minute boundaries crossed");
+}

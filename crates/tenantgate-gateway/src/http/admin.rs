@@ -420,17 +420,22 @@ async fn break_glass(
         .await
         .map_err(st)?;
     let Some(grant) = grant else {
-        record(
-            app,
+        let denied = GatewayError::Forbidden(
+            "tenant data needs an active break-glass grant (POST /admin/v1/break-glass)".into(),
+        );
+        crate::control::record_operator_outcome(
+            app.store(),
             admin,
-            &t,
+            &t.id,
             EventType::AccessDenied,
+            denied.status().as_u16(),
             json!({"action": "break_glass.read", "read": what, "reason": "no active grant"}),
         )
-        .await?;
-        return Err(GatewayError::Forbidden(
-            "tenant data needs an active break-glass grant (POST /admin/v1/break-glass)".into(),
-        ));
+        .await
+        .map_err(|_| {
+            GatewayError::Unavailable("the audit log could not record this action".into())
+        })?;
+        return Err(denied);
     };
     let mut entry = crate::audit::event_record(
         request_id,

@@ -45,7 +45,7 @@ async fn inner(
     audit: &mut crate::audit::CallAudit,
     sources_out: &mut Option<axum::http::HeaderValue>,
 ) -> Result<Response, GatewayError> {
-    let (ctx, mut req) = tenant_request(app, headers, body, audit).await?;
+    let (ctx, mut req, counted) = tenant_request(app, headers, body, audit).await?;
     let ext = compose::take_extension(&mut req)?;
     let meta = anthropic::messages_meta(&req).map_err(codec)?;
     audit.set_requested_model(&meta.model);
@@ -67,7 +67,9 @@ async fn inner(
     app.guard_anthropic_request(&call.ctx, &mut req)?;
     audit.set_prompt(&req);
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
-    let admitted = app.admit(&call, &request_id, &req, meta.max_tokens).await?;
+    let admitted = app
+        .admit_counted(&call, &request_id, &req, meta.max_tokens, counted)
+        .await?;
     // The prompt as admission counted it (0 when the tenant's limits count no tokens).
     let prompt_estimate = admitted.prompt_tokens;
     audit.admitted(admitted, call.route.pricing);

@@ -1,6 +1,7 @@
 //! The tenant's audit API (`/tenant/v1/audit...`), and the middleware that records every
-//! tenant-API call in the caller's chain: changes as `configuration_change`, reads as
-//! `data_access`, role refusals as `access_denied`. The tenant is the caller's, always.
+//! tenant-API call in the caller's chain with the status the caller got: changes as
+//! `configuration_change`, reads as `data_access`, role refusals as `access_denied`, other
+//! refusals and failures as `request_failed`. The tenant is the caller's, always.
 
 use super::tenant::{admin_context, json_body, ok};
 use super::RequestId;
@@ -31,22 +32,27 @@ pub(super) async fn record_tenant_call(
     next: Next,
 ) -> Response {
     let method = req.method().clone();
-    let ctx = app.tenant_context(req.headers()).await.ok();
+    let ctx = app.resolve_tenant(req.headers()).await.ok();
     let resp = next.run(req).await;
     let Some(ctx) = ctx else { return resp };
     let status = resp.status();
-    let event = if status == StatusCode::FORBIDDEN {
-        EventType::AccessDenied
-    } else if method == Method::GET {
-        EventType::DataAccess
-    } else {
-        EventType::ConfigurationChange
-    };
-    let detail =
-        json!({"method": method.as_str(), "route": path.as_str(), "status": status.as_u16()});
-    match crate::audit::event(&app, &ctx, &rid.0, event, detail).await {
+    let event = control_event(&method, status);
+    let detail = json!({"method": method.as_str(), "route": path.as_str()});
+    match crate::audit::event(&app, &ctx, &rid.0, event, status.as_u16(), detail).await {
         Ok(()) => resp,
         Err(e) => e.render(Wire::OpenAi),
+    }
+}
+
+/// The event a control-plane call is, by the status its caller got: only a call that
+/// succeeded is a change or a read; a refusal by role is `access_denied`; anything else that
+/// did not complete (400, 404, 409, 5xx) is `request_failed`, never a change.
+pub(super) fn control_event(method: &Method, status: StatusCode) -> EventType {
+    match status.as_u16() {
+        200..=399 if method == Method::GET || method == Method::HEAD => EventType::DataAccess,
+        200..=399 => EventType::ConfigurationChange,
+        401 | 403 => EventType::AccessDenied,
+        _ => EventType::RequestFailed,
     }
 }
 

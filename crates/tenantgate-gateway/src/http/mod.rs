@@ -62,6 +62,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            in_flight,
+        ))
         .layer(axum::middleware::from_fn(edge))
         .with_state(state)
 }
@@ -105,9 +109,36 @@ async fn metrics(State(app): State<AppState>) -> Response {
         app.incidents().render()
             + &app.0.audit.stats.render()
             + &app.0.admission.stats.render()
-            + &app.0.knowledge.stats.render(),
+            + &app.0.knowledge.stats.render()
+            + &policy_metrics(&app),
     )
         .into_response()
+}
+
+/// Holds every request on the server's task tracker (shutdown waits for it) and, once
+/// shutdown's grace is over, cuts a request still running: its handler is dropped here,
+/// inside the runtime, so its drop guards record and settle it before the audit writer stops.
+async fn in_flight(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let _held = app.0.tasks.token();
+    let wire = wire_for(req.uri().path());
+    tokio::select! {
+        r = next.run(req) => r,
+        _ = app.0.grace_over.cancelled() => {
+            GatewayError::Unavailable("the gateway is shutting down".into()).render(wire)
+        }
+    }
+}
+
+/// Tenants whose stored policy this gateway cannot read, and the calls refused for it.
+fn policy_metrics(app: &AppState) -> String {
+    format!(
+        "# TYPE tenantgate_policy_unreadable_tenants gauge\ntenantgate_policy_unreadable_tenants {}\n\
+         # TYPE tenantgate_policy_unreadable_refusals_total counter\ntenantgate_policy_unreadable_refusals_total {}\n",
+        app.0.auth.load().unreadable_count(),
+        app.0
+            .policy_refusals
+            .load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 async fn readyz(State(app): State<AppState>) -> Response {
@@ -206,17 +237,27 @@ pub(crate) fn annotate(mut resp: Response, upstream: Duration, info: CallInfo) -
     resp
 }
 
-/// Stages 1-2, then the body: the credential is checked before any body byte is read.
+/// A model call's authenticated caller, its body, and its request as counted.
+pub(crate) type TenantRequest = (
+    crate::pipeline::TenantContext,
+    Map<String, Value>,
+    Option<crate::admission::Counted>,
+);
+
+/// Stages 1-2, the request count, then the body: the credential is checked before any body
+/// byte is read, and the call uses one request of its rate windows before anything can
+/// refuse it (a caller over its request rate gets 429 before any other work).
 pub(crate) async fn tenant_request(
     app: &AppState,
     headers: &axum::http::HeaderMap,
     body: Body,
     audit: &mut crate::audit::CallAudit,
-) -> Result<(crate::pipeline::TenantContext, Map<String, Value>), GatewayError> {
+) -> Result<TenantRequest, GatewayError> {
     let ctx = app.tenant_context(headers).await?;
     audit.bind(app, &ctx);
+    let counted = app.count_request(&ctx, &audit.request_id).await?;
     let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
-    Ok((ctx, parse_object(&bytes)?))
+    Ok((ctx, parse_object(&bytes)?, counted))
 }
 
 /// The edge log labels and the end-of-call report of an authorized call.

@@ -68,7 +68,7 @@ async fn chat(
     audit: &mut crate::audit::CallAudit,
     sources_out: &mut Option<axum::http::HeaderValue>,
 ) -> Result<Response, GatewayError> {
-    let (ctx, mut req) = tenant_request(app, headers, body, audit).await?;
+    let (ctx, mut req, counted) = tenant_request(app, headers, body, audit).await?;
     let ext = compose::take_extension(&mut req)?;
     let meta = openai::chat_meta(&req).map_err(codec)?;
     audit.set_requested_model(&meta.model);
@@ -97,7 +97,9 @@ async fn chat(
     };
     let bound = call.bound_max_tokens(meta.max_tokens, param)?;
     let max_out = bound.unwrap_or(u64::from(call.route.default_max_tokens));
-    let admitted = app.admit(&call, &request_id, &req, max_out).await?;
+    let admitted = app
+        .admit_counted(&call, &request_id, &req, max_out, counted)
+        .await?;
     audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &meta.model);
     let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
@@ -260,14 +262,16 @@ async fn embed_inner(
     body: Body,
     audit: &mut crate::audit::CallAudit,
 ) -> Result<Response, GatewayError> {
-    let (ctx, mut req) = tenant_request(app, headers, body, audit).await?;
+    let (ctx, mut req, counted) = tenant_request(app, headers, body, audit).await?;
     let model = openai::embeddings_model(&req).map_err(codec)?;
     audit.set_requested_model(&model);
     let call = app.authorize(ctx, &model)?;
     audit.set_model(&model, &call.route);
     audit.note("endpoint", "embeddings");
     audit.set_prompt(&req);
-    let admitted = app.admit(&call, &request_id, &req, 0).await?;
+    let admitted = app
+        .admit_counted(&call, &request_id, &req, 0, counted)
+        .await?;
     audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &model);
     let route = call.route;

@@ -295,6 +295,17 @@ impl TestGateway {
         }
     }
 
+    /// Stops the server and hands back its directory (database, keys) for inspection.
+    pub async fn stop_keeping_files(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        self.dir
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -1,0 +1,635 @@
+//! A model call's audit record: [`CallAudit`], filled as the call's stages pass and written by
+//! [`CallAudit::finish`] before the response is released, and [`StreamAudit`], the same for a
+//! stream (written before its terminal event). Split from `audit.rs` (the writer and events).
+
+use crate::audit::{body_aad_id, write, BODY_KIND};
+use crate::error::{GatewayError, Wire};
+use crate::pipeline::{now_ms, TenantContext};
+use crate::state::AppState;
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Instant;
+use tenantgate_audit::{
+    Actor, AuditPolicy, BodyDigest, BodyMode, Client, ErrorInfo, EventType, ModelInfo, Record,
+    Tokens,
+};
+use tenantgate_core::TenantScope;
+use tenantgate_store::audit::NewAuditRecord;
+
+/// Who the caller is and what its tenant's policy says, once authenticated.
+struct Bound {
+    app: AppState,
+    scope: TenantScope,
+    actor: Actor,
+    policy: Arc<AuditPolicy>,
+}
+
+/// A call's audit record in the making, and its drop guard: once the caller authenticated,
+/// the record (and the call's reservation) must be built exactly once. If the handler is
+/// dropped first (the client disconnected, or shutdown passed its grace), `Drop` writes it
+/// as `cancelled` (status 499) and settles the reservation on the server's task tracker.
+#[must_use = "a call's record is written by finish (or by its drop guard as cancelled)"]
+pub(crate) struct CallAudit {
+    pub request_id: String,
+    started: Instant,
+    ts_ms: i64,
+    client: Client,
+    bound: Option<Bound>,
+    model: Option<ModelInfo>,
+    prompt: Option<Vec<u8>>,
+    /// Set when a stream took the record over.
+    streaming: bool,
+    detail: Map<String, Value>,
+    /// The call's admission, settled when the record is built, with the route's prices.
+    admission: Option<(crate::admission::Reservation, crate::config::Pricing)>,
+    /// The tenant's rate-limit state for the response headers (streams too).
+    rate: Option<crate::admission::RateState>,
+    /// Served from the response cache: settled at zero.
+    cache_hit: bool,
+    /// Whether dropping it unbuilt writes a `cancelled` record (off for the guard's own copy).
+    armed: bool,
+}
+
+pub(crate) fn actor(ctx: &TenantContext) -> Actor {
+    let kind = match ctx.principal.credential {
+        tenantgate_core::Credential::ApiKey(_) => "api_key",
+        tenantgate_core::Credential::Token { .. } => "oidc",
+    };
+    Actor {
+        kind: kind.into(),
+        key_id: Some(ctx.principal.credential.to_string()),
+        user: ctx.principal.user.clone(),
+        role: Some(ctx.principal.role.to_string()),
+    }
+}
+
+impl CallAudit {
+    pub fn new(
+        request_id: String,
+        headers: &axum::http::HeaderMap,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Self {
+        CallAudit {
+            request_id,
+            started: Instant::now(),
+            ts_ms: now_ms(),
+            client: Client {
+                ip: peer.map(|p| p.ip().to_string()),
+                user_agent: headers
+                    .get("user-agent")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.chars().take(256).collect()),
+            },
+            bound: None,
+            model: None,
+            prompt: None,
+            streaming: false,
+            detail: Map::new(),
+            admission: None,
+            rate: None,
+            cache_hit: false,
+            armed: true,
+        }
+    }
+
+    /// The call was admitted: its reservation is settled with the actual usage.
+    pub fn admitted(&mut self, r: crate::admission::Reservation, pricing: crate::config::Pricing) {
+        self.rate = Some(r.rate);
+        self.admission = Some((r, pricing));
+    }
+
+    /// The caller is authenticated: from here on the call is recorded in its tenant's chain.
+    pub fn bind(&mut self, app: &AppState, ctx: &TenantContext) {
+        let policy = app
+            .0
+            .auth
+            .load()
+            .audit_policy(ctx.principal.scope.tenant_id());
+        self.bound = Some(Bound {
+            app: app.clone(),
+            scope: ctx.principal.scope.clone(),
+            actor: actor(ctx),
+            policy,
+        });
+    }
+
+    pub fn set_model(&mut self, requested: &str, route: &crate::upstream::Route) {
+        self.model = Some(ModelInfo {
+            requested: requested.to_owned(),
+            resolved: Some(route.upstream_model.clone()),
+            provider: Some(route.provider.name.clone()),
+            version: None,
+        });
+    }
+
+    pub fn set_requested_model(&mut self, requested: &str) {
+        self.model.get_or_insert_with(|| ModelInfo {
+            requested: requested.to_owned(),
+            ..Default::default()
+        });
+    }
+
+    /// The request as it goes to the provider (after composition and the inbound guard);
+    /// serialized only if the policy keeps something of it.
+    pub fn set_prompt(&mut self, req: &Map<String, Value>) {
+        if let Some(b) = &self.bound {
+            if b.policy.prompt != BodyMode::None {
+                self.prompt = serde_json::to_vec(req).ok();
+            }
+        }
+    }
+
+    /// The response came from the tenant's response cache (no provider call, no cost).
+    pub fn cache_hit(&mut self) {
+        self.cache_hit = true;
+        self.note("cache", "hit");
+    }
+
+    pub fn note(&mut self, key: &str, value: impl Into<Value>) {
+        self.detail.insert(key.to_owned(), value.into());
+    }
+
+    /// Whether the response body should be kept for the record.
+    pub fn wants_response(&self) -> bool {
+        self.bound
+            .as_ref()
+            .is_some_and(|b| b.policy.response != BodyMode::None)
+    }
+
+    /// Hands the record to a stream, which writes it before its terminal event.
+    pub fn take_for_stream(&mut self) -> CallAudit {
+        self.streaming = true;
+        self.detach()
+    }
+
+    /// Moves the record out, leaving this one empty (unbound: its drop writes nothing).
+    fn detach(&mut self) -> CallAudit {
+        CallAudit {
+            request_id: self.request_id.clone(),
+            started: self.started,
+            ts_ms: self.ts_ms,
+            client: std::mem::take(&mut self.client),
+            bound: self.bound.take(),
+            model: self.model.take(),
+            prompt: self.prompt.take(),
+            streaming: false,
+            detail: std::mem::take(&mut self.detail),
+            admission: self.admission.take(),
+            rate: self.rate,
+            cache_hit: self.cache_hit,
+            armed: true,
+        }
+    }
+
+    /// What a call cancelled before its response was read consumed, as far as the gateway can
+    /// tell: the prompt (sent to the provider, which bills it) and no output (none was
+    /// received, and dropping the handler closed the provider connection). The reserved
+    /// maximum would charge output nobody got; zero would let a caller that always hangs up
+    /// spend the provider's input for free. `None` when nothing was counted (no token limit,
+    /// or a cache hit).
+    fn cancelled_usage(&self) -> Option<Tokens> {
+        let (r, _) = self.admission.as_ref()?;
+        (r.prompt_tokens > 0 && !self.cache_hit).then_some(Tokens {
+            input: r.prompt_tokens,
+            output: 0,
+        })
+    }
+
+    /// Builds the record (sealing kept bodies with the tenant's key). `None` when the caller
+    /// never authenticated: there is no tenant chain to write to.
+    pub async fn entry(
+        mut self,
+        app: &AppState,
+        event: EventType,
+        status: u16,
+        error: Option<&GatewayError>,
+        response: Option<&[u8]>,
+        tokens: Option<Tokens>,
+    ) -> Option<(TenantScope, Arc<AuditPolicy>, NewAuditRecord)> {
+        // Taken first: from here the record is this function's, so the drop guard stands down.
+        let b = self.bound.take()?;
+        let mut model = self.model.take();
+        let mut tool_calls = Vec::new();
+        let mut tokens = tokens;
+        if let Some(r) = response {
+            if let Ok(v) = serde_json::from_slice::<Value>(r) {
+                read_response(&v, &mut model, &mut tool_calls, &mut tokens);
+            }
+        }
+        // Settle: the actual usage replaces the reservation. A success without usage from the
+        // provider settles at the reserved maximum (never under-counted); a failure at zero.
+        // A response served from the tenant's cache consumed nothing at the provider.
+        let mut cost_micros = None;
+        if let Some((r, pricing)) = &self.admission {
+            let (input, output) = match tokens {
+                _ if self.cache_hit => (0, 0),
+                Some(t) => (t.input, t.output),
+                None if status < 300 => (r.est_tokens, 0),
+                None => (0, 0),
+            };
+            let cost = match tokens {
+                _ if self.cache_hit => 0,
+                None if status < 300 => r.est_cost,
+                _ => pricing.cost(input, 0, output),
+            };
+            cost_micros = Some(cost.min(i64::MAX as u64) as i64);
+            app.0.admission.settle(r, input + output, cost).await;
+        }
+        let id = std::mem::take(&mut self.request_id);
+        let (prompt, prompt_sealed) = keep_body(
+            app,
+            &b.scope,
+            &id,
+            "prompt",
+            b.policy.prompt,
+            self.prompt.as_deref(),
+        )
+        .await;
+        let (response, response_sealed) =
+            keep_body(app, &b.scope, &id, "response", b.policy.response, response).await;
+        let record = Record {
+            v: 1,
+            tenant: String::new(),
+            seq: 0,
+            ts_ms: self.ts_ms,
+            id,
+            event,
+            actor: b.actor,
+            model,
+            prompt,
+            response,
+            tool_calls,
+            tokens,
+            cost_micros,
+            latency_ms: Some(self.started.elapsed().as_millis() as u64),
+            status,
+            error: error.map(|e| ErrorInfo {
+                code: e.code().to_owned(),
+                message: e.to_string(),
+            }),
+            client: Some(std::mem::take(&mut self.client)),
+            detail: Value::Object(std::mem::take(&mut self.detail)),
+        };
+        Some((
+            b.scope,
+            b.policy,
+            NewAuditRecord {
+                record,
+                prompt_sealed,
+                response_sealed,
+            },
+        ))
+    }
+
+    /// Writes the call's record, then releases its response. A streamed response is released
+    /// at once: its stream writes the record before the terminal event.
+    pub async fn finish(
+        self,
+        app: &AppState,
+        result: Result<Response, GatewayError>,
+        wire: Wire,
+    ) -> Response {
+        let rate = self.rate;
+        let mut resp = if self.streaming {
+            result.unwrap_or_else(|e| e.render(wire))
+        } else {
+            self.release(app, result, wire).await
+        };
+        if let Some(rate) = rate {
+            crate::admission::rate_headers(resp.headers_mut(), &rate);
+        }
+        resp
+    }
+
+    /// Runs [`Self::write_then_release`] on the server's task tracker and waits for it: a
+    /// caller that leaves while its record is being written cannot cancel the write or the
+    /// settlement half-way.
+    async fn release(
+        self,
+        app: &AppState,
+        result: Result<Response, GatewayError>,
+        wire: Wire,
+    ) -> Response {
+        let a = app.clone();
+        app.spawn(async move { self.write_then_release(&a, result, wire).await })
+            .await
+            .unwrap_or_else(|_| GatewayError::Internal.render(wire))
+    }
+
+    async fn write_then_release(
+        self,
+        app: &AppState,
+        result: Result<Response, GatewayError>,
+        wire: Wire,
+    ) -> Response {
+        match result {
+            Ok(resp) => {
+                let (parts, body) = resp.into_parts();
+                let bytes = match http_body_util::BodyExt::collect(body).await {
+                    Ok(c) => c.to_bytes(),
+                    Err(_) => return GatewayError::Internal.render(wire),
+                };
+                let Some((scope, policy, entry)) = self
+                    .entry(
+                        app,
+                        EventType::ApiCall,
+                        parts.status.as_u16(),
+                        None,
+                        Some(&bytes),
+                        None,
+                    )
+                    .await
+                else {
+                    return Response::from_parts(parts, axum::body::Body::from(bytes));
+                };
+                match write(app, &scope, &policy, entry).await {
+                    Ok(()) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+                    Err(e) => e.render(wire),
+                }
+            }
+            Err(err) => {
+                let Some((scope, policy, entry)) = self
+                    .entry(
+                        app,
+                        err.audit_event(),
+                        err.status().as_u16(),
+                        Some(&err),
+                        None,
+                        None,
+                    )
+                    .await
+                else {
+                    return err.render(wire);
+                };
+                match write(app, &scope, &policy, entry).await {
+                    Ok(()) => err.render(wire),
+                    Err(e) => e.render(wire),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CallAudit {
+    /// The guard: an authenticated call whose record was never built (its handler was
+    /// dropped: the client disconnected, or shutdown passed its grace) is recorded as
+    /// `cancelled` with status 499 (nginx's "client closed request"; `shutdown` with the 503
+    /// the caller got when shutdown cut it) and its reservation
+    /// settled at what it consumed, which frees its concurrency slot at once instead of after
+    /// `reservation_ttl_secs`. The work is detached on the server's task tracker.
+    fn drop(&mut self) {
+        if !self.armed || self.bound.is_none() {
+            return;
+        }
+        let mut call = self.detach();
+        // The guard's own copy never guards again (no loop if it cannot run either).
+        call.armed = false;
+        let Some(app) = call.bound.as_ref().map(|b| b.app.clone()) else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            tracing::error!(target: "tenantgate::audit", request_id = %call.request_id,
+                "a cancelled call could not be recorded: no runtime");
+            return;
+        }
+        // Cut by shutdown, the caller got a 503 (`http::in_flight`); otherwise it left.
+        let (outcome, status) = if app.0.grace_over.is_cancelled() {
+            ("shutdown", 503)
+        } else {
+            ("cancelled", 499)
+        };
+        call.note("outcome", outcome);
+        let tokens = call.cancelled_usage();
+        let a = app.clone();
+        app.spawn(async move {
+            if let Some((scope, _, entry)) = call
+                .entry(&a, EventType::ApiCall, status, None, None, tokens)
+                .await
+            {
+                // Nobody is waiting for it: a failure is counted and logged by `append`.
+                let _ = a.0.audit.append(&scope, entry).await;
+            }
+        });
+    }
+}
+
+/// Model version, tool calls and usage from an OpenAI- or Anthropic-shaped response.
+fn read_response(
+    v: &Value,
+    model: &mut Option<ModelInfo>,
+    tool_calls: &mut Vec<String>,
+    tokens: &mut Option<Tokens>,
+) {
+    if let (Some(m), Some(version)) = (model.as_mut(), v.get("model").and_then(Value::as_str)) {
+        m.version = Some(version.to_owned());
+    }
+    if let Some(choices) = v.get("choices").and_then(Value::as_array) {
+        for c in choices {
+            for t in c["message"]["tool_calls"].as_array().into_iter().flatten() {
+                if let Some(n) = t["function"]["name"].as_str() {
+                    tool_calls.push(n.to_owned());
+                }
+            }
+        }
+    }
+    if let Some(content) = v.get("content").and_then(Value::as_array) {
+        for b in content {
+            if b["type"] == "tool_use" {
+                if let Some(n) = b["name"].as_str() {
+                    tool_calls.push(n.to_owned());
+                }
+            }
+        }
+    }
+    if tokens.is_none() {
+        let u = &v["usage"];
+        let input = u["prompt_tokens"].as_u64().or(u["input_tokens"].as_u64());
+        let output = u["completion_tokens"]
+            .as_u64()
+            .or(u["output_tokens"].as_u64());
+        if let (Some(input), Some(output)) = (input, output) {
+            *tokens = Some(Tokens { input, output });
+        }
+    }
+}
+
+/// A body per mode: its digest for the chain and, when kept, its sealed bytes.
+async fn keep_body(
+    app: &AppState,
+    scope: &TenantScope,
+    id: &str,
+    part: &str,
+    mode: BodyMode,
+    text: Option<&[u8]>,
+) -> (Option<BodyDigest>, Option<Vec<u8>>) {
+    let Some(text) = text.filter(|_| mode != BodyMode::None) else {
+        return (None, None);
+    };
+    let kept: std::borrow::Cow<'_, [u8]> = match mode {
+        BodyMode::Redacted => std::borrow::Cow::Owned(redacted(app, scope, text).into_bytes()),
+        _ => std::borrow::Cow::Borrowed(text),
+    };
+    let digest = BodyDigest {
+        mode,
+        sha256: tenantgate_audit::sha256_hex(&kept),
+        bytes: kept.len() as u64,
+    };
+    let sealed = match mode {
+        BodyMode::Sealed | BodyMode::Redacted => {
+            match app
+                .keyring()
+                .seal(scope, BODY_KIND, &body_aad_id(id, part), &kept)
+                .await
+            {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // The digest still goes in the chain; the body is lost, and said so.
+                    tracing::error!(target: "tenantgate::audit", error = %e, "audit body not sealed");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    (Some(digest), sealed)
+}
+
+/// The text with every secret, PII match, canary and other tenant's identifier replaced.
+fn redacted(app: &AppState, scope: &TenantScope, text: &[u8]) -> String {
+    use tenantgate_guard::{Action, Direction, Policy};
+    let text = String::from_utf8_lossy(text);
+    let all = Policy {
+        cross_tenant: Action::Redact,
+        canary: Action::Redact,
+        secrets: Action::Redact,
+        pii: Action::Redact,
+        injection: Action::Off,
+        webhook_url: None,
+    };
+    let index = app.0.auth.load();
+    let hits = index
+        .scanner
+        .scan(scope.tenant_id(), &text, Direction::Outbound, &all);
+    tenantgate_guard::redact(&text, &hits)
+}
+
+/// What a stream needs to write its record at the end.
+pub(crate) struct StreamAudit {
+    pub app: AppState,
+    pub call: CallAudit,
+    pub body: Option<Vec<u8>>,
+    /// Output tokens delivered so far, by the tokenizer (when admission counts tokens).
+    output_tokens: Option<u64>,
+}
+
+impl StreamAudit {
+    pub fn new(app: &AppState, call: CallAudit) -> Self {
+        let body = call.wants_response().then(Vec::new);
+        let count_output = call
+            .admission
+            .as_ref()
+            .is_some_and(|(r, _)| r.prompt_tokens > 0);
+        StreamAudit {
+            app: app.clone(),
+            call,
+            body,
+            output_tokens: count_output.then_some(0),
+        }
+    }
+
+    pub fn observe(&mut self, frame: &Bytes) {
+        if let Some(b) = &mut self.body {
+            b.extend_from_slice(frame);
+        }
+        // What the caller received, counted, for when the provider's usage never arrives
+        // (a client that left mid-stream, a provider that omits it).
+        if let Some(n) = &mut self.output_tokens {
+            if let Some(text) = crate::stream_text::frame_text(frame) {
+                *n += tenantgate_providers::tokens::count(&text);
+            }
+        }
+    }
+
+    /// The provider's usage where it reported it, else the tokenizer's count of the prompt
+    /// and of the output delivered.
+    fn usage(&self, reported: Option<Tokens>) -> Option<Tokens> {
+        let Some(counted) = self.output_tokens else {
+            return reported;
+        };
+        let prompt = self
+            .call
+            .admission
+            .as_ref()
+            .map_or(0, |(r, _)| r.prompt_tokens);
+        let r = reported.unwrap_or_default();
+        Some(Tokens {
+            input: if r.input == 0 { prompt } else { r.input },
+            output: r.output.max(counted),
+        })
+    }
+
+    /// Builds and writes the stream's record; `Err` if it must not be released.
+    pub async fn write(
+        self,
+        outcome: &str,
+        error: Option<&GatewayError>,
+        tokens: Option<Tokens>,
+    ) -> Result<(), GatewayError> {
+        let tokens = self.usage(tokens);
+        let StreamAudit {
+            app,
+            mut call,
+            body,
+            ..
+        } = self;
+        call.note("stream", true);
+        call.note("outcome", outcome);
+        let status = if outcome == "client_disconnected" {
+            499
+        } else {
+            200
+        };
+        let event = error.map_or(EventType::ApiCall, GatewayError::audit_event);
+        let Some((scope, policy, entry)) =
+            call.entry(&app, event, status, error, None, tokens).await
+        else {
+            return Ok(());
+        };
+        let entry = with_stream_body(&app, entry, &scope, &policy, body).await;
+        write(&app, &scope, &policy, entry).await
+    }
+
+    /// Writes the record without waiting (the client is gone).
+    pub fn write_detached(self, outcome: &'static str, tokens: Option<Tokens>) {
+        let app = self.app.clone();
+        app.spawn(async move {
+            let _ = self.write(outcome, None, tokens).await;
+        });
+    }
+}
+
+/// Adds the streamed transcript (the frames the caller received) as the response body.
+async fn with_stream_body(
+    app: &AppState,
+    mut entry: NewAuditRecord,
+    scope: &TenantScope,
+    policy: &AuditPolicy,
+    body: Option<Vec<u8>>,
+) -> NewAuditRecord {
+    if let Some(text) = body {
+        let (digest, sealed) = keep_body(
+            app,
+            scope,
+            &entry.record.id,
+            "response",
+            policy.response,
+            Some(&text),
+        )
+        .await;
+        entry.record.response = digest;
+        entry.response_sealed = sealed;
+    }
+    entry
+}
