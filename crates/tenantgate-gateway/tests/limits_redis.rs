@@ -80,3 +80,53 @@ async fn redis_reservations_are_atomic_expire_and_settle_once() {
     adm.settle(&r1, 5, 50).await;
     assert_eq!(adm.counter(&m).await.unwrap(), 250);
 }
+
+/// Issue 14 item 13 on Redis: a request counted at the front of a call stays counted (no
+/// reservation to settle), a full window refuses the next one, and the call's reservation
+/// does not count it again.
+#[tokio::test]
+async fn redis_request_counts_are_kept_and_not_counted_twice() {
+    let Some(adm) = redis_admission(60).await else {
+        return;
+    };
+    let t = TenantId::parse("01a206c5-7d5b-7763-abd8-b9ab9f4ec1cf").unwrap();
+    let limits = LimitSet {
+        requests_per_minute: Some(2),
+        ..Default::default()
+    };
+    // One clock reading for every step: the minute window cannot roll over mid-test.
+    let at = now();
+    let rq = tenantgate_gateway::admission::checks(&limits, &t, "k", None, 0, 0, at)
+        .into_iter()
+        .find(|c| c.what == "requests per minute")
+        .unwrap()
+        .key;
+    let c1 = adm
+        .count_request(&t, "k", None, &limits, "q1", at)
+        .await
+        .unwrap();
+    assert_eq!(c1.unwrap().tenant_requests, Some(1));
+    let ask = Ask {
+        tenant: &t,
+        key: "k",
+        user: None,
+        request_id: "q1",
+        limits: &limits,
+        tokens: 0,
+        prompt_tokens: 0,
+        cost: 0,
+        now_ms: at,
+    };
+    let r = adm.reserve_counted(ask, c1).await.unwrap();
+    assert_eq!(r.rate.remaining_requests, 1);
+    assert_eq!(adm.counter(&rq).await.unwrap(), 1, "counted once");
+    adm.count_request(&t, "k", None, &limits, "q2", at)
+        .await
+        .unwrap();
+    let refused = adm.count_request(&t, "k", None, &limits, "q3", at).await;
+    assert!(
+        refused.is_err(),
+        "the third request of a 2-per-minute window"
+    );
+    assert_eq!(adm.counter(&rq).await.unwrap(), 2);
+}
