@@ -362,6 +362,30 @@ async fn a_quiet_choice_holds_back_only_its_own_text() {
 }
 
 #[tokio::test]
+async fn text_after_an_output_ended_ends_the_stream() {
+    // A provider sends a canary in two halves, the second after block 0 stopped: the first
+    // half was final when the block stopped, so the second must not follow it out.
+    let gw = TestGateway::start().await;
+    let (canary, b) = setup(&gw).await;
+    let half = canary.len() / 2;
+    let d = format!(
+        "{} mock:after_stop_hex={}",
+        directives(&[format!("{CLEAN} {}", &canary[..half])], &[], ""),
+        hex(&format!("{} done", &canary[half..]))
+    );
+    let body = messages(&gw, &b, &anthropic_req("claude-test", &d, true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (event, data) = sse_events(&body).pop().unwrap();
+    assert_eq!(event, "error", "{body}");
+    assert!(data.contains("after the end of its output"), "{data}");
+    assert!(!body.contains(&canary[half..]), "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn n2_complete_responses_are_guarded_per_choice_and_tool_call() {
     let gw = TestGateway::start().await;
     let (canary, b) = setup(&gw).await;
