@@ -470,6 +470,26 @@ async fn outputs_beyond_the_bound_are_refused() {
 }
 
 #[tokio::test]
+async fn n_choices_reserve_n_outputs() {
+    let gw = TestGateway::start().await;
+    let (t, member) = gw.tenant("acme", &["gpt-test"], None).await;
+    gw.state
+        .store()
+        .platform(&TestGateway::admin())
+        .set_limits(&t.id, Some(r#"{"tokens_per_minute": 100}"#), None)
+        .await
+        .unwrap();
+    gw.wait_for_revision().await;
+    let req = |n: u64| json!({"model":"gpt-test","max_tokens":40,"n":n,"messages":[{"role":"user","content":"hi"}]});
+    // Three choices of up to 40 tokens each do not fit a 100-token minute; one does.
+    let r = gw.post("/v1/chat/completions", &member, &req(3)).await;
+    assert_eq!(r.status(), 429);
+    let r = gw.post("/v1/chat/completions", &member, &req(1)).await;
+    assert_eq!(r.status(), 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn anthropic_client_streaming_from_an_openai_model_gets_real_input_tokens() {
     let gw = TestGateway::start().await;
     let (_, member) = gw.tenant("acme", &["gpt-test"], None).await;

@@ -94,7 +94,11 @@ async fn chat(
     };
     let bound = call.bound_max_tokens(meta.max_tokens, param)?;
     let max_out = bound.unwrap_or(u64::from(call.route.default_max_tokens));
-    let admitted = app.admit(&call, &request_id, &req, max_out).await?;
+    // `max_tokens` bounds each choice: `n` choices may produce n times as much.
+    let choices = req.get("n").and_then(Value::as_u64).unwrap_or(1);
+    let admitted = app
+        .admit(&call, &request_id, &req, max_out.saturating_mul(choices))
+        .await?;
     audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &meta.model);
     let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
