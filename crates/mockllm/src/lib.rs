@@ -15,7 +15,8 @@
 //! `"n"`, or Anthropic text blocks) and `mock:tool_args_hex=A0,A1` (tool calls with these
 //! argument strings: OpenAI `tool_calls` of choice 0, Anthropic `tool_use` blocks). Streamed,
 //! their pieces interleave round-robin across outputs; `mock:pack` puts one step of every
-//! OpenAI output into a single chunk.
+//! OpenAI output into a single chunk; `mock:after_stop_hex=H` sends more text for Anthropic
+//! block 0 after it stopped.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -161,6 +162,8 @@ struct Directives {
     tool_args: Option<Vec<String>>,
     /// OpenAI: one chunk per step carrying every output's piece.
     pack: bool,
+    /// Anthropic: text sent for block 0 after its `content_block_stop` (a protocol violation).
+    after_stop: Option<String>,
 }
 
 fn hex_list(v: &str) -> Option<Vec<String>> {
@@ -232,6 +235,7 @@ fn directives(text: &str) -> Directives {
             "choices_hex" => d.choices = hex_list(v),
             "tool_args_hex" => d.tool_args = hex_list(v),
             "pack" => d.pack = true,
+            "after_stop_hex" => d.after_stop = hex_decode(v),
             _ => {}
         }
     }

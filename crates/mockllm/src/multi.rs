@@ -238,6 +238,13 @@ pub(crate) fn anthropic_multi(shared: &Shared, body: &Value, d: &Directives, c: 
             json!({"type":"content_block_stop","index":o}),
         ));
     }
+    // A misbehaving provider: more text for block 0 after it stopped.
+    if let Some(t) = &d.after_stop {
+        frames.push(ev(
+            "content_block_delta",
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":t}}),
+        ));
+    }
     frames.push(ev("message_delta", json!({"type":"message_delta","delta":{"stop_reason":stop,"stop_sequence":null},"usage":{"output_tokens":output}})));
     frames.push(ev("message_stop", json!({"type":"message_stop"})));
     let delay = d

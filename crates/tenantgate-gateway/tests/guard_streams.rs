@@ -320,6 +320,72 @@ async fn anthropic_stream_is_guarded_per_content_block() {
 }
 
 #[tokio::test]
+async fn a_quiet_choice_holds_back_only_its_own_text() {
+    let gw = TestGateway::start().await;
+    let (_, member) = gw.tenant("acme", &["gpt-test"], None).await;
+    // Choice 0 says two bytes (less than the window) and goes quiet; choice 1 keeps talking.
+    let long: String = (0..40).map(|i| format!("word{i} ")).collect();
+    let d = directives(&["Hi".into(), long.clone()], &[], "");
+    let body = gw
+        .post(
+            "/v1/chat/completions",
+            &member,
+            &openai_req("gpt-test", &d, true),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (content, _) = openai_outputs(&body);
+    assert_eq!(
+        (content[&0].as_str(), content[&1].as_str()),
+        ("Hi", long.as_str())
+    );
+    // Choice 1's text went out while choice 0's tail was still held, not after it.
+    let chunks: Vec<Value> = sse_data(&body)
+        .iter()
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let pos = |i: u64, pred: &dyn Fn(&str) -> bool| {
+        chunks.iter().position(|c| {
+            c["choices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|ch| ch["index"] == i && ch["delta"]["content"].as_str().is_some_and(pred))
+        })
+    };
+    let hi = pos(0, &|t| !t.is_empty()).unwrap();
+    let first_long = pos(1, &|t| !t.is_empty()).unwrap();
+    assert!(first_long < hi, "choice 1 waited for choice 0: {body}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn text_after_an_output_ended_ends_the_stream() {
+    // A provider sends a canary in two halves, the second after block 0 stopped: the first
+    // half was final when the block stopped, so the second must not follow it out.
+    let gw = TestGateway::start().await;
+    let (canary, b) = setup(&gw).await;
+    let half = canary.len() / 2;
+    let d = format!(
+        "{} mock:after_stop_hex={}",
+        directives(&[format!("{CLEAN} {}", &canary[..half])], &[], ""),
+        hex(&format!("{} done", &canary[half..]))
+    );
+    let body = messages(&gw, &b, &anthropic_req("claude-test", &d, true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (event, data) = sse_events(&body).pop().unwrap();
+    assert_eq!(event, "error", "{body}");
+    assert!(data.contains("after the end of its output"), "{data}");
+    assert!(!body.contains(&canary[half..]), "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn n2_complete_responses_are_guarded_per_choice_and_tool_call() {
     let gw = TestGateway::start().await;
     let (canary, b) = setup(&gw).await;
@@ -400,6 +466,26 @@ async fn outputs_beyond_the_bound_are_refused() {
             .contains("too many parallel outputs"),
         "{last}"
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn n_choices_reserve_n_outputs() {
+    let gw = TestGateway::start().await;
+    let (t, member) = gw.tenant("acme", &["gpt-test"], None).await;
+    gw.state
+        .store()
+        .platform(&TestGateway::admin())
+        .set_limits(&t.id, Some(r#"{"tokens_per_minute": 100}"#), None)
+        .await
+        .unwrap();
+    gw.wait_for_revision().await;
+    let req = |n: u64| json!({"model":"gpt-test","max_tokens":40,"n":n,"messages":[{"role":"user","content":"hi"}]});
+    // Three choices of up to 40 tokens each do not fit a 100-token minute; one does.
+    let r = gw.post("/v1/chat/completions", &member, &req(3)).await;
+    assert_eq!(r.status(), 429);
+    let r = gw.post("/v1/chat/completions", &member, &req(1)).await;
+    assert_eq!(r.status(), 200);
     gw.stop().await;
 }
 

@@ -97,8 +97,16 @@ async fn chat(
     };
     let bound = call.bound_max_tokens(meta.max_tokens, param)?;
     let max_out = bound.unwrap_or(u64::from(call.route.default_max_tokens));
+    // `max_tokens` bounds each choice: `n` choices may produce n times as much.
+    let choices = req.get("n").and_then(Value::as_u64).unwrap_or(1);
     let admitted = app
-        .admit_counted(&call, &request_id, &req, max_out, counted)
+        .admit_counted(
+            &call,
+            &request_id,
+            &req,
+            max_out.saturating_mul(choices),
+            counted,
+        )
         .await?;
     audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &meta.model);
