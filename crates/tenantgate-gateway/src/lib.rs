@@ -6,6 +6,8 @@
 pub mod admission;
 mod admission_redis;
 pub mod audit;
+pub mod audit_anchor;
+mod audit_writer;
 pub mod auth;
 pub mod cache;
 pub mod compose;
