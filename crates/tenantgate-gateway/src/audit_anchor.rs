@@ -347,31 +347,43 @@ impl Continuity {
         if fresh.is_empty() {
             return out;
         }
-        let stored_ok: Vec<bool> = match p.audit_add_checkpoints(&fresh).await {
-            Ok(()) => vec![true; fresh.len()],
-            Err(e) => {
-                tracing::warn!(target: "tenantgate::audit", error = %e,
-                    "storing checkpoints failed; storing them one by one");
-                let mut v = Vec::with_capacity(fresh.len());
-                for c in &fresh {
-                    v.push(
-                        p.audit_add_checkpoints(std::slice::from_ref(c))
-                            .await
-                            .is_ok(),
-                    );
+        // Only what was stored moves the signer's memory and the witness: one skipped because
+        // another signer (a replica) stored a newer checkpoint first is still a valid statement
+        // for an export, but the database does not hold it.
+        let mut failed = std::collections::HashSet::new();
+        let stored: std::collections::HashSet<(String, u64)> =
+            match p.audit_add_checkpoints(&fresh).await {
+                Ok(s) => s.into_iter().collect(),
+                Err(e) => {
+                    tracing::warn!(target: "tenantgate::audit", error = %e,
+                        "storing checkpoints failed; storing them one by one");
+                    let mut all = std::collections::HashSet::new();
+                    for c in &fresh {
+                        match p.audit_add_checkpoints(std::slice::from_ref(c)).await {
+                            Ok(s) => all.extend(s),
+                            Err(e) => {
+                                tracing::warn!(target: "tenantgate::audit", error = %e,
+                                    tenant = %c.tenant, "checkpoint not stored");
+                                failed.insert((c.tenant.clone(), c.seq));
+                            }
+                        }
+                    }
+                    all
                 }
-                v
-            }
-        };
+            };
         let mut done = Vec::new();
-        for (cp, ok) in fresh.into_iter().zip(stored_ok) {
-            match TenantId::parse(&cp.tenant) {
-                Ok(t) if ok => {
+        for cp in fresh {
+            let Ok(t) = TenantId::parse(&cp.tenant) else {
+                continue;
+            };
+            let key = (cp.tenant.clone(), cp.seq);
+            if failed.contains(&key) {
+                out.push((t, Err("the checkpoint was not stored".into())));
+            } else {
+                if stored.contains(&key) {
                     done.push(cp.clone());
-                    out.push((t, Ok(cp)));
                 }
-                Ok(t) => out.push((t, Err("the checkpoint was not stored".into()))),
-                Err(_) => {}
+                out.push((t, Ok(cp)));
             }
         }
         // The database first, then the witness: a crash in between leaves the witness behind

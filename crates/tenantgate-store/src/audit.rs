@@ -730,8 +730,10 @@ impl crate::Platform<'_> {
 
 impl crate::Platform<'_> {
     /// Stores signed checkpoints of several tenants' chains (each names its tenant), 256 per
-    /// transaction; idempotent per tenant and seq, and one behind a stored newer one is skipped.
-    pub async fn audit_add_checkpoints(&self, cps: &[Checkpoint]) -> Result<()> {
+    /// transaction; idempotent per tenant and seq, and one at or behind a stored one is
+    /// skipped. Returns the `(tenant, seq)` of those actually stored.
+    pub async fn audit_add_checkpoints(&self, cps: &[Checkpoint]) -> Result<Vec<(String, u64)>> {
+        let mut stored = Vec::with_capacity(cps.len());
         let mut rows = Vec::with_capacity(cps.len());
         for cp in cps {
             TenantId::parse(&cp.tenant)?;
@@ -754,11 +756,12 @@ impl crate::Platform<'_> {
                     ") INSERT INTO audit_checkpoints (tenant_id, seq, hash, ts_ms, key_id, sig) \
                      SELECT t, s, h, ts, k, sig FROM v WHERE NOT EXISTS (SELECT 1 FROM \
                      audit_checkpoints c WHERE c.tenant_id = v.t AND c.seq >= v.s) \
-                     ON CONFLICT (tenant_id, seq) DO NOTHING",
+                     ON CONFLICT (tenant_id, seq) DO NOTHING RETURNING tenant_id, seq",
                 );
-                qb.build().execute(&mut *tx).await?;
+                let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                stored.extend(rows.into_iter().map(|(t, s)| (t, s as u64)));
             })?;
         }
-        Ok(())
+        Ok(stored)
     }
 }
