@@ -98,6 +98,7 @@ pub struct AuditLog {
     /// Set once the writer has signed the heads left unsigned at start and takes records
     /// (`/readyz` answers 200 only then).
     ready: Arc<std::sync::atomic::AtomicBool>,
+    published: tokio::sync::broadcast::Sender<Arc<Vec<tenantgate_audit::Checkpoint>>>,
     timeout: Duration,
 }
 
@@ -136,6 +137,7 @@ impl AuditLog {
             .map_err(|e| AuditStartError::Witness(format!("{}: {e}", cfg.witness_dir.display())))?;
         let continuity = crate::audit_anchor::Continuity::new(witness, signer.public_key());
         let breaks = continuity.breaks.clone();
+        let published = continuity.published.clone();
         let (tx, rx) = mpsc::channel(cfg.queue);
         let (sign_tx, sign_rx) = mpsc::channel(64);
         let stats = Arc::new(AuditStats::default());
@@ -163,10 +165,18 @@ impl AuditLog {
                 stats,
                 breaks,
                 ready,
+                published,
                 timeout: Duration::from_millis(cfg.write_timeout_ms),
             },
             Writer { cancel, handle },
         ))
+    }
+
+    /// Checkpoints as they are stored (batches), for delivery to tenants' webhooks.
+    pub fn subscribe_checkpoints(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<Vec<tenantgate_audit::Checkpoint>>> {
+        self.published.subscribe()
     }
 
     /// Whether the writer takes records (start-up signing is done).

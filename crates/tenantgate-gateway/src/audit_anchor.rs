@@ -203,6 +203,8 @@ pub struct Continuity {
     witness: Witness,
     key: PublicKey,
     pub breaks: Breaks,
+    /// Every batch of stored checkpoints, for the tenants' webhooks (`server.rs`).
+    pub published: tokio::sync::broadcast::Sender<Arc<Vec<Checkpoint>>>,
 }
 
 fn hash32(hex_str: &str) -> Option<[u8; 32]> {
@@ -216,6 +218,7 @@ impl Continuity {
             witness,
             key,
             breaks: Arc::default(),
+            published: tokio::sync::broadcast::channel(256).0,
         }
     }
 
@@ -391,6 +394,10 @@ impl Continuity {
         if let Err(e) = self.witness.append(&done) {
             tracing::error!(target: "tenantgate::audit", error = %e,
                 "audit witness not written; checkpoints are in the database only");
+        }
+        if !done.is_empty() {
+            // No subscriber (no webhook task yet, at start) is fine: the witness has them.
+            let _ = self.published.send(Arc::new(done.clone()));
         }
         for cp in &done {
             if let (Ok(t), Some(h)) = (TenantId::parse(&cp.tenant), hash32(&cp.hash)) {

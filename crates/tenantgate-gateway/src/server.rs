@@ -208,6 +208,7 @@ impl Server {
         } = self;
         tasks.spawn(reload_loop(state.clone(), cancel.clone()));
         tasks.spawn(key_maintenance_loop(state.clone(), cancel.clone()));
+        tasks.spawn(checkpoint_webhook_loop(state.clone(), cancel.clone()));
         tasks.spawn(audit_retention_loop(
             state.clone(),
             maintenance.clone(),
@@ -314,6 +315,48 @@ async fn rebuild_budgets(store: &Store, local: &crate::admission::Local) -> Resu
         );
     }
     Ok(())
+}
+
+/// The per-tenant part of the audit witness: each checkpoint of a tenant whose guard policy
+/// names a webhook (https, or http where the platform allows it) is POSTed there, so the tenant
+/// holds its own copy of what was signed, outside the gateway's database. One attempt each,
+/// bounded by the webhook client's timeout; a lagging receiver skips batches (the witness
+/// files have them).
+async fn checkpoint_webhook_loop(state: AppState, cancel: CancellationToken) {
+    let mut rx = state.0.audit.subscribe_checkpoints();
+    loop {
+        let batch = tokio::select! {
+            _ = cancel.cancelled() => return,
+            b = rx.recv() => b,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(batches = n, "checkpoint webhooks skipped batches");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let index = state.0.auth.load_full();
+        for cp in batch.iter() {
+            let Ok(t) = tenantgate_core::TenantId::parse(&cp.tenant) else {
+                continue;
+            };
+            let Some(url) = index.guard_policy(&t).webhook_url.clone() else {
+                continue;
+            };
+            let event = serde_json::json!({"type": "tenantgate.checkpoint", "checkpoint": cp});
+            let req = state
+                .0
+                .webhooks
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(event.to_string());
+            if let Err(e) = req.send().await {
+                tracing::warn!(tenant = %t, error = %e, "checkpoint webhook delivery failed");
+            }
+        }
+    }
 }
 
 /// Audit retention: each tenant's records older than its `retention_days` are pruned, up to a

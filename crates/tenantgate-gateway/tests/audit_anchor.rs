@@ -369,3 +369,55 @@ async fn readyz_means_calls_can_be_written_after_thousands_of_new_tenants() {
     );
     gw.stop().await;
 }
+
+/// The per-tenant witness: a tenant whose guard policy names a webhook receives each signed
+/// checkpoint of its chain, verifiable with the gateway's public key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_checkpoints_reach_the_tenants_webhook() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let collector = axum::Router::new().route(
+        "/witness",
+        axum::routing::post(move |body: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+    let gw = TestGateway::start_with(|c| {
+        c.guard.allow_http_webhooks = true;
+        c.audit.checkpoint_interval_ms = 50;
+    })
+    .await;
+    let (t, key) = gw.tenant("acme", &["gpt-test"], None).await;
+    let admin = gw.admin_key(&t).await;
+    let r = gw
+        .http
+        .put(format!("{}/tenant/v1/guard-policy", gw.url))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"webhook_url": format!("http://{addr}/witness")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    gw.wait_for_revision().await;
+    let r = gw
+        .post("/v1/chat/completions", &key, &chat("gpt-test", "hi"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let keys = pinned(&gw, &key).await;
+    let body = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a checkpoint delivered within 5 s")
+        .unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "tenantgate.checkpoint");
+    let cp: tenantgate_audit::Checkpoint = serde_json::from_value(v["checkpoint"].clone()).unwrap();
+    assert_eq!(cp.tenant, t.id.as_str());
+    keys[0].verify(&cp.message(), &cp.sig).unwrap();
+    gw.stop().await;
+}
