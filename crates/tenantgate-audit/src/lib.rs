@@ -30,7 +30,7 @@ pub use record::{
     Actor, AuditPolicy, BodyDigest, BodyMode, Client, ErrorInfo, EventType, FailMode, ModelInfo,
     Record, Tokens,
 };
-pub use verify::{verify_csv, verify_jsonl, verify_lines, Report, VerifyError};
+pub use verify::{verify_csv, verify_extends, verify_jsonl, verify_lines, Report, VerifyError};
 
 /// SHA-256 of `data`, lowercase hex: the digest form used for bodies in records.
 pub fn sha256_hex(data: &[u8]) -> String {

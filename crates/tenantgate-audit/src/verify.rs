@@ -54,6 +54,50 @@ pub struct Report {
     /// against the keys the export itself lists.
     pub keys_pinned: bool,
     pub key_ids: Vec<String>,
+    /// The verified chain hash (hex) at every seq the export covers, anchor included: what
+    /// [`verify_extends`] compares.
+    pub hashes: std::collections::BTreeMap<u64, String>,
+}
+
+/// Proves `new` extends `old` (both verified exports of one tenant): `new` covers `old`'s last
+/// record and has the same hash at every seq both hold, so no record up to `old`'s head was
+/// rewritten, removed or inserted in between (each hash commits to the whole chain before it).
+pub fn verify_extends(new: &Report, old: &Report) -> Result<(), VerifyError> {
+    if new.tenant != old.tenant {
+        return Err(VerifyError::Export(format!(
+            "the exports belong to different tenants ({:?} and {:?})",
+            new.tenant, old.tenant
+        )));
+    }
+    let old_end = old.last_seq;
+    if new.anchor_seq > old_end {
+        return Err(VerifyError::Export(format!(
+            "the new export starts at seq {} after the old one's head (seq {old_end}): export a \
+             window that includes it",
+            new.anchor_seq
+        )));
+    }
+    if new.last_seq < old_end {
+        return Err(VerifyError::Export(format!(
+            "the new export ends at seq {} before the old one's head (seq {old_end}): the \
+             chain was cut back",
+            new.last_seq
+        )));
+    }
+    for (seq, h) in &old.hashes {
+        if let Some(n) = new.hashes.get(seq) {
+            if n != h {
+                return Err(VerifyError::Record {
+                    seq: *seq,
+                    line: 0,
+                    message: "differs from the earlier export: the history up to its head \
+                              was rewritten"
+                        .into(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Chain {
@@ -238,6 +282,7 @@ pub fn verify_lines(
         bodies_absent: chain.bodies_absent,
         keys_pinned: pinned.is_some(),
         key_ids,
+        hashes: chain.hashes.into_iter().collect(),
     })
 }
 

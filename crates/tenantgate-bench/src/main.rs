@@ -58,11 +58,12 @@ impl External {
     fn start(bin: &std::path::Path, dir: &std::path::Path, config: &Config) -> Result<External> {
         use std::io::{BufRead, BufReader};
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nsecret_file = {:?}\n[database]\nurl = {:?}\n[demo]\nenabled = false\nbootstrap_tenant = false\n[encryption]\nmaster_key_file = {:?}\n[audit]\nsigning_key_file = {:?}\n[[providers]]\nname = \"mock\"\nkind = \"openai_compatible\"\nbase_url = {:?}\npool_max_idle_per_host = 512\n[[models]]\nname = \"bench-model\"\nprovider = \"mock\"\nupstream_model = \"bench-upstream\"\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nsecret_file = {:?}\n[database]\nurl = {:?}\n[demo]\nenabled = false\nbootstrap_tenant = false\n[encryption]\nmaster_key_file = {:?}\n[audit]\nsigning_key_file = {:?}\nwitness_dir = {:?}\n[[providers]]\nname = \"mock\"\nkind = \"openai_compatible\"\nbase_url = {:?}\npool_max_idle_per_host = 512\n[[models]]\nname = \"bench-model\"\nprovider = \"mock\"\nupstream_model = \"bench-upstream\"\n",
             config.server.secret_file.display().to_string(),
             config.database.url,
             dir.join("master.key").display().to_string(),
             dir.join("audit-signing.key").display().to_string(),
+            dir.join("audit-witness").display().to_string(),
             config.providers[0].base_url.clone().unwrap_or_default(),
         );
         let cfg_path = dir.join("bench.toml");
@@ -281,6 +282,7 @@ async fn main() -> Result<()> {
     config.server.secret_file = dir.path().join("secret");
     config.encryption.master_key_file = dir.path().join("master.key");
     config.audit.signing_key_file = dir.path().join("audit-signing.key");
+    config.audit.witness_dir = dir.path().join("audit-witness");
     config.database.url = format!("sqlite:{}", dir.path().join("bench.db").display());
     if std::env::var("TENANTGATE_BENCH_SQLITE_NORMAL").is_ok() {
         config.database.sqlite_synchronous = tenantgate_gateway::config::SqliteSync::Normal;

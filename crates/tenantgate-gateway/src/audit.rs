@@ -20,7 +20,6 @@ use crate::error::GatewayError;
 use crate::pipeline::{now_ms, TenantContext};
 use crate::state::AppState;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +49,8 @@ pub struct AuditStats {
     pub largest_batch: AtomicU64,
     pub failures: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Tenants whose chain no longer extends the last signed checkpoint (never signed again).
+    pub chain_breaks: AtomicU64,
 }
 
 impl AuditStats {
@@ -60,28 +61,52 @@ impl AuditStats {
              # TYPE tenantgate_audit_commits_total counter\ntenantgate_audit_commits_total {}\n\
              # TYPE tenantgate_audit_largest_batch gauge\ntenantgate_audit_largest_batch {}\n\
              # TYPE tenantgate_audit_write_failures_total counter\ntenantgate_audit_write_failures_total {}\n\
-             # TYPE tenantgate_audit_checkpoints_total counter\ntenantgate_audit_checkpoints_total {}\n",
+             # TYPE tenantgate_audit_checkpoints_total counter\ntenantgate_audit_checkpoints_total {}\n\
+             # TYPE tenantgate_audit_chain_breaks_total counter\ntenantgate_audit_chain_breaks_total {}\n",
             g(&self.appended),
             g(&self.batches),
             g(&self.largest_batch),
             g(&self.failures),
             g(&self.checkpoints),
+            g(&self.chain_breaks),
         )
     }
 }
 
-struct Job {
-    scope: TenantScope,
-    entry: NewAuditRecord,
-    done: Option<oneshot::Sender<Result<Appended, String>>>,
+pub(crate) struct Job {
+    pub(crate) scope: TenantScope,
+    pub(crate) entry: NewAuditRecord,
+    pub(crate) done: Option<oneshot::Sender<Result<Appended, String>>>,
+}
+
+/// A request to sign a tenant's current head now (an export needs its end signed).
+pub(crate) struct SignNow {
+    pub(crate) tenant: TenantId,
+    pub(crate) done: oneshot::Sender<Result<tenantgate_audit::Checkpoint, String>>,
 }
 
 /// The group-commit writer's front.
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
+    sign_tx: mpsc::Sender<SignNow>,
     pub signer: Arc<Signer>,
     pub stats: Arc<AuditStats>,
+    /// Tenants whose chain broke (see `audit_anchor`), with the reason.
+    pub breaks: crate::audit_anchor::Breaks,
+    /// Set once the writer has signed the heads left unsigned at start and takes records
+    /// (`/readyz` answers 200 only then).
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    published: tokio::sync::broadcast::Sender<Arc<Vec<tenantgate_audit::Checkpoint>>>,
     timeout: Duration,
+}
+
+/// Why the writer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditStartError {
+    #[error(transparent)]
+    Key(#[from] tenantgate_crypto::KeyFileError),
+    #[error("audit.witness_dir {0}")]
+    Witness(String),
 }
 
 /// The running writer task; [`Writer::stop`] drains the queue and signs the heads.
@@ -98,25 +123,34 @@ impl Writer {
 }
 
 impl AuditLog {
-    /// Loads (or creates) the signing key and starts the writer task.
-    pub fn start(
-        store: Store,
-        cfg: &AuditConfig,
-    ) -> Result<(AuditLog, Writer), tenantgate_crypto::KeyFileError> {
+    /// Loads (or creates) the signing key, opens the witness and starts the writer task.
+    pub fn start(store: Store, cfg: &AuditConfig) -> Result<(AuditLog, Writer), AuditStartError> {
         let seed = tenantgate_crypto::load_or_create_key(
             &cfg.signing_key_file,
             "TENANTGATE_AUDIT_SIGNING_KEY",
             "audit.signing_key_file",
         )?;
         let signer = Arc::new(Signer::from_seed(seed.bytes()));
+        let witness = crate::audit_anchor::Witness::open(&cfg.witness_dir)
+            .map_err(|e| AuditStartError::Witness(format!("{}: {e}", cfg.witness_dir.display())))?;
+        let continuity = crate::audit_anchor::Continuity::new(witness, signer.public_key());
+        let breaks = continuity.breaks.clone();
+        let published = continuity.published.clone();
         let (tx, rx) = mpsc::channel(cfg.queue);
+        let (sign_tx, sign_rx) = mpsc::channel(64);
         let stats = Arc::new(AuditStats::default());
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(run(
-            store,
+        let handle = tokio::spawn(crate::audit_writer::run(
+            crate::audit_writer::Writing {
+                store,
+                signer: signer.clone(),
+                stats: stats.clone(),
+                continuity,
+            },
             rx,
-            signer.clone(),
-            stats.clone(),
+            sign_rx,
+            ready.clone(),
             cancel.clone(),
             cfg.max_batch,
             Duration::from_millis(cfg.checkpoint_interval_ms),
@@ -124,12 +158,62 @@ impl AuditLog {
         Ok((
             AuditLog {
                 tx,
+                sign_tx,
                 signer,
                 stats,
+                breaks,
+                ready,
+                published,
                 timeout: Duration::from_millis(cfg.write_timeout_ms),
             },
             Writer { cancel, handle },
         ))
+    }
+
+    /// Checkpoints as they are stored (batches), for delivery to tenants' webhooks.
+    pub fn subscribe_checkpoints(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<Vec<tenantgate_audit::Checkpoint>>> {
+        self.published.subscribe()
+    }
+
+    /// Whether the writer takes records (start-up signing is done).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Why the tenant's chain is refused a signature, if it broke.
+    pub fn broken(&self, tenant: &TenantId) -> Option<String> {
+        self.breaks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .cloned()
+    }
+
+    /// Signs the tenant's current head through the writer (so the same continuity checks
+    /// apply), returning the checkpoint that covers it.
+    pub async fn sign_head(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<tenantgate_audit::Checkpoint, String> {
+        let (done, rx) = oneshot::channel();
+        let req = SignNow {
+            tenant: tenant.clone(),
+            done,
+        };
+        let wait = async {
+            self.sign_tx
+                .send(req)
+                .await
+                .map_err(|_| "the audit writer has stopped".to_string())?;
+            rx.await
+                .map_err(|_| "the audit writer dropped the request".to_string())?
+        };
+        match tokio::time::timeout(self.timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => Err("signing the audit head timed out".into()),
+        }
     }
 
     /// Appends one record and waits until it is durable (or the write timeout passes).
@@ -177,172 +261,6 @@ impl AuditLog {
             tokio::spawn(async move {
                 let _ = tx.send(job).await;
             });
-        }
-    }
-}
-
-/// The last head this process appended per tenant, awaiting a checkpoint.
-type Dirty = HashMap<TenantId, (TenantScope, Appended)>;
-
-async fn run(
-    store: Store,
-    mut rx: mpsc::Receiver<Job>,
-    signer: Arc<Signer>,
-    stats: Arc<AuditStats>,
-    cancel: CancellationToken,
-    max_batch: usize,
-    interval: Duration,
-) {
-    sign_unsigned_heads(&store, &signer, &stats).await;
-    let mut dirty = Dirty::new();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            job = rx.recv() => {
-                let Some(job) = job else { break };
-                let mut batch = vec![job];
-                while batch.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(j) => batch.push(j),
-                        Err(_) => break,
-                    }
-                }
-                commit(&store, batch, &mut dirty, &stats).await;
-            }
-            _ = tick.tick() => checkpoint(&store, &signer, &mut dirty, &stats).await,
-            _ = cancel.cancelled() => {
-                rx.close();
-                let mut rest = Vec::new();
-                while let Some(j) = rx.recv().await {
-                    rest.push(j);
-                }
-                while !rest.is_empty() {
-                    let batch: Vec<Job> = rest.drain(..rest.len().min(max_batch)).collect();
-                    commit(&store, batch, &mut dirty, &stats).await;
-                }
-                break;
-            }
-        }
-    }
-    checkpoint(&store, &signer, &mut dirty, &stats).await;
-}
-
-/// One group commit: the batch grouped per tenant (order kept), one transaction. If it fails
-/// and holds several tenants, each tenant is retried alone so one bad record cannot sink the
-/// others.
-async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &AuditStats) {
-    let n = batch.len() as u64;
-    type Waiters = Vec<Option<oneshot::Sender<Result<Appended, String>>>>;
-    let mut groups: Vec<(TenantScope, Vec<NewAuditRecord>, Waiters)> = Vec::new();
-    let mut index: HashMap<TenantId, usize> = HashMap::new();
-    for j in batch {
-        let i = *index.entry(j.scope.tenant_id().clone()).or_insert_with(|| {
-            groups.push((j.scope.clone(), Vec::new(), Vec::new()));
-            groups.len() - 1
-        });
-        groups[i].1.push(j.entry);
-        groups[i].2.push(j.done);
-    }
-    let refs: Vec<(&TenantScope, &[NewAuditRecord])> =
-        groups.iter().map(|g| (&g.0, g.1.as_slice())).collect();
-    let results: Vec<Result<Vec<Appended>, String>> = match store.audit_append(&refs).await {
-        Ok(out) => out.into_iter().map(Ok).collect(),
-        Err(e) if refs.len() > 1 => {
-            tracing::warn!(target: "tenantgate::audit", error = %e, "group commit failed; retrying per tenant");
-            let mut v = Vec::with_capacity(refs.len());
-            for r in &refs {
-                v.push(
-                    store
-                        .audit_append(std::slice::from_ref(r))
-                        .await
-                        .map(|mut o| o.pop().unwrap_or_default())
-                        .map_err(|e| e.to_string()),
-                );
-            }
-            v
-        }
-        Err(e) => vec![Err(e.to_string())],
-    };
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats.largest_batch.fetch_max(n, Ordering::Relaxed);
-    for ((scope, _, waiters), result) in groups.into_iter().zip(results) {
-        match result {
-            Ok(appended) => {
-                stats
-                    .appended
-                    .fetch_add(appended.len() as u64, Ordering::Relaxed);
-                if let Some(last) = appended.last() {
-                    dirty.insert(scope.tenant_id().clone(), (scope.clone(), *last));
-                }
-                for (w, a) in waiters.into_iter().zip(appended) {
-                    if let Some(w) = w {
-                        let _ = w.send(Ok(a));
-                    }
-                }
-            }
-            Err(e) => {
-                // Waiting callers count their own failure (`AuditLog::append`); count the rest.
-                let detached = waiters.iter().filter(|w| w.is_none()).count() as u64;
-                stats.failures.fetch_add(detached, Ordering::Relaxed);
-                for w in waiters.into_iter().flatten() {
-                    let _ = w.send(Err(e.clone()));
-                }
-                tracing::error!(target: "tenantgate::audit", tenant = %scope.tenant_id(), error = %e,
-                    "audit group commit failed");
-            }
-        }
-    }
-}
-
-/// Signs the head each advanced chain reached (as this process appended it), all in one
-/// transaction so a tick costs one commit however many tenants moved.
-async fn checkpoint(store: &Store, signer: &Signer, dirty: &mut Dirty, stats: &AuditStats) {
-    if dirty.is_empty() {
-        return;
-    }
-    let now = now_ms();
-    let signed: Vec<(TenantScope, tenantgate_audit::Checkpoint)> = dirty
-        .drain()
-        .map(|(tenant, (scope, head))| {
-            let cp = signer.checkpoint(tenant.as_str(), head.seq, &head.hash, now);
-            (scope, cp)
-        })
-        .collect();
-    let refs: Vec<(&TenantScope, tenantgate_audit::Checkpoint)> =
-        signed.iter().map(|(s, c)| (s, c.clone())).collect();
-    match store.audit_add_checkpoints(&refs).await {
-        Ok(()) => {
-            stats
-                .checkpoints
-                .fetch_add(signed.len() as u64, Ordering::Relaxed);
-        }
-        Err(e) => tracing::error!(target: "tenantgate::audit", error = %e,
-            "audit checkpoints not written; the next tick signs newer heads"),
-    }
-}
-
-/// At start: signs every chain head left past its last checkpoint (by a crash, or by another
-/// process that stopped before its next checkpoint).
-async fn sign_unsigned_heads(store: &Store, signer: &Signer, stats: &AuditStats) {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the audit writer signs every tenant's chain head at start"
-    )]
-    let admin = tenantgate_core::PlatformAdmin::local_operator("audit-checkpointer");
-    let p = store.platform(&admin);
-    let heads = match p.audit_unsigned_heads().await {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!(target: "tenantgate::audit", error = %e, "cannot list unsigned audit heads");
-            return;
-        }
-    };
-    for h in heads {
-        let cp = signer.checkpoint(h.tenant.as_str(), h.seq, &h.hash, now_ms());
-        if p.audit_add_checkpoint(&h.tenant, &cp).await.is_ok() {
-            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

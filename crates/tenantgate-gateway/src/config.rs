@@ -50,8 +50,14 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// PostgreSQL only: schema holding tenantgate's tables.
     pub pg_schema: String,
-    /// PostgreSQL only: role the runtime pool switches to (DML grants, no ownership, no BYPASSRLS).
+    /// PostgreSQL only: the LOGIN role request connections use (DML grants, owns nothing, no
+    /// BYPASSRLS). The gateway creates it and sets its password, derived from the server secret
+    /// (replicas sharing the secret derive the same one).
     pub pg_runtime_role: String,
+    /// PostgreSQL only: log request connections in with this URL instead (a role the operator
+    /// manages; it is granted DML at start, and the gateway refuses to start if it is a
+    /// superuser, bypasses RLS or owns tables). `url` stays the owner, for migrations.
+    pub runtime_url: Option<String>,
     /// SQLite only. `full` (default): every commit is fsynced, so an acknowledged call's audit
     /// record survives a power loss. `normal`: it survives a killed process but not a power
     /// loss; each commit is cheaper (see the audit benchmark in ARCHITECTURE.md).
@@ -244,6 +250,10 @@ pub struct AuditConfig {
     pub write_timeout_ms: u64,
     /// How often retention pruning runs.
     pub retention_sweep_secs: u64,
+    /// The witness: every checkpoint this gateway signs is also appended (fsynced) to JSON-lines
+    /// files here, outside the database; the signer refuses to sign a chain that lost one. One
+    /// directory per gateway process; copy it off the machine like any evidence.
+    pub witness_dir: PathBuf,
 }
 
 /// Knowledge bases and retrieval.
@@ -297,6 +307,7 @@ impl Default for AuditConfig {
             queue: 65_536,
             write_timeout_ms: 5_000,
             retention_sweep_secs: 3_600,
+            witness_dir: PathBuf::from("data/audit-witness"),
         }
     }
 }
@@ -427,6 +438,7 @@ impl Default for DatabaseConfig {
             max_connections: 8,
             pg_schema: tenantgate_store::DEFAULT_PG_SCHEMA.to_owned(),
             pg_runtime_role: tenantgate_store::DEFAULT_PG_RUNTIME_ROLE.to_owned(),
+            runtime_url: None,
             sqlite_synchronous: SqliteSync::Full,
         }
     }

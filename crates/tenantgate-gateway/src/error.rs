@@ -96,6 +96,10 @@ pub enum GatewayError {
     InsufficientQuota(String),
     #[error("Internal error (request id in x-request-id)")]
     Internal,
+    /// The tenant's audit chain no longer extends the last signed checkpoint: nothing more is
+    /// signed or exported until an operator investigates.
+    #[error("The audit chain is broken: {0}")]
+    AuditChainBroken(String),
 }
 
 impl GatewayError {
@@ -348,6 +352,13 @@ impl GatewayError {
                 "api_error",
                 Some("internal_error"),
                 None,
+            ),
+            E::AuditChainBroken(_) => r(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "api_error",
+                Some("audit_chain_broken"),
+                Some(false),
             ),
         }
     }

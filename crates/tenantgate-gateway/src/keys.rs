@@ -53,6 +53,13 @@ impl ServerSecret {
         mac.finalize().into_bytes().into()
     }
 
+    /// The request role's PostgreSQL password: HMAC of a fixed label, so every replica holding
+    /// this secret derives the same one and nobody has to configure it.
+    pub fn pg_runtime_password(&self) -> String {
+        // Length-prefixed (`derive`), so it can never equal an API key's hash (`hash_key`).
+        hex::encode(self.derive(&[b"tenantgate/postgres-runtime-role-password/v1"]))
+    }
+
     pub fn hash_key(&self, key: &str) -> [u8; 32] {
         #[expect(clippy::expect_used, reason = "HMAC accepts keys of any length")]
         let mut mac = Hmac::<Sha256>::new_from_slice(self.0.bytes()).expect("any key length");

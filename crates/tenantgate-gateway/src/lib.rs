@@ -8,6 +8,8 @@ mod admission_redis;
 pub mod admission_requests;
 pub mod audit;
 mod audit_call;
+pub mod audit_anchor;
+mod audit_writer;
 pub mod auth;
 pub mod cache;
 pub mod compose;

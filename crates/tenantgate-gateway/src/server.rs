@@ -33,30 +33,66 @@ pub enum StartError {
     Demo(String),
     #[error("limits: {0}")]
     Limits(String),
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditStartError),
 }
 
 pub struct Server {
     listener: tokio::net::TcpListener,
     state: AppState,
+    maintenance: Store,
     audit_writer: crate::audit::Writer,
     tasks: TaskTracker,
     cancel: CancellationToken,
 }
 
-/// Opens the store the configuration names.
-pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
+fn store_options(cfg: &Config) -> StoreOptions {
     let mut opts = StoreOptions::new(cfg.database.url.clone());
     opts.max_connections = cfg.database.max_connections;
     opts.sqlite_fsync_each_commit =
         cfg.database.sqlite_synchronous == crate::config::SqliteSync::Full;
     opts.pg_schema = cfg.database.pg_schema.clone();
     opts.pg_runtime_role = cfg.database.pg_runtime_role.clone();
-    Store::open(&opts)
+    opts
+}
+
+fn store_error(cfg: &Config) -> impl FnOnce(StoreError) -> StartError + '_ {
+    move |source| StartError::Store {
+        url: redact_url(&cfg.database.url),
+        source,
+    }
+}
+
+/// Opens the store the configuration names, as the operator (the CLI): on PostgreSQL the
+/// owner's login switched to the runtime role. A server taking requests uses
+/// [`open_request_store`].
+pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
+    Store::open(&store_options(cfg))
         .await
-        .map_err(|source| StartError::Store {
-            url: redact_url(&cfg.database.url),
-            source,
-        })
+        .map_err(store_error(cfg))
+}
+
+/// Opens the store requests run on: on PostgreSQL a pool that logs in as the runtime role
+/// itself (password derived from the server secret) or as `database.runtime_url`'s role, never
+/// as the owner, so nothing a request can send (`RESET ROLE`) regains the owner's rights.
+pub async fn open_request_store(cfg: &Config, secret: &ServerSecret) -> Result<Store, StartError> {
+    let mut opts = store_options(cfg);
+    opts.pg_login = match &cfg.database.runtime_url {
+        Some(u) => tenantgate_store::PgLogin::Url(u.clone()),
+        None => tenantgate_store::PgLogin::Password(secret.pg_runtime_password()),
+    };
+    Store::open(&opts).await.map_err(store_error(cfg))
+}
+
+/// The owner's handle for maintenance requests may not do (audit retention): on SQLite the
+/// same store, on PostgreSQL one owner connection opened when first used.
+pub async fn open_maintenance_store(cfg: &Config, store: &Store) -> Result<Store, StartError> {
+    match store {
+        Store::Sqlite(_) => Ok(store.clone()),
+        Store::Postgres(_) => Store::open_maintenance(&store_options(cfg))
+            .await
+            .map_err(store_error(cfg)),
+    }
 }
 
 /// Drops the password from a database URL before it is shown anywhere.
@@ -80,7 +116,8 @@ impl Server {
         config.validate()?;
         let catalog = Catalog::build(&config)?;
         let secret = ServerSecret::load_or_create(&config.server.secret_file)?;
-        let store = open_store(&config).await?;
+        let store = open_request_store(&config, &secret).await?;
+        let maintenance = open_maintenance_store(&config, &store).await?;
         if config.demo.enabled && config.demo.bootstrap_tenant {
             bootstrap_demo(&store, &secret, &config).await?;
         }
@@ -148,6 +185,7 @@ impl Server {
             listener,
             tasks: state.0.tasks.clone(),
             state,
+            maintenance,
             audit_writer,
             cancel: CancellationToken::new(),
         })
@@ -172,13 +210,19 @@ impl Server {
         let Server {
             listener,
             state,
+            maintenance,
             audit_writer,
             tasks,
             cancel,
         } = self;
         tasks.spawn(reload_loop(state.clone(), cancel.clone()));
         tasks.spawn(key_maintenance_loop(state.clone(), cancel.clone()));
-        tasks.spawn(audit_retention_loop(state.clone(), cancel.clone()));
+        tasks.spawn(checkpoint_webhook_loop(state.clone(), cancel.clone()));
+        tasks.spawn(audit_retention_loop(
+            state.clone(),
+            maintenance.clone(),
+            cancel.clone(),
+        ));
         let grace = Duration::from_secs(state.0.config.server.shutdown_grace_secs);
         let app = crate::http::router(state.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -209,6 +253,7 @@ impl Server {
         // Every request has finished: drain the audit queue and sign the heads.
         audit_writer.stop().await;
         state.store().close().await;
+        maintenance.close().await;
         result
     }
 }
@@ -284,9 +329,51 @@ async fn rebuild_budgets(store: &Store, local: &crate::admission::Local) -> Resu
     Ok(())
 }
 
+/// The per-tenant part of the audit witness: each checkpoint of a tenant whose guard policy
+/// names a webhook (https, or http where the platform allows it) is POSTed there, so the tenant
+/// holds its own copy of what was signed, outside the gateway's database. One attempt each,
+/// bounded by the webhook client's timeout; a lagging receiver skips batches (the witness
+/// files have them).
+async fn checkpoint_webhook_loop(state: AppState, cancel: CancellationToken) {
+    let mut rx = state.0.audit.subscribe_checkpoints();
+    loop {
+        let batch = tokio::select! {
+            _ = cancel.cancelled() => return,
+            b = rx.recv() => b,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(batches = n, "checkpoint webhooks skipped batches");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let index = state.0.auth.load_full();
+        for cp in batch.iter() {
+            let Ok(t) = tenantgate_core::TenantId::parse(&cp.tenant) else {
+                continue;
+            };
+            let Some(url) = index.guard_policy(&t).webhook_url.clone() else {
+                continue;
+            };
+            let event = serde_json::json!({"type": "tenantgate.checkpoint", "checkpoint": cp});
+            let req = state
+                .0
+                .webhooks
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(event.to_string());
+            if let Err(e) = req.send().await {
+                tracing::warn!(tenant = %t, error = %e, "checkpoint webhook delivery failed");
+            }
+        }
+    }
+}
+
 /// Audit retention: each tenant's records older than its `retention_days` are pruned, up to a
 /// signed checkpoint (so the rest still verifies).
-async fn audit_retention_loop(state: AppState, cancel: CancellationToken) {
+async fn audit_retention_loop(state: AppState, maintenance: Store, cancel: CancellationToken) {
     let every = Duration::from_secs(state.0.config.audit.retention_sweep_secs);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -294,7 +381,7 @@ async fn audit_retention_loop(state: AppState, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {
-                let pruned = audit_retention(&state).await;
+                let pruned = audit_retention(&state, &maintenance).await;
                 if pruned > 0 {
                     tracing::info!(records = pruned, "audit retention pruned records");
                 }
@@ -303,20 +390,23 @@ async fn audit_retention_loop(state: AppState, cancel: CancellationToken) {
     }
 }
 
-/// One retention pass over every tenant; returns the records pruned.
-pub async fn audit_retention(state: &AppState) -> u64 {
+/// One retention pass over every tenant on the owner's `maintenance` store (the request role
+/// cannot delete audit rows); each cut checkpoint's signature is checked first. Returns the
+/// records pruned.
+pub async fn audit_retention(state: &AppState, maintenance: &Store) -> u64 {
     #[expect(
         clippy::disallowed_methods,
         reason = "retention runs over every tenant's chain, each by its own policy"
     )]
     let admin = PlatformAdmin::local_operator("audit-retention");
     let index = state.0.auth.load_full();
-    let p = state.store().platform(&admin);
+    let p = maintenance.platform(&admin);
+    let key = state.0.audit.signer.public_key();
     let now = crate::pipeline::now_ms();
     let mut pruned = 0;
     for t in index.tenant_ids() {
         let days = i64::from(index.audit_policy(t).retention_days);
-        match p.audit_prune(t, now - days * 86_400_000).await {
+        match p.audit_prune(t, now - days * 86_400_000, &key).await {
             Ok(n) => pruned += n,
             Err(e) => tracing::warn!(tenant = %t, error = %e, "audit retention failed"),
         }

@@ -371,7 +371,13 @@ async fn database_tampering_is_detected_by_verifying_an_export() {
     exec("INSERT INTO audit_records (tenant_id, seq, ts_ms, request_id, event, status, record, hash) SELECT tenant_id, 3, ts_ms, request_id, event, status, replace(record, '\"seq\":2', '\"seq\":3'), hash FROM audit_records WHERE tenant_id = ?1 AND seq = 2").await;
     // The attacker moves the head row too, or the next append would collide.
     exec("UPDATE audit_heads SET seq = seq + 1 WHERE tenant_id = ?1").await;
-    check(3, "inserted").await;
+    // The shift reaches past the last checkpoint (each export is itself recorded), so the
+    // gateway refuses to sign or export the chain at all: the signer's continuity check finds
+    // the records after its last checkpoint no longer link.
+    let r = gw.get("/tenant/v1/audit/export?format=jsonl", &admin).await;
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "audit_chain_broken", "{body}");
     gw.stop().await;
 }
 

@@ -436,6 +436,10 @@ async fn incidents_reach_the_platform_and_tenant_webhooks_without_any_text() {
             .await
             .expect("webhook delivered")
             .unwrap();
+        // The tenant's webhook also receives its signed audit checkpoints (the witness).
+        if m.1.contains("\"tenantgate.checkpoint\"") {
+            continue;
+        }
         got.push(m);
     }
     got.sort();

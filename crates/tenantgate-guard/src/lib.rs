@@ -59,7 +59,8 @@ pub struct Policy {
     pub secrets: Action,
     pub pii: Action,
     pub injection: Action,
-    /// Where the tenant's incidents are also POSTed (https; no text is ever sent).
+    /// Where the tenant's incidents are also POSTed (https; no text is ever sent), and its
+    /// signed audit checkpoints (the tenant's own witness of its chain).
     pub webhook_url: Option<String>,
 }
 

@@ -287,35 +287,6 @@ impl Store {
     }
 }
 
-impl Store {
-    /// Stores signed checkpoints of several tenants' chains in one transaction (idempotent per
-    /// tenant and seq).
-    pub async fn audit_add_checkpoints(&self, cps: &[(&TenantScope, Checkpoint)]) -> Result<()> {
-        let mut rows = Vec::with_capacity(cps.len());
-        for (scope, cp) in cps {
-            rows.push((scope.tenant_id().as_str(), cp, unhex(&cp.hash)?));
-        }
-        for chunk in rows.chunks(256) {
-            with_tx!(self, Access::Platform, |tx| {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_checkpoints (tenant_id, seq, hash, ts_ms, key_id, sig) ",
-                );
-                qb.push_values(chunk, |mut b, (t, cp, h)| {
-                    b.push_bind(t.to_string())
-                        .push_bind(cp.seq as i64)
-                        .push_bind(h.clone())
-                        .push_bind(cp.ts_ms)
-                        .push_bind(cp.key_id.clone())
-                        .push_bind(cp.sig.clone());
-                });
-                qb.push(" ON CONFLICT (tenant_id, seq) DO NOTHING");
-                qb.build().execute(&mut *tx).await?;
-            })?;
-        }
-        Ok(())
-    }
-}
-
 fn unhex(s: &str) -> Result<Vec<u8>> {
     hex::decode(s).map_err(|_| StoreError::Corrupt("checkpoint hash is not hex".into()))
 }
@@ -603,53 +574,6 @@ impl<'a> TenantAudit<'a> {
             crate::tenant::bump_revision(&mut tx).await?;
         })
     }
-
-    /// Retention: deletes records (and their bodies) older than `before_ms`, up to the last
-    /// signed checkpoint among them, so what remains verifies from that checkpoint. Returns
-    /// the number of records deleted.
-    pub async fn prune(&self, before_ms: i64) -> Result<u64> {
-        prune(self.store, self.access(), self.id, before_ms).await
-    }
-}
-
-async fn prune(store: &Store, access: Access<'_>, id: &TenantId, before_ms: i64) -> Result<u64> {
-    with_tx!(store, access, |tx| {
-        let old: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(seq) FROM audit_records WHERE tenant_id = $1 AND ts_ms < $2",
-        )
-        .bind(id.as_str())
-        .bind(before_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        let cut: Option<i64> = match old {
-            None => None,
-            Some(old) => {
-                sqlx::query_scalar(
-                    "SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = $1 AND seq <= $2",
-                )
-                .bind(id.as_str())
-                .bind(old)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-        };
-        match cut {
-            None => 0,
-            Some(cut) => {
-                sqlx::query("DELETE FROM audit_bodies WHERE tenant_id = $1 AND seq <= $2")
-                    .bind(id.as_str())
-                    .bind(cut)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM audit_records WHERE tenant_id = $1 AND seq <= $2")
-                    .bind(id.as_str())
-                    .bind(cut)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-            }
-        }
-    })
 }
 
 pub(crate) async fn add_checkpoint(
@@ -740,6 +664,20 @@ impl crate::Platform<'_> {
         Ok(out)
     }
 
+    /// `tenant`'s chain head, `(0, GENESIS)` before its first record (the checkpoint signer).
+    pub async fn audit_head(&self, tenant: &TenantId) -> Result<(u64, [u8; 32])> {
+        let row: Option<(i64, Vec<u8>)> = with_tx!(self.store, Access::Platform, |tx| {
+            sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+        })?;
+        match row {
+            Some((s, h)) => Ok((s as u64, hash32(h)?)),
+            None => Ok((0, GENESIS)),
+        }
+    }
+
     /// Every tenant's settled model-call usage since `day_start_ms` and `month_start_ms`.
     pub async fn usage_since(
         &self,
@@ -771,11 +709,6 @@ impl crate::Platform<'_> {
             .collect()
     }
 
-    /// Retention for `tenant` (see [`TenantAudit::prune`]), run by the gateway's sweep.
-    pub async fn audit_prune(&self, tenant: &TenantId, before_ms: i64) -> Result<u64> {
-        prune(self.store, Access::Platform, tenant, before_ms).await
-    }
-
     /// Stores a signed checkpoint for `tenant` (the checkpointer's sweep).
     pub async fn audit_add_checkpoint(&self, tenant: &TenantId, cp: &Checkpoint) -> Result<()> {
         add_checkpoint(self.store, Access::Platform, tenant, cp).await
@@ -792,5 +725,43 @@ impl crate::Platform<'_> {
             append_body!(tx, &groups)
         })?;
         Ok(out.pop().unwrap_or_default())
+    }
+}
+
+impl crate::Platform<'_> {
+    /// Stores signed checkpoints of several tenants' chains (each names its tenant), 256 per
+    /// transaction; idempotent per tenant and seq, and one at or behind a stored one is
+    /// skipped. Returns the `(tenant, seq)` of those actually stored.
+    pub async fn audit_add_checkpoints(&self, cps: &[Checkpoint]) -> Result<Vec<(String, u64)>> {
+        let mut stored = Vec::with_capacity(cps.len());
+        let mut rows = Vec::with_capacity(cps.len());
+        for cp in cps {
+            TenantId::parse(&cp.tenant)?;
+            rows.push((cp.tenant.as_str(), cp, unhex(&cp.hash)?));
+        }
+        for chunk in rows.chunks(256) {
+            with_tx!(self.store, Access::Platform, |tx| {
+                // Another signer (a replica, an export) may have stored a newer one meanwhile:
+                // checkpoints only go forward (a trigger refuses one behind), so skip those.
+                let mut qb = sqlx::QueryBuilder::new("WITH v (t, s, h, ts, k, sig) AS (");
+                qb.push_values(chunk, |mut b, (t, cp, h)| {
+                    b.push_bind(t.to_string())
+                        .push_bind(cp.seq as i64)
+                        .push_bind(h.clone())
+                        .push_bind(cp.ts_ms)
+                        .push_bind(cp.key_id.clone())
+                        .push_bind(cp.sig.clone());
+                });
+                qb.push(
+                    ") INSERT INTO audit_checkpoints (tenant_id, seq, hash, ts_ms, key_id, sig) \
+                     SELECT t, s, h, ts, k, sig FROM v WHERE NOT EXISTS (SELECT 1 FROM \
+                     audit_checkpoints c WHERE c.tenant_id = v.t AND c.seq >= v.s) \
+                     ON CONFLICT (tenant_id, seq) DO NOTHING RETURNING tenant_id, seq",
+                );
+                let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                stored.extend(rows.into_iter().map(|(t, s)| (t, s as u64)));
+            })?;
+        }
+        Ok(stored)
     }
 }

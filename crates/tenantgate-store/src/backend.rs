@@ -18,13 +18,42 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// PostgreSQL schema holding tenantgate's tables (created if missing).
     pub pg_schema: String,
-    /// PostgreSQL role the runtime pool switches to: DML grants only, no ownership, no BYPASSRLS.
+    /// PostgreSQL role the request pool runs as: DML grants only, no ownership, no BYPASSRLS.
     pub pg_runtime_role: String,
+    /// PostgreSQL only: how the request pool logs in (see [`PgLogin`]).
+    pub pg_login: PgLogin,
     pub acquire_timeout: Duration,
     /// SQLite only: `true` (default) fsyncs every commit, so a committed audit record survives
     /// a power loss; `false` (`synchronous=NORMAL` in WAL mode) survives a killed process but
     /// not a power loss, and makes each commit cheaper.
     pub sqlite_fsync_each_commit: bool,
+}
+
+/// How the PostgreSQL request pool logs in. `url` (the owner) always runs migrations and grants.
+#[derive(Clone)]
+pub enum PgLogin {
+    /// As `pg_runtime_role` itself (a LOGIN role, created or given this password at open), with
+    /// `url`'s host and database: a connection that owns nothing, so no `RESET ROLE` or
+    /// `SET ROLE` on it reaches the owner's privileges.
+    Password(String),
+    /// With this URL: an operator-managed role (its user is granted DML at open; it must not be
+    /// a superuser, bypass RLS or own the schema's tables).
+    Url(String),
+    /// As the owner, switching each connection to `pg_runtime_role` (`SET ROLE`). For operator
+    /// tools that hold the owner's credentials anyway (the CLI); a `RESET ROLE` on such a
+    /// connection regains the owner's privileges, so a server taking requests never uses it.
+    OwnerSetRole,
+}
+
+impl std::fmt::Debug for PgLogin {
+    // Never print a password or a URL that may carry one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PgLogin::Password(_) => "Password(***)",
+            PgLogin::Url(_) => "Url(***)",
+            PgLogin::OwnerSetRole => "OwnerSetRole",
+        })
+    }
 }
 
 impl StoreOptions {
@@ -34,6 +63,7 @@ impl StoreOptions {
             max_connections: 8,
             pg_schema: DEFAULT_PG_SCHEMA.to_owned(),
             pg_runtime_role: DEFAULT_PG_RUNTIME_ROLE.to_owned(),
+            pg_login: PgLogin::OwnerSetRole,
             sqlite_fsync_each_commit: true,
             acquire_timeout: Duration::from_secs(5),
         }
@@ -41,6 +71,34 @@ impl StoreOptions {
 }
 
 impl Store {
+    /// A store on the owner's connection (`url`, no role switch), for maintenance the request
+    /// role may not do: audit retention. One connection, opened when first used.
+    pub async fn open_maintenance(opts: &StoreOptions) -> Result<Store> {
+        let url = opts.url.as_str();
+        if url.starts_with("sqlite:") {
+            // One file, one set of rights: the same store.
+            open_sqlite(opts).await
+        } else {
+            check_ident("database.pg_schema", &opts.pg_schema)?;
+            let connect = PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Url(e.to_string()))?
+                .disable_statement_logging();
+            let after = format!("SET search_path TO {}", opts.pg_schema);
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(opts.acquire_timeout)
+                .after_connect(move |conn, _meta| {
+                    let after = after.clone();
+                    Box::pin(async move {
+                        conn.execute(after.as_str()).await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(connect);
+            Ok(Store::Postgres(pool))
+        }
+    }
+
     /// Opens (creating if needed) and migrates the store. Fails if the backend cannot be reached:
     /// the gateway does not start on a store it cannot use.
     pub async fn open(opts: &StoreOptions) -> Result<Store> {
@@ -117,7 +175,19 @@ fn check_ident(what: &str, s: &str) -> Result<()> {
 
 async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
     let schema = opts.pg_schema.clone();
-    let role = opts.pg_runtime_role.clone();
+    // The role requests run as: an operator's own (`Url`) is the user its URL names.
+    let runtime_connect = match &opts.pg_login {
+        PgLogin::Url(u) => Some(
+            PgConnectOptions::from_str(u)
+                .map_err(|e| StoreError::Url(format!("database.runtime_url: {e}")))?
+                .disable_statement_logging(),
+        ),
+        PgLogin::Password(_) | PgLogin::OwnerSetRole => None,
+    };
+    let role = match &runtime_connect {
+        Some(c) => c.get_username().to_owned(),
+        None => opts.pg_runtime_role.clone(),
+    };
     check_ident("database.pg_schema", &schema)?;
     check_ident("database.pg_runtime_role", &role)?;
     let connect = PgConnectOptions::from_str(&opts.url)
@@ -135,6 +205,16 @@ async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
             .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}").as_str())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&mut admin).await?;
+        // The request role: created NOLOGIN if missing; a LOGIN with its password for
+        // `Password`; only `OwnerSetRole` needs the owner to be a member (for SET ROLE).
+        let login = match &opts.pg_login {
+            PgLogin::Password(pw) => {
+                check_password(pw)?;
+                format!("ALTER ROLE {role} LOGIN PASSWORD '{pw}';")
+            }
+            PgLogin::OwnerSetRole => format!("GRANT {role} TO CURRENT_USER;"),
+            PgLogin::Url(_) => String::new(),
+        };
         admin
             .execute(
                 format!(
@@ -143,39 +223,100 @@ async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
                          CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
                        END IF;
                      END $$;
-                     GRANT {role} TO CURRENT_USER;
-                     GRANT USAGE ON SCHEMA {schema} TO {role};
-                     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
-                     GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
-                     REVOKE ALL ON {schema}._sqlx_migrations FROM {role};
-                     REVOKE UPDATE ON {schema}.audit_records, {schema}.audit_checkpoints FROM {role};"
+                     {login}"
                 )
                 .as_str(),
             )
             .await?;
-        Ok::<_, StoreError>(())
+        let (connect, after) = match (&opts.pg_login, runtime_connect) {
+            (PgLogin::OwnerSetRole, _) => (
+                connect.clone(),
+                format!("SET search_path TO {schema}; SET ROLE {role}"),
+            ),
+            (PgLogin::Password(pw), _) => (
+                connect.clone().username(&role).password(pw),
+                format!("SET search_path TO {schema}"),
+            ),
+            (PgLogin::Url(_), Some(c)) => (c, format!("SET search_path TO {schema}")),
+            (PgLogin::Url(_), None) => unreachable!("parsed above"),
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(opts.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                let after = after.clone();
+                Box::pin(async move {
+                    conn.execute(after.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await?;
+        // Checked before any grant, so a misconfigured login (the owner's own URL) is refused
+        // without touching its privileges.
+        if !matches!(opts.pg_login, PgLogin::OwnerSetRole) {
+            check_request_role(&pool, &schema).await?;
+        }
+        // DML only; audit rows are neither updated nor deleted by requests (retention runs on
+        // the owner's maintenance connection).
+        admin
+            .execute(
+                format!(
+                    "GRANT USAGE ON SCHEMA {schema} TO {role};
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+                     GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+                     REVOKE ALL ON {schema}._sqlx_migrations FROM {role};
+                     REVOKE UPDATE ON {schema}.audit_records, {schema}.audit_checkpoints FROM {role};
+                     REVOKE DELETE ON {schema}.audit_records, {schema}.audit_checkpoints, {schema}.audit_bodies FROM {role};"
+                )
+                .as_str(),
+            )
+            .await?;
+        Ok::<_, StoreError>(pool)
     }
     .await;
     let _ = admin
         .execute("SELECT pg_advisory_unlock(7335463318211)")
         .await;
     let _ = admin.close().await;
-    setup?;
+    Ok(Store::Postgres(setup?))
+}
 
-    let after = format!("SET search_path TO {schema}; SET ROLE {role}");
-    let pool = PgPoolOptions::new()
-        .max_connections(opts.max_connections.max(1))
-        .acquire_timeout(opts.acquire_timeout)
-        .after_connect(move |conn, _meta| {
-            let after = after.clone();
-            Box::pin(async move {
-                conn.execute(after.as_str()).await?;
-                Ok(())
-            })
-        })
-        .connect_with(connect)
-        .await?;
-    Ok(Store::Postgres(pool))
+/// A password goes into `ALTER ROLE .. PASSWORD '..'` (no bind parameters there): only
+/// characters that need no quoting.
+fn check_password(pw: &str) -> Result<()> {
+    if pw.len() >= 16 && pw.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(StoreError::Url(
+            "the request role's password must be at least 16 ASCII letters or digits".into(),
+        ))
+    }
+}
+
+/// Refuses to serve requests through a login that could bypass row-level security: a
+/// superuser, a BYPASSRLS role, the owner of any of the schema's tables, or a member of a
+/// role that is one of those (reachable with `SET ROLE`).
+async fn check_request_role(pool: &sqlx::PgPool, schema: &str) -> Result<()> {
+    let (user, bad_roles, owned): (String, Vec<String>, i64) = sqlx::query_as(
+        "SELECT current_user::text, \
+           ARRAY(SELECT r.rolname::text FROM pg_roles r \
+                 WHERE (r.rolsuper OR r.rolbypassrls OR EXISTS (SELECT 1 FROM pg_tables t \
+                        WHERE t.schemaname = $1 AND t.tableowner = r.rolname)) \
+                   AND pg_has_role(current_user, r.oid, 'MEMBER')), \
+           (SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tableowner = current_user)",
+    )
+    .bind(schema)
+    .fetch_one(pool)
+    .await?;
+    if !bad_roles.is_empty() || owned > 0 {
+        return Err(StoreError::Url(format!(
+            "the request pool's user {user:?} must not be a superuser, bypass row-level security \
+             or own tables in schema {schema:?} (directly or through a role it can SET ROLE \
+             to: {bad_roles:?}); give database.runtime_url a role with DML grants only"
+        )));
+    }
+    Ok(())
 }
 
 /// Applies the transaction-local RLS setting for `access`.

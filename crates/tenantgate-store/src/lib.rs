@@ -12,6 +12,7 @@
 //! forced, and the runtime role neither owns the tables nor bypasses RLS.
 
 pub mod audit;
+pub mod audit_anchor;
 mod backend;
 pub mod identity;
 mod keyring;
@@ -22,7 +23,7 @@ pub mod prompts;
 mod rows;
 mod tenant;
 
-pub use backend::{StoreOptions, DEFAULT_PG_RUNTIME_ROLE, DEFAULT_PG_SCHEMA};
+pub use backend::{PgLogin, StoreOptions, DEFAULT_PG_RUNTIME_ROLE, DEFAULT_PG_SCHEMA};
 pub use keyring::{KeyStatus, Keyring, KeyringError, KeyringOptions};
 pub use kms::LocalKms;
 pub use platform::{AuthSnapshot, Platform};

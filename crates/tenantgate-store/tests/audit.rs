@@ -251,8 +251,27 @@ mod cases {
                 assert!(sqlx::query(del).execute(&mut *tx).await.is_err());
             }
         }
-        // Records 1-5 are older than 550: pruning stops at the checkpoint at 4.
-        assert_eq!(audit.prune(550).await.unwrap(), 4);
+        // Records 1-5 are older than 550: pruning (on the owner's maintenance handle) stops at
+        // the checkpoint at 4, once its signature checks out against the signer's key.
+        let owner = h.maintenance().await;
+        let ad = admin();
+        let other = Signer::from_seed(&[2; 32]).public_key();
+        assert!(
+            owner
+                .platform(&ad)
+                .audit_prune(&a, 550, &other)
+                .await
+                .is_err(),
+            "a checkpoint that does not verify under the key prunes nothing"
+        );
+        assert_eq!(
+            owner
+                .platform(&ad)
+                .audit_prune(&a, 550, &signer.public_key())
+                .await
+                .unwrap(),
+            4
+        );
         assert_eq!(audit.first_seq().await.unwrap(), Some(5));
         let (before, _) = audit.checkpoint_around(4).await.unwrap();
         let cp = before.unwrap();
@@ -265,6 +284,121 @@ mod cases {
             prev = link(&prev, &tenantgate_audit::canonical(&v).unwrap());
             assert_eq!(prev, r.hash);
         }
+    }
+
+    /// The rewrite attack's steps, as plain row edits with the triggers in place: a checkpoint
+    /// that names no record with its hash (the "fake checkpoint with a large seq" that lifted
+    /// the delete guard), one behind the newest, and deleting one are all refused; on
+    /// PostgreSQL the request role cannot delete audit rows at all.
+    pub async fn checkpoints_cannot_be_forged_reordered_or_deleted(h: &Harness) {
+        let store = &h.store;
+        let a = tenant(store, "acme").await;
+        let s = scope(&a);
+        let audit = store.tenant(&s).audit();
+        let out = audit
+            .append((1..=6).map(|i| entry(&format!("r{i}"), i, "u")).collect())
+            .await
+            .unwrap();
+        let signer = Signer::from_seed(&[1; 32]);
+        audit
+            .add_checkpoint(&signer.checkpoint(a.as_str(), 4, &out[3].hash, 0))
+            .await
+            .unwrap();
+        // Storing the same checkpoint again is a no-op, not an error (signing is idempotent).
+        audit
+            .add_checkpoint(&signer.checkpoint(a.as_str(), 4, &out[3].hash, 0))
+            .await
+            .unwrap();
+        let fake_far = signer.checkpoint(a.as_str(), 1_000_000, &[7; 32], 0);
+        let fake_hash = signer.checkpoint(a.as_str(), 6, &[7; 32], 0);
+        let behind = signer.checkpoint(a.as_str(), 2, &out[1].hash, 0);
+        for (cp, what) in [
+            (&fake_far, "a checkpoint past the head"),
+            (&fake_hash, "a checkpoint whose hash is not the record's"),
+            (&behind, "a checkpoint behind the newest"),
+        ] {
+            let e = audit.add_checkpoint(cp).await.expect_err(what);
+            assert!(e.to_string().contains("audit checkpoint"), "{what}: {e}");
+        }
+        // The signer's batch insert skips one behind the newest (a replica signed further
+        // first) instead of failing the batch, and says which it stored.
+        let ad = admin();
+        let p = store.platform(&ad);
+        assert!(p
+            .audit_add_checkpoints(std::slice::from_ref(&behind))
+            .await
+            .unwrap()
+            .is_empty());
+        let at5 = signer.checkpoint(a.as_str(), 5, &out[4].hash, 0);
+        assert_eq!(
+            p.audit_add_checkpoints(&[at5]).await.unwrap(),
+            [(a.as_str().to_owned(), 5)]
+        );
+        let tid = a.as_str().to_owned();
+        match store {
+            Store::Sqlite(p) => {
+                let e = sqlx::query("DELETE FROM audit_checkpoints WHERE tenant_id = ?1")
+                    .bind(&tid)
+                    .execute(p)
+                    .await
+                    .unwrap_err();
+                assert!(e.to_string().contains("cannot be deleted"), "{e}");
+            }
+            Store::Postgres(p) => {
+                for sql in [
+                    "DELETE FROM audit_checkpoints WHERE tenant_id = $1",
+                    "DELETE FROM audit_records WHERE tenant_id = $1 AND seq <= 4",
+                    "DELETE FROM audit_bodies WHERE tenant_id = $1",
+                ] {
+                    let mut tx = p.begin().await.unwrap();
+                    sqlx::query("SELECT set_config('tenantgate.platform', 'on', true)")
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                    let e = sqlx::query(sql)
+                        .bind(&tid)
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap_err();
+                    assert!(e.to_string().contains("permission denied"), "{sql}: {e}");
+                }
+                // Even the owner cannot delete a checkpoint.
+                let owner = h.maintenance().await;
+                let Store::Postgres(o) = &owner else {
+                    unreachable!()
+                };
+                let mut tx = o.begin().await.unwrap();
+                sqlx::query("SELECT set_config('tenantgate.platform', 'on', true)")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                let e = sqlx::query("DELETE FROM audit_checkpoints WHERE tenant_id = $1")
+                    .bind(&tid)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap_err();
+                assert!(e.to_string().contains("cannot be deleted"), "{e}");
+            }
+        }
+        // The walk from the checkpoint to the head holds; from a wrong hash it does not.
+        let span = |from_hash: [u8; 32]| tenantgate_store::audit_anchor::Span {
+            tenant: a.clone(),
+            from_seq: 4,
+            from_hash,
+            to_seq: 6,
+            to_hash: out[5].hash,
+        };
+        let r = p
+            .audit_walk(&[span(out[3].hash), span([0; 32])])
+            .await
+            .unwrap();
+        assert_eq!(r[0], Ok(()));
+        assert!(r[1].is_err());
+        let last = p
+            .audit_last_checkpoints(std::slice::from_ref(&a))
+            .await
+            .unwrap();
+        assert_eq!(last[&a].seq, 5);
     }
 
     pub async fn unsigned_heads_are_listed_for_the_checkpointer(h: &Harness) {
@@ -321,5 +455,6 @@ suite!(
     concurrent_writers_on_two_handles_never_fork_the_chain,
     query_filters_by_user_time_and_event,
     records_are_append_only_and_pruned_only_to_a_checkpoint,
+    checkpoints_cannot_be_forged_reordered_or_deleted,
     unsigned_heads_are_listed_for_the_checkpointer,
 );

@@ -496,6 +496,71 @@ mod postgres_rls {
         assert_eq!(owned, 0);
         h.cleanup().await;
     }
+
+    /// The request pool logs in as the runtime role itself: `RESET ROLE` returns to that same
+    /// role (there is no owner session underneath to regain), `SET ROLE` to the owner is
+    /// refused, and row-level security still hides other tenants' rows afterwards.
+    #[tokio::test]
+    async fn reset_role_on_a_request_connection_gains_nothing() {
+        use sqlx::Connection as _;
+        let Some(h) = open_pg().await else { return };
+        let (ta, _tb) = two_tenants(&h.store).await;
+        let Store::Postgres(pool) = &h.store else {
+            unreachable!()
+        };
+        let mut c = pool.acquire().await.unwrap();
+        let owner: String = sqlx::query_scalar(
+            "SELECT tableowner::text FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'tenants'",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+        sqlx::query("RESET ROLE").execute(&mut *c).await.unwrap();
+        let (user, session): (String, String) =
+            sqlx::query_as("SELECT current_user::text, session_user::text")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap();
+        assert_eq!(user, tenantgate_store::DEFAULT_PG_RUNTIME_ROLE);
+        assert_eq!(session, tenantgate_store::DEFAULT_PG_RUNTIME_ROLE);
+        let e = sqlx::query(&format!("SET ROLE {owner}"))
+            .execute(&mut *c)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("permission denied"), "{e}");
+        sqlx::query("SET SESSION AUTHORIZATION DEFAULT")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        let mut tx = c.begin().await.unwrap();
+        sqlx::query("SELECT set_config('tenantgate.tenant_id', $1, true)")
+            .bind(ta.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let seen: Vec<String> = sqlx::query_scalar("SELECT id FROM tenants")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(seen, [ta.id.as_str().to_owned()]);
+        drop(tx);
+        drop(c);
+        h.cleanup().await;
+    }
+
+    /// A pool that would log in as a superuser (or any role owning the tables) is refused at
+    /// open, naming the problem.
+    #[tokio::test]
+    async fn a_request_login_that_could_bypass_rls_is_refused() {
+        let Some(h) = open_pg().await else { return };
+        let (url, schema) = h.pg_schema.clone().unwrap();
+        let mut o = tenantgate_store::StoreOptions::new(url.clone());
+        o.pg_schema = schema;
+        o.pg_login = tenantgate_store::PgLogin::Url(url);
+        let e = Store::open(&o).await.unwrap_err();
+        assert!(e.to_string().contains("must not be a superuser"), "{e}");
+        h.cleanup().await;
+    }
 }
 
 /// PostgreSQL: a change made through one store reaches another store's listener at commit.

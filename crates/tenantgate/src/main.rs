@@ -56,10 +56,14 @@ enum AuditCmd {
     /// bodies against digests. Exits 1 naming the first bad record.
     Verify {
         file: PathBuf,
-        /// Trusted public key (hex, as `audit public-key` prints it); repeatable. Without it
-        /// the keys listed in the export itself are used, and the report says so.
+        /// Trusted public key (hex, as `audit public-key` prints it); repeatable and required:
+        /// keys listed in the export itself prove nothing (whoever rewrote it lists their own).
         #[arg(long = "public-key")]
         public_key: Vec<String>,
+        /// An earlier export of the same tenant: FILE must extend it (the same records up to
+        /// its head), so history it covered cannot have been rewritten since.
+        #[arg(long)]
+        since: Option<PathBuf>,
     },
     /// Prints the audit checkpoint signing key's public half (from this configuration).
     PublicKey,
@@ -291,8 +295,13 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Prompt(args) = cli.command {
         return prompt(args).await;
     }
-    if let Command::Audit(AuditCmd::Verify { file, public_key }) = &cli.command {
-        return audit_verify(file, public_key);
+    if let Command::Audit(AuditCmd::Verify {
+        file,
+        public_key,
+        since,
+    }) = &cli.command
+    {
+        return audit_verify(file, public_key, since.as_deref());
     }
     let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
     match cli.command {
@@ -363,8 +372,11 @@ fn operator() -> PlatformAdmin {
 }
 
 /// `audit verify`: offline, no configuration or database needed.
-fn audit_verify(file: &std::path::Path, keys: &[String]) -> Result<()> {
-    let data = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
+fn audit_verify(
+    file: &std::path::Path,
+    keys: &[String],
+    since: Option<&std::path::Path>,
+) -> Result<()> {
     let pinned: Vec<tenantgate_audit::PublicKey> = keys
         .iter()
         .map(|k| {
@@ -374,18 +386,40 @@ fn audit_verify(file: &std::path::Path, keys: &[String]) -> Result<()> {
                 .context("--public-key must be 64 hex characters")?;
             Ok(tenantgate_audit::PublicKey {
                 key_id: tenantgate_audit::key_id(&bytes),
-                public_key: k.to_lowercase(),
+                public_key: k.trim().to_lowercase(),
             })
         })
         .collect::<Result<_>>()?;
-    let pinned = (!pinned.is_empty()).then_some(pinned.as_slice());
-    let is_csv = data.starts_with(b"type,");
-    let result = if is_csv {
-        tenantgate_audit::verify_csv(&data, pinned)
-    } else {
-        let text = std::str::from_utf8(&data).context("the export is not UTF-8")?;
-        tenantgate_audit::verify_jsonl(text, pinned)
+    if pinned.is_empty() {
+        // The export lists its signer's key; trusting it would accept an export re-signed by
+        // whoever rewrote it. The key comes from `tenantgate audit public-key` (or the tenant
+        // API's /tenant/v1/audit/public-key), fetched once and kept.
+        print(
+            &json!({"valid": false, "error": "no trusted key: pass --public-key (from `tenantgate audit public-key`)"}),
+        );
+        std::process::exit(2);
+    }
+    let verify_file = |path: &std::path::Path| -> Result<
+        Result<tenantgate_audit::Report, tenantgate_audit::VerifyError>,
+    > {
+        let data = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        Ok(if data.starts_with(b"type,") {
+            tenantgate_audit::verify_csv(&data, Some(&pinned))
+        } else {
+            let text = std::str::from_utf8(&data).context("the export is not UTF-8")?;
+            tenantgate_audit::verify_jsonl(text, Some(&pinned))
+        })
     };
+    let mut result = verify_file(file)?;
+    if let (Some(old_path), Ok(new)) = (since, &result) {
+        result = match verify_file(old_path)? {
+            Ok(old) => tenantgate_audit::verify_extends(new, &old).map(|()| new.clone()),
+            Err(e) => Err(tenantgate_audit::VerifyError::Export(format!(
+                "the earlier export {} does not verify: {e}",
+                old_path.display()
+            ))),
+        };
+    }
     match result {
         Ok(r) => {
             print(&json!({
@@ -399,13 +433,8 @@ fn audit_verify(file: &std::path::Path, keys: &[String]) -> Result<()> {
                 "bodies_absent": r.bodies_absent,
                 "keys_pinned": r.keys_pinned,
                 "key_ids": r.key_ids,
+                "extends": since.map(|p| p.display().to_string()),
             }));
-            if !r.keys_pinned {
-                eprintln!(
-                    "warning: signatures were checked against the keys the export lists; pass \
-                     --public-key to check them against a key you trust"
-                );
-            }
             Ok(())
         }
         Err(e) => {

@@ -63,6 +63,7 @@ async fn main() -> Result<()> {
     }
     let cfg = AuditConfig {
         signing_key_file: dir.path().join("sign.key"),
+        witness_dir: dir.path().join("witness"),
         ..Default::default()
     };
     let (log, writer) = AuditLog::start(store.clone(), &cfg)?;

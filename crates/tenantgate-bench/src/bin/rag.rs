@@ -221,6 +221,7 @@ fn config(dir: &std::path::Path) -> Config {
     c.server.secret_file = dir.join("secret");
     c.encryption.master_key_file = dir.join("master.key");
     c.audit.signing_key_file = dir.join("audit.key");
+    c.audit.witness_dir = dir.join("audit-witness");
     c.database.url = format!("sqlite:{}", dir.join("rag.db").display());
     c.rag.index_dir = dir.join("indexes");
     c.rag.max_resident_bytes = 64 << 20;

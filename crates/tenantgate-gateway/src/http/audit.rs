@@ -226,16 +226,26 @@ pub(crate) async fn build_export(
             crate::pipeline::now_ms(),
         ));
     };
+    // A chain that no longer extends its last signed checkpoint is not exported as if it were
+    // whole: the break is what the tenant (and the operator) must see.
+    if let Some(why) = app.0.audit.broken(scope.tenant_id()) {
+        return Err(GatewayError::AuditChainBroken(why));
+    }
     let (start, _) = audit.checkpoint_around(first - 1).await.map_err(st)?;
     let (_, end) = audit.checkpoint_around(last).await.map_err(st)?;
     let end: Checkpoint = match end {
         Some(cp) => cp,
         None => {
-            // Nothing signed covers the window's end yet: sign the head now.
-            let (seq, hash) = audit.head().await.map_err(st)?;
-            let cp = signer.checkpoint(tenant, seq, &hash, crate::pipeline::now_ms());
-            audit.add_checkpoint(&cp).await.map_err(st)?;
-            cp
+            // Nothing signed covers the window's end yet: the writer signs the head now, with
+            // the same continuity checks as its own checkpoints.
+            app.0
+                .audit
+                .sign_head(scope.tenant_id())
+                .await
+                .map_err(|why| match app.0.audit.broken(scope.tenant_id()) {
+                    Some(b) => GatewayError::AuditChainBroken(b),
+                    None => GatewayError::Unavailable(why),
+                })?
         }
     };
     let anchor = match &start {

@@ -141,7 +141,13 @@ fn policy_metrics(app: &AppState) -> String {
     )
 }
 
+/// Ready means a call can complete: the store answers and the audit writer takes records
+/// (it first signs the heads left unsigned at start, in batches).
 async fn readyz(State(app): State<AppState>) -> Response {
+    if !app.0.audit.is_ready() {
+        return GatewayError::Unavailable("the audit writer is starting".into())
+            .render(Wire::OpenAi);
+    }
     match app.store().revision().await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(_) => GatewayError::Unavailable("store unreachable".into()).render(Wire::OpenAi),

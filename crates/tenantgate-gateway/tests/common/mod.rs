@@ -83,6 +83,7 @@ impl TestGateway {
         config.server.secret_file = dir.path().join("server.secret");
         config.encryption.master_key_file = dir.path().join("master.key");
         config.audit.signing_key_file = dir.path().join("audit-signing.key");
+        config.audit.witness_dir = dir.path().join("audit-witness");
         config.rag.index_dir = dir.path().join("indexes");
         config.server.max_body_bytes = 64 * 1024;
         config.server.shutdown_grace_secs = 1;

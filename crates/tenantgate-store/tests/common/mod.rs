@@ -8,7 +8,11 @@
 
 use rand::Rng;
 use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, TenantScope};
-use tenantgate_store::{Store, StoreOptions};
+use tenantgate_store::{PgLogin, Store, StoreOptions};
+
+/// The runtime role's password in tests (every test sets the same one: the role is shared by
+/// the cluster, its schemas are not).
+pub const TEST_PG_PASSWORD: &str = "tenantgatetestpassword";
 
 pub struct Harness {
     pub store: Store,
@@ -27,11 +31,28 @@ impl Harness {
                 let mut o = StoreOptions::new(url.clone());
                 o.pg_schema = schema.clone();
                 o.max_connections = 4;
+                o.pg_login = PgLogin::Password(TEST_PG_PASSWORD.into());
                 o
             }
             (None, None) => unreachable!(),
         };
         Store::open(&opts).await.unwrap()
+    }
+
+    /// The owner's maintenance handle on the same database (audit retention).
+    pub async fn maintenance(&self) -> Store {
+        let opts = match (&self._dir, &self.pg_schema) {
+            (Some(dir), _) => {
+                StoreOptions::new(format!("sqlite:{}", dir.path().join("t.db").display()))
+            }
+            (None, Some((url, schema))) => {
+                let mut o = StoreOptions::new(url.clone());
+                o.pg_schema = schema.clone();
+                o
+            }
+            (None, None) => unreachable!(),
+        };
+        Store::open_maintenance(&opts).await.unwrap()
     }
 
     pub async fn cleanup(self) {
@@ -67,6 +88,8 @@ pub async fn open_pg() -> Option<Harness> {
     let mut opts = StoreOptions::new(url.clone());
     opts.pg_schema = schema.clone();
     opts.max_connections = 2;
+    // Requests log in as the runtime role itself, as the gateway's pool does.
+    opts.pg_login = PgLogin::Password(TEST_PG_PASSWORD.into());
     let store = Store::open(&opts).await.unwrap();
     Some(Harness {
         store,

@@ -1,0 +1,238 @@
+//! The audit writer task: group commits of queued records, checkpoints of the heads it
+//! advanced (through the continuity checks of `audit_anchor`), heads signed on request (an
+//! export), and the heads left unsigned at start, in batches, before it takes records.
+
+use crate::audit::{AuditStats, Job, SignNow};
+use crate::pipeline::now_ms;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tenantgate_audit::Signer;
+use tenantgate_core::{TenantId, TenantScope};
+use tenantgate_store::audit::{Appended, NewAuditRecord};
+use tenantgate_store::Store;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The last head this process appended per tenant, awaiting a checkpoint.
+type Dirty = HashMap<TenantId, Appended>;
+
+/// What the writer task owns.
+pub(crate) struct Writing {
+    pub(crate) store: Store,
+    pub(crate) signer: Arc<Signer>,
+    pub(crate) stats: Arc<AuditStats>,
+    pub(crate) continuity: crate::audit_anchor::Continuity,
+}
+
+/// Heads signed per batch at start (each batch: a few queries and one transaction per 256).
+const START_SIGN_BATCH: usize = 2_000;
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run(
+    mut w: Writing,
+    mut rx: mpsc::Receiver<Job>,
+    mut sign_rx: mpsc::Receiver<SignNow>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    cancel: CancellationToken,
+    max_batch: usize,
+    interval: Duration,
+) {
+    // Heads left unsigned (a crash, another process, tenants the CLI created) are signed in
+    // batches before the writer takes records; readiness waits for it, so no call queues
+    // behind start-up work.
+    sign_unsigned_heads(&mut w).await;
+    ready.store(true, Ordering::Release);
+    let mut dirty = Dirty::new();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            job = rx.recv() => {
+                let Some(job) = job else { break };
+                let mut batch = vec![job];
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(j) => batch.push(j),
+                        Err(_) => break,
+                    }
+                }
+                commit(&w.store, batch, &mut dirty, &w.stats).await;
+            }
+            Some(req) = sign_rx.recv() => sign_now(&mut w, &mut dirty, req).await,
+            _ = tick.tick() => checkpoint(&mut w, &mut dirty).await,
+            _ = cancel.cancelled() => {
+                rx.close();
+                let mut rest = Vec::new();
+                while let Some(j) = rx.recv().await {
+                    rest.push(j);
+                }
+                while !rest.is_empty() {
+                    let batch: Vec<Job> = rest.drain(..rest.len().min(max_batch)).collect();
+                    commit(&w.store, batch, &mut dirty, &w.stats).await;
+                }
+                break;
+            }
+        }
+    }
+    checkpoint(&mut w, &mut dirty).await;
+}
+
+/// Signs one tenant's current head for an export (whatever this process has pending for it
+/// goes along).
+async fn sign_now(w: &mut Writing, dirty: &mut Dirty, req: SignNow) {
+    dirty.remove(&req.tenant);
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the checkpoint signer reads the head of the tenant an export asked for"
+    )]
+    let admin = tenantgate_core::PlatformAdmin::local_operator("audit-checkpointer");
+    let head = match w.store.platform(&admin).audit_head(&req.tenant).await {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = req.done.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let heads = vec![crate::audit_anchor::Head {
+        tenant: req.tenant,
+        seq: head.0,
+        hash: head.1,
+    }];
+    let mut out = w
+        .continuity
+        .sign(&w.store, &w.signer, &w.stats, now_ms(), heads)
+        .await;
+    let r = match out.pop() {
+        Some((_, r)) => r,
+        None => Err("nothing signed".into()),
+    };
+    let _ = req.done.send(r);
+}
+
+/// One group commit: the batch grouped per tenant (order kept), one transaction. If it fails
+/// and holds several tenants, each tenant is retried alone so one bad record cannot sink the
+/// others.
+async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &AuditStats) {
+    let n = batch.len() as u64;
+    type Waiters = Vec<Option<oneshot::Sender<Result<Appended, String>>>>;
+    let mut groups: Vec<(TenantScope, Vec<NewAuditRecord>, Waiters)> = Vec::new();
+    let mut index: HashMap<TenantId, usize> = HashMap::new();
+    for j in batch {
+        let i = *index.entry(j.scope.tenant_id().clone()).or_insert_with(|| {
+            groups.push((j.scope.clone(), Vec::new(), Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(j.entry);
+        groups[i].2.push(j.done);
+    }
+    let refs: Vec<(&TenantScope, &[NewAuditRecord])> =
+        groups.iter().map(|g| (&g.0, g.1.as_slice())).collect();
+    let results: Vec<Result<Vec<Appended>, String>> = match store.audit_append(&refs).await {
+        Ok(out) => out.into_iter().map(Ok).collect(),
+        Err(e) if refs.len() > 1 => {
+            tracing::warn!(target: "tenantgate::audit", error = %e, "group commit failed; retrying per tenant");
+            let mut v = Vec::with_capacity(refs.len());
+            for r in &refs {
+                v.push(
+                    store
+                        .audit_append(std::slice::from_ref(r))
+                        .await
+                        .map(|mut o| o.pop().unwrap_or_default())
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            v
+        }
+        Err(e) => vec![Err(e.to_string())],
+    };
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+    for ((scope, _, waiters), result) in groups.into_iter().zip(results) {
+        match result {
+            Ok(appended) => {
+                stats
+                    .appended
+                    .fetch_add(appended.len() as u64, Ordering::Relaxed);
+                if let Some(last) = appended.last() {
+                    dirty.insert(scope.tenant_id().clone(), *last);
+                }
+                for (w, a) in waiters.into_iter().zip(appended) {
+                    if let Some(w) = w {
+                        let _ = w.send(Ok(a));
+                    }
+                }
+            }
+            Err(e) => {
+                // Waiting callers count their own failure (`AuditLog::append`); count the rest.
+                let detached = waiters.iter().filter(|w| w.is_none()).count() as u64;
+                stats.failures.fetch_add(detached, Ordering::Relaxed);
+                for w in waiters.into_iter().flatten() {
+                    let _ = w.send(Err(e.clone()));
+                }
+                tracing::error!(target: "tenantgate::audit", tenant = %scope.tenant_id(), error = %e,
+                    "audit group commit failed");
+            }
+        }
+    }
+}
+
+/// Signs the head each advanced chain reached (as this process appended it), once it checks
+/// out as extending the last signed checkpoint (`audit_anchor`): a few queries and one
+/// transaction per 256 tenants per tick, however many moved.
+async fn checkpoint(w: &mut Writing, dirty: &mut Dirty) {
+    if dirty.is_empty() {
+        return;
+    }
+    let heads: Vec<crate::audit_anchor::Head> = dirty
+        .drain()
+        .map(|(tenant, head)| crate::audit_anchor::Head {
+            tenant,
+            seq: head.seq,
+            hash: head.hash,
+        })
+        .collect();
+    let out = w
+        .continuity
+        .sign(&w.store, &w.signer, &w.stats, now_ms(), heads)
+        .await;
+    let failed = out.iter().filter(|(_, r)| r.is_err()).count();
+    if failed > 0 {
+        tracing::warn!(target: "tenantgate::audit", tenants = failed,
+            "audit heads left unsigned this tick");
+    }
+}
+
+/// At start: signs every chain head left past its last checkpoint (by a crash, another
+/// process, or tenants created with the CLI), in batches.
+async fn sign_unsigned_heads(w: &mut Writing) {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the audit writer signs every tenant's chain head at start"
+    )]
+    let admin = tenantgate_core::PlatformAdmin::local_operator("audit-checkpointer");
+    let heads = match w.store.platform(&admin).audit_unsigned_heads().await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(target: "tenantgate::audit", error = %e, "cannot list unsigned audit heads");
+            return;
+        }
+    };
+    let mut heads = heads.into_iter().peekable();
+    while heads.peek().is_some() {
+        let batch: Vec<crate::audit_anchor::Head> = heads
+            .by_ref()
+            .take(START_SIGN_BATCH)
+            .map(|h| crate::audit_anchor::Head {
+                tenant: h.tenant,
+                seq: h.seq,
+                hash: h.hash,
+            })
+            .collect();
+        w.continuity
+            .sign(&w.store, &w.signer, &w.stats, now_ms(), batch)
+            .await;
+    }
+}
