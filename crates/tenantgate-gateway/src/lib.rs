@@ -7,6 +7,7 @@ pub mod admission;
 mod admission_redis;
 pub mod audit;
 pub mod auth;
+pub mod bounds;
 pub mod cache;
 pub mod compose;
 pub mod config;
