@@ -367,16 +367,24 @@ mod tests {
                 "messages[0].role",
             ),
             (
-                json!({"model":"m","messages":[{"role":"user"}],"stream":"yes"}),
+                json!({"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}),
                 "stream",
             ),
             (
-                json!({"model":"m","messages":[{"role":"user"}],"max_tokens":-1}),
+                json!({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}),
                 "max_tokens",
             ),
             (
-                json!({"model":"m","messages":[{"role":"user"}],"stream_options":{"include_usage":true}}),
+                json!({"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}),
                 "stream_options",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user"}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"assistant","content":null}]}),
+                "messages[0].content",
             ),
         ] {
             let e = chat_meta(&obj(body.clone())).unwrap_err();
