@@ -207,14 +207,17 @@ pub struct RateState {
     pub reset_secs: u64,
 }
 
-/// The rate-limit headers of a 429: the limits that apply (the refused one at least), nothing
-/// remaining until the refusal's reset.
+/// The rate-limit headers of a 429: the families an admitted call of this tenant carries (plus
+/// the refused key or user minute limit if the tenant has none), nothing remaining until the
+/// refusal's reset. A concurrency refusal adds no family of its own (it is not a per-minute
+/// limit); its `Retry-After` says when to try again.
 fn refused_rate(limits: &LimitSet, refused: &Check, retry_after_s: u64) -> RateState {
     let refused_limit = refused.limit.map(|l| l.max(0) as u64);
     let (mut requests, mut tokens) = (limits.requests_per_minute, limits.tokens_per_minute);
     match refused.settle {
-        Settle::Keep | Settle::Slot => requests = requests.or(refused_limit),
-        Settle::Tokens | Settle::Cost => tokens = tokens.or(refused_limit),
+        Settle::Keep => requests = requests.or(refused_limit),
+        Settle::Tokens => tokens = tokens.or(refused_limit),
+        Settle::Slot | Settle::Cost => {}
     }
     RateState {
         limit_requests: requests,
