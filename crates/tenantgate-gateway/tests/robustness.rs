@@ -69,6 +69,7 @@ async fn a_3mb_model_name_is_refused_short_and_reaches_no_storage() {
         assert!(!text.contains(&"m".repeat(100)), "{text}");
     }
     let grown = db_bytes(&gw).saturating_sub(before);
+    eprintln!("10 refused 3 MB names: store grew by {grown} bytes");
     assert!(
         grown < 1024 * 1024,
         "10 refused 3 MB names grew the store by {grown} bytes"
