@@ -197,7 +197,7 @@ pub struct Held {
 }
 
 /// The tenant's rate-limit state after admission, for the `x-ratelimit-*` headers.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateState {
     pub limit_requests: Option<u64>,
     pub remaining_requests: u64,
@@ -205,6 +205,27 @@ pub struct RateState {
     pub remaining_tokens: u64,
     /// Seconds until the minute windows reset.
     pub reset_secs: u64,
+}
+
+/// The rate-limit headers of a 429: the families an admitted call of this tenant carries (plus
+/// the refused key or user minute limit if the tenant has none), nothing remaining until the
+/// refusal's reset. A concurrency refusal adds no family of its own (it is not a per-minute
+/// limit); its `Retry-After` says when to try again.
+pub(crate) fn refused_rate(limits: &LimitSet, refused: &Check, retry_after_s: u64) -> RateState {
+    let refused_limit = refused.limit.map(|l| l.max(0) as u64);
+    let (mut requests, mut tokens) = (limits.requests_per_minute, limits.tokens_per_minute);
+    match refused.settle {
+        Settle::Keep => requests = requests.or(refused_limit),
+        Settle::Tokens => tokens = tokens.or(refused_limit),
+        Settle::Slot | Settle::Cost => {}
+    }
+    RateState {
+        limit_requests: requests,
+        remaining_requests: 0,
+        limit_tokens: tokens,
+        remaining_tokens: 0,
+        reset_secs: retry_after_s,
+    }
 }
 
 /// An admitted call: what to settle.
@@ -794,6 +815,7 @@ impl Admission {
                             c.what
                         ),
                         retry_after_s,
+                        rate: refused_rate(ask.limits, c, retry_after_s),
                     })
                 }
             }

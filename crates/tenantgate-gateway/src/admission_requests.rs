@@ -5,7 +5,7 @@
 //! full the caller gets 429 before any other work. Admission then reserves the call's tokens
 //! and spend without counting the request again ([`Admission::reserve_counted`]).
 
-use crate::admission::{checks, Admission, Applied, Backend, Check, LimitSet};
+use crate::admission::{checks, refused_rate, Admission, Applied, Backend, Check, LimitSet};
 use crate::error::GatewayError;
 use tenantgate_core::TenantId;
 
@@ -64,6 +64,7 @@ impl Admission {
                         c.what
                     ),
                     retry_after_s: reset_secs,
+                    rate: refused_rate(limits, c, reset_secs),
                 })
             }
             Err(e) => {

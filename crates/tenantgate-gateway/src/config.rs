@@ -33,8 +33,12 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Largest accepted request body; larger ones get 413.
+    /// Largest accepted request body; larger ones get 413 (a larger declared
+    /// `content-length` at once, before any of the body is read).
     pub max_body_bytes: usize,
+    /// The whole request body must arrive within this many milliseconds of the request head;
+    /// a slower one gets 408 and its connection is closed (stalled uploads hold nothing).
+    pub body_read_timeout_ms: u64,
     /// File holding the 32-byte server secret that keys API-key hashes (HMAC-SHA-256). Created
     /// with mode 0600 on first start. `TENANTGATE_SERVER_SECRET` (64 hex chars) overrides it.
     pub secret_file: PathBuf,
@@ -425,6 +429,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 4 * 1024 * 1024,
+            body_read_timeout_ms: 30_000,
             secret_file: PathBuf::from("data/server.secret"),
             shutdown_grace_secs: 30,
         }
@@ -507,6 +512,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.body_read_timeout_ms == 0 {
+            return Err(invalid("server.body_read_timeout_ms", "must be at least 1"));
         }
         if self.auth.reload_interval_ms == 0 {
             return Err(invalid("auth.reload_interval_ms", "must be at least 1"));

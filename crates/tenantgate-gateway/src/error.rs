@@ -42,8 +42,8 @@ pub enum GatewayError {
     InvalidToken(String),
     #[error("This tenant is suspended; contact your platform administrator.")]
     TenantSuspended,
-    #[error("The model `{0}` is not enabled for this tenant.")]
-    ModelNotAllowed(String),
+    /// An unknown model and a model outside the tenant's allow-list are one error: a
+    /// different answer would let a key probe the platform's catalogue (other tenants' models).
     #[error("The model `{0}` does not exist.")]
     ModelNotFound(String),
     #[error("The prompt `{0}` does not exist.")]
@@ -70,6 +70,12 @@ pub enum GatewayError {
     MethodNotAllowed,
     #[error("Request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The body did not arrive within `server.body_read_timeout_ms`.
+    #[error("The request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
+    /// A `content-type` or `content-encoding` the route does not take (named in the message).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The provider refused the request for a reason in the request itself (its 4xx).
     #[error("Upstream provider rejected the request: {message}")]
     UpstreamRejected { status: u16, message: String },
@@ -88,9 +94,14 @@ pub enum GatewayError {
     /// its calls are refused rather than run on defaults.
     #[error("This tenant's {0} policy cannot be read by this gateway (written by a newer version, or damaged); its calls are refused until it is readable. Contact your platform administrator.")]
     PolicyUnreadable(String),
-    /// A tenant, key or end-user rate or concurrency limit of this gateway.
+    /// A tenant, key or end-user rate or concurrency limit of this gateway; `rate` is what the
+    /// `x-ratelimit-*` headers of the 429 say (remaining 0 until the reset).
     #[error("Rate limit reached: {message}")]
-    RateLimited { message: String, retry_after_s: u64 },
+    RateLimited {
+        message: String,
+        retry_after_s: u64,
+        rate: crate::admission::RateState,
+    },
     /// A token or spend budget is used up, or the tenant's kill switch is on.
     #[error("{0}")]
     InsufficientQuota(String),
@@ -189,13 +200,6 @@ impl GatewayError {
                 Some("tenant_suspended"),
                 Some(false),
             ),
-            E::ModelNotAllowed(_) => r(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "permission_error",
-                Some("model_not_allowed"),
-                Some(false),
-            ),
             E::ModelNotFound(_) => r(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -285,6 +289,20 @@ impl GatewayError {
                 "invalid_request_error",
                 "request_too_large",
                 Some("request_too_large"),
+                Some(false),
+            ),
+            E::BodyTimeout(_) => r(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "invalid_request_error",
+                Some("request_timeout"),
+                None,
+            ),
+            E::UnsupportedMediaType(_) => r(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "invalid_request_error",
+                Some("unsupported_media_type"),
                 Some(false),
             ),
             E::UpstreamRejected { status, .. } => r(
@@ -379,7 +397,6 @@ impl GatewayError {
         use tenantgate_audit::EventType;
         match self {
             GatewayError::TenantSuspended
-            | GatewayError::ModelNotAllowed(_)
             | GatewayError::Forbidden(_)
             | GatewayError::MaxTokensExceeded { .. }
             | GatewayError::ClientSystemRefused => EventType::AccessDenied,
@@ -396,7 +413,7 @@ impl GatewayError {
             GatewayError::InvalidRequest { param, .. }
             | GatewayError::UnsupportedForModel { param, .. } => param.as_deref(),
             GatewayError::MaxTokensExceeded { param, .. } => Some(param),
-            GatewayError::ModelNotAllowed(_) | GatewayError::ModelNotFound(_) => Some("model"),
+            GatewayError::ModelNotFound(_) => Some("model"),
             GatewayError::PromptNotFound(_) => Some("tenantgate.prompt"),
             GatewayError::KnowledgeBaseNotFound(_) => Some("tenantgate.knowledge_bases"),
             GatewayError::PromptRender(_) => Some("tenantgate.variables"),
@@ -439,8 +456,15 @@ impl GatewayError {
                 h.insert("retry-after", v);
             }
         }
-        if let GatewayError::RateLimited { retry_after_s, .. } = self {
+        if let GatewayError::RateLimited {
+            retry_after_s,
+            rate,
+            ..
+        } = self
+        {
             h.insert("retry-after", HeaderValue::from(*retry_after_s));
+            // The same header family as an admitted call's, so a client's backoff reads one set.
+            crate::admission::rate_headers(h, rate);
         }
         resp
     }
@@ -454,7 +478,7 @@ mod tests {
     fn policy_denials_are_never_5xx_and_say_do_not_retry() {
         for e in [
             GatewayError::TenantSuspended,
-            GatewayError::ModelNotAllowed("m".into()),
+            GatewayError::ModelNotFound("m".into()),
             GatewayError::MaxTokensExceeded {
                 requested: 9,
                 cap: 1,

@@ -43,6 +43,10 @@ pub enum TokenError {
     WrongIssuer,
     #[error("the token lacks the claim {0}")]
     MissingClaim(String),
+    /// A user or tenant claim longer than `bounds` accepts (it would become audit and
+    /// counter data).
+    #[error("the token's claim {0} is too long")]
+    ClaimTooLong(String),
     #[error("the issuer's keys could not be fetched")]
     JwksUnavailable,
 }
@@ -289,11 +293,20 @@ impl Verifier {
         }?;
         let subject = claim_str(&claims, &p.cfg.user_claim)
             .ok_or_else(|| TokenError::MissingClaim(p.cfg.user_claim.clone()))?;
+        let tenant = claim_str(&claims, &p.cfg.tenant_claim);
+        for (claim, v) in [
+            (&p.cfg.user_claim, Some(&subject)),
+            (&p.cfg.tenant_claim, tenant.as_ref()),
+        ] {
+            if v.is_some_and(|v| v.len() > crate::bounds::MAX_USER_BYTES) {
+                return Err(TokenError::ClaimTooLong(claim.clone()));
+            }
+        }
         Ok(VerifiedToken {
             provider: index,
             issuer: iss,
             subject,
-            tenant: claim_str(&claims, &p.cfg.tenant_claim),
+            tenant,
             roles: roles(&claims, &p.cfg.roles_claim),
             // Validated as present and numeric above.
             expires_at: claims["exp"].as_u64().unwrap_or(0),

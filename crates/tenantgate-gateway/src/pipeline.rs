@@ -101,7 +101,11 @@ impl AppState {
         }
     }
 
-    /// Stage 3: the model exists in the catalog and is on the tenant's allow-list.
+    /// Stage 3: the model exists in the catalog and is on the tenant's allow-list. Both
+    /// failures are the same `model_not_found` (status, body and audit event): a distinct
+    /// answer for "exists but not yours" would list the catalogue, other tenants' models
+    /// included, to any key. Every model choice (chat on both wires, embeddings, knowledge-base
+    /// embeddings) comes through here; `/v1/models/{id}` uses `visible_models`, the same set.
     pub fn authorize(
         &self,
         ctx: TenantContext,
@@ -111,10 +115,8 @@ impl AppState {
             .0
             .catalog
             .get(model)
+            .filter(|_| ctx.tenant.allows_model(model))
             .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
-        if !ctx.tenant.allows_model(model) {
-            return Err(GatewayError::ModelNotAllowed(model.to_owned()));
-        }
         Ok(AuthorizedCall {
             ctx,
             route: route.clone(),

@@ -131,11 +131,12 @@ async fn every_call_is_recorded_before_its_response_is_released() {
     let r = gw
         .post("/v1/chat/completions", &key2, &chat("claude-test", "x"))
         .await;
-    assert_eq!(r.status(), 403);
+    // Another tenant's model is recorded exactly like an unknown one (no catalogue oracle).
+    assert_eq!(r.status(), 404);
     let recs2 = records(&gw, &t2).await;
     let rec = by_id(&recs2, &rid(&r));
-    assert_eq!(rec["event"], "access_denied");
-    assert_eq!(rec["error"]["code"], "model_not_allowed");
+    assert_eq!(rec["event"], "api_call");
+    assert_eq!(rec["error"]["code"], "model_not_found");
     // ... and lands in its own tenant's chain only.
     assert!(recs2.iter().all(|r| r["tenant"] == t2.id.as_str()));
 

@@ -123,6 +123,9 @@ async fn every_rejection_case_is_a_401_naming_the_reason() {
     )
     .await;
     refused(&s.gw, &idp::mint("rsa2", &good), "no key").await;
+    // a 4 KB subject would become audit actor data and a limits counter key (bounds.rs)
+    let long_sub = s.idp.claims(&"u".repeat(4096), Some("acme"), &["member"]);
+    refused(&s.gw, &idp::mint("rsa1", &long_sub), "too long").await;
     refused(
         &s.gw,
         &idp::mint("rsa1", &with(&|c| c["exp"] = json!(now - 120))),

@@ -28,6 +28,25 @@ pub fn messages_meta(body: &Map<String, Value>) -> Result<MessagesMeta, CodecErr
                         ))
                     }
                 }
+                let param = format!("messages.{i}.content");
+                match msg.get("content") {
+                    Some(Value::String(_)) => {}
+                    Some(Value::Array(a)) if !a.is_empty() => {}
+                    None => {
+                        return Err(CodecError::new(
+                            format!("{param}: Field required"),
+                            Some(&param),
+                        ))
+                    }
+                    Some(_) => {
+                        return Err(CodecError::new(
+                            format!(
+                                "{param}: must be a string or a non-empty array of content blocks"
+                            ),
+                            Some(&param),
+                        ))
+                    }
+                }
             }
         }
         _ => {

@@ -38,16 +38,46 @@ pub(crate) fn opt_bool(body: &Map<String, Value>, key: &str) -> Result<Option<bo
     }
 }
 
+/// The largest count (tokens, dimensions) a request may name: no model comes near it, and
+/// anything larger is a typo or a probe, answered as "too large" rather than "not an integer".
+pub const MAX_COUNT: u64 = u32::MAX as u64;
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A positive integer parameter, absent or `null` meaning unset. Each way of getting it wrong
+/// has its own message: zero or negative, too large, fractional, or not a number at all.
 pub(crate) fn opt_pos_int(body: &Map<String, Value>, key: &str) -> Result<Option<u64>, CodecError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if n > 0 => Ok(Some(n)),
-            _ => Err(CodecError::new(
-                format!("'{key}' must be a positive integer"),
-                Some(key),
-            )),
-        },
+    let v = match body.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let err = |m: String| Err(CodecError::new(m, Some(key)));
+    let Value::Number(n) = v else {
+        return err(format!("'{key}' must be an integer, not {}", json_type(v)));
+    };
+    match (n.as_u64(), n.as_i64(), n.as_f64()) {
+        (Some(0), _, _) => err(format!("'{key}' must be at least 1, not 0")),
+        (Some(u), _, _) if u > MAX_COUNT => {
+            err(format!("'{key}' is too large: at most {MAX_COUNT}"))
+        }
+        (Some(u), _, _) => Ok(Some(u)),
+        (None, Some(i), _) => err(format!("'{key}' must be at least 1, not {i}")),
+        (None, None, Some(f)) if f.fract() != 0.0 => {
+            err(format!("'{key}' must be an integer, not {f}"))
+        }
+        (None, None, Some(f)) if f > 0.0 => {
+            err(format!("'{key}' is too large: at most {MAX_COUNT}"))
+        }
+        _ => err(format!("'{key}' must be at least 1")),
     }
 }
 
@@ -87,7 +117,7 @@ pub fn chat_meta(body: &Map<String, Value>) -> Result<ChatMeta, CodecError> {
     for (i, m) in messages.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str);
         match role {
-            Some(r) if ROLES.contains(&r) => {}
+            Some(r) if ROLES.contains(&r) => check_content(m, r, i)?,
             Some(r) => {
                 return Err(CodecError::new(
                     format!(
@@ -148,6 +178,35 @@ pub fn chat_meta(body: &Map<String, Value>) -> Result<ChatMeta, CodecError> {
     })
 }
 
+/// A message's `content`: a string or a non-empty array of parts. Only an assistant message
+/// that calls tools (or a legacy function message) may leave it out or set it to `null`.
+fn check_content(m: &Value, role: &str, i: usize) -> Result<(), CodecError> {
+    let param = format!("messages[{i}].content");
+    let content = m.get("content").unwrap_or(&Value::Null);
+    let calls = m.get("tool_calls").is_some_and(|t| !t.is_null())
+        || m.get("function_call").is_some_and(|t| !t.is_null());
+    match content {
+        Value::String(_) => Ok(()),
+        Value::Array(a) if !a.is_empty() => Ok(()),
+        Value::Array(_) => Err(CodecError::new(
+            format!("{param} must not be an empty array"),
+            Some(&param),
+        )),
+        Value::Null if (role == "assistant" && calls) || role == "function" => Ok(()),
+        Value::Null if role == "assistant" => Err(CodecError::new(
+            format!("{param} is required unless 'tool_calls' is set"),
+            Some(&param),
+        )),
+        other => Err(CodecError::new(
+            format!(
+                "{param} must be a string or an array of content parts, not {}",
+                json_type(other)
+            ),
+            Some(&param),
+        )),
+    }
+}
+
 /// Validates an embeddings request: `model` and a non-empty `input`.
 pub fn embeddings_model(body: &Map<String, Value>) -> Result<String, CodecError> {
     let model = model_of(body)?;
@@ -161,6 +220,15 @@ pub fn embeddings_model(body: &Map<String, Value>) -> Result<String, CodecError>
             ))
         }
     }
+    // `dimensions`, when sent, is a positive integer: `null`, -1, 1.5 or "64" are refused,
+    // not silently ignored (the caller would get vectors of another size than it asked for).
+    if body.get("dimensions").is_some_and(Value::is_null) {
+        return Err(CodecError::new(
+            "'dimensions' must be an integer, not null",
+            Some("dimensions"),
+        ));
+    }
+    opt_pos_int(body, "dimensions")?;
     if let Some(f) = body.get("encoding_format") {
         if !matches!(f.as_str(), Some("float") | Some("base64")) {
             return Err(CodecError::new(
@@ -309,24 +377,32 @@ mod tests {
                 "messages[0].role",
             ),
             (
-                json!({"model":"m","messages":[{"role":"user"}],"stream":"yes"}),
+                json!({"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}),
                 "stream",
             ),
             (
-                json!({"model":"m","messages":[{"role":"user"}],"max_tokens":-1}),
+                json!({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}),
                 "max_tokens",
             ),
             (
-                json!({"model":"m","messages":[{"role":"user"}],"stream_options":{"include_usage":true}}),
+                json!({"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}),
                 "stream_options",
             ),
             (
-                json!({"model":"m","messages":[{"role":"user"}],"n":129}),
+                json!({"model":"m","messages":[{"role":"user","content":"hi"}],"n":129}),
                 "n",
             ),
             (
-                json!({"model":"m","messages":[{"role":"user"}],"n":"2"}),
+                json!({"model":"m","messages":[{"role":"user","content":"hi"}],"n":"2"}),
                 "n",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"user"}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model":"m","messages":[{"role":"assistant","content":null}]}),
+                "messages[0].content",
             ),
         ] {
             let e = chat_meta(&obj(body.clone())).unwrap_err();

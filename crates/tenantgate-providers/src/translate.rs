@@ -142,6 +142,13 @@ pub fn openai_request_to_anthropic(
             _ => {}
         }
     }
+    if messages.is_empty() {
+        // Only system or developer messages: nothing for an Anthropic model to answer.
+        return Err(CodecError::new(
+            "'messages' needs at least one user or assistant message for this model",
+            Some("messages"),
+        ));
+    }
     let mut out = Map::new();
     out.insert("model".into(), json!(upstream_model));
     out.insert("messages".into(), Value::Array(messages));

@@ -149,7 +149,7 @@ pub(super) async fn create_tenant(
 ) -> Response {
     ok(async {
         let admin = platform(&app, &headers).await?;
-        let b: CreateTenant = json_body(&app, body).await?;
+        let b: CreateTenant = json_body(&app, &headers, body).await?;
         let new = NewTenant {
             display_name: b.display_name.unwrap_or_else(|| b.slug.clone()),
             slug: b.slug,
@@ -242,7 +242,7 @@ pub(super) async fn patch_tenant(
 ) -> Response {
     ok(async {
         let admin = platform(&app, &headers).await?;
-        let b: PatchTenant = json_body(&app, body).await?;
+        let b: PatchTenant = json_body(&app, &headers, body).await?;
         let mut t = find_live(&app, &admin, &tenant).await?;
         let status = match b.status.as_deref() {
             None => None,
@@ -326,7 +326,7 @@ pub(super) async fn create_grant(
 ) -> Response {
     ok(async {
         let admin = platform(&app, &headers).await?;
-        let b: GrantRequest = json_body(&app, body).await?;
+        let b: GrantRequest = json_body(&app, &headers, body).await?;
         if b.duration_secs == 0 || b.duration_secs > MAX_GRANT_SECS {
             return Err(GatewayError::invalid(
                 "duration_secs must be 1..=3600",

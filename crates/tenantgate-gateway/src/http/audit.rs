@@ -87,9 +87,18 @@ pub(super) async fn records(
         if let Some(e) = &q.event {
             if tenantgate_audit::EventType::parse(e).is_none() {
                 return Err(GatewayError::invalid(
-                    format!("unknown event type {e:?}"),
+                    format!("unknown event type {:?}", crate::bounds::echo(e)),
                     "event",
                 ));
+            }
+        }
+        for (param, v) in [
+            ("user", &q.user),
+            ("key_id", &q.key_id),
+            ("model", &q.model),
+        ] {
+            if let Some(v) = v {
+                crate::bounds::check(param, v, crate::bounds::MAX_FILTER_BYTES)?;
             }
         }
         let limit = q.limit.unwrap_or(100);
@@ -332,7 +341,7 @@ pub(super) async fn put_policy(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let policy: AuditPolicy = json_body(&app, body).await?;
+        let policy: AuditPolicy = json_body(&app, &headers, body).await?;
         policy
             .validate()
             .map_err(|m| GatewayError::invalid(m, "retention_days"))?;

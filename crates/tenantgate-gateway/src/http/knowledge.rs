@@ -29,7 +29,7 @@ async fn find(
         .knowledge_base(kb)
         .await
         .map_err(|e| match e {
-            StoreError::NotFound => GatewayError::KnowledgeBaseNotFound(kb.to_owned()),
+            StoreError::NotFound => GatewayError::KnowledgeBaseNotFound(crate::bounds::echo(kb)),
             e => st(e),
         })
 }
@@ -69,11 +69,13 @@ pub(super) async fn create(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let b: NewKb = json_body(&app, body).await?;
+        let b: NewKb = json_body(&app, &headers, body).await?;
         let cfg = &app.0.config.rag;
         let model = b
             .embedding_model
             .unwrap_or_else(|| cfg.default_embedding_model.clone());
+        crate::bounds::check("name", &b.name, crate::bounds::MAX_NAME_BYTES)?;
+        crate::bounds::check("embedding_model", &model, crate::bounds::MAX_MODEL_BYTES)?;
         let chunk_tokens = b.chunk_tokens.unwrap_or(cfg.chunk_tokens);
         if !(16..=8192).contains(&chunk_tokens) {
             return Err(GatewayError::invalid(
@@ -183,6 +185,9 @@ pub(super) async fn upload(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
+        if let Some(n) = &q.name {
+            crate::bounds::check("name", n, crate::bounds::MAX_NAME_BYTES)?;
+        }
         let kb = find(&app, &ctx, &kb).await?;
         let cfg = &app.0.config.rag;
         let bytes = super::read_body(body, cfg.max_document_bytes).await?;
@@ -268,7 +273,7 @@ pub(super) async fn search(
 ) -> Response {
     ok(async {
         let ctx = app.tenant_context(&headers).await?;
-        let b: SearchBody = json_body(&app, body).await?;
+        let b: SearchBody = json_body(&app, &headers, body).await?;
         if b.query.trim().is_empty() {
             return Err(GatewayError::invalid("query must not be empty", "query"));
         }

@@ -85,7 +85,7 @@ pub(super) async fn create_key(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let b: NewKey = json_body(&app, body).await?;
+        let b: NewKey = json_body(&app, &headers, body).await?;
         let role: Role = b
             .role
             .parse()
@@ -189,7 +189,8 @@ pub(super) async fn put_member(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let b: MemberRole = json_body(&app, body).await?;
+        let b: MemberRole = json_body(&app, &headers, body).await?;
+        crate::bounds::check("subject", &subject, crate::bounds::MAX_USER_BYTES)?;
         let role: Role = b
             .role
             .parse()
@@ -255,8 +256,11 @@ pub(super) async fn put_models(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let b: EnabledModels = json_body(&app, body).await?;
+        let b: EnabledModels = json_body(&app, &headers, body).await?;
         if let Some(list) = &b.enabled {
+            for m in list {
+                crate::bounds::check("enabled", m, crate::bounds::MAX_MODEL_BYTES)?;
+            }
             let ceiling = &ctx.tenant.allowed_models;
             if let Some(m) = list
                 .iter()
@@ -308,7 +312,7 @@ pub(super) async fn patch_settings(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let b: Settings = json_body(&app, body).await?;
+        let b: Settings = json_body(&app, &headers, body).await?;
         let store = app.store();
         let t = store.tenant(&ctx.principal.scope);
         if let Some(name) = &b.display_name {

@@ -5,6 +5,7 @@ mod admin;
 mod anthropic;
 pub mod api;
 mod audit;
+mod body;
 mod knowledge;
 mod members;
 mod openai;
@@ -20,7 +21,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 
@@ -66,7 +66,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             in_flight,
         ))
-        .layer(axum::middleware::from_fn(edge))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
 
@@ -95,7 +95,8 @@ fn wire_for(path: &str) -> Wire {
 
 async fn fallback(req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    GatewayError::RouteNotFound(format!("{} {}", req.method(), path)).render(wire_for(&path))
+    GatewayError::RouteNotFound(format!("{} {}", req.method(), crate::bounds::echo(&path)))
+        .render(wire_for(&path))
 }
 
 async fn method_not_allowed(req: Request) -> Response {
@@ -154,8 +155,12 @@ async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
-async fn edge(mut req: Request, next: Next) -> Response {
+async fn edge(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let timeout_ms = app.0.config.server.body_read_timeout_ms;
+    let (parts, raw) = req.into_parts();
+    let (handler_body, leftover) = body::wrap(raw, timeout_ms);
+    let mut req = Request::from_parts(parts, handler_body);
     let request_id = format!("req_{}", uuid::Uuid::now_v7().simple());
     let peer = req
         .extensions()
@@ -165,7 +170,12 @@ async fn edge(mut req: Request, next: Next) -> Response {
         .insert(RequestId(request_id.clone(), peer));
     let method: Method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut resp = next.run(req).await;
+    let mut resp = match body::check_encoding(req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.render(wire_for(&path)),
+    };
+    // A request answered before its body was read keeps its connection (bounded: see body.rs).
+    leftover.drain().await;
     let upstream = resp
         .extensions()
         .get::<UpstreamTime>()
@@ -181,7 +191,7 @@ async fn edge(mut req: Request, next: Next) -> Response {
     }
     let info = resp.extensions().get::<CallInfo>();
     tracing::info!(
-        request_id = %request_id, %method, path = %path, status = resp.status().as_u16(),
+        request_id = %request_id, %method, path = %crate::bounds::for_log(&path), status = resp.status().as_u16(),
         tenant = info.map(|i| i.tenant.as_str()).unwrap_or("-"),
         model = info.map(|i| i.model.as_str()).unwrap_or("-"),
         overhead_us = overhead.as_micros() as u64,
@@ -191,22 +201,7 @@ async fn edge(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Reads the body up to `limit` bytes; larger bodies are a 413.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, GatewayError> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(GatewayError::BodyTooLarge(limit))
-        }
-        Err(_) => Err(GatewayError::InvalidRequest {
-            message: "could not read the request body".into(),
-            param: None,
-        }),
-    }
-}
+pub(crate) use body::{read_body, require_json};
 
 pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
     match serde_json::from_slice::<Value>(bytes) {
@@ -262,8 +257,12 @@ pub(crate) async fn tenant_request(
     let ctx = app.tenant_context(headers).await?;
     audit.bind(app, &ctx);
     let counted = app.count_request(&ctx, &audit.request_id).await?;
+    require_json(headers)?;
     let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
-    Ok((ctx, parse_object(&bytes)?, counted))
+    let req = parse_object(&bytes)?;
+    // Before any field reaches the audit record, a log line or a counter's key.
+    crate::bounds::request_fields(&req)?;
+    Ok((ctx, req, counted))
 }
 
 /// The edge log labels and the end-of-call report of an authorized call.

@@ -397,7 +397,7 @@ pub(super) async fn get_model(
         if app.visible_models(&ctx).contains(&model) {
             Ok(Json(model_object(&model)).into_response())
         } else {
-            Err(GatewayError::ModelNotFound(model.clone()))
+            Err(GatewayError::ModelNotFound(crate::bounds::echo(&model)))
         }
     };
     run().await.unwrap_or_else(|e| e.render(Wire::OpenAi))

@@ -51,8 +51,10 @@ fn author(ctx: &TenantContext) -> String {
 
 pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
     app: &AppState,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<T, GatewayError> {
+    super::require_json(headers)?;
     let bytes = super::read_body(body, app.0.config.server.max_body_bytes).await?;
     serde_json::from_slice(&bytes).map_err(|e| GatewayError::BadJson(e.to_string()))
 }
@@ -105,7 +107,7 @@ pub(super) async fn push(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let b: PushBody = json_body(&app, body).await?;
+        let b: PushBody = json_body(&app, &headers, body).await?;
         // Refuse what cannot render before it becomes a version.
         Compiled::new(b.template.clone()).map_err(|e| GatewayError::InvalidRequest {
             message: format!("template syntax: {e}"),
@@ -168,7 +170,7 @@ pub(super) async fn activate(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let b: ActivateBody = json_body(&app, body).await?;
+        let b: ActivateBody = json_body(&app, &headers, body).await?;
         app.keyring()
             .prompts(app.store(), &ctx.principal.scope)
             .activate(&name, b.version)
@@ -239,7 +241,7 @@ pub(super) async fn put_settings(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let b: SettingsBody = json_body(&app, body).await?;
+        let b: SettingsBody = json_body(&app, &headers, body).await?;
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
         let current = p.settings_or_init().await.map_err(store_err)?;
         let s = PromptSettings {
@@ -429,7 +431,7 @@ pub(super) async fn put_guard_policy(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let policy: tenantgate_guard::Policy = json_body(&app, body).await?;
+        let policy: tenantgate_guard::Policy = json_body(&app, &headers, body).await?;
         if let Some(url) = &policy.webhook_url {
             let https = url.starts_with("https://");
             let http_ok = app.0.config.guard.allow_http_webhooks && url.starts_with("http://");

@@ -59,7 +59,7 @@ pub(super) async fn put_kill_switch(
 ) -> Response {
     ok(async {
         let ctx = admin_context(&app, &headers).await?;
-        let k: KillSwitch = json_body(&app, body).await?;
+        let k: KillSwitch = json_body(&app, &headers, body).await?;
         app.store()
             .tenant(&ctx.principal.scope)
             .set_kill_switch(k.enabled)
@@ -102,7 +102,10 @@ pub(super) async fn usage(
             "user" => UsageGroup::User,
             other => {
                 return Err(GatewayError::InvalidRequest {
-                    message: format!("group_by must be day, model, key or user, not {other:?}"),
+                    message: format!(
+                        "group_by must be day, model, key or user, not {:?}",
+                        crate::bounds::echo(other)
+                    ),
                     param: Some("group_by".into()),
                 })
             }
