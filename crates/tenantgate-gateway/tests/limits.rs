@@ -576,7 +576,7 @@ async fn a_cancelled_call_is_recorded_settled_and_frees_its_slot_at_once() {
 }
 
 /// Issue 14 item 13 (the counting part): a call refused after authentication (unknown model
-/// 404, bad body 400, model not allowed 403) still uses one request of its tenant's and key's
+/// 404, bad body 400, a model outside its allow-list 404) still uses one request of its tenant's and key's
 /// per-minute windows; once a window is full, the caller gets 429 before any other work
 /// (even a bad body is not read), and nothing reaches the provider.
 #[tokio::test]
@@ -641,7 +641,7 @@ async fn refused_calls_count_against_the_request_rate() {
         if minute_now() != m {
             continue;
         }
-        assert_eq!(refused.map(|s| s.as_u16()), [404, 400, 403]);
+        assert_eq!(refused.map(|s| s.as_u16()), [404, 400, 404]);
         assert_eq!(over_status, 429);
         assert_eq!(over_code, "rate_limit_exceeded");
         assert_eq!(over_bad, 429);
