@@ -576,9 +576,9 @@ async fn a_cancelled_call_is_recorded_settled_and_frees_its_slot_at_once() {
 }
 
 /// Issue 14 item 13 (the counting part): a call refused after authentication (unknown model
-/// 404, bad body 400, a model outside its allow-list 404) still uses one request of its tenant's and key's
-/// per-minute windows; once a window is full, the caller gets 429 before any other work
-/// (even a bad body is not read), and nothing reaches the provider.
+/// 404, bad body 400, a model outside its allow-list 404) still uses one request of its
+/// tenant's and key's per-minute windows; once a window is full, the caller gets 429 before
+/// any other work (even a bad body is not read), and nothing reaches the provider.
 #[tokio::test]
 async fn refused_calls_count_against_the_request_rate() {
     let gw = TestGateway::start().await;
