@@ -26,22 +26,6 @@ async fn pinned(gw: &TestGateway, key: &str) -> Vec<PublicKey> {
     serde_json::from_value(v["keys"].clone()).unwrap()
 }
 
-async fn metric(gw: &TestGateway, name: &str) -> u64 {
-    let text = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
-
 async fn max_checkpoint(pool: &sqlx::SqlitePool, tid: &str) -> Option<i64> {
     sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = ?1")
         .bind(tid)
@@ -168,7 +152,7 @@ async fn a_history_rewritten_in_the_database_is_never_signed() {
         .await;
     assert_eq!(r.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(&gw, "tenantgate_audit_chain_breaks_total").await == 0 {
+    while gw.metric("tenantgate_audit_chain_breaks_total").await == 0 {
         assert!(Instant::now() < deadline, "the break was never detected");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -239,7 +223,7 @@ async fn a_history_rewritten_in_the_database_is_never_signed() {
     let gw = gw.restart().await;
     let r = gw.get("/tenant/v1/audit/export", &admin).await;
     assert_eq!(r.status(), 500);
-    assert_eq!(metric(&gw, "tenantgate_audit_chain_breaks_total").await, 1);
+    assert_eq!(gw.metric("tenantgate_audit_chain_breaks_total").await, 1);
     let Store::Sqlite(pool) = gw.state.store() else {
         unreachable!()
     };
@@ -348,7 +332,7 @@ async fn readyz_means_calls_can_be_written_after_thousands_of_new_tenants() {
     }
     let ready_after = started.elapsed();
     // Ready: every head left unsigned at start is signed.
-    assert!(metric(&gw, "tenantgate_audit_checkpoints_total").await >= TENANTS as u64);
+    assert!(gw.metric("tenantgate_audit_checkpoints_total").await >= TENANTS as u64);
     let calls = (0..32).map(|_| {
         let gw = &gw;
         let key = key.clone();

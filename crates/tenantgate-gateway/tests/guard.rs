@@ -22,38 +22,10 @@ fn replying(model: &str, reply: &str, extra: &str) -> Value {
     chat(model, &format!("mock:reply_hex={} {extra}", hex(reply)))
 }
 
-/// Tenant A with a prompt (hence a canary), its canary, and tenant B's member key.
-async fn setup(gw: &TestGateway) -> (String, String, String) {
-    let (ta, _) = gw
-        .tenant("acme-rockets", &["gpt-test", "claude-test"], None)
-        .await;
-    let a_admin = gw.admin_key(&ta).await;
-    let r = gw
-        .post(
-            "/tenant/v1/prompts/p/versions",
-            &a_admin,
-            &json!({"template": "A's rules"}),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    let s: Value = gw
-        .get("/tenant/v1/prompt-settings", &a_admin)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let canary = s["canary"].as_str().unwrap().to_owned();
-    let (_, b) = gw
-        .tenant("globex", &["gpt-test", "claude-test"], None)
-        .await;
-    gw.wait_for_revision().await;
-    (canary, b, a_admin)
-}
-
 #[tokio::test]
 async fn another_tenants_canary_from_the_provider_is_blocked() {
     let gw = TestGateway::start().await;
-    let (canary, b, _) = setup(&gw).await;
+    let (canary, b, _) = gw.canary_and_other_tenant().await;
     for model in ["gpt-test", "claude-test"] {
         let r = gw
             .post(
@@ -89,15 +61,7 @@ async fn another_tenants_canary_from_the_provider_is_blocked() {
         .unwrap();
     assert_eq!(r.status(), 403);
     assert!(gw.state.incidents().total() >= 4);
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("detector=\"cross_tenant\",action=\"block\",direction=\"outbound\""),
         "{metrics}"
@@ -210,7 +174,7 @@ async fn secrets_are_redacted_or_blocked_per_policy_in_both_directions() {
 #[tokio::test]
 async fn injection_markers_in_tool_results_are_flagged_and_own_canary_is_redacted() {
     let gw = TestGateway::start().await;
-    let (canary, _, a_admin) = setup(&gw).await;
+    let (canary, _, a_admin) = gw.canary_and_other_tenant().await;
     let body = json!({"model":"gpt-test","messages":[
         {"role":"user","content":"summarise the page"},
         {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"fetch","arguments":"{}"}}]},
@@ -224,15 +188,7 @@ async fn injection_markers_in_tool_results_are_flagged_and_own_canary_is_redacte
         "flag lets it through"
     );
     assert!(gw.state.incidents().total() >= before + 2);
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("detector=\"injection\",action=\"flag\",direction=\"inbound_data\""),
         "{metrics}"
@@ -286,7 +242,7 @@ fn streamed_text(body: &str) -> String {
 #[tokio::test]
 async fn a_canary_split_across_three_stream_chunks_is_caught_before_any_of_it_is_sent() {
     let gw = TestGateway::start().await;
-    let (canary, b, _) = setup(&gw).await;
+    let (canary, b, _) = gw.canary_and_other_tenant().await;
     let reply = format!("Here you go: {canary} and more text after it.");
     for model in ["gpt-test", "claude-test"] {
         let mut req = replying(model, &reply, "mock:char_chunks=3");
@@ -404,7 +360,7 @@ async fn incidents_reach_the_platform_and_tenant_webhooks_without_any_text() {
         c.guard.allow_http_webhooks = true;
     })
     .await;
-    let (canary, _, _) = setup(&gw).await;
+    let (canary, _, _) = gw.canary_and_other_tenant().await;
     let tb = gw
         .state
         .store()
@@ -564,9 +520,10 @@ async fn an_unreadable_stored_policy_fails_closed_until_it_is_readable() {
             .post("/v1/chat/completions", &other, &chat("gpt-test", "hi"))
             .await;
         assert_eq!(r.status(), 200, "{kind}");
-        assert_eq!(metric(&gw, "tenantgate_policy_unreadable_tenants").await, 1);
+        assert_eq!(gw.metric("tenantgate_policy_unreadable_tenants").await, 1);
         assert_eq!(
-            metric(&gw, "tenantgate_policy_unreadable_refusals_total").await,
+            gw.metric("tenantgate_policy_unreadable_refusals_total")
+                .await,
             refused
         );
         // Readable again: served again.
@@ -575,7 +532,7 @@ async fn an_unreadable_stored_policy_fails_closed_until_it_is_readable() {
             .post("/v1/chat/completions", &key, &chat("gpt-test", "hi"))
             .await;
         assert_eq!(r.status(), 200, "{kind}");
-        assert_eq!(metric(&gw, "tenantgate_policy_unreadable_tenants").await, 0);
+        assert_eq!(gw.metric("tenantgate_policy_unreadable_tenants").await, 0);
     }
     gw.stop().await;
 }
@@ -607,21 +564,4 @@ async fn set_row(
         .await
         .unwrap();
     gw.wait_for_revision().await;
-}
-
-async fn metric(gw: &TestGateway, name: &str) -> u64 {
-    let m = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    m.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap()
-        .parse()
-        .unwrap()
 }

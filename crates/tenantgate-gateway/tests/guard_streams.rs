@@ -58,34 +58,6 @@ async fn messages(gw: &TestGateway, key: &str, body: &Value) -> reqwest::Respons
         .unwrap()
 }
 
-/// Tenant A's canary, and tenant B's member key (B has no prompt, so no canary of its own).
-async fn setup(gw: &TestGateway) -> (String, String) {
-    let (ta, _) = gw
-        .tenant("acme-rockets", &["gpt-test", "claude-test"], None)
-        .await;
-    let a_admin = gw.admin_key(&ta).await;
-    let r = gw
-        .post(
-            "/tenant/v1/prompts/p/versions",
-            &a_admin,
-            &json!({"template": "A's rules"}),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    let s: Value = gw
-        .get("/tenant/v1/prompt-settings", &a_admin)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let canary = s["canary"].as_str().unwrap().to_owned();
-    let (_, b) = gw
-        .tenant("globex", &["gpt-test", "claude-test"], None)
-        .await;
-    gw.wait_for_revision().await;
-    (canary, b)
-}
-
 /// OpenAI stream: content per choice, and arguments per (choice, tool-call index).
 type Outputs = (BTreeMap<u64, String>, BTreeMap<(u64, u64), String>);
 
@@ -154,7 +126,7 @@ fn anthropic_blocked(body: &str, canary: &str, what: &str) {
 #[tokio::test]
 async fn n2_stream_with_a_canary_in_choice_1_is_blocked_and_a_secret_redacted_in_its_choice() {
     let gw = TestGateway::start().await;
-    let (canary, b) = setup(&gw).await;
+    let (canary, b, _) = gw.canary_and_other_tenant().await;
     let leaky = format!("Sure, from the other file: {canary} as requested, nothing else.");
     for pack in ["", "mock:pack"] {
         // (a) OpenAI client, OpenAI model: choice 1 carries the canary, choice 0 is clean.
@@ -222,7 +194,7 @@ async fn n2_stream_with_a_canary_in_choice_1_is_blocked_and_a_secret_redacted_in
 async fn openai_client_on_an_anthropic_model_is_guarded_per_content_block() {
     // (b) Anthropic has no `n`; several content blocks (text and tool_use input) interleave.
     let gw = TestGateway::start().await;
-    let (canary, b) = setup(&gw).await;
+    let (canary, b, _) = gw.canary_and_other_tenant().await;
     let args = [
         format!("{{\"q\":\"{canary}\"}}"),
         "{\"city\":\"Paris\",\"units\":\"metric\"}".to_owned(),
@@ -265,7 +237,7 @@ async fn openai_client_on_an_anthropic_model_is_guarded_per_content_block() {
 #[tokio::test]
 async fn anthropic_stream_is_guarded_per_content_block() {
     let gw = TestGateway::start().await;
-    let (canary, b) = setup(&gw).await;
+    let (canary, b, _) = gw.canary_and_other_tenant().await;
     let leaky = format!("Sure, from the other file: {canary} as requested.");
     // (c) Anthropic client, Anthropic model: text block 1 leaks while block 0 is clean.
     let d = directives(&[CLEAN.into(), leaky.clone()], &[], "");
@@ -366,7 +338,7 @@ async fn text_after_an_output_ended_ends_the_stream() {
     // A provider sends a canary in two halves, the second after block 0 stopped: the first
     // half was final when the block stopped, so the second must not follow it out.
     let gw = TestGateway::start().await;
-    let (canary, b) = setup(&gw).await;
+    let (canary, b, _) = gw.canary_and_other_tenant().await;
     let half = canary.len() / 2;
     let d = format!(
         "{} mock:after_stop_hex={}",
@@ -388,7 +360,7 @@ async fn text_after_an_output_ended_ends_the_stream() {
 #[tokio::test]
 async fn n2_complete_responses_are_guarded_per_choice_and_tool_call() {
     let gw = TestGateway::start().await;
-    let (canary, b) = setup(&gw).await;
+    let (canary, b, _) = gw.canary_and_other_tenant().await;
     let leaky = format!("From the other file: {canary}.");
     let d = directives(&[CLEAN.into(), leaky], &[], "");
     let r = gw

@@ -606,15 +606,7 @@ async fn retrieved_chunks_pass_the_inbound_guard_as_data_on_both_surfaces() {
         );
         assert!(gw.state.incidents().total() >= before + 2, "{path} {model}");
     }
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     for d in ["cross_tenant", "injection"] {
         assert!(
             metrics.contains(&format!(

@@ -63,6 +63,51 @@ impl TestGateway {
         Self::start_with(|_| {}).await
     }
 
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        let r = self.http.get(format!("{}/metrics", self.url)).send().await;
+        r.unwrap().text().await.unwrap()
+    }
+
+    /// One unlabelled metric's value; panics when it is missing.
+    pub async fn metric(&self, name: &str) -> u64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    /// Tenant A (`acme-rockets`) with a prompt, hence a canary: (A's canary, tenant B's
+    /// member key, A's admin key). B (`globex`) has no prompt, so no canary of its own.
+    pub async fn canary_and_other_tenant(&self) -> (String, String, String) {
+        let (ta, _) = self
+            .tenant("acme-rockets", &["gpt-test", "claude-test"], None)
+            .await;
+        let a_admin = self.admin_key(&ta).await;
+        let r = self
+            .post(
+                "/tenant/v1/prompts/p/versions",
+                &a_admin,
+                &serde_json::json!({"template": "A's rules"}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let s: Value = self
+            .get("/tenant/v1/prompt-settings", &a_admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let canary = s["canary"].as_str().unwrap().to_owned();
+        let (_, b) = self
+            .tenant("globex", &["gpt-test", "claude-test"], None)
+            .await;
+        self.wait_for_revision().await;
+        (canary, b, a_admin)
+    }
+
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let mock = mockllm::start(
             "127.0.0.1:0".parse().unwrap(),
