@@ -39,6 +39,9 @@ pub struct ServerConfig {
     /// The whole request body must arrive within this many milliseconds of the request head;
     /// a slower one gets 408 and its connection is closed (stalled uploads hold nothing).
     pub body_read_timeout_ms: u64,
+    /// The request head (line and headers) must arrive within this many milliseconds, or the
+    /// connection is closed: a client trickling headers (slowloris) holds nothing for long.
+    pub header_read_timeout_ms: u64,
     /// File holding the 32-byte server secret that keys API-key hashes (HMAC-SHA-256). Created
     /// with mode 0600 on first start. `TENANTGATE_SERVER_SECRET` (64 hex chars) overrides it.
     pub secret_file: PathBuf,
@@ -430,6 +433,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 4 * 1024 * 1024,
             body_read_timeout_ms: 30_000,
+            header_read_timeout_ms: 30_000,
             secret_file: PathBuf::from("data/server.secret"),
             shutdown_grace_secs: 30,
         }
@@ -515,6 +519,12 @@ impl Config {
         }
         if self.server.body_read_timeout_ms == 0 {
             return Err(invalid("server.body_read_timeout_ms", "must be at least 1"));
+        }
+        if self.server.header_read_timeout_ms == 0 {
+            return Err(invalid(
+                "server.header_read_timeout_ms",
+                "must be at least 1",
+            ));
         }
         if self.auth.reload_interval_ms == 0 {
             return Err(invalid("auth.reload_interval_ms", "must be at least 1"));

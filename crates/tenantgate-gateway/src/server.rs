@@ -226,14 +226,8 @@ impl Server {
         let grace = Duration::from_secs(state.0.config.server.shutdown_grace_secs);
         let app = crate::http::router(state.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        // Streams are many small writes: without TCP_NODELAY, Nagle plus the client's delayed ACK
-        // hold each chunk up to ~40 ms.
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let header_timeout = Duration::from_millis(state.0.config.server.header_read_timeout_ms);
+        let serve = crate::http::serve::serve(listener, app, header_timeout, async move {
             shutdown.await;
             let _ = stop_tx.send(());
         });

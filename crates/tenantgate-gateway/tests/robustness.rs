@@ -309,6 +309,39 @@ fn addr(gw: &TestGateway) -> String {
     gw.url.trim_start_matches("http://").to_owned()
 }
 
+/// Slowloris on the request head: a client that sends part of its headers and then trickles
+/// or stalls has its connection closed once `server.header_read_timeout_ms` is over, and a
+/// prompt client on another connection is served meanwhile.
+#[tokio::test]
+async fn a_stalled_request_head_is_cut_off() {
+    let gw = TestGateway::start_with(|c| c.server.header_read_timeout_ms = 1_000).await;
+    let (_, key) = gw.tenant("acme", &["gpt-test"], None).await;
+    let mut s = TcpStream::connect(addr(&gw)).await.unwrap();
+    let started = Instant::now();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // One more header byte now and then, never the blank line that ends the head.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if s.write_all(b"x").await.is_err() {
+            break;
+        }
+    }
+    let (status, _) = read_response(&mut s, Duration::from_secs(10)).await;
+    let waited = started.elapsed();
+    assert!(status == 0 || status == 408, "got {status}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+        "closed after {waited:?}"
+    );
+    let ok = gw
+        .post("/v1/chat/completions", &key, &chat("gpt-test", "hi"))
+        .await;
+    assert_eq!(ok.status(), 200);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn a_stalled_body_is_cut_off_and_an_oversize_declared_length_refused_at_once() {
     let gw = TestGateway::start_with(|c| c.server.body_read_timeout_ms = 3_000).await;

@@ -9,6 +9,7 @@ mod body;
 mod knowledge;
 mod members;
 mod openai;
+pub(crate) mod serve;
 mod tenant;
 mod usage;
 
