@@ -109,6 +109,15 @@ impl Witness {
             .create(true)
             .append(true)
             .open(&path)?;
+        // Cut a torn last line off, so the next append starts a line of its own (glued to the
+        // fragment it would be unparseable, and the next start would refuse the file).
+        if let Ok(text) = std::fs::read(&path) {
+            if !text.is_empty() && !text.ends_with(b"\n") {
+                let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                file.set_len(keep as u64)?;
+                file.sync_all()?;
+            }
+        }
         Ok(Witness {
             dir: dir.to_path_buf(),
             number,
@@ -149,17 +158,19 @@ impl Witness {
     /// stay as they are (history to ship off the machine).
     fn roll(&mut self) -> std::io::Result<()> {
         let path = witness_path(&self.dir, self.number + 1);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
         let mut all: Vec<Checkpoint> = self.newest.values().cloned().collect();
         all.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         let mut buf = serde_json::to_vec(&WitnessLine::Snapshot(all))?;
         buf.push(b'\n');
-        file.write_all(&buf)?;
-        file.sync_all()?;
+        // The snapshot is written aside and renamed into place: a crash mid-roll leaves the
+        // previous file newest, never a newest file without its snapshot.
+        let tmp = path.with_extension("jsonl.tmp");
+        let mut staged = std::fs::File::create(&tmp)?;
+        staged.write_all(&buf)?;
+        staged.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
+        let file = std::fs::OpenOptions::new().append(true).open(&path)?;
         self.number += 1;
         self.file = file;
         self.lines = 1;
@@ -291,7 +302,8 @@ impl Continuity {
                 }
             }
         };
-        let mut spans: Vec<(Head, Option<Checkpoint>)> = Vec::new();
+        // (head, the stored checkpoint, whether that checkpoint is already past the head)
+        let mut spans: Vec<(Head, Option<Checkpoint>, bool)> = Vec::new();
         let mut walk: Vec<Span> = Vec::new();
         for h in todo {
             let t = h.tenant.clone();
@@ -304,14 +316,28 @@ impl Continuity {
                     continue;
                 }
             };
-            walk.push(Span {
-                tenant: t,
-                from_seq: anchor.0,
-                from_hash: anchor.1,
-                to_seq: h.seq,
-                to_hash: h.hash,
+            // Replicas share a chain: another signer may already have stored a checkpoint past
+            // the head this one appended. That head is covered once its record is shown to be
+            // an ancestor of that checkpoint (walked from the head up to it); it is no break.
+            let covered = anchor.0 > h.seq;
+            walk.push(if covered {
+                Span {
+                    tenant: t,
+                    from_seq: h.seq,
+                    from_hash: h.hash,
+                    to_seq: anchor.0,
+                    to_hash: anchor.1,
+                }
+            } else {
+                Span {
+                    tenant: t,
+                    from_seq: anchor.0,
+                    from_hash: anchor.1,
+                    to_seq: h.seq,
+                    to_hash: h.hash,
+                }
             });
-            spans.push((h, db.cloned()));
+            spans.push((h, db.cloned(), covered));
         }
         let walked = match p.audit_walk(&walk).await {
             Ok(w) => w,
@@ -320,13 +346,13 @@ impl Continuity {
                 out.extend(
                     spans
                         .into_iter()
-                        .map(|(h, _)| (h.tenant.clone(), Err(e.clone()))),
+                        .map(|(h, _, _)| (h.tenant.clone(), Err(e.clone()))),
                 );
                 return out;
             }
         };
         let mut fresh: Vec<Checkpoint> = Vec::new();
-        for ((h, db), ok) in spans.into_iter().zip(walked) {
+        for ((h, db, covered), ok) in spans.into_iter().zip(walked) {
             let t = h.tenant.clone();
             match ok {
                 Err(why) => {
@@ -336,7 +362,7 @@ impl Continuity {
                     out.push((t, Err(why)));
                 }
                 // Already covered by a checkpoint that verified: nothing new to sign.
-                Ok(()) if db.as_ref().is_some_and(|c| c.seq == h.seq) => {
+                Ok(()) if covered || db.as_ref().is_some_and(|c| c.seq == h.seq) => {
                     if let Some(c) = db {
                         out.push((t, Ok(c)));
                     }
@@ -463,5 +489,40 @@ impl Continuity {
             tracing::error!(target: "tenantgate::audit", tenant = %t, reason = %why,
                 "audit chain break: the head is not signed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a panic is the failure report"
+    )]
+    use super::*;
+
+    /// A crash mid-append leaves a torn last line. It is cut off at open, so the next append
+    /// starts a line of its own and the file still opens after the next restart.
+    #[test]
+    fn a_torn_witness_line_is_cut_and_the_file_keeps_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = Signer::from_seed(&[7; 32]);
+        let mut w = Witness::open(dir.path()).unwrap();
+        w.append(&[signer.checkpoint("t1", 1, &[1; 32], 1)])
+            .unwrap();
+        drop(w);
+        let path = witness_path(dir.path(), 1);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(br#"{"checkpoint":{"tenant":"t1","se"#).unwrap();
+        drop(f);
+        let mut w = Witness::open(dir.path()).unwrap();
+        assert_eq!(w.newest("t1").map(|c| c.seq), Some(1));
+        w.append(&[signer.checkpoint("t1", 2, &[2; 32], 2)])
+            .unwrap();
+        drop(w);
+        let w = Witness::open(dir.path()).unwrap();
+        assert_eq!(w.newest("t1").map(|c| c.seq), Some(2));
     }
 }

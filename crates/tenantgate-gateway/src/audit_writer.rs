@@ -50,6 +50,11 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             biased;
+            // Signing first: both are rare and cheap, and behind a queue that never empties
+            // (sustained load) they would otherwise never run, leaving the tail unsigned and
+            // exports waiting for a signature that never comes.
+            Some(req) = sign_rx.recv() => sign_now(&mut w, &mut dirty, req).await,
+            _ = tick.tick() => checkpoint(&mut w, &mut dirty).await,
             job = rx.recv() => {
                 let Some(job) = job else { break };
                 let mut batch = vec![job];
@@ -61,8 +66,6 @@ pub(crate) async fn run(
                 }
                 commit(&w.store, batch, &mut dirty, &w.stats).await;
             }
-            Some(req) = sign_rx.recv() => sign_now(&mut w, &mut dirty, req).await,
-            _ = tick.tick() => checkpoint(&mut w, &mut dirty).await,
             _ = cancel.cancelled() => {
                 rx.close();
                 let mut rest = Vec::new();

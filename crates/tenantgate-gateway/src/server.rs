@@ -399,6 +399,12 @@ pub async fn audit_retention(state: &AppState, maintenance: &Store) -> u64 {
     let now = crate::pipeline::now_ms();
     let mut pruned = 0;
     for t in index.tenant_ids() {
+        // A policy this gateway cannot read has no retention it knows: the default could
+        // delete years a tenant chose to keep, and a deletion cannot be undone. Skip it.
+        if !index.unreadable_policies(t).is_empty() {
+            tracing::warn!(tenant = %t, "audit retention skipped: the tenant's policy is unreadable");
+            continue;
+        }
         let days = i64::from(index.audit_policy(t).retention_days);
         match p.audit_prune(t, now - days * 86_400_000, &key).await {
             Ok(n) => pruned += n,

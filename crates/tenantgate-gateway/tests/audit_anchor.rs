@@ -405,3 +405,48 @@ async fn signed_checkpoints_reach_the_tenants_webhook() {
     keys[0].verify(&cp.message(), &cp.sig).unwrap();
     gw.stop().await;
 }
+
+/// Replicas append to one tenant's chain and each signs the heads it appended: a checkpoint
+/// another replica already stored past such a head covers it. Neither may read that as a
+/// break (a break refuses every later checkpoint and every export of the tenant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_signing_one_chain_see_no_break() {
+    // A ticks slowly, B fast: B's checkpoint lands past A's head before A's tick signs it.
+    let a = TestGateway::start_with(|c| c.audit.checkpoint_interval_ms = 200).await;
+    let shared = a.config.clone();
+    let b = TestGateway::start_with(move |r| {
+        r.database.url = shared.database.url.clone();
+        r.server.secret_file = shared.server.secret_file.clone();
+        r.encryption.master_key_file = shared.encryption.master_key_file.clone();
+        r.audit.signing_key_file = shared.audit.signing_key_file.clone();
+        r.audit.checkpoint_interval_ms = 10;
+    })
+    .await;
+    let (t, key) = a.tenant("acme", &["gpt-test"], None).await;
+    let admin = a.admin_key(&t).await;
+    b.wait_for_revision().await;
+    let body = chat("gpt-test", "hi");
+    for _ in 0..3 {
+        let r = a.post("/v1/chat/completions", &key, &body).await;
+        assert_eq!(r.status(), 200);
+        let signed = b.metric("tenantgate_audit_checkpoints_total").await;
+        let r = b.post("/v1/chat/completions", &key, &body).await;
+        assert_eq!(r.status(), 200);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b.metric("tenantgate_audit_checkpoints_total").await == signed {
+            assert!(Instant::now() < deadline, "B never signed its head");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A's tick is not observable when it signs nothing new: let two of them pass.
+        tokio::time::sleep(Duration::from_millis(450)).await;
+    }
+    for gw in [&a, &b] {
+        assert_eq!(gw.metric("tenantgate_audit_chain_breaks_total").await, 0);
+        assert_eq!(
+            gw.get("/tenant/v1/audit/export", &admin).await.status(),
+            200
+        );
+    }
+    b.stop().await;
+    a.stop().await;
+}
