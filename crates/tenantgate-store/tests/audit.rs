@@ -335,6 +335,31 @@ mod cases {
             [(a.as_str().to_owned(), 5)]
         );
         let tid = a.as_str().to_owned();
+        // No record goes into the signed range (where retention may have pruned): the refusal
+        // is the trigger's, ahead of the key's uniqueness.
+        let insert_at_3 = "INSERT INTO audit_records (tenant_id, seq, ts_ms, request_id, event, \
+             status, record, hash) SELECT tenant_id, 3, ts_ms, 'forged', event, status, record, \
+             hash FROM audit_records WHERE tenant_id = $1 AND seq = 5";
+        let e = match store {
+            Store::Sqlite(p) => sqlx::query(&insert_at_3.replace("$1", "?1"))
+                .bind(&tid)
+                .execute(p)
+                .await
+                .unwrap_err(),
+            Store::Postgres(p) => {
+                let mut tx = p.begin().await.unwrap();
+                sqlx::query("SELECT set_config('tenantgate.platform', 'on', true)")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                sqlx::query(insert_at_3)
+                    .bind(&tid)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap_err()
+            }
+        };
+        assert!(e.to_string().contains("past the last checkpoint"), "{e}");
         match store {
             Store::Sqlite(p) => {
                 let e = sqlx::query("DELETE FROM audit_checkpoints WHERE tenant_id = ?1")

@@ -30,3 +30,16 @@ BEGIN
 END $$;
 CREATE TRIGGER audit_checkpoints_guard BEFORE INSERT OR DELETE ON audit_checkpoints
 FOR EACH ROW EXECUTE FUNCTION audit_checkpoint_guard();
+
+-- Records are appended past the tenant's newest checkpoint, never into the signed range (where
+-- retention pruned, a forged record could otherwise be inserted and counted by usage sums).
+CREATE FUNCTION audit_record_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.seq <= (SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints
+                 WHERE tenant_id = NEW.tenant_id) THEN
+    RAISE EXCEPTION 'audit records are appended past the last checkpoint';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER audit_records_past_checkpoint BEFORE INSERT ON audit_records
+FOR EACH ROW EXECUTE FUNCTION audit_record_guard();

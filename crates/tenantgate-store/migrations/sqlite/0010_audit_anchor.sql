@@ -18,3 +18,8 @@ WHEN NEW.seq > 0 AND NEW.hash IS NOT (SELECT hash FROM audit_records WHERE tenan
 BEGIN SELECT RAISE(ABORT, 'an audit checkpoint must match the record at its seq'); END;
 CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
 BEGIN SELECT RAISE(ABORT, 'audit checkpoints cannot be deleted'); END;
+-- Records are appended past the tenant's newest checkpoint, never into the signed range (where
+-- retention pruned, a forged record could otherwise be inserted and counted by usage sums).
+CREATE TRIGGER audit_records_past_checkpoint BEFORE INSERT ON audit_records
+WHEN NEW.seq <= (SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints WHERE tenant_id = NEW.tenant_id)
+BEGIN SELECT RAISE(ABORT, 'audit records are appended past the last checkpoint'); END;
