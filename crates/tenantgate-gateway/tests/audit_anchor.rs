@@ -95,6 +95,7 @@ async fn a_history_rewritten_in_the_database_is_never_signed() {
     for trig in [
         "audit_records_no_update",
         "audit_records_delete_checkpointed",
+        "audit_records_past_checkpoint",
         "audit_checkpoints_same_again",
         "audit_checkpoints_in_order",
         "audit_checkpoints_on_chain",
