@@ -222,8 +222,10 @@ impl AppState {
         }
     }
 
-    /// Guards message content: a string, or the `text` of each text part. Other parts (images,
-    /// audio) are data whose bytes must not be rewritten.
+    /// Guards message content: a string, or each part of an array. Text is scanned wherever it
+    /// sits (text parts, plain-text documents, tool calls the client replays, part types added
+    /// later); only bytes that must not be rewritten (images, audio, files, base64 documents)
+    /// are passed over, by name.
     fn guard_content(
         &self,
         ctx: &TenantContext,
@@ -232,21 +234,47 @@ impl AppState {
     ) -> Result<(), GatewayError> {
         match content {
             Value::String(_) => self.guard_string(ctx, content, dir),
-            Value::Array(parts) => parts.iter_mut().try_for_each(|p| {
-                if p["type"] == "text" {
-                    if let Some(t) = p.get_mut("text") {
-                        self.guard_string(ctx, t, dir)?;
-                    }
-                }
-                Ok(())
-            }),
+            Value::Array(parts) => parts
+                .iter_mut()
+                .try_for_each(|p| self.guard_part(ctx, p, dir)),
             _ => Ok(()),
         }
     }
 
-    /// Guard-inbound for an OpenAI chat request: user and assistant turns as the caller's
-    /// input, tool results as data the model will read. The tenant's own system prompt (and
-    /// the client's, which the tenant's policy already admitted) is not scanned.
+    fn guard_part(
+        &self,
+        ctx: &TenantContext,
+        p: &mut Value,
+        dir: Direction,
+    ) -> Result<(), GatewayError> {
+        match p["type"].as_str() {
+            Some("text") => match p.get_mut("text") {
+                Some(t) => self.guard_string(ctx, t, dir),
+                None => Ok(()),
+            },
+            // Anthropic documents: plain text, or content blocks; base64 and URLs are bytes.
+            Some("document") => {
+                let src = &mut p["source"];
+                match src["type"].as_str() {
+                    Some("text") => self.guard_string(ctx, &mut src["data"], dir),
+                    Some("content") => self.guard_content(ctx, &mut src["content"], dir),
+                    _ => Ok(()),
+                }
+            }
+            // Scanned by the caller, as data the model reads.
+            Some("tool_result") => Ok(()),
+            // Bytes (or references to them) whose content must not be rewritten.
+            Some("image" | "image_url" | "input_audio" | "file" | "redacted_thinking") => Ok(()),
+            // Anything else (a replayed `tool_use`, thinking, a type added later): every
+            // string in it.
+            _ => self.guard_strings(ctx, p, dir),
+        }
+    }
+
+    /// Guard-inbound for an OpenAI chat request, as the client sent it (before the tenant's
+    /// system prompt is composed in, so that one is never scanned): every message whatever
+    /// its role, the client's system and developer messages included, and the tool calls it
+    /// replays; tool results are data the model will read.
     pub fn guard_openai_request(
         &self,
         ctx: &TenantContext,
@@ -258,22 +286,32 @@ impl AppState {
         for m in messages.iter_mut() {
             let dir = match m["role"].as_str() {
                 Some("tool") | Some("function") => Direction::InboundData,
-                Some("user") | Some("assistant") => Direction::Inbound,
-                _ => continue,
+                // system, developer, user, assistant, and any role a client invents.
+                _ => Direction::Inbound,
             };
             if let Some(c) = m.get_mut("content") {
                 self.guard_content(ctx, c, dir)?;
+            }
+            for replayed in ["tool_calls", "function_call"] {
+                if let Some(v) = m.get_mut(replayed) {
+                    self.guard_strings(ctx, v, Direction::Inbound)?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Guard-inbound for an Anthropic messages request (`tool_result` blocks are data).
+    /// Guard-inbound for an Anthropic messages request as the client sent it (before the
+    /// tenant's system prompt is composed in): the client's `system` and every message;
+    /// `tool_result` blocks are data.
     pub fn guard_anthropic_request(
         &self,
         ctx: &TenantContext,
         body: &mut Map<String, Value>,
     ) -> Result<(), GatewayError> {
+        if let Some(system) = body.get_mut("system") {
+            self.guard_content(ctx, system, Direction::Inbound)?;
+        }
         let Some(Value::Array(messages)) = body.get_mut("messages") else {
             return Ok(());
         };

@@ -171,6 +171,46 @@ async fn secrets_are_redacted_or_blocked_per_policy_in_both_directions() {
     gw.stop().await;
 }
 
+/// Everything the client wrote is scanned, whatever its role or part type: system and
+/// developer messages, tool calls it replays, plain-text documents, the Anthropic `system`.
+/// (Only the tenant's own composed system prompt is not: it joins after the guard.)
+#[tokio::test]
+async fn client_text_in_every_role_and_part_is_guarded() {
+    let gw = TestGateway::start().await;
+    let (_, member) = gw.tenant("acme", &["gpt-test", "claude-test"], None).await;
+    const KEY: &str = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123";
+    let body = json!({"model":"gpt-test","messages":[
+        {"role":"system","content":format!("s {KEY}")},
+        {"role":"developer","content":[{"type":"text","text":format!("d {KEY}")}]},
+        {"role":"user","content":"hi"},
+        {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+            "function":{"name":"f","arguments":format!("{{\"k\":\"{KEY}\"}}")}}]},
+        {"role":"tool","tool_call_id":"c1","content":"ok"}]});
+    let r = gw.post("/v1/chat/completions", &member, &body).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let sent = gw.mock.stats.last_request().unwrap().body.to_string();
+    assert!(!sent.contains(KEY), "{sent}");
+    assert_eq!(sent.matches("[REDACTED:secrets]").count(), 3, "{sent}");
+    let body = json!({"model":"claude-test","max_tokens":20,"system":format!("s {KEY}"),
+        "messages":[{"role":"user","content":[
+            {"type":"document","source":{"type":"text","media_type":"text/plain",
+                "data":format!("doc {KEY}")}},
+            {"type":"text","text":"summarise"}]}]});
+    let r = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &member)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let sent = gw.mock.stats.last_request().unwrap().body.to_string();
+    assert!(!sent.contains(KEY), "{sent}");
+    assert_eq!(sent.matches("[REDACTED:secrets]").count(), 2, "{sent}");
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn injection_markers_in_tool_results_are_flagged_and_own_canary_is_redacted() {
     let gw = TestGateway::start().await;

@@ -51,11 +51,14 @@ async fn inner(
     audit.set_requested_model(&meta.model);
     let call = app.authorize(ctx, &meta.model)?;
     audit.set_model(&meta.model, &call.route);
+    // Stage guard inbound: everything the client wrote, its `system` included, before the
+    // tenant's own (trusted, unscanned) system prompt joins it.
+    app.guard_anthropic_request(&call.ctx, &mut req)?;
     if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
         compose::apply_anthropic(&mut req, system, policy)?;
     }
     // Stage compose, retrieval: the tenant's own knowledge bases, guarded as data before they
-    // join `system` (which is not scanned below).
+    // join `system`.
     if let Some(rc) = app
         .retrieval_context(&call.ctx, &request_id, &ext, &req)
         .await?
@@ -64,7 +67,6 @@ async fn inner(
         audit.note("rag_sources", crate::rag::audit_sources(&rc.sources));
         *sources_out = crate::rag::sources_header(&rc.sources);
     }
-    app.guard_anthropic_request(&call.ctx, &mut req)?;
     audit.set_prompt(&req);
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
     let admitted = app

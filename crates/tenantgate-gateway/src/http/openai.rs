@@ -74,12 +74,15 @@ async fn chat(
     audit.set_requested_model(&meta.model);
     let call = app.authorize(ctx, &meta.model)?;
     audit.set_model(&meta.model, &call.route);
+    // Stage guard inbound: everything the client wrote, whatever its role, before the
+    // tenant's own (trusted, unscanned) system prompt joins it.
+    app.guard_openai_request(&call.ctx, &mut req)?;
     // Stage compose: the tenant's system prompt, server-side.
     if let Some((system, policy)) = app.system_prompt(&call.ctx, &ext).await? {
         compose::apply_openai(&mut req, system, policy)?;
     }
     // Stage compose, retrieval: the tenant's own knowledge bases, guarded as data before they
-    // join the request (the system message they go into is not scanned below).
+    // join the request.
     if let Some(rc) = app
         .retrieval_context(&call.ctx, &request_id, &ext, &req)
         .await?
@@ -88,7 +91,6 @@ async fn chat(
         audit.note("rag_sources", crate::rag::audit_sources(&rc.sources));
         *sources_out = crate::rag::sources_header(&rc.sources);
     }
-    app.guard_openai_request(&call.ctx, &mut req)?;
     audit.set_prompt(&req);
     let param = if req.contains_key("max_completion_tokens") {
         "max_completion_tokens"
