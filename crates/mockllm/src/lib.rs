@@ -8,7 +8,8 @@
 //! Faults are injected per request by directives in the last user message, e.g.
 //! `mock:status=429 mock:retry_after=3`, `mock:status=500`, `mock:timeout`, `mock:malformed`,
 //! `mock:chunks=20 mock:chunk_delay_ms=50`, `mock:stream_error_after=2`, `mock:drop_after=2`,
-//! `mock:tool_call=get_weather`, `mock:reply=TEXT_WITHOUT_SPACES`; or for every request by
+//! `mock:tool_call=get_weather`, `mock:reply=TEXT_WITHOUT_SPACES`, `mock:extra_hex=H` (text in an
+//! OpenAI audio transcript or an Anthropic web-search result block); or for every request by
 //! [`MockConfig`].
 //!
 //! Several outputs at once: `mock:choices_hex=H0,H1` (hex-encoded texts: OpenAI choices, as with
@@ -164,6 +165,9 @@ struct Directives {
     pack: bool,
     /// Anthropic: text sent for block 0 after its `content_block_stop` (a protocol violation).
     after_stop: Option<String>,
+    /// Non-streamed: text in fields beyond the usual ones (an OpenAI audio transcript, an
+    /// Anthropic web-search result block).
+    extra: Option<String>,
 }
 
 fn hex_list(v: &str) -> Option<Vec<String>> {
@@ -236,6 +240,7 @@ fn directives(text: &str) -> Directives {
             "tool_args_hex" => d.tool_args = hex_list(v),
             "pack" => d.pack = true,
             "after_stop_hex" => d.after_stop = hex_decode(v),
+            "extra_hex" => d.extra = hex_decode(v),
             _ => {}
         }
     }
@@ -537,12 +542,16 @@ async fn openai_chat_inner(
         return openai_multi(shared, &body, &d, &c, texts);
     }
     if !stream {
-        let message = match &d.tool_call {
+        let mut message = match &d.tool_call {
             Some(name) => {
                 json!({"role":"assistant","content":null,"tool_calls":[{"id":"call_mock_1","type":"function","function":{"name":name,"arguments":"{\"city\":\"Paris\"}"}}]})
             }
             None => json!({"role":"assistant","content":reply,"refusal":null}),
         };
+        if let Some(x) = &d.extra {
+            message["audio"] =
+                json!({"id":"audio_mock","data":"UklGRg==","expires_at":0,"transcript":x});
+        }
         let finish = if d.tool_call.is_some() {
             "tool_calls"
         } else {
@@ -729,12 +738,19 @@ async fn anthropic_messages(
     }
     let stream = body["stream"].as_bool().unwrap_or(false);
     if !stream {
-        let content = match &d.tool_call {
+        let mut content = match &d.tool_call {
             Some(name) => {
                 json!([{"type":"text","text":"Checking."},{"type":"tool_use","id":"toolu_mock_1","name":name,"input":{"city":"Paris"}}])
             }
             None => json!([{"type":"text","text":reply}]),
         };
+        if let (Some(x), Some(blocks)) = (&d.extra, content.as_array_mut()) {
+            blocks.push(
+                json!({"type":"web_search_tool_result","tool_use_id":"srvtoolu_mock",
+                "content":[{"type":"web_search_result","title":x,"url":"https://example.invalid/",
+                    "encrypted_content":"x"}]}),
+            );
+        }
         let stop = if d.tool_call.is_some() {
             "tool_use"
         } else {

@@ -342,19 +342,19 @@ impl AppState {
         ctx: &TenantContext,
         v: &mut Value,
     ) -> Result<(), GatewayError> {
-        // Every choice (n > 1), every text field of its message, every tool call's arguments.
+        // Every choice (n > 1) and every string of its message (content, refusal, reasoning,
+        // tool-call arguments, an audio transcript, fields added later); only the audio bytes
+        // are not text.
         for c in v["choices"].as_array_mut().into_iter().flatten() {
             let msg = &mut c["message"];
-            for field in ["content", "refusal", "reasoning_content", "reasoning"] {
-                if let Some(t) = msg.get_mut(field) {
-                    self.guard_content(ctx, t, Direction::Outbound)?;
-                }
-            }
-            if let Some(f) = msg.get_mut("function_call") {
-                self.guard_string(ctx, &mut f["arguments"], Direction::Outbound)?;
-            }
-            for call in msg["tool_calls"].as_array_mut().into_iter().flatten() {
-                self.guard_string(ctx, &mut call["function"]["arguments"], Direction::Outbound)?;
+            let audio = msg
+                .get_mut("audio")
+                .and_then(Value::as_object_mut)
+                .and_then(|a| a.remove("data"));
+            self.guard_strings(ctx, msg, Direction::Outbound)?;
+            if let (Some(d), Some(a)) = (audio, msg.get_mut("audio").and_then(Value::as_object_mut))
+            {
+                a.insert("data".into(), d);
             }
         }
         Ok(())
@@ -368,15 +368,14 @@ impl AppState {
     ) -> Result<(), GatewayError> {
         for b in v["content"].as_array_mut().into_iter().flatten() {
             match b["type"].as_str() {
-                Some("text") => self.guard_string(ctx, &mut b["text"], Direction::Outbound)?,
+                // The provider's encrypted data and signatures, not text.
+                Some("redacted_thinking") => {}
                 Some("thinking") => {
                     self.guard_string(ctx, &mut b["thinking"], Direction::Outbound)?
                 }
-                Some("tool_use") | Some("server_tool_use") => {
-                    self.guard_strings(ctx, &mut b["input"], Direction::Outbound)?
-                }
-                // Redacted thinking is the provider's encrypted data, not text.
-                _ => {}
+                // Text, tool inputs, server tool results, block types added later: every
+                // string in the block.
+                _ => self.guard_strings(ctx, b, Direction::Outbound)?,
             }
         }
         Ok(())
@@ -415,8 +414,21 @@ impl AppState {
         } else {
             self.guard_openai_response(ctx, &mut v)?;
         }
-        Ok(bytes::Bytes::from(
-            serde_json::to_vec(&v).map_err(|_| GatewayError::Internal)?,
-        ))
+        let out = serde_json::to_vec(&v).map_err(|_| GatewayError::Internal)?;
+        // What leaves is scanned once more as a whole: a finding the field walk could not
+        // place (somewhere no walker looks) blocks the response instead of passing through.
+        let hits = index.scanner.scan(
+            ctx.principal.scope.tenant_id(),
+            &String::from_utf8_lossy(&out),
+            Direction::Outbound,
+            policy,
+        );
+        if let Some(h) = hits
+            .iter()
+            .find(|h| policy.action(h.detector) == tenantgate_guard::Action::Block)
+        {
+            return Err(GatewayError::OutputBlocked(h.detector.as_str()));
+        }
+        Ok(bytes::Bytes::from(out))
     }
 }

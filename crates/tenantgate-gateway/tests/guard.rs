@@ -60,6 +60,24 @@ async fn another_tenants_canary_from_the_provider_is_blocked() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // Text where no field walker used to look (an OpenAI audio transcript, an Anthropic
+    // web-search result block): blocked all the same, on both wires.
+    let extra = format!("mock:extra_hex={}", hex(&canary));
+    let r = gw
+        .post("/v1/chat/completions", &b, &chat("gpt-test", &extra))
+        .await;
+    assert_eq!(r.status(), 403, "{}", r.text().await.unwrap());
+    let body =
+        json!({"model":"claude-test","max_tokens":50,"messages":[{"role":"user","content":extra}]});
+    let r = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", &b)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "{}", r.text().await.unwrap());
     assert!(gw.state.incidents().total() >= 4);
     let metrics = gw.metrics().await;
     assert!(
