@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{chat, TestGateway};
+use common::{chat, minute_now, TestGateway};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tenantgate_core::Tenant;
@@ -35,14 +35,6 @@ async fn set_limits(gw: &TestGateway, t: &Tenant, json: &str) {
         .await
         .unwrap();
     gw.wait_for_revision().await;
-}
-
-fn minute_now() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        / 60_000
 }
 
 #[tokio::test]

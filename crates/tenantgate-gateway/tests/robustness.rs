@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{chat, TestGateway};
+use common::{chat, minute_now, TestGateway};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -202,14 +202,6 @@ async fn another_tenants_model_is_not_found_like_an_unknown_one() {
         }
     }
     gw.stop().await;
-}
-
-fn minute_now() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        / 60_000
 }
 
 #[tokio::test]

@@ -19,6 +19,16 @@ use tenantgate_gateway::control::{create_key, KeySpec};
 use tenantgate_gateway::keys::ServerSecret;
 use tenantgate_gateway::{AppState, Config, Server};
 
+/// The current clock minute: rate windows are clock minutes, so a test that fills one checks
+/// it did not straddle a boundary.
+pub fn minute_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        / 60_000
+}
+
 pub const UPSTREAM_KEY: &str = "upstream-secret-key";
 
 pub struct TestGateway {
