@@ -223,6 +223,26 @@ pub fn scope_provider_caches(
     }
 }
 
+/// The same for an embeddings request: no client-chosen cache domain goes upstream (OpenAI's
+/// embeddings API takes no `prompt_cache_key`), and a provider that takes a `cache_salt` gets
+/// the tenant's.
+pub fn scope_embedding_caches(
+    body: &mut Map<String, Value>,
+    tenant: &TenantId,
+    provider: &crate::upstream::Provider,
+    secret: &crate::keys::ServerSecret,
+) {
+    body.remove("prompt_cache_key");
+    let client_salt = body.remove("cache_salt");
+    if provider.cache_salt {
+        let client_salt = client_salt.as_ref().and_then(Value::as_str);
+        body.insert(
+            "cache_salt".into(),
+            Value::String(cache_salt(secret, tenant, client_salt)),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

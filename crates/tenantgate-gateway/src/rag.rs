@@ -404,7 +404,12 @@ pub async fn embed(
         audit.set_prompt(&req);
         let admitted = app.admit(&call, &id, &req, 0).await?;
         audit.admitted(admitted, call.route.pricing);
-        embed_with(&call.route, model, texts).await
+        // The knowledge base's texts go through the provider's prefix cache too: salted per
+        // tenant where the provider takes a salt.
+        let salt = call.route.provider.cache_salt.then(|| {
+            crate::cache::cache_salt(&app.0.secret, ctx.principal.scope.tenant_id(), None)
+        });
+        embed_with(&call.route, model, texts, salt).await
     }
     .await;
     let (status, err, tokens) = match &result {
@@ -430,6 +435,7 @@ async fn embed_with(
     route: &crate::upstream::Route,
     model: &str,
     texts: &[String],
+    cache_salt: Option<String>,
 ) -> Result<(Vec<Vec<f32>>, u64), GatewayError> {
     use crate::config::ProviderKind;
     let provider = &route.provider;
@@ -458,9 +464,12 @@ async fn embed_with(
             // Providers cap inputs per request; 256 is within every OpenAI-compatible limit.
             for batch in texts.chunks(256) {
                 let body = json!({"model": route.upstream_model, "input": batch, "encoding_format": "float"});
-                let Value::Object(body) = body else {
+                let Value::Object(mut body) = body else {
                     return Err(GatewayError::Internal);
                 };
+                if let Some(s) = &cache_salt {
+                    body.insert("cache_salt".into(), Value::String(s.clone()));
+                }
                 let resp = crate::http::send_ok(
                     provider,
                     Endpoint::Embeddings,

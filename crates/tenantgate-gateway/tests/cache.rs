@@ -230,6 +230,10 @@ async fn self_hosted_prefix_caches_are_salted_per_tenant_on_both_wires() {
         sb,
         "the Anthropic wire forwards no client salt"
     );
+    // Embeddings reach the same prefix cache: the tenant's salt, never the client's own.
+    let emb = |salt: &str| json!({"model": "gpt-test", "input": "hi", "cache_salt": salt});
+    assert_eq!(ask("/v1/embeddings", &a, emb("shared")).await, ca);
+    assert_eq!(ask("/v1/embeddings", &b, emb("shared")).await, cb);
     // Turned off: no salt at all, the client's included, on both wires.
     for (path, body) in [
         ("/v1/chat/completions", openai("gpt-nosalt", Some("shared"))),

@@ -290,6 +290,12 @@ async fn embed_inner(
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiCompatible => {
             req.insert("model".into(), json!(route.upstream_model));
+            crate::cache::scope_embedding_caches(
+                &mut req,
+                call.ctx.principal.scope.tenant_id(),
+                provider,
+                &app.0.secret,
+            );
             let resp = send_ok(provider, Endpoint::Embeddings, &route.upstream_model, &req).await?;
             let (bytes, usage) = upstream_passthrough(&provider.name, resp).await?;
             log_usage(&end, usage);
