@@ -12,7 +12,7 @@ mod common;
 
 use common::{chat, sse_data, TestGateway};
 use serde_json::{json, Value};
-use tenantgate_audit::{verify_csv, verify_jsonl, PublicKey};
+use tenantgate_audit::{verify_csv, verify_jsonl};
 use tenantgate_core::{Tenant, TenantScope};
 use tenantgate_store::audit::AuditFilter;
 use tenantgate_store::Store;
@@ -53,16 +53,6 @@ fn by_id<'a>(recs: &'a [Value], id: &str) -> &'a Value {
 
 fn rid(r: &reqwest::Response) -> String {
     r.headers()["x-request-id"].to_str().unwrap().to_owned()
-}
-
-async fn pinned(gw: &TestGateway, key: &str) -> Vec<PublicKey> {
-    let v: Value = gw
-        .get("/tenant/v1/audit/public-key", key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    serde_json::from_value(v["keys"].clone()).unwrap()
 }
 
 async fn export(gw: &TestGateway, key: &str, format: &str) -> String {
@@ -249,7 +239,7 @@ async fn exports_verify_offline_in_both_formats_with_sealed_bodies() {
         .text()
         .await
         .unwrap();
-    let keys = pinned(&gw, &key).await;
+    let keys = gw.audit_keys(&key).await;
 
     let jsonl = export(&gw, &admin, "jsonl").await;
     let report = verify_jsonl(&jsonl, Some(&keys)).unwrap();
@@ -295,7 +285,7 @@ async fn database_tampering_is_detected_by_verifying_an_export() {
             200
         );
     }
-    let keys = pinned(&gw, &key).await;
+    let keys = gw.audit_keys(&key).await;
     // The first export signs the head: records 1-6 are now under a checkpoint.
     verify_jsonl(&export(&gw, &admin, "jsonl").await, Some(&keys)).unwrap();
     let Store::Sqlite(pool) = gw.state.store() else {

@@ -11,20 +11,10 @@ mod common;
 use common::{chat, TestGateway};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use tenantgate_audit::{link, verify_extends, verify_jsonl, PublicKey};
+use tenantgate_audit::{link, verify_extends, verify_jsonl};
 use tenantgate_core::{IsolationTier, NewTenant, PlanTier, TenantScope};
 use tenantgate_store::audit::NewAuditRecord;
 use tenantgate_store::{Store, StoreOptions};
-
-async fn pinned(gw: &TestGateway, key: &str) -> Vec<PublicKey> {
-    let v: Value = gw
-        .get("/tenant/v1/audit/public-key", key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    serde_json::from_value(v["keys"].clone()).unwrap()
-}
 
 async fn max_checkpoint(pool: &sqlx::SqlitePool, tid: &str) -> Option<i64> {
     sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = ?1")
@@ -50,7 +40,7 @@ async fn a_history_rewritten_in_the_database_is_never_signed() {
             .await;
         assert_eq!(r.status(), 200);
     }
-    let keys = pinned(&gw, &key).await;
+    let keys = gw.audit_keys(&key).await;
     let r = gw.get("/tenant/v1/audit/export", &admin).await;
     assert_eq!(r.status(), 200);
     let old_text = r.text().await.unwrap();
@@ -394,7 +384,7 @@ async fn signed_checkpoints_reach_the_tenants_webhook() {
         .post("/v1/chat/completions", &key, &chat("gpt-test", "hi"))
         .await;
     assert_eq!(r.status(), 200);
-    let keys = pinned(&gw, &key).await;
+    let keys = gw.audit_keys(&key).await;
     let body = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("a checkpoint delivered within 5 s")

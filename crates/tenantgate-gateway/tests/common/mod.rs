@@ -73,6 +73,17 @@ impl TestGateway {
         Self::start_with(|_| {}).await
     }
 
+    /// The audit signing keys, as a verifier pins them (fetched with a tenant `key`).
+    pub async fn audit_keys(&self, key: &str) -> Vec<tenantgate_audit::PublicKey> {
+        let v: Value = self
+            .get("/tenant/v1/audit/public-key", key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        serde_json::from_value(v["keys"].clone()).unwrap()
+    }
+
     /// The `/metrics` page.
     pub async fn metrics(&self) -> String {
         let r = self.http.get(format!("{}/metrics", self.url)).send().await;
