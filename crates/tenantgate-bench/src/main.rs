@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, Role};
 use tenantgate_gateway::config::{ModelConfig, ProviderConfig, ProviderKind};
 use tenantgate_gateway::control::{create_key, KeySpec};
-use tenantgate_gateway::keys::ServerSecret;
+use tenantgate_gateway::identity::keys::ServerSecret;
 use tenantgate_gateway::{Config, Server};
 
 #[derive(Parser, Debug)]

@@ -23,7 +23,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub guard: GuardConfig,
     pub audit: AuditConfig,
-    pub limits: crate::admission::LimitsConfig,
+    pub limits: crate::limits::LimitsConfig,
     pub rag: RagConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,

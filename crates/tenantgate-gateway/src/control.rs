@@ -1,7 +1,7 @@
 //! Control-plane operations shared by the CLI and the gateway's own bootstrap. They run as
 //! platform operations; the gateways pick the changes up through the control-plane revision.
 
-use crate::keys::{generate, ServerSecret};
+use crate::identity::keys::{generate, ServerSecret};
 use tenantgate_core::{ApiKeyRecord, NewApiKey, PlatformAdmin, Role, TenantId};
 use tenantgate_store::{Store, StoreError};
 

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::control::{create_key, KeySpec};
-use crate::keys::{write_private, SecretError, ServerSecret};
+use crate::identity::keys::{write_private, SecretError, ServerSecret};
 use crate::state::AppState;
 use crate::upstream::Catalog;
 use std::future::Future;
@@ -128,15 +128,15 @@ impl Server {
         }
         let cache = match (&config.cache.enabled, &config.cache.redis_url) {
             (false, _) => None,
-            (true, None) => Some(crate::cache::CacheBackend::Memory(
-                crate::cache::ResponseCache::new(
+            (true, None) => Some(crate::upstream::cache::CacheBackend::Memory(
+                crate::upstream::cache::ResponseCache::new(
                     config.cache.max_entries,
                     Duration::from_secs(config.cache.ttl_secs),
                     config.cache.max_entry_bytes,
                 ),
             )),
-            (true, Some(url)) => Some(crate::cache::CacheBackend::Redis(
-                crate::cache::RedisCache::connect(
+            (true, Some(url)) => Some(crate::upstream::cache::CacheBackend::Redis(
+                crate::upstream::cache::RedisCache::connect(
                     url,
                     &config.cache.redis_prefix,
                     Duration::from_secs(config.cache.ttl_secs),
@@ -146,10 +146,10 @@ impl Server {
                 .map_err(|e| StartError::Cache(format!("{}: {e}", redact_url(url))))?,
             )),
         };
-        let admission = crate::admission::Admission::start(config.limits.clone())
+        let admission = crate::limits::Admission::start(config.limits.clone())
             .await
             .map_err(StartError::Limits)?;
-        if let crate::admission::Backend::Local(local) = &admission.backend {
+        if let crate::limits::Backend::Local(local) = &admission.backend {
             rebuild_budgets(&store, local)
                 .await
                 .map_err(|source| StartError::Store {
@@ -295,22 +295,22 @@ async fn reload_loop(state: AppState, cancel: CancellationToken) {
 /// In-process budgets survive a restart: each tenant's day and month counters start from the
 /// usage its audit records hold (settled calls only; reservations in flight at a crash are
 /// gone with the calls).
-async fn rebuild_budgets(store: &Store, local: &crate::admission::Local) -> Result<(), StoreError> {
+async fn rebuild_budgets(store: &Store, local: &crate::limits::Local) -> Result<(), StoreError> {
     #[expect(
         clippy::disallowed_methods,
         reason = "the gateway rebuilds every tenant's budget counters at start"
     )]
     let admin = PlatformAdmin::local_operator("budget-rebuild");
     let now = crate::pipeline::now_ms();
-    let day_start = crate::admission::day(now) * 86_400_000;
-    let month_start = crate::admission::month_start_ms(now);
+    let day_start = crate::limits::day(now) * 86_400_000;
+    let month_start = crate::limits::month_start_ms(now);
     for u in store
         .platform(&admin)
         .usage_since(day_start, month_start)
         .await?
     {
         let t = u.tenant.as_str();
-        let (d, m) = (crate::admission::day(now), crate::admission::month(now));
+        let (d, m) = (crate::limits::day(now), crate::limits::month(now));
         local.seed(&format!("{{{t}}}:dt:{d}"), u.day_tokens, 3 * 86_400, now);
         local.seed(&format!("{{{t}}}:mt:{m}"), u.month_tokens, 40 * 86_400, now);
         local.seed(

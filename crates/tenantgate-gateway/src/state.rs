@@ -1,9 +1,9 @@
 //! Shared application state: `Arc<Inner>`, the auth snapshot behind `ArcSwap`, no locks on the
 //! request path.
 
-use crate::auth::AuthIndex;
 use crate::config::Config;
-use crate::keys::ServerSecret;
+use crate::identity::auth::AuthIndex;
+use crate::identity::keys::ServerSecret;
 use crate::upstream::Catalog;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -20,16 +20,16 @@ pub(crate) struct Inner {
     pub auth: ArcSwap<AuthIndex>,
     pub catalog: Catalog,
     pub keyring: Arc<tenantgate_store::Keyring>,
-    pub prompts: crate::compose::PromptCache,
-    pub cache: Option<crate::cache::CacheBackend>,
-    pub incidents: crate::guard::Incidents,
+    pub prompts: crate::pipeline::compose::PromptCache,
+    pub cache: Option<crate::upstream::cache::CacheBackend>,
+    pub incidents: crate::pipeline::guard::Incidents,
     pub webhooks: reqwest::Client,
     pub audit: crate::audit::AuditLog,
-    pub admission: crate::admission::Admission,
+    pub admission: crate::limits::Admission,
     /// Trusted OIDC issuers and their cached keys.
-    pub oidc: crate::oidc::Verifier,
+    pub oidc: crate::identity::oidc::Verifier,
     /// Knowledge-base indexes loaded in this process.
-    pub knowledge: crate::rag::Knowledge,
+    pub knowledge: crate::knowledge::Knowledge,
     /// Calls refused because their tenant's stored policy is unreadable (`/metrics`).
     pub policy_refusals: std::sync::atomic::AtomicU64,
     /// Background work of this server (detached audit writes, settlements, reloads): shutdown
@@ -51,9 +51,9 @@ impl AppState {
         secret: ServerSecret,
         catalog: Catalog,
         keyring: Arc<tenantgate_store::Keyring>,
-        cache: Option<crate::cache::CacheBackend>,
+        cache: Option<crate::upstream::cache::CacheBackend>,
         audit: crate::audit::AuditLog,
-        admission: crate::admission::Admission,
+        admission: crate::limits::Admission,
     ) -> Self {
         AppState(Arc::new(Inner {
             store,
@@ -62,15 +62,15 @@ impl AppState {
             auth: ArcSwap::from_pointee(AuthIndex::default()),
             catalog,
             keyring,
-            prompts: crate::compose::PromptCache::default(),
+            prompts: crate::pipeline::compose::PromptCache::default(),
             cache,
-            incidents: crate::guard::Incidents::default(),
+            incidents: crate::pipeline::guard::Incidents::default(),
             webhooks: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
-            oidc: crate::oidc::Verifier::new(&config.auth.oidc),
-            knowledge: crate::rag::Knowledge::new(&config.rag),
+            oidc: crate::identity::oidc::Verifier::new(&config.auth.oidc),
+            knowledge: crate::knowledge::Knowledge::new(&config.rag),
             policy_refusals: std::sync::atomic::AtomicU64::new(0),
             tasks: tokio_util::task::TaskTracker::new(),
             grace_over: tokio_util::sync::CancellationToken::new(),
@@ -86,7 +86,7 @@ impl AppState {
     }
 
     /// The knowledge-base indexes loaded in this process.
-    pub fn knowledge(&self) -> &crate::rag::Knowledge {
+    pub fn knowledge(&self) -> &crate::knowledge::Knowledge {
         &self.0.knowledge
     }
 
@@ -143,7 +143,7 @@ impl AppState {
     }
 
     /// Leak-guard incidents recorded by this process.
-    pub fn incidents(&self) -> &crate::guard::Incidents {
+    pub fn incidents(&self) -> &crate::pipeline::guard::Incidents {
         &self.0.incidents
     }
 

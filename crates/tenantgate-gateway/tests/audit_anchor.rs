@@ -158,7 +158,7 @@ async fn a_history_rewritten_in_the_database_is_never_signed() {
     assert_eq!(body["error"]["code"], "audit_chain_broken", "{body}");
     // The witness, outside the database, still holds the head signed before the rewrite.
     let witness =
-        tenantgate_gateway::audit_anchor::read_witness(&gw.config.audit.witness_dir).unwrap();
+        tenantgate_gateway::audit::anchor::read_witness(&gw.config.audit.witness_dir).unwrap();
     assert!(witness
         .iter()
         .any(|c| c.tenant == tid && c.seq as i64 == signed_before));

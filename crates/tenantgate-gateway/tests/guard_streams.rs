@@ -416,7 +416,7 @@ async fn outputs_beyond_the_bound_are_refused() {
     assert_eq!(v["error"]["param"], "n", "{v}");
     // A provider opening more outputs than the guard holds: the stream ends with an error
     // instead of the guard growing.
-    let many: Vec<String> = (0..tenantgate_gateway::stream_guard::MAX_CHANNELS + 1)
+    let many: Vec<String> = (0..tenantgate_gateway::stream::guard::MAX_CHANNELS + 1)
         .map(|_| "{}".to_owned())
         .collect();
     let d = format!("mock:tool_args_hex={}", hex_list(&many));

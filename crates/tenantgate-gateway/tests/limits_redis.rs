@@ -11,7 +11,7 @@
 mod skip;
 
 use tenantgate_core::TenantId;
-use tenantgate_gateway::admission::{Admission, Ask, LimitSet, LimitsBackend, LimitsConfig};
+use tenantgate_gateway::limits::{Admission, Ask, LimitSet, LimitsBackend, LimitsConfig};
 
 async fn redis_admission(ttl_secs: u64) -> Option<Admission> {
     let url = skip::backend_url("TENANTGATE_TEST_REDIS_URL")?;
@@ -58,7 +58,7 @@ async fn redis_reservations_are_atomic_expire_and_settle_once() {
         cost,
         now_ms: now(),
     };
-    let m = tenantgate_gateway::admission::checks(&limits, &t, "k", None, 0, 0, now())
+    let m = tenantgate_gateway::limits::checks(&limits, &t, "k", None, 0, 0, now())
         .into_iter()
         .find(|c| c.what == "monthly spend budget")
         .unwrap()
@@ -96,7 +96,7 @@ async fn redis_request_counts_are_kept_and_not_counted_twice() {
     };
     // One clock reading for every step: the minute window cannot roll over mid-test.
     let at = now();
-    let rq = tenantgate_gateway::admission::checks(&limits, &t, "k", None, 0, 0, at)
+    let rq = tenantgate_gateway::limits::checks(&limits, &t, "k", None, 0, 0, at)
         .into_iter()
         .find(|c| c.what == "requests per minute")
         .unwrap()

@@ -64,7 +64,7 @@ fn tenant_scope_is_built_only_by_the_authentication_stage() {
         "TenantScope constructor call sites: {sites:#?}"
     );
     assert!(
-        sites[0].contains("tenantgate-gateway/src/auth.rs"),
+        sites[0].contains("tenantgate-gateway/src/identity/auth.rs"),
         "{sites:?}"
     );
 }
@@ -84,7 +84,7 @@ fn platform_admins_from_tokens_are_made_only_by_the_authentication_stage() {
     let sites = call_sites("PlatformAdmin::from_verified_credential(");
     assert_eq!(sites.len(), 1, "{sites:#?}");
     assert!(
-        sites[0].contains("tenantgate-gateway/src/auth.rs"),
+        sites[0].contains("tenantgate-gateway/src/identity/auth.rs"),
         "{sites:?}"
     );
 }

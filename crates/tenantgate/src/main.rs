@@ -6,7 +6,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, Role, TenantStatus};
 use tenantgate_gateway::control::{create_key, KeySpec};
-use tenantgate_gateway::keys::ServerSecret;
+use tenantgate_gateway::identity::keys::ServerSecret;
 use tenantgate_gateway::server::open_store;
 use tenantgate_gateway::{Config, Server};
 use tenantgate_store::Store;
@@ -607,7 +607,7 @@ fn now_ms() -> i64 {
 /// replaced, a null removes one, the rest are kept. Both sides are validated as a `LimitSet`,
 /// so an unknown limit name or a bad value is refused before anything is written.
 fn merge_limits(stored: &str, changes: Option<&str>) -> Result<String> {
-    use tenantgate_gateway::admission::LimitSet;
+    use tenantgate_gateway::limits::LimitSet;
     let mut merged: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(stored)?
     {
         serde_json::Value::Object(m) => m,

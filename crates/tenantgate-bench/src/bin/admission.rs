@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tenantgate_core::TenantId;
-use tenantgate_gateway::admission::{Admission, Ask, LimitSet, LimitsBackend, LimitsConfig};
+use tenantgate_gateway::limits::{Admission, Ask, LimitSet, LimitsBackend, LimitsConfig};
 
 fn hist() -> Histogram<u64> {
     #[expect(clippy::expect_used, reason = "constant, valid bounds")]

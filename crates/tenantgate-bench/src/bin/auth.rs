@@ -9,8 +9,8 @@ use anyhow::Result;
 use hdrhistogram::Histogram;
 use std::time::Instant;
 use tenantgate_gateway::config::OidcConfig;
-use tenantgate_gateway::keys::ServerSecret;
-use tenantgate_gateway::oidc::Verifier;
+use tenantgate_gateway::identity::keys::ServerSecret;
+use tenantgate_gateway::identity::oidc::Verifier;
 
 fn hist() -> Histogram<u64> {
     #[expect(clippy::expect_used, reason = "constant, valid bounds")]

@@ -286,7 +286,7 @@ async fn many_tenants(tenants: usize, per: usize) -> Result<()> {
         let t0 = Instant::now();
         let doc = format!("doc_bench_{i}");
         let sealed =
-            tenantgate_gateway::rag::seal_chunks(&app, &scope, &doc, &chunks, &emb).await?;
+            tenantgate_gateway::knowledge::seal_chunks(&app, &scope, &doc, &chunks, &emb).await?;
         store
             .add_document(&kb.id, &doc, "d.txt", "text/plain", 1, "x", &sealed)
             .await?;

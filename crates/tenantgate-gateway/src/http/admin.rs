@@ -6,9 +6,9 @@
 //! under it a `break_glass` record of its own, written before the data is released.
 
 use super::tenant::{json_body, ok};
-use crate::auth::Caller;
-use crate::compose::{st, store_err};
 use crate::error::GatewayError;
+use crate::identity::auth::Caller;
+use crate::pipeline::compose::{st, store_err};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};

@@ -5,9 +5,9 @@ use super::{
     annotate, call_labels, json_response, send_ok, stream_reply, tenant_request, upstream_bytes,
     upstream_json, RequestId,
 };
-use crate::compose;
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, Wire};
+use crate::pipeline::compose;
 use crate::state::AppState;
 use crate::stream::Transform;
 use crate::upstream::Endpoint;
@@ -63,9 +63,9 @@ async fn inner(
         .retrieval_context(&call.ctx, &request_id, &ext, &req)
         .await?
     {
-        crate::rag::add_context_anthropic(&mut req, rc.block);
-        audit.note("rag_sources", crate::rag::audit_sources(&rc.sources));
-        *sources_out = crate::rag::sources_header(&rc.sources);
+        crate::knowledge::add_context_anthropic(&mut req, rc.block);
+        audit.note("rag_sources", crate::knowledge::audit_sources(&rc.sources));
+        *sources_out = crate::knowledge::sources_header(&rc.sources);
     }
     audit.set_prompt(&req);
     call.bound_max_tokens(Some(meta.max_tokens), "max_tokens")?;
@@ -76,7 +76,7 @@ async fn inner(
     let prompt_estimate = admitted.prompt_tokens;
     audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &meta.model);
-    let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
+    let guard = || crate::stream::guard::StreamGuard::new(app, &call.ctx);
     let mut sa = || crate::audit::StreamAudit::new(app, audit.take_for_stream());
     let route = call.route;
     let provider = &route.provider;
@@ -136,7 +136,7 @@ async fn inner(
                     oreq.insert("max_completion_tokens".into(), v);
                 }
             }
-            crate::cache::scope_provider_caches(
+            crate::upstream::cache::scope_provider_caches(
                 &mut oreq,
                 call.ctx.principal.scope.tenant_id(),
                 provider,

@@ -5,8 +5,8 @@
 
 use super::tenant::{admin_context, json_body, ok};
 use super::RequestId;
-use crate::compose::st;
 use crate::error::{GatewayError, Wire};
+use crate::pipeline::compose::st;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Query, Request, State};

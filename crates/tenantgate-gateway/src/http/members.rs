@@ -5,8 +5,8 @@
 //! like a missing one.
 
 use super::tenant::{admin_context, json_body, ok};
-use crate::compose::st;
 use crate::error::GatewayError;
+use crate::pipeline::compose::st;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -114,7 +114,7 @@ pub(super) async fn create_key(
                 "expires_at_ms",
             ));
         }
-        let g = crate::keys::generate(&app.0.secret);
+        let g = crate::identity::keys::generate(&app.0.secret);
         let rec = app
             .store()
             .tenant(&ctx.principal.scope)

@@ -243,7 +243,7 @@ pub(crate) fn annotate(mut resp: Response, upstream: Duration, info: CallInfo) -
 pub(crate) type TenantRequest = (
     crate::pipeline::TenantContext,
     Map<String, Value>,
-    Option<crate::admission::Counted>,
+    Option<crate::limits::Counted>,
 );
 
 /// Stages 1-2, the request count, then the body: the credential is checked before any body
@@ -292,7 +292,7 @@ pub(crate) fn stream_reply(
     end: crate::stream::StreamEnd,
     waited: Duration,
     info: CallInfo,
-    guard: crate::stream_guard::StreamGuard,
+    guard: crate::stream::guard::StreamGuard,
     audit: crate::audit::StreamAudit,
 ) -> Response {
     let s = crate::stream::transform_stream(upstream, transform, end, Some(guard), Some(audit));

@@ -4,9 +4,9 @@ use super::{
     annotate, call_labels, json_response, send_ok, stream_reply, tenant_request, upstream_bytes,
     upstream_json, upstream_passthrough, CallInfo, RequestId,
 };
-use crate::compose;
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, Wire};
+use crate::pipeline::compose;
 use crate::pipeline::TenantContext;
 use crate::state::AppState;
 use crate::stream::{StreamEnd, Transform};
@@ -87,9 +87,9 @@ async fn chat(
         .retrieval_context(&call.ctx, &request_id, &ext, &req)
         .await?
     {
-        crate::rag::add_context_openai(&mut req, rc.block);
-        audit.note("rag_sources", crate::rag::audit_sources(&rc.sources));
-        *sources_out = crate::rag::sources_header(&rc.sources);
+        crate::knowledge::add_context_openai(&mut req, rc.block);
+        audit.note("rag_sources", crate::knowledge::audit_sources(&rc.sources));
+        *sources_out = crate::knowledge::sources_header(&rc.sources);
     }
     audit.set_prompt(&req);
     let param = if req.contains_key("max_completion_tokens") {
@@ -112,7 +112,7 @@ async fn chat(
         .await?;
     audit.admitted(admitted, call.route.pricing);
     let (info, end) = call_labels(request_id, &call, &meta.model);
-    let guard = || crate::stream_guard::StreamGuard::new(app, &call.ctx);
+    let guard = || crate::stream::guard::StreamGuard::new(app, &call.ctx);
     let mut sa = || crate::audit::StreamAudit::new(app, audit.take_for_stream());
     let route = call.route;
     let provider = &route.provider;
@@ -130,7 +130,7 @@ async fn chat(
                 req.insert(field.into(), json!(b));
             }
             // Provider prompt caches (and self-hosted prefix caches) are scoped to the tenant.
-            crate::cache::scope_provider_caches(
+            crate::upstream::cache::scope_provider_caches(
                 &mut req,
                 call.ctx.principal.scope.tenant_id(),
                 provider,
@@ -144,7 +144,7 @@ async fn chat(
                 .map(|c| {
                     (
                         c,
-                        crate::cache::key(
+                        crate::upstream::cache::key(
                             call.ctx.principal.scope.tenant_id(),
                             &provider.name,
                             &route.upstream_model,
@@ -290,7 +290,7 @@ async fn embed_inner(
     match provider.kind {
         ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiCompatible => {
             req.insert("model".into(), json!(route.upstream_model));
-            crate::cache::scope_embedding_caches(
+            crate::upstream::cache::scope_embedding_caches(
                 &mut req,
                 call.ctx.principal.scope.tenant_id(),
                 provider,

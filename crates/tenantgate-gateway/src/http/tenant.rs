@@ -2,8 +2,8 @@
 //! never a path, header or body value. Prompt bodies are readable by tenant admins only;
 //! members see names, versions and hashes.
 
-use crate::compose::{st, store_err, Compiled};
 use crate::error::{GatewayError, Wire};
+use crate::pipeline::compose::{st, store_err, Compiled};
 use crate::pipeline::TenantContext;
 use crate::state::AppState;
 use axum::body::Body;

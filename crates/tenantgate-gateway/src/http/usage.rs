@@ -2,8 +2,8 @@
 //! always the caller's.
 
 use super::tenant::{admin_context, json_body, ok};
-use crate::compose::st;
 use crate::error::GatewayError;
+use crate::pipeline::compose::st;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -26,7 +26,7 @@ pub(super) async fn get_limits(State(app): State<AppState>, headers: HeaderMap) 
         let effective = adm.config.plan(ctx.tenant.plan).overlay(&overrides);
         let now = crate::pipeline::now_ms();
         let t = tenant.as_str();
-        let (d, m) = (crate::admission::day(now), crate::admission::month(now));
+        let (d, m) = (crate::limits::day(now), crate::limits::month(now));
         let counter = |k: String| async move { adm.counter(&k).await.unwrap_or(0) };
         Ok(Json(json!({
             "plan": ctx.tenant.plan,
@@ -111,9 +111,7 @@ pub(super) async fn usage(
             }
         };
         let now = crate::pipeline::now_ms();
-        let from = q
-            .from
-            .unwrap_or_else(|| crate::admission::month_start_ms(now));
+        let from = q.from.unwrap_or_else(|| crate::limits::month_start_ms(now));
         let to = q.to.unwrap_or(i64::MAX);
         let rows = app
             .store()

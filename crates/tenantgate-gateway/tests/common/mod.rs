@@ -16,7 +16,7 @@ use std::path::Path;
 use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, Role, Tenant};
 use tenantgate_gateway::config::{ModelConfig, ProviderConfig, ProviderKind};
 use tenantgate_gateway::control::{create_key, KeySpec};
-use tenantgate_gateway::keys::ServerSecret;
+use tenantgate_gateway::identity::keys::ServerSecret;
 use tenantgate_gateway::{AppState, Config, Server};
 
 /// The current clock minute: rate windows are clock minutes, so a test that fills one checks

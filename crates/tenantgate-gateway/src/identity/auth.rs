@@ -3,8 +3,8 @@
 
 use crate::config::OidcConfig;
 use crate::error::GatewayError;
-use crate::keys::ServerSecret;
-use crate::oidc::VerifiedToken;
+use crate::identity::keys::ServerSecret;
+use crate::identity::oidc::VerifiedToken;
 use axum::http::HeaderMap;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub struct AuthIndex {
     audit_policies: HashMap<TenantId, Arc<tenantgate_audit::AuditPolicy>>,
     default_audit: Arc<tenantgate_audit::AuditPolicy>,
     /// Limit overrides and kill switch per tenant (absent: plan defaults, switch off).
-    limits: HashMap<TenantId, (crate::admission::LimitSet, bool)>,
+    limits: HashMap<TenantId, (crate::limits::LimitSet, bool)>,
     by_slug: HashMap<String, TenantId>,
     /// OIDC members' roles, by (tenant, subject).
     members: HashMap<(TenantId, String), Role>,
@@ -205,7 +205,7 @@ impl AuthIndex {
     }
 
     /// The tenant's limit overrides and kill switch.
-    pub fn limits(&self, tenant: &TenantId) -> (crate::admission::LimitSet, bool) {
+    pub fn limits(&self, tenant: &TenantId) -> (crate::limits::LimitSet, bool) {
         self.limits.get(tenant).copied().unwrap_or_default()
     }
 

@@ -12,10 +12,10 @@
 //! the stream with the caller's in-stream error; redact rewrites the held frames' text in the
 //! channel where it was found; flag records each finding once.
 
-use crate::auth::AuthIndex;
 use crate::error::GatewayError;
+use crate::identity::auth::AuthIndex;
 use crate::state::AppState;
-use crate::stream_text::{classify, reframe, Key, Scope, Segment};
+use crate::stream::text::{classify, reframe, Key, Scope, Segment};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet, VecDeque};

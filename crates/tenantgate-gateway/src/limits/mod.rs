@@ -19,6 +19,9 @@
 //! Budgets fail closed when Redis is unreachable; rate limits too, unless
 //! `limits.rate_limits_fail_open`.
 
+mod redis;
+pub mod requests;
+
 use crate::error::GatewayError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -390,7 +393,7 @@ pub enum Applied {
 /// The counters' home.
 pub enum Backend {
     Local(Local),
-    Redis(crate::admission_redis::RedisLimits),
+    Redis(crate::limits::redis::RedisLimits),
 }
 
 /// In-process counters.
@@ -594,8 +597,8 @@ pub fn settlement(held: &Held, tokens: u64, cost: u64) -> (Deltas, Deltas) {
     (on_held, late)
 }
 
-use crate::admission_requests::is_request_check;
-pub use crate::admission_requests::Counted;
+use crate::limits::requests::is_request_check;
+pub use crate::limits::requests::Counted;
 
 const ANOMALY: &str = "per-minute spend (spend anomaly breaker)";
 
@@ -663,7 +666,7 @@ impl Admission {
                     .as_deref()
                     .ok_or("limits.backend = \"redis\" needs limits.redis_url")?;
                 Backend::Redis(
-                    crate::admission_redis::RedisLimits::connect(url, &config.redis_prefix)
+                    crate::limits::redis::RedisLimits::connect(url, &config.redis_prefix)
                         .await
                         .map_err(|e| e.to_string())?,
                 )

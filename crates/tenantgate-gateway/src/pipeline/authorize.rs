@@ -6,8 +6,8 @@
 //! Admission (limits, budgets), composition, guards, settlement and audit slot in between as
 //! their issues land; each will take and return one of these types.
 
-use crate::auth::{admit_token, authenticate_key, credential, Authenticated, Caller};
 use crate::error::GatewayError;
+use crate::identity::auth::{admit_token, authenticate_key, credential, Authenticated, Caller};
 use crate::state::AppState;
 use crate::upstream::Route;
 use axum::http::HeaderMap;
@@ -38,7 +38,7 @@ impl AppState {
     /// or an OIDC bearer token (signature against the issuer's JWKS, then its claims).
     pub async fn caller(&self, headers: &HeaderMap) -> Result<Caller, GatewayError> {
         let presented = credential(headers)?;
-        if crate::oidc::looks_like_jwt(presented) && !self.0.oidc.is_empty() {
+        if crate::identity::oidc::looks_like_jwt(presented) && !self.0.oidc.is_empty() {
             let token = self
                 .0
                 .oidc
@@ -130,7 +130,7 @@ impl AppState {
         &self,
         ctx: &TenantContext,
         request_id: &str,
-    ) -> Result<Option<crate::admission::Counted>, GatewayError> {
+    ) -> Result<Option<crate::limits::Counted>, GatewayError> {
         let tenant = ctx.principal.scope.tenant_id();
         let (overrides, _) = self.0.auth.load().limits(tenant);
         let adm = &self.0.admission;
@@ -156,7 +156,7 @@ impl AppState {
         request_id: &str,
         prompt: &serde_json::Map<String, serde_json::Value>,
         max_output: u64,
-    ) -> Result<crate::admission::Reservation, GatewayError> {
+    ) -> Result<crate::limits::Reservation, GatewayError> {
         self.admit_counted(call, request_id, prompt, max_output, None)
             .await
     }
@@ -168,8 +168,8 @@ impl AppState {
         request_id: &str,
         prompt: &serde_json::Map<String, serde_json::Value>,
         max_output: u64,
-        counted: Option<crate::admission::Counted>,
-    ) -> Result<crate::admission::Reservation, GatewayError> {
+        counted: Option<crate::limits::Counted>,
+    ) -> Result<crate::limits::Reservation, GatewayError> {
         let index = self.0.auth.load();
         let tenant = call.ctx.principal.scope.tenant_id();
         let (overrides, kill_switch) = index.limits(tenant);
@@ -188,7 +188,7 @@ impl AppState {
         let pricing = call.route.pricing;
         let key = call.ctx.principal.credential.to_string();
         adm.reserve_counted(
-            crate::admission::Ask {
+            crate::limits::Ask {
                 tenant,
                 key: &key,
                 user: call.ctx.principal.user.as_deref(),

@@ -174,7 +174,7 @@ pub fn prompt_cache_key(tenant: &TenantId, client: Option<&str>) -> String {
 /// reaches directly); stable per tenant across restarts and across replicas, which share the
 /// secret.
 pub fn cache_salt(
-    secret: &crate::keys::ServerSecret,
+    secret: &crate::identity::keys::ServerSecret,
     tenant: &TenantId,
     client: Option<&str>,
 ) -> String {
@@ -196,7 +196,7 @@ pub fn scope_provider_caches(
     body: &mut Map<String, Value>,
     tenant: &TenantId,
     provider: &crate::upstream::Provider,
-    secret: &crate::keys::ServerSecret,
+    secret: &crate::identity::keys::ServerSecret,
 ) {
     use crate::config::ProviderKind;
     let openai_hosted = match provider.kind {
@@ -230,7 +230,7 @@ pub fn scope_embedding_caches(
     body: &mut Map<String, Value>,
     tenant: &TenantId,
     provider: &crate::upstream::Provider,
-    secret: &crate::keys::ServerSecret,
+    secret: &crate::identity::keys::ServerSecret,
 ) {
     body.remove("prompt_cache_key");
     let client_salt = body.remove("cache_salt");
@@ -297,8 +297,8 @@ mod tests {
 
     #[test]
     fn cache_salts_are_tenant_scoped_and_keyed_with_the_secret() {
-        let s1 = crate::keys::ServerSecret::from_bytes([1; 32]);
-        let s2 = crate::keys::ServerSecret::from_bytes([2; 32]);
+        let s1 = crate::identity::keys::ServerSecret::from_bytes([1; 32]);
+        let s2 = crate::identity::keys::ServerSecret::from_bytes([2; 32]);
         let t1 = TenantId::parse("t1").unwrap();
         let t2 = TenantId::parse("t2").unwrap();
         assert_eq!(cache_salt(&s1, &t1, None), cache_salt(&s1, &t1, None));

@@ -23,7 +23,7 @@ pub(crate) struct Writing {
     pub(crate) store: Store,
     pub(crate) signer: Arc<Signer>,
     pub(crate) stats: Arc<AuditStats>,
-    pub(crate) continuity: crate::audit_anchor::Continuity,
+    pub(crate) continuity: crate::audit::anchor::Continuity,
 }
 
 /// Heads signed per batch at start (each batch: a few queries and one transaction per 256).
@@ -99,7 +99,7 @@ async fn sign_now(w: &mut Writing, dirty: &mut Dirty, req: SignNow) {
             return;
         }
     };
-    let heads = vec![crate::audit_anchor::Head {
+    let heads = vec![crate::audit::anchor::Head {
         tenant: req.tenant,
         seq: head.0,
         hash: head.1,
@@ -189,9 +189,9 @@ async fn checkpoint(w: &mut Writing, dirty: &mut Dirty) {
     if dirty.is_empty() {
         return;
     }
-    let heads: Vec<crate::audit_anchor::Head> = dirty
+    let heads: Vec<crate::audit::anchor::Head> = dirty
         .drain()
-        .map(|(tenant, head)| crate::audit_anchor::Head {
+        .map(|(tenant, head)| crate::audit::anchor::Head {
             tenant,
             seq: head.seq,
             hash: head.hash,
@@ -225,10 +225,10 @@ async fn sign_unsigned_heads(w: &mut Writing) {
     };
     let mut heads = heads.into_iter().peekable();
     while heads.peek().is_some() {
-        let batch: Vec<crate::audit_anchor::Head> = heads
+        let batch: Vec<crate::audit::anchor::Head> = heads
             .by_ref()
             .take(START_SIGN_BATCH)
-            .map(|h| crate::audit_anchor::Head {
+            .map(|h| crate::audit::anchor::Head {
                 tenant: h.tenant,
                 seq: h.seq,
                 hash: h.hash,

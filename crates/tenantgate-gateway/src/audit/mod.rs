@@ -15,6 +15,10 @@
 //! chain, digest in it), `sha256`, `redacted` (secrets, PII, canaries and other tenants'
 //! identifiers replaced, then sealed) or `none`.
 
+pub mod anchor;
+mod call;
+mod writer;
+
 use crate::config::AuditConfig;
 use crate::error::GatewayError;
 use crate::pipeline::{now_ms, TenantContext};
@@ -30,8 +34,8 @@ use tenantgate_store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit_call::actor;
-pub(crate) use crate::audit_call::{CallAudit, StreamAudit};
+use crate::audit::call::actor;
+pub(crate) use crate::audit::call::{CallAudit, StreamAudit};
 
 /// The keyring kind audit bodies are sealed under.
 pub(crate) const BODY_KIND: &str = "audit_body";
@@ -92,7 +96,7 @@ pub struct AuditLog {
     pub signer: Arc<Signer>,
     pub stats: Arc<AuditStats>,
     /// Tenants whose chain broke (see `audit_anchor`), with the reason.
-    pub breaks: crate::audit_anchor::Breaks,
+    pub breaks: crate::audit::anchor::Breaks,
     /// Set once the writer has signed the heads left unsigned at start and takes records
     /// (`/readyz` answers 200 only then).
     ready: Arc<std::sync::atomic::AtomicBool>,
@@ -131,9 +135,9 @@ impl AuditLog {
             "audit.signing_key_file",
         )?;
         let signer = Arc::new(Signer::from_seed(seed.bytes()));
-        let witness = crate::audit_anchor::Witness::open(&cfg.witness_dir)
+        let witness = crate::audit::anchor::Witness::open(&cfg.witness_dir)
             .map_err(|e| AuditStartError::Witness(format!("{}: {e}", cfg.witness_dir.display())))?;
-        let continuity = crate::audit_anchor::Continuity::new(witness, signer.public_key());
+        let continuity = crate::audit::anchor::Continuity::new(witness, signer.public_key());
         let breaks = continuity.breaks.clone();
         let published = continuity.published.clone();
         let (tx, rx) = mpsc::channel(cfg.queue);
@@ -141,8 +145,8 @@ impl AuditLog {
         let stats = Arc::new(AuditStats::default());
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(crate::audit_writer::run(
-            crate::audit_writer::Writing {
+        let handle = tokio::spawn(crate::audit::writer::run(
+            crate::audit::writer::Writing {
                 store,
                 signer: signer.clone(),
                 stats: stats.clone(),

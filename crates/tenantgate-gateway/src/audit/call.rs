@@ -43,9 +43,9 @@ pub(crate) struct CallAudit {
     streaming: bool,
     detail: Map<String, Value>,
     /// The call's admission, settled when the record is built, with the route's prices.
-    admission: Option<(crate::admission::Reservation, crate::config::Pricing)>,
+    admission: Option<(crate::limits::Reservation, crate::config::Pricing)>,
     /// The tenant's rate-limit state for the response headers (streams too).
-    rate: Option<crate::admission::RateState>,
+    rate: Option<crate::limits::RateState>,
     /// Served from the response cache: settled at zero.
     cache_hit: bool,
     /// Whether dropping it unbuilt writes a `cancelled` record (off for the guard's own copy).
@@ -95,7 +95,7 @@ impl CallAudit {
     }
 
     /// The call was admitted: its reservation is settled with the actual usage.
-    pub fn admitted(&mut self, r: crate::admission::Reservation, pricing: crate::config::Pricing) {
+    pub fn admitted(&mut self, r: crate::limits::Reservation, pricing: crate::config::Pricing) {
         self.rate = Some(r.rate);
         self.admission = Some((r, pricing));
     }
@@ -298,7 +298,7 @@ impl CallAudit {
             self.release(app, result, wire).await
         };
         if let Some(rate) = rate {
-            crate::admission::rate_headers(resp.headers_mut(), &rate);
+            crate::limits::rate_headers(resp.headers_mut(), &rate);
         }
         resp
     }
@@ -546,7 +546,7 @@ impl StreamAudit {
         // What the caller received, counted, for when the provider's usage never arrives
         // (a client that left mid-stream, a provider that omits it).
         if let Some(n) = &mut self.output_tokens {
-            if let Some(text) = crate::stream_text::frame_text(frame) {
+            if let Some(text) = crate::stream::text::frame_text(frame) {
                 *n += tenantgate_providers::tokens::count(&text);
             }
         }

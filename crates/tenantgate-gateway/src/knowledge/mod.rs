@@ -13,8 +13,8 @@
 //! recorded in its audit chain.
 
 use crate::audit::CallAudit;
-use crate::compose::st;
 use crate::error::GatewayError;
+use crate::pipeline::compose::st;
 use crate::pipeline::TenantContext;
 use crate::state::AppState;
 use crate::upstream::Endpoint;
@@ -407,7 +407,7 @@ pub async fn embed(
         // The knowledge base's texts go through the provider's prefix cache too: salted per
         // tenant where the provider takes a salt.
         let salt = call.route.provider.cache_salt.then(|| {
-            crate::cache::cache_salt(&app.0.secret, ctx.principal.scope.tenant_id(), None)
+            crate::upstream::cache::cache_salt(&app.0.secret, ctx.principal.scope.tenant_id(), None)
         });
         embed_with(&call.route, model, texts, salt).await
     }
@@ -522,7 +522,7 @@ async fn embed_with(
 pub fn last_user_text(body: &serde_json::Map<String, Value>) -> Option<String> {
     let messages = body.get("messages")?.as_array()?;
     let m = messages.iter().rev().find(|m| m["role"] == "user")?;
-    let text = crate::compose::text_of(&m["content"]);
+    let text = crate::pipeline::compose::text_of(&m["content"]);
     (!text.trim().is_empty()).then_some(text)
 }
 
@@ -560,7 +560,7 @@ pub fn add_context_openai(body: &mut serde_json::Map<String, Value>, context: St
 pub fn add_context_anthropic(body: &mut serde_json::Map<String, Value>, context: String) {
     let system = body
         .get("system")
-        .map(crate::compose::text_of)
+        .map(crate::pipeline::compose::text_of)
         .unwrap_or_default();
     let system = if system.is_empty() {
         context
@@ -611,7 +611,7 @@ impl AppState {
         &self,
         ctx: &TenantContext,
         request_id: &str,
-        ext: &crate::compose::PromptRequest,
+        ext: &crate::pipeline::compose::PromptRequest,
         body: &serde_json::Map<String, Value>,
     ) -> Result<Option<RetrievedContext>, GatewayError> {
         let sources = self.retrieve(ctx, request_id, ext, body).await?;
@@ -620,8 +620,8 @@ impl AppState {
         }
         let block = context_block(&sources);
         let block = match self.guard_text(ctx, &block, tenantgate_guard::Direction::InboundData)? {
-            crate::guard::Verdict::Clean => block,
-            crate::guard::Verdict::Redacted(r) => r,
+            crate::pipeline::guard::Verdict::Clean => block,
+            crate::pipeline::guard::Verdict::Redacted(r) => r,
         };
         Ok(Some(RetrievedContext { block, sources }))
     }
@@ -633,7 +633,7 @@ impl AppState {
         &self,
         ctx: &TenantContext,
         request_id: &str,
-        ext: &crate::compose::PromptRequest,
+        ext: &crate::pipeline::compose::PromptRequest,
         body: &serde_json::Map<String, Value>,
     ) -> Result<Vec<Retrieved>, GatewayError> {
         let tenant = ctx.principal.scope.tenant_id();

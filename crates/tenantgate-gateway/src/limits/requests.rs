@@ -5,8 +5,8 @@
 //! full the caller gets 429 before any other work. Admission then reserves the call's tokens
 //! and spend without counting the request again ([`Admission::reserve_counted`]).
 
-use crate::admission::{checks, refused_rate, Admission, Applied, Backend, Check, LimitSet};
 use crate::error::GatewayError;
+use crate::limits::{checks, refused_rate, Admission, Applied, Backend, Check, LimitSet};
 use tenantgate_core::TenantId;
 
 /// A request counted at the front of its call.

@@ -1,7 +1,7 @@
 //! Where the text of a caller-format stream frame lives: each piece of text belongs to one
 //! channel (an OpenAI choice's content, refusal, reasoning or one tool call's arguments; an
 //! Anthropic content block; an error message), and each frame names what it must stay ordered
-//! behind. The streaming guard holds and scans text per channel (`stream_guard.rs`); the audit
+//! behind. The streaming guard holds and scans text per channel (`stream/guard.rs`); the audit
 //! counts it. A frame is parsed once, here.
 
 use bytes::Bytes;

@@ -2,7 +2,7 @@
 //! write are one atomic step on the shared counters of every replica. All of a tenant's keys
 //! carry its id as a hash tag (`{tenant}`), so they live in one slot of a cluster.
 
-use crate::admission::{Applied, Check};
+use crate::limits::{Applied, Check};
 use std::time::Duration;
 use tenantgate_core::TenantId;
 
@@ -116,7 +116,7 @@ impl RedisLimits {
         ttl_ms: i64,
         now_ms: i64,
     ) -> Result<Applied, String> {
-        let held: Vec<(String, i64)> = crate::admission::held(checks)
+        let held: Vec<(String, i64)> = crate::limits::held(checks)
             .counters
             .into_iter()
             .map(|(k, add, _)| (self.k(&k), add))

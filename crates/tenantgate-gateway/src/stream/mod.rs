@@ -6,6 +6,9 @@
 //! reaches the client as its SDK's in-stream error; so does an upstream that ends without its
 //! terminal event.
 
+pub mod guard;
+pub(crate) mod text;
+
 use crate::error::GatewayError;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
@@ -130,7 +133,7 @@ struct State {
     transform: Transform,
     /// Frames the transform produced, before the guard looked at them.
     staging: VecDeque<Bytes>,
-    guard: Option<crate::stream_guard::StreamGuard>,
+    guard: Option<crate::stream::guard::StreamGuard>,
     pending: VecDeque<Bytes>,
     done: bool,
     end: Option<StreamEnd>,
@@ -231,7 +234,7 @@ pub(crate) fn transform_stream(
     upstream: impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static,
     transform: Transform,
     end: StreamEnd,
-    guard: Option<crate::stream_guard::StreamGuard>,
+    guard: Option<crate::stream::guard::StreamGuard>,
     audit: Option<crate::audit::StreamAudit>,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let state = State {

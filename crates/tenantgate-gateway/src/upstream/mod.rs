@@ -2,6 +2,8 @@
 //! providers: pooled connections per provider, timeouts from config, credentials attached here
 //! and nowhere else.
 
+pub mod cache;
+
 use crate::config::{Config, ConfigError, ProviderKind};
 use crate::error::GatewayError;
 use secrecy::{ExposeSecret, SecretString};

@@ -1,0 +1,6 @@
+//! Who is calling: API keys (hashed with the server secret), OIDC tokens (verified against the
+//! issuer's keys), and the auth snapshot they are checked against.
+
+pub mod auth;
+pub mod keys;
+pub mod oidc;
