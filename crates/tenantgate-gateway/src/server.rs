@@ -183,7 +183,7 @@ impl Server {
             .map_err(|source| StartError::Bind { addr, source })?;
         Ok(Server {
             listener,
-            tasks: state.0.tasks.clone(),
+            tasks: state.0.rec.tasks.clone(),
             state,
             maintenance,
             audit_writer,
@@ -237,7 +237,7 @@ impl Server {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
                 // Cut what still runs while the audit writer is alive: each cut call's guard
                 // records and settles it on the tracker, which is waited for below.
-                state.0.grace_over.cancel();
+                state.0.rec.grace_over.cancel();
                 Ok(())
             }
         };
@@ -329,7 +329,7 @@ async fn rebuild_budgets(store: &Store, local: &crate::limits::Local) -> Result<
 /// bounded by the webhook client's timeout; a lagging receiver skips batches (the witness
 /// files have them).
 async fn checkpoint_webhook_loop(state: AppState, cancel: CancellationToken) {
-    let mut rx = state.0.audit.subscribe_checkpoints();
+    let mut rx = state.0.rec.log.subscribe_checkpoints();
     loop {
         let batch = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -354,7 +354,8 @@ async fn checkpoint_webhook_loop(state: AppState, cancel: CancellationToken) {
             let event = serde_json::json!({"type": "tenantgate.checkpoint", "checkpoint": cp});
             let req = state
                 .0
-                .webhooks
+                .incidents
+                .webhooks()
                 .post(&url)
                 .header("content-type", "application/json")
                 .body(event.to_string());
@@ -395,7 +396,7 @@ pub async fn audit_retention(state: &AppState, maintenance: &Store) -> u64 {
     let admin = PlatformAdmin::local_operator("audit-retention");
     let index = state.0.auth.load_full();
     let p = maintenance.platform(&admin);
-    let key = state.0.audit.signer.public_key();
+    let key = state.0.rec.log.signer.public_key();
     let now = crate::pipeline::now_ms();
     let mut pruned = 0;
     for t in index.tenant_ids() {

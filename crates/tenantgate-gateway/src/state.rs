@@ -19,25 +19,19 @@ pub(crate) struct Inner {
     pub secret: ServerSecret,
     pub auth: ArcSwap<AuthIndex>,
     pub catalog: Catalog,
-    pub keyring: Arc<tenantgate_store::Keyring>,
     pub prompts: crate::pipeline::compose::PromptCache,
     pub cache: Option<crate::upstream::cache::CacheBackend>,
-    pub incidents: crate::pipeline::guard::Incidents,
-    pub webhooks: reqwest::Client,
-    pub audit: crate::audit::AuditLog,
-    pub admission: crate::limits::Admission,
+    /// Where leak-guard findings go (counters, audit, webhooks).
+    pub incidents: crate::pipeline::guard::IncidentSink,
+    /// The audit writer's front, admission, the keyring, the task tracker and the shutdown
+    /// signal: what a call's record and settlement need, also from a drop guard.
+    pub rec: crate::audit::Recorder,
     /// Trusted OIDC issuers and their cached keys.
     pub oidc: crate::identity::oidc::Verifier,
     /// Knowledge-base indexes loaded in this process.
     pub knowledge: crate::knowledge::Knowledge,
     /// Calls refused because their tenant's stored policy is unreadable (`/metrics`).
     pub policy_refusals: std::sync::atomic::AtomicU64,
-    /// Background work of this server (detached audit writes, settlements, reloads): shutdown
-    /// waits for all of it before draining the audit writer.
-    pub tasks: tokio_util::task::TaskTracker,
-    /// Cancelled when shutdown's grace is over: requests still running are cut (dropped
-    /// inside the runtime, so their drop guards record and settle them).
-    pub grace_over: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -55,34 +49,105 @@ impl AppState {
         audit: crate::audit::AuditLog,
         admission: crate::limits::Admission,
     ) -> Self {
+        let rec = crate::audit::Recorder::new(crate::audit::RecorderParts {
+            log: audit,
+            admission,
+            keyring,
+            tasks: tokio_util::task::TaskTracker::new(),
+            grace_over: tokio_util::sync::CancellationToken::new(),
+        });
         AppState(Arc::new(Inner {
             store,
             secret,
             // Empty until the first reload, which `Server::bind` runs before listening.
             auth: ArcSwap::from_pointee(AuthIndex::default()),
             catalog,
-            keyring,
             prompts: crate::pipeline::compose::PromptCache::default(),
             cache,
-            incidents: crate::pipeline::guard::Incidents::default(),
-            webhooks: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            incidents: crate::pipeline::guard::IncidentSink::new(
+                rec.clone(),
+                config.guard.webhook_url.clone(),
+            ),
             oidc: crate::identity::oidc::Verifier::new(&config.auth.oidc),
             knowledge: crate::knowledge::Knowledge::new(&config.rag),
             policy_refusals: std::sync::atomic::AtomicU64::new(0),
-            tasks: tokio_util::task::TaskTracker::new(),
-            grace_over: tokio_util::sync::CancellationToken::new(),
-            audit,
-            admission,
+            rec,
             config,
         }))
     }
 
+    /// What the pipeline's stages use, borrowed for one call.
+    pub(crate) fn deps(&self) -> crate::pipeline::Deps<'_> {
+        let i = &self.0;
+        crate::pipeline::Deps {
+            identity: self.identity(),
+            catalog: &i.catalog,
+            prompts: crate::pipeline::compose::Prompts {
+                cache: &i.prompts,
+                store: &i.store,
+                keyring: &i.rec.keyring,
+            },
+            knowledge: crate::pipeline::retrieve::Knowledge {
+                indexes: &i.knowledge,
+                store: &i.store,
+                keyring: &i.rec.keyring,
+                config: &i.config.rag,
+            },
+            cache: i.cache.as_ref(),
+            secret: &i.secret,
+            incidents: &i.incidents,
+            recorder: &i.rec,
+        }
+    }
+
+    /// What authentication reads.
+    pub(crate) fn identity(&self) -> crate::pipeline::Identity<'_> {
+        crate::pipeline::Identity {
+            auth: &self.0.auth,
+            oidc: &self.0.oidc,
+            secret: &self.0.secret,
+            policy_refusals: &self.0.policy_refusals,
+        }
+    }
+
+    /// The request's credential, verified (a tenant principal or a platform admin).
+    pub async fn caller(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<crate::identity::auth::Caller, crate::error::GatewayError> {
+        self.identity().caller(headers).await.map(|(c, _)| c)
+    }
+
+    /// A tenant principal's context (refusals for an unreadable policy counted).
+    pub async fn tenant_context(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<crate::pipeline::TenantContext, crate::error::GatewayError> {
+        self.identity().tenant(headers, true).await
+    }
+
+    /// [`Self::tenant_context`] without counting refusals: for the route layer that resolves
+    /// the caller only to record the call (the handler resolves it again, and counts).
+    pub(crate) async fn resolve_tenant(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<crate::pipeline::TenantContext, crate::error::GatewayError> {
+        self.identity().tenant(headers, false).await
+    }
+
+    /// The tenant's models that exist in the catalog.
+    pub fn visible_models(&self, ctx: &crate::pipeline::TenantContext) -> Vec<String> {
+        crate::pipeline::authorize::visible_models(&self.0.catalog, ctx)
+    }
+
+    /// The audit writer's front and what recording needs.
+    pub(crate) fn recorder(&self) -> &crate::audit::Recorder {
+        &self.0.rec
+    }
+
     /// The tenant keyring (envelope encryption) of this gateway.
     pub fn keyring(&self) -> &tenantgate_store::Keyring {
-        &self.0.keyring
+        &self.0.rec.keyring
     }
 
     /// The knowledge-base indexes loaded in this process.
@@ -133,18 +198,9 @@ impl AppState {
         Ok(rev)
     }
 
-    /// Runs `fut` on the server's task tracker: it outlives the request that started it (a
-    /// caller that leaves does not cancel it) and shutdown waits for it.
-    pub(crate) fn spawn<T: Send + 'static>(
-        &self,
-        fut: impl std::future::Future<Output = T> + Send + 'static,
-    ) -> tokio::task::JoinHandle<T> {
-        self.0.tasks.spawn(fut)
-    }
-
     /// Leak-guard incidents recorded by this process.
     pub fn incidents(&self) -> &crate::pipeline::guard::Incidents {
-        &self.0.incidents
+        &self.0.incidents.counts
     }
 
     pub fn auth_revision(&self) -> i64 {

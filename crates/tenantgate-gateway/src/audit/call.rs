@@ -2,11 +2,11 @@
 //! [`CallAudit::finish`] before the response is released, and [`StreamAudit`], the same for a
 //! stream (written before its terminal event). Split from `audit.rs` (the writer and events).
 
+use crate::audit::Recorder;
 use crate::audit::{body_aad_id, write, BODY_KIND};
-use crate::error::{GatewayError, Wire};
+use crate::error::GatewayError;
+use crate::identity::auth::AuthIndex;
 use crate::pipeline::{now_ms, TenantContext};
-use crate::state::AppState;
-use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -18,9 +18,20 @@ use tenantgate_audit::{
 use tenantgate_core::TenantScope;
 use tenantgate_store::audit::NewAuditRecord;
 
+/// What a call releases to its caller, and what its record is made from: the response body
+/// (read for model version, tool calls and usage, and kept per the tenant's policy) and the
+/// usage when it is known otherwise.
+pub(crate) struct Released<T> {
+    pub value: T,
+    pub body: Option<Bytes>,
+    pub tokens: Option<Tokens>,
+}
+
 /// Who the caller is and what its tenant's policy says, once authenticated.
 struct Bound {
-    app: AppState,
+    rec: Recorder,
+    /// The call's view of its tenant's configuration (for the redaction of kept bodies).
+    view: Arc<AuthIndex>,
     scope: TenantScope,
     actor: Actor,
     policy: Arc<AuditPolicy>,
@@ -100,15 +111,22 @@ impl CallAudit {
         self.admission = Some((r, pricing));
     }
 
+    /// Prompt tokens added after admission (retrieved context), counted into what a call
+    /// cancelled before its response consumed.
+    pub fn add_prompt_tokens(&mut self, n: u64) {
+        if let Some((r, _)) = &mut self.admission {
+            if r.prompt_tokens > 0 {
+                r.prompt_tokens += n;
+            }
+        }
+    }
+
     /// The caller is authenticated: from here on the call is recorded in its tenant's chain.
-    pub fn bind(&mut self, app: &AppState, ctx: &TenantContext) {
-        let policy = app
-            .0
-            .auth
-            .load()
-            .audit_policy(ctx.principal.scope.tenant_id());
+    pub fn bind(&mut self, rec: &Recorder, ctx: &TenantContext) {
+        let policy = ctx.view.audit_policy(ctx.principal.scope.tenant_id());
         self.bound = Some(Bound {
-            app: app.clone(),
+            rec: rec.clone(),
+            view: ctx.view.clone(),
             scope: ctx.principal.scope.clone(),
             actor: actor(ctx),
             policy,
@@ -201,7 +219,6 @@ impl CallAudit {
     /// never authenticated: there is no tenant chain to write to.
     pub async fn entry(
         mut self,
-        app: &AppState,
         event: EventType,
         status: u16,
         error: Option<&GatewayError>,
@@ -235,11 +252,12 @@ impl CallAudit {
                 _ => pricing.cost(input, 0, output),
             };
             cost_micros = Some(cost.min(i64::MAX as u64) as i64);
-            app.0.admission.settle(r, input + output, cost).await;
+            b.rec.admission.settle(r, input + output, cost).await;
         }
         let id = std::mem::take(&mut self.request_id);
         let (prompt, prompt_sealed) = keep_body(
-            app,
+            &b.rec,
+            &b.view,
             &b.scope,
             &id,
             "prompt",
@@ -247,8 +265,16 @@ impl CallAudit {
             self.prompt.as_deref(),
         )
         .await;
-        let (response, response_sealed) =
-            keep_body(app, &b.scope, &id, "response", b.policy.response, response).await;
+        let (response, response_sealed) = keep_body(
+            &b.rec,
+            &b.view,
+            &b.scope,
+            &id,
+            "response",
+            b.policy.response,
+            response,
+        )
+        .await;
         let record = Record {
             v: 1,
             tenant: String::new(),
@@ -283,92 +309,49 @@ impl CallAudit {
         ))
     }
 
-    /// Writes the call's record, then releases its response. A streamed response is released
-    /// at once: its stream writes the record before the terminal event.
-    pub async fn finish(
-        self,
-        app: &AppState,
-        result: Result<Response, GatewayError>,
-        wire: Wire,
-    ) -> Response {
-        let rate = self.rate;
-        let mut resp = if self.streaming {
-            result.unwrap_or_else(|e| e.render(wire))
-        } else {
-            self.release(app, result, wire).await
-        };
-        if let Some(rate) = rate {
-            crate::limits::rate_headers(resp.headers_mut(), &rate);
-        }
-        resp
-    }
-
-    /// Runs [`Self::write_then_release`] on the server's task tracker and waits for it: a
-    /// caller that leaves while its record is being written cannot cancel the write or the
+    /// The record stage: settles the call and writes its record, then hands back what may be
+    /// released (the write's own failure replaces it when the tenant's audit fails closed). A
+    /// streamed call's record is written by its stream before the terminal event, so its
+    /// result passes through. Runs on the server's task tracker and waits for it: a caller
+    /// that leaves while its record is being written cannot cancel the write or the
     /// settlement half-way.
-    async fn release(
+    pub async fn record<T: Send + 'static>(
         self,
-        app: &AppState,
-        result: Result<Response, GatewayError>,
-        wire: Wire,
-    ) -> Response {
-        let a = app.clone();
-        app.spawn(async move { self.write_then_release(&a, result, wire).await })
+        result: Result<Released<T>, GatewayError>,
+    ) -> Result<T, GatewayError> {
+        if self.streaming || self.bound.is_none() {
+            return result.map(|r| r.value);
+        }
+        let Some(rec) = self.bound.as_ref().map(|b| b.rec.clone()) else {
+            return result.map(|r| r.value);
+        };
+        rec.spawn(async move { self.write_then_release(result).await })
             .await
-            .unwrap_or_else(|_| GatewayError::Internal.render(wire))
+            .unwrap_or(Err(GatewayError::Internal))
     }
 
-    async fn write_then_release(
+    async fn write_then_release<T>(
         self,
-        app: &AppState,
-        result: Result<Response, GatewayError>,
-        wire: Wire,
-    ) -> Response {
-        match result {
-            Ok(resp) => {
-                let (parts, body) = resp.into_parts();
-                let bytes = match http_body_util::BodyExt::collect(body).await {
-                    Ok(c) => c.to_bytes(),
-                    Err(_) => return GatewayError::Internal.render(wire),
-                };
-                let Some((scope, policy, entry)) = self
-                    .entry(
-                        app,
-                        EventType::ApiCall,
-                        parts.status.as_u16(),
-                        None,
-                        Some(&bytes),
-                        None,
-                    )
-                    .await
-                else {
-                    return Response::from_parts(parts, axum::body::Body::from(bytes));
-                };
-                match write(app, &scope, &policy, entry).await {
-                    Ok(()) => Response::from_parts(parts, axum::body::Body::from(bytes)),
-                    Err(e) => e.render(wire),
-                }
-            }
-            Err(err) => {
-                let Some((scope, policy, entry)) = self
-                    .entry(
-                        app,
-                        err.audit_event(),
-                        err.status().as_u16(),
-                        Some(&err),
-                        None,
-                        None,
-                    )
-                    .await
-                else {
-                    return err.render(wire);
-                };
-                match write(app, &scope, &policy, entry).await {
-                    Ok(()) => err.render(wire),
-                    Err(e) => e.render(wire),
-                }
-            }
-        }
+        result: Result<Released<T>, GatewayError>,
+    ) -> Result<T, GatewayError> {
+        let Some(rec) = self.bound.as_ref().map(|b| b.rec.clone()) else {
+            return result.map(|r| r.value);
+        };
+        let (event, status, error, body, tokens) = match &result {
+            Ok(r) => (EventType::ApiCall, 200, None, r.body.as_deref(), r.tokens),
+            Err(e) => (e.audit_event(), e.status().as_u16(), Some(e), None, None),
+        };
+        let Some((scope, policy, entry)) = self.entry(event, status, error, body, tokens).await
+        else {
+            return result.map(|r| r.value);
+        };
+        write(&rec, &scope, &policy, entry).await?;
+        result.map(|r| r.value)
+    }
+
+    /// The tenant's rate-limit state for the response headers, once admitted.
+    pub fn rate(&self) -> Option<crate::limits::RateState> {
+        self.rate
     }
 }
 
@@ -386,7 +369,7 @@ impl Drop for CallAudit {
         let mut call = self.detach();
         // The guard's own copy never guards again (no loop if it cannot run either).
         call.armed = false;
-        let Some(app) = call.bound.as_ref().map(|b| b.app.clone()) else {
+        let Some(rec) = call.bound.as_ref().map(|b| b.rec.clone()) else {
             return;
         };
         if tokio::runtime::Handle::try_current().is_err() {
@@ -395,21 +378,21 @@ impl Drop for CallAudit {
             return;
         }
         // Cut by shutdown, the caller got a 503 (`http::in_flight`); otherwise it left.
-        let (outcome, status) = if app.0.grace_over.is_cancelled() {
+        let (outcome, status) = if rec.grace_over.is_cancelled() {
             ("shutdown", 503)
         } else {
             ("cancelled", 499)
         };
         call.note("outcome", outcome);
         let tokens = call.cancelled_usage();
-        let a = app.clone();
-        app.spawn(async move {
+        let a = rec.clone();
+        rec.spawn(async move {
             if let Some((scope, _, entry)) = call
-                .entry(&a, EventType::ApiCall, status, None, None, tokens)
+                .entry(EventType::ApiCall, status, None, None, tokens)
                 .await
             {
                 // Nobody is waiting for it: a failure is counted and logged by `append`.
-                let _ = a.0.audit.append(&scope, entry).await;
+                let _ = a.log.append(&scope, entry).await;
             }
         });
     }
@@ -457,7 +440,8 @@ fn read_response(
 
 /// A body per mode: its digest for the chain and, when kept, its sealed bytes.
 async fn keep_body(
-    app: &AppState,
+    rec: &Recorder,
+    view: &AuthIndex,
     scope: &TenantScope,
     id: &str,
     part: &str,
@@ -468,7 +452,7 @@ async fn keep_body(
         return (None, None);
     };
     let kept: std::borrow::Cow<'_, [u8]> = match mode {
-        BodyMode::Redacted => std::borrow::Cow::Owned(redacted(app, scope, text).into_bytes()),
+        BodyMode::Redacted => std::borrow::Cow::Owned(redacted(view, scope, text).into_bytes()),
         _ => std::borrow::Cow::Borrowed(text),
     };
     let digest = BodyDigest {
@@ -478,8 +462,8 @@ async fn keep_body(
     };
     let sealed = match mode {
         BodyMode::Sealed | BodyMode::Redacted => {
-            match app
-                .keyring()
+            match rec
+                .keyring
                 .seal(scope, BODY_KIND, &body_aad_id(id, part), &kept)
                 .await
             {
@@ -497,7 +481,7 @@ async fn keep_body(
 }
 
 /// The text with every secret, PII match, canary and other tenant's identifier replaced.
-fn redacted(app: &AppState, scope: &TenantScope, text: &[u8]) -> String {
+fn redacted(index: &AuthIndex, scope: &TenantScope, text: &[u8]) -> String {
     use tenantgate_guard::{Action, Direction, Policy};
     let text = String::from_utf8_lossy(text);
     let all = Policy {
@@ -508,7 +492,6 @@ fn redacted(app: &AppState, scope: &TenantScope, text: &[u8]) -> String {
         injection: Action::Off,
         webhook_url: None,
     };
-    let index = app.0.auth.load();
     let hits = index
         .scanner
         .scan(scope.tenant_id(), &text, Direction::Outbound, &all);
@@ -517,7 +500,6 @@ fn redacted(app: &AppState, scope: &TenantScope, text: &[u8]) -> String {
 
 /// What a stream needs to write its record at the end.
 pub(crate) struct StreamAudit {
-    pub app: AppState,
     pub call: CallAudit,
     pub body: Option<Vec<u8>>,
     /// Output tokens delivered so far, by the tokenizer (when admission counts tokens).
@@ -525,14 +507,13 @@ pub(crate) struct StreamAudit {
 }
 
 impl StreamAudit {
-    pub fn new(app: &AppState, call: CallAudit) -> Self {
+    pub fn new(call: CallAudit) -> Self {
         let body = call.wants_response().then(Vec::new);
         let count_output = call
             .admission
             .as_ref()
             .is_some_and(|(r, _)| r.prompt_tokens > 0);
         StreamAudit {
-            app: app.clone(),
             call,
             body,
             output_tokens: count_output.then_some(0),
@@ -578,12 +559,10 @@ impl StreamAudit {
         tokens: Option<Tokens>,
     ) -> Result<(), GatewayError> {
         let tokens = self.usage(tokens);
-        let StreamAudit {
-            app,
-            mut call,
-            body,
-            ..
-        } = self;
+        let StreamAudit { mut call, body, .. } = self;
+        let Some((rec, view)) = call.bound.as_ref().map(|b| (b.rec.clone(), b.view.clone())) else {
+            return Ok(());
+        };
         call.note("stream", true);
         call.note("outcome", outcome);
         let status = if outcome == "client_disconnected" {
@@ -592,19 +571,20 @@ impl StreamAudit {
             200
         };
         let event = error.map_or(EventType::ApiCall, GatewayError::audit_event);
-        let Some((scope, policy, entry)) =
-            call.entry(&app, event, status, error, None, tokens).await
+        let Some((scope, policy, entry)) = call.entry(event, status, error, None, tokens).await
         else {
             return Ok(());
         };
-        let entry = with_stream_body(&app, entry, &scope, &policy, body).await;
-        write(&app, &scope, &policy, entry).await
+        let entry = with_stream_body(&rec, &view, entry, &scope, &policy, body).await;
+        write(&rec, &scope, &policy, entry).await
     }
 
     /// Writes the record without waiting (the client is gone).
     pub fn write_detached(self, outcome: &'static str, tokens: Option<Tokens>) {
-        let app = self.app.clone();
-        app.spawn(async move {
+        let Some(rec) = self.call.bound.as_ref().map(|b| b.rec.clone()) else {
+            return;
+        };
+        rec.spawn(async move {
             let _ = self.write(outcome, None, tokens).await;
         });
     }
@@ -612,7 +592,8 @@ impl StreamAudit {
 
 /// Adds the streamed transcript (the frames the caller received) as the response body.
 async fn with_stream_body(
-    app: &AppState,
+    rec: &Recorder,
+    view: &AuthIndex,
     mut entry: NewAuditRecord,
     scope: &TenantScope,
     policy: &AuditPolicy,
@@ -620,7 +601,8 @@ async fn with_stream_body(
 ) -> NewAuditRecord {
     if let Some(text) = body {
         let (digest, sealed) = keep_body(
-            app,
+            rec,
+            view,
             scope,
             &entry.record.id,
             "response",

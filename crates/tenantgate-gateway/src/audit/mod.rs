@@ -22,7 +22,6 @@ mod writer;
 use crate::config::AuditConfig;
 use crate::error::GatewayError;
 use crate::pipeline::{now_ms, TenantContext};
-use crate::state::AppState;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::call::actor;
-pub(crate) use crate::audit::call::{CallAudit, StreamAudit};
+pub(crate) use crate::audit::call::{CallAudit, Released, StreamAudit};
 
 /// The keyring kind audit bodies are sealed under.
 pub(crate) const BODY_KIND: &str = "audit_body";
@@ -269,14 +268,54 @@ impl AuditLog {
     }
 }
 
+/// What recording and settling a call needs, owned and cheap to clone: a call's drop guard
+/// holds one, so a call dropped anywhere (a client that left, shutdown) is still recorded and
+/// settled, on the server's task tracker.
+#[derive(Clone)]
+pub struct Recorder(Arc<RecorderParts>);
+
+pub struct RecorderParts {
+    pub log: AuditLog,
+    pub admission: crate::limits::Admission,
+    pub keyring: Arc<tenantgate_store::Keyring>,
+    /// Background work of this server (detached audit writes, settlements, webhook
+    /// deliveries): shutdown waits for all of it before draining the audit writer.
+    pub tasks: tokio_util::task::TaskTracker,
+    /// Cancelled when shutdown's grace is over: requests still running are cut (dropped
+    /// inside the runtime, so their drop guards record and settle them).
+    pub grace_over: CancellationToken,
+}
+
+impl std::ops::Deref for Recorder {
+    type Target = RecorderParts;
+    fn deref(&self) -> &RecorderParts {
+        &self.0
+    }
+}
+
+impl Recorder {
+    pub fn new(parts: RecorderParts) -> Self {
+        Recorder(Arc::new(parts))
+    }
+
+    /// Runs `fut` on the server's task tracker: it outlives the request that started it (a
+    /// caller that leaves does not cancel it) and shutdown waits for it.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.tasks.spawn(fut)
+    }
+}
+
 /// Writes a record and waits for it; a failure is a 503 unless the tenant is fail-open.
 pub(crate) async fn write(
-    app: &AppState,
+    rec: &Recorder,
     scope: &TenantScope,
     policy: &AuditPolicy,
     entry: NewAuditRecord,
 ) -> Result<(), GatewayError> {
-    match app.0.audit.append(scope, entry).await {
+    match rec.log.append(scope, entry).await {
         Ok(_) => Ok(()),
         Err(_) if policy.on_failure == FailMode::Open => Ok(()),
         Err(_) => Err(GatewayError::Unavailable(
@@ -288,21 +327,17 @@ pub(crate) async fn write(
 /// A non-call event (configuration change, data access, refusal) for an authenticated caller,
 /// with the HTTP status the caller received.
 pub(crate) async fn event(
-    app: &AppState,
+    rec: &Recorder,
     ctx: &TenantContext,
     request_id: &str,
     event: EventType,
     status: u16,
     detail: Value,
 ) -> Result<(), GatewayError> {
-    let policy = app
-        .0
-        .auth
-        .load()
-        .audit_policy(ctx.principal.scope.tenant_id());
+    let policy = ctx.view.audit_policy(ctx.principal.scope.tenant_id());
     let mut entry = event_record(request_id, event, actor(ctx), detail);
     entry.record.status = status;
-    write(app, &ctx.principal.scope, &policy, entry).await
+    write(rec, &ctx.principal.scope, &policy, entry).await
 }
 
 /// An event's record with status 200 (an event that happened); a refusal sets its own status.
@@ -341,7 +376,7 @@ pub fn new_event_id() -> String {
 /// A guard finding as an `incident` record (written without holding the call: the call's own
 /// record, written before release, carries the outcome).
 pub(crate) fn incident(
-    app: &AppState,
+    rec: &Recorder,
     ctx: &TenantContext,
     detector: &str,
     action: &str,
@@ -353,5 +388,5 @@ pub(crate) fn incident(
         actor(ctx),
         json!({"detector": detector, "action": action, "direction": direction}),
     );
-    app.0.audit.append_detached(&ctx.principal.scope, entry);
+    rec.log.append_detached(&ctx.principal.scope, entry);
 }

@@ -83,7 +83,7 @@ pub(super) async fn health(State(app): State<AppState>, headers: HeaderMap) -> R
             "store": store,
             "revision": index.revision,
             "tenants": index.tenant_count(),
-            "audit_write_failures": app.0.audit.stats.failures.load(std::sync::atomic::Ordering::Relaxed),
+            "audit_write_failures": app.0.rec.log.stats.failures.load(std::sync::atomic::Ordering::Relaxed),
         });
         let status = if store { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         Ok((status, Json(body)).into_response())
@@ -95,7 +95,7 @@ pub(super) async fn health(State(app): State<AppState>, headers: HeaderMap) -> R
 pub(super) async fn plans(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
         platform(&app, &headers).await?;
-        let limits = &app.0.admission.config;
+        let limits = &app.0.rec.admission.config;
         let data: Vec<_> = PlanTier::ALL
             .iter()
             .map(|p| json!({"plan": p, "limits": limits.plan(*p)}))

@@ -38,7 +38,7 @@ pub(super) async fn record_tenant_call(
     let status = resp.status();
     let event = control_event(&method, status);
     let detail = json!({"method": method.as_str(), "route": path.as_str()});
-    match crate::audit::event(&app, &ctx, &rid.0, event, status.as_u16(), detail).await {
+    match crate::audit::event(app.recorder(), &ctx, &rid.0, event, status.as_u16(), detail).await {
         Ok(()) => resp,
         Err(e) => e.render(Wire::OpenAi),
     }
@@ -214,7 +214,7 @@ pub(crate) async fn build_export(
 ) -> Result<Vec<ExportLine>, GatewayError> {
     let audit = app.store().tenant(scope);
     let audit = audit.audit();
-    let signer = &app.0.audit.signer;
+    let signer = &app.0.rec.log.signer;
     let tenant = scope.tenant_id().as_str();
     let genesis = tenantgate_audit::Anchor {
         seq: 0,
@@ -237,7 +237,7 @@ pub(crate) async fn build_export(
     };
     // A chain that no longer extends its last signed checkpoint is not exported as if it were
     // whole: the break is what the tenant (and the operator) must see.
-    if let Some(why) = app.0.audit.broken(scope.tenant_id()) {
+    if let Some(why) = app.0.rec.log.broken(scope.tenant_id()) {
         return Err(GatewayError::AuditChainBroken(why));
     }
     let (start, _) = audit.checkpoint_around(first - 1).await.map_err(st)?;
@@ -248,10 +248,11 @@ pub(crate) async fn build_export(
             // Nothing signed covers the window's end yet: the writer signs the head now, with
             // the same continuity checks as its own checkpoints.
             app.0
-                .audit
+                .rec
+                .log
                 .sign_head(scope.tenant_id())
                 .await
-                .map_err(|why| match app.0.audit.broken(scope.tenant_id()) {
+                .map_err(|why| match app.0.rec.log.broken(scope.tenant_id()) {
                     Some(b) => GatewayError::AuditChainBroken(b),
                     None => GatewayError::Unavailable(why),
                 })?
@@ -308,7 +309,7 @@ pub(crate) async fn build_export(
 pub(super) async fn public_key(State(app): State<AppState>, headers: HeaderMap) -> Response {
     ok(async {
         app.tenant_context(&headers).await?;
-        Ok(Json(json!({"keys": [app.0.audit.signer.public_key()]})).into_response())
+        Ok(Json(json!({"keys": [app.0.rec.log.signer.public_key()]})).into_response())
     }
     .await)
 }

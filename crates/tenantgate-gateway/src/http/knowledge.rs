@@ -83,8 +83,8 @@ pub(super) async fn create(
                 "chunk_tokens",
             ));
         }
-        let probe = crate::knowledge::embed(
-            &app,
+        let probe = crate::pipeline::embed::texts(
+            &app.deps(),
             &ctx,
             &rid.0,
             "kb_probe",
@@ -214,7 +214,7 @@ pub(super) async fn upload(
             e => GatewayError::invalid(e.to_string(), "body"),
         })?;
         let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
-        let embeddings = crate::knowledge::embed(&app, &ctx, &rid.0, "kb_ingest", &kb.embedding_model, &texts).await?;
+        let embeddings = crate::pipeline::embed::texts(&app.deps(), &ctx, &rid.0, "kb_ingest", &kb.embedding_model, &texts).await?;
         if embeddings.iter().any(|e| e.len() != kb.dims as usize) {
             return Err(GatewayError::UpstreamFailed(format!(
                 "the embedding model returned vectors of another size than this knowledge base's {}",
@@ -222,7 +222,7 @@ pub(super) async fn upload(
             )));
         }
         let doc_id = format!("doc_{}", uuid::Uuid::now_v7().simple());
-        let sealed = crate::knowledge::seal_chunks(&app, &ctx.principal.scope, &doc_id, &chunks, &embeddings).await?;
+        let sealed = crate::knowledge::seal_chunks(app.keyring(), &ctx.principal.scope, &doc_id, &chunks, &embeddings).await?;
         let sha = hex::encode(sha2::Sha256::digest(&bytes));
         let name = q.name.unwrap_or_else(|| "document".into());
         let doc = app
@@ -286,8 +286,8 @@ pub(super) async fn search(
             ));
         }
         let kb = find(&app, &ctx, &kb).await?;
-        let q = crate::knowledge::embed(
-            &app,
+        let q = crate::pipeline::embed::texts(
+            &app.deps(),
             &ctx,
             &rid.0,
             "kb_search",
@@ -300,7 +300,7 @@ pub(super) async fn search(
         let hits = app
             .0
             .knowledge
-            .search(&app, &ctx.principal.scope, &kb, &q, k)
+            .search(app.store(), app.keyring(), &ctx.principal.scope, &kb, &q, k)
             .await?;
         let data: Vec<_> = hits
             .iter()

@@ -2,13 +2,13 @@
 //! body reading with a size bound, and JSON parsing that fails in the caller's error shape.
 
 mod admin;
-mod anthropic;
 pub mod api;
 mod audit;
 mod body;
 mod knowledge;
 mod members;
-mod openai;
+mod model;
+mod models;
 pub(crate) mod serve;
 mod tenant;
 mod usage;
@@ -22,7 +22,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
 
 /// Time spent waiting on the provider, put in the response's extensions by the handler so the
@@ -51,11 +50,11 @@ impl RequestId {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/embeddings", post(openai::embeddings))
-        .route("/v1/models", get(openai::list_models))
-        .route("/v1/models/{model}", get(openai::get_model))
-        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/chat/completions", post(model::chat_completions))
+        .route("/v1/embeddings", post(model::embeddings))
+        .route("/v1/models", get(models::list_models))
+        .route("/v1/models/{model}", get(models::get_model))
+        .route("/v1/messages", post(model::messages))
         .merge(control_api(state.clone()))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
@@ -109,8 +108,8 @@ async fn metrics(State(app): State<AppState>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4")],
         app.incidents().render()
-            + &app.0.audit.stats.render()
-            + &app.0.admission.stats.render()
+            + &app.0.rec.log.stats.render()
+            + &app.0.rec.admission.stats.render()
             + &app.0.knowledge.stats.render()
             + &policy_metrics(&app),
     )
@@ -121,11 +120,11 @@ async fn metrics(State(app): State<AppState>) -> Response {
 /// shutdown's grace is over, cuts a request still running: its handler is dropped here,
 /// inside the runtime, so its drop guards record and settle it before the audit writer stops.
 async fn in_flight(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let _held = app.0.tasks.token();
+    let _held = app.0.rec.tasks.token();
     let wire = wire_for(req.uri().path());
     tokio::select! {
         r = next.run(req) => r,
-        _ = app.0.grace_over.cancelled() => {
+        _ = app.0.rec.grace_over.cancelled() => {
             GatewayError::Unavailable("the gateway is shutting down".into()).render(wire)
         }
     }
@@ -146,7 +145,7 @@ fn policy_metrics(app: &AppState) -> String {
 /// Ready means a call can complete: the store answers and the audit writer takes records
 /// (it first signs the heads left unsigned at start, in batches).
 async fn readyz(State(app): State<AppState>) -> Response {
-    if !app.0.audit.is_ready() {
+    if !app.0.rec.log.is_ready() {
         return GatewayError::Unavailable("the audit writer is starting".into())
             .render(Wire::OpenAi);
     }
@@ -204,16 +203,6 @@ async fn edge(State(app): State<AppState>, req: Request, next: Next) -> Response
 
 pub(crate) use body::{read_body, require_json};
 
-pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(GatewayError::BadJson(
-            "the body must be a JSON object".into(),
-        )),
-        Err(e) => Err(GatewayError::BadJson(e.to_string())),
-    }
-}
-
 pub(crate) fn json_response(status: StatusCode, body: bytes::Bytes) -> Response {
     Response::builder()
         .status(status)
@@ -237,137 +226,4 @@ pub(crate) fn annotate(mut resp: Response, upstream: Duration, info: CallInfo) -
     resp.extensions_mut().insert(UpstreamTime(upstream));
     resp.extensions_mut().insert(info);
     resp
-}
-
-/// A model call's authenticated caller, its body, and its request as counted.
-pub(crate) type TenantRequest = (
-    crate::pipeline::TenantContext,
-    Map<String, Value>,
-    Option<crate::limits::Counted>,
-);
-
-/// Stages 1-2, the request count, then the body: the credential is checked before any body
-/// byte is read, and the call uses one request of its rate windows before anything can
-/// refuse it (a caller over its request rate gets 429 before any other work).
-pub(crate) async fn tenant_request(
-    app: &AppState,
-    headers: &axum::http::HeaderMap,
-    body: Body,
-    audit: &mut crate::audit::CallAudit,
-) -> Result<TenantRequest, GatewayError> {
-    let ctx = app.tenant_context(headers).await?;
-    audit.bind(app, &ctx);
-    let counted = app.count_request(&ctx, &audit.request_id).await?;
-    require_json(headers)?;
-    let bytes = read_body(body, app.0.config.server.max_body_bytes).await?;
-    let req = parse_object(&bytes)?;
-    // Before any field reaches the audit record, a log line or a counter's key.
-    crate::bounds::request_fields(&req)?;
-    Ok((ctx, req, counted))
-}
-
-/// The edge log labels and the end-of-call report of an authorized call.
-pub(crate) fn call_labels(
-    request_id: String,
-    call: &crate::pipeline::AuthorizedCall,
-    model: &str,
-) -> (CallInfo, crate::stream::StreamEnd) {
-    let info = CallInfo {
-        tenant: call.ctx.tenant.slug.clone(),
-        model: model.to_owned(),
-    };
-    let end = crate::stream::StreamEnd {
-        request_id,
-        tenant: info.tenant.clone(),
-        model: info.model.clone(),
-        started: Instant::now(),
-    };
-    (info, end)
-}
-
-/// A streaming reply: upstream events re-framed for the caller as they arrive.
-pub(crate) fn stream_reply(
-    upstream: impl futures_util::Stream<Item = Result<bytes::Bytes, GatewayError>> + Send + 'static,
-    transform: crate::stream::Transform,
-    end: crate::stream::StreamEnd,
-    waited: Duration,
-    info: CallInfo,
-    guard: crate::stream::guard::StreamGuard,
-    audit: crate::audit::StreamAudit,
-) -> Response {
-    let s = crate::stream::transform_stream(upstream, transform, end, Some(guard), Some(audit));
-    annotate(sse_response(Body::from_stream(s)), waited, info)
-}
-
-/// Sends to the provider; a non-2xx answer becomes the matching error.
-pub(crate) async fn send_ok(
-    provider: &crate::upstream::Provider,
-    ep: crate::upstream::Endpoint,
-    upstream_model: &str,
-    body: &Map<String, Value>,
-) -> Result<reqwest::Response, GatewayError> {
-    let bytes = serde_json::to_vec(body).map_err(|_| GatewayError::Internal)?;
-    let resp = provider.send(ep, upstream_model, bytes).await?;
-    if resp.status().is_success() {
-        Ok(resp)
-    } else {
-        Err(upstream_status_error(&provider.name, resp).await)
-    }
-}
-
-/// Reads a provider's non-2xx response into the matching error.
-async fn upstream_status_error(provider: &str, resp: reqwest::Response) -> GatewayError {
-    let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = resp.bytes().await.unwrap_or_default();
-    crate::upstream::status_error(provider, status, retry_after, &body)
-}
-
-/// Reads a provider's successful JSON body; a body that is not JSON is the provider's fault.
-pub(crate) async fn upstream_json(
-    provider: &str,
-    resp: reqwest::Response,
-) -> Result<(bytes::Bytes, Value), GatewayError> {
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| crate::upstream::transport_error(provider, &e))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
-        GatewayError::UpstreamFailed(format!(
-            "provider {provider:?} returned a malformed response"
-        ))
-    })?;
-    Ok((bytes, v))
-}
-
-/// Reads a provider's successful OpenAI-format body for passthrough: checked to be JSON and
-/// its usage read, without building the JSON tree.
-pub(crate) async fn upstream_passthrough(
-    provider: &str,
-    resp: reqwest::Response,
-) -> Result<(bytes::Bytes, Option<tenantgate_providers::Usage>), GatewayError> {
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| crate::upstream::transport_error(provider, &e))?;
-    let usage = tenantgate_providers::openai::response_usage(&bytes).map_err(|_| {
-        GatewayError::UpstreamFailed(format!(
-            "provider {provider:?} returned a malformed response"
-        ))
-    })?;
-    Ok((bytes, usage))
-}
-
-/// The upstream body as a stream of byte chunks with transport errors mapped.
-pub(crate) fn upstream_bytes(
-    provider: String,
-    resp: reqwest::Response,
-) -> impl futures_util::Stream<Item = Result<bytes::Bytes, GatewayError>> + Send + 'static {
-    use futures_util::StreamExt;
-    resp.bytes_stream()
-        .map(move |r| r.map_err(|e| crate::upstream::transport_error(&provider, &e)))
 }

@@ -22,7 +22,7 @@ pub(super) async fn get_limits(State(app): State<AppState>, headers: HeaderMap) 
         let ctx = admin_context(&app, &headers).await?;
         let tenant = ctx.principal.scope.tenant_id();
         let (overrides, kill_switch) = app.0.auth.load().limits(tenant);
-        let adm = &app.0.admission;
+        let adm = &app.0.rec.admission;
         let effective = adm.config.plan(ctx.tenant.plan).overlay(&overrides);
         let now = crate::pipeline::now_ms();
         let t = tenant.as_str();

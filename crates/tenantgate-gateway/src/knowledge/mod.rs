@@ -1,30 +1,22 @@
-//! Knowledge bases at run time: ingest (extract, chunk, embed, seal, store), the per-knowledge-
-//! base index (loaded lazily, rebuilt when stale, evicted under a memory bound), search, and
-//! the retrieval step of chat composition.
+//! Knowledge bases at run time: the per-knowledge-base index (loaded lazily, rebuilt when
+//! stale, evicted under a memory bound), search, and the sealing of chunks. Retrieval as a
+//! stage of a chat call is `pipeline::retrieve`; embedding calls are `pipeline::embed`.
 //!
 //! Isolation is physical: every index holds one knowledge base of one tenant, is found by
 //! (tenant from the scope, knowledge base the tenant's store handle resolved), and is persisted
 //! sealed with that tenant's key under that tenant's directory. There is no shared index to
 //! search, so no query can reach another tenant's chunks; a name of another tenant's knowledge
 //! base resolves to `NotFound` in the tenant's own store handle.
-//!
-//! Every embedding call (ingest and query) goes through the provider layer as a model call of
-//! the tenant: authorized against its allow-list, admitted against its limits and budgets, and
-//! recorded in its audit chain.
 
-use crate::audit::CallAudit;
 use crate::error::GatewayError;
 use crate::pipeline::compose::st;
-use crate::pipeline::TenantContext;
-use crate::state::AppState;
-use crate::upstream::Endpoint;
-use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tenantgate_core::{TenantId, TenantScope};
 use tenantgate_rag::{Index, IndexParams};
 use tenantgate_store::knowledge::{KnowledgeBase, NewChunk};
+use tenantgate_store::{Keyring, Store};
 
 /// Sealing kinds (part of the AAD): a chunk's text and embedding, and an index file.
 const CHUNK_KIND: &str = "kb_chunk";
@@ -218,7 +210,8 @@ impl Knowledge {
     /// file, else rebuilt from the stored chunks (and the file rewritten).
     pub async fn index(
         &self,
-        app: &AppState,
+        store: &Store,
+        keyring: &Keyring,
         scope: &TenantScope,
         kb: &KnowledgeBase,
     ) -> Result<Arc<Index>, GatewayError> {
@@ -228,7 +221,7 @@ impl Knowledge {
         }
         let path = self.file(tenant, &kb.id);
         if let Ok(sealed) = tokio::fs::read(&path).await {
-            if let Ok(plain) = app.keyring().open(scope, INDEX_KIND, &kb.id, &sealed).await {
+            if let Ok(plain) = keyring.open(scope, INDEX_KIND, &kb.id, &sealed).await {
                 let ix = tokio::task::spawn_blocking(move || Index::from_bytes(&plain))
                     .await
                     .map_err(internal)?;
@@ -244,22 +237,22 @@ impl Knowledge {
                 }
             }
         }
-        let ix = Arc::new(self.build(app, scope, kb).await?);
+        let ix = Arc::new(self.build(store, keyring, scope, kb).await?);
         self.insert(tenant, &kb.id, ix.clone());
         Ok(ix)
     }
 
     async fn build(
         &self,
-        app: &AppState,
+        store: &Store,
+        keyring: &Keyring,
         scope: &TenantScope,
         kb: &KnowledgeBase,
     ) -> Result<Index, GatewayError> {
-        let (revision, chunks) = app.store().tenant(scope).chunks(&kb.id).await.map_err(st)?;
+        let (revision, chunks) = store.tenant(scope).chunks(&kb.id).await.map_err(st)?;
         let mut points = Vec::with_capacity(chunks.len());
         for c in chunks {
-            let plain = app
-                .keyring()
+            let plain = keyring
                 .open(scope, CHUNK_KIND, &chunk_aad(&c.doc_id, c.ord), &c.sealed)
                 .await
                 .map_err(internal)?;
@@ -274,8 +267,7 @@ impl Knowledge {
         self.stats.builds.fetch_add(1, Ordering::Relaxed);
         // Persist sealed (best effort: the file is a cache of the store).
         let bytes = ix.to_bytes().map_err(internal)?;
-        let sealed = app
-            .keyring()
+        let sealed = keyring
             .seal(scope, INDEX_KIND, &kb.id, &bytes)
             .await
             .map_err(internal)?;
@@ -297,13 +289,14 @@ impl Knowledge {
     /// Searches one knowledge base: the `k` nearest chunks to `query`, opened.
     pub async fn search(
         &self,
-        app: &AppState,
+        store: &Store,
+        keyring: &Keyring,
         scope: &TenantScope,
         kb: &KnowledgeBase,
         query: &[f32],
         k: usize,
     ) -> Result<Vec<Retrieved>, GatewayError> {
-        let ix = self.index(app, scope, kb).await?;
+        let ix = self.index(store, keyring, scope, kb).await?;
         let hits = ix
             .search(query, k)
             .map_err(|e| GatewayError::InvalidRequest {
@@ -311,8 +304,7 @@ impl Knowledge {
                 param: None,
             })?;
         let ids: Vec<i64> = hits.iter().map(|h| h.id).collect();
-        let rows = app
-            .store()
+        let rows = store
             .tenant(scope)
             .chunks_by_id(&kb.id, &ids)
             .await
@@ -323,8 +315,7 @@ impl Knowledge {
             let Some((c, doc_name)) = rows.iter().find(|(c, _)| c.id == h.id) else {
                 continue;
             };
-            let plain = app
-                .keyring()
+            let plain = keyring
                 .open(scope, CHUNK_KIND, &chunk_aad(&c.doc_id, c.ord), &c.sealed)
                 .await
                 .map_err(internal)?;
@@ -344,7 +335,7 @@ impl Knowledge {
 
 /// Seals chunks for storage under `doc_id`.
 pub async fn seal_chunks(
-    app: &AppState,
+    keyring: &Keyring,
     scope: &TenantScope,
     doc_id: &str,
     chunks: &[tenantgate_rag::Chunk],
@@ -353,8 +344,7 @@ pub async fn seal_chunks(
     let mut out = Vec::with_capacity(chunks.len());
     for (i, (c, v)) in chunks.iter().zip(embeddings).enumerate() {
         let ord = i as u32;
-        let sealed = app
-            .keyring()
+        let sealed = keyring
             .seal(
                 scope,
                 CHUNK_KIND,
@@ -370,328 +360,6 @@ pub async fn seal_chunks(
         });
     }
     Ok(out)
-}
-
-/// Embeds `texts` with `model` as a model call of the tenant: authorized, admitted, audited
-/// (one `api_call` record with `purpose`), settled at the tokens used.
-pub async fn embed(
-    app: &AppState,
-    ctx: &TenantContext,
-    request_id: &str,
-    purpose: &'static str,
-    model: &str,
-    texts: &[String],
-) -> Result<Vec<Vec<f32>>, GatewayError> {
-    let id = format!("{request_id}_{purpose}");
-    let mut audit = CallAudit::new(id.clone(), &axum::http::HeaderMap::new(), None);
-    audit.bind(app, ctx);
-    audit.set_requested_model(model);
-    audit.note("endpoint", "embeddings");
-    audit.note("purpose", purpose);
-    let req: serde_json::Map<String, Value> = match json!({"model": model, "input": texts}) {
-        Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    let result = async {
-        let call = app.authorize(
-            TenantContext {
-                principal: ctx.principal.clone(),
-                tenant: ctx.tenant.clone(),
-            },
-            model,
-        )?;
-        audit.set_model(model, &call.route);
-        audit.set_prompt(&req);
-        let admitted = app.admit(&call, &id, &req, 0).await?;
-        audit.admitted(admitted, call.route.pricing);
-        // The knowledge base's texts go through the provider's prefix cache too: salted per
-        // tenant where the provider takes a salt.
-        let salt = call.route.provider.cache_salt.then(|| {
-            crate::upstream::cache::cache_salt(&app.0.secret, ctx.principal.scope.tenant_id(), None)
-        });
-        embed_with(&call.route, model, texts, salt).await
-    }
-    .await;
-    let (status, err, tokens) = match &result {
-        Ok((_, used)) => (
-            200,
-            None,
-            Some(tenantgate_audit::Tokens {
-                input: *used,
-                output: 0,
-            }),
-        ),
-        Err(e) => (e.status().as_u16(), Some(e), None),
-    };
-    let event = err.map_or(tenantgate_audit::EventType::ApiCall, |e| e.audit_event());
-    if let Some((scope, policy, entry)) = audit.entry(app, event, status, err, None, tokens).await {
-        crate::audit::write(app, &scope, &policy, entry).await?;
-    }
-    result.map(|(v, _)| v)
-}
-
-/// The embeddings of `texts` from the route's provider, and the tokens it reported.
-async fn embed_with(
-    route: &crate::upstream::Route,
-    model: &str,
-    texts: &[String],
-    cache_salt: Option<String>,
-) -> Result<(Vec<Vec<f32>>, u64), GatewayError> {
-    use crate::config::ProviderKind;
-    let provider = &route.provider;
-    match provider.kind {
-        ProviderKind::Demo => {
-            let used = texts
-                .iter()
-                .map(|t| tenantgate_providers::tokens::count(t))
-                .sum();
-            Ok((
-                texts
-                    .iter()
-                    .map(|t| {
-                        tenantgate_providers::embed::embed(
-                            t,
-                            tenantgate_providers::embed::DEMO_DIMS,
-                        )
-                    })
-                    .collect(),
-                used,
-            ))
-        }
-        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::OpenaiCompatible => {
-            let mut out = Vec::with_capacity(texts.len());
-            let mut used = 0;
-            // Providers cap inputs per request; 256 is within every OpenAI-compatible limit.
-            for batch in texts.chunks(256) {
-                let body = json!({"model": route.upstream_model, "input": batch, "encoding_format": "float"});
-                let Value::Object(mut body) = body else {
-                    return Err(GatewayError::Internal);
-                };
-                if let Some(s) = &cache_salt {
-                    body.insert("cache_salt".into(), Value::String(s.clone()));
-                }
-                let resp = crate::http::send_ok(
-                    provider,
-                    Endpoint::Embeddings,
-                    &route.upstream_model,
-                    &body,
-                )
-                .await?;
-                let bytes = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| GatewayError::UpstreamFailed(e.to_string()))?;
-                let v: Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| GatewayError::UpstreamFailed(e.to_string()))?;
-                let data = v["data"].as_array().ok_or_else(|| {
-                    GatewayError::UpstreamFailed("embeddings response without data".into())
-                })?;
-                let mut batch_out = vec![Vec::new(); batch.len()];
-                for d in data {
-                    let i = d["index"].as_u64().unwrap_or(u64::MAX) as usize;
-                    let e: Vec<f32> = d["embedding"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|x| x.as_f64().map(|x| x as f32))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    if let Some(slot) = batch_out.get_mut(i) {
-                        *slot = e;
-                    }
-                }
-                if batch_out.iter().any(Vec::is_empty) {
-                    return Err(GatewayError::UpstreamFailed(
-                        "embeddings response is missing inputs".into(),
-                    ));
-                }
-                used += v["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-                out.extend(batch_out);
-            }
-            Ok((out, used))
-        }
-        ProviderKind::Anthropic => Err(GatewayError::UnsupportedForModel {
-            message: format!("the model `{model}` does not support embeddings"),
-            param: Some("embedding_model".into()),
-        }),
-    }
-}
-
-/// The retrieval query: the text of the last user message.
-pub fn last_user_text(body: &serde_json::Map<String, Value>) -> Option<String> {
-    let messages = body.get("messages")?.as_array()?;
-    let m = messages.iter().rev().find(|m| m["role"] == "user")?;
-    let text = crate::pipeline::compose::text_of(&m["content"]);
-    (!text.trim().is_empty()).then_some(text)
-}
-
-/// The retrieved chunks as the context block the model sees, each with its provenance.
-pub fn context_block(sources: &[Retrieved]) -> String {
-    let mut out = String::from(
-        "Answer using the following excerpts from the organisation's knowledge base when they are relevant. \
-         Cite them by their [number].\n",
-    );
-    for (i, r) in sources.iter().enumerate() {
-        out.push_str(&format!(
-            "\n[{}] {} (knowledge base {}, chunk {})\n{}\n",
-            i + 1,
-            r.document,
-            r.knowledge_base,
-            r.chunk,
-            r.text.trim()
-        ));
-    }
-    out
-}
-
-/// Adds the context as a system message after the leading system messages (OpenAI format).
-pub fn add_context_openai(body: &mut serde_json::Map<String, Value>, context: String) {
-    if let Some(Value::Array(messages)) = body.get_mut("messages") {
-        let at = messages
-            .iter()
-            .take_while(|m| matches!(m["role"].as_str(), Some("system") | Some("developer")))
-            .count();
-        messages.insert(at, json!({"role": "system", "content": context}));
-    }
-}
-
-/// Appends the context to the system prompt (Anthropic format).
-pub fn add_context_anthropic(body: &mut serde_json::Map<String, Value>, context: String) {
-    let system = body
-        .get("system")
-        .map(crate::pipeline::compose::text_of)
-        .unwrap_or_default();
-    let system = if system.is_empty() {
-        context
-    } else {
-        format!("{system}\n\n{context}")
-    };
-    body.insert("system".into(), Value::String(system));
-}
-
-/// Provenance for the call's audit record (the canonical form holds integers only, so the
-/// score is in millionths).
-pub fn audit_sources(sources: &[Retrieved]) -> Value {
-    sources
-        .iter()
-        .map(|r| {
-            json!({"knowledge_base": r.knowledge_base, "document_id": r.document_id,
-                "chunk": r.chunk, "score_millionths": (f64::from(r.score) * 1e6).round() as i64})
-        })
-        .collect()
-}
-
-/// The `x-tenantgate-sources` header: provenance of what was retrieved (no text).
-pub fn sources_header(sources: &[Retrieved]) -> Option<axum::http::HeaderValue> {
-    if sources.is_empty() {
-        return None;
-    }
-    axum::http::HeaderValue::from_str(&serde_json::to_string(sources).ok()?).ok()
-}
-
-/// What retrieval adds to a chat: the context block, already through the inbound guard, and
-/// the chunks it was made from (for provenance).
-pub struct RetrievedContext {
-    pub block: String,
-    pub sources: Vec<Retrieved>,
-}
-
-impl AppState {
-    /// Stage compose, retrieval, as both chat surfaces use it: the chunks [`Self::retrieve`]
-    /// finds, as one context block scanned by the leak guard as data (`InboundData`) under the
-    /// tenant's policy before it joins the request. A document is content the model reads like
-    /// a tool result (it may carry injection markers or another tenant's name), and the block
-    /// goes in as (or into) a system prompt, which the request guard deliberately leaves alone
-    /// (the tenant's own prompt carries its own canary); so it is scanned here, once, and only
-    /// what retrieval adds. `block` refuses the call with the guard's error, `redact` makes the
-    /// redacted block what goes upstream, `flag` records the incident; every finding is
-    /// counted and audited like any other incident. `None` when nothing was retrieved.
-    pub async fn retrieval_context(
-        &self,
-        ctx: &TenantContext,
-        request_id: &str,
-        ext: &crate::pipeline::compose::PromptRequest,
-        body: &serde_json::Map<String, Value>,
-    ) -> Result<Option<RetrievedContext>, GatewayError> {
-        let sources = self.retrieve(ctx, request_id, ext, body).await?;
-        if sources.is_empty() {
-            return Ok(None);
-        }
-        let block = context_block(&sources);
-        let block = match self.guard_text(ctx, &block, tenantgate_guard::Direction::InboundData)? {
-            crate::pipeline::guard::Verdict::Clean => block,
-            crate::pipeline::guard::Verdict::Redacted(r) => r,
-        };
-        Ok(Some(RetrievedContext { block, sources }))
-    }
-
-    /// Stage compose, retrieval: the chunks of the knowledge bases the request names (or the
-    /// tenant's defaults) nearest to its last user message. Names resolve in the tenant's own
-    /// store handle only; another tenant's knowledge base is 404, like a missing one.
-    pub async fn retrieve(
-        &self,
-        ctx: &TenantContext,
-        request_id: &str,
-        ext: &crate::pipeline::compose::PromptRequest,
-        body: &serde_json::Map<String, Value>,
-    ) -> Result<Vec<Retrieved>, GatewayError> {
-        let tenant = ctx.principal.scope.tenant_id();
-        let names: Vec<String> = match &ext.knowledge_bases {
-            Some(n) => n.clone(),
-            None => self.0.auth.load().default_knowledge_bases(tenant).to_vec(),
-        };
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let Some(query) = last_user_text(body) else {
-            return Ok(Vec::new());
-        };
-        let cfg = &self.0.config.rag;
-        let k = ext.top_k.unwrap_or(cfg.default_top_k).min(cfg.max_top_k);
-        let store = self.store();
-        let handle = store.tenant(&ctx.principal.scope);
-        let mut kbs = Vec::with_capacity(names.len());
-        for n in &names {
-            kbs.push(handle.knowledge_base(n).await.map_err(|e| match e {
-                tenantgate_store::StoreError::NotFound => {
-                    GatewayError::KnowledgeBaseNotFound(n.clone())
-                }
-                e => st(e),
-            })?);
-        }
-        let mut all = Vec::new();
-        let mut embedded: Vec<(String, Vec<f32>)> = Vec::new();
-        for kb in &kbs {
-            let q = match embedded.iter().find(|(m, _)| *m == kb.embedding_model) {
-                Some((_, q)) => q.clone(),
-                None => {
-                    let q = embed(
-                        self,
-                        ctx,
-                        request_id,
-                        "rag_query",
-                        &kb.embedding_model,
-                        std::slice::from_ref(&query),
-                    )
-                    .await?
-                    .pop()
-                    .unwrap_or_default();
-                    embedded.push((kb.embedding_model.clone(), q.clone()));
-                    q
-                }
-            };
-            all.extend(
-                self.0
-                    .knowledge
-                    .search(self, &ctx.principal.scope, kb, &q, k)
-                    .await?,
-            );
-        }
-        all.sort_by(|a, b| b.score.total_cmp(&a.score));
-        all.truncate(k);
-        Ok(all)
-    }
 }
 
 #[cfg(test)]

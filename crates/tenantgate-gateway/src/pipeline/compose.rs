@@ -6,7 +6,6 @@
 
 use crate::error::GatewayError;
 use crate::pipeline::TenantContext;
-use crate::state::AppState;
 use minijinja::{context, Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -206,7 +205,15 @@ pub(crate) fn store_err(e: KeyringError) -> GatewayError {
     }
 }
 
-impl AppState {
+/// What composition reads: the tenant prompts loaded in this process, and the store and
+/// keyring they are loaded (and opened) from.
+pub struct Prompts<'a> {
+    pub cache: &'a PromptCache,
+    pub store: &'a tenantgate_store::Store,
+    pub keyring: &'a tenantgate_store::Keyring,
+}
+
+impl Prompts<'_> {
     async fn tenant_prompts(
         &self,
         ctx: &TenantContext,
@@ -214,7 +221,7 @@ impl AppState {
         let tenant = ctx.principal.scope.tenant_id();
         // The tenant's own prompt revision, from the snapshot: other tenants' changes never
         // invalidate this tenant's cache, and a tenant without prompts never reads the store.
-        let Some(revision) = self.0.auth.load().prompt_revision(tenant) else {
+        let Some(revision) = ctx.view.prompt_revision(tenant) else {
             return Ok(Arc::new(TenantPrompts {
                 revision: 0,
                 settings: None,
@@ -223,8 +230,7 @@ impl AppState {
             }));
         };
         if let Some(p) = self
-            .0
-            .prompts
+            .cache
             .map
             .lock()
             .ok()
@@ -234,7 +240,7 @@ impl AppState {
                 return Ok(p);
             }
         }
-        let prompts = self.keyring().prompts(self.store(), &ctx.principal.scope);
+        let prompts = self.keyring.prompts(self.store, &ctx.principal.scope);
         let settings = prompts.settings().await.map_err(store_err)?;
         let mut active = HashMap::new();
         if settings.is_some() {
@@ -253,7 +259,7 @@ impl AppState {
             active,
             pinned: Mutex::new(HashMap::new()),
         });
-        if let Ok(mut m) = self.0.prompts.map.lock() {
+        if let Ok(mut m) = self.cache.map.lock() {
             m.insert(tenant.clone(), loaded.clone());
         }
         Ok(loaded)
@@ -292,8 +298,8 @@ impl AppState {
                     Some(c) => c,
                     None => {
                         let pv = self
-                            .keyring()
-                            .prompts(self.store(), &ctx.principal.scope)
+                            .keyring
+                            .prompts(self.store, &ctx.principal.scope)
                             .get(name, Some(v))
                             .await
                             .map_err(|e| match e {

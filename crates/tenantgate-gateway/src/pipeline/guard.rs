@@ -2,11 +2,12 @@
 //! with the tenant's policy. Every finding is an incident: a WARN event (tenant, detector,
 //! action, direction; never the text) and a counter served at `/metrics`.
 
+use crate::audit::Recorder;
 use crate::error::GatewayError;
 use crate::pipeline::TenantContext;
-use crate::state::AppState;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use tenantgate_guard::{redact, Action, Detector, Direction, Hit};
 
@@ -55,32 +56,66 @@ fn dir_str(d: Direction) -> &'static str {
     }
 }
 
+/// Where findings go: the counters, the tenant's audit chain, and the webhooks. Owned and
+/// cheap to clone (a stream's guard holds one).
+#[derive(Clone)]
+pub struct IncidentSink {
+    pub counts: Arc<Incidents>,
+    rec: Recorder,
+    webhooks: reqwest::Client,
+    platform_webhook: Option<String>,
+}
+
+impl IncidentSink {
+    /// The HTTP client webhooks are delivered with (bounded timeout).
+    pub fn webhooks(&self) -> &reqwest::Client {
+        &self.webhooks
+    }
+
+    pub fn new(rec: Recorder, platform_webhook: Option<String>) -> Self {
+        IncidentSink {
+            counts: Arc::new(Incidents::default()),
+            rec,
+            webhooks: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            platform_webhook,
+        }
+    }
+}
+
+/// The leak guard for one call: the tenant's policy from the call's view, and the sink its
+/// findings go to.
+pub struct Guard<'a> {
+    ctx: &'a TenantContext,
+    sink: &'a IncidentSink,
+}
+
 /// What to do with a piece of text after its hits were weighed against the policy.
 pub enum Verdict {
     Clean,
     Redacted(String),
 }
 
-impl AppState {
+impl<'a> Guard<'a> {
+    pub fn new(ctx: &'a TenantContext, sink: &'a IncidentSink) -> Self {
+        Guard { ctx, sink }
+    }
+
     /// Scans one text. A `block` finding is an error; `redact` findings come back as the
     /// redacted text; `flag` findings are recorded only.
-    pub fn guard_text(
-        &self,
-        ctx: &TenantContext,
-        text: &str,
-        dir: Direction,
-    ) -> Result<Verdict, GatewayError> {
-        let index = self.0.auth.load();
-        let policy = index.guard_policy(ctx.principal.scope.tenant_id());
+    pub fn guard_text(&self, text: &str, dir: Direction) -> Result<Verdict, GatewayError> {
+        let index = &self.ctx.view;
+        let policy = index.guard_policy(self.ctx.principal.scope.tenant_id());
         let hits = index
             .scanner
-            .scan(ctx.principal.scope.tenant_id(), text, dir, policy);
-        self.weigh(ctx, text, &hits, policy, dir)
+            .scan(self.ctx.principal.scope.tenant_id(), text, dir, policy);
+        self.weigh(text, &hits, policy, dir)
     }
 
     pub(crate) fn weigh(
         &self,
-        ctx: &TenantContext,
         text: &str,
         hits: &[Hit],
         policy: &tenantgate_guard::Policy,
@@ -93,7 +128,7 @@ impl AppState {
         let mut blocked = None;
         for h in hits {
             let action = policy.action(h.detector);
-            self.record_incident(ctx, policy, h.detector, action, dir);
+            self.record_incident(policy, h.detector, action, dir);
             match action {
                 Action::Block => blocked = blocked.or(Some(h.detector.as_str())),
                 Action::Redact => redactions.push(*h),
@@ -117,25 +152,28 @@ impl AppState {
     /// (if configured) a webhook POST to the platform and to the tenant. Never the text.
     pub(crate) fn record_incident(
         &self,
-        ctx: &crate::pipeline::TenantContext,
         policy: &tenantgate_guard::Policy,
         d: Detector,
         action: Action,
         dir: Direction,
     ) {
-        self.0.incidents.record(d, action, dir);
-        let tenant_slug = ctx.tenant.slug.as_str();
-        crate::audit::incident(self, ctx, d.as_str(), action_str(action), dir_str(dir));
+        self.sink.counts.record(d, action, dir);
+        let tenant_slug = self.ctx.tenant.slug.as_str();
+        crate::audit::incident(
+            &self.sink.rec,
+            self.ctx,
+            d.as_str(),
+            action_str(action),
+            dir_str(dir),
+        );
         tracing::warn!(
             target: "tenantgate::incident",
             tenant = %tenant_slug, detector = d.as_str(), action = action_str(action),
             direction = dir_str(dir), "leak guard finding"
         );
         let targets: Vec<String> = self
-            .0
-            .config
-            .guard
-            .webhook_url
+            .sink
+            .platform_webhook
             .iter()
             .chain(policy.webhook_url.iter())
             .cloned()
@@ -147,9 +185,10 @@ impl AppState {
             "type": "tenantgate.incident", "tenant": tenant_slug, "detector": d.as_str(),
             "action": action_str(action), "direction": dir_str(dir), "at_ms": crate::pipeline::now_ms(),
         });
-        let http = self.0.webhooks.clone();
-        // Delivery must not delay the call: one attempt, bounded by the client's timeout.
-        tokio::spawn(async move {
+        let http = self.sink.webhooks.clone();
+        // Delivery must not delay the call: one attempt, bounded by the client's timeout, on
+        // the server's task tracker.
+        self.sink.rec.spawn(async move {
             for url in targets {
                 let req = http
                     .post(&url)
@@ -163,9 +202,9 @@ impl AppState {
     }
 
     /// Whether `text` has any finding under the tenant's policy (nothing recorded).
-    fn has_findings(&self, ctx: &TenantContext, text: &str, dir: Direction) -> bool {
-        let index = self.0.auth.load();
-        let tenant = ctx.principal.scope.tenant_id();
+    fn has_findings(&self, text: &str, dir: Direction) -> bool {
+        let index = &self.ctx.view;
+        let tenant = self.ctx.principal.scope.tenant_id();
         !index
             .scanner
             .scan(tenant, text, dir, index.guard_policy(tenant))
@@ -173,14 +212,9 @@ impl AppState {
     }
 
     /// Guards one string in place.
-    fn guard_string(
-        &self,
-        ctx: &TenantContext,
-        v: &mut Value,
-        dir: Direction,
-    ) -> Result<(), GatewayError> {
+    fn guard_string(&self, v: &mut Value, dir: Direction) -> Result<(), GatewayError> {
         if let Value::String(s) = v {
-            if let Verdict::Redacted(r) = self.guard_text(ctx, s, dir)? {
+            if let Verdict::Redacted(r) = self.guard_text(s, dir)? {
                 *s = r;
             }
         }
@@ -188,35 +222,27 @@ impl AppState {
     }
 
     /// Guards every string leaf of a value (tool inputs, content part arrays).
-    fn guard_strings(
-        &self,
-        ctx: &TenantContext,
-        v: &mut Value,
-        dir: Direction,
-    ) -> Result<(), GatewayError> {
+    fn guard_strings(&self, v: &mut Value, dir: Direction) -> Result<(), GatewayError> {
         match v {
-            Value::String(_) => self.guard_string(ctx, v, dir),
-            Value::Array(a) => a
-                .iter_mut()
-                .try_for_each(|x| self.guard_strings(ctx, x, dir)),
+            Value::String(_) => self.guard_string(v, dir),
+            Value::Array(a) => a.iter_mut().try_for_each(|x| self.guard_strings(x, dir)),
             Value::Object(o) => {
                 // Keys are text the model wrote too: a key with a finding is renamed (or the
                 // whole value blocked) like any other string.
-                if o.keys().any(|k| self.has_findings(ctx, k, dir)) {
+                if o.keys().any(|k| self.has_findings(k, dir)) {
                     let mut renamed = Map::new();
                     for (k, mut v) in std::mem::take(o) {
-                        let k = match self.guard_text(ctx, &k, dir)? {
+                        let k = match self.guard_text(&k, dir)? {
                             Verdict::Clean => k,
                             Verdict::Redacted(r) => r,
                         };
-                        self.guard_strings(ctx, &mut v, dir)?;
+                        self.guard_strings(&mut v, dir)?;
                         renamed.insert(k, v);
                     }
                     *o = renamed;
                     return Ok(());
                 }
-                o.values_mut()
-                    .try_for_each(|x| self.guard_strings(ctx, x, dir))
+                o.values_mut().try_for_each(|x| self.guard_strings(x, dir))
             }
             _ => Ok(()),
         }
@@ -226,38 +252,26 @@ impl AppState {
     /// sits (text parts, plain-text documents, tool calls the client replays, part types added
     /// later); only bytes that must not be rewritten (images, audio, files, base64 documents)
     /// are passed over, by name.
-    fn guard_content(
-        &self,
-        ctx: &TenantContext,
-        content: &mut Value,
-        dir: Direction,
-    ) -> Result<(), GatewayError> {
+    fn guard_content(&self, content: &mut Value, dir: Direction) -> Result<(), GatewayError> {
         match content {
-            Value::String(_) => self.guard_string(ctx, content, dir),
-            Value::Array(parts) => parts
-                .iter_mut()
-                .try_for_each(|p| self.guard_part(ctx, p, dir)),
+            Value::String(_) => self.guard_string(content, dir),
+            Value::Array(parts) => parts.iter_mut().try_for_each(|p| self.guard_part(p, dir)),
             _ => Ok(()),
         }
     }
 
-    fn guard_part(
-        &self,
-        ctx: &TenantContext,
-        p: &mut Value,
-        dir: Direction,
-    ) -> Result<(), GatewayError> {
+    fn guard_part(&self, p: &mut Value, dir: Direction) -> Result<(), GatewayError> {
         match p["type"].as_str() {
             Some("text") => match p.get_mut("text") {
-                Some(t) => self.guard_string(ctx, t, dir),
+                Some(t) => self.guard_string(t, dir),
                 None => Ok(()),
             },
             // Anthropic documents: plain text, or content blocks; base64 and URLs are bytes.
             Some("document") => {
                 let src = &mut p["source"];
                 match src["type"].as_str() {
-                    Some("text") => self.guard_string(ctx, &mut src["data"], dir),
-                    Some("content") => self.guard_content(ctx, &mut src["content"], dir),
+                    Some("text") => self.guard_string(&mut src["data"], dir),
+                    Some("content") => self.guard_content(&mut src["content"], dir),
                     _ => Ok(()),
                 }
             }
@@ -267,7 +281,7 @@ impl AppState {
             Some("image" | "image_url" | "input_audio" | "file" | "redacted_thinking") => Ok(()),
             // Anything else (a replayed `tool_use`, thinking, a type added later): every
             // string in it.
-            _ => self.guard_strings(ctx, p, dir),
+            _ => self.guard_strings(p, dir),
         }
     }
 
@@ -275,11 +289,7 @@ impl AppState {
     /// system prompt is composed in, so that one is never scanned): every message whatever
     /// its role, the client's system and developer messages included, and the tool calls it
     /// replays; tool results are data the model will read.
-    pub fn guard_openai_request(
-        &self,
-        ctx: &TenantContext,
-        body: &mut Map<String, Value>,
-    ) -> Result<(), GatewayError> {
+    pub fn guard_openai_request(&self, body: &mut Map<String, Value>) -> Result<(), GatewayError> {
         let Some(Value::Array(messages)) = body.get_mut("messages") else {
             return Ok(());
         };
@@ -290,11 +300,11 @@ impl AppState {
                 _ => Direction::Inbound,
             };
             if let Some(c) = m.get_mut("content") {
-                self.guard_content(ctx, c, dir)?;
+                self.guard_content(c, dir)?;
             }
             for replayed in ["tool_calls", "function_call"] {
                 if let Some(v) = m.get_mut(replayed) {
-                    self.guard_strings(ctx, v, Direction::Inbound)?;
+                    self.guard_strings(v, Direction::Inbound)?;
                 }
             }
         }
@@ -306,11 +316,10 @@ impl AppState {
     /// `tool_result` blocks are data.
     pub fn guard_anthropic_request(
         &self,
-        ctx: &TenantContext,
         body: &mut Map<String, Value>,
     ) -> Result<(), GatewayError> {
         if let Some(system) = body.get_mut("system") {
-            self.guard_content(ctx, system, Direction::Inbound)?;
+            self.guard_content(system, Direction::Inbound)?;
         }
         let Some(Value::Array(messages)) = body.get_mut("messages") else {
             return Ok(());
@@ -320,7 +329,7 @@ impl AppState {
                 continue;
             };
             // The string form and text blocks are the caller's input ...
-            self.guard_content(ctx, content, Direction::Inbound)?;
+            self.guard_content(content, Direction::Inbound)?;
             // ... tool results are data the model will read.
             for b in content
                 .as_array_mut()
@@ -329,7 +338,7 @@ impl AppState {
                 .filter(|b| b["type"] == "tool_result")
             {
                 if let Some(c) = b.get_mut("content") {
-                    self.guard_content(ctx, c, Direction::InboundData)?;
+                    self.guard_content(c, Direction::InboundData)?;
                 }
             }
         }
@@ -337,11 +346,7 @@ impl AppState {
     }
 
     /// Guard-outbound for a complete OpenAI chat completion.
-    pub fn guard_openai_response(
-        &self,
-        ctx: &TenantContext,
-        v: &mut Value,
-    ) -> Result<(), GatewayError> {
+    pub fn guard_openai_response(&self, v: &mut Value) -> Result<(), GatewayError> {
         // Every choice (n > 1) and every string of its message (content, refusal, reasoning,
         // tool-call arguments, an audio transcript, fields added later); only the audio bytes
         // are not text.
@@ -351,7 +356,7 @@ impl AppState {
                 .get_mut("audio")
                 .and_then(Value::as_object_mut)
                 .and_then(|a| a.remove("data"));
-            self.guard_strings(ctx, msg, Direction::Outbound)?;
+            self.guard_strings(msg, Direction::Outbound)?;
             if let (Some(d), Some(a)) = (audio, msg.get_mut("audio").and_then(Value::as_object_mut))
             {
                 a.insert("data".into(), d);
@@ -361,21 +366,15 @@ impl AppState {
     }
 
     /// Guard-outbound for a complete Anthropic message.
-    pub fn guard_anthropic_response(
-        &self,
-        ctx: &TenantContext,
-        v: &mut Value,
-    ) -> Result<(), GatewayError> {
+    pub fn guard_anthropic_response(&self, v: &mut Value) -> Result<(), GatewayError> {
         for b in v["content"].as_array_mut().into_iter().flatten() {
             match b["type"].as_str() {
                 // The provider's encrypted data and signatures, not text.
                 Some("redacted_thinking") => {}
-                Some("thinking") => {
-                    self.guard_string(ctx, &mut b["thinking"], Direction::Outbound)?
-                }
+                Some("thinking") => self.guard_string(&mut b["thinking"], Direction::Outbound)?,
                 // Text, tool inputs, server tool results, block types added later: every
                 // string in the block.
-                _ => self.guard_strings(ctx, b, Direction::Outbound)?,
+                _ => self.guard_strings(b, Direction::Outbound)?,
             }
         }
         Ok(())
@@ -385,12 +384,11 @@ impl AppState {
     /// anything is the body parsed, guarded field by field and re-serialized.
     pub fn guard_passthrough(
         &self,
-        ctx: &TenantContext,
         bytes: bytes::Bytes,
         anthropic: bool,
     ) -> Result<bytes::Bytes, GatewayError> {
-        let index = self.0.auth.load();
-        let policy = index.guard_policy(ctx.principal.scope.tenant_id());
+        let index = &self.ctx.view;
+        let policy = index.guard_policy(self.ctx.principal.scope.tenant_id());
         let raw = String::from_utf8_lossy(&bytes);
         // The raw scan sees JSON escapes, not the text they decode to: a body with `\u` or
         // `\/` escapes is parsed and scanned field by field instead.
@@ -399,7 +397,7 @@ impl AppState {
             && index
                 .scanner
                 .scan(
-                    ctx.principal.scope.tenant_id(),
+                    self.ctx.principal.scope.tenant_id(),
                     &raw,
                     Direction::Outbound,
                     policy,
@@ -410,15 +408,15 @@ impl AppState {
         }
         let mut v: Value = serde_json::from_slice(&bytes).map_err(|_| GatewayError::Internal)?;
         if anthropic {
-            self.guard_anthropic_response(ctx, &mut v)?;
+            self.guard_anthropic_response(&mut v)?;
         } else {
-            self.guard_openai_response(ctx, &mut v)?;
+            self.guard_openai_response(&mut v)?;
         }
         let out = serde_json::to_vec(&v).map_err(|_| GatewayError::Internal)?;
         // What leaves is scanned once more as a whole: a finding the field walk could not
         // place (somewhere no walker looks) blocks the response instead of passing through.
         let hits = index.scanner.scan(
-            ctx.principal.scope.tenant_id(),
+            self.ctx.principal.scope.tenant_id(),
             &String::from_utf8_lossy(&out),
             Direction::Outbound,
             policy,

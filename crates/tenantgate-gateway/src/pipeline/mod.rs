@@ -1,7 +1,213 @@
-//! The request pipeline.
+//! The request pipeline: one path for every model call, whatever the caller's wire and
+//! whatever the provider's. It reads top to bottom as a call flows ([`Deps::run`], then [`chat`]):
+//!
+//! ```text
+//! authorize::Identity::tenant    credential -> TenantContext (one view of the tenant)
+//! admit::count_request           the call uses a request of its rate windows
+//! request::parse                 body -> ChatRequest (the caller's wire, read once)
+//! authorize::model               model -> AuthorizedCall (route the tenant may use)
+//! ChatRequest::guard_inbound     leak guard on everything the client wrote
+//! compose::Prompts::system_prompt  the tenant's system prompt, server-side
+//! retrieve::plan                 the knowledge bases it searches (no embedding paid yet)
+//! admit::reserve                 kill switch, limits, budgets: the call's maximum reserved
+//! retrieve::context              the nearest chunks, guarded as data, into the request
+//! route::chat                    response cache, translation table, provider, guard-outbound
+//! CallAudit::record              settle and write the record, durable before release
+//! ```
+//!
+//! Embedding calls ([`embed`]), the HTTP ones and the knowledge bases' own, take the same
+//! stages that apply to them. Handlers (`crate::http`) are adapters: wire request ->
+//! [`Input`] -> [`Deps::run`] -> [`Outcome`] -> wire rendering. Nothing in this module names the
+//! server's state or the HTTP layer; each stage takes the previous stage's output and the
+//! parts of [`Deps`] it needs (`tests/structure.rs` holds the rule).
 
+pub mod admit;
 pub mod authorize;
 pub mod compose;
+pub mod embed;
 pub mod guard;
+pub mod request;
+pub mod retrieve;
+pub mod route;
+pub mod translate;
 
-pub use authorize::*;
+pub(crate) use authorize::now_ms;
+pub use authorize::{AuthorizedCall, Identity, TenantContext};
+pub(crate) use request::codec;
+
+use crate::audit::{CallAudit, Recorder, Released};
+use crate::error::{GatewayError, Wire};
+use crate::limits::RateState;
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// The long-lived parts the stages use, borrowed for one call.
+pub struct Deps<'a> {
+    pub identity: Identity<'a>,
+    pub catalog: &'a crate::upstream::Catalog,
+    pub prompts: compose::Prompts<'a>,
+    pub knowledge: retrieve::Knowledge<'a>,
+    pub cache: Option<&'a crate::upstream::cache::CacheBackend>,
+    pub secret: &'a crate::identity::keys::ServerSecret,
+    pub incidents: &'a guard::IncidentSink,
+    pub recorder: &'a Recorder,
+}
+
+impl Deps<'_> {
+    fn admission(&self) -> &crate::limits::Admission {
+        &self.recorder.admission
+    }
+}
+
+/// What a model call asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Chat,
+    Embeddings,
+}
+
+/// A model call as the adapter hands it over: the body is read only after the caller
+/// authenticated and its request was counted.
+pub struct Input<'a> {
+    pub wire: Wire,
+    pub op: Operation,
+    pub headers: &'a HeaderMap,
+    pub body: BoxFuture<'a, Result<Bytes, GatewayError>>,
+}
+
+/// A successful call's answer, in the caller's wire.
+pub enum Payload {
+    Json(Bytes),
+    Stream(BoxStream<'static, Result<Bytes, std::convert::Infallible>>),
+}
+
+/// Who and what a call was, for the edge's log line (names only, never content).
+#[derive(Clone, Debug)]
+pub struct Labels {
+    pub tenant: String,
+    pub model: String,
+}
+
+pub struct Reply {
+    pub payload: Payload,
+    /// `hit` or `miss` when the tenant's response cache was consulted.
+    pub cache: Option<&'static str>,
+    pub labels: Labels,
+    /// Time spent waiting on the provider (for the gateway's own overhead).
+    pub waited: Duration,
+}
+
+/// What the adapter renders: the reply or the error, and what the caller is told either way.
+pub struct Outcome {
+    pub result: Result<Reply, GatewayError>,
+    pub rate: Option<RateState>,
+    /// Provenance of retrieved context (no text), for `x-tenantgate-sources`.
+    pub sources: Option<String>,
+}
+
+impl Deps<'_> {
+    /// Runs one model call. `audit` is the call's record (and drop guard) from the moment
+    /// the request arrived: it is bound to the tenant once authenticated, and settles and
+    /// records the call however it ends.
+    pub(crate) async fn run(&self, mut audit: CallAudit, input: Input<'_>) -> Outcome {
+        let mut sources = None;
+        let result = call(self, &mut audit, input, &mut sources).await;
+        let rate = audit.rate();
+        let result = audit.record(result).await;
+        Outcome {
+            result,
+            rate,
+            sources,
+        }
+    }
+}
+
+async fn call(
+    deps: &Deps<'_>,
+    audit: &mut CallAudit,
+    input: Input<'_>,
+    sources: &mut Option<String>,
+) -> Result<Released<Reply>, GatewayError> {
+    let ctx = deps.identity.tenant(input.headers, true).await?;
+    audit.bind(deps.recorder, &ctx);
+    let counted = admit::count_request(deps.admission(), &ctx, &audit.request_id).await?;
+    let body = parse_object(&input.body.await?)?;
+    // Before any field reaches the audit record, a log line or a counter's key.
+    crate::bounds::request_fields(&body)?;
+    match input.op {
+        Operation::Chat => {
+            let req = request::parse(input.wire, body)?;
+            chat(deps, audit, ctx, counted, req, sources).await
+        }
+        Operation::Embeddings => embed::http(deps, audit, ctx, counted, body).await,
+    }
+}
+
+/// A chat call on either wire, from its parsed request to its answer.
+async fn chat(
+    deps: &Deps<'_>,
+    audit: &mut CallAudit,
+    ctx: TenantContext,
+    counted: Option<crate::limits::Counted>,
+    mut req: request::ChatRequest,
+    sources: &mut Option<String>,
+) -> Result<Released<Reply>, GatewayError> {
+    audit.set_requested_model(&req.model);
+    let call = authorize::model(deps.catalog, ctx, &req.model)?;
+    audit.set_model(&req.model, &call.route);
+    let guard = guard::Guard::new(&call.ctx, deps.incidents);
+    req.guard_inbound(&guard)?;
+    if let Some((system, policy)) = deps.prompts.system_prompt(&call.ctx, &req.ext).await? {
+        req.apply_system(system, policy)?;
+    }
+    let bound = call.bound_max_tokens(req.max_tokens, req.max_tokens_param)?;
+    let max_output = bound
+        .unwrap_or(u64::from(call.route.default_max_tokens))
+        .saturating_mul(req.choices);
+    let retrieval = retrieve::plan(&deps.knowledge, &call.ctx, &req).await?;
+    let admitted = admit::reserve(
+        deps.admission(),
+        &call,
+        &audit.request_id,
+        admit::Bound {
+            prompt: &req.body,
+            later_prompt_tokens: retrieval.as_ref().map_or(0, retrieve::Plan::allowance),
+            max_output,
+        },
+        counted,
+    )
+    .await?;
+    let mut prompt_estimate = admitted.prompt_tokens;
+    audit.admitted(admitted, call.route.pricing);
+    let request_id = audit.request_id.clone();
+    let retrieved = match retrieval {
+        Some(plan) => retrieve::context(deps, &call.ctx, &guard, &request_id, plan).await?,
+        None => None,
+    };
+    if let Some(rc) = retrieved {
+        if prompt_estimate > 0 {
+            let added = tenantgate_providers::tokens::count(&rc.block);
+            prompt_estimate += added;
+            audit.add_prompt_tokens(added);
+        }
+        audit.note("rag_sources", rc.audit_sources());
+        *sources = rc.header();
+        req.add_context(rc.block);
+    }
+    audit.set_prompt(&req.body);
+    route::chat(deps, &call, req, bound, prompt_estimate, &guard, audit).await
+}
+
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(GatewayError::BadJson(
+            "the body must be a JSON object".into(),
+        )),
+        Err(e) => Err(GatewayError::BadJson(e.to_string())),
+    }
+}

@@ -14,7 +14,7 @@
 
 use crate::error::GatewayError;
 use crate::identity::auth::AuthIndex;
-use crate::state::AppState;
+use crate::pipeline::guard::{Guard, IncidentSink};
 use crate::stream::text::{classify, reframe, Key, Scope, Segment};
 use bytes::Bytes;
 use serde_json::Value;
@@ -55,7 +55,7 @@ struct Channel {
 }
 
 pub struct StreamGuard {
-    state: AppState,
+    sink: IncidentSink,
     index: Arc<AuthIndex>,
     tenant: TenantId,
     ctx: crate::pipeline::TenantContext,
@@ -117,17 +117,14 @@ fn too_much(what: &str) -> GatewayError {
 }
 
 impl StreamGuard {
-    pub fn new(state: &AppState, ctx: &crate::pipeline::TenantContext) -> Self {
+    pub fn new(sink: &IncidentSink, ctx: &crate::pipeline::TenantContext) -> Self {
         let tenant = ctx.principal.scope.tenant_id().clone();
-        let ctx = crate::pipeline::TenantContext {
-            principal: ctx.principal.clone(),
-            tenant: ctx.tenant.clone(),
-        };
-        let index = state.0.auth.load_full();
+        let ctx = ctx.clone();
+        let index = ctx.view.clone();
         let policy = index.guard_policy(&tenant).clone();
         let window = index.scanner.window();
         Self {
-            state: state.clone(),
+            sink: sink.clone(),
             index,
             tenant,
             ctx,
@@ -297,8 +294,7 @@ impl StreamGuard {
                 .flagged
                 .insert((key, released + h.start, h.detector.as_str()))
             {
-                self.state.record_incident(
-                    &self.ctx,
+                Guard::new(&self.ctx, &self.sink).record_incident(
                     &self.policy,
                     h.detector,
                     action,

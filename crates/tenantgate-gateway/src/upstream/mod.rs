@@ -3,6 +3,7 @@
 //! and nowhere else.
 
 pub mod cache;
+pub mod transport;
 
 use crate::config::{Config, ConfigError, ProviderKind};
 use crate::error::GatewayError;
