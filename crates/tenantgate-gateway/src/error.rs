@@ -500,3 +500,38 @@ mod tests {
         assert_eq!(e.anthropic_body()["error"]["type"], "not_found_error");
     }
 }
+
+/// A request the codecs refuse, as the caller's 400.
+pub(crate) fn codec(e: tenantgate_providers::CodecError) -> GatewayError {
+    GatewayError::InvalidRequest {
+        message: e.message,
+        param: e.param,
+    }
+}
+
+/// A store failure as the caller sees it (absent: 404, conflict: 409, invalid: 400, else 500).
+pub(crate) fn st(e: tenantgate_store::StoreError) -> GatewayError {
+    store_err(e.into())
+}
+
+pub(crate) fn store_err(e: tenantgate_store::KeyringError) -> GatewayError {
+    match e {
+        tenantgate_store::KeyringError::NotFound => GatewayError::NotFound,
+        tenantgate_store::KeyringError::Store(tenantgate_store::StoreError::NotFound) => {
+            GatewayError::NotFound
+        }
+        tenantgate_store::KeyringError::Store(tenantgate_store::StoreError::Conflict(m)) => {
+            GatewayError::Conflict(m)
+        }
+        tenantgate_store::KeyringError::Store(tenantgate_store::StoreError::Invalid(m)) => {
+            GatewayError::InvalidRequest {
+                message: m.0,
+                param: None,
+            }
+        }
+        other => {
+            tracing::error!(error = %other, "template store failure");
+            GatewayError::Unavailable("prompt store".into())
+        }
+    }
+}

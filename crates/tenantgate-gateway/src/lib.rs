@@ -5,9 +5,11 @@
 
 pub mod audit;
 pub mod bounds;
+mod clock;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod identity;
 pub mod knowledge;

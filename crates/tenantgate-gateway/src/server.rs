@@ -301,7 +301,7 @@ async fn rebuild_budgets(store: &Store, local: &crate::limits::Local) -> Result<
         reason = "the gateway rebuilds every tenant's budget counters at start"
     )]
     let admin = PlatformAdmin::local_operator("budget-rebuild");
-    let now = crate::pipeline::now_ms();
+    let now = crate::clock::now_ms();
     let day_start = crate::limits::day(now) * 86_400_000;
     let month_start = crate::limits::month_start_ms(now);
     for u in store
@@ -397,7 +397,7 @@ pub async fn audit_retention(state: &AppState, maintenance: &Store) -> u64 {
     let index = state.0.auth.load_full();
     let p = maintenance.platform(&admin);
     let key = state.0.rec.log.signer.public_key();
-    let now = crate::pipeline::now_ms();
+    let now = crate::clock::now_ms();
     let mut pruned = 0;
     for t in index.tenant_ids() {
         // A policy this gateway cannot read has no retention it knows: the default could

@@ -22,7 +22,7 @@ pub(crate) struct Inner {
     pub prompts: crate::pipeline::compose::PromptCache,
     pub cache: Option<crate::upstream::cache::CacheBackend>,
     /// Where leak-guard findings go (counters, audit, webhooks).
-    pub incidents: crate::pipeline::guard::IncidentSink,
+    pub incidents: crate::guard::IncidentSink,
     /// The audit writer's front, admission, the keyring, the task tracker and the shutdown
     /// signal: what a call's record and settlement need, also from a drop guard.
     pub rec: crate::audit::Recorder,
@@ -64,7 +64,7 @@ impl AppState {
             catalog,
             prompts: crate::pipeline::compose::PromptCache::default(),
             cache,
-            incidents: crate::pipeline::guard::IncidentSink::new(
+            incidents: crate::guard::IncidentSink::new(
                 rec.clone(),
                 config.guard.webhook_url.clone(),
             ),
@@ -199,7 +199,7 @@ impl AppState {
     }
 
     /// Leak-guard incidents recorded by this process.
-    pub fn incidents(&self) -> &crate::pipeline::guard::Incidents {
+    pub fn incidents(&self) -> &crate::guard::Incidents {
         &self.0.incidents.counts
     }
 

@@ -4,9 +4,10 @@
 
 use crate::audit::Recorder;
 use crate::audit::{body_aad_id, write, BODY_KIND};
+use crate::clock::now_ms;
 use crate::error::GatewayError;
 use crate::identity::auth::AuthIndex;
-use crate::pipeline::{now_ms, TenantContext};
+use crate::identity::TenantContext;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -133,11 +134,12 @@ impl CallAudit {
         });
     }
 
-    pub fn set_model(&mut self, requested: &str, route: &crate::upstream::Route) {
+    /// The model as the caller named it, and where it was routed.
+    pub fn set_model(&mut self, requested: &str, upstream_model: &str, provider: &str) {
         self.model = Some(ModelInfo {
             requested: requested.to_owned(),
-            resolved: Some(route.upstream_model.clone()),
-            provider: Some(route.provider.name.clone()),
+            resolved: Some(upstream_model.to_owned()),
+            provider: Some(provider.to_owned()),
             version: None,
         });
     }
@@ -520,16 +522,20 @@ impl StreamAudit {
         }
     }
 
-    pub fn observe(&mut self, frame: &Bytes) {
+    /// Whether the text of each frame is wanted (to count the output delivered).
+    pub fn counts_output(&self) -> bool {
+        self.output_tokens.is_some()
+    }
+
+    /// One frame the caller received, and its text if [`Self::counts_output`].
+    pub fn observe(&mut self, frame: &Bytes, text: Option<&str>) {
         if let Some(b) = &mut self.body {
             b.extend_from_slice(frame);
         }
         // What the caller received, counted, for when the provider's usage never arrives
         // (a client that left mid-stream, a provider that omits it).
-        if let Some(n) = &mut self.output_tokens {
-            if let Some(text) = crate::stream::text::frame_text(frame) {
-                *n += tenantgate_providers::tokens::count(&text);
-            }
+        if let (Some(n), Some(text)) = (&mut self.output_tokens, text) {
+            *n += tenantgate_providers::tokens::count(text);
         }
     }
 

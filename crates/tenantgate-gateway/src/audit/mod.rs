@@ -19,9 +19,10 @@ pub mod anchor;
 mod call;
 mod writer;
 
+use crate::clock::now_ms;
 use crate::config::AuditConfig;
 use crate::error::GatewayError;
-use crate::pipeline::{now_ms, TenantContext};
+use crate::identity::TenantContext;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! export), and the heads left unsigned at start, in batches, before it takes records.
 
 use crate::audit::{AuditStats, Job, SignNow};
-use crate::pipeline::now_ms;
+use crate::clock::now_ms;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

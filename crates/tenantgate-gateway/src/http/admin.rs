@@ -336,7 +336,7 @@ pub(super) async fn create_grant(
         // Refused before anything is recorded: no grant record for a grant that is not made.
         tenantgate_store::identity::validate_reason(&b.reason).map_err(st)?;
         let t = find_live(&app, &admin, &b.tenant).await?;
-        let expires = crate::pipeline::now_ms() + (b.duration_secs * 1000) as i64;
+        let expires = crate::clock::now_ms() + (b.duration_secs * 1000) as i64;
         record(
             &app,
             &admin,
@@ -412,7 +412,7 @@ async fn break_glass(
     what: &str,
 ) -> Result<(Tenant, TenantScope), GatewayError> {
     let t = find(app, admin, tenant).await?;
-    let now = crate::pipeline::now_ms();
+    let now = crate::clock::now_ms();
     let grant = app
         .store()
         .platform(admin)

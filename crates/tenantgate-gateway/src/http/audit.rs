@@ -232,7 +232,7 @@ pub(crate) async fn build_export(
             Vec::new(),
             Vec::new(),
             signer,
-            crate::pipeline::now_ms(),
+            crate::clock::now_ms(),
         ));
     };
     // A chain that no longer extends its last signed checkpoint is not exported as if it were
@@ -301,7 +301,7 @@ pub(crate) async fn build_export(
         records,
         checkpoints,
         signer,
-        crate::pipeline::now_ms(),
+        crate::clock::now_ms(),
     ))
 }
 

@@ -106,9 +106,7 @@ pub(super) async fn create_key(
                 "name",
             ));
         }
-        if b.expires_at_ms
-            .is_some_and(|e| e <= crate::pipeline::now_ms())
-        {
+        if b.expires_at_ms.is_some_and(|e| e <= crate::clock::now_ms()) {
             return Err(GatewayError::invalid(
                 "expires_at_ms must be in the future",
                 "expires_at_ms",

@@ -286,7 +286,7 @@ pub(super) async fn export(State(app): State<AppState>, headers: HeaderMap) -> R
             prompts.push(json!({"name": info.name, "active_version": info.active_version, "versions": versions}));
         }
         let settings = p.settings().await.map_err(store_err)?;
-        let manifest = json!({"format": FORMAT, "tenant": ctx.tenant.slug, "exported_at_ms": crate::pipeline::now_ms(), "settings": settings, "prompts": prompts});
+        let manifest = json!({"format": FORMAT, "tenant": ctx.tenant.slug, "exported_at_ms": crate::clock::now_ms(), "settings": settings, "prompts": prompts});
         let mut buf = std::io::Cursor::new(Vec::new());
         {
             let mut z = zip::ZipWriter::new(&mut buf);

@@ -24,7 +24,7 @@ pub(super) async fn get_limits(State(app): State<AppState>, headers: HeaderMap) 
         let (overrides, kill_switch) = app.0.auth.load().limits(tenant);
         let adm = &app.0.rec.admission;
         let effective = adm.config.plan(ctx.tenant.plan).overlay(&overrides);
-        let now = crate::pipeline::now_ms();
+        let now = crate::clock::now_ms();
         let t = tenant.as_str();
         let (d, m) = (crate::limits::day(now), crate::limits::month(now));
         let counter = |k: String| async move { adm.counter(&k).await.unwrap_or(0) };
@@ -110,7 +110,7 @@ pub(super) async fn usage(
                 })
             }
         };
-        let now = crate::pipeline::now_ms();
+        let now = crate::clock::now_ms();
         let from = q.from.unwrap_or_else(|| crate::limits::month_start_ms(now));
         let to = q.to.unwrap_or(i64::MAX);
         let rows = app

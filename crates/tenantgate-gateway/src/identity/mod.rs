@@ -2,5 +2,8 @@
 //! issuer's keys), and the auth snapshot they are checked against.
 
 pub mod auth;
+mod context;
 pub mod keys;
 pub mod oidc;
+
+pub use context::TenantContext;

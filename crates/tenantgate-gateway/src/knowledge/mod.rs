@@ -8,8 +8,8 @@
 //! search, so no query can reach another tenant's chunks; a name of another tenant's knowledge
 //! base resolves to `NotFound` in the tenant's own store handle.
 
+use crate::error::st;
 use crate::error::GatewayError;
-use crate::pipeline::compose::st;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

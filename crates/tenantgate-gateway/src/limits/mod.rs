@@ -856,7 +856,7 @@ impl Admission {
             return;
         }
         let (on_held, late) = settlement(&r.held, tokens, cost);
-        let now = crate::pipeline::now_ms();
+        let now = crate::clock::now_ms();
         let done = match &self.backend {
             Backend::Local(l) => Ok(l.settle(&r.tenant, &r.request_id, &on_held, &late, now)),
             Backend::Redis(x) => x.settle(&r.tenant, &r.request_id, &on_held, &late).await,
@@ -878,7 +878,7 @@ impl Admission {
     /// The current value of one of a tenant's counters (usage reporting, tests).
     pub async fn counter(&self, key: &str) -> Result<i64, String> {
         match &self.backend {
-            Backend::Local(l) => Ok(l.get(key, crate::pipeline::now_ms())),
+            Backend::Local(l) => Ok(l.get(key, crate::clock::now_ms())),
             Backend::Redis(r) => r.get(key).await,
         }
     }

@@ -1,9 +1,10 @@
 //! Stage admit: the kill switch, then every rate limit and budget of the tenant, key and end
 //! user (`crate::limits`), reserving the call's maximum. Settled by the call's record.
 
+use crate::clock::now_ms;
 use crate::error::GatewayError;
 use crate::limits::{Admission, Ask, Counted, Reservation};
-use crate::pipeline::{now_ms, AuthorizedCall, TenantContext};
+use crate::pipeline::{AuthorizedCall, TenantContext};
 use serde_json::{Map, Value};
 
 /// The request-rate part of admission, at the front of a model call (right after

@@ -2,39 +2,23 @@
 //! (the caller, its tenant, and one view of the tenant's configuration that the whole call
 //! reads), then an [`AuthorizedCall`] (the model resolved to a route the tenant may use).
 
+use crate::clock::now_ms;
 use crate::error::GatewayError;
 use crate::identity::auth::{admit_token, authenticate_key, credential, AuthIndex, Caller};
 use crate::identity::keys::ServerSecret;
 use crate::identity::oidc::Verifier;
+pub use crate::identity::TenantContext;
 use crate::upstream::{Catalog, Route};
 use arc_swap::ArcSwap;
 use axum::http::HeaderMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tenantgate_core::{Principal, Tenant, TenantStatus};
-
-/// A verified principal, its tenant, and the configuration snapshot the call was authenticated
-/// against. Every later stage reads the tenant's policies (guard, audit, limits, prompts,
-/// default knowledge bases) from `view`, so one call never sees two policies even if the
-/// snapshot is reloaded while it runs.
-#[derive(Clone)]
-pub struct TenantContext {
-    pub principal: Principal,
-    pub tenant: Arc<Tenant>,
-    pub view: Arc<AuthIndex>,
-}
+use tenantgate_core::TenantStatus;
 
 /// The call is permitted and resolved to a provider route.
 pub struct AuthorizedCall {
     pub ctx: TenantContext,
     pub route: Arc<Route>,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// What authentication reads: the snapshot of tenants and keys, the trusted issuers, and the

@@ -182,28 +182,7 @@ pub struct PromptCache {
     map: Mutex<HashMap<TenantId, Arc<TenantPrompts>>>,
 }
 
-/// A store failure as the caller sees it (absent: 404, conflict: 409, invalid: 400, else 500).
-pub(crate) fn st(e: tenantgate_store::StoreError) -> GatewayError {
-    store_err(e.into())
-}
-
-pub(crate) fn store_err(e: KeyringError) -> GatewayError {
-    match e {
-        KeyringError::NotFound => GatewayError::NotFound,
-        KeyringError::Store(tenantgate_store::StoreError::NotFound) => GatewayError::NotFound,
-        KeyringError::Store(tenantgate_store::StoreError::Conflict(m)) => GatewayError::Conflict(m),
-        KeyringError::Store(tenantgate_store::StoreError::Invalid(m)) => {
-            GatewayError::InvalidRequest {
-                message: m.0,
-                param: None,
-            }
-        }
-        other => {
-            tracing::error!(error = %other, "template store failure");
-            GatewayError::Unavailable("prompt store".into())
-        }
-    }
-}
+pub(crate) use crate::error::{st, store_err};
 
 /// What composition reads: the tenant prompts loaded in this process, and the store and
 /// keyring they are loaded (and opened) from.

@@ -30,7 +30,11 @@ async fn embeddings(
     let model = openai::embeddings_model(&body).map_err(codec)?;
     audit.set_requested_model(&model);
     let call = authorize::model(deps.catalog, ctx, &model)?;
-    audit.set_model(&model, &call.route);
+    audit.set_model(
+        &model,
+        &call.route.upstream_model,
+        &call.route.provider.name,
+    );
     audit.note("endpoint", "embeddings");
     if let Some(p) = purpose {
         audit.note("purpose", p);

@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Embedding calls ([`embed`]), the HTTP ones and the knowledge bases' own, take the same
-//! stages that apply to them. Handlers (`crate::http`) are adapters: wire request ->
+//! stages that apply to them. The HTTP handlers are adapters: wire request ->
 //! [`Input`] -> [`Deps::run`] -> [`Outcome`] -> wire rendering. Nothing in this module names the
 //! server's state or the HTTP layer; each stage takes the previous stage's output and the
 //! parts of [`Deps`] it needs (`tests/structure.rs` holds the rule).
@@ -25,13 +25,12 @@ pub mod admit;
 pub mod authorize;
 pub mod compose;
 pub mod embed;
-pub mod guard;
+use crate::guard;
 pub mod request;
 pub mod retrieve;
 pub mod route;
 pub mod translate;
 
-pub(crate) use authorize::now_ms;
 pub use authorize::{AuthorizedCall, Identity, TenantContext};
 pub(crate) use request::codec;
 
@@ -158,7 +157,11 @@ async fn chat(
 ) -> Result<Released<Reply>, GatewayError> {
     audit.set_requested_model(&req.model);
     let call = authorize::model(deps.catalog, ctx, &req.model)?;
-    audit.set_model(&req.model, &call.route);
+    audit.set_model(
+        &req.model,
+        &call.route.upstream_model,
+        &call.route.provider.name,
+    );
     let guard = guard::Guard::new(&call.ctx, deps.incidents);
     req.guard_inbound(&guard)?;
     if let Some((system, policy)) = deps.prompts.system_prompt(&call.ctx, &req.ext).await? {

@@ -2,19 +2,13 @@
 //! (model, stream, output bound, choices) and the few operations whose shape depends on the
 //! wire (guard inbound, system prompt, retrieved context), each one `match` on [`Wire`].
 
+pub(crate) use crate::error::codec;
 use crate::error::{GatewayError, Wire};
+use crate::guard::Guard;
 use crate::pipeline::compose::{self, PromptRequest};
-use crate::pipeline::guard::Guard;
 use serde_json::{Map, Value};
-use tenantgate_providers::{anthropic, openai, CodecError};
+use tenantgate_providers::{anthropic, openai};
 use tenantgate_store::prompts::ClientSystem;
-
-pub(crate) fn codec(e: CodecError) -> GatewayError {
-    GatewayError::InvalidRequest {
-        message: e.message,
-        param: e.param,
-    }
-}
 
 pub struct ChatRequest {
     /// The caller's wire: the request's shape and the shape its answer must have.

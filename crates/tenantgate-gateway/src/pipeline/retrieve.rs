@@ -4,9 +4,9 @@
 //! one), and every index holds one knowledge base of one tenant (`crate::knowledge`).
 
 use crate::error::GatewayError;
+use crate::guard::{Guard, Verdict};
 use crate::knowledge::Retrieved;
 use crate::pipeline::compose::st;
-use crate::pipeline::guard::{Guard, Verdict};
 use crate::pipeline::request::ChatRequest;
 use crate::pipeline::{embed, Deps, TenantContext};
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 
 use crate::audit::{CallAudit, Released, StreamAudit};
 use crate::error::{GatewayError, Wire};
-use crate::pipeline::guard::Guard;
+use crate::guard::Guard;
 use crate::pipeline::request::ChatRequest;
 use crate::pipeline::translate::{self, Pair};
 use crate::pipeline::{AuthorizedCall, Deps, Labels, Payload, Reply};

@@ -4,7 +4,7 @@
 
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, Wire};
-use crate::pipeline::guard::Guard;
+use crate::guard::Guard;
 use crate::pipeline::request::{codec, ChatRequest};
 use crate::stream::Transform;
 use crate::upstream::transport::malformed;

@@ -13,8 +13,8 @@
 //! channel where it was found; flag records each finding once.
 
 use crate::error::GatewayError;
+use crate::guard::{Guard, IncidentSink};
 use crate::identity::auth::AuthIndex;
-use crate::pipeline::guard::{Guard, IncidentSink};
 use crate::stream::text::{classify, reframe, Key, Scope, Segment};
 use bytes::Bytes;
 use serde_json::Value;
@@ -58,7 +58,7 @@ pub struct StreamGuard {
     sink: IncidentSink,
     index: Arc<AuthIndex>,
     tenant: TenantId,
-    ctx: crate::pipeline::TenantContext,
+    ctx: crate::identity::TenantContext,
     policy: Policy,
     window: usize,
     held: VecDeque<Held>,
@@ -117,7 +117,7 @@ fn too_much(what: &str) -> GatewayError {
 }
 
 impl StreamGuard {
-    pub fn new(sink: &IncidentSink, ctx: &crate::pipeline::TenantContext) -> Self {
+    pub fn new(sink: &IncidentSink, ctx: &crate::identity::TenantContext) -> Self {
         let tenant = ctx.principal.scope.tenant_id().clone();
         let ctx = ctx.clone();
         let index = ctx.view.clone();

@@ -236,6 +236,16 @@ impl State {
     }
 }
 
+/// Hands a released frame to the call's record (with its text, when the record counts it).
+fn observe(a: &mut crate::audit::StreamAudit, frame: &Bytes) {
+    let text = if a.counts_output() {
+        text::frame_text(frame)
+    } else {
+        None
+    };
+    a.observe(frame, text.as_deref());
+}
+
 /// Turns an upstream byte stream into the client's SSE frames.
 pub(crate) fn transform_stream(
     upstream: impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static,
@@ -264,7 +274,7 @@ pub(crate) fn transform_stream(
                     if let Some(a) = st.audit.take() {
                         let (outcome, err) = st.outcome.take().unwrap_or(("completed", None));
                         let mut a = a;
-                        a.observe(&frame);
+                        observe(&mut a, &frame);
                         let written = a
                             .write(outcome, err.as_ref(), tokens(st.transform.usage()))
                             .await;
@@ -273,7 +283,7 @@ pub(crate) fn transform_stream(
                         }
                     }
                 } else if let Some(a) = &mut st.audit {
-                    a.observe(&frame);
+                    observe(a, &frame);
                 }
                 return Some((Ok(frame), st));
             }

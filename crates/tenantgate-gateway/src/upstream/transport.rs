@@ -83,7 +83,7 @@ fn demo_answer(
 ) -> Result<Answer, GatewayError> {
     match ep {
         Endpoint::Messages => {
-            let meta = anthropic::messages_meta(body).map_err(crate::pipeline::codec)?;
+            let meta = anthropic::messages_meta(body).map_err(crate::error::codec)?;
             let req = Value::Object(body.clone());
             if stream {
                 let frames: Vec<Result<Bytes, GatewayError>> = demo::stream_events(&req, &meta)

@@ -4,7 +4,7 @@
 
 use crate::audit::Recorder;
 use crate::error::GatewayError;
-use crate::pipeline::TenantContext;
+use crate::identity::TenantContext;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -183,7 +183,7 @@ impl<'a> Guard<'a> {
         }
         let event = serde_json::json!({
             "type": "tenantgate.incident", "tenant": tenant_slug, "detector": d.as_str(),
-            "action": action_str(action), "direction": dir_str(dir), "at_ms": crate::pipeline::now_ms(),
+            "action": action_str(action), "direction": dir_str(dir), "at_ms": crate::clock::now_ms(),
         });
         let http = self.sink.webhooks.clone();
         // Delivery must not delay the call: one attempt, bounded by the client's timeout, on
