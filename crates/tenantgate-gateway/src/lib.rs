@@ -1,5 +1,26 @@
 //! The tenantgate gateway: configuration, the request pipeline and the HTTP server.
 //!
+//! # Layout
+//!
+//! Folders per concern, in the order a request meets them:
+//!
+//! - [`http`]: the edge (request id, body bounds, one log line) and the adapters: a model
+//!   call's wire request becomes a [`pipeline::Input`], its [`pipeline::Outcome`] the wire
+//!   response; the control-plane API (`/tenant/v1`, `/admin/v1`) with roles as extractors.
+//! - [`identity`]: credentials (API keys, OIDC tokens) -> [`identity::TenantContext`].
+//! - [`pipeline`]: one path for every model call, top to bottom in `pipeline/mod.rs`:
+//!   authenticate, count, parse, authorize, guard in, compose, plan retrieval, admit,
+//!   retrieve, route (cache, translation, provider, guard out), record.
+//! - [`guard`]: the leak guard applied with the tenant's policy; incidents.
+//! - [`limits`]: admission (rate, concurrency, budgets) as reserve-then-settle.
+//! - [`upstream`]: the model catalog, the transport (HTTP providers and the demo model), caches.
+//! - [`stream`]: streamed answers re-framed, guarded per channel, recorded before the end.
+//! - [`audit`]: the call's record (a drop guard), the group-commit writer, signed checkpoints.
+//! - [`knowledge`]: per-knowledge-base indexes, sealed, loaded lazily.
+//! - [`config`], [`error`], [`bounds`]: settings, the one error table, client-string bounds.
+//! - [`state`], [`server`], [`control`]: the composition root, bind/serve and background
+//!   loops, operations shared with the CLI.
+//!
 //! Architecture Invariant: no SQL here; storage goes through `tenantgate-store` handles.
 //! Architecture Invariant: no prompt or response text is logged below DEBUG.
 
