@@ -9,6 +9,7 @@ mod body;
 mod knowledge;
 mod members;
 mod openai;
+mod roles;
 pub(crate) mod serve;
 mod tenant;
 mod usage;
