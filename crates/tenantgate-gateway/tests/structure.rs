@@ -231,3 +231,39 @@ fn no_import_cycle_between_the_gateway_folders() {
         }
     }
 }
+
+/// The control-plane handlers resolve their caller only through the role extractors of
+/// `http/roles.rs` (which the route table checks against each route's declared access), never
+/// by hand: a hand-written `tenant_context` call next to a role extractor would be a second,
+/// unchecked authorization decision.
+#[test]
+fn control_plane_handlers_resolve_callers_only_through_role_extractors() {
+    let http = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let read = |f: &str| std::fs::read_to_string(http.join(f)).unwrap();
+    let resolvers = ["tenant_context(", ".caller("];
+    let mut handlers = 0;
+    for f in [
+        "tenant.rs",
+        "admin.rs",
+        "members.rs",
+        "audit.rs",
+        "knowledge.rs",
+        "usage.rs",
+        "api.rs",
+    ] {
+        let text = read(f);
+        handlers += text.matches("pub(super) async fn ").count();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap();
+            for r in resolvers {
+                assert!(!code.contains(r), "http/{f}:{}: {r} by hand", i + 1);
+            }
+        }
+    }
+    // not vacuous: the files hold the handlers, and roles.rs is where callers are resolved
+    assert!(handlers >= 50, "{handlers} handlers found");
+    let roles = read("roles.rs");
+    for r in resolvers {
+        assert!(roles.contains(r), "roles.rs does not call {r}");
+    }
+}

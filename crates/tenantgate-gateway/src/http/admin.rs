@@ -5,9 +5,9 @@
 //! (`GET /tenant/v1/break-glass`), expires by itself (at most one hour), and makes every read
 //! under it a `break_glass` record of its own, written before the data is released.
 
+use super::roles::{BreakGlass, Platform};
 use super::tenant::{json_body, ok};
 use crate::error::GatewayError;
-use crate::identity::auth::Caller;
 use crate::pipeline::compose::{st, store_err};
 use crate::state::AppState;
 use axum::body::Body;
@@ -24,19 +24,6 @@ use tenantgate_core::{
 
 /// The longest a break-glass grant may last.
 pub const MAX_GRANT_SECS: u64 = 3600;
-
-/// The platform admin making this request; tenant principals get 403.
-pub(super) async fn platform(
-    app: &AppState,
-    headers: &HeaderMap,
-) -> Result<PlatformAdmin, GatewayError> {
-    match app.caller(headers).await? {
-        Caller::Platform(admin) => Ok(admin),
-        Caller::Tenant(_) => Err(GatewayError::Forbidden(
-            "this needs the platform_admin role".into(),
-        )),
-    }
-}
 
 /// A tenant that is not deleted, by slug or id; a deleted one answers 404.
 async fn find_live(
@@ -73,9 +60,8 @@ async fn record(
 }
 
 /// `GET /admin/v1/health`: liveness of the store, the audit writer and the snapshot.
-pub(super) async fn health(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn health(State(app): State<AppState>, _: Platform) -> Response {
     ok(async {
-        platform(&app, &headers).await?;
         let store = app.store().revision().await.is_ok();
         let index = app.0.auth.load();
         let body = json!({
@@ -92,9 +78,8 @@ pub(super) async fn health(State(app): State<AppState>, headers: HeaderMap) -> R
 }
 
 /// `GET /admin/v1/plans`: each plan's default limits.
-pub(super) async fn plans(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn plans(State(app): State<AppState>, _: Platform) -> Response {
     ok(async {
-        platform(&app, &headers).await?;
         let limits = &app.0.rec.admission.config;
         let data: Vec<_> = PlanTier::ALL
             .iter()
@@ -106,9 +91,11 @@ pub(super) async fn plans(State(app): State<AppState>, headers: HeaderMap) -> Re
 }
 
 /// `GET /admin/v1/tenants`: every tenant's metadata (no tenant data).
-pub(super) async fn list_tenants(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn list_tenants(
+    State(app): State<AppState>,
+    Platform(admin): Platform,
+) -> Response {
     ok(async {
-        let admin = platform(&app, &headers).await?;
         let list = app
             .store()
             .platform(&admin)
@@ -145,10 +132,10 @@ fn default_plan() -> String {
 pub(super) async fn create_tenant(
     State(app): State<AppState>,
     headers: HeaderMap,
+    Platform(admin): Platform,
     body: Body,
 ) -> Response {
     ok(async {
-        let admin = platform(&app, &headers).await?;
         let b: CreateTenant = json_body(&app, &headers, body).await?;
         let new = NewTenant {
             display_name: b.display_name.unwrap_or_else(|| b.slug.clone()),
@@ -215,13 +202,9 @@ pub(super) async fn create_tenant(
 pub(super) async fn get_tenant(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    Platform(admin): Platform,
 ) -> Response {
-    ok(async {
-        let admin = platform(&app, &headers).await?;
-        Ok(Json(find(&app, &admin, &tenant).await?).into_response())
-    }
-    .await)
+    ok(async { Ok(Json(find(&app, &admin, &tenant).await?).into_response()) }.await)
 }
 
 #[derive(Deserialize)]
@@ -238,10 +221,10 @@ pub(super) async fn patch_tenant(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
+    Platform(admin): Platform,
     body: Body,
 ) -> Response {
     ok(async {
-        let admin = platform(&app, &headers).await?;
         let b: PatchTenant = json_body(&app, &headers, body).await?;
         let mut t = find_live(&app, &admin, &tenant).await?;
         let status = match b.status.as_deref() {
@@ -293,10 +276,9 @@ pub(super) async fn patch_tenant(
 pub(super) async fn delete_tenant(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    Platform(admin): Platform,
 ) -> Response {
     ok(async {
-        let admin = platform(&app, &headers).await?;
         let t = find_live(&app, &admin, &tenant).await?;
         let t = crate::control::delete_tenant(app.store(), app.keyring(), &admin, &t.id)
             .await
@@ -322,10 +304,10 @@ pub(super) struct GrantRequest {
 pub(super) async fn create_grant(
     State(app): State<AppState>,
     headers: HeaderMap,
+    Platform(admin): Platform,
     body: Body,
 ) -> Response {
     ok(async {
-        let admin = platform(&app, &headers).await?;
         let b: GrantRequest = json_body(&app, &headers, body).await?;
         if b.duration_secs == 0 || b.duration_secs > MAX_GRANT_SECS {
             return Err(GatewayError::invalid(
@@ -359,9 +341,11 @@ pub(super) async fn create_grant(
 }
 
 /// `GET /admin/v1/break-glass`: every grant, newest first.
-pub(super) async fn list_grants(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn list_grants(
+    State(app): State<AppState>,
+    Platform(admin): Platform,
+) -> Response {
     ok(async {
-        let admin = platform(&app, &headers).await?;
         let g = app
             .store()
             .platform(&admin)
@@ -377,10 +361,9 @@ pub(super) async fn list_grants(State(app): State<AppState>, headers: HeaderMap)
 pub(super) async fn revoke_grant(
     State(app): State<AppState>,
     Path(grant): Path<String>,
-    headers: HeaderMap,
+    Platform(admin): Platform,
 ) -> Response {
     ok(async {
-        let admin = platform(&app, &headers).await?;
         let g = app
             .store()
             .platform(&admin)
@@ -402,15 +385,16 @@ pub(super) async fn revoke_grant(
 }
 
 /// The audited break-glass path: a scope on `tenant` for this admin, only while it holds an
-/// active grant. The read is recorded in the tenant's chain (write-ahead, fail closed) before
+/// active grant, and only on a route whose handler took the `BreakGlass` extractor. The read is recorded in the tenant's chain (write-ahead, fail closed) before
 /// the scope exists. Without a grant: 403, itself recorded as denied access.
 async fn break_glass(
     app: &AppState,
-    admin: &PlatformAdmin,
+    bg: &BreakGlass,
     tenant: &str,
     request_id: &str,
     what: &str,
 ) -> Result<(Tenant, TenantScope), GatewayError> {
+    let admin = bg.admin();
     let t = find(app, admin, tenant).await?;
     let now = crate::clock::now_ms();
     let grant = app
@@ -470,11 +454,10 @@ pub(super) async fn bg_prompts(
     State(app): State<AppState>,
     Extension(rid): Extension<super::RequestId>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    bg: BreakGlass,
 ) -> Response {
     ok(async {
-        let admin = platform(&app, &headers).await?;
-        let (_, scope) = break_glass(&app, &admin, &tenant, &rid.0, "prompts").await?;
+        let (_, scope) = break_glass(&app, &bg, &tenant, &rid.0, "prompts").await?;
         let prompts = app.keyring().prompts(app.store(), &scope);
         let mut data = Vec::new();
         for p in prompts.list().await.map_err(store_err)? {
@@ -492,12 +475,11 @@ pub(super) async fn bg_audit_export(
     State(app): State<AppState>,
     Extension(rid): Extension<super::RequestId>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
     Query(q): Query<super::audit::AuditQuery>,
+    bg: BreakGlass,
 ) -> Response {
     ok(async {
-        let admin = platform(&app, &headers).await?;
-        let (t, scope) = break_glass(&app, &admin, &tenant, &rid.0, "audit").await?;
+        let (t, scope) = break_glass(&app, &bg, &tenant, &rid.0, "audit").await?;
         super::audit::export_response(&app, &scope, &t.slug, &q).await
     }
     .await)
@@ -509,11 +491,10 @@ pub(super) async fn bg_knowledge(
     State(app): State<AppState>,
     Extension(rid): Extension<super::RequestId>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    bg: BreakGlass,
 ) -> Response {
     ok(async {
-        let admin = platform(&app, &headers).await?;
-        let (_, scope) = break_glass(&app, &admin, &tenant, &rid.0, "knowledge").await?;
+        let (_, scope) = break_glass(&app, &bg, &tenant, &rid.0, "knowledge").await?;
         let store = app.store();
         let handle = store.tenant(&scope);
         let mut data = Vec::new();

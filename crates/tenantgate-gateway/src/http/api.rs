@@ -10,7 +10,8 @@ use axum::Router;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-/// Who may call a route. Handlers enforce it; the matrix test checks that they do.
+/// Who may call a route. Each handler enforces it with the matching extractor of
+/// `http/roles.rs`, which the table checks at compile time; the matrix test checks the answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
@@ -48,6 +49,13 @@ macro_rules! api_routes {
         pub(super) fn routes() -> Router<AppState> {
             Router::new()$(.route($path, $method($handler)))+
         }
+
+        // Each handler's role extractor is the access its row declares: the table cannot
+        // promise one role while the handler admits another.
+        $(const _: () = assert!(
+            super::roles::enforces(&$handler, Access::$access),
+            concat!(stringify!($handler), ": its one role extractor (roles.rs) must be the row's ", stringify!($access)),
+        );)+
     };
 }
 

@@ -3,7 +3,8 @@
 //! `configuration_change`, reads as `data_access`, role refusals as `access_denied`, other
 //! refusals and failures as `request_failed`. The tenant is the caller's, always.
 
-use super::tenant::{admin_context, json_body, ok};
+use super::roles::{Member, TenantAdmin};
+use super::tenant::{json_body, ok};
 use super::RequestId;
 use crate::error::{GatewayError, Wire};
 use crate::pipeline::compose::st;
@@ -79,11 +80,10 @@ fn record_json(r: &StoredRecord) -> Result<Value, GatewayError> {
 /// `GET /tenant/v1/audit/records`: the tenant's records, newest first, filtered.
 pub(super) async fn records(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<AuditQuery>,
+    TenantAdmin(ctx): TenantAdmin,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         if let Some(e) = &q.event {
             if tenantgate_audit::EventType::parse(e).is_none() {
                 return Err(GatewayError::invalid(
@@ -144,14 +144,10 @@ pub(super) async fn records(
 /// what verifies it offline (`tenantgate audit verify`).
 pub(super) async fn export(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<AuditQuery>,
+    TenantAdmin(ctx): TenantAdmin,
 ) -> Response {
-    ok(async {
-        let ctx = admin_context(&app, &headers).await?;
-        export_response(&app, &ctx.principal.scope, &ctx.tenant.slug, &q).await
-    }
-    .await)
+    ok(export_response(&app, &ctx.principal.scope, &ctx.tenant.slug, &q).await)
 }
 
 /// An export of the window `q` names, as a download.
@@ -306,18 +302,16 @@ pub(crate) async fn build_export(
 }
 
 /// `GET /tenant/v1/audit/public-key`: the key checkpoints and exports are signed with.
-pub(super) async fn public_key(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    ok(async {
-        app.tenant_context(&headers).await?;
-        Ok(Json(json!({"keys": [app.0.rec.log.signer.public_key()]})).into_response())
-    }
-    .await)
+pub(super) async fn public_key(State(app): State<AppState>, _: Member) -> Response {
+    Json(json!({"keys": [app.0.rec.log.signer.public_key()]})).into_response()
 }
 
 /// `GET /tenant/v1/audit-policy`.
-pub(super) async fn get_policy(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn get_policy(
+    State(app): State<AppState>,
+    TenantAdmin(ctx): TenantAdmin,
+) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let stored = app
             .store()
             .tenant(&ctx.principal.scope)
@@ -338,10 +332,10 @@ pub(super) async fn get_policy(State(app): State<AppState>, headers: HeaderMap) 
 pub(super) async fn put_policy(
     State(app): State<AppState>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let policy: AuditPolicy = json_body(&app, &headers, body).await?;
         policy
             .validate()

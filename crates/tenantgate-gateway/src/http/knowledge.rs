@@ -2,11 +2,12 @@
 //! create and delete knowledge bases and upload or delete documents; members list and search.
 //! Another tenant's knowledge base or document answers 404, exactly like a missing one.
 
-use super::tenant::{admin_context, json_body, ok};
+use super::roles::{Member, TenantAdmin};
+use super::tenant::{json_body, ok};
 use super::RequestId;
 use crate::error::GatewayError;
+use crate::identity::TenantContext;
 use crate::pipeline::compose::st;
-use crate::pipeline::TenantContext;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -35,9 +36,8 @@ async fn find(
 }
 
 /// `GET /tenant/v1/knowledge-bases`.
-pub(super) async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn list(State(app): State<AppState>, Member(ctx): Member) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers).await?;
         let kbs = app
             .store()
             .tenant(&ctx.principal.scope)
@@ -65,10 +65,10 @@ pub(super) async fn create(
     State(app): State<AppState>,
     Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let b: NewKb = json_body(&app, &headers, body).await?;
         let cfg = &app.0.config.rag;
         let model = b
@@ -109,10 +109,9 @@ pub(super) async fn create(
 pub(super) async fn get(
     State(app): State<AppState>,
     Path(kb): Path<String>,
-    headers: HeaderMap,
+    Member(ctx): Member,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers).await?;
         let kb = find(&app, &ctx, &kb).await?;
         let docs = app
             .store()
@@ -129,10 +128,9 @@ pub(super) async fn get(
 pub(super) async fn delete(
     State(app): State<AppState>,
     Path(kb): Path<String>,
-    headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let kb = find(&app, &ctx, &kb).await?;
         app.store()
             .tenant(&ctx.principal.scope)
@@ -149,9 +147,11 @@ pub(super) async fn delete(
 }
 
 /// `DELETE /tenant/v1/knowledge`: every knowledge base of the tenant, chunks and indexes.
-pub(super) async fn delete_all(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn delete_all(
+    State(app): State<AppState>,
+    TenantAdmin(ctx): TenantAdmin,
+) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let n = app
             .store()
             .tenant(&ctx.principal.scope)
@@ -181,10 +181,10 @@ pub(super) async fn upload(
     Path(kb): Path<String>,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         if let Some(n) = &q.name {
             crate::bounds::check("name", n, crate::bounds::MAX_NAME_BYTES)?;
         }
@@ -240,10 +240,9 @@ pub(super) async fn upload(
 pub(super) async fn delete_document(
     State(app): State<AppState>,
     Path((kb, doc)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let kb = find(&app, &ctx, &kb).await?;
         app.store()
             .tenant(&ctx.principal.scope)
@@ -269,10 +268,10 @@ pub(super) async fn search(
     Extension(rid): Extension<RequestId>,
     Path(kb): Path<String>,
     headers: HeaderMap,
+    Member(ctx): Member,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers).await?;
         let b: SearchBody = json_body(&app, &headers, body).await?;
         if b.query.trim().is_empty() {
             return Err(GatewayError::invalid("query must not be empty", "query"));

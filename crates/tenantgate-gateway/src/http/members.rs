@@ -4,7 +4,8 @@
 //! tenant admins configure the tenant. Another tenant's key or member answers 404, exactly
 //! like a missing one.
 
-use super::tenant::{admin_context, json_body, ok};
+use super::roles::{Member, TenantAdmin};
+use super::tenant::{json_body, ok};
 use crate::error::GatewayError;
 use crate::pipeline::compose::st;
 use crate::state::AppState;
@@ -18,9 +19,8 @@ use serde_json::json;
 use tenantgate_core::{Credential, KeyId, NewApiKey, Role};
 
 /// `GET /tenant/v1/me`: who the credential verified as.
-pub(super) async fn me(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn me(Member(ctx): Member) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers).await?;
         let p = &ctx.principal;
         let (kind, issuer) = match &p.credential {
             Credential::ApiKey(_) => ("api_key", None),
@@ -39,9 +39,8 @@ pub(super) async fn me(State(app): State<AppState>, headers: HeaderMap) -> Respo
 
 /// `GET /tenant/v1/keys`: the tenant's keys (never the secrets). A member sees only its own
 /// key and the keys issued to its user.
-pub(super) async fn list_keys(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn list_keys(State(app): State<AppState>, Member(ctx): Member) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers).await?;
         let mut keys = app
             .store()
             .tenant(&ctx.principal.scope)
@@ -81,10 +80,10 @@ fn member() -> String {
 pub(super) async fn create_key(
     State(app): State<AppState>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let b: NewKey = json_body(&app, &headers, body).await?;
         let role: Role = b
             .role
@@ -141,10 +140,9 @@ pub(super) async fn create_key(
 pub(super) async fn revoke_key(
     State(app): State<AppState>,
     Path(key): Path<String>,
-    headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let id = KeyId::parse(&key).map_err(|_| GatewayError::NotFound)?;
         app.store()
             .tenant(&ctx.principal.scope)
@@ -158,9 +156,11 @@ pub(super) async fn revoke_key(
 }
 
 /// `GET /tenant/v1/members`: OIDC users given a role in this tenant.
-pub(super) async fn list_members(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn list_members(
+    State(app): State<AppState>,
+    TenantAdmin(ctx): TenantAdmin,
+) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let m = app
             .store()
             .tenant(&ctx.principal.scope)
@@ -183,10 +183,10 @@ pub(super) async fn put_member(
     State(app): State<AppState>,
     Path(subject): Path<String>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let b: MemberRole = json_body(&app, &headers, body).await?;
         crate::bounds::check("subject", &subject, crate::bounds::MAX_USER_BYTES)?;
         let role: Role = b
@@ -209,10 +209,9 @@ pub(super) async fn put_member(
 pub(super) async fn delete_member(
     State(app): State<AppState>,
     Path(subject): Path<String>,
-    headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         app.store()
             .tenant(&ctx.principal.scope)
             .remove_member(&subject)
@@ -226,9 +225,8 @@ pub(super) async fn delete_member(
 
 /// `GET /tenant/v1/models`: what the platform allows this tenant, what the tenant narrowed it
 /// to, and the models callable now (exactly what `/v1/models` lists).
-pub(super) async fn get_models(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn get_models(State(app): State<AppState>, Member(ctx): Member) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers).await?;
         Ok(Json(json!({
             "platform_allowed": ctx.tenant.allowed_models,
             "enabled": ctx.tenant.enabled_models,
@@ -250,10 +248,10 @@ pub(super) struct EnabledModels {
 pub(super) async fn put_models(
     State(app): State<AppState>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let b: EnabledModels = json_body(&app, &headers, body).await?;
         if let Some(list) = &b.enabled {
             for m in list {
@@ -282,9 +280,11 @@ pub(super) async fn put_models(
 }
 
 /// `GET /tenant/v1/settings`: the tenant's own record.
-pub(super) async fn get_settings(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn get_settings(
+    State(app): State<AppState>,
+    TenantAdmin(ctx): TenantAdmin,
+) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let t = app
             .store()
             .tenant(&ctx.principal.scope)
@@ -306,10 +306,10 @@ pub(super) struct Settings {
 pub(super) async fn patch_settings(
     State(app): State<AppState>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let b: Settings = json_body(&app, &headers, body).await?;
         let store = app.store();
         let t = store.tenant(&ctx.principal.scope);
@@ -323,9 +323,8 @@ pub(super) async fn patch_settings(
 }
 
 /// `GET /tenant/v1/break-glass`: every break-glass grant platform admins took on this tenant.
-pub(super) async fn grants(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn grants(State(app): State<AppState>, TenantAdmin(ctx): TenantAdmin) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let g = app
             .store()
             .tenant(&ctx.principal.scope)

@@ -9,6 +9,7 @@ mod knowledge;
 mod members;
 mod model;
 mod models;
+mod roles;
 pub(crate) mod serve;
 mod tenant;
 mod usage;

@@ -2,7 +2,7 @@
 
 use super::{annotate, CallInfo};
 use crate::error::{GatewayError, Wire};
-use crate::pipeline::TenantContext;
+use crate::identity::TenantContext;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;

@@ -2,9 +2,10 @@
 //! never a path, header or body value. Prompt bodies are readable by tenant admins only;
 //! members see names, versions and hashes.
 
+use super::roles::{Member, TenantAdmin};
 use crate::error::{GatewayError, Wire};
+use crate::identity::TenantContext;
 use crate::pipeline::compose::{st, store_err, Compiled};
-use crate::pipeline::TenantContext;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -14,32 +15,12 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use std::io::{Read, Write};
-use tenantgate_core::Role;
 use tenantgate_store::prompts::{ImportSet, NewVersion, PromptSettings};
 
 type Res = Result<Response, GatewayError>;
 
 pub(super) fn ok(r: Res) -> Response {
     r.unwrap_or_else(|e| e.render(Wire::OpenAi))
-}
-
-fn admin_only(ctx: &TenantContext) -> Result<(), GatewayError> {
-    match ctx.principal.role {
-        Role::TenantAdmin | Role::PlatformAdmin => Ok(()),
-        Role::Member => Err(GatewayError::Forbidden(
-            "this needs the tenant_admin role".into(),
-        )),
-    }
-}
-
-/// Stages 1-2 plus the role check of admin-only routes.
-pub(super) async fn admin_context(
-    app: &AppState,
-    headers: &HeaderMap,
-) -> Result<TenantContext, GatewayError> {
-    let ctx = app.tenant_context(headers).await?;
-    admin_only(&ctx)?;
-    Ok(ctx)
 }
 
 fn author(ctx: &TenantContext) -> String {
@@ -59,9 +40,8 @@ pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| GatewayError::BadJson(e.to_string()))
 }
 
-pub(super) async fn list(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn list(State(app): State<AppState>, Member(ctx): Member) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers).await?;
         let list = app
             .keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -76,10 +56,9 @@ pub(super) async fn list(State(app): State<AppState>, headers: HeaderMap) -> Res
 pub(super) async fn versions(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Member(ctx): Member,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers).await?;
         let v = app
             .keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -103,10 +82,10 @@ pub(super) async fn push(
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let b: PushBody = json_body(&app, &headers, body).await?;
         // Refuse what cannot render before it becomes a version.
         Compiled::new(b.template.clone()).map_err(|e| GatewayError::InvalidRequest {
@@ -140,10 +119,9 @@ fn version_param(v: &str, param: &str) -> Result<u32, GatewayError> {
 pub(super) async fn get_version(
     State(app): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-    headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let version = version_param(&version, "version")?;
         let v = app
             .keyring()
@@ -166,10 +144,10 @@ pub(super) async fn activate(
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let b: ActivateBody = json_body(&app, &headers, body).await?;
         app.keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -186,10 +164,9 @@ pub(super) async fn diff(
     State(app): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<std::collections::HashMap<String, String>>,
-    headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let arg = |k: &str| version_param(q.get(k).map(String::as_str).unwrap_or_default(), k);
         let (from, to) = (arg("from")?, arg("to")?);
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
@@ -204,9 +181,11 @@ pub(super) async fn diff(
     .await)
 }
 
-pub(super) async fn get_settings(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn get_settings(
+    State(app): State<AppState>,
+    TenantAdmin(ctx): TenantAdmin,
+) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let s = app
             .keyring()
             .prompts(app.store(), &ctx.principal.scope)
@@ -237,10 +216,10 @@ fn yes() -> bool {
 pub(super) async fn put_settings(
     State(app): State<AppState>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let b: SettingsBody = json_body(&app, &headers, body).await?;
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
         let current = p.settings_or_init().await.map_err(store_err)?;
@@ -269,9 +248,8 @@ fn zip_err(e: impl std::fmt::Display) -> GatewayError {
 }
 
 /// Every prompt, every version, and the settings, as a zip with a JSON manifest.
-pub(super) async fn export(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn export(State(app): State<AppState>, TenantAdmin(ctx): TenantAdmin) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let p = app.keyring().prompts(app.store(), &ctx.principal.scope);
         let mut prompts = Vec::new();
         let mut files: Vec<(String, String)> = Vec::new();
@@ -312,11 +290,10 @@ pub(super) async fn export(State(app): State<AppState>, headers: HeaderMap) -> R
 /// nothing; names that already exist make it a 409.
 pub(super) async fn import(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let bytes = super::read_body(body, app.0.config.server.max_body_bytes).await?;
         let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).map_err(zip_err)?;
         let mut read = |name: &str| -> Result<String, GatewayError> {
@@ -407,9 +384,11 @@ pub(super) async fn import(
 }
 
 /// The tenant's leak-prevention policy: detector -> block | redact | flag | off.
-pub(super) async fn get_guard_policy(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn get_guard_policy(
+    State(app): State<AppState>,
+    TenantAdmin(ctx): TenantAdmin,
+) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let stored = app
             .store()
             .tenant(&ctx.principal.scope)
@@ -427,10 +406,10 @@ pub(super) async fn get_guard_policy(State(app): State<AppState>, headers: Heade
 pub(super) async fn put_guard_policy(
     State(app): State<AppState>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let policy: tenantgate_guard::Policy = json_body(&app, &headers, body).await?;
         if let Some(url) = &policy.webhook_url {
             let https = url.starts_with("https://");

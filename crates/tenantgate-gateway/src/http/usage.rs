@@ -1,7 +1,8 @@
 //! Tenant self-service for money: effective limits, the kill switch, usage. The tenant is
 //! always the caller's.
 
-use super::tenant::{admin_context, json_body, ok};
+use super::roles::{Member, TenantAdmin};
+use super::tenant::{json_body, ok};
 use crate::error::GatewayError;
 use crate::pipeline::compose::st;
 use crate::state::AppState;
@@ -17,9 +18,11 @@ use tenantgate_store::audit::{UsageGroup, UsageOwner};
 
 /// `GET /tenant/v1/limits`: the plan, the tenant's overrides, the effective limits, the kill
 /// switch, and this month's and today's counted usage.
-pub(super) async fn get_limits(State(app): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn get_limits(
+    State(app): State<AppState>,
+    TenantAdmin(ctx): TenantAdmin,
+) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let tenant = ctx.principal.scope.tenant_id();
         let (overrides, kill_switch) = app.0.auth.load().limits(tenant);
         let adm = &app.0.rec.admission;
@@ -55,10 +58,10 @@ pub(super) struct KillSwitch {
 pub(super) async fn put_kill_switch(
     State(app): State<AppState>,
     headers: HeaderMap,
+    TenantAdmin(ctx): TenantAdmin,
     body: Body,
 ) -> Response {
     ok(async {
-        let ctx = admin_context(&app, &headers).await?;
         let k: KillSwitch = json_body(&app, &headers, body).await?;
         app.store()
             .tenant(&ctx.principal.scope)
@@ -83,11 +86,10 @@ pub(super) struct UsageQuery {
 /// of settled model calls (from the audit log, so as current as the last response).
 pub(super) async fn usage(
     State(app): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<UsageQuery>,
+    Member(ctx): Member,
 ) -> Response {
     ok(async {
-        let ctx = app.tenant_context(&headers).await?;
         // Members see their own usage only: their user's, or their key's without a user.
         let credential = ctx.principal.credential.to_string();
         let only = match (ctx.principal.role, &ctx.principal.user) {
