@@ -1,42 +1,23 @@
 //! Which counters a call touches, with the limits that apply, and how each settles.
 //! Decided once here as a list of [`Check`]s; the backends only apply a list atomically.
 
-use serde::{Deserialize, Serialize};
-use tenantgate_core::TenantId;
-
-use crate::limits::LimitSet;
-
-/// How a counter's reserved amount is settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Settle {
-    /// Request counts stay counted.
-    Keep,
-    /// Reserved tokens become the actual tokens.
-    Tokens,
-    /// Reserved cost becomes the actual cost.
-    Cost,
-    /// A concurrency slot is given back.
-    Slot,
-}
+use crate::limits::{Counter, LimitSet, Scope, Settle};
 
 /// One counter a call touches: add `add` if the result stays within `limit`.
 #[derive(Debug, Clone)]
 pub struct Check {
-    pub key: String,
+    pub counter: Counter,
     pub add: i64,
     pub limit: Option<i64>,
+    /// How long the counter outlives its last write (0: no expiry).
     pub ttl_secs: u64,
-    pub settle: Settle,
-    /// What to tell the caller when this check refuses.
-    pub what: &'static str,
-    pub budget: bool,
 }
 
 /// What a reservation holds, enough to settle or release it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
-    /// (counter key, amount added, how it settles), `Keep` ones left out.
-    pub counters: Vec<(String, i64, Settle)>,
+    /// (counter, amount added), the ones that settle as [`Settle::Keep`] left out.
+    pub counters: Vec<(Counter, i64)>,
 }
 
 pub(crate) fn minute(now_ms: i64) -> i64 {
@@ -72,17 +53,20 @@ pub(crate) fn month_start_ms(now_ms: i64) -> i64 {
     d * 86_400_000
 }
 
+/// How long a day's token counter is kept: past its day, for the usage API's late readers.
+pub(crate) const DAY_TTL_SECS: u64 = 3 * 86_400;
+/// How long a month's token and spend counters are kept.
+pub(crate) const MONTH_TTL_SECS: u64 = 40 * 86_400;
+
 /// The counters a call touches, with the limits that apply.
 pub fn checks(
     limits: &LimitSet,
-    tenant: &TenantId,
     key: &str,
     user: Option<&str>,
     tokens: u64,
     cost: u64,
     now_ms: i64,
 ) -> Vec<Check> {
-    let t = tenant.as_str();
     let (mi, d, mo) = (minute(now_ms), day(now_ms), month(now_ms));
     let lim = |v: Option<u64>| v.map(|x| x.min(i64::MAX as u64) as i64);
     let (tok, cost) = (
@@ -90,56 +74,53 @@ pub fn checks(
         cost.min(i64::MAX as u64) as i64,
     );
     let mut v = Vec::with_capacity(12);
-    let mut scope = |sk: String, rpm: Option<u64>, tpm: Option<u64>, conc: Option<u64>| {
+    let mut scope = |scope: Scope, rpm: Option<u64>, tpm: Option<u64>, conc: Option<u64>| {
         if rpm.is_some() {
             v.push(Check {
-                key: format!("{{{t}}}:rq:{sk}:{mi}"),
+                counter: Counter::Requests {
+                    scope: scope.clone(),
+                    minute: mi,
+                },
                 add: 1,
                 limit: lim(rpm),
                 ttl_secs: 120,
-                settle: Settle::Keep,
-                what: "requests per minute",
-                budget: false,
             });
         }
         if tpm.is_some() {
             v.push(Check {
-                key: format!("{{{t}}}:tk:{sk}:{mi}"),
+                counter: Counter::Tokens {
+                    scope: scope.clone(),
+                    minute: mi,
+                },
                 add: tok,
                 limit: lim(tpm),
                 ttl_secs: 120,
-                settle: Settle::Tokens,
-                what: "tokens per minute",
-                budget: false,
             });
         }
         if conc.is_some() {
             v.push(Check {
-                key: format!("{{{t}}}:cc:{sk}"),
+                counter: Counter::Concurrent { scope },
                 add: 1,
                 limit: lim(conc),
                 ttl_secs: 0,
-                settle: Settle::Slot,
-                what: "concurrent requests",
-                budget: false,
             });
         }
     };
     scope(
-        "t".into(),
+        Scope::Tenant,
         limits.requests_per_minute,
         limits.tokens_per_minute,
         limits.concurrent_requests,
     );
     scope(
-        format!("k:{key}"),
+        Scope::Key(key.to_owned()),
         limits.key_requests_per_minute,
         limits.key_tokens_per_minute,
         limits.key_concurrent_requests,
     );
     if let Some(u) = user {
         scope(
-            format!("u:{u}"),
+            Scope::User(u.to_owned()),
             limits.user_requests_per_minute,
             limits.user_tokens_per_minute,
             limits.user_concurrent_requests,
@@ -147,31 +128,22 @@ pub fn checks(
     }
     // Budgets: always counted (the usage API and a later budget need them), limited if set.
     v.push(Check {
-        key: format!("{{{t}}}:dt:{d}"),
+        counter: Counter::DailyTokens { day: d },
         add: tok,
         limit: lim(limits.daily_tokens),
-        ttl_secs: 3 * 86_400,
-        settle: Settle::Tokens,
-        what: "daily token budget",
-        budget: true,
+        ttl_secs: DAY_TTL_SECS,
     });
     v.push(Check {
-        key: format!("{{{t}}}:mt:{mo}"),
+        counter: Counter::MonthlyTokens { month: mo },
         add: tok,
         limit: lim(limits.monthly_tokens),
-        ttl_secs: 40 * 86_400,
-        settle: Settle::Tokens,
-        what: "monthly token budget",
-        budget: true,
+        ttl_secs: MONTH_TTL_SECS,
     });
     v.push(Check {
-        key: format!("{{{t}}}:ms:{mo}"),
+        counter: Counter::MonthlySpend { month: mo },
         add: cost,
         limit: lim(limits.monthly_spend_micros),
-        ttl_secs: 40 * 86_400,
-        settle: Settle::Cost,
-        what: "monthly spend budget",
-        budget: true,
+        ttl_secs: MONTH_TTL_SECS,
     });
     v
 }
@@ -180,14 +152,14 @@ pub(crate) fn held(checks: &[Check]) -> Held {
     Held {
         counters: checks
             .iter()
-            .filter(|c| c.settle != Settle::Keep)
-            .map(|c| (c.key.clone(), c.add, c.settle))
+            .filter(|c| c.counter.settle() != Settle::Keep)
+            .map(|c| (c.counter.clone(), c.add))
             .collect(),
     }
 }
 
-/// Counter adjustments: (key, delta).
-pub type Deltas = Vec<(String, i64)>;
+/// Counter adjustments: (counter, delta).
+pub type Deltas = Vec<(Counter, i64)>;
 
 /// The settlement deltas of a held reservation for the actual usage, and the amounts to add
 /// if the reservation already expired (the consumption happened all the same).
@@ -198,18 +170,18 @@ pub fn settlement(held: &Held, tokens: u64, cost: u64) -> (Deltas, Deltas) {
     );
     let mut on_held = Vec::with_capacity(held.counters.len());
     let mut late = Vec::new();
-    for (k, add, how) in &held.counters {
-        match how {
+    for (c, add) in &held.counters {
+        match c.settle() {
             Settle::Keep => {}
             Settle::Tokens => {
-                on_held.push((k.clone(), tok - add));
-                late.push((k.clone(), tok));
+                on_held.push((c.clone(), tok - add));
+                late.push((c.clone(), tok));
             }
             Settle::Cost => {
-                on_held.push((k.clone(), cost - add));
-                late.push((k.clone(), cost));
+                on_held.push((c.clone(), cost - add));
+                late.push((c.clone(), cost));
             }
-            Settle::Slot => on_held.push((k.clone(), -add)),
+            Settle::Slot => on_held.push((c.clone(), -add)),
         }
     }
     (on_held, late)

@@ -1,6 +1,6 @@
 //! The `x-ratelimit-*` headers: an admitted call's rate state, and what a 429 says.
 
-use crate::limits::{Check, LimitSet, Settle};
+use crate::limits::{Check, Counter, LimitSet};
 
 /// The tenant's rate-limit state after admission, for the `x-ratelimit-*` headers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,10 +20,16 @@ pub struct RateState {
 pub(crate) fn refused_rate(limits: &LimitSet, refused: &Check, retry_after_s: u64) -> RateState {
     let refused_limit = refused.limit.map(|l| l.max(0) as u64);
     let (mut requests, mut tokens) = (limits.requests_per_minute, limits.tokens_per_minute);
-    match refused.settle {
-        Settle::Keep => requests = requests.or(refused_limit),
-        Settle::Tokens => tokens = tokens.or(refused_limit),
-        Settle::Slot | Settle::Cost => {}
+    match refused.counter {
+        Counter::Requests { .. } => requests = requests.or(refused_limit),
+        Counter::Tokens { .. } => tokens = tokens.or(refused_limit),
+        // Not a per-minute request or token limit: no header family of its own. (Budgets
+        // are refused with `insufficient_quota`, never with rate headers.)
+        Counter::Concurrent { .. }
+        | Counter::MinuteSpend { .. }
+        | Counter::DailyTokens { .. }
+        | Counter::MonthlyTokens { .. }
+        | Counter::MonthlySpend { .. } => {}
     }
     RateState {
         limit_requests: requests,

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use tenantgate_core::TenantId;
 
-use crate::limits::{held, Applied, Check, Held};
+use crate::limits::checks::{DAY_TTL_SECS, MONTH_TTL_SECS};
+use crate::limits::{day, held, month, Applied, Check, Counter, Held};
 
 /// In-process counters.
 #[derive(Default)]
@@ -15,6 +16,7 @@ pub struct Local {
 
 #[derive(Default)]
 struct LocalState {
+    /// Rendered counter key ([`Counter::key`]) -> (value, expires at or 0).
     counters: HashMap<String, (i64, i64)>,
     /// Held reservations per tenant: request id -> (expires at, what it holds).
     reservations: HashMap<TenantId, HashMap<String, (i64, Held)>>,
@@ -71,8 +73,8 @@ impl LocalState {
             });
         }
         for (rid, counters) in released {
-            for (k, add, _) in counters {
-                self.adjust(&k, -add, now_ms);
+            for (c, add) in counters {
+                self.adjust(&c.key(tenant), -add, now_ms);
             }
             self.expired.insert(rid, now_ms + 86_400_000);
         }
@@ -94,6 +96,8 @@ impl Local {
         ttl_ms: i64,
         now_ms: i64,
     ) -> Applied {
+        // Rendered before the lock is taken: the lock is shared by every call of the process.
+        let keys: Vec<String> = checks.iter().map(|c| c.counter.key(tenant)).collect();
         let Ok(mut s) = self.state.lock() else {
             return Applied::Refused {
                 index: 0,
@@ -101,8 +105,8 @@ impl Local {
             };
         };
         s.sweep(tenant, now_ms);
-        for (i, c) in checks.iter().enumerate() {
-            let cur = s.get(&c.key, now_ms);
+        for (i, (c, key)) in checks.iter().zip(&keys).enumerate() {
+            let cur = s.get(key, now_ms);
             if c.limit.is_some_and(|l| cur + c.add > l) {
                 return Applied::Refused {
                     index: i,
@@ -112,7 +116,8 @@ impl Local {
         }
         let values = checks
             .iter()
-            .map(|c| s.add(&c.key, c.add, c.ttl_secs, now_ms))
+            .zip(&keys)
+            .map(|(c, key)| s.add(key, c.add, c.ttl_secs, now_ms))
             .collect();
         // Only counters that settle need a reservation (a request count alone is kept).
         let held = held(checks);
@@ -131,8 +136,8 @@ impl Local {
         &self,
         tenant: &TenantId,
         rid: &str,
-        on_held: &[(String, i64)],
-        late: &[(String, i64)],
+        on_held: &[(Counter, i64)],
+        late: &[(Counter, i64)],
         now_ms: i64,
     ) -> bool {
         let Ok(mut s) = self.state.lock() else {
@@ -150,22 +155,45 @@ impl Local {
         } else {
             return false;
         };
-        for (k, d) in deltas {
-            s.adjust(k, *d, now_ms);
+        for (c, d) in deltas {
+            s.adjust(&c.key(tenant), *d, now_ms);
         }
         true
     }
 
-    /// Sets a counter (rebuilding budgets from the audit log at start).
-    pub fn seed(&self, key: &str, value: i64, ttl_secs: u64, now_ms: i64) {
+    /// Sets a tenant's budget counters of the current day and month (rebuilt from the audit
+    /// log at start: every settled call's tokens and cost are in its record).
+    pub fn seed_budgets(
+        &self,
+        tenant: &TenantId,
+        day_tokens: i64,
+        month_tokens: i64,
+        month_cost_micros: i64,
+        now_ms: i64,
+    ) {
+        let (d, m) = (day(now_ms), month(now_ms));
+        let seeds = [
+            (Counter::DailyTokens { day: d }, day_tokens, DAY_TTL_SECS),
+            (
+                Counter::MonthlyTokens { month: m },
+                month_tokens,
+                MONTH_TTL_SECS,
+            ),
+            (
+                Counter::MonthlySpend { month: m },
+                month_cost_micros,
+                MONTH_TTL_SECS,
+            ),
+        ]
+        .map(|(c, v, ttl)| (c.key(tenant), (v, now_ms + ttl as i64 * 1000)));
         if let Ok(mut s) = self.state.lock() {
-            s.counters
-                .insert(key.to_owned(), (value, now_ms + ttl_secs as i64 * 1000));
+            s.counters.extend(seeds);
         }
     }
 
-    pub fn get(&self, key: &str, now_ms: i64) -> i64 {
-        self.state.lock().map(|s| s.get(key, now_ms)).unwrap_or(0)
+    pub fn get(&self, tenant: &TenantId, counter: &Counter, now_ms: i64) -> i64 {
+        let key = counter.key(tenant);
+        self.state.lock().map(|s| s.get(&key, now_ms)).unwrap_or(0)
     }
 }
 
@@ -173,7 +201,7 @@ impl Local {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
-    use crate::limits::{checks, settlement, LimitSet, Settle};
+    use crate::limits::{checks, settlement, LimitSet};
 
     fn tid() -> TenantId {
         TenantId::parse("01a206c5-7d5b-7763-abd8-b9ab9f4ec1cf").unwrap()
@@ -189,19 +217,19 @@ mod tests {
             ..Default::default()
         };
         let now = 1_795_392_000_000;
-        let c = checks(&limits, &t, "k", None, 100, 600, now);
+        let c = checks(&limits, "k", None, 100, 600, now);
         assert!(matches!(
             l.reserve(&t, "r1", &c, 60_000, now),
             Applied::Ok(_)
         ));
         // A second 600 would exceed 1000: refused, and nothing (not even the request count) added.
-        let c2 = checks(&limits, &t, "k", None, 100, 600, now);
+        let c2 = checks(&limits, "k", None, 100, 600, now);
         assert!(matches!(
             l.reserve(&t, "r2", &c2, 60_000, now),
             Applied::Refused { .. }
         ));
-        let rq = &c[0].key;
-        assert_eq!(l.get(rq, now), 1);
+        let rq = &c[0].counter;
+        assert_eq!(l.get(&t, rq, now), 1);
         // Settle r1 at its actual 200: the difference goes back.
         let (on_held, late) = settlement(&held(&c), 40, 200);
         assert!(l.settle(&t, "r1", &on_held, &late, now));
@@ -209,8 +237,11 @@ mod tests {
             !l.settle(&t, "r1", &on_held, &late, now),
             "a second settle is a no-op"
         );
-        let spend = c.iter().find(|c| c.settle == Settle::Cost).unwrap();
-        assert_eq!(l.get(&spend.key, now), 200);
+        let spend = c
+            .iter()
+            .find(|c| matches!(c.counter, Counter::MonthlySpend { .. }))
+            .unwrap();
+        assert_eq!(l.get(&t, &spend.counter, now), 200);
         assert!(matches!(
             l.reserve(&t, "r3", &c2, 60_000, now),
             Applied::Ok(_)
@@ -226,7 +257,7 @@ mod tests {
             ..Default::default()
         };
         let now = 1_795_392_000_000;
-        let c = checks(&limits, &t, "k", None, 10, 50, now);
+        let c = checks(&limits, "k", None, 10, 50, now);
         assert!(matches!(l.reserve(&t, "r1", &c, 1000, now), Applied::Ok(_)));
         assert!(matches!(
             l.reserve(&t, "r2", &c, 1000, now),
@@ -237,12 +268,19 @@ mod tests {
             l.reserve(&t, "r2", &c, 1000, now + 1001),
             Applied::Ok(_)
         ));
-        let spend = c.iter().find(|c| c.settle == Settle::Cost).unwrap();
-        assert_eq!(l.get(&spend.key, now + 1001), 50, "only r2's reservation");
+        let spend = c
+            .iter()
+            .find(|c| matches!(c.counter, Counter::MonthlySpend { .. }))
+            .unwrap();
+        assert_eq!(
+            l.get(&t, &spend.counter, now + 1001),
+            50,
+            "only r2's reservation"
+        );
         let (on_held, late) = settlement(&held(&c), 10, 30);
         assert!(l.settle(&t, "r1", &on_held, &late, now + 1002));
         assert_eq!(
-            l.get(&spend.key, now + 1002),
+            l.get(&t, &spend.counter, now + 1002),
             80,
             "r1's actual 30 counted once"
         );
@@ -257,24 +295,24 @@ mod tests {
             ..Default::default()
         };
         let now = 1_795_392_000_000;
-        let c = checks(&limits, &t, "k", None, 100, 0, now);
+        let c = checks(&limits, "k", None, 100, 0, now);
         assert!(matches!(
             l.reserve(&t, "r1", &c, 600_000, now),
             Applied::Ok(_)
         ));
         let tpm = &c
             .iter()
-            .find(|c| c.what == "tokens per minute")
+            .find(|c| matches!(c.counter, Counter::Tokens { .. }))
             .unwrap()
-            .key;
+            .counter;
         let later = now + 200_000;
         let (on_held, late) = settlement(&held(&c), 40, 0);
         assert!(l.settle(&t, "r1", &on_held, &late, later));
-        assert_eq!(l.get(tpm, later), 0);
+        assert_eq!(l.get(&t, tpm, later), 0);
         let s = l.state.lock().unwrap();
         assert!(s
             .counters
-            .get(tpm.as_str())
+            .get(&tpm.key(&t))
             .is_none_or(|(_, e)| *e != 0 && *e <= later));
     }
 }

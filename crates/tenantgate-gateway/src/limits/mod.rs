@@ -8,26 +8,35 @@
 //! settled within `limits.reservation_ttl_secs` (a crashed or killed call) is released by the
 //! next reservation of its tenant, so it never pins a budget.
 //!
-//! Which counters a call touches and their limits is decided here, once, as a list of
-//! [`Check`]s; the two backends only apply a list atomically:
+//! Which counters a call touches and their limits is decided once, as a list of [`Check`]s
+//! (`checks.rs`); a counter is a [`Counter`] (what, whose, which window), and every decision
+//! about one matches on it (`counter.rs` renders its storage key, the only place its text
+//! form exists). The two backends only apply a list atomically:
 //! - `Local`: in this process, under a mutex. Budgets survive a restart because each tenant's
 //!   day and month counters are rebuilt at start from the audit log (every settled call's tokens
 //!   and cost are in its record, durable before its response).
 //! - `Redis`: one Lua script per reserve and per settle, so every replica shares one set of
 //!   counters; every check reads and writes the same Redis keys.
 //!
+//! Files: `plan.rs` (limit sets, plan overlay, config), `counter.rs`, `checks.rs` (and the
+//! windows, settlement), `local.rs`, `redis.rs`, `requests.rs` (request counting at the
+//! front of a call), `headers.rs` (`x-ratelimit-*`), and here the [`Admission`] facade:
+//! reserve, refuse, settle.
+//!
 //! Budgets fail closed when Redis is unreachable; rate limits too, unless
 //! `limits.rate_limits_fail_open`.
 
 mod checks;
+mod counter;
 mod headers;
 mod local;
 mod plan;
 mod redis;
 pub mod requests;
 
-pub use checks::{checks, settlement, Check, Deltas, Held, Settle};
+pub use checks::{checks, settlement, Check, Deltas, Held};
 pub(crate) use checks::{day, held, minute, month, month_start_ms};
+pub use counter::{Counter, Scope, Settle};
 pub(crate) use headers::refused_rate;
 pub use headers::{rate_headers, RateState};
 pub use local::Local;
@@ -35,7 +44,7 @@ pub use plan::{LimitSet, LimitsBackend, LimitsConfig};
 pub use requests::Counted;
 
 use crate::error::GatewayError;
-use requests::is_request_check;
+use requests::{is_request_check, tenant_requests};
 use tenantgate_core::TenantId;
 
 /// An admitted call: what to settle.
@@ -65,8 +74,6 @@ pub enum Backend {
     Local(Local),
     Redis(crate::limits::redis::RedisLimits),
 }
-
-const ANOMALY: &str = "per-minute spend (spend anomaly breaker)";
 
 /// The admission stage's state: config, backend, counters of reserved vs settled.
 pub struct Admission {
@@ -153,26 +160,28 @@ impl Admission {
         if c.anomaly_multiple == 0 || ask.cost == 0 {
             return Ok(None);
         }
-        let t = ask.tenant.as_str();
         let m = minute(ask.now_ms);
         let w = i64::from(c.anomaly_window_minutes.max(1));
-        let keys: Vec<String> = (1..=w).map(|i| format!("{{{t}}}:sm:{}", m - i)).collect();
+        let trailing: Vec<Counter> = (1..=w)
+            .map(|i| Counter::MinuteSpend { minute: m - i })
+            .collect();
         let trailing: i64 = match &self.backend {
-            Backend::Local(l) => keys.iter().map(|k| l.get(k, ask.now_ms)).sum(),
-            Backend::Redis(r) => r.get_many(&keys).await?.into_iter().sum(),
+            Backend::Local(l) => trailing
+                .iter()
+                .map(|c| l.get(ask.tenant, c, ask.now_ms))
+                .sum(),
+            Backend::Redis(r) => r.get_many(ask.tenant, &trailing).await?.into_iter().sum(),
         };
         let avg = (trailing / w).max(0) as u64;
         let limit = c
             .anomaly_multiple
             .saturating_mul(avg.max(c.anomaly_floor_micros_per_minute));
         Ok(Some(Check {
-            key: format!("{{{t}}}:sm:{m}"),
+            counter: Counter::MinuteSpend { minute: m },
             add: ask.cost.min(i64::MAX as u64) as i64,
             limit: Some(limit.min(i64::MAX as u64) as i64),
+            // Read back as a trailing minute for the whole window.
             ttl_secs: (w as u64 + 2) * 60,
-            settle: Settle::Cost,
-            what: ANOMALY,
-            budget: false,
         }))
     }
 
@@ -190,7 +199,7 @@ impl Admission {
     ) -> Result<Reservation, GatewayError> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut checks = checks(
-            ask.limits, ask.tenant, ask.key, ask.user, ask.tokens, ask.cost, ask.now_ms,
+            ask.limits, ask.key, ask.user, ask.tokens, ask.cost, ask.now_ms,
         );
         if counted.is_some() {
             checks.retain(|c| !is_request_check(c));
@@ -217,20 +226,26 @@ impl Admission {
             Ok(Applied::Ok(values)) => {
                 self.stats.admitted.fetch_add(1, Relaxed);
                 self.stats.reserved_micros.fetch_add(ask.cost, Relaxed);
-                let value_of = |prefix: &str| {
-                    checks
-                        .iter()
-                        .zip(&values)
-                        .find(|(c, _)| c.key.contains(prefix))
-                        .map(|(_, v)| *v)
-                };
+                let tenant_tokens = checks
+                    .iter()
+                    .zip(&values)
+                    .find(|(c, _)| {
+                        matches!(
+                            c.counter,
+                            Counter::Tokens {
+                                scope: Scope::Tenant,
+                                ..
+                            }
+                        )
+                    })
+                    .map(|(_, v)| *v);
                 let rpm = ask.limits.requests_per_minute;
                 let tpm = ask.limits.tokens_per_minute;
                 let rate = RateState {
                     limit_requests: rpm,
                     remaining_requests: rpm
                         .map(|l| {
-                            let used = value_of(":rq:t:")
+                            let used = tenant_requests(&checks, &values)
                                 .or(counted.and_then(|c| c.tenant_requests))
                                 .unwrap_or(0);
                             l.saturating_sub(used.max(0) as u64)
@@ -238,7 +253,7 @@ impl Admission {
                         .unwrap_or(u64::MAX),
                     limit_tokens: tpm,
                     remaining_tokens: tpm
-                        .map(|l| l.saturating_sub(value_of(":tk:t:").unwrap_or(0).max(0) as u64))
+                        .map(|l| l.saturating_sub(tenant_tokens.unwrap_or(0).max(0) as u64))
                         .unwrap_or(u64::MAX),
                     reset_secs,
                 };
@@ -254,39 +269,7 @@ impl Admission {
             }
             Ok(Applied::Refused { index, current }) => {
                 self.stats.refused.fetch_add(1, Relaxed);
-                let c = &checks[index];
-                let limit = c.limit.unwrap_or(0);
-                if c.budget {
-                    Err(GatewayError::InsufficientQuota(format!(
-                        "This tenant's {} is used up ({current} of {limit}{}).",
-                        c.what,
-                        if c.settle == Settle::Cost {
-                            " micro-dollars"
-                        } else {
-                            " tokens"
-                        }
-                    )))
-                } else {
-                    if c.what == ANOMALY {
-                        self.stats.anomalies.fetch_add(1, Relaxed);
-                        tracing::warn!(target: "tenantgate::admission", tenant = %ask.tenant,
-                            minute_spend_micros = current, threshold_micros = limit,
-                            "spend anomaly: tenant throttled for the rest of the minute");
-                    }
-                    let retry_after_s = if c.settle == Settle::Slot {
-                        1
-                    } else {
-                        reset_secs
-                    };
-                    Err(GatewayError::RateLimited {
-                        message: format!(
-                            "limit of {limit} {} reached ({current} in use or counted); retry after {retry_after_s}s",
-                            c.what
-                        ),
-                        retry_after_s,
-                        rate: refused_rate(ask.limits, c, retry_after_s),
-                    })
-                }
+                Err(self.refusal(&ask, &checks[index], current, reset_secs))
             }
             Err(e) => {
                 self.stats.backend_errors.fetch_add(1, Relaxed);
@@ -312,6 +295,43 @@ impl Admission {
                     })
                 }
             }
+        }
+    }
+
+    /// What the caller is told when `c` refused the call: a used-up budget is
+    /// `insufficient_quota` (retrying does not help), anything else a 429 to retry after
+    /// the window's reset (a concurrency slot: after a second).
+    fn refusal(&self, ask: &Ask<'_>, c: &Check, current: i64, reset_secs: u64) -> GatewayError {
+        use std::sync::atomic::Ordering::Relaxed;
+        let limit = c.limit.unwrap_or(0);
+        let used_up = |unit: &str| {
+            GatewayError::InsufficientQuota(format!(
+                "This tenant's {} is used up ({current} of {limit} {unit}).",
+                c.counter.what()
+            ))
+        };
+        let rate_limited = |retry_after_s: u64| {
+            GatewayError::RateLimited {
+            message: format!(
+                "limit of {limit} {} reached ({current} in use or counted); retry after {retry_after_s}s",
+                c.counter.what()
+            ),
+            retry_after_s,
+            rate: refused_rate(ask.limits, c, retry_after_s),
+        }
+        };
+        match c.counter {
+            Counter::DailyTokens { .. } | Counter::MonthlyTokens { .. } => used_up("tokens"),
+            Counter::MonthlySpend { .. } => used_up("micro-dollars"),
+            Counter::MinuteSpend { .. } => {
+                self.stats.anomalies.fetch_add(1, Relaxed);
+                tracing::warn!(target: "tenantgate::admission", tenant = %ask.tenant,
+                    minute_spend_micros = current, threshold_micros = limit,
+                    "spend anomaly: tenant throttled for the rest of the minute");
+                rate_limited(reset_secs)
+            }
+            Counter::Concurrent { .. } => rate_limited(1),
+            Counter::Requests { .. } | Counter::Tokens { .. } => rate_limited(reset_secs),
         }
     }
 
@@ -342,10 +362,10 @@ impl Admission {
     }
 
     /// The current value of one of a tenant's counters (usage reporting, tests).
-    pub async fn counter(&self, key: &str) -> Result<i64, String> {
+    pub async fn counter(&self, tenant: &TenantId, counter: &Counter) -> Result<i64, String> {
         match &self.backend {
-            Backend::Local(l) => Ok(l.get(key, crate::pipeline::now_ms())),
-            Backend::Redis(r) => r.get(key).await,
+            Backend::Local(l) => Ok(l.get(tenant, counter, crate::pipeline::now_ms())),
+            Backend::Redis(r) => r.get(tenant, counter).await,
         }
     }
 }
