@@ -17,12 +17,13 @@ pub(crate) struct Inner {
     pub config: Config,
     pub store: Store,
     pub secret: ServerSecret,
-    pub auth: ArcSwap<AuthIndex>,
+    /// Shared with `/metrics` (its unreadable-policy count).
+    pub auth: Arc<ArcSwap<AuthIndex>>,
     pub catalog: Catalog,
     pub keyring: Arc<tenantgate_store::Keyring>,
     pub prompts: crate::pipeline::compose::PromptCache,
     pub cache: Option<crate::upstream::cache::CacheBackend>,
-    pub incidents: crate::pipeline::guard::Incidents,
+    pub incidents: Arc<crate::pipeline::guard::Incidents>,
     pub webhooks: reqwest::Client,
     pub audit: crate::audit::AuditLog,
     pub admission: crate::limits::Admission,
@@ -31,7 +32,9 @@ pub(crate) struct Inner {
     /// Knowledge-base indexes loaded in this process.
     pub knowledge: crate::knowledge::Knowledge,
     /// Calls refused because their tenant's stored policy is unreadable (`/metrics`).
-    pub policy_refusals: std::sync::atomic::AtomicU64,
+    pub policy_refusals: Arc<std::sync::atomic::AtomicU64>,
+    /// The `/metrics` registry, reading the stats above.
+    pub metrics: crate::metrics::Metrics,
     /// Background work of this server (detached audit writes, settlements, reloads): shutdown
     /// waits for all of it before draining the audit writer.
     pub tasks: tokio_util::task::TaskTracker,
@@ -55,23 +58,36 @@ impl AppState {
         audit: crate::audit::AuditLog,
         admission: crate::limits::Admission,
     ) -> Self {
+        // Empty until the first reload, which `Server::bind` runs before listening.
+        let auth = Arc::new(ArcSwap::from_pointee(AuthIndex::default()));
+        let incidents = Arc::new(crate::pipeline::guard::Incidents::default());
+        let policy_refusals = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let knowledge = crate::knowledge::Knowledge::new(&config.rag);
+        let metrics = crate::metrics::Metrics::new(crate::metrics::Sources {
+            incidents: incidents.clone(),
+            audit: audit.stats.clone(),
+            admission: admission.stats.clone(),
+            knowledge: knowledge.stats.clone(),
+            auth: auth.clone(),
+            policy_refusals: policy_refusals.clone(),
+        });
         AppState(Arc::new(Inner {
             store,
             secret,
-            // Empty until the first reload, which `Server::bind` runs before listening.
-            auth: ArcSwap::from_pointee(AuthIndex::default()),
+            auth,
             catalog,
             keyring,
             prompts: crate::pipeline::compose::PromptCache::default(),
             cache,
-            incidents: crate::pipeline::guard::Incidents::default(),
+            incidents,
             webhooks: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
             oidc: crate::identity::oidc::Verifier::new(&config.auth.oidc),
-            knowledge: crate::knowledge::Knowledge::new(&config.rag),
-            policy_refusals: std::sync::atomic::AtomicU64::new(0),
+            knowledge,
+            policy_refusals,
+            metrics,
             tasks: tokio_util::task::TaskTracker::new(),
             grace_over: tokio_util::sync::CancellationToken::new(),
             audit,

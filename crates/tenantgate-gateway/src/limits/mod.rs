@@ -79,7 +79,8 @@ pub enum Backend {
 pub struct Admission {
     pub config: LimitsConfig,
     pub backend: Backend,
-    pub stats: AdmissionStats,
+    /// Shared with `/metrics` (`crate::metrics`).
+    pub stats: std::sync::Arc<AdmissionStats>,
 }
 
 #[derive(Default)]
@@ -91,28 +92,6 @@ pub struct AdmissionStats {
     pub anomalies: std::sync::atomic::AtomicU64,
     pub reserved_micros: std::sync::atomic::AtomicU64,
     pub settled_micros: std::sync::atomic::AtomicU64,
-}
-
-impl AdmissionStats {
-    pub fn render(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
-        format!(
-            "# TYPE tenantgate_admission_admitted_total counter\ntenantgate_admission_admitted_total {}\n\
-             # TYPE tenantgate_admission_refused_total counter\ntenantgate_admission_refused_total {}\n\
-             # TYPE tenantgate_admission_settled_total counter\ntenantgate_admission_settled_total {}\n\
-             # TYPE tenantgate_admission_backend_errors_total counter\ntenantgate_admission_backend_errors_total {}\n\
-             # TYPE tenantgate_admission_spend_anomalies_total counter\ntenantgate_admission_spend_anomalies_total {}\n\
-             # TYPE tenantgate_admission_reserved_micros_total counter\ntenantgate_admission_reserved_micros_total {}\n\
-             # TYPE tenantgate_admission_settled_micros_total counter\ntenantgate_admission_settled_micros_total {}\n",
-            self.admitted.load(Relaxed),
-            self.refused.load(Relaxed),
-            self.settled.load(Relaxed),
-            self.backend_errors.load(Relaxed),
-            self.anomalies.load(Relaxed),
-            self.reserved_micros.load(Relaxed),
-            self.settled_micros.load(Relaxed),
-        )
-    }
 }
 
 /// Who is calling and what the call may cost at most.
@@ -148,7 +127,7 @@ impl Admission {
         Ok(Admission {
             config,
             backend,
-            stats: AdmissionStats::default(),
+            stats: std::sync::Arc::default(),
         })
     }
 
