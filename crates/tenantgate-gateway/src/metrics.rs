@@ -280,8 +280,8 @@ mod tests {
         (Metrics::new(sources.clone()), sources)
     }
 
-    /// Every family the four hand-written renderers and `policy_metrics` exposed, with the
-    /// same name and type: dashboards and alerts keep working.
+    /// Every family `/metrics` exposed before this registry (four hand-written renderers and
+    /// `http::policy_metrics`), with the same name and type: dashboards and alerts keep working.
     #[test]
     fn every_family_keeps_its_name_and_type() {
         let (m, _) = metrics();
