@@ -35,6 +35,7 @@ pub mod http;
 pub mod identity;
 pub mod knowledge;
 pub mod limits;
+pub mod metrics;
 pub mod pipeline;
 pub mod server;
 pub mod state;

@@ -309,14 +309,11 @@ async fn rebuild_budgets(store: &Store, local: &crate::limits::Local) -> Result<
         .usage_since(day_start, month_start)
         .await?
     {
-        let t = u.tenant.as_str();
-        let (d, m) = (crate::limits::day(now), crate::limits::month(now));
-        local.seed(&format!("{{{t}}}:dt:{d}"), u.day_tokens, 3 * 86_400, now);
-        local.seed(&format!("{{{t}}}:mt:{m}"), u.month_tokens, 40 * 86_400, now);
-        local.seed(
-            &format!("{{{t}}}:ms:{m}"),
+        local.seed_budgets(
+            &u.tenant,
+            u.day_tokens,
+            u.month_tokens,
             u.month_cost_micros,
-            40 * 86_400,
             now,
         );
     }

@@ -17,7 +17,8 @@ pub(crate) struct Inner {
     pub config: Config,
     pub store: Store,
     pub secret: ServerSecret,
-    pub auth: ArcSwap<AuthIndex>,
+    /// Shared with `/metrics` (its unreadable-policy count).
+    pub auth: Arc<ArcSwap<AuthIndex>>,
     pub catalog: Catalog,
     pub prompts: crate::pipeline::compose::PromptCache,
     pub cache: Option<crate::upstream::cache::CacheBackend>,
@@ -31,7 +32,9 @@ pub(crate) struct Inner {
     /// Knowledge-base indexes loaded in this process.
     pub knowledge: crate::knowledge::Knowledge,
     /// Calls refused because their tenant's stored policy is unreadable (`/metrics`).
-    pub policy_refusals: std::sync::atomic::AtomicU64,
+    pub policy_refusals: Arc<std::sync::atomic::AtomicU64>,
+    /// The `/metrics` registry, reading the stats above.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -49,6 +52,12 @@ impl AppState {
         audit: crate::audit::AuditLog,
         admission: crate::limits::Admission,
     ) -> Self {
+        // Empty until the first reload, which `Server::bind` runs before listening.
+        let auth = Arc::new(ArcSwap::from_pointee(AuthIndex::default()));
+        let policy_refusals = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let knowledge = crate::knowledge::Knowledge::new(&config.rag);
+        let metrics_audit = audit.stats.clone();
+        let metrics_admission = admission.stats.clone();
         let rec = crate::audit::Recorder::new(crate::audit::RecorderParts {
             log: audit,
             admission,
@@ -56,21 +65,28 @@ impl AppState {
             tasks: tokio_util::task::TaskTracker::new(),
             grace_over: tokio_util::sync::CancellationToken::new(),
         });
+        let incidents =
+            crate::guard::IncidentSink::new(rec.clone(), config.guard.webhook_url.clone());
+        let metrics = crate::metrics::Metrics::new(crate::metrics::Sources {
+            incidents: incidents.counts.clone(),
+            audit: metrics_audit,
+            admission: metrics_admission,
+            knowledge: knowledge.stats.clone(),
+            auth: auth.clone(),
+            policy_refusals: policy_refusals.clone(),
+        });
         AppState(Arc::new(Inner {
             store,
             secret,
-            // Empty until the first reload, which `Server::bind` runs before listening.
-            auth: ArcSwap::from_pointee(AuthIndex::default()),
+            auth,
             catalog,
             prompts: crate::pipeline::compose::PromptCache::default(),
             cache,
-            incidents: crate::guard::IncidentSink::new(
-                rec.clone(),
-                config.guard.webhook_url.clone(),
-            ),
+            incidents,
             oidc: crate::identity::oidc::Verifier::new(&config.auth.oidc),
-            knowledge: crate::knowledge::Knowledge::new(&config.rag),
-            policy_refusals: std::sync::atomic::AtomicU64::new(0),
+            knowledge,
+            policy_refusals,
+            metrics,
             rec,
             config,
         }))

@@ -11,7 +11,7 @@
 mod skip;
 
 use tenantgate_core::TenantId;
-use tenantgate_gateway::limits::{Admission, Ask, LimitSet, LimitsBackend, LimitsConfig};
+use tenantgate_gateway::limits::{Admission, Ask, Counter, LimitSet, LimitsBackend, LimitsConfig};
 
 async fn redis_admission(ttl_secs: u64) -> Option<Admission> {
     let url = skip::backend_url("TENANTGATE_TEST_REDIS_URL")?;
@@ -58,27 +58,27 @@ async fn redis_reservations_are_atomic_expire_and_settle_once() {
         cost,
         now_ms: now(),
     };
-    let m = tenantgate_gateway::limits::checks(&limits, &t, "k", None, 0, 0, now())
+    let m = tenantgate_gateway::limits::checks(&limits, "k", None, 0, 0, now())
         .into_iter()
-        .find(|c| c.what == "monthly spend budget")
+        .find(|c| matches!(c.counter, Counter::MonthlySpend { .. }))
         .unwrap()
-        .key;
+        .counter;
     let r1 = adm.reserve(ask("r1", 600)).await.unwrap();
     // The concurrency slot is taken: refused, and the refused call added nothing.
     assert!(adm.reserve(ask("r2", 100)).await.is_err());
-    assert_eq!(adm.counter(&m).await.unwrap(), 600);
+    assert_eq!(adm.counter(&t, &m).await.unwrap(), 600);
     // r1 is never settled in time: after the TTL, the next reservation releases it.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let r3 = adm.reserve(ask("r3", 300)).await.unwrap();
-    assert_eq!(adm.counter(&m).await.unwrap(), 300);
+    assert_eq!(adm.counter(&t, &m).await.unwrap(), 300);
     // r3 settles at its actual 200; a second settle changes nothing.
     adm.settle(&r3, 5, 200).await;
     adm.settle(&r3, 5, 200).await;
-    assert_eq!(adm.counter(&m).await.unwrap(), 200);
+    assert_eq!(adm.counter(&t, &m).await.unwrap(), 200);
     // r1's late settle counts its actual 50 once.
     adm.settle(&r1, 5, 50).await;
     adm.settle(&r1, 5, 50).await;
-    assert_eq!(adm.counter(&m).await.unwrap(), 250);
+    assert_eq!(adm.counter(&t, &m).await.unwrap(), 250);
 }
 
 /// Issue 14 item 13 on Redis: a request counted at the front of a call stays counted (no
@@ -96,11 +96,11 @@ async fn redis_request_counts_are_kept_and_not_counted_twice() {
     };
     // One clock reading for every step: the minute window cannot roll over mid-test.
     let at = now();
-    let rq = tenantgate_gateway::limits::checks(&limits, &t, "k", None, 0, 0, at)
+    let rq = tenantgate_gateway::limits::checks(&limits, "k", None, 0, 0, at)
         .into_iter()
-        .find(|c| c.what == "requests per minute")
+        .find(|c| matches!(c.counter, Counter::Requests { .. }))
         .unwrap()
-        .key;
+        .counter;
     let c1 = adm
         .count_request(&t, "k", None, &limits, "q1", at)
         .await
@@ -119,7 +119,7 @@ async fn redis_request_counts_are_kept_and_not_counted_twice() {
     };
     let r = adm.reserve_counted(ask, c1).await.unwrap();
     assert_eq!(r.rate.remaining_requests, 1);
-    assert_eq!(adm.counter(&rq).await.unwrap(), 1, "counted once");
+    assert_eq!(adm.counter(&t, &rq).await.unwrap(), 1, "counted once");
     adm.count_request(&t, "k", None, &limits, "q2", at)
         .await
         .unwrap();
@@ -128,5 +128,5 @@ async fn redis_request_counts_are_kept_and_not_counted_twice() {
         refused.is_err(),
         "the third request of a 2-per-minute window"
     );
-    assert_eq!(adm.counter(&rq).await.unwrap(), 2);
+    assert_eq!(adm.counter(&t, &rq).await.unwrap(), 2);
 }

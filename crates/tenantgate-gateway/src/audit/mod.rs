@@ -57,26 +57,6 @@ pub struct AuditStats {
     pub chain_breaks: AtomicU64,
 }
 
-impl AuditStats {
-    pub fn render(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        format!(
-            "# TYPE tenantgate_audit_records_total counter\ntenantgate_audit_records_total {}\n\
-             # TYPE tenantgate_audit_commits_total counter\ntenantgate_audit_commits_total {}\n\
-             # TYPE tenantgate_audit_largest_batch gauge\ntenantgate_audit_largest_batch {}\n\
-             # TYPE tenantgate_audit_write_failures_total counter\ntenantgate_audit_write_failures_total {}\n\
-             # TYPE tenantgate_audit_checkpoints_total counter\ntenantgate_audit_checkpoints_total {}\n\
-             # TYPE tenantgate_audit_chain_breaks_total counter\ntenantgate_audit_chain_breaks_total {}\n",
-            g(&self.appended),
-            g(&self.batches),
-            g(&self.largest_batch),
-            g(&self.failures),
-            g(&self.checkpoints),
-            g(&self.chain_breaks),
-        )
-    }
-}
-
 pub(crate) struct Job {
     pub(crate) scope: TenantScope,
     pub(crate) entry: NewAuditRecord,

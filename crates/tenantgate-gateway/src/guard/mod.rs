@@ -11,27 +11,27 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use tenantgate_guard::{redact, Action, Detector, Direction, Hit};
 
-/// Incident counters by (detector, action, direction).
+/// An incident's labels: (detector, action, direction).
+pub type IncidentKind = (&'static str, &'static str, &'static str);
+
+/// Incident counters by (detector, action, direction), served at `/metrics` (`crate::metrics`).
 #[derive(Default)]
-pub struct Incidents(Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>);
+pub struct Incidents(Mutex<BTreeMap<IncidentKind, u64>>);
 
 impl Incidents {
-    fn record(&self, d: Detector, a: Action, dir: Direction) {
+    pub(crate) fn record(&self, d: Detector, a: Action, dir: Direction) {
         if let Ok(mut m) = self.0.lock() {
             *m.entry((d.as_str(), action_str(a), dir_str(dir)))
                 .or_default() += 1;
         }
     }
 
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::from("# HELP tenantgate_guard_incidents_total Leak-guard findings.\n# TYPE tenantgate_guard_incidents_total counter\n");
-        if let Ok(m) = self.0.lock() {
-            for ((d, a, dir), n) in m.iter() {
-                out.push_str(&format!("tenantgate_guard_incidents_total{{detector=\"{d}\",action=\"{a}\",direction=\"{dir}\"}} {n}\n"));
-            }
-        }
-        out
+    /// Every count so far, in label order (read at scrape time).
+    pub(crate) fn counts(&self) -> Vec<(IncidentKind, u64)> {
+        self.0
+            .lock()
+            .map(|m| m.iter().map(|(k, n)| (*k, *n)).collect())
+            .unwrap_or_default()
     }
 
     pub fn total(&self) -> u64 {

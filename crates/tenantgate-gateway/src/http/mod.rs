@@ -107,12 +107,8 @@ async fn method_not_allowed(req: Request) -> Response {
 /// Counters without tenant labels (no tenant data): scrapeable by the platform.
 async fn metrics(State(app): State<AppState>) -> Response {
     (
-        [("content-type", "text/plain; version=0.0.4")],
-        app.incidents().render()
-            + &app.0.rec.log.stats.render()
-            + &app.0.rec.admission.stats.render()
-            + &app.0.knowledge.stats.render()
-            + &policy_metrics(&app),
+        [("content-type", crate::metrics::CONTENT_TYPE)],
+        app.0.metrics.render(),
     )
         .into_response()
 }
@@ -129,18 +125,6 @@ async fn in_flight(State(app): State<AppState>, req: Request, next: Next) -> Res
             GatewayError::Unavailable("the gateway is shutting down".into()).render(wire)
         }
     }
-}
-
-/// Tenants whose stored policy this gateway cannot read, and the calls refused for it.
-fn policy_metrics(app: &AppState) -> String {
-    format!(
-        "# TYPE tenantgate_policy_unreadable_tenants gauge\ntenantgate_policy_unreadable_tenants {}\n\
-         # TYPE tenantgate_policy_unreadable_refusals_total counter\ntenantgate_policy_unreadable_refusals_total {}\n",
-        app.0.auth.load().unreadable_count(),
-        app.0
-            .policy_refusals
-            .load(std::sync::atomic::Ordering::Relaxed),
-    )
 }
 
 /// Ready means a call can complete: the store answers and the audit writer takes records

@@ -4,6 +4,7 @@
 use super::roles::{Member, TenantAdmin};
 use super::tenant::{json_body, ok};
 use crate::error::GatewayError;
+use crate::limits::Counter;
 use crate::pipeline::compose::st;
 use crate::state::AppState;
 use axum::body::Body;
@@ -28,18 +29,17 @@ pub(super) async fn get_limits(
         let adm = &app.0.rec.admission;
         let effective = adm.config.plan(ctx.tenant.plan).overlay(&overrides);
         let now = crate::clock::now_ms();
-        let t = tenant.as_str();
-        let (d, m) = (crate::limits::day(now), crate::limits::month(now));
-        let counter = |k: String| async move { adm.counter(&k).await.unwrap_or(0) };
+        let (day, month) = (crate::limits::day(now), crate::limits::month(now));
+        let counter = |c: Counter| async move { adm.counter(tenant, &c).await.unwrap_or(0) };
         Ok(Json(json!({
             "plan": ctx.tenant.plan,
             "overrides": overrides,
             "effective": effective,
             "kill_switch": kill_switch,
             "counted": {
-                "day_tokens": counter(format!("{{{t}}}:dt:{d}")).await,
-                "month_tokens": counter(format!("{{{t}}}:mt:{m}")).await,
-                "month_spend_micros": counter(format!("{{{t}}}:ms:{m}")).await,
+                "day_tokens": counter(Counter::DailyTokens { day }).await,
+                "month_tokens": counter(Counter::MonthlyTokens { month }).await,
+                "month_spend_micros": counter(Counter::MonthlySpend { month }).await,
             },
         }))
         .into_response())

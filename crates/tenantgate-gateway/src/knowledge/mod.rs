@@ -28,7 +28,8 @@ pub struct Knowledge {
     max_bytes: usize,
     params: IndexParams,
     cache: Mutex<Cache>,
-    pub stats: KnowledgeStats,
+    /// Shared with `/metrics` (`crate::metrics`).
+    pub stats: Arc<KnowledgeStats>,
 }
 
 struct Cache {
@@ -42,22 +43,6 @@ pub struct KnowledgeStats {
     pub builds: AtomicU64,
     pub evictions: AtomicU64,
     pub resident_bytes: AtomicU64,
-}
-
-impl KnowledgeStats {
-    pub fn render(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        format!(
-            "# TYPE tenantgate_rag_index_loads_total counter\ntenantgate_rag_index_loads_total {}\n\
-             # TYPE tenantgate_rag_index_builds_total counter\ntenantgate_rag_index_builds_total {}\n\
-             # TYPE tenantgate_rag_index_evictions_total counter\ntenantgate_rag_index_evictions_total {}\n\
-             # TYPE tenantgate_rag_resident_bytes gauge\ntenantgate_rag_resident_bytes {}\n",
-            g(&self.loads),
-            g(&self.builds),
-            g(&self.evictions),
-            g(&self.resident_bytes)
-        )
-    }
 }
 
 /// A chunk's sealed payload: `u32 LE text length | text | f32 LE embedding`.
@@ -120,7 +105,7 @@ impl Knowledge {
                 lru: lru::LruCache::unbounded(),
                 bytes: 0,
             }),
-            stats: KnowledgeStats::default(),
+            stats: Arc::default(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! write are one atomic step on the shared counters of every replica. All of a tenant's keys
 //! carry its id as a hash tag (`{tenant}`), so they live in one slot of a cluster.
 
-use crate::limits::{Applied, Check};
+use crate::limits::{Applied, Check, Counter};
 use std::time::Duration;
 use tenantgate_core::TenantId;
 
@@ -100,6 +100,11 @@ impl RedisLimits {
         format!("{}{key}", self.prefix)
     }
 
+    /// A counter's Redis key: the configured prefix and [`Counter::key`].
+    fn counter_key(&self, tenant: &TenantId, c: &Counter) -> String {
+        self.k(&c.key(tenant))
+    }
+
     fn res_keys(&self, t: &TenantId) -> (String, String, String) {
         (
             self.k(&format!("{{{}}}:res:z", t.as_str())),
@@ -119,14 +124,14 @@ impl RedisLimits {
         let held: Vec<(String, i64)> = crate::limits::held(checks)
             .counters
             .into_iter()
-            .map(|(k, add, _)| (self.k(&k), add))
+            .map(|(c, add)| (self.counter_key(tenant, &c), add))
             .collect();
         let held = serde_json::to_string(&held).map_err(|e| e.to_string())?;
         let (z, h, x) = self.res_keys(tenant);
         let mut inv = self.reserve.prepare_invoke();
         inv.key(&z).key(&h).key(&x);
         for c in checks {
-            inv.key(self.k(&c.key));
+            inv.key(self.counter_key(tenant, &c.counter));
         }
         inv.arg(now_ms).arg(rid).arg(now_ms + ttl_ms).arg(held);
         for c in checks {
@@ -151,11 +156,14 @@ impl RedisLimits {
         &self,
         tenant: &TenantId,
         rid: &str,
-        on_held: &[(String, i64)],
-        late: &[(String, i64)],
+        on_held: &[(Counter, i64)],
+        late: &[(Counter, i64)],
     ) -> Result<bool, String> {
-        let pre = |v: &[(String, i64)]| -> Result<String, String> {
-            let v: Vec<(String, i64)> = v.iter().map(|(k, d)| (self.k(k), *d)).collect();
+        let pre = |v: &[(Counter, i64)]| -> Result<String, String> {
+            let v: Vec<(String, i64)> = v
+                .iter()
+                .map(|(c, d)| (self.counter_key(tenant, c), *d))
+                .collect();
             serde_json::to_string(&v).map_err(|e| e.to_string())
         };
         let (z, h, x) = self.res_keys(tenant);
@@ -170,9 +178,16 @@ impl RedisLimits {
         Ok(out == 1)
     }
 
-    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<i64>, String> {
+    pub async fn get_many(
+        &self,
+        tenant: &TenantId,
+        counters: &[Counter],
+    ) -> Result<Vec<i64>, String> {
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = keys.iter().map(|k| self.k(k)).collect();
+        let keys: Vec<String> = counters
+            .iter()
+            .map(|c| self.counter_key(tenant, c))
+            .collect();
         let v: Vec<Option<i64>> = tokio::time::timeout(
             TIMEOUT,
             redis::cmd("MGET").arg(&keys).query_async(&mut conn),
@@ -183,11 +198,12 @@ impl RedisLimits {
         Ok(v.into_iter().map(Option::unwrap_or_default).collect())
     }
 
-    pub async fn get(&self, key: &str) -> Result<i64, String> {
+    pub async fn get(&self, tenant: &TenantId, counter: &Counter) -> Result<i64, String> {
         let mut conn = self.conn.clone();
-        let v: Option<i64> = redis::AsyncCommands::get(&mut conn, self.k(key))
-            .await
-            .map_err(|e| e.to_string())?;
+        let v: Option<i64> =
+            redis::AsyncCommands::get(&mut conn, self.counter_key(tenant, counter))
+                .await
+                .map_err(|e| e.to_string())?;
         Ok(v.unwrap_or(0))
     }
 }

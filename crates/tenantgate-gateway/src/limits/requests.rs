@@ -6,7 +6,9 @@
 //! and spend without counting the request again ([`Admission::reserve_counted`]).
 
 use crate::error::GatewayError;
-use crate::limits::{checks, refused_rate, Admission, Applied, Backend, Check, LimitSet};
+use crate::limits::{
+    checks, refused_rate, Admission, Applied, Backend, Check, Counter, LimitSet, Scope,
+};
 use tenantgate_core::TenantId;
 
 /// A request counted at the front of its call.
@@ -18,7 +20,24 @@ pub struct Counted {
 
 /// Whether a check is one of the per-minute request windows.
 pub(crate) fn is_request_check(c: &Check) -> bool {
-    c.key.contains("}:rq:")
+    matches!(c.counter, Counter::Requests { .. })
+}
+
+/// The tenant's own per-minute request count among `checks`' values, if it was counted.
+pub(crate) fn tenant_requests(checks: &[Check], values: &[i64]) -> Option<i64> {
+    checks
+        .iter()
+        .zip(values)
+        .find(|(c, _)| {
+            matches!(
+                c.counter,
+                Counter::Requests {
+                    scope: Scope::Tenant,
+                    ..
+                }
+            )
+        })
+        .map(|(_, v)| *v)
 }
 
 impl Admission {
@@ -35,7 +54,7 @@ impl Admission {
         now_ms: i64,
     ) -> Result<Option<Counted>, GatewayError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut checks = checks(limits, tenant, key, user, 0, 0, now_ms);
+        let mut checks = checks(limits, key, user, 0, 0, now_ms);
         checks.retain(is_request_check);
         if checks.is_empty() {
             return Ok(Some(Counted::default()));
@@ -48,11 +67,7 @@ impl Admission {
         let reset_secs = (60 - now_ms.rem_euclid(60_000) / 1000).max(1) as u64;
         match applied {
             Ok(Applied::Ok(values)) => Ok(Some(Counted {
-                tenant_requests: checks
-                    .iter()
-                    .zip(&values)
-                    .find(|(c, _)| c.key.contains(":rq:t:"))
-                    .map(|(_, v)| *v),
+                tenant_requests: tenant_requests(&checks, &values),
             })),
             Ok(Applied::Refused { index, current }) => {
                 self.stats.refused.fetch_add(1, Relaxed);
@@ -61,7 +76,7 @@ impl Admission {
                     message: format!(
                         "limit of {} {} reached ({current} counted); retry after {reset_secs}s",
                         c.limit.unwrap_or(0),
-                        c.what
+                        c.counter.what()
                     ),
                     retry_after_s: reset_secs,
                     rate: refused_rate(limits, c, reset_secs),
