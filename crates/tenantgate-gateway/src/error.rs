@@ -100,7 +100,7 @@ pub enum GatewayError {
     RateLimited {
         message: String,
         retry_after_s: u64,
-        rate: crate::limits::RateState,
+        rate: crate::rate::RateState,
     },
     /// A token or spend budget is used up, or the tenant's kill switch is on.
     #[error("{0}")]
@@ -464,7 +464,7 @@ impl GatewayError {
         {
             h.insert("retry-after", HeaderValue::from(*retry_after_s));
             // The same header family as an admitted call's, so a client's backoff reads one set.
-            crate::limits::rate_headers(h, rate);
+            crate::rate::rate_headers(h, rate);
         }
         resp
     }

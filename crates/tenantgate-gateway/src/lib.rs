@@ -37,6 +37,7 @@ pub mod knowledge;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;
+pub mod rate;
 pub mod server;
 pub mod state;
 pub mod stream;
