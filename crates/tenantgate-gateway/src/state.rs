@@ -54,6 +54,7 @@ impl AppState {
         cache: Option<crate::upstream::cache::CacheBackend>,
         audit: crate::audit::AuditLog,
         admission: crate::limits::Admission,
+        tasks: tokio_util::task::TaskTracker,
     ) -> Self {
         AppState(Arc::new(Inner {
             store,
@@ -72,7 +73,7 @@ impl AppState {
             oidc: crate::identity::oidc::Verifier::new(&config.auth.oidc),
             knowledge: crate::knowledge::Knowledge::new(&config.rag),
             policy_refusals: std::sync::atomic::AtomicU64::new(0),
-            tasks: tokio_util::task::TaskTracker::new(),
+            tasks,
             grace_over: tokio_util::sync::CancellationToken::new(),
             audit,
             admission,

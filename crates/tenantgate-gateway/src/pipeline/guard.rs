@@ -149,7 +149,7 @@ impl AppState {
         });
         let http = self.0.webhooks.clone();
         // Delivery must not delay the call: one attempt, bounded by the client's timeout.
-        tokio::spawn(async move {
+        self.spawn(async move {
             for url in targets {
                 let req = http
                     .post(&url)
