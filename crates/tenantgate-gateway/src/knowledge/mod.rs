@@ -11,6 +11,13 @@
 //! Every embedding call (ingest and query) goes through the provider layer as a model call of
 //! the tenant: authorized against its allow-list, admitted against its limits and budgets, and
 //! recorded in its audit chain.
+//!
+//! A warm retrieval makes no database query: knowledge bases' metadata and revisions come from
+//! the auth snapshot (every change to a knowledge base or its documents moves the control-plane
+//! revision, so every replica reloads it: PostgreSQL NOTIFY, or the poll on SQLite; the replica
+//! that made the change reloads at once), and a resident index carries each of its chunks'
+//! sealed payload and document name (read with the chunks when it is built, and sealed into its
+//! file), opened per hit with the tenant's cached data key (`tests/queries.rs`).
 
 use crate::audit::CallAudit;
 use crate::error::GatewayError;
@@ -19,6 +26,7 @@ use crate::pipeline::TenantContext;
 use crate::state::AppState;
 use crate::upstream::Endpoint;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,8 +48,93 @@ pub struct Knowledge {
 }
 
 struct Cache {
-    lru: lru::LruCache<(TenantId, String), Arc<Index>>,
+    lru: lru::LruCache<(TenantId, String), Arc<Resident>>,
     bytes: usize,
+}
+
+/// One knowledge base in memory: its index and, per chunk, what a hit returns (the chunk's
+/// payload still sealed as stored, its document's name), so a search needs no query.
+pub struct Resident {
+    index: Index,
+    chunks: HashMap<i64, ResidentChunk>,
+    bytes: usize,
+}
+
+/// A chunk as a hit needs it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ResidentChunk {
+    id: i64,
+    doc_id: String,
+    ord: u32,
+    document: String,
+    /// Text and embedding, sealed under the chunk's AAD exactly as the store holds it.
+    sealed: Vec<u8>,
+}
+
+/// An index file's plaintext (the file is this, sealed with the tenant's key as a whole). A
+/// file in another format does not decode and is rebuilt.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IndexFile {
+    format: u32,
+    index: Vec<u8>,
+    chunks: Vec<ResidentChunk>,
+}
+
+const INDEX_FILE_FORMAT: u32 = 2;
+
+impl Resident {
+    fn new(index: Index, chunks: Vec<ResidentChunk>) -> Self {
+        let bytes = index.memory_bytes()
+            + chunks
+                .iter()
+                .map(|c| {
+                    std::mem::size_of::<ResidentChunk>()
+                        + c.doc_id.len()
+                        + c.document.len()
+                        + c.sealed.len()
+                })
+                .sum::<usize>();
+        Resident {
+            index,
+            chunks: chunks.into_iter().map(|c| (c.id, c)).collect(),
+            bytes,
+        }
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.index.revision()
+    }
+
+    /// Memory held: the graph and vectors, and the chunks' payloads.
+    pub fn memory_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn to_file(&self) -> Result<Vec<u8>, GatewayError> {
+        let mut chunks: Vec<&ResidentChunk> = self.chunks.values().collect();
+        chunks.sort_by_key(|c| c.id);
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            format: u32,
+            index: Vec<u8>,
+            chunks: Vec<&'a ResidentChunk>,
+        }
+        bincode::serialize(&Out {
+            format: INDEX_FILE_FORMAT,
+            index: self.index.to_bytes().map_err(internal)?,
+            chunks,
+        })
+        .map_err(internal)
+    }
+
+    fn from_file(bytes: &[u8]) -> Option<Resident> {
+        let f: IndexFile = bincode::deserialize(bytes).ok()?;
+        if f.format != INDEX_FILE_FORMAT {
+            return None;
+        }
+        let index = Index::from_bytes(&f.index).ok()?;
+        Some(Resident::new(index, f.chunks))
+    }
 }
 
 #[derive(Default)]
@@ -136,13 +229,30 @@ impl Knowledge {
         self.dir.join(tenant.as_str()).join(format!("{kb}.idx"))
     }
 
-    fn cached(&self, tenant: &TenantId, kb: &KnowledgeBase) -> Option<Arc<Index>> {
+    /// The resident index, if it is at `kb`'s revision or later. Later happens when `kb` comes
+    /// from a snapshot older than the rows the index was built from (another replica's change
+    /// not reloaded yet); the revision only grows, so the index is the newer truth.
+    fn cached(&self, tenant: &TenantId, kb: &KnowledgeBase) -> Option<Arc<Resident>> {
         let mut c = self.cache.lock().ok()?;
         let ix = c.lru.get(&(tenant.clone(), kb.id.clone()))?.clone();
-        (ix.revision() == kb.revision).then_some(ix)
+        (ix.revision() >= kb.revision).then_some(ix)
     }
 
-    fn insert(&self, tenant: &TenantId, kb: &str, ix: Arc<Index>) {
+    /// The tenant's knowledge base `id_or_name` as of `snapshot` (no query); another tenant's
+    /// is `KnowledgeBaseNotFound`, like a missing one.
+    pub fn knowledge_base(
+        &self,
+        snapshot: &crate::identity::auth::AuthIndex,
+        scope: &TenantScope,
+        id_or_name: &str,
+    ) -> Result<KnowledgeBase, GatewayError> {
+        snapshot
+            .knowledge_base(scope.tenant_id(), id_or_name)
+            .cloned()
+            .ok_or_else(|| GatewayError::KnowledgeBaseNotFound(id_or_name.to_owned()))
+    }
+
+    fn insert(&self, tenant: &TenantId, kb: &str, ix: Arc<Resident>) {
         let Ok(mut c) = self.cache.lock() else { return };
         if let Some(old) = c.lru.put((tenant.clone(), kb.to_owned()), ix.clone()) {
             c.bytes -= old.memory_bytes();
@@ -214,14 +324,14 @@ impl Knowledge {
             .unwrap_or(0)
     }
 
-    /// The knowledge base's index at its current revision: from memory, else from its sealed
-    /// file, else rebuilt from the stored chunks (and the file rewritten).
+    /// The knowledge base's index at its current revision (or later): from memory, else from
+    /// its sealed file, else rebuilt from the stored chunks (and the file rewritten).
     pub async fn index(
         &self,
         app: &AppState,
         scope: &TenantScope,
         kb: &KnowledgeBase,
-    ) -> Result<Arc<Index>, GatewayError> {
+    ) -> Result<Arc<Resident>, GatewayError> {
         let tenant = scope.tenant_id();
         if let Some(ix) = self.cached(tenant, kb) {
             return Ok(ix);
@@ -229,12 +339,12 @@ impl Knowledge {
         let path = self.file(tenant, &kb.id);
         if let Ok(sealed) = tokio::fs::read(&path).await {
             if let Ok(plain) = app.keyring().open(scope, INDEX_KIND, &kb.id, &sealed).await {
-                let ix = tokio::task::spawn_blocking(move || Index::from_bytes(&plain))
+                let ix = tokio::task::spawn_blocking(move || Resident::from_file(&plain))
                     .await
                     .map_err(internal)?;
-                // A file from another revision is stale: rebuild below.
+                // A file from an earlier revision (or an older format) is stale: rebuild below.
                 match ix {
-                    Ok(ix) if ix.revision() == kb.revision => {
+                    Some(ix) if ix.revision() >= kb.revision => {
                         self.stats.loads.fetch_add(1, Ordering::Relaxed);
                         let ix = Arc::new(ix);
                         self.insert(tenant, &kb.id, ix.clone());
@@ -254,9 +364,10 @@ impl Knowledge {
         app: &AppState,
         scope: &TenantScope,
         kb: &KnowledgeBase,
-    ) -> Result<Index, GatewayError> {
+    ) -> Result<Resident, GatewayError> {
         let (revision, chunks) = app.store().tenant(scope).chunks(&kb.id).await.map_err(st)?;
         let mut points = Vec::with_capacity(chunks.len());
+        let mut resident = Vec::with_capacity(chunks.len());
         for c in chunks {
             let plain = app
                 .keyring()
@@ -265,6 +376,13 @@ impl Knowledge {
                 .map_err(internal)?;
             let (_, v) = decode_chunk(&plain).ok_or_else(|| internal("undecodable chunk"))?;
             points.push((c.id, v));
+            resident.push(ResidentChunk {
+                id: c.id,
+                doc_id: c.doc_id,
+                ord: c.ord,
+                document: c.document,
+                sealed: c.sealed,
+            });
         }
         let (dims, params) = (kb.dims as usize, self.params);
         let ix = tokio::task::spawn_blocking(move || Index::build(dims, revision, points, params))
@@ -272,8 +390,9 @@ impl Knowledge {
             .map_err(internal)?
             .map_err(internal)?;
         self.stats.builds.fetch_add(1, Ordering::Relaxed);
+        let ix = Resident::new(ix, resident);
         // Persist sealed (best effort: the file is a cache of the store).
-        let bytes = ix.to_bytes().map_err(internal)?;
+        let bytes = ix.to_file()?;
         let sealed = app
             .keyring()
             .seal(scope, INDEX_KIND, &kb.id, &bytes)
@@ -294,7 +413,8 @@ impl Knowledge {
         Ok(ix)
     }
 
-    /// Searches one knowledge base: the `k` nearest chunks to `query`, opened.
+    /// Searches one knowledge base: the `k` nearest chunks to `query`, opened. A warm search
+    /// (index resident) makes no query: the hits' payloads are in the resident index.
     pub async fn search(
         &self,
         app: &AppState,
@@ -305,24 +425,19 @@ impl Knowledge {
     ) -> Result<Vec<Retrieved>, GatewayError> {
         let ix = self.index(app, scope, kb).await?;
         let hits = ix
+            .index
             .search(query, k)
             .map_err(|e| GatewayError::InvalidRequest {
                 message: e.to_string(),
                 param: None,
             })?;
-        let ids: Vec<i64> = hits.iter().map(|h| h.id).collect();
-        let rows = app
-            .store()
-            .tenant(scope)
-            .chunks_by_id(&kb.id, &ids)
-            .await
-            .map_err(st)?;
         let mut out = Vec::with_capacity(hits.len());
         for h in hits {
-            // A chunk deleted since the index was built is skipped.
-            let Some((c, doc_name)) = rows.iter().find(|(c, _)| c.id == h.id) else {
-                continue;
-            };
+            // The index and its chunks were built together; a hit without one is a bug.
+            let c = ix
+                .chunks
+                .get(&h.id)
+                .ok_or_else(|| internal("index hit without its chunk"))?;
             let plain = app
                 .keyring()
                 .open(scope, CHUNK_KIND, &chunk_aad(&c.doc_id, c.ord), &c.sealed)
@@ -332,7 +447,7 @@ impl Knowledge {
             out.push(Retrieved {
                 knowledge_base: kb.name.clone(),
                 document_id: c.doc_id.clone(),
-                document: doc_name.clone(),
+                document: c.document.clone(),
                 chunk: c.ord,
                 score: h.score,
                 text,
@@ -649,17 +764,16 @@ impl AppState {
         };
         let cfg = &self.0.config.rag;
         let k = ext.top_k.unwrap_or(cfg.default_top_k).min(cfg.max_top_k);
-        let store = self.store();
-        let handle = store.tenant(&ctx.principal.scope);
+        let snapshot = self.0.auth.load();
         let mut kbs = Vec::with_capacity(names.len());
         for n in &names {
-            kbs.push(handle.knowledge_base(n).await.map_err(|e| match e {
-                tenantgate_store::StoreError::NotFound => {
-                    GatewayError::KnowledgeBaseNotFound(n.clone())
-                }
-                e => st(e),
-            })?);
+            kbs.push(
+                self.0
+                    .knowledge
+                    .knowledge_base(&snapshot, &ctx.principal.scope, n)?,
+            );
         }
+        drop(snapshot);
         let mut all = Vec::new();
         let mut embedded: Vec<(String, Vec<f32>)> = Vec::new();
         for kb in &kbs {
