@@ -26,13 +26,16 @@ use crate::pipeline::TenantContext;
 use crate::state::AppState;
 use crate::upstream::Endpoint;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tenantgate_core::{TenantId, TenantScope};
 use tenantgate_rag::{Index, IndexParams};
 use tenantgate_store::knowledge::{KnowledgeBase, NewChunk};
+
+mod resident;
+pub use resident::Resident;
+use resident::ResidentChunk;
 
 /// Sealing kinds (part of the AAD): a chunk's text and embedding, and an index file.
 const CHUNK_KIND: &str = "kb_chunk";
@@ -50,91 +53,6 @@ pub struct Knowledge {
 struct Cache {
     lru: lru::LruCache<(TenantId, String), Arc<Resident>>,
     bytes: usize,
-}
-
-/// One knowledge base in memory: its index and, per chunk, what a hit returns (the chunk's
-/// payload still sealed as stored, its document's name), so a search needs no query.
-pub struct Resident {
-    index: Index,
-    chunks: HashMap<i64, ResidentChunk>,
-    bytes: usize,
-}
-
-/// A chunk as a hit needs it.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ResidentChunk {
-    id: i64,
-    doc_id: String,
-    ord: u32,
-    document: String,
-    /// Text and embedding, sealed under the chunk's AAD exactly as the store holds it.
-    sealed: Vec<u8>,
-}
-
-/// An index file's plaintext (the file is this, sealed with the tenant's key as a whole). A
-/// file in another format does not decode and is rebuilt.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct IndexFile {
-    format: u32,
-    index: Vec<u8>,
-    chunks: Vec<ResidentChunk>,
-}
-
-const INDEX_FILE_FORMAT: u32 = 2;
-
-impl Resident {
-    fn new(index: Index, chunks: Vec<ResidentChunk>) -> Self {
-        let bytes = index.memory_bytes()
-            + chunks
-                .iter()
-                .map(|c| {
-                    std::mem::size_of::<ResidentChunk>()
-                        + c.doc_id.len()
-                        + c.document.len()
-                        + c.sealed.len()
-                })
-                .sum::<usize>();
-        Resident {
-            index,
-            chunks: chunks.into_iter().map(|c| (c.id, c)).collect(),
-            bytes,
-        }
-    }
-
-    pub fn revision(&self) -> i64 {
-        self.index.revision()
-    }
-
-    /// Memory held: the graph and vectors, and the chunks' payloads.
-    pub fn memory_bytes(&self) -> usize {
-        self.bytes
-    }
-
-    fn to_file(&self) -> Result<Vec<u8>, GatewayError> {
-        let mut chunks: Vec<&ResidentChunk> = self.chunks.values().collect();
-        chunks.sort_by_key(|c| c.id);
-        #[derive(serde::Serialize)]
-        struct Out<'a> {
-            format: u32,
-            index: Vec<u8>,
-            chunks: Vec<&'a ResidentChunk>,
-        }
-        bincode::serialize(&Out {
-            format: INDEX_FILE_FORMAT,
-            index: self.index.to_bytes().map_err(internal)?,
-            chunks,
-        })
-        .map_err(internal)
-    }
-
-    fn from_file(bytes: &[u8]) -> Option<Resident> {
-        let f: IndexFile = bincode::deserialize(bytes).ok()?;
-        if f.format != INDEX_FILE_FORMAT {
-            return None;
-        }
-        let index = Index::from_bytes(&f.index).ok()?;
-        Some(Resident::new(index, f.chunks))
-    }
 }
 
 #[derive(Default)]
