@@ -105,6 +105,10 @@ pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<Mock
     let stats = Arc::new(Stats::default());
     let app = router(config, stats.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the mock provider's one server task is owned by its handle, which stops and awaits it"
+    )]
     let task = tokio::spawn(async move {
         use axum::serve::ListenerExt;
         let listener = listener.tap_io(|tcp| {

@@ -186,6 +186,10 @@ async fn fixed_rate(
         let intended = begin + interval * i as u32;
         tokio::time::sleep_until(intended.into()).await;
         let (client, t, keys, payload) = (client.clone(), t.clone(), keys.clone(), payload.clone());
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the benchmark drives the server from outside; its tasks are not server background work"
+        )]
         tasks.push(tokio::spawn(async move {
             // tokio's timer has 1 ms resolution, so lateness is reported apart rather than added
             // to every sample; at these rates nothing queues, so coordinated omission is absent.
@@ -241,6 +245,10 @@ async fn throughput(
             done.clone(),
             errors.clone(),
         );
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the benchmark drives the server from outside; its tasks are not server background work"
+        )]
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while Instant::now() < deadline {
@@ -361,6 +369,10 @@ async fn main() -> Result<()> {
             let server = Server::bind(config).await.context("gateway start")?;
             let url = format!("http://{}", server.local_addr());
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the benchmark drives the server from outside; its tasks are not server background work"
+            )]
             let task = tokio::spawn(server.serve(async {
                 let _ = stop_rx.await;
             }));

@@ -69,53 +69,68 @@ pub fn keyring(
     ))
 }
 
-/// Offboards a tenant: marks it deleted and revokes its keys, then destroys its key material.
-/// Both halves are idempotent, so a failed run is finished by running it again.
+/// Where an operator action's audit record is written.
+pub enum AuditSink<'a> {
+    /// The server's group-commit writer: every record a server writes goes through it, so
+    /// the writer's counters, its checkpoints and its shutdown drain see them all.
+    Writer(&'a crate::audit::AuditLog),
+    /// The CLI, a process that runs no writer: each command appends its record directly, in
+    /// one transaction of its own, and is the only audit writer of its process. Its chain stays
+    /// linear beside running servers because the store locks each head it appends to (`FOR
+    /// UPDATE`, SQLite's `BEGIN IMMEDIATE`); the servers' writers sign the head at their next
+    /// start or checkpoint. Only the CLI builds this (`tests/structure.rs`).
+    Cli(&'a Store),
+}
+
 /// Records an operator action in the tenant's audit chain (actor: the platform operator).
 pub async fn record_operator_event(
-    store: &Store,
+    sink: AuditSink<'_>,
     admin: &PlatformAdmin,
     tenant: &TenantId,
     event: tenantgate_audit::EventType,
     detail: serde_json::Value,
-) -> Result<(), tenantgate_store::StoreError> {
-    record_operator_outcome(store, admin, tenant, event, 200, detail).await
+) -> Result<(), String> {
+    record_operator_outcome(sink, admin, tenant, event, 200, detail).await
 }
 
 /// Records an operator action, or its refusal, with the HTTP status the operator received.
 pub async fn record_operator_outcome(
-    store: &Store,
+    sink: AuditSink<'_>,
     admin: &PlatformAdmin,
     tenant: &TenantId,
     event: tenantgate_audit::EventType,
     status: u16,
     detail: serde_json::Value,
-) -> Result<(), tenantgate_store::StoreError> {
-    let actor = tenantgate_audit::Actor {
-        kind: "platform".into(),
-        key_id: None,
-        user: Some(admin.actor().to_owned()),
-        role: Some("platform_admin".into()),
-    };
-    let mut entry = crate::audit::event_record(&crate::audit::new_event_id(), event, actor, detail);
+) -> Result<(), String> {
+    let mut entry = crate::audit::event_record(
+        &crate::audit::new_event_id(),
+        event,
+        crate::audit::operator_actor(admin),
+        detail,
+    );
     entry.record.status = status;
-    store
-        .platform(admin)
-        .audit_append(tenant, vec![entry])
-        .await
-        .map(|_| ())
+    match sink {
+        AuditSink::Writer(log) => log.append_operator(admin, tenant, entry).await.map(|_| ()),
+        AuditSink::Cli(store) => store
+            .platform(admin)
+            .audit_append(tenant, vec![entry])
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    }
 }
 
 /// Deletes a tenant: the deletion is recorded in its audit chain first (the chain outlives the
 /// tenant: records without bodies), then its API keys are revoked and its keys shredded.
 pub async fn delete_tenant(
+    sink: AuditSink<'_>,
     store: &Store,
     keyring: &tenantgate_store::Keyring,
     admin: &PlatformAdmin,
     tenant: &TenantId,
 ) -> Result<tenantgate_core::Tenant, String> {
     record_operator_event(
-        store,
+        sink,
         admin,
         tenant,
         tenantgate_audit::EventType::Deletion,

@@ -157,9 +157,13 @@ impl Server {
                     source,
                 })?;
         }
-        let (audit, audit_writer) = crate::audit::AuditLog::start(store.clone(), &config.audit)?;
+        // Background work of this server: shutdown waits for all of it before it drains the
+        // audit writer.
+        let tasks = TaskTracker::new();
+        let (audit, audit_writer) =
+            crate::audit::AuditLog::start(store.clone(), &config.audit, tasks.clone())?;
         let state = AppState::new(
-            config, store, secret, catalog, keyring, cache, audit, admission,
+            config, store, secret, catalog, keyring, cache, audit, admission, tasks,
         );
         state
             .reload_auth(true)

@@ -51,6 +51,7 @@ impl AppState {
         cache: Option<crate::upstream::cache::CacheBackend>,
         audit: crate::audit::AuditLog,
         admission: crate::limits::Admission,
+        tasks: tokio_util::task::TaskTracker,
     ) -> Self {
         // Empty until the first reload, which `Server::bind` runs before listening.
         let auth = Arc::new(ArcSwap::from_pointee(AuthIndex::default()));
@@ -62,7 +63,7 @@ impl AppState {
             log: audit,
             admission,
             keyring,
-            tasks: tokio_util::task::TaskTracker::new(),
+            tasks,
             grace_over: tokio_util::sync::CancellationToken::new(),
         });
         let incidents =

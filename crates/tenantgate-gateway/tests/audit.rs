@@ -536,6 +536,10 @@ async fn a_call_cut_by_shutdown_is_recorded() {
         .stats
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test drives the server from outside; its tasks are not server background work"
+    )]
     let call = {
         let (http, url, key) = (gw.http.clone(), gw.url.clone(), key.clone());
         tokio::spawn(async move {

@@ -362,6 +362,10 @@ async fn signed_checkpoints_reach_the_tenants_webhook() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test drives the server from outside; its tasks are not server background work"
+    )]
     tokio::spawn(async move { axum::serve(listener, collector).await });
     let gw = TestGateway::start_with(|c| {
         c.guard.allow_http_webhooks = true;

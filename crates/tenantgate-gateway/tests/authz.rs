@@ -697,9 +697,17 @@ async fn break_glass_is_time_boxed_visible_to_the_tenant_and_every_read_is_recor
             )
         }
     };
-    // without a grant: 403, and the attempt is in A's chain
+    // without a grant: 403, and the attempt is in A's chain, written by the group-commit
+    // writer like every record of a server (its counter sees it)
+    let written = || w.gw.metric("tenantgate_audit_records_total");
+    let before = written().await;
     let (s, _) = call("GET", "/admin/v1/tenants/acme/prompts".into(), "").await;
     assert_eq!(s, 403);
+    assert_eq!(
+        written().await,
+        before + 1,
+        "the refusal went through the writer"
+    );
     // more than an hour is refused
     let (s, _) = call(
         "POST",
@@ -726,8 +734,14 @@ async fn break_glass_is_time_boxed_visible_to_the_tenant_and_every_read_is_recor
         .iter()
         .any(|g| g["id"] == grant["id"] && g["reason"] == "ticket 7: customer asked"));
     // under the grant the data is readable; the grant opens A only
+    let before = written().await;
     let (s, prompts) = call("GET", "/admin/v1/tenants/acme/prompts".into(), "").await;
     assert_eq!(s, 200);
+    assert_eq!(
+        written().await,
+        before + 1,
+        "the read went through the writer"
+    );
     assert!(prompts.to_string().contains("Acme's secret prompt"));
     let (s, _) = call("GET", "/admin/v1/tenants/globex/prompts".into(), "").await;
     assert_eq!(s, 403);

@@ -411,6 +411,10 @@ async fn incidents_reach_the_platform_and_tenant_webhooks_without_any_text() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test drives the server from outside; its tasks are not server background work"
+    )]
     tokio::spawn(async move { axum::serve(listener, collector).await });
 
     let gw = TestGateway::start_with(|c| {

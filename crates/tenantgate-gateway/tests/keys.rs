@@ -98,6 +98,11 @@ async fn a_rotation_rewrapped_elsewhere_still_destroys_the_old_version_after_gra
     gw.stop().await;
 }
 
+/// Deleted the way `tenantgate tenant delete` does it: the CLI appends its own record.
+fn cli(gw: &TestGateway) -> tenantgate_gateway::control::AuditSink<'_> {
+    tenantgate_gateway::control::AuditSink::Cli(gw.state.store())
+}
+
 #[tokio::test]
 async fn deleting_a_tenant_revokes_its_keys_and_shreds_its_data() {
     let gw = TestGateway::start().await;
@@ -107,9 +112,10 @@ async fn deleting_a_tenant_revokes_its_keys_and_shreds_its_data() {
     let kr = gw.state.keyring();
     kr.put_secret(&s, "provider_key", b"sk-acme").await.unwrap();
     let admin = TestGateway::admin();
-    let deleted = tenantgate_gateway::control::delete_tenant(gw.state.store(), kr, &admin, &t.id)
-        .await
-        .unwrap();
+    let deleted =
+        tenantgate_gateway::control::delete_tenant(cli(&gw), gw.state.store(), kr, &admin, &t.id)
+            .await
+            .unwrap();
     assert_eq!(deleted.status, tenantgate_core::TenantStatus::Deleted);
     gw.wait_for_revision().await;
     assert_eq!(
@@ -126,7 +132,7 @@ async fn deleting_a_tenant_revokes_its_keys_and_shreds_its_data() {
     );
     assert!(kr.get_secret(&s, "provider_key").await.is_err());
     // Running it again finishes nothing new and fails nothing.
-    tenantgate_gateway::control::delete_tenant(gw.state.store(), kr, &admin, &t.id)
+    tenantgate_gateway::control::delete_tenant(cli(&gw), gw.state.store(), kr, &admin, &t.id)
         .await
         .unwrap();
     gw.stop().await;

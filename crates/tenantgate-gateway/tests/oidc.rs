@@ -227,6 +227,10 @@ async fn jwks_refresh_is_rate_bounded_and_follows_key_rotation() {
     for i in 0..50 {
         let t = idp::mint_with_kid("rsa1", Some(&format!("forged-{i}")), &claims);
         let url = format!("{}/tenant/v1/me", s.gw.url);
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the test drives the server from outside; its tasks are not server background work"
+        )]
         tasks.push(tokio::spawn(async move {
             reqwest::Client::new()
                 .get(url)

@@ -180,6 +180,7 @@ async fn every_replica_removes_a_deleted_tenants_index_files() {
     // Deleted the way `tenantgate tenant delete` does it, on the store: no replica served it.
     let admin = TestGateway::admin();
     tenantgate_gateway::control::delete_tenant(
+        tenantgate_gateway::control::AuditSink::Cli(a.state.store()),
         a.state.store(),
         a.state.keyring(),
         &admin,
@@ -204,6 +205,7 @@ async fn every_replica_removes_a_deleted_tenants_index_files() {
     // directory of a tenant the store does not know. Other entries are not touched.
     b.stop().await;
     tenantgate_gateway::control::delete_tenant(
+        tenantgate_gateway::control::AuditSink::Cli(a.state.store()),
         a.state.store(),
         a.state.keyring(),
         &admin,

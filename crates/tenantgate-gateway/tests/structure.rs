@@ -267,3 +267,234 @@ fn control_plane_handlers_resolve_callers_only_through_role_extractors() {
         assert!(roles.contains(r), "roles.rs does not call {r}");
     }
 }
+
+/// Crates that do I/O or bring a runtime: async runtimes and their reactors, network clients
+/// and servers, TLS, database drivers.
+const IO_CRATES: &[&str] = &[
+    "tokio",
+    "tokio-util",
+    "tokio-stream",
+    "mio",
+    "async-std",
+    "async-io",
+    "smol",
+    "reqwest",
+    "hyper",
+    "hyper-util",
+    "h2",
+    "axum",
+    "tower",
+    "ureq",
+    "curl",
+    "isahc",
+    "socket2",
+    "rustls",
+    "tokio-rustls",
+    "native-tls",
+    "openssl",
+    "sqlx",
+    "sqlx-core",
+    "redis",
+    "rusqlite",
+    "libsqlite3-sys",
+    "tokio-postgres",
+    "postgres",
+    "hickory-resolver",
+    "trust-dns-resolver",
+];
+
+/// The crates that must stay pure (ARCHITECTURE: "no I/O").
+const PURE_CRATES: &[&str] = &[
+    "tenantgate-core",
+    "tenantgate-crypto",
+    "tenantgate-audit",
+    "tenantgate-guard",
+    "tenantgate-rag",
+    "tenantgate-providers",
+];
+
+/// The workspace's resolved dependency graph, from `cargo metadata` (offline, for this host:
+/// other platforms' crates are not downloaded).
+struct Graph {
+    names: std::collections::HashMap<String, String>,
+    /// package id -> ids of its normal (not dev, not build) dependencies.
+    normal: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Graph {
+    fn load() -> Graph {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let host = std::process::Command::new(std::env::var("RUSTC").unwrap_or("rustc".into()))
+            .arg("-vV")
+            .output()
+            .unwrap();
+        let host = String::from_utf8(host.stdout).unwrap();
+        let host = host
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .unwrap()
+            .to_owned();
+        let out = std::process::Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+            .args(["--filter-platform", &host])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo metadata: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let names = m["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_owned(),
+                    p["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let normal = m["resolve"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let deps = n["deps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    // `kind` is null for a normal dependency, "dev" or "build" otherwise.
+                    .filter(|d| {
+                        d["dep_kinds"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|k| k["kind"].is_null())
+                    })
+                    .map(|d| d["pkg"].as_str().unwrap().to_owned())
+                    .collect();
+                (n["id"].as_str().unwrap().to_owned(), deps)
+            })
+            .collect();
+        Graph { names, normal }
+    }
+
+    /// Every I/O crate reachable from `krate` through normal dependencies, each with the
+    /// path that reaches it.
+    fn io_reached_from(&self, krate: &str) -> Vec<String> {
+        let start = self
+            .names
+            .iter()
+            .find(|(_, n)| n.as_str() == krate)
+            .map(|(id, _)| id.clone())
+            .unwrap_or_else(|| panic!("{krate} is not in the workspace graph"));
+        let mut parent: std::collections::HashMap<String, String> = Default::default();
+        let mut stack = vec![start.clone()];
+        let mut found = Vec::new();
+        while let Some(id) = stack.pop() {
+            for dep in &self.normal[&id] {
+                if *dep == start || parent.contains_key(dep) {
+                    continue;
+                }
+                parent.insert(dep.clone(), id.clone());
+                if IO_CRATES.contains(&self.names[dep].as_str()) {
+                    let mut path = vec![self.names[dep].clone()];
+                    let mut at = dep;
+                    while let Some(p) = parent.get(at) {
+                        path.push(self.names[p].clone());
+                        at = p;
+                    }
+                    path.reverse();
+                    found.push(path.join(" -> "));
+                }
+                stack.push(dep.clone());
+            }
+        }
+        found.sort();
+        found
+    }
+}
+
+#[test]
+fn pure_crates_depend_on_no_io_crate() {
+    let graph = Graph::load();
+    for krate in PURE_CRATES {
+        let reached = graph.io_reached_from(krate);
+        assert!(
+            reached.is_empty(),
+            "{krate} reaches I/O crates through its dependencies: {reached:#?}"
+        );
+    }
+    // Not vacuous: the same walk from the gateway finds the runtime, the server and the
+    // database driver.
+    let gateway = graph.io_reached_from("tenantgate-gateway");
+    for io in ["tokio", "hyper", "sqlx"] {
+        assert!(
+            gateway.iter().any(|p| p.ends_with(&format!(" -> {io}"))),
+            "the walk from tenantgate-gateway does not find {io}: {gateway:#?}"
+        );
+    }
+}
+
+/// Store-level audit appends in shipped sources, per file (whitespace removed, so a call split
+/// over lines is still one call): `Store::audit_append`, `Platform::audit_append`,
+/// `TenantAudit::append`.
+fn store_audit_appends() -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for (path, text) in sources() {
+        let p = path.to_string_lossy().replace('\\', "/");
+        if p.contains("tenantgate-store/src") {
+            continue; // the definitions
+        }
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .flat_map(|l| l.chars())
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let n = code.matches(".audit_append(").count() + code.matches(".audit().append(").count();
+        if n > 0 {
+            out.push((p, n));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn audit_records_are_appended_only_through_the_group_commit_writer() {
+    let sites = store_audit_appends();
+    // Not vacuous: the writer's own appends are found (its group commit, the per-tenant retry,
+    // and operators' actions).
+    assert!(
+        sites
+            .iter()
+            .any(|(p, n)| p.ends_with("tenantgate-gateway/src/audit/writer.rs") && *n >= 2),
+        "{sites:#?}"
+    );
+    for (path, n) in &sites {
+        let writer = path.ends_with("tenantgate-gateway/src/audit/writer.rs");
+        // The CLI's path (`AuditSink::Cli`): one append, for a process that runs no writer.
+        let cli = path.ends_with("tenantgate-gateway/src/control.rs") && *n == 1;
+        assert!(
+            writer || cli,
+            "{path} appends audit records without the group-commit writer ({n} calls); \
+             use AuditLog::append / append_operator"
+        );
+    }
+    // Only the CLI binary takes the direct path (the match arm in control.rs is not a use).
+    let cli_uses: Vec<String> = call_sites("AuditSink::Cli(")
+        .into_iter()
+        .filter(|s| !s.contains("tenantgate-gateway/src/control.rs"))
+        .collect();
+    assert!(!cli_uses.is_empty(), "the CLI's sites are found");
+    for s in &cli_uses {
+        assert!(
+            s.contains("crates/tenantgate/src/"),
+            "{s} writes audit records around the server's writer"
+        );
+    }
+}

@@ -70,6 +70,19 @@ impl StoreOptions {
     }
 }
 
+/// Every statement is traced (SQL text and timing, never the bound values) at TRACE under
+/// target `sqlx::query`, which no deployment's log filter enables by accident; tests count a
+/// call's database work with it (`tenantgate-gateway/tests/queries.rs`). A slow one (past a
+/// second) says so, at the same level.
+trait Traced: sqlx::ConnectOptions {
+    fn traced(self) -> Self {
+        self.log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Trace, Duration::from_secs(1))
+    }
+}
+
+impl<O: sqlx::ConnectOptions> Traced for O {}
+
 impl Store {
     /// A store on the owner's connection (`url`, no role switch), for maintenance the request
     /// role may not do: audit retention. One connection, opened when first used.
@@ -82,7 +95,7 @@ impl Store {
             check_ident("database.pg_schema", &opts.pg_schema)?;
             let connect = PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Url(e.to_string()))?
-                .disable_statement_logging();
+                .traced();
             let after = format!("SET search_path TO {}", opts.pg_schema);
             let pool = PgPoolOptions::new()
                 .max_connections(1)
@@ -148,7 +161,7 @@ async fn open_sqlite(opts: &StoreOptions) -> Result<Store> {
         // Deleted rows are overwritten, so crypto-shredded key material leaves no bytes behind.
         .pragma("secure_delete", "ON")
         .busy_timeout(Duration::from_secs(5))
-        .disable_statement_logging();
+        .traced();
     let pool = SqlitePoolOptions::new()
         .max_connections(opts.max_connections.max(1))
         .acquire_timeout(opts.acquire_timeout)
@@ -180,7 +193,7 @@ async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
         PgLogin::Url(u) => Some(
             PgConnectOptions::from_str(u)
                 .map_err(|e| StoreError::Url(format!("database.runtime_url: {e}")))?
-                .disable_statement_logging(),
+                .traced(),
         ),
         PgLogin::Password(_) | PgLogin::OwnerSetRole => None,
     };
@@ -190,6 +203,8 @@ async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
     };
     check_ident("database.pg_schema", &schema)?;
     check_ident("database.pg_runtime_role", &role)?;
+    // Not traced: the setup below sends the runtime role's password in a statement's text.
+    // The request pool's connections (made from a clone below) are.
     let connect = PgConnectOptions::from_str(&opts.url)
         .map_err(|e| StoreError::Url(e.to_string()))?
         .disable_statement_logging();
@@ -230,11 +245,15 @@ async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
             .await?;
         let (connect, after) = match (&opts.pg_login, runtime_connect) {
             (PgLogin::OwnerSetRole, _) => (
-                connect.clone(),
+                connect.clone().traced(),
                 format!("SET search_path TO {schema}; SET ROLE {role}"),
             ),
             (PgLogin::Password(pw), _) => (
-                connect.clone().username(&role).password(pw),
+                connect
+                    .clone()
+                    .username(&role)
+                    .password(pw)
+                    .traced(),
                 format!("SET search_path TO {schema}"),
             ),
             (PgLogin::Url(_), Some(c)) => (c, format!("SET search_path TO {schema}")),

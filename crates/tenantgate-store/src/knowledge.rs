@@ -47,16 +47,18 @@ pub struct StoredChunk {
     pub doc_id: String,
     pub ord: u32,
     pub sealed: Vec<u8>,
+    /// The name of its document.
+    pub document: String,
 }
 
-const KB_COLS: &str =
+pub(crate) const KB_COLS: &str =
     "id, name, embedding_model, dims, chunk_tokens, is_default, revision, created_at_ms";
 const DOC_COLS: &str = "id, kb_id, name, content_type, bytes, sha256, chunks, created_at_ms";
-type KbRow = (String, String, String, i32, i32, bool, i64, i64);
+pub(crate) type KbRow = (String, String, String, i32, i32, bool, i64, i64);
 type DocRow = (String, String, String, String, i64, String, i32, i64);
-type ChunkRow = (i64, String, i32, Vec<u8>);
+type ChunkRow = (i64, String, i32, Vec<u8>, String);
 
-fn kb(r: KbRow) -> KnowledgeBase {
+pub(crate) fn kb(r: KbRow) -> KnowledgeBase {
     KnowledgeBase {
         id: r.0,
         name: r.1,
@@ -257,6 +259,9 @@ impl TenantStore<'_> {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
+            // Knowledge bases' revisions are part of the gateways' snapshot: every replica
+            // serves retrieval from memory and learns of the new revision by reloading it.
+            bump_revision(&mut tx).await?;
             sqlx::query(
                 "INSERT INTO kb_documents (id, tenant_id, kb_id, name, content_type, bytes, sha256, chunks, created_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -332,17 +337,16 @@ impl TenantStore<'_> {
             .bind(kb_id)
             .execute(&mut *tx)
             .await?;
+            bump_revision(&mut tx).await?;
         })
     }
 
-    /// Every chunk of a knowledge base, in id order, with the revision they make up (read in
-    /// one transaction, so the two agree).
+    /// Every chunk of a knowledge base, in id order, with its document's name and the revision
+    /// they make up (read in one transaction, so the two agree).
     pub async fn chunks(&self, kb_id: &str) -> Result<(i64, Vec<StoredChunk>)> {
         let tenant = self.id().as_str();
-        let (revision, rows): (Option<i64>, Vec<ChunkRow>) = with_tx!(
-            self.store,
-            Access::Tenant(self.id()),
-            |tx| {
+        let (revision, rows): (Option<i64>, Vec<ChunkRow>) =
+            with_tx!(self.store, Access::Tenant(self.id()), |tx| {
                 let rev: Option<i64> = sqlx::query_scalar(
                     "SELECT revision FROM knowledge_bases WHERE tenant_id = $1 AND id = $2",
                 )
@@ -351,24 +355,26 @@ impl TenantStore<'_> {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let rows = sqlx::query_as(
-                    "SELECT id, doc_id, ord, sealed FROM kb_chunks WHERE tenant_id = $1 AND kb_id = $2 ORDER BY id",
+                    "SELECT c.id, c.doc_id, c.ord, c.sealed, d.name FROM kb_chunks c \
+                     JOIN kb_documents d ON d.id = c.doc_id AND d.tenant_id = c.tenant_id \
+                     WHERE c.tenant_id = $1 AND c.kb_id = $2 ORDER BY c.id",
                 )
                 .bind(tenant)
                 .bind(kb_id)
                 .fetch_all(&mut *tx)
                 .await?;
                 (rev, rows)
-            }
-        )?;
+            })?;
         let revision = revision.ok_or(StoreError::NotFound)?;
         Ok((
             revision,
             rows.into_iter()
-                .map(|(id, doc_id, ord, sealed)| StoredChunk {
+                .map(|(id, doc_id, ord, sealed, document)| StoredChunk {
                     id,
                     doc_id,
                     ord: ord as u32,
                     sealed,
+                    document,
                 })
                 .collect(),
         ))
@@ -410,6 +416,7 @@ impl TenantStore<'_> {
                         doc_id,
                         ord: ord as u32,
                         sealed,
+                        document: name.clone(),
                     },
                     name,
                 )

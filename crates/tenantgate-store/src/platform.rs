@@ -34,6 +34,10 @@ pub struct AuthSnapshot {
     pub members: Vec<(TenantId, String, tenantgate_core::Role)>,
     /// Knowledge bases searched for chat requests that name none: (tenant, knowledge base id).
     pub default_knowledge_bases: Vec<(TenantId, String)>,
+    /// Every knowledge base (by tenant, then name), revision included: retrieval resolves
+    /// names and checks its resident indexes against these, with no query. Creating or
+    /// deleting a knowledge base, or adding or deleting a document, moves the revision.
+    pub knowledge_bases: Vec<(TenantId, crate::knowledge::KnowledgeBase)>,
 }
 
 impl<'a> Platform<'a> {
@@ -300,11 +304,24 @@ impl<'a> Platform<'a> {
                 .into_iter()
                 .filter_map(|(t, s, r)| Some((TenantId::parse(&t).ok()?, s, r.parse().ok()?)))
                 .collect();
-            let default_kbs: Vec<(String, String)> = sqlx::query_as(
-                "SELECT tenant_id, id FROM knowledge_bases WHERE is_default ORDER BY tenant_id, name",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
+            let kb_sql = format!(
+                "SELECT tenant_id, {} FROM knowledge_bases ORDER BY tenant_id, name",
+                crate::knowledge::KB_COLS
+            );
+            type Row = (String, String, String, String, i32, i32, bool, i64, i64);
+            let kb_rows: Vec<Row> = sqlx::query_as(&kb_sql).fetch_all(&mut *tx).await?;
+            let knowledge_bases: Vec<(TenantId, crate::knowledge::KnowledgeBase)> = kb_rows
+                .into_iter()
+                .filter_map(|(t, a, b, c, d, e, f, g, h)| {
+                    let t = TenantId::parse(&t).ok()?;
+                    Some((t, crate::knowledge::kb((a, b, c, d, e, f, g, h))))
+                })
+                .collect();
+            let default_kbs: Vec<(String, String)> = knowledge_bases
+                .iter()
+                .filter(|(_, kb)| kb.is_default)
+                .map(|(t, kb)| (t.as_str().to_owned(), kb.id.clone()))
+                .collect();
             let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
                 v.into_iter()
                     .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))
@@ -312,6 +329,7 @@ impl<'a> Platform<'a> {
             };
             AuthSnapshot {
                 default_knowledge_bases: ids(default_kbs),
+                knowledge_bases,
                 members,
                 prompt_revisions,
                 canaries: ids(canaries),

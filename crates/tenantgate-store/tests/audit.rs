@@ -123,6 +123,10 @@ mod cases {
                 other.clone()
             };
             let a = a.clone();
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the test drives the server from outside; its tasks are not server background work"
+            )]
             tasks.push(tokio::spawn(async move {
                 let s = scope(&a);
                 for i in 0..20 {

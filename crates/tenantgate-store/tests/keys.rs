@@ -388,6 +388,10 @@ mod cases {
         let mut tasks = Vec::new();
         for i in 0..8 {
             let (kr, id) = (kr.clone(), ta.id.clone());
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the test drives the server from outside; its tasks are not server background work"
+            )]
             tasks.push(tokio::spawn(async move {
                 let s = scope(&id);
                 let sealed = kr

@@ -5,7 +5,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
 use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, Role, TenantStatus};
-use tenantgate_gateway::control::{create_key, KeySpec};
+// The CLI runs no audit writer: each command appends its own record (`AuditSink::Cli`).
+use tenantgate_gateway::control::{create_key, AuditSink, KeySpec};
 use tenantgate_gateway::identity::keys::ServerSecret;
 use tenantgate_gateway::server::open_store;
 use tenantgate_gateway::{Config, Server};
@@ -427,10 +428,15 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             }
             let t = find(tenant).await?;
             let keyring = tenantgate_gateway::control::keyring(&store, &config.encryption)?;
-            let deleted =
-                tenantgate_gateway::control::delete_tenant(&store, &keyring, &admin, &t.id)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+            let deleted = tenantgate_gateway::control::delete_tenant(
+                AuditSink::Cli(&store),
+                &store,
+                &keyring,
+                &admin,
+                &t.id,
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
             print(&json!(deleted));
         }
         TenantCmd::SetModels {
@@ -493,13 +499,14 @@ async fn operator_event(
     action: &str,
 ) -> Result<()> {
     tenantgate_gateway::control::record_operator_event(
-        store,
+        AuditSink::Cli(store),
         admin,
         tenant,
         tenantgate_audit::EventType::ConfigurationChange,
         json!({"action": action}),
     )
     .await
+    .map_err(anyhow::Error::msg)
     .context("the change was made but could not be recorded in the tenant's audit log")
 }
 

@@ -66,6 +66,7 @@ async fn acknowledged_calls_survive_sigkill_and_the_chain_verifies() {
                 acked.clone(),
                 stop.clone(),
             );
+            #[expect(clippy::disallowed_methods, reason = "the test drives the server from outside; its tasks are not server background work")]
             load.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let r = http

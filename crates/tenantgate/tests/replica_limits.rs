@@ -112,6 +112,7 @@ pricing = {{ input_per_mtok = 1000000000, output_per_mtok = 1000000000 }}
     let mut tasks = Vec::new();
     for i in 0..1000usize {
         let (http, key, urls, done) = (http.clone(), key.clone(), urls.clone(), done.clone());
+        #[expect(clippy::disallowed_methods, reason = "the test drives the server from outside; its tasks are not server background work")]
         tasks.push(tokio::spawn(async move {
             // A call whose replica is being restarted goes to the next one, as a load
             // balancer would send it.

@@ -28,11 +28,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tenantgate_audit::{Actor, AuditPolicy, EventType, FailMode, Record, Signer};
-use tenantgate_core::{TenantId, TenantScope};
+use tenantgate_core::{PlatformAdmin, TenantId, TenantScope};
 use tenantgate_store::audit::{Appended, NewAuditRecord};
 use tenantgate_store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The name of the span the writer task runs in: its statements are the only database work a
+/// warm call causes (`tests/queries.rs` tells them apart by it).
+pub const WRITER_SPAN: &str = "audit_writer";
 
 use crate::audit::call::actor;
 pub(crate) use crate::audit::call::{CallAudit, Released, StreamAudit};
@@ -57,8 +62,28 @@ pub struct AuditStats {
     pub chain_breaks: AtomicU64,
 }
 
+/// Whose chain a queued record goes to, and on whose authority.
+pub(crate) enum Chain {
+    /// A call or event of a tenant principal, through its verified scope.
+    Tenant(TenantScope),
+    /// A platform operator's action on a tenant (the admin API, break-glass reads and their
+    /// refusals): there is no tenant scope (break-glass records the read before its scope
+    /// exists); the operator's capability, shown to [`AuditLog::append_operator`], stands
+    /// for it.
+    Operator(TenantId),
+}
+
+impl Chain {
+    pub(crate) fn tenant_id(&self) -> &TenantId {
+        match self {
+            Chain::Tenant(scope) => scope.tenant_id(),
+            Chain::Operator(tenant) => tenant,
+        }
+    }
+}
+
 pub(crate) struct Job {
-    pub(crate) scope: TenantScope,
+    pub(crate) chain: Chain,
     pub(crate) entry: NewAuditRecord,
     pub(crate) done: Option<oneshot::Sender<Result<Appended, String>>>,
 }
@@ -82,6 +107,10 @@ pub struct AuditLog {
     ready: Arc<std::sync::atomic::AtomicBool>,
     published: tokio::sync::broadcast::Sender<Arc<Vec<tenantgate_audit::Checkpoint>>>,
     timeout: Duration,
+    /// The server's task tracker: a detached record that finds the queue full is handed to
+    /// the writer from there, so shutdown (which waits for the tracker before it stops the
+    /// writer) cannot lose it.
+    tasks: TaskTracker,
 }
 
 /// Why the writer could not start.
@@ -94,21 +123,31 @@ pub enum AuditStartError {
 }
 
 /// The running writer task; [`Writer::stop`] drains the queue and signs the heads.
+///
+/// The task runs on a tracker of its own, not the server's: shutdown first waits for the
+/// server's tracker (whose tasks may still write records), then stops the writer and waits
+/// for it here.
 pub struct Writer {
     cancel: CancellationToken,
-    handle: tokio::task::JoinHandle<()>,
+    tracker: TaskTracker,
 }
 
 impl Writer {
     pub async fn stop(self) {
         self.cancel.cancel();
-        let _ = self.handle.await;
+        self.tracker.close();
+        self.tracker.wait().await;
     }
 }
 
 impl AuditLog {
     /// Loads (or creates) the signing key, opens the witness and starts the writer task.
-    pub fn start(store: Store, cfg: &AuditConfig) -> Result<(AuditLog, Writer), AuditStartError> {
+    /// `tasks` is the server's task tracker (see [`AuditLog::append_detached`]).
+    pub fn start(
+        store: Store,
+        cfg: &AuditConfig,
+        tasks: TaskTracker,
+    ) -> Result<(AuditLog, Writer), AuditStartError> {
         let seed = tenantgate_crypto::load_or_create_key(
             &cfg.signing_key_file,
             "TENANTGATE_AUDIT_SIGNING_KEY",
@@ -125,7 +164,11 @@ impl AuditLog {
         let stats = Arc::new(AuditStats::default());
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(crate::audit::writer::run(
+        let tracker = TaskTracker::new();
+        // The span attributes the writer's database statements (tests count every other query
+        // a call makes: `tests/queries.rs`).
+        let span = tracing::info_span!(target: "tenantgate::audit", WRITER_SPAN);
+        let run = crate::audit::writer::run(
             crate::audit::writer::Writing {
                 store,
                 signer: signer.clone(),
@@ -138,7 +181,8 @@ impl AuditLog {
             cancel.clone(),
             cfg.max_batch,
             Duration::from_millis(cfg.checkpoint_interval_ms),
-        ));
+        );
+        tracker.spawn(tracing::Instrument::instrument(run, span));
         Ok((
             AuditLog {
                 tx,
@@ -149,8 +193,9 @@ impl AuditLog {
                 ready,
                 published,
                 timeout: Duration::from_millis(cfg.write_timeout_ms),
+                tasks,
             },
-            Writer { cancel, handle },
+            Writer { cancel, tracker },
         ))
     }
 
@@ -206,9 +251,24 @@ impl AuditLog {
         scope: &TenantScope,
         entry: NewAuditRecord,
     ) -> Result<Appended, String> {
+        self.append_to(Chain::Tenant(scope.clone()), entry).await
+    }
+
+    /// Appends a platform operator's action to `tenant`'s chain and waits until it is durable.
+    pub async fn append_operator(
+        &self,
+        _admin: &PlatformAdmin,
+        tenant: &TenantId,
+        entry: NewAuditRecord,
+    ) -> Result<Appended, String> {
+        self.append_to(Chain::Operator(tenant.clone()), entry).await
+    }
+
+    async fn append_to(&self, chain: Chain, entry: NewAuditRecord) -> Result<Appended, String> {
+        let tenant = chain.tenant_id().clone();
         let (done, rx) = oneshot::channel();
         let job = Job {
-            scope: scope.clone(),
+            chain,
             entry,
             done: Some(done),
         };
@@ -226,7 +286,7 @@ impl AuditLog {
         };
         if let Err(e) = &r {
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(target: "tenantgate::audit", tenant = %scope.tenant_id(), error = %e,
+            tracing::error!(target: "tenantgate::audit", tenant = %tenant, error = %e,
                 "audit record not written");
         }
         r
@@ -236,13 +296,13 @@ impl AuditLog {
     /// the client abandoned, guard incidents).
     pub fn append_detached(&self, scope: &TenantScope, entry: NewAuditRecord) {
         let job = Job {
-            scope: scope.clone(),
+            chain: Chain::Tenant(scope.clone()),
             entry,
             done: None,
         };
         if let Err(mpsc::error::TrySendError::Full(job)) = self.tx.try_send(job) {
             let tx = self.tx.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let _ = tx.send(job).await;
             });
         }
@@ -346,6 +406,16 @@ pub fn event_record(id: &str, event: EventType, actor: Actor, detail: Value) -> 
         },
         prompt_sealed: None,
         response_sealed: None,
+    }
+}
+
+/// The actor of a platform operator's action.
+pub fn operator_actor(admin: &PlatformAdmin) -> Actor {
+    Actor {
+        kind: "platform".into(),
+        key_id: None,
+        user: Some(admin.actor().to_owned()),
+        role: Some("platform_admin".into()),
     }
 }
 

@@ -2,7 +2,7 @@
 //! advanced (through the continuity checks of `audit_anchor`), heads signed on request (an
 //! export), and the heads left unsigned at start, in batches, before it takes records.
 
-use crate::audit::{AuditStats, Job, SignNow};
+use crate::audit::{AuditStats, Chain, Job, SignNow};
 use crate::clock::now_ms;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -115,52 +115,90 @@ async fn sign_now(w: &mut Writing, dirty: &mut Dirty, req: SignNow) {
     let _ = req.done.send(r);
 }
 
-/// One group commit: the batch grouped per tenant (order kept), one transaction. If it fails
-/// and holds several tenants, each tenant is retried alone so one bad record cannot sink the
-/// others.
+/// One group commit: the batch grouped per chain (order kept), tenants' own records in one
+/// transaction. If it fails and holds several tenants, each tenant is retried alone so one
+/// bad record cannot sink the others. Operator actions (rare: the admin API) are appended
+/// after them, one transaction per tenant, as the platform.
 async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &AuditStats) {
     let n = batch.len() as u64;
-    type Waiters = Vec<Option<oneshot::Sender<Result<Appended, String>>>>;
-    let mut groups: Vec<(TenantScope, Vec<NewAuditRecord>, Waiters)> = Vec::new();
-    let mut index: HashMap<TenantId, usize> = HashMap::new();
+    let mut tenants: Vec<Group<TenantScope>> = Vec::new();
+    let mut operators: Vec<Group<TenantId>> = Vec::new();
+    let mut index: HashMap<(TenantId, bool), usize> = HashMap::new();
     for j in batch {
-        let i = *index.entry(j.scope.tenant_id().clone()).or_insert_with(|| {
-            groups.push((j.scope.clone(), Vec::new(), Vec::new()));
-            groups.len() - 1
-        });
-        groups[i].1.push(j.entry);
-        groups[i].2.push(j.done);
-    }
-    let refs: Vec<(&TenantScope, &[NewAuditRecord])> =
-        groups.iter().map(|g| (&g.0, g.1.as_slice())).collect();
-    let results: Vec<Result<Vec<Appended>, String>> = match store.audit_append(&refs).await {
-        Ok(out) => out.into_iter().map(Ok).collect(),
-        Err(e) if refs.len() > 1 => {
-            tracing::warn!(target: "tenantgate::audit", error = %e, "group commit failed; retrying per tenant");
-            let mut v = Vec::with_capacity(refs.len());
-            for r in &refs {
-                v.push(
-                    store
-                        .audit_append(std::slice::from_ref(r))
-                        .await
-                        .map(|mut o| o.pop().unwrap_or_default())
-                        .map_err(|e| e.to_string()),
-                );
+        match j.chain {
+            Chain::Tenant(scope) => {
+                let key = (scope.tenant_id().clone(), false);
+                let i = *index.entry(key).or_insert_with(|| {
+                    tenants.push(Group::new(scope));
+                    tenants.len() - 1
+                });
+                tenants[i].push(j.entry, j.done);
             }
-            v
+            Chain::Operator(tenant) => {
+                let i = *index.entry((tenant.clone(), true)).or_insert_with(|| {
+                    operators.push(Group::new(tenant));
+                    operators.len() - 1
+                });
+                operators[i].push(j.entry, j.done);
+            }
         }
-        Err(e) => vec![Err(e.to_string())],
+    }
+    let refs: Vec<(&TenantScope, &[NewAuditRecord])> = tenants
+        .iter()
+        .map(|g| (&g.chain, g.entries.as_slice()))
+        .collect();
+    let mut results: Vec<Result<Vec<Appended>, String>> = if refs.is_empty() {
+        Vec::new()
+    } else {
+        match store.audit_append(&refs).await {
+            Ok(out) => out.into_iter().map(Ok).collect(),
+            Err(e) if refs.len() > 1 => {
+                tracing::warn!(target: "tenantgate::audit", error = %e, "group commit failed; retrying per tenant");
+                let mut v = Vec::with_capacity(refs.len());
+                for r in &refs {
+                    v.push(
+                        store
+                            .audit_append(std::slice::from_ref(r))
+                            .await
+                            .map(|mut o| o.pop().unwrap_or_default())
+                            .map_err(|e| e.to_string()),
+                    );
+                }
+                v
+            }
+            Err(e) => vec![Err(e.to_string())],
+        }
     };
+    if !operators.is_empty() {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the audit writer appends platform operators' actions to the chain of the tenant they acted on"
+        )]
+        let admin = tenantgate_core::PlatformAdmin::local_operator("audit-writer");
+        let platform = store.platform(&admin);
+        for g in &mut operators {
+            results.push(
+                platform
+                    .audit_append(&g.chain, std::mem::take(&mut g.entries))
+                    .await
+                    .map_err(|e| e.to_string()),
+            );
+        }
+    }
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.largest_batch.fetch_max(n, Ordering::Relaxed);
-    for ((scope, _, waiters), result) in groups.into_iter().zip(results) {
+    let groups = tenants
+        .into_iter()
+        .map(|g| (g.chain.tenant_id().clone(), g.waiters))
+        .chain(operators.into_iter().map(|g| (g.chain, g.waiters)));
+    for ((tenant, waiters), result) in groups.zip(results) {
         match result {
             Ok(appended) => {
                 stats
                     .appended
                     .fetch_add(appended.len() as u64, Ordering::Relaxed);
                 if let Some(last) = appended.last() {
-                    dirty.insert(scope.tenant_id().clone(), *last);
+                    dirty.insert(tenant, *last);
                 }
                 for (w, a) in waiters.into_iter().zip(appended) {
                     if let Some(w) = w {
@@ -175,10 +213,34 @@ async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &Audit
                 for w in waiters.into_iter().flatten() {
                     let _ = w.send(Err(e.clone()));
                 }
-                tracing::error!(target: "tenantgate::audit", tenant = %scope.tenant_id(), error = %e,
+                tracing::error!(target: "tenantgate::audit", tenant = %tenant, error = %e,
                     "audit group commit failed");
             }
         }
+    }
+}
+
+type Waiter = Option<oneshot::Sender<Result<Appended, String>>>;
+
+/// One chain's records in a batch, in the order they were queued, and who waits for them.
+struct Group<C> {
+    chain: C,
+    entries: Vec<NewAuditRecord>,
+    waiters: Vec<Waiter>,
+}
+
+impl<C> Group<C> {
+    fn new(chain: C) -> Self {
+        Group {
+            chain,
+            entries: Vec::new(),
+            waiters: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, entry: NewAuditRecord, done: Waiter) {
+        self.entries.push(entry);
+        self.waiters.push(done);
     }
 }
 

@@ -54,9 +54,15 @@ async fn record(
     event: EventType,
     detail: serde_json::Value,
 ) -> Result<(), GatewayError> {
-    crate::control::record_operator_event(app.store(), admin, &tenant.id, event, detail)
-        .await
-        .map_err(|_| GatewayError::Unavailable("the audit log could not record this action".into()))
+    crate::control::record_operator_event(
+        crate::control::AuditSink::Writer(&app.0.rec.log),
+        admin,
+        &tenant.id,
+        event,
+        detail,
+    )
+    .await
+    .map_err(|_| GatewayError::Unavailable("the audit log could not record this action".into()))
 }
 
 /// `GET /admin/v1/health`: liveness of the store, the audit writer and the snapshot.
@@ -176,7 +182,7 @@ pub(super) async fn create_tenant(
                 // Roll back: nothing of this tenant may keep serving. If the audit store is
                 // what failed, the recorded deletion fails too; the tenant is then marked
                 // deleted and shredded without it (it never served a call).
-                let undo = match crate::control::delete_tenant(app.store(), app.keyring(), &admin, &tenant.id).await {
+                let undo = match crate::control::delete_tenant(crate::control::AuditSink::Writer(&app.0.rec.log), app.store(), app.keyring(), &admin, &tenant.id).await {
                     Ok(_) => Ok(()),
                     Err(_) => match app.store().platform(&admin).mark_deleted(&tenant.id).await {
                         Ok(_) => app.keyring().shred(&admin, &tenant.id).await.map_err(|e| e.to_string()),
@@ -280,9 +286,15 @@ pub(super) async fn delete_tenant(
 ) -> Response {
     ok(async {
         let t = find_live(&app, &admin, &tenant).await?;
-        let t = crate::control::delete_tenant(app.store(), app.keyring(), &admin, &t.id)
-            .await
-            .map_err(GatewayError::Unavailable)?;
+        let t = crate::control::delete_tenant(
+            crate::control::AuditSink::Writer(&app.0.rec.log),
+            app.store(),
+            app.keyring(),
+            &admin,
+            &t.id,
+        )
+        .await
+        .map_err(GatewayError::Unavailable)?;
         // Its index files are unreadable once its keys are shredded; remove them too.
         app.0.knowledge.forget(&t.id, None);
         app.reload_auth(false).await.ok();
@@ -408,7 +420,7 @@ async fn break_glass(
             "tenant data needs an active break-glass grant (POST /admin/v1/break-glass)".into(),
         );
         crate::control::record_operator_outcome(
-            app.store(),
+            crate::control::AuditSink::Writer(&app.0.rec.log),
             admin,
             &t.id,
             EventType::AccessDenied,
@@ -424,18 +436,14 @@ async fn break_glass(
     let mut entry = crate::audit::event_record(
         request_id,
         EventType::BreakGlass,
-        tenantgate_audit::Actor {
-            kind: "platform".into(),
-            key_id: None,
-            user: Some(admin.actor().to_owned()),
-            role: Some("platform_admin".into()),
-        },
+        crate::audit::operator_actor(admin),
         json!({"action": "break_glass.read", "read": what, "grant": grant.id}),
     );
     entry.record.status = 200;
-    app.store()
-        .platform(admin)
-        .audit_append(&t.id, vec![entry])
+    app.0
+        .rec
+        .log
+        .append_operator(admin, &t.id, entry)
         .await
         .map_err(|_| {
             GatewayError::Unavailable("the audit log could not record this read".into())

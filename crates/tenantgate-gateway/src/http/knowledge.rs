@@ -231,6 +231,9 @@ pub(super) async fn upload(
             .add_document(&kb.id, &doc_id, &name, &content_type, bytes.len() as i64, &sha, &sealed)
             .await
             .map_err(st)?;
+        // Retrieval reads revisions from the snapshot: this replica serves the new one at once
+        // (the others reload on the revision it moved).
+        app.reload_auth(false).await.ok();
         Ok((StatusCode::CREATED, Json(doc)).into_response())
     }
     .await)
@@ -249,6 +252,7 @@ pub(super) async fn delete_document(
             .delete_document(&kb.id, &doc)
             .await
             .map_err(st)?;
+        app.reload_auth(false).await.ok();
         Ok(Json(json!({"id": doc, "deleted": true})).into_response())
     }
     .await)

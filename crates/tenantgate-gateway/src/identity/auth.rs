@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tenantgate_core::{
     ApiKeyRecord, Credential, PlatformAdmin, Principal, Role, Tenant, TenantId, TenantScope,
 };
+use tenantgate_store::knowledge::KnowledgeBase;
 use tenantgate_store::AuthSnapshot;
 
 /// Immutable index built from one [`AuthSnapshot`]: keys, tenants, and the leak guard's
@@ -31,6 +32,9 @@ pub struct AuthIndex {
     /// OIDC members' roles, by (tenant, subject).
     members: HashMap<(TenantId, String), Role>,
     default_kbs: HashMap<TenantId, Vec<String>>,
+    /// Every knowledge base per tenant (metadata and revision, never contents): retrieval
+    /// resolves names and checks its resident indexes against these without a query.
+    knowledge_bases: HashMap<TenantId, Vec<KnowledgeBase>>,
     /// Tenants with a stored policy this version cannot parse (written by a newer version,
     /// or damaged), and which: refused until it is readable, never run on defaults.
     unreadable: HashMap<TenantId, Vec<PolicyKind>>,
@@ -90,6 +94,7 @@ impl Default for AuthIndex {
             by_slug: HashMap::new(),
             members: HashMap::new(),
             default_kbs: HashMap::new(),
+            knowledge_bases: HashMap::new(),
             unreadable: HashMap::new(),
         }
     }
@@ -158,9 +163,14 @@ impl AuthIndex {
         for (t, kb) in snap.default_knowledge_bases {
             default_kbs.entry(t).or_default().push(kb);
         }
+        let mut knowledge_bases: HashMap<TenantId, Vec<KnowledgeBase>> = HashMap::new();
+        for (t, kb) in snap.knowledge_bases {
+            knowledge_bases.entry(t).or_default().push(kb);
+        }
         Self {
             unreadable,
             default_kbs,
+            knowledge_bases,
             by_slug,
             members,
             limits,
@@ -212,6 +222,15 @@ impl AuthIndex {
     /// The tenant's default knowledge bases (ids), searched when a chat request names none.
     pub fn default_knowledge_bases(&self, tenant: &TenantId) -> &[String] {
         self.default_kbs.get(tenant).map_or(&[], Vec::as_slice)
+    }
+
+    /// One of the tenant's knowledge bases by id or name, as of this snapshot; `None` for a
+    /// missing one and for another tenant's alike.
+    pub fn knowledge_base(&self, tenant: &TenantId, id_or_name: &str) -> Option<&KnowledgeBase> {
+        self.knowledge_bases
+            .get(tenant)?
+            .iter()
+            .find(|kb| kb.id == id_or_name || kb.name == id_or_name)
     }
 
     /// A tenant by slug or id.

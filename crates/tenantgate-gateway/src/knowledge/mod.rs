@@ -7,6 +7,13 @@
 //! sealed with that tenant's key under that tenant's directory. There is no shared index to
 //! search, so no query can reach another tenant's chunks; a name of another tenant's knowledge
 //! base resolves to `NotFound` in the tenant's own store handle.
+//!
+//! A warm retrieval makes no database query: knowledge bases' metadata and revisions come from
+//! the auth snapshot (every change to a knowledge base or its documents moves the control-plane
+//! revision, so every replica reloads it: PostgreSQL NOTIFY, or the poll on SQLite; the replica
+//! that made the change reloads at once), and a resident index carries each of its chunks'
+//! sealed payload and document name (read with the chunks when it is built, and sealed into its
+//! file), opened per hit with the tenant's cached data key (`tests/queries.rs`).
 
 use crate::error::st;
 use crate::error::GatewayError;
@@ -17,6 +24,10 @@ use tenantgate_core::{TenantId, TenantScope};
 use tenantgate_rag::{Index, IndexParams};
 use tenantgate_store::knowledge::{KnowledgeBase, NewChunk};
 use tenantgate_store::{Keyring, Store};
+
+mod resident;
+pub use resident::Resident;
+use resident::ResidentChunk;
 
 /// Sealing kinds (part of the AAD): a chunk's text and embedding, and an index file.
 const CHUNK_KIND: &str = "kb_chunk";
@@ -33,7 +44,7 @@ pub struct Knowledge {
 }
 
 struct Cache {
-    lru: lru::LruCache<(TenantId, String), Arc<Index>>,
+    lru: lru::LruCache<(TenantId, String), Arc<Resident>>,
     bytes: usize,
 }
 
@@ -113,13 +124,30 @@ impl Knowledge {
         self.dir.join(tenant.as_str()).join(format!("{kb}.idx"))
     }
 
-    fn cached(&self, tenant: &TenantId, kb: &KnowledgeBase) -> Option<Arc<Index>> {
+    /// The resident index, if it is at `kb`'s revision or later. Later happens when `kb` comes
+    /// from a snapshot older than the rows the index was built from (another replica's change
+    /// not reloaded yet); the revision only grows, so the index is the newer truth.
+    fn cached(&self, tenant: &TenantId, kb: &KnowledgeBase) -> Option<Arc<Resident>> {
         let mut c = self.cache.lock().ok()?;
         let ix = c.lru.get(&(tenant.clone(), kb.id.clone()))?.clone();
-        (ix.revision() == kb.revision).then_some(ix)
+        (ix.revision() >= kb.revision).then_some(ix)
     }
 
-    fn insert(&self, tenant: &TenantId, kb: &str, ix: Arc<Index>) {
+    /// The tenant's knowledge base `id_or_name` as of `snapshot` (no query); another tenant's
+    /// is `KnowledgeBaseNotFound`, like a missing one.
+    pub fn knowledge_base(
+        &self,
+        snapshot: &crate::identity::auth::AuthIndex,
+        scope: &TenantScope,
+        id_or_name: &str,
+    ) -> Result<KnowledgeBase, GatewayError> {
+        snapshot
+            .knowledge_base(scope.tenant_id(), id_or_name)
+            .cloned()
+            .ok_or_else(|| GatewayError::KnowledgeBaseNotFound(id_or_name.to_owned()))
+    }
+
+    fn insert(&self, tenant: &TenantId, kb: &str, ix: Arc<Resident>) {
         let Ok(mut c) = self.cache.lock() else { return };
         if let Some(old) = c.lru.put((tenant.clone(), kb.to_owned()), ix.clone()) {
             c.bytes -= old.memory_bytes();
@@ -191,15 +219,15 @@ impl Knowledge {
             .unwrap_or(0)
     }
 
-    /// The knowledge base's index at its current revision: from memory, else from its sealed
-    /// file, else rebuilt from the stored chunks (and the file rewritten).
+    /// The knowledge base's index at its current revision (or later): from memory, else from
+    /// its sealed file, else rebuilt from the stored chunks (and the file rewritten).
     pub async fn index(
         &self,
         store: &Store,
         keyring: &Keyring,
         scope: &TenantScope,
         kb: &KnowledgeBase,
-    ) -> Result<Arc<Index>, GatewayError> {
+    ) -> Result<Arc<Resident>, GatewayError> {
         let tenant = scope.tenant_id();
         if let Some(ix) = self.cached(tenant, kb) {
             return Ok(ix);
@@ -207,12 +235,12 @@ impl Knowledge {
         let path = self.file(tenant, &kb.id);
         if let Ok(sealed) = tokio::fs::read(&path).await {
             if let Ok(plain) = keyring.open(scope, INDEX_KIND, &kb.id, &sealed).await {
-                let ix = tokio::task::spawn_blocking(move || Index::from_bytes(&plain))
+                let ix = tokio::task::spawn_blocking(move || Resident::from_file(&plain))
                     .await
                     .map_err(internal)?;
-                // A file from another revision is stale: rebuild below.
+                // A file from an earlier revision (or an older format) is stale: rebuild below.
                 match ix {
-                    Ok(ix) if ix.revision() == kb.revision => {
+                    Some(ix) if ix.revision() >= kb.revision => {
                         self.stats.loads.fetch_add(1, Ordering::Relaxed);
                         let ix = Arc::new(ix);
                         self.insert(tenant, &kb.id, ix.clone());
@@ -233,9 +261,10 @@ impl Knowledge {
         keyring: &Keyring,
         scope: &TenantScope,
         kb: &KnowledgeBase,
-    ) -> Result<Index, GatewayError> {
+    ) -> Result<Resident, GatewayError> {
         let (revision, chunks) = store.tenant(scope).chunks(&kb.id).await.map_err(st)?;
         let mut points = Vec::with_capacity(chunks.len());
+        let mut resident = Vec::with_capacity(chunks.len());
         for c in chunks {
             let plain = keyring
                 .open(scope, CHUNK_KIND, &chunk_aad(&c.doc_id, c.ord), &c.sealed)
@@ -243,6 +272,13 @@ impl Knowledge {
                 .map_err(internal)?;
             let (_, v) = decode_chunk(&plain).ok_or_else(|| internal("undecodable chunk"))?;
             points.push((c.id, v));
+            resident.push(ResidentChunk {
+                id: c.id,
+                doc_id: c.doc_id,
+                ord: c.ord,
+                document: c.document,
+                sealed: c.sealed,
+            });
         }
         let (dims, params) = (kb.dims as usize, self.params);
         let ix = tokio::task::spawn_blocking(move || Index::build(dims, revision, points, params))
@@ -250,8 +286,9 @@ impl Knowledge {
             .map_err(internal)?
             .map_err(internal)?;
         self.stats.builds.fetch_add(1, Ordering::Relaxed);
+        let ix = Resident::new(ix, resident);
         // Persist sealed (best effort: the file is a cache of the store).
-        let bytes = ix.to_bytes().map_err(internal)?;
+        let bytes = ix.to_file()?;
         let sealed = keyring
             .seal(scope, INDEX_KIND, &kb.id, &bytes)
             .await
@@ -271,7 +308,8 @@ impl Knowledge {
         Ok(ix)
     }
 
-    /// Searches one knowledge base: the `k` nearest chunks to `query`, opened.
+    /// Searches one knowledge base: the `k` nearest chunks to `query`, opened. A warm search
+    /// (index resident) makes no query: the hits' payloads are in the resident index.
     pub async fn search(
         &self,
         store: &Store,
@@ -283,23 +321,19 @@ impl Knowledge {
     ) -> Result<Vec<Retrieved>, GatewayError> {
         let ix = self.index(store, keyring, scope, kb).await?;
         let hits = ix
+            .index
             .search(query, k)
             .map_err(|e| GatewayError::InvalidRequest {
                 message: e.to_string(),
                 param: None,
             })?;
-        let ids: Vec<i64> = hits.iter().map(|h| h.id).collect();
-        let rows = store
-            .tenant(scope)
-            .chunks_by_id(&kb.id, &ids)
-            .await
-            .map_err(st)?;
         let mut out = Vec::with_capacity(hits.len());
         for h in hits {
-            // A chunk deleted since the index was built is skipped.
-            let Some((c, doc_name)) = rows.iter().find(|(c, _)| c.id == h.id) else {
-                continue;
-            };
+            // The index and its chunks were built together; a hit without one is a bug.
+            let c = ix
+                .chunks
+                .get(&h.id)
+                .ok_or_else(|| internal("index hit without its chunk"))?;
             let plain = keyring
                 .open(scope, CHUNK_KIND, &chunk_aad(&c.doc_id, c.ord), &c.sealed)
                 .await
@@ -308,7 +342,7 @@ impl Knowledge {
             out.push(Retrieved {
                 knowledge_base: kb.name.clone(),
                 document_id: c.doc_id.clone(),
-                document: doc_name.clone(),
+                document: c.document.clone(),
                 chunk: c.ord,
                 score: h.score,
                 text,

@@ -171,7 +171,7 @@ async fn chat(
     let max_output = bound
         .unwrap_or(u64::from(call.route.default_max_tokens))
         .saturating_mul(req.choices);
-    let retrieval = retrieve::plan(&deps.knowledge, &call.ctx, &req).await?;
+    let retrieval = retrieve::plan(&deps.knowledge, &call.ctx, &req)?;
     let admitted = admit::reserve(
         deps.admission(),
         &call,

@@ -6,7 +6,6 @@
 use crate::error::GatewayError;
 use crate::guard::{Guard, Verdict};
 use crate::knowledge::Retrieved;
-use crate::pipeline::compose::st;
 use crate::pipeline::request::ChatRequest;
 use crate::pipeline::{embed, Deps, TenantContext};
 use serde_json::{json, Value};
@@ -65,7 +64,7 @@ impl Plan {
 
 /// Resolves what `req` searches; `None` when it searches nothing (no knowledge base named or
 /// defaulted, or no user text to search with).
-pub async fn plan(
+pub fn plan(
     kn: &Knowledge<'_>,
     ctx: &TenantContext,
     req: &ChatRequest,
@@ -77,15 +76,14 @@ pub async fn plan(
     let Some(query) = req.last_user_text() else {
         return Ok(None);
     };
-    let handle = kn.store.tenant(&ctx.principal.scope);
+    // From the call's view of the tenant (no query): a knowledge base, its documents and
+    // revision move the control-plane revision, so every replica's snapshot follows them.
     let mut kbs = Vec::with_capacity(names.len());
     for n in &names {
-        kbs.push(handle.knowledge_base(n).await.map_err(|e| match e {
-            tenantgate_store::StoreError::NotFound => {
-                GatewayError::KnowledgeBaseNotFound(n.clone())
-            }
-            e => st(e),
-        })?);
+        kbs.push(
+            kn.indexes
+                .knowledge_base(&ctx.view, &ctx.principal.scope, n)?,
+        );
     }
     Ok(Some(Plan {
         kbs,

@@ -55,6 +55,10 @@ impl Idp {
                     async move { Json(json!({ "keys": keys })) }
                 }),
             );
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the test drives the server from outside; its tasks are not server background work"
+        )]
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Idp {
             url,

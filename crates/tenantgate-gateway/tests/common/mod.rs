@@ -196,6 +196,10 @@ impl TestGateway {
         let url = format!("http://{}", server.local_addr());
         let state = server.state();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the test drives the server from outside; its tasks are not server background work"
+        )]
         let task = tokio::spawn(server.serve(async {
             let _ = rx.await;
         }));
@@ -349,6 +353,10 @@ impl TestGateway {
         let url = format!("http://{}", server.local_addr());
         let state = server.state();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the test drives the server from outside; its tasks are not server background work"
+        )]
         let task = tokio::spawn(server.serve(async {
             let _ = rx.await;
         }));

@@ -62,6 +62,10 @@ pub async fn serve_with(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
             break format!("http://{}", v["fields"]["addr"].as_str().unwrap());
         }
     };
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test drives the server from outside; its tasks are not server background work"
+    )]
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
 }
