@@ -470,37 +470,6 @@ impl GatewayError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn policy_denials_are_never_5xx_and_say_do_not_retry() {
-        for e in [
-            GatewayError::TenantSuspended,
-            GatewayError::ModelNotFound("m".into()),
-            GatewayError::MaxTokensExceeded {
-                requested: 9,
-                cap: 1,
-                param: "max_tokens",
-            },
-            GatewayError::InvalidKey,
-        ] {
-            let r = e.render(Wire::OpenAi);
-            assert!(r.status().is_client_error(), "{e:?}");
-            assert_eq!(r.headers()["x-should-retry"], "false", "{e:?}");
-        }
-    }
-
-    #[test]
-    fn both_shapes_carry_the_message() {
-        let e = GatewayError::ModelNotFound("x".into());
-        assert_eq!(e.openai_object()["code"], "model_not_found");
-        assert_eq!(e.openai_object()["param"], "model");
-        assert_eq!(e.anthropic_body()["error"]["type"], "not_found_error");
-    }
-}
-
 /// A request the codecs refuse, as the caller's 400.
 pub(crate) fn codec(e: tenantgate_providers::CodecError) -> GatewayError {
     GatewayError::InvalidRequest {
@@ -533,5 +502,36 @@ pub(crate) fn store_err(e: tenantgate_store::KeyringError) -> GatewayError {
             tracing::error!(error = %other, "template store failure");
             GatewayError::Unavailable("prompt store".into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_denials_are_never_5xx_and_say_do_not_retry() {
+        for e in [
+            GatewayError::TenantSuspended,
+            GatewayError::ModelNotFound("m".into()),
+            GatewayError::MaxTokensExceeded {
+                requested: 9,
+                cap: 1,
+                param: "max_tokens",
+            },
+            GatewayError::InvalidKey,
+        ] {
+            let r = e.render(Wire::OpenAi);
+            assert!(r.status().is_client_error(), "{e:?}");
+            assert_eq!(r.headers()["x-should-retry"], "false", "{e:?}");
+        }
+    }
+
+    #[test]
+    fn both_shapes_carry_the_message() {
+        let e = GatewayError::ModelNotFound("x".into());
+        assert_eq!(e.openai_object()["code"], "model_not_found");
+        assert_eq!(e.openai_object()["param"], "model");
+        assert_eq!(e.anthropic_body()["error"]["type"], "not_found_error");
     }
 }

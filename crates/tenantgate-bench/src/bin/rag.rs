@@ -286,7 +286,8 @@ async fn many_tenants(tenants: usize, per: usize) -> Result<()> {
         let t0 = Instant::now();
         let doc = format!("doc_bench_{i}");
         let sealed =
-            tenantgate_gateway::knowledge::seal_chunks(&app, &scope, &doc, &chunks, &emb).await?;
+            tenantgate_gateway::knowledge::seal_chunks(app.keyring(), &scope, &doc, &chunks, &emb)
+                .await?;
         store
             .add_document(&kb.id, &doc, "d.txt", "text/plain", 1, "x", &sealed)
             .await?;
@@ -294,7 +295,7 @@ async fn many_tenants(tenants: usize, per: usize) -> Result<()> {
         let t0 = Instant::now();
         let kb = store.knowledge_base(&kb.id).await?;
         app.knowledge()
-            .index(&app, &scope, &kb)
+            .index(app.store(), app.keyring(), &scope, &kb)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         build_s += t0.elapsed().as_secs_f64();
@@ -353,7 +354,7 @@ async fn serve_lazily(dir: &std::path::Path, tenants: usize) -> Result<()> {
             let t0 = Instant::now();
             let hits = app
                 .knowledge()
-                .search(&app, &scope, &kb, &query, 10)
+                .search(app.store(), app.keyring(), &scope, &kb, &query, 10)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let us = t0.elapsed().as_micros() as u64;
