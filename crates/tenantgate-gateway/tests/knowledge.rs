@@ -651,3 +651,50 @@ async fn retrieved_chunks_pass_the_inbound_guard_as_data_on_both_surfaces() {
     }
     gw.stop().await;
 }
+
+/// A chat's retrieval query embedding is part of the chat call: it takes no request or
+/// concurrency slot of its own, so a tenant (and key) limited to one call at a time still gets
+/// retrieval, on both wires; and its tokens count against the tenant like any model call's.
+#[tokio::test]
+async fn retrieval_runs_inside_its_call_at_a_concurrency_limit_of_one() {
+    let gw = TestGateway::start().await;
+    let (acme, key) = gw.tenant("acme", &["*"], None).await;
+    let admin = gw.admin_key(&acme).await;
+    create_kb(&gw, &admin, "handbook", true).await;
+    upload(
+        &gw,
+        &admin,
+        "handbook",
+        "handbook.md",
+        "text/markdown",
+        HANDBOOK.into(),
+    )
+    .await;
+    gw.state
+        .store()
+        .platform(&TestGateway::admin())
+        .set_limits(
+            &acme.id,
+            Some(r#"{"concurrent_requests": 1, "key_concurrent_requests": 1, "daily_tokens": 100000000}"#),
+            None,
+        )
+        .await
+        .unwrap();
+    gw.wait_for_revision().await;
+    let openai = json!({"model": "gpt-test", "messages": [
+        {"role": "user", "content": "What is the refund code?"}]});
+    let anthropic = json!({"model": "claude-test", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "What is the refund code?"}]});
+    for (path, body) in [
+        ("/v1/chat/completions", openai),
+        ("/v1/messages", anthropic),
+    ] {
+        let r = gw.post(path, &key, &body).await;
+        let status = r.status();
+        let sources = r.headers().get("x-tenantgate-sources").cloned();
+        assert_eq!(status, 200, "{path}: {}", r.text().await.unwrap());
+        assert!(sources.is_some(), "{path}: retrieval ran");
+        let upstream = gw.mock.stats.last_request().unwrap().body.to_string();
+        assert!(upstream.contains("ZEPHYR-RIVER-42"), "{path}: {upstream}");
+    }
+}

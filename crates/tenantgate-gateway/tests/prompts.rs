@@ -543,3 +543,50 @@ async fn prompt_bodies_are_never_plaintext_in_the_database_files() {
     );
     gw.stop().await;
 }
+
+/// Template variables are client text rendered into the tenant's own (unscanned) system
+/// prompt: the inbound guard scans them first, so a secret a client puts there is redacted
+/// before it reaches the provider, on both wires.
+#[tokio::test]
+async fn template_variables_pass_the_inbound_guard_on_both_wires() {
+    let gw = TestGateway::start().await;
+    let (t, member) = gw.tenant("acme", &["gpt-test", "claude-test"], None).await;
+    let admin = gw.admin_key(&t).await;
+    const KEY: &str = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123";
+    assert_eq!(
+        push(
+            &gw,
+            &admin,
+            "p",
+            "Serve {{ vars.customer }} politely.",
+            false
+        )
+        .await
+        .status(),
+        201
+    );
+    settings(
+        &gw,
+        &admin,
+        json!({"client_system": "append", "default_prompt": "p"}),
+    )
+    .await;
+    let vars = json!({"variables": {"customer": format!("Ann {KEY}")}});
+    let mut openai = chat("gpt-test", "hi");
+    openai["tenantgate"] = vars.clone();
+    let anthropic = json!({"model": "claude-test", "max_tokens": 20, "tenantgate": vars,
+        "messages": [{"role": "user", "content": "hi"}]});
+    for (path, body) in [
+        ("/v1/chat/completions", openai),
+        ("/v1/messages", anthropic),
+    ] {
+        let r = gw.post(path, &member, &body).await;
+        assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap());
+        let sent = gw.mock.stats.last_request().unwrap().body.to_string();
+        assert!(!sent.contains(KEY), "{path}: {sent}");
+        assert!(
+            sent.contains("Serve Ann [REDACTED:secrets] politely."),
+            "{path}: {sent}"
+        );
+    }
+}

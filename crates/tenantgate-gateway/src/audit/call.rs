@@ -60,6 +60,8 @@ pub(crate) struct CallAudit {
     rate: Option<crate::limits::RateState>,
     /// Served from the response cache: settled at zero.
     cache_hit: bool,
+    /// The request went to the provider (which bills its prompt from then on).
+    sent: bool,
     /// Whether dropping it unbuilt writes a `cancelled` record (off for the guard's own copy).
     armed: bool,
 }
@@ -102,6 +104,7 @@ impl CallAudit {
             admission: None,
             rate: None,
             cache_hit: false,
+            sent: false,
             armed: true,
         }
     }
@@ -161,6 +164,12 @@ impl CallAudit {
         }
     }
 
+    /// The request is about to go to the provider: a call cancelled from here is charged its
+    /// prompt (see `cancelled_usage`); one cancelled before (during retrieval) is not.
+    pub fn sent(&mut self) {
+        self.sent = true;
+    }
+
     /// The response came from the tenant's response cache (no provider call, no cost).
     pub fn cache_hit(&mut self) {
         self.cache_hit = true;
@@ -199,6 +208,7 @@ impl CallAudit {
             admission: self.admission.take(),
             rate: self.rate,
             cache_hit: self.cache_hit,
+            sent: self.sent,
             armed: true,
         }
     }
@@ -211,7 +221,7 @@ impl CallAudit {
     /// or a cache hit).
     fn cancelled_usage(&self) -> Option<Tokens> {
         let (r, _) = self.admission.as_ref()?;
-        (r.prompt_tokens > 0 && !self.cache_hit).then_some(Tokens {
+        (r.prompt_tokens > 0 && self.sent && !self.cache_hit).then_some(Tokens {
             input: r.prompt_tokens,
             output: 0,
         })
@@ -558,9 +568,27 @@ impl StreamAudit {
     }
 
     /// Builds and writes the stream's record; `Err` if it must not be released.
+    /// Runs on the server's task tracker and waits for it, like [`CallAudit::record`]: a
+    /// client that leaves while the record is being written cannot cut the write or the
+    /// settlement half-way (the drop guard already stood down).
     pub async fn write(
         self,
-        outcome: &str,
+        outcome: &'static str,
+        error: Option<&GatewayError>,
+        tokens: Option<Tokens>,
+    ) -> Result<(), GatewayError> {
+        let Some(rec) = self.call.bound.as_ref().map(|b| b.rec.clone()) else {
+            return Ok(());
+        };
+        let error = error.cloned();
+        rec.spawn(async move { self.write_now(outcome, error.as_ref(), tokens).await })
+            .await
+            .unwrap_or(Err(GatewayError::Internal))
+    }
+
+    async fn write_now(
+        self,
+        outcome: &'static str,
         error: Option<&GatewayError>,
         tokens: Option<Tokens>,
     ) -> Result<(), GatewayError> {
@@ -591,7 +619,7 @@ impl StreamAudit {
             return;
         };
         rec.spawn(async move {
-            let _ = self.write(outcome, None, tokens).await;
+            let _ = self.write_now(outcome, None, tokens).await;
         });
     }
 }

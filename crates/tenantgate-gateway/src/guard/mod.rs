@@ -221,6 +221,11 @@ impl<'a> Guard<'a> {
         Ok(())
     }
 
+    /// Guards every string of a client-supplied value (template variables) in place.
+    pub fn guard_values(&self, v: &mut Value, dir: Direction) -> Result<(), GatewayError> {
+        self.guard_strings(v, dir)
+    }
+
     /// Guards every string leaf of a value (tool inputs, content part arrays).
     fn guard_strings(&self, v: &mut Value, dir: Direction) -> Result<(), GatewayError> {
         match v {

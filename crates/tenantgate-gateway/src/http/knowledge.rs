@@ -87,7 +87,7 @@ pub(super) async fn create(
             &app.deps(),
             &ctx,
             &rid.0,
-            "kb_probe",
+            crate::pipeline::embed::Purpose::Probe,
             &model,
             &["dimensions".to_owned()],
         )
@@ -214,7 +214,7 @@ pub(super) async fn upload(
             e => GatewayError::invalid(e.to_string(), "body"),
         })?;
         let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
-        let embeddings = crate::pipeline::embed::texts(&app.deps(), &ctx, &rid.0, "kb_ingest", &kb.embedding_model, &texts).await?;
+        let embeddings = crate::pipeline::embed::texts(&app.deps(), &ctx, &rid.0, crate::pipeline::embed::Purpose::Ingest, &kb.embedding_model, &texts).await?;
         if embeddings.iter().any(|e| e.len() != kb.dims as usize) {
             return Err(GatewayError::UpstreamFailed(format!(
                 "the embedding model returned vectors of another size than this knowledge base's {}",
@@ -293,7 +293,7 @@ pub(super) async fn search(
             &app.deps(),
             &ctx,
             &rid.0,
-            "kb_search",
+            crate::pipeline::embed::Purpose::Search,
             &kb.embedding_model,
             &[b.query],
         )

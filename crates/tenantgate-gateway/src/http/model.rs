@@ -74,6 +74,11 @@ async fn model_call(
 
 /// The outcome in the caller's wire, with the gateway's headers.
 fn render(outcome: Outcome, wire: Wire) -> Response {
+    // A 429 carries its own rate headers (nothing remaining until its reset).
+    let own_rate = matches!(
+        outcome.result,
+        Err(crate::error::GatewayError::RateLimited { .. })
+    );
     let mut resp = match outcome.result {
         Ok(reply) => {
             let resp = match reply.payload {
@@ -96,7 +101,7 @@ fn render(outcome: Outcome, wire: Wire) -> Response {
         }
         Err(e) => e.render(wire),
     };
-    if let Some(rate) = outcome.rate {
+    if let Some(rate) = outcome.rate.filter(|_| !own_rate) {
         crate::limits::rate_headers(resp.headers_mut(), &rate);
     }
     if let Some(v) = outcome.sources.and_then(|s| HeaderValue::from_str(&s).ok()) {

@@ -49,6 +49,7 @@ use tenantgate_core::TenantId;
 
 /// An admitted call: what to settle.
 #[derive(Debug, Clone)]
+#[must_use = "a reservation is settled by the call record that owns it (CallAudit::admitted)"]
 pub struct Reservation {
     pub tenant: TenantId,
     pub request_id: String,
@@ -176,13 +177,33 @@ impl Admission {
         ask: Ask<'_>,
         counted: Option<Counted>,
     ) -> Result<Reservation, GatewayError> {
+        let skip_requests = counted.is_some();
+        self.reserve_where(ask, counted, |c| !(skip_requests && is_request_check(c)))
+            .await
+    }
+
+    /// Reserves work done inside a call that is already admitted (a chat's retrieval query
+    /// embedding): its tokens and spend count, but it is not another request and holds no
+    /// concurrency slot of its own (the call it is part of holds one), so a tenant at its
+    /// concurrency limit is not refused its own call's retrieval.
+    pub async fn reserve_within(&self, ask: Ask<'_>) -> Result<Reservation, GatewayError> {
+        self.reserve_where(ask, None, |c| {
+            !is_request_check(c) && !matches!(c.counter, Counter::Concurrent { .. })
+        })
+        .await
+    }
+
+    async fn reserve_where(
+        &self,
+        ask: Ask<'_>,
+        counted: Option<Counted>,
+        keep: impl Fn(&Check) -> bool,
+    ) -> Result<Reservation, GatewayError> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut checks = checks(
             ask.limits, ask.key, ask.user, ask.tokens, ask.cost, ask.now_ms,
         );
-        if counted.is_some() {
-            checks.retain(|c| !is_request_check(c));
-        }
+        checks.retain(|c| keep(c));
         match self.anomaly_check(&ask).await {
             Ok(Some(c)) => checks.push(c),
             Ok(None) => {}

@@ -41,15 +41,23 @@ pub struct Bound<'a> {
     pub max_output: u64,
 }
 
+/// What a reservation is for.
+pub enum Part {
+    /// A call of its own; its request already counted by [`count_request`] if `Some`.
+    Call(Option<Counted>),
+    /// Work inside a call that is already admitted (a chat's retrieval query embedding): no
+    /// request or concurrency slot of its own.
+    Within,
+}
+
 /// Reserves the call's maximum (prompt tokens by the tokenizer plus the output bound, priced at
-/// the route's prices) after the kill switch. `counted` is the call's request as
-/// [`count_request`] counted it, if it was.
+/// the route's prices) after the kill switch.
 pub async fn reserve(
     admission: &Admission,
     call: &AuthorizedCall,
     request_id: &str,
     bound: Bound<'_>,
-    counted: Option<Counted>,
+    part: Part,
 ) -> Result<Reservation, GatewayError> {
     let tenant = call.ctx.principal.scope.tenant_id();
     let (overrides, kill_switch) = call.ctx.view.limits(tenant);
@@ -75,20 +83,19 @@ pub async fn reserve(
     };
     let pricing = call.route.pricing;
     let key = call.ctx.principal.credential.to_string();
-    admission
-        .reserve_counted(
-            Ask {
-                tenant,
-                key: &key,
-                user: call.ctx.principal.user.as_deref(),
-                request_id,
-                limits: &limits,
-                tokens: prompt_tokens + later + bound.max_output,
-                prompt_tokens,
-                cost: pricing.cost(prompt_tokens + later, 0, bound.max_output),
-                now_ms: now_ms(),
-            },
-            counted,
-        )
-        .await
+    let ask = Ask {
+        tenant,
+        key: &key,
+        user: call.ctx.principal.user.as_deref(),
+        request_id,
+        limits: &limits,
+        tokens: prompt_tokens + later + bound.max_output,
+        prompt_tokens,
+        cost: pricing.cost(prompt_tokens + later, 0, bound.max_output),
+        now_ms: now_ms(),
+    };
+    match part {
+        Part::Call(counted) => admission.reserve_counted(ask, counted).await,
+        Part::Within => admission.reserve_within(ask).await,
+    }
 }

@@ -17,6 +17,39 @@ use tenantgate_providers::{openai, Usage};
 /// Inputs per provider request: within every OpenAI-compatible server's limit.
 const BATCH: usize = 256;
 
+/// Why a knowledge base embeds: named in the record (`purpose`) and in its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// The test embedding that learns a new knowledge base's dimensions.
+    Probe,
+    /// A document's chunks.
+    Ingest,
+    /// A `/tenant/v1/knowledge/search` query.
+    Search,
+    /// A chat's retrieval query, inside the chat call's own admission.
+    RagQuery,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Probe => "kb_probe",
+            Purpose::Ingest => "kb_ingest",
+            Purpose::Search => "kb_search",
+            Purpose::RagQuery => "rag_query",
+        }
+    }
+
+    /// How it is admitted: a retrieval query is part of an admitted chat (no request or
+    /// concurrency slot of its own); the others are the knowledge-base API's own model calls.
+    fn part(self) -> admit::Part {
+        match self {
+            Purpose::RagQuery => admit::Part::Within,
+            Purpose::Probe | Purpose::Ingest | Purpose::Search => admit::Part::Call(None),
+        }
+    }
+}
+
 /// An embeddings call from an authorized, admitted request to the provider's answer.
 /// `purpose` names a knowledge-base call (its record says so; errors name its parameter).
 async fn embeddings(
@@ -25,8 +58,13 @@ async fn embeddings(
     ctx: TenantContext,
     counted: Option<crate::limits::Counted>,
     mut body: Map<String, Value>,
-    purpose: Option<&'static str>,
+    purpose: Option<Purpose>,
 ) -> Result<(Bytes, Option<Usage>, Labels, Duration), GatewayError> {
+    audit.note("endpoint", "embeddings");
+    if let Some(p) = purpose {
+        audit.note("purpose", p.as_str());
+    }
+    audit.set_prompt(&body);
     let model = openai::embeddings_model(&body).map_err(codec)?;
     audit.set_requested_model(&model);
     let call = authorize::model(deps.catalog, ctx, &model)?;
@@ -35,11 +73,6 @@ async fn embeddings(
         &call.route.upstream_model,
         &call.route.provider.name,
     );
-    audit.note("endpoint", "embeddings");
-    if let Some(p) = purpose {
-        audit.note("purpose", p);
-    }
-    audit.set_prompt(&body);
     let admitted = admit::reserve(
         deps.admission(),
         &call,
@@ -49,7 +82,10 @@ async fn embeddings(
             later_prompt_tokens: 0,
             max_output: 0,
         },
-        counted,
+        match purpose {
+            Some(p) => p.part(),
+            None => admit::Part::Call(counted),
+        },
     )
     .await?;
     audit.admitted(admitted, call.route.pricing);
@@ -68,7 +104,15 @@ async fn embeddings(
         (Wire::OpenAi, _) | (_, crate::config::ProviderKind::Demo) => {}
         (Wire::Anthropic, _) => return Err(unsupported()),
     }
-    body.insert("model".into(), json!(route.upstream_model));
+    // The demo model answers with the name it was called by; a provider gets its own.
+    let sent_model = match provider.kind {
+        crate::config::ProviderKind::Demo => &model,
+        crate::config::ProviderKind::Openai
+        | crate::config::ProviderKind::Azure
+        | crate::config::ProviderKind::OpenaiCompatible
+        | crate::config::ProviderKind::Anthropic => &route.upstream_model,
+    };
+    body.insert("model".into(), json!(sent_model));
     cache::scope_embedding_caches(
         &mut body,
         call.ctx.principal.scope.tenant_id(),
@@ -76,14 +120,9 @@ async fn embeddings(
         deps.secret,
     );
     let started = Instant::now();
-    let Answer::Json(bytes) = transport::call(
-        provider,
-        Endpoint::Embeddings,
-        &route.upstream_model,
-        &body,
-        false,
-    )
-    .await?
+    audit.sent();
+    let Answer::Json(bytes) =
+        transport::call(provider, Endpoint::Embeddings, sent_model, &body, false).await?
     else {
         return Err(malformed(&provider.name));
     };
@@ -122,15 +161,15 @@ pub async fn texts(
     deps: &Deps<'_>,
     ctx: &TenantContext,
     request_id: &str,
-    purpose: &'static str,
+    purpose: Purpose,
     model: &str,
     texts: &[String],
 ) -> Result<Vec<Vec<f32>>, GatewayError> {
     let mut out = Vec::with_capacity(texts.len());
     for (i, batch) in texts.chunks(BATCH).enumerate() {
         let id = match i {
-            0 => format!("{request_id}_{purpose}"),
-            i => format!("{request_id}_{purpose}_{i}"),
+            0 => format!("{request_id}_{}", purpose.as_str()),
+            i => format!("{request_id}_{}_{i}", purpose.as_str()),
         };
         let mut audit = CallAudit::new(id, &axum::http::HeaderMap::new(), None);
         audit.bind(deps.recorder, ctx);

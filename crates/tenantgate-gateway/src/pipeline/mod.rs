@@ -164,9 +164,14 @@ async fn chat(
     );
     let guard = guard::Guard::new(&call.ctx, deps.incidents);
     req.guard_inbound(&guard)?;
+    // Template variables are client text too: scanned before they are rendered into the
+    // tenant's (otherwise unscanned) system prompt.
+    guard.guard_values(&mut req.ext.variables, tenantgate_guard::Direction::Inbound)?;
     if let Some((system, policy)) = deps.prompts.system_prompt(&call.ctx, &req.ext).await? {
         req.apply_system(system, policy)?;
     }
+    // The record holds the prompt from here, refusals included; retrieval replaces it below.
+    audit.set_prompt(&req.body);
     let bound = call.bound_max_tokens(req.max_tokens, req.max_tokens_param)?;
     let max_output = bound
         .unwrap_or(u64::from(call.route.default_max_tokens))
@@ -181,7 +186,7 @@ async fn chat(
             later_prompt_tokens: retrieval.as_ref().map_or(0, retrieve::Plan::allowance),
             max_output,
         },
-        counted,
+        admit::Part::Call(counted),
     )
     .await?;
     let mut prompt_estimate = admitted.prompt_tokens;
@@ -200,8 +205,8 @@ async fn chat(
         audit.note("rag_sources", rc.audit_sources());
         *sources = rc.header();
         req.add_context(rc.block);
+        audit.set_prompt(&req.body);
     }
-    audit.set_prompt(&req.body);
     route::chat(deps, &call, req, bound, prompt_estimate, &guard, audit).await
 }
 

@@ -139,7 +139,7 @@ async fn search(
                     deps,
                     ctx,
                     request_id,
-                    "rag_query",
+                    embed::Purpose::RagQuery,
                     &kb.embedding_model,
                     std::slice::from_ref(&query),
                 )

@@ -51,7 +51,8 @@ pub(crate) async fn chat(
                 tenant,
                 &provider.name,
                 &route.upstream_model,
-                pair.cache_label(),
+                // The model as the caller named it: a translated answer carries that name.
+                &format!("{}/{}", pair.cache_label(), req.model),
                 &upstream,
             );
             (c, key)
@@ -70,6 +71,7 @@ pub(crate) async fn chat(
         model: labels.model.clone(),
         started: Instant::now(),
     };
+    audit.sent();
     let answer = transport::call(
         provider,
         pair.endpoint(),

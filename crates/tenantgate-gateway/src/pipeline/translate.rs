@@ -96,7 +96,16 @@ pub fn request(
         }
         (Wire::Anthropic, Wire::Anthropic) => {
             let mut body = body;
-            body.insert("model".into(), json!(model));
+            match provider.kind {
+                // The demo model answers with the name it was called by.
+                ProviderKind::Demo => {}
+                ProviderKind::Anthropic
+                | ProviderKind::Openai
+                | ProviderKind::Azure
+                | ProviderKind::OpenaiCompatible => {
+                    body.insert("model".into(), json!(model));
+                }
+            }
             Ok(body)
         }
         (Wire::Anthropic, Wire::OpenAi) => {
