@@ -25,7 +25,7 @@ pub(super) async fn get_limits(
 ) -> Response {
     ok(async {
         let tenant = ctx.principal.scope.tenant_id();
-        let (overrides, kill_switch) = app.0.auth.load().limits(tenant);
+        let (overrides, kill_switch) = ctx.view.limits(tenant);
         let adm = &app.0.rec.admission;
         let effective = adm.config.plan(ctx.tenant.plan).overlay(&overrides);
         let now = crate::clock::now_ms();
