@@ -282,3 +282,86 @@ fn cache_salt_is_on_for_openai_compatible_and_refused_where_unsupported() {
     .to_string();
     assert!(e.starts_with("providers[0].cache_salt"), "{e}");
 }
+
+/// The response cache on every (caller wire x provider wire) pair: OpenAI to an OpenAI-format
+/// model, OpenAI to an Anthropic-format model, Anthropic to Anthropic, and Anthropic to an
+/// OpenAI-format model. On each, another tenant's byte-identical request goes to the provider
+/// (never A's entry), A's repeat is a hit with A's answer in the caller's own wire, and an
+/// answer cached for one caller wire is never served to the other.
+#[tokio::test]
+async fn every_wire_pair_caches_per_tenant_and_per_caller_wire() {
+    let gw = TestGateway::start_with(|c| c.cache.enabled = true).await;
+    let (_, a) = gw.tenant("acme", &["gpt-test", "claude-test"], None).await;
+    let (_, b) = gw
+        .tenant("globex", &["gpt-test", "claude-test"], None)
+        .await;
+    let upstream = || gw.mock.stats.requests.load(Ordering::Relaxed);
+    let anthropic = |model: &str| {
+        json!({"model": model, "max_tokens": 40,
+            "messages": [{"role": "user", "content": "what is our roadmap?"}]})
+    };
+    let pairs = [
+        (
+            "/v1/chat/completions",
+            chat("gpt-test", "what is our roadmap?"),
+            "chat.completion",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("claude-test", "what is our roadmap?"),
+            "chat.completion",
+        ),
+        ("/v1/messages", anthropic("claude-test"), "message"),
+        ("/v1/messages", anthropic("gpt-test"), "message"),
+    ];
+    let shape = |v: &Value| {
+        v.get("object")
+            .or_else(|| v.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for (path, req, kind) in pairs {
+        let n0 = upstream();
+        let r = gw.post(path, &a, &req).await;
+        assert_eq!(r.status(), 200, "{path} {}", req["model"]);
+        assert_eq!(
+            r.headers()["x-tenantgate-cache"],
+            "miss",
+            "{path} {}",
+            req["model"]
+        );
+        let first: Value = r.json().await.unwrap();
+        assert_eq!(shape(&first), kind, "{path}: {first}");
+        // The attack: B's identical request must reach the provider, not A's entry.
+        let r = gw.post(path, &b, &req).await;
+        assert_eq!(
+            r.headers()["x-tenantgate-cache"],
+            "miss",
+            "{path} {}",
+            req["model"]
+        );
+        assert_eq!(
+            upstream(),
+            n0 + 2,
+            "{path} {}: B served from A's entry",
+            req["model"]
+        );
+        // A's repeat: a hit, A's own answer, in the caller's wire, no provider call.
+        let r = gw.post(path, &a, &req).await;
+        assert_eq!(
+            r.headers()["x-tenantgate-cache"],
+            "hit",
+            "{path} {}",
+            req["model"]
+        );
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            first,
+            "{path} {}",
+            req["model"]
+        );
+        assert_eq!(upstream(), n0 + 2);
+    }
+    gw.stop().await;
+}
