@@ -331,24 +331,23 @@ impl CallAudit {
         self,
         result: Result<Released<T>, GatewayError>,
     ) -> Result<T, GatewayError> {
-        if self.streaming || self.bound.is_none() {
-            return result.map(|r| r.value);
-        }
-        let Some(rec) = self.bound.as_ref().map(|b| b.rec.clone()) else {
-            return result.map(|r| r.value);
+        let rec = match &self.bound {
+            Some(b) if !self.streaming => b.rec.clone(),
+            // Unauthenticated (no chain to write to), or a stream (it writes its own).
+            _ => return result.map(|r| r.value),
         };
-        rec.spawn(async move { self.write_then_release(result).await })
+        let tracker = rec.clone();
+        tracker
+            .spawn(async move { self.write_then_release(&rec, result).await })
             .await
             .unwrap_or(Err(GatewayError::Internal))
     }
 
     async fn write_then_release<T>(
         self,
+        rec: &Recorder,
         result: Result<Released<T>, GatewayError>,
     ) -> Result<T, GatewayError> {
-        let Some(rec) = self.bound.as_ref().map(|b| b.rec.clone()) else {
-            return result.map(|r| r.value);
-        };
         let (event, status, error, body, tokens) = match &result {
             Ok(r) => (EventType::ApiCall, 200, None, r.body.as_deref(), r.tokens),
             Err(e) => (e.audit_event(), e.status().as_u16(), Some(e), None, None),
@@ -357,7 +356,7 @@ impl CallAudit {
         else {
             return result.map(|r| r.value);
         };
-        write(&rec, &scope, &policy, entry).await?;
+        write(rec, &scope, &policy, entry).await?;
         result.map(|r| r.value)
     }
 

@@ -6,7 +6,7 @@
 use crate::audit::{CallAudit, Released};
 use crate::error::{GatewayError, Wire};
 use crate::pipeline::translate::provider_wire;
-use crate::pipeline::{admit, authorize, codec, Deps, Labels, Payload, Reply, TenantContext};
+use crate::pipeline::{admit, authorize, codec, log_usage, Deps, Labels, Reply, TenantContext};
 use crate::upstream::transport::{self, malformed, Answer};
 use crate::upstream::{cache, Endpoint};
 use bytes::Bytes;
@@ -127,9 +127,7 @@ async fn embeddings(
         return Err(malformed(&provider.name));
     };
     let usage = openai::response_usage(&bytes).map_err(|_| malformed(&provider.name))?;
-    let u = usage.unwrap_or_default();
-    tracing::info!(request_id = %audit.request_id, tenant = %labels.tenant, model = %labels.model,
-        input_tokens = u.input_tokens, output_tokens = u.output_tokens, "usage");
+    log_usage(&audit.request_id, &labels, usage);
     Ok((bytes, usage, labels, started.elapsed()))
 }
 
@@ -142,16 +140,7 @@ pub(super) async fn http(
     body: Map<String, Value>,
 ) -> Result<Released<Reply>, GatewayError> {
     let (bytes, _, labels, waited) = embeddings(deps, audit, ctx, counted, body, None).await?;
-    Ok(Released {
-        value: Reply {
-            payload: Payload::Json(bytes.clone()),
-            cache: None,
-            labels,
-            waited,
-        },
-        body: Some(bytes),
-        tokens: None,
-    })
+    Ok(Reply::json(bytes, None, labels, waited))
 }
 
 /// Embeds `texts` with `model` for a knowledge base, as model calls of the tenant: one call

@@ -210,6 +210,34 @@ async fn chat(
     route::chat(deps, &call, req, bound, prompt_estimate, &guard, audit).await
 }
 
+impl Reply {
+    /// A complete JSON answer, kept in the call's record as its response body.
+    fn json(
+        body: Bytes,
+        cache: Option<&'static str>,
+        labels: Labels,
+        waited: Duration,
+    ) -> Released<Reply> {
+        Released {
+            value: Reply {
+                payload: Payload::Json(body.clone()),
+                cache,
+                labels,
+                waited,
+            },
+            body: Some(body),
+            tokens: None,
+        }
+    }
+}
+
+/// The usage line of a complete (non-streamed) answer; a stream reports its own at its end.
+fn log_usage(request_id: &str, labels: &Labels, usage: Option<tenantgate_providers::Usage>) {
+    let u = usage.unwrap_or_default();
+    tracing::info!(request_id = %request_id, tenant = %labels.tenant, model = %labels.model,
+        input_tokens = u.input_tokens, output_tokens = u.output_tokens, "usage");
+}
+
 pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),

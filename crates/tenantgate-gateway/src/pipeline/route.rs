@@ -6,7 +6,7 @@ use crate::error::{GatewayError, Wire};
 use crate::guard::Guard;
 use crate::pipeline::request::ChatRequest;
 use crate::pipeline::translate::{self, Pair};
-use crate::pipeline::{AuthorizedCall, Deps, Labels, Payload, Reply};
+use crate::pipeline::{log_usage, AuthorizedCall, Deps, Labels, Payload, Reply};
 use crate::stream::guard::StreamGuard;
 use crate::stream::StreamEnd;
 use crate::upstream::cache;
@@ -62,15 +62,10 @@ pub(crate) async fn chat(
             // Re-checked: the tenant's guard policy may have changed since it was stored.
             let hit = translate::cached(pair, hit, guard)?;
             audit.cache_hit();
-            return Ok(json_reply(hit, Some("hit"), labels, started));
+            return Ok(Reply::json(hit, Some("hit"), labels, started.elapsed()));
         }
     }
-    let end = StreamEnd {
-        request_id: audit.request_id.clone(),
-        tenant: labels.tenant.clone(),
-        model: labels.model.clone(),
-        started: Instant::now(),
-    };
+    let sent_at = Instant::now();
     audit.sent();
     let answer = transport::call(
         provider,
@@ -85,6 +80,12 @@ pub(crate) async fn chat(
             let transform = translate::stream(pair, &req, prompt_estimate);
             let guard = StreamGuard::new(deps.incidents, &call.ctx);
             let record = StreamAudit::new(audit.take_for_stream());
+            let end = StreamEnd {
+                request_id: audit.request_id.clone(),
+                tenant: labels.tenant.clone(),
+                model: labels.model.clone(),
+                started: sent_at,
+            };
             let s =
                 crate::stream::transform_stream(frames, transform, end, Some(guard), Some(record));
             Ok(Released {
@@ -100,7 +101,7 @@ pub(crate) async fn chat(
         }
         Answer::Json(bytes) => {
             let (out, usage) = translate::response(pair, &provider.name, bytes, &req.model, guard)?;
-            end.log_usage(usage);
+            log_usage(&audit.request_id, &labels, usage);
             let status = match cached {
                 Some((c, key)) => {
                     c.put(key, out.clone()).await;
@@ -108,25 +109,7 @@ pub(crate) async fn chat(
                 }
                 None => None,
             };
-            Ok(json_reply(out, status, labels, started))
+            Ok(Reply::json(out, status, labels, started.elapsed()))
         }
-    }
-}
-
-fn json_reply(
-    body: bytes::Bytes,
-    cache: Option<&'static str>,
-    labels: Labels,
-    started: Instant,
-) -> Released<Reply> {
-    Released {
-        value: Reply {
-            payload: Payload::Json(body.clone()),
-            cache,
-            labels,
-            waited: started.elapsed(),
-        },
-        body: Some(body),
-        tokens: None,
     }
 }

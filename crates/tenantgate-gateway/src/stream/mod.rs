@@ -117,13 +117,6 @@ pub struct StreamEnd {
 }
 
 impl StreamEnd {
-    /// The usage line of a complete (non-streamed) answer.
-    pub fn log_usage(&self, usage: Option<Usage>) {
-        let u = usage.unwrap_or_default();
-        tracing::info!(request_id = %self.request_id, tenant = %self.tenant, model = %self.model,
-            input_tokens = u.input_tokens, output_tokens = u.output_tokens, "usage");
-    }
-
     fn report(&self, outcome: &str, usage: Option<Usage>) {
         let u = usage.unwrap_or_default();
         tracing::info!(
