@@ -301,8 +301,11 @@ async fn readyz_means_calls_can_be_written_after_thousands_of_new_tenants() {
     let started = Instant::now();
     let gw = TestGateway::start_with(|c| {
         c.database.url = url.clone();
-        // Short enough that a writer busy with start-up signing fails calls.
-        c.audit.write_timeout_ms = 1_000;
+        // Short enough that calls queued behind thousands of start-up signatures would fail,
+        // long enough for a durable write on a disk still flushing a fresh build (a second
+        // was seen to be too short there: every fsync stalled). That readiness waits for the
+        // start-up signing is asserted directly below, from the checkpoint count.
+        c.audit.write_timeout_ms = 5_000;
     })
     .await;
     let (_, key) = gw.tenant("caller", &["gpt-test"], None).await;
