@@ -76,12 +76,12 @@ impl AuditTx for sqlx::Transaction<'_, sqlx::Postgres> {
     }
 }
 
-fn hash32(b: Vec<u8>) -> Result<[u8; 32]> {
+pub(crate) fn hash32(b: Vec<u8>) -> Result<[u8; 32]> {
     b.try_into()
         .map_err(|_| StoreError::Corrupt("audit hash is not 32 bytes".into()))
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
@@ -103,7 +103,7 @@ fn fixed_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
     out
 }
 
-type RecordRow = (
+pub(crate) type RecordRow = (
     String,
     i64,
     i64,
@@ -121,15 +121,15 @@ type RecordRow = (
 );
 
 /// The rows a batch writes, computed from the chain heads it locked.
-struct Planned<'a> {
-    rows: Vec<RecordRow>,
-    bodies: Vec<(String, i64, &'static str, &'a [u8])>,
-    heads: Vec<(String, i64, Vec<u8>)>,
-    out: Vec<Vec<Appended>>,
+pub(crate) struct Planned<'a> {
+    pub(crate) rows: Vec<RecordRow>,
+    pub(crate) bodies: Vec<(String, i64, &'static str, &'a [u8])>,
+    pub(crate) heads: Vec<(String, i64, Vec<u8>)>,
+    pub(crate) out: Vec<Vec<Appended>>,
 }
 
 /// Links each group's records onto its chain head. `heads` maps tenant -> (seq, hash).
-fn plan<'a>(
+pub(crate) fn plan<'a>(
     groups: &[(&TenantId, &'a [NewAuditRecord])],
     heads: &std::collections::HashMap<String, (i64, Vec<u8>)>,
 ) -> Result<Planned<'a>> {

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod audit_anchor;
+pub mod audit_sqlite;
 mod backend;
 pub mod identity;
 mod keyring;
@@ -55,6 +56,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The audit writer's own SQLite connection (`audit_sqlite`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -487,3 +487,58 @@ suite!(
     checkpoints_cannot_be_forged_reordered_or_deleted,
     unsigned_heads_are_listed_for_the_checkpointer,
 );
+
+/// The audit writer's own SQLite connection (`audit_sqlite`) and the pool's transaction
+/// interleave on one chain, from two threads at once: one linear chain, the same hashes as
+/// the pool computes, and the database's triggers still refuse a record behind a checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writers_own_connection_and_the_pool_extend_one_chain() {
+    let h = open_sqlite().await;
+    let a = tenant(&h.store, "acme").await;
+    let b = tenant(&h.store, "globex").await;
+    let mut own = h.store.open_audit_appender().await.unwrap().unwrap();
+    let (sa, sb) = (scope(&a), scope(&b));
+    let thread = std::thread::spawn(move || {
+        for i in 0..40 {
+            let ea = [entry(&format!("own{i}"), 7, "u")];
+            let eb = [entry(&format!("ownb{i}"), 7, "u")];
+            let out = own.append(&[(&sa, &ea[..]), (&sb, &eb[..])]).unwrap();
+            assert_eq!((out.len(), out[0].len(), out[1].len()), (2, 1, 1));
+        }
+        // The same tenant twice in one batch would read one head for both: refused.
+        let e = [entry("twice", 7, "u")];
+        assert!(own.append(&[(&sa, &e[..]), (&sa, &e[..])]).is_err());
+        own
+    });
+    let s = scope(&a);
+    for i in 0..40 {
+        let e = [entry(&format!("pool{i}"), 7, "u")];
+        h.store.audit_append(&[(&s, &e[..])]).await.unwrap();
+    }
+    let mut own = thread.join().unwrap();
+    assert_eq!(check_chain(&h.store, &a).await, 80);
+    assert_eq!(check_chain(&h.store, &b).await, 40);
+
+    // A checkpoint past the head the appender would extend from: the trigger refuses the
+    // record, whichever connection writes it.
+    let (seq, hash) = h.store.tenant(&scope(&a)).audit().head().await.unwrap();
+    let cp = Signer::from_seed(&[1; 32]).checkpoint(a.as_str(), seq, &hash, 0);
+    let ad = admin();
+    h.store
+        .platform(&ad)
+        .audit_add_checkpoint(&a, &cp)
+        .await
+        .unwrap();
+    let more = [entry("after", 7, "u")];
+    let sa = scope(&a);
+    own.append(&[(&sa, &more[..])]).unwrap();
+    assert_eq!(check_chain(&h.store, &a).await, 81);
+    // PostgreSQL keeps the pool: no connection of its own is opened there.
+    if let Some(pg) = open_pg().await {
+        assert!(pg.store.open_audit_appender().await.unwrap().is_none());
+        assert!(!pg.store.audit_appender_wanted());
+        pg.cleanup().await;
+    }
+    drop(own);
+    h.cleanup().await;
+}

@@ -120,6 +120,8 @@ pub enum AuditStartError {
     Key(#[from] tenantgate_crypto::KeyFileError),
     #[error("audit.witness_dir {0}")]
     Witness(String),
+    #[error("cannot start the audit writer thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// The running writer task; [`Writer::stop`] drains the queue and signs the heads.
@@ -168,21 +170,55 @@ impl AuditLog {
         // The span attributes the writer's database statements (tests count every other query
         // a call makes: `tests/queries.rs`).
         let span = tracing::info_span!(target: "tenantgate::audit", WRITER_SPAN);
-        let run = crate::audit::writer::run(
+        let dirty = crate::audit::writer::SharedDirty::default();
+        let (start_tx, start_rx) = oneshot::channel();
+        let (drained_tx, drained_rx) = oneshot::channel();
+        let signs = crate::audit::writer::signs(
             crate::audit::writer::Writing {
-                store,
+                store: store.clone(),
                 signer: signer.clone(),
                 stats: stats.clone(),
                 continuity,
             },
-            rx,
+            dirty.clone(),
             sign_rx,
             ready.clone(),
+            start_tx,
+            drained_rx,
             cancel.clone(),
-            cfg.max_batch,
             Duration::from_millis(cfg.checkpoint_interval_ms),
         );
-        tracker.spawn(tracing::Instrument::instrument(run, span));
+        tracker.spawn(tracing::Instrument::instrument(signs, span.clone()));
+        let own_thread = store.audit_appender_wanted();
+        let commits = tracing::Instrument::instrument(
+            crate::audit::writer::commits(
+                crate::audit::writer::Committing {
+                    store,
+                    stats: stats.clone(),
+                    dirty,
+                    max_batch: cfg.max_batch,
+                },
+                rx,
+                start_rx,
+                drained_tx,
+                cancel.clone(),
+            ),
+            span,
+        );
+        if own_thread {
+            // The commit loop blocks its thread for each transaction, so it gets a thread of
+            // its own. Past opening its connection it awaits only channels and the
+            // cancellation token (no timers, no sockets), so it runs on whether or not the
+            // runtime is still up; the tracker still sees it, so shutdown waits for its drain.
+            let commits = tracker.track_future(commits);
+            let rt = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("audit-writer".into())
+                .spawn(move || rt.block_on(commits))
+                .map_err(AuditStartError::Thread)?;
+        } else {
+            tracker.spawn(commits);
+        }
         Ok((
             AuditLog {
                 tx,

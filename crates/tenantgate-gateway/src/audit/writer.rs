@@ -1,24 +1,38 @@
-//! The audit writer task: group commits of queued records, checkpoints of the heads it
-//! advanced (through the continuity checks of `audit_anchor`), heads signed on request (an
-//! export), and the heads left unsigned at start, in batches, before it takes records.
+//! The audit writer: two loops sharing the heads awaiting a checkpoint.
+//!
+//! - [`commits`] drains queued records into group commits and answers their waiters. On
+//!   SQLite it runs on a thread of its own with a connection of its own
+//!   (`tenantgate_store::audit_sqlite`): a batch is one hand-off in, one transaction in-process
+//!   and one sync, instead of a round trip to the driver's thread per statement (that was most
+//!   of a call's CPU). On PostgreSQL it is a task using the pool.
+//! - [`signs`] signs checkpoints of the heads the commits advanced (through the continuity
+//!   checks of `audit_anchor`), heads on request (an export), and, before any record is taken,
+//!   the heads left unsigned at start, in batches.
 
 use crate::audit::{AuditStats, Chain, Job, SignNow};
 use crate::clock::now_ms;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenantgate_audit::Signer;
 use tenantgate_core::{TenantId, TenantScope};
 use tenantgate_store::audit::{Appended, NewAuditRecord};
+use tenantgate_store::audit_sqlite::AuditAppender;
 use tenantgate_store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// The last head this process appended per tenant, awaiting a checkpoint.
-type Dirty = HashMap<TenantId, Appended>;
+pub(crate) type Dirty = HashMap<TenantId, Appended>;
+/// Shared by the two loops: the commit loop inserts, the signing loop takes.
+pub(crate) type SharedDirty = Arc<Mutex<Dirty>>;
 
-/// What the writer task owns.
+fn lock(d: &SharedDirty) -> std::sync::MutexGuard<'_, Dirty> {
+    d.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the signing loop owns.
 pub(crate) struct Writing {
     pub(crate) store: Store,
     pub(crate) signer: Arc<Signer>,
@@ -29,64 +43,103 @@ pub(crate) struct Writing {
 /// Heads signed per batch at start (each batch: a few queries and one transaction per 256).
 const START_SIGN_BATCH: usize = 2_000;
 
+/// The signing loop. Readiness (and the commit loop, through `start`) wait for the heads left
+/// unsigned at start; at shutdown it waits for the commit loop to drain (`drained`), then
+/// signs the heads it reached.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn run(
+pub(crate) async fn signs(
     mut w: Writing,
-    mut rx: mpsc::Receiver<Job>,
+    dirty: SharedDirty,
     mut sign_rx: mpsc::Receiver<SignNow>,
     ready: Arc<std::sync::atomic::AtomicBool>,
+    start: oneshot::Sender<()>,
+    drained: oneshot::Receiver<()>,
     cancel: CancellationToken,
-    max_batch: usize,
     interval: Duration,
 ) {
     // Heads left unsigned (a crash, another process, tenants the CLI created) are signed in
     // batches before the writer takes records; readiness waits for it, so no call queues
     // behind start-up work.
     sign_unsigned_heads(&mut w).await;
+    let _ = start.send(());
     ready.store(true, Ordering::Release);
-    let mut dirty = Dirty::new();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
-            // Signing first: both are rare and cheap, and behind a queue that never empties
-            // (sustained load) they would otherwise never run, leaving the tail unsigned and
-            // exports waiting for a signature that never comes.
-            Some(req) = sign_rx.recv() => sign_now(&mut w, &mut dirty, req).await,
-            _ = tick.tick() => checkpoint(&mut w, &mut dirty).await,
+            Some(req) = sign_rx.recv() => sign_now(&mut w, &dirty, req).await,
+            _ = tick.tick() => checkpoint(&mut w, &dirty).await,
+            _ = cancel.cancelled() => break,
+        }
+    }
+    let _ = drained.await;
+    checkpoint(&mut w, &dirty).await;
+}
+
+/// What the commit loop owns.
+pub(crate) struct Committing {
+    pub(crate) store: Store,
+    pub(crate) stats: Arc<AuditStats>,
+    pub(crate) dirty: SharedDirty,
+    pub(crate) max_batch: usize,
+}
+
+/// The commit loop: waits for `start`, then commits whatever is queued (up to `max_batch`)
+/// as one transaction, until cancelled; then drains the queue and reports `drained`.
+/// Blocking on SQLite (its own connection): run it on a thread of its own.
+pub(crate) async fn commits(
+    c: Committing,
+    mut rx: mpsc::Receiver<Job>,
+    start: oneshot::Receiver<()>,
+    drained: oneshot::Sender<()>,
+    cancel: CancellationToken,
+) {
+    let mut appender = match c.store.open_audit_appender().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(target: "tenantgate::audit", error = %e,
+                "cannot open the audit writer's own connection; committing through the pool");
+            None
+        }
+    };
+    tokio::select! {
+        _ = start => {}
+        _ = cancel.cancelled() => {}
+    }
+    loop {
+        tokio::select! {
+            biased;
             job = rx.recv() => {
                 let Some(job) = job else { break };
                 let mut batch = vec![job];
-                while batch.len() < max_batch {
+                while batch.len() < c.max_batch {
                     match rx.try_recv() {
                         Ok(j) => batch.push(j),
                         Err(_) => break,
                     }
                 }
-                commit(&w.store, batch, &mut dirty, &w.stats).await;
+                commit(&c, appender.as_mut(), batch).await;
             }
-            _ = cancel.cancelled() => {
-                rx.close();
-                let mut rest = Vec::new();
-                while let Some(j) = rx.recv().await {
-                    rest.push(j);
-                }
-                while !rest.is_empty() {
-                    let batch: Vec<Job> = rest.drain(..rest.len().min(max_batch)).collect();
-                    commit(&w.store, batch, &mut dirty, &w.stats).await;
-                }
-                break;
-            }
+            _ = cancel.cancelled() => break,
         }
     }
-    checkpoint(&mut w, &mut dirty).await;
+    rx.close();
+    let mut rest = Vec::new();
+    while let Some(j) = rx.recv().await {
+        rest.push(j);
+    }
+    while !rest.is_empty() {
+        let batch: Vec<Job> = rest.drain(..rest.len().min(c.max_batch)).collect();
+        commit(&c, appender.as_mut(), batch).await;
+    }
+    let _ = drained.send(());
 }
 
 /// Signs one tenant's current head for an export (whatever this process has pending for it
 /// goes along).
-async fn sign_now(w: &mut Writing, dirty: &mut Dirty, req: SignNow) {
-    dirty.remove(&req.tenant);
+async fn sign_now(w: &mut Writing, dirty: &SharedDirty, req: SignNow) {
+    lock(dirty).remove(&req.tenant);
     #[expect(
         clippy::disallowed_methods,
         reason = "the checkpoint signer reads the head of the tenant an export asked for"
@@ -119,7 +172,8 @@ async fn sign_now(w: &mut Writing, dirty: &mut Dirty, req: SignNow) {
 /// transaction. If it fails and holds several tenants, each tenant is retried alone so one
 /// bad record cannot sink the others. Operator actions (rare: the admin API) are appended
 /// after them, one transaction per tenant, as the platform.
-async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &AuditStats) {
+async fn commit(c: &Committing, mut appender: Option<&mut AuditAppender>, batch: Vec<Job>) {
+    let (store, stats) = (&c.store, &c.stats);
     let n = batch.len() as u64;
     let mut tenants: Vec<Group<TenantScope>> = Vec::new();
     let mut operators: Vec<Group<TenantId>> = Vec::new();
@@ -150,15 +204,14 @@ async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &Audit
     let mut results: Vec<Result<Vec<Appended>, String>> = if refs.is_empty() {
         Vec::new()
     } else {
-        match store.audit_append(&refs).await {
+        match append(store, appender.as_deref_mut(), &refs).await {
             Ok(out) => out.into_iter().map(Ok).collect(),
             Err(e) if refs.len() > 1 => {
                 tracing::warn!(target: "tenantgate::audit", error = %e, "group commit failed; retrying per tenant");
                 let mut v = Vec::with_capacity(refs.len());
                 for r in &refs {
                     v.push(
-                        store
-                            .audit_append(std::slice::from_ref(r))
+                        append(store, appender.as_deref_mut(), std::slice::from_ref(r))
                             .await
                             .map(|mut o| o.pop().unwrap_or_default())
                             .map_err(|e| e.to_string()),
@@ -177,12 +230,12 @@ async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &Audit
         let admin = tenantgate_core::PlatformAdmin::local_operator("audit-writer");
         let platform = store.platform(&admin);
         for g in &mut operators {
-            results.push(
-                platform
-                    .audit_append(&g.chain, std::mem::take(&mut g.entries))
-                    .await
-                    .map_err(|e| e.to_string()),
-            );
+            let entries = std::mem::take(&mut g.entries);
+            let r = match appender.as_deref_mut() {
+                Some(a) => a.append_operator(&admin, &g.chain, &entries),
+                None => platform.audit_append(&g.chain, entries).await,
+            };
+            results.push(r.map_err(|e| e.to_string()));
         }
     }
     stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -198,7 +251,7 @@ async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &Audit
                     .appended
                     .fetch_add(appended.len() as u64, Ordering::Relaxed);
                 if let Some(last) = appended.last() {
-                    dirty.insert(tenant, *last);
+                    lock(&c.dirty).insert(tenant, *last);
                 }
                 for (w, a) in waiters.into_iter().zip(appended) {
                     if let Some(w) = w {
@@ -217,6 +270,19 @@ async fn commit(store: &Store, batch: Vec<Job>, dirty: &mut Dirty, stats: &Audit
                     "audit group commit failed");
             }
         }
+    }
+}
+
+/// One group commit through the writer's own connection (SQLite, blocking this thread for
+/// the transaction) or the pool.
+async fn append(
+    store: &Store,
+    appender: Option<&mut AuditAppender>,
+    refs: &[(&TenantScope, &[NewAuditRecord])],
+) -> Result<Vec<Vec<Appended>>, tenantgate_store::StoreError> {
+    match appender {
+        Some(a) => a.append(refs),
+        None => store.audit_append(refs).await,
     }
 }
 
@@ -247,12 +313,13 @@ impl<C> Group<C> {
 /// Signs the head each advanced chain reached (as this process appended it), once it checks
 /// out as extending the last signed checkpoint (`audit_anchor`): a few queries and one
 /// transaction per 256 tenants per tick, however many moved.
-async fn checkpoint(w: &mut Writing, dirty: &mut Dirty) {
-    if dirty.is_empty() {
+async fn checkpoint(w: &mut Writing, dirty: &SharedDirty) {
+    let taken = std::mem::take(&mut *lock(dirty));
+    if taken.is_empty() {
         return;
     }
-    let heads: Vec<crate::audit::anchor::Head> = dirty
-        .drain()
+    let heads: Vec<crate::audit::anchor::Head> = taken
+        .into_iter()
         .map(|(tenant, head)| crate::audit::anchor::Head {
             tenant,
             seq: head.seq,

@@ -35,6 +35,7 @@ pub(crate) struct UpstreamTime(pub Duration);
 pub(crate) struct CallInfo {
     pub tenant: String,
     pub model: String,
+    pub usage: Option<tenantgate_providers::Usage>,
 }
 
 /// The request id and the caller's socket address, available to handlers through request
@@ -175,14 +176,24 @@ async fn edge(State(app): State<AppState>, req: Request, next: Next) -> Response
         h.insert("x-tenantgate-overhead-ms", v);
     }
     let info = resp.extensions().get::<CallInfo>();
-    tracing::info!(
-        request_id = %request_id, %method, path = %crate::bounds::for_log(&path), status = resp.status().as_u16(),
-        tenant = info.map(|i| i.tenant.as_str()).unwrap_or("-"),
-        model = info.map(|i| i.model.as_str()).unwrap_or("-"),
-        overhead_us = overhead.as_micros() as u64,
-        upstream_ms = upstream.as_millis() as u64,
-        "request"
-    );
+    let path = crate::bounds::for_log(&path);
+    let status = resp.status().as_u16();
+    let tenant = info.map(|i| i.tenant.as_str()).unwrap_or("-");
+    let model = info.map(|i| i.model.as_str()).unwrap_or("-");
+    let (overhead_us, upstream_ms) = (overhead.as_micros() as u64, upstream.as_millis() as u64);
+    // One line per call (a second line for usage cost as much again under load: it was a
+    // write to stderr per call); tokens only when the provider reported them before release.
+    match info.and_then(|i| i.usage) {
+        Some(u) => tracing::info!(
+            request_id = %request_id, %method, %path, status, tenant, model, overhead_us,
+            upstream_ms, input_tokens = u.input_tokens, output_tokens = u.output_tokens,
+            "request"
+        ),
+        None => tracing::info!(
+            request_id = %request_id, %method, %path, status, tenant, model, overhead_us,
+            upstream_ms, "request"
+        ),
+    }
     resp
 }
 

@@ -91,6 +91,7 @@ fn render(outcome: Outcome, wire: Wire) -> Response {
                 CallInfo {
                     tenant: reply.labels.tenant,
                     model: reply.labels.model,
+                    usage: reply.labels.usage,
                 },
             );
             if let Some(c) = reply.cache {

@@ -29,6 +29,7 @@ pub(super) async fn list_models(State(app): State<AppState>, headers: HeaderMap)
             CallInfo {
                 tenant: ctx.tenant.slug.clone(),
                 model: "-".into(),
+                usage: None,
             },
         ))
     };

@@ -6,7 +6,7 @@
 use crate::audit::{CallAudit, Released};
 use crate::error::{GatewayError, Wire};
 use crate::pipeline::translate::provider_wire;
-use crate::pipeline::{admit, authorize, codec, log_usage, Deps, Labels, Reply, TenantContext};
+use crate::pipeline::{admit, authorize, codec, Deps, Labels, Reply, TenantContext};
 use crate::upstream::transport::{self, malformed, Answer};
 use crate::upstream::{cache, Endpoint};
 use bytes::Bytes;
@@ -91,9 +91,10 @@ async fn embeddings(
     audit.admitted(admitted, call.route.pricing);
     let route = &call.route;
     let provider = &route.provider;
-    let labels = Labels {
+    let mut labels = Labels {
         tenant: call.ctx.tenant.slug.clone(),
         model: model.clone(),
+        usage: None,
     };
     let unsupported = || GatewayError::UnsupportedForModel {
         message: format!("the model `{model}` does not support embeddings"),
@@ -127,7 +128,7 @@ async fn embeddings(
         return Err(malformed(&provider.name));
     };
     let usage = openai::response_usage(&bytes).map_err(|_| malformed(&provider.name))?;
-    log_usage(&audit.request_id, &labels, usage);
+    labels.usage = usage;
     Ok((bytes, usage, labels, started.elapsed()))
 }
 

@@ -89,6 +89,9 @@ pub enum Payload {
 pub struct Labels {
     pub tenant: String,
     pub model: String,
+    /// Tokens the provider reported, when the answer was complete before release (a stream's
+    /// are in its record): the edge's one log line per call carries them.
+    pub usage: Option<tenantgate_providers::Usage>,
 }
 
 pub struct Reply {
@@ -232,12 +235,6 @@ impl Reply {
 }
 
 /// The usage line of a complete (non-streamed) answer; a stream reports its own at its end.
-fn log_usage(request_id: &str, labels: &Labels, usage: Option<tenantgate_providers::Usage>) {
-    let u = usage.unwrap_or_default();
-    tracing::info!(request_id = %request_id, tenant = %labels.tenant, model = %labels.model,
-        input_tokens = u.input_tokens, output_tokens = u.output_tokens, "usage");
-}
-
 pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, GatewayError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),

@@ -6,7 +6,7 @@ use crate::error::{GatewayError, Wire};
 use crate::guard::Guard;
 use crate::pipeline::request::ChatRequest;
 use crate::pipeline::translate::{self, Pair};
-use crate::pipeline::{log_usage, AuthorizedCall, Deps, Labels, Payload, Reply};
+use crate::pipeline::{AuthorizedCall, Deps, Labels, Payload, Reply};
 use crate::stream::guard::StreamGuard;
 use crate::stream::StreamEnd;
 use crate::upstream::cache;
@@ -36,9 +36,10 @@ pub(crate) async fn chat(
         Wire::OpenAi => cache::scope_provider_caches(&mut upstream, tenant, provider, deps.secret),
         Wire::Anthropic => {}
     }
-    let labels = Labels {
+    let mut labels = Labels {
         tenant: call.ctx.tenant.slug.clone(),
         model: req.model.clone(),
+        usage: None,
     };
     let started = Instant::now();
     // The tenant's exact-match response cache: complete answers only, never for a tenant on
@@ -101,7 +102,7 @@ pub(crate) async fn chat(
         }
         Answer::Json(bytes) => {
             let (out, usage) = translate::response(pair, &provider.name, bytes, &req.model, guard)?;
-            log_usage(&audit.request_id, &labels, usage);
+            labels.usage = usage;
             let status = match cached {
                 Some((c, key)) => {
                     c.put(key, out.clone()).await;
