@@ -195,7 +195,13 @@ async fn ready(client: &HttpClient, url: &str) -> Result<()> {
 }
 
 /// `calls` chat calls over `keys` round-robin from `conns` callers; returns the errors.
-async fn load(client: &HttpClient, url: &str, keys: Arc<Vec<String>>, calls: u64, conns: usize) -> u64 {
+async fn load(
+    client: &HttpClient,
+    url: &str,
+    keys: Arc<Vec<String>>,
+    calls: u64,
+    conns: usize,
+) -> u64 {
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let payload = Bytes::from(
@@ -246,6 +252,48 @@ async fn load(client: &HttpClient, url: &str, keys: Arc<Vec<String>>, calls: u64
     errors.load(Ordering::Relaxed)
 }
 
+/// This process's resident KiB.
+fn own_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Where a tenant's idle bytes go, in this process (resident growth, so approximate): the
+/// control-plane snapshot as loaded, and the `AuthIndex` built from another copy of it (the
+/// index is what the gateway keeps; the snapshot is consumed by the build).
+async fn breakdown(config: &Config, tenants: usize) -> Result<()> {
+    let store = tenantgate_gateway::server::open_store(config).await?;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the benchmark reads the snapshot the gateway loads"
+    )]
+    let admin = PlatformAdmin::local_operator("bench");
+    let r0 = own_rss_kib();
+    let snap = store.platform(&admin).auth_snapshot().await?;
+    let r1 = own_rss_kib();
+    let index = tenantgate_gateway::identity::auth::AuthIndex::build(
+        store.platform(&admin).auth_snapshot().await?,
+    );
+    let r2 = own_rss_kib();
+    let per = |kib: u64| kib as f64 * 1024.0 / tenants as f64;
+    println!(
+        "  in this process: snapshot ~{:.0} B/tenant, AuthIndex ~{:.0} B/tenant (identifier automaton {:.0} B/tenant)",
+        per(r1.saturating_sub(r0)),
+        per(r2.saturating_sub(r1)),
+        index.scanner.memory_usage() as f64 / tenants as f64,
+    );
+    drop((snap, index));
+    store.close().await;
+    Ok(())
+}
+
 struct Run {
     tenants: usize,
     idle_kib: u64,
@@ -276,6 +324,12 @@ async fn main() -> Result<()> {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1024)
         .build_http();
+    let before = own_rss_kib();
+    tenantgate_providers::tokens::warm_up();
+    println!(
+        "tokenizer vocabulary (loaded by the first call that counts tokens): ~{:.1} MiB resident",
+        mib(own_rss_kib().saturating_sub(before))
+    );
     let mut runs = Vec::new();
     for &n in &args.tenants {
         let dir = tempfile::tempdir()?;
@@ -283,6 +337,7 @@ async fn main() -> Result<()> {
         let seeded = Instant::now();
         let keys = Arc::new(seed(&config, n, args.key_every).await?);
         let seed_secs = seeded.elapsed().as_secs_f64();
+        breakdown(&config, n).await?;
         let started = Instant::now();
         let gw = spawn(&bin, dir.path(), &config)?;
         let listening = started.elapsed();
@@ -321,8 +376,8 @@ async fn main() -> Result<()> {
         runs.iter().max_by_key(|r| r.tenants),
     ) {
         if b.tenants > a.tenants {
-            let per = (b.idle_kib as f64 - a.idle_kib as f64) * 1024.0
-                / (b.tenants - a.tenants) as f64;
+            let per =
+                (b.idle_kib as f64 - a.idle_kib as f64) * 1024.0 / (b.tenants - a.tenants) as f64;
             println!(
                 "idle slope {}..{} tenants: {per:.0} bytes per tenant",
                 a.tenants, b.tenants
