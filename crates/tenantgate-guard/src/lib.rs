@@ -127,8 +127,11 @@ pub struct TenantIdentifiers {
 
 pub struct Scanner {
     tenants: Option<AhoCorasick>,
-    /// Per pattern: owning tenant, whether it is a canary, whether it needs word boundaries.
-    owners: Vec<(TenantId, bool, bool)>,
+    /// Per pattern: owning tenant (an index into `ids`), whether it is a canary, whether it
+    /// needs word boundaries. An index, not a cloned id: each tenant has about four patterns
+    /// and an id is a heap string, so this is most of the scanner's bytes per tenant.
+    owners: Vec<(u32, bool, bool)>,
+    ids: Vec<TenantId>,
     longest: usize,
     secrets: Vec<Regex>,
     /// One pass that says whether any secret pattern matches; the individual regexes run only
@@ -178,24 +181,36 @@ impl Scanner {
     pub fn new(tenants: Vec<TenantIdentifiers>, canaries: &[(TenantId, String)]) -> Scanner {
         let mut patterns: Vec<String> = Vec::new();
         let mut owners = Vec::new();
+        let mut ids: Vec<TenantId> = Vec::with_capacity(tenants.len());
+        let mut index: std::collections::HashMap<TenantId, u32> =
+            std::collections::HashMap::with_capacity(tenants.len());
+        let mut owner = |t: &TenantId| -> u32 {
+            *index.entry(t.clone()).or_insert_with(|| {
+                ids.push(t.clone());
+                (ids.len() - 1) as u32
+            })
+        };
         for t in tenants {
+            let o = owner(&t.tenant);
             for n in t
                 .names
                 .into_iter()
                 .filter(|n| n.chars().count() >= MIN_NAME_LEN)
             {
                 patterns.push(n);
-                owners.push((t.tenant.clone(), false, true));
+                owners.push((o, false, true));
             }
             for e in t.exact {
                 patterns.push(e);
-                owners.push((t.tenant.clone(), false, false));
+                owners.push((o, false, false));
             }
         }
         for (t, c) in canaries {
             patterns.push(c.clone());
-            owners.push((t.clone(), true, false));
+            owners.push((owner(t), true, false));
         }
+        drop(index);
+        ids.shrink_to_fit();
         let longest = patterns.iter().map(String::len).max().unwrap_or(0);
         let tenants = (!patterns.is_empty()).then(|| {
             AhoCorasickBuilder::new()
@@ -226,6 +241,7 @@ impl Scanner {
         Scanner {
             tenants: tenants.flatten(),
             owners,
+            ids,
             longest,
             secrets_any: set(&secrets.iter().collect::<Vec<_>>()),
             pii_any: set(&[&emails, &phones, &cards, &ibans]),
@@ -261,7 +277,7 @@ impl Scanner {
                     if *words && !word_bounded(text, m.start(), m.end()) {
                         continue;
                     }
-                    let d = if owner != tenant {
+                    let d = if self.ids[*owner as usize] != *tenant {
                         Detector::CrossTenant
                     } else if *is_canary && dir == Direction::Outbound {
                         Detector::Canary
@@ -453,6 +469,29 @@ mod tests {
         assert!(s
             .scan(&tid("a"), "xGlobex Corpx", Direction::Outbound, &p)
             .is_empty());
+    }
+
+    #[test]
+    fn a_canary_of_a_tenant_without_identifiers_is_still_its_own() {
+        let s = Scanner::new(
+            vec![TenantIdentifiers {
+                tenant: tid("a"),
+                names: vec![],
+                exact: vec!["0190-aaaa".into()],
+            }],
+            &[(tid("c"), "tgc_cccc3333".into())],
+        );
+        let p = Policy::default();
+        let text = "leaked tgc_cccc3333 and 0190-aaaa";
+        let kinds = |t: &str| {
+            s.scan(&tid(t), text, Direction::Outbound, &p)
+                .iter()
+                .map(|h| h.detector)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds("c"), [Detector::Canary, Detector::CrossTenant]);
+        assert_eq!(kinds("a"), [Detector::CrossTenant]);
+        assert_eq!(kinds("z"), [Detector::CrossTenant, Detector::CrossTenant]);
     }
 
     #[test]
