@@ -9,10 +9,12 @@
 
 mod chunk;
 mod extract;
+mod flat;
 mod index;
 
 pub use chunk::{chunk, Chunk};
 pub use extract::{extract, Extracted, TextKind};
+pub use flat::{push_top, Flat};
 pub use index::{exact_search, normalize, Hit, Index, IndexParams};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
