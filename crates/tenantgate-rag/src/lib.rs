@@ -27,6 +27,8 @@ pub enum RagError {
     Empty,
     #[error("the index file is damaged: {0}")]
     Corrupt(String),
+    #[error("the index could not be built: {0}")]
+    Build(String),
     #[error("embedding has {got} dimensions, the knowledge base has {want}")]
     Dimensions { want: usize, got: usize },
 }
