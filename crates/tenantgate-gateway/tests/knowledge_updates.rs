@@ -129,7 +129,9 @@ async fn an_upload_is_searchable_at_once_and_a_delete_never_returned_without_a_r
     for i in 0..4 {
         upload(&gw, &admin, "handbook", &format!("filler{i}.txt"), FILLER).await;
     }
-    assert!(!has_secret(&search(&gw, &key, "handbook", "refund code", 5).await));
+    assert!(!has_secret(
+        &search(&gw, &key, "handbook", "refund code", 5).await
+    ));
     assert_eq!(counters(&gw), (1, 0, 0, 0), "one build, on first use");
 
     let doc = upload(&gw, &admin, "handbook", "refunds.txt", SECRET).await;
@@ -137,12 +139,16 @@ async fn an_upload_is_searchable_at_once_and_a_delete_never_returned_without_a_r
     assert_eq!(builds, 1, "the upload did not rebuild the index");
     assert!(inserts >= 1, "the upload's chunks were inserted: {inserts}");
     // at once: the very next search, which runs no build either
-    assert!(has_secret(&search(&gw, &key, "handbook", "refund code", 3).await));
+    assert!(has_secret(
+        &search(&gw, &key, "handbook", "refund code", 3).await
+    ));
     assert_eq!(counters(&gw).0, 1);
 
     delete_doc(&gw, &admin, "handbook", &doc).await;
     for _ in 0..20 {
-        assert!(!has_secret(&search(&gw, &key, "handbook", "refund code ZEPHYR", 20).await));
+        assert!(!has_secret(
+            &search(&gw, &key, "handbook", "refund code ZEPHYR", 20).await
+        ));
     }
     let (builds, _, deletes, merges) = counters(&gw);
     assert_eq!((builds, deletes, merges), (1, 1, 0));
@@ -150,11 +156,18 @@ async fn an_upload_is_searchable_at_once_and_a_delete_never_returned_without_a_r
     // A deleted document of the graph itself (built in, not added since) is skipped too.
     let gw = gw.restart().await;
     let doc = upload(&gw, &admin, "handbook", "refunds.txt", SECRET).await;
-    assert!(has_secret(&search(&gw, &key, "handbook", "refund code", 3).await));
+    assert!(has_secret(
+        &search(&gw, &key, "handbook", "refund code", 3).await
+    ));
     let after_restart = counters(&gw);
-    assert_eq!(after_restart.0, 0, "the file was loaded and caught up: {after_restart:?}");
+    assert_eq!(
+        after_restart.0, 0,
+        "the file was loaded and caught up: {after_restart:?}"
+    );
     delete_doc(&gw, &admin, "handbook", &doc).await;
-    assert!(!has_secret(&search(&gw, &key, "handbook", "refund code ZEPHYR", 20).await));
+    assert!(!has_secret(
+        &search(&gw, &key, "handbook", "refund code ZEPHYR", 20).await
+    ));
     assert_eq!(counters(&gw).0, 0);
 }
 
@@ -175,7 +188,9 @@ async fn a_background_merge_swaps_in_while_searches_go_on() {
     let mut searched = 0;
     loop {
         // every search meanwhile, before, during or after the swap, sees the new document
-        assert!(has_secret(&search(&gw, &key, "handbook", "refund code", 3).await));
+        assert!(has_secret(
+            &search(&gw, &key, "handbook", "refund code", 3).await
+        ));
         searched += 1;
         if counters(&gw).3 >= 1 {
             break;
@@ -186,21 +201,28 @@ async fn a_background_merge_swaps_in_while_searches_go_on() {
         );
     }
     assert!(searched >= 1);
-    let ix = gw
-        .state
-        .knowledge()
-        .resident_index(&acme.id, &kb)
-        .unwrap();
+    let ix = gw.state.knowledge().resident_index(&acme.id, &kb).unwrap();
     assert_eq!(
         (ix.delta_chunks(), ix.deleted_chunks()),
         (0, 0),
         "the merged graph holds every chunk"
     );
-    assert_eq!(counters(&gw).0, 1, "a merge is not a build inside a request");
-    assert!(has_secret(&search(&gw, &key, "handbook", "refund code", 3).await));
+    assert_eq!(
+        counters(&gw).0,
+        1,
+        "a merge is not a build inside a request"
+    );
+    assert!(has_secret(
+        &search(&gw, &key, "handbook", "refund code", 3).await
+    ));
 
     // The merged index is what the file holds: a restart loads it, builds nothing.
-    let file = gw.config.rag.index_dir.join(acme.id.as_str()).join(format!("{kb}.idx"));
+    let file = gw
+        .config
+        .rag
+        .index_dir
+        .join(acme.id.as_str())
+        .join(format!("{kb}.idx"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let gw = loop {
         // the merge writes its file after the swap
@@ -210,7 +232,9 @@ async fn a_background_merge_swaps_in_while_searches_go_on() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    assert!(has_secret(&search(&gw, &key, "handbook", "refund code", 3).await));
+    assert!(has_secret(
+        &search(&gw, &key, "handbook", "refund code", 3).await
+    ));
     let s = &gw.state.knowledge().stats;
     assert_eq!((s.builds.load(Relaxed), s.loads.load(Relaxed)), (0, 1));
 }
@@ -251,7 +275,9 @@ async fn another_replica_catches_up_incrementally_and_other_tenants_stay_out() {
     // catches up from the new document's rows, without a build.
     let doc = upload(&a, &admin, "handbook", "refunds.txt", SECRET).await;
     b.wait_for_revision().await;
-    assert!(has_secret(&search(&b, &key, "handbook", "refund code", 3).await));
+    assert!(has_secret(
+        &search(&b, &key, "handbook", "refund code", 3).await
+    ));
     let (builds, inserts, _, _) = counters(&b);
     assert_eq!(builds, 2);
     assert!(inserts >= 1);
@@ -260,7 +286,9 @@ async fn another_replica_catches_up_incrementally_and_other_tenants_stay_out() {
     // acme's by id is not found, on either replica.
     for gw in [&a, &b] {
         for q in ["refund code", SECRET] {
-            assert!(!has_secret(&search(gw, &globex_key, "handbook", q, 20).await));
+            assert!(!has_secret(
+                &search(gw, &globex_key, "handbook", q, 20).await
+            ));
         }
         let (status, texts) = try_search(gw, &globex_key, &acme_kb, "refund code", 20).await;
         assert_eq!(status, 404);
@@ -270,7 +298,9 @@ async fn another_replica_catches_up_incrementally_and_other_tenants_stay_out() {
     // Deleted through a: b never returns it once its snapshot shows the deletion.
     delete_doc(&a, &admin, "handbook", &doc).await;
     b.wait_for_revision().await;
-    assert!(!has_secret(&search(&b, &key, "handbook", "refund code ZEPHYR", 20).await));
+    assert!(!has_secret(
+        &search(&b, &key, "handbook", "refund code ZEPHYR", 20).await
+    ));
     let (builds, _, deletes, _) = counters(&b);
     assert_eq!((builds, deletes), (2, 1));
 }

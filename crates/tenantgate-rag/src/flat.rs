@@ -97,7 +97,9 @@ mod tests {
     fn agrees_with_exact_search_and_keeps_the_best_k() {
         let pts: Vec<(i64, Vec<f32>)> = (0..200)
             .map(|i| {
-                let v = (0..8).map(|d| ((i * 7 + d * 13) % 17) as f32 - 8.0).collect();
+                let v = (0..8)
+                    .map(|d| ((i * 7 + d * 13) % 17) as f32 - 8.0)
+                    .collect();
                 (i as i64, v)
             })
             .collect();

@@ -431,15 +431,16 @@ impl TenantStore<'_> {
                 qb.push(") ORDER BY c.id");
                 qb.build_query_as().fetch_all(&mut *tx).await?
             })?;
-            out.extend(rows.into_iter().map(|(id, doc_id, ord, sealed, document)| {
-                StoredChunk {
-                    id,
-                    doc_id,
-                    ord: ord as u32,
-                    sealed,
-                    document,
-                }
-            }));
+            out.extend(
+                rows.into_iter()
+                    .map(|(id, doc_id, ord, sealed, document)| StoredChunk {
+                        id,
+                        doc_id,
+                        ord: ord as u32,
+                        sealed,
+                        document,
+                    }),
+            );
         }
         Ok(out)
     }

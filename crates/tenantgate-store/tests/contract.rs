@@ -327,13 +327,24 @@ mod cases {
         let docs = ["doc_1".to_owned()];
         let of_doc = ha.chunks_of_documents(&kb.id, &docs).await.unwrap();
         assert_eq!(of_doc.len(), 1200);
-        assert_eq!((of_doc[0].id, &of_doc[0].document[..]), (stored[0].id, "a.md"));
+        assert_eq!(
+            (of_doc[0].id, &of_doc[0].document[..]),
+            (stored[0].id, "a.md")
+        );
         assert!(matches!(
             hb.document_ids(&kb.id).await,
             Err(StoreError::NotFound)
         ));
-        assert!(hb.chunks_of_documents(&kb_b.id, &docs).await.unwrap().is_empty());
-        assert!(hb.chunks_of_documents(&kb.id, &docs).await.unwrap().is_empty());
+        assert!(hb
+            .chunks_of_documents(&kb_b.id, &docs)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(hb
+            .chunks_of_documents(&kb.id, &docs)
+            .await
+            .unwrap()
+            .is_empty());
         assert!(matches!(
             hb.delete_document(&kb.id, "doc_1").await,
             Err(StoreError::NotFound)

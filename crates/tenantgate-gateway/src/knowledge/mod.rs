@@ -327,11 +327,7 @@ impl Drop for Merging {
 }
 
 impl Knowledge {
-    pub fn new(
-        cfg: &crate::config::RagConfig,
-        tasks: TaskTracker,
-        keyring: Arc<Keyring>,
-    ) -> Self {
+    pub fn new(cfg: &crate::config::RagConfig, tasks: TaskTracker, keyring: Arc<Keyring>) -> Self {
         let stats: Arc<KnowledgeStats> = Arc::default();
         Self {
             shared: Arc::new(Shared {
@@ -481,7 +477,9 @@ impl Knowledge {
             None => {
                 let ix = Arc::new(self.build(store, keyring, scope, kb).await?);
                 self.shared.insert(tenant, &kb.id, ix.clone());
-                self.shared.persist(keyring, scope, &kb.id, ix.clone()).await;
+                self.shared
+                    .persist(keyring, scope, &kb.id, ix.clone())
+                    .await;
                 ix
             }
         };
@@ -587,8 +585,7 @@ impl Knowledge {
             .collect::<Result<Vec<_>, _>>()
             .map_err(internal)?;
         let next = Arc::new(ix.updated(revision, segments, &removed));
-        self.shared
-            .insert(scope.tenant_id(), &kb.id, next.clone());
+        self.shared.insert(scope.tenant_id(), &kb.id, next.clone());
         self.stats
             .inserts
             .fetch_add(inserted as u64, Ordering::Relaxed);

@@ -56,7 +56,10 @@ pub(super) struct ResidentChunk {
 
 impl ResidentChunk {
     fn bytes(&self) -> usize {
-        std::mem::size_of::<ResidentChunk>() + self.doc_id.len() + self.document.len() + self.sealed.len()
+        std::mem::size_of::<ResidentChunk>()
+            + self.doc_id.len()
+            + self.document.len()
+            + self.sealed.len()
     }
 }
 
@@ -189,7 +192,12 @@ impl Resident {
 
     /// This knowledge base at `revision`, with `added` documents and without `removed` ones.
     /// Nothing of the base is copied.
-    pub(super) fn updated(&self, revision: i64, added: Vec<Segment>, removed: &HashSet<String>) -> Resident {
+    pub(super) fn updated(
+        &self,
+        revision: i64,
+        added: Vec<Segment>,
+        removed: &HashSet<String>,
+    ) -> Resident {
         let mut delta: Vec<Arc<Segment>> = self
             .delta
             .iter()
@@ -220,7 +228,8 @@ impl Resident {
                 .get(&id)
                 .is_some_and(|c| !self.deleted.contains(&c.doc_id))
         };
-        let mut points: Vec<(i64, Vec<f32>)> = Vec::with_capacity(self.base.index.len() + self.delta_chunks());
+        let mut points: Vec<(i64, Vec<f32>)> =
+            Vec::with_capacity(self.base.index.len() + self.delta_chunks());
         let mut chunks = Vec::with_capacity(points.capacity());
         for (id, v) in self.base.index.points().filter(|(id, _)| live(*id)) {
             points.push((id, v.to_vec()));
@@ -265,18 +274,31 @@ impl Resident {
                     .map(|d| (*d).to_owned()),
             )
             .collect();
-        Some(Resident::assemble(Arc::new(base), delta, Arc::new(deleted), self.revision))
+        Some(Resident::assemble(
+            Arc::new(base),
+            delta,
+            Arc::new(deleted),
+            self.revision,
+        ))
     }
 
     /// The `k` nearest live chunks to `query`, most similar first: the base's graph search
     /// (deleted documents skipped) merged with an exact scan of the delta.
-    pub(super) fn search(&self, query: &[f32], k: usize) -> Result<Vec<(Hit, Arc<ResidentChunk>)>, RagError> {
+    pub(super) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+    ) -> Result<Vec<(Hit, Arc<ResidentChunk>)>, RagError> {
         let mut q = query.to_vec();
         tenantgate_rag::normalize(&mut q);
         let deleted = &self.deleted;
         let base = &self.base;
         let hits = base.index.search_normalized(&q, k, |id| {
-            deleted.is_empty() || base.chunks.get(&id).is_some_and(|c| !deleted.contains(&c.doc_id))
+            deleted.is_empty()
+                || base
+                    .chunks
+                    .get(&id)
+                    .is_some_and(|c| !deleted.contains(&c.doc_id))
         })?;
         // (hit, segment: None for the base), best first.
         let mut top: Vec<(Hit, Option<usize>)> = hits.into_iter().map(|h| (h, None)).collect();
@@ -387,7 +409,10 @@ mod tests {
     fn base() -> Resident {
         let points = vec![(7, vec![1.0, 0.0]), (9, vec![0.0, 1.0])];
         let index = Index::build(2, 3, points, IndexParams::default()).unwrap();
-        let chunks = vec![Arc::new(chunk(7, "doc_1", 0)), Arc::new(chunk(9, "doc_1", 1))];
+        let chunks = vec![
+            Arc::new(chunk(7, "doc_1", 0)),
+            Arc::new(chunk(9, "doc_1", 1)),
+        ];
         Resident::new(Base::new(index, chunks), 3)
     }
 
@@ -399,7 +424,12 @@ mod tests {
     fn an_index_file_carries_its_segments_and_an_old_one_is_rebuilt() {
         let r = base();
         let old_format = r.base.index.to_bytes().unwrap();
-        let seg = Segment::new(2, "doc_2".into(), vec![(chunk(11, "doc_2", 0), vec![1.0, 1.0])]).unwrap();
+        let seg = Segment::new(
+            2,
+            "doc_2".into(),
+            vec![(chunk(11, "doc_2", 0), vec![1.0, 1.0])],
+        )
+        .unwrap();
         let r = r.updated(4, vec![seg], &HashSet::new());
         let back = Resident::from_file(&r.to_file().unwrap()).unwrap();
         assert_eq!(back.revision(), 4);
@@ -417,7 +447,12 @@ mod tests {
     #[test]
     fn added_documents_are_found_and_deleted_ones_never_are() {
         let r = base();
-        let seg = Segment::new(2, "doc_2".into(), vec![(chunk(11, "doc_2", 0), vec![0.1, 1.0])]).unwrap();
+        let seg = Segment::new(
+            2,
+            "doc_2".into(),
+            vec![(chunk(11, "doc_2", 0), vec![0.1, 1.0])],
+        )
+        .unwrap();
         let r = r.updated(4, vec![seg], &HashSet::new());
         assert_eq!(ids(&r, &[0.1, 1.0], 2), vec![11, 9]);
         assert_eq!(r.delta_chunks(), 1);
@@ -427,12 +462,18 @@ mod tests {
         assert_eq!((r.deleted_chunks(), r.revision()), (2, 5));
         assert!(r.needs_merge(10_000), "all of the base deleted");
         let gone: HashSet<String> = ["doc_2".to_owned()].into();
-        assert!(r.updated(6, vec![], &gone).search(&[0.0, 1.0], 3).unwrap().is_empty());
+        assert!(r
+            .updated(6, vec![], &gone)
+            .search(&[0.0, 1.0], 3)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn a_merge_keeps_what_changed_while_it_ran() {
-        let seg = |id, doc: &str, v: Vec<f32>| Segment::new(2, doc.into(), vec![(chunk(id, doc, 0), v)]).unwrap();
+        let seg = |id, doc: &str, v: Vec<f32>| {
+            Segment::new(2, doc.into(), vec![(chunk(id, doc, 0), v)]).unwrap()
+        };
         let r = base().updated(4, vec![seg(11, "doc_2", vec![0.5, 0.5])], &HashSet::new());
         let snapshot = r.clone();
         let next = snapshot.merged_base(IndexParams::default()).unwrap();
@@ -440,13 +481,25 @@ mod tests {
         let gone: HashSet<String> = ["doc_2".to_owned()].into();
         let now = r.updated(5, vec![seg(12, "doc_3", vec![-1.0, 0.0])], &gone);
         let merged = now.rebase(&snapshot, next).unwrap();
-        assert_eq!((merged.revision(), merged.delta_chunks(), merged.deleted_chunks()), (5, 1, 1));
+        assert_eq!(
+            (
+                merged.revision(),
+                merged.delta_chunks(),
+                merged.deleted_chunks()
+            ),
+            (5, 1, 1)
+        );
         assert_eq!(merged.base.index.len(), 3);
         let mut found = ids(&merged, &[0.5, 0.5], 4);
         found.sort_unstable();
         assert_eq!(found, vec![7, 9, 12]);
         // a merge of an older base is dropped
         let other = base();
-        assert!(other.rebase(&snapshot, snapshot.merged_base(IndexParams::default()).unwrap()).is_none());
+        assert!(other
+            .rebase(
+                &snapshot,
+                snapshot.merged_base(IndexParams::default()).unwrap()
+            )
+            .is_none());
     }
 }
