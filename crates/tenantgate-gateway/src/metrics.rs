@@ -236,6 +236,24 @@ fn knowledge(s: &KnowledgeStats, e: &mut DescriptorEncoder<'_>) -> fmt::Result {
         "Knowledge-base indexes evicted from memory.",
         &s.evictions,
     )?;
+    counter(
+        e,
+        "tenantgate_rag_chunks_inserted",
+        "Chunks added to resident knowledge-base indexes without a rebuild.",
+        &s.inserts,
+    )?;
+    counter(
+        e,
+        "tenantgate_rag_documents_deleted",
+        "Documents removed from resident knowledge-base indexes without a rebuild.",
+        &s.deletes,
+    )?;
+    counter(
+        e,
+        "tenantgate_rag_index_merges",
+        "Knowledge-base index merges built in the background and swapped in.",
+        &s.merges,
+    )?;
     gauge(
         e,
         "tenantgate_rag_resident_bytes",

@@ -246,6 +246,8 @@ impl Server {
             }
         };
         cancel.cancel();
+        // A knowledge-base merge still building is abandoned (its thread ends with the process).
+        state.0.knowledge.stop();
         tasks.close();
         tasks.wait().await;
         // Every request has finished: drain the audit queue and sign the heads.

@@ -56,7 +56,8 @@ impl AppState {
         // Empty until the first reload, which `Server::bind` runs before listening.
         let auth = Arc::new(ArcSwap::from_pointee(AuthIndex::default()));
         let policy_refusals = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let knowledge = crate::knowledge::Knowledge::new(&config.rag);
+        let knowledge =
+            crate::knowledge::Knowledge::new(&config.rag, tasks.clone(), keyring.clone());
         let metrics_audit = audit.stats.clone();
         let metrics_admission = admission.stats.clone();
         let rec = crate::audit::Recorder::new(crate::audit::RecorderParts {

@@ -205,8 +205,10 @@ async fn a_warm_chat_with_retrieval_queries_nothing_outside_the_audit_writer() {
         "the calls' records were written, and the writer's statements were seen"
     );
 
-    // A new document moves the knowledge base's revision: the next call rebuilds (queries),
-    // and the one after is warm again, retrieving the new text.
+    // A new document moves the knowledge base's revision. The replica that took the upload
+    // adds it to the resident index in the upload request (it reads the new document's chunks:
+    // the counter sees them there), so the very next call is warm and retrieves the new text.
+    queries.take();
     let r = gw
         .http
         .post(format!(
@@ -220,16 +222,14 @@ async fn a_warm_chat_with_retrieval_queries_nothing_outside_the_audit_writer() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let uploaded = queries.take();
+    assert!(
+        uploaded.outside.iter().any(|q| q.contains("kb_chunks")),
+        "{:#?}",
+        uploaded.outside
+    );
     let returns = json!({"model": "gpt-test", "messages": [
         {"role": "user", "content": "Where are returns accepted, and with which code?"}]});
-    queries.take();
-    call("/v1/chat/completions", returns.clone()).await;
-    let rebuilt = queries.take();
-    assert!(
-        rebuilt.outside.iter().any(|q| q.contains("kb_chunks")),
-        "{:#?}",
-        rebuilt.outside
-    );
     call("/v1/chat/completions", returns).await;
     let context = gw.mock.stats.last_request().unwrap().body["messages"][0]["content"].clone();
     assert!(

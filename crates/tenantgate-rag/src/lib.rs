@@ -9,10 +9,12 @@
 
 mod chunk;
 mod extract;
+mod flat;
 mod index;
 
 pub use chunk::{chunk, Chunk};
 pub use extract::{extract, Extracted, TextKind};
+pub use flat::{push_top, Flat};
 pub use index::{exact_search, normalize, Hit, Index, IndexParams};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub enum RagError {
     Empty,
     #[error("the index file is damaged: {0}")]
     Corrupt(String),
+    #[error("the index could not be built: {0}")]
+    Build(String),
     #[error("embedding has {got} dimensions, the knowledge base has {want}")]
     Dimensions { want: usize, got: usize },
 }

@@ -380,6 +380,71 @@ impl TenantStore<'_> {
         ))
     }
 
+    /// A knowledge base's revision and the ids of its documents at that revision (one
+    /// transaction, so the two agree): what a resident index diffs against to catch up.
+    pub async fn document_ids(&self, kb_id: &str) -> Result<(i64, Vec<String>)> {
+        let tenant = self.id().as_str();
+        let (revision, ids): (Option<i64>, Vec<String>) =
+            with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+                let rev: Option<i64> = sqlx::query_scalar(
+                    "SELECT revision FROM knowledge_bases WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant)
+                .bind(kb_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let ids = sqlx::query_scalar(
+                    "SELECT id FROM kb_documents WHERE tenant_id = $1 AND kb_id = $2 ORDER BY id",
+                )
+                .bind(tenant)
+                .bind(kb_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                (rev, ids)
+            })?;
+        Ok((revision.ok_or(StoreError::NotFound)?, ids))
+    }
+
+    /// The chunks of documents `doc_ids` of a knowledge base, in id order, with their
+    /// document's name (documents of other knowledge bases or tenants are simply not returned).
+    pub async fn chunks_of_documents(
+        &self,
+        kb_id: &str,
+        doc_ids: &[String],
+    ) -> Result<Vec<StoredChunk>> {
+        let mut out = Vec::new();
+        // Bounded parameter lists (SQLite's limit); a catch-up names few documents.
+        for part in doc_ids.chunks(CHUNK_INSERT) {
+            let rows: Vec<ChunkRow> = with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT c.id, c.doc_id, c.ord, c.sealed, d.name FROM kb_chunks c \
+                     JOIN kb_documents d ON d.id = c.doc_id AND d.tenant_id = c.tenant_id \
+                     WHERE c.tenant_id = ",
+                );
+                qb.push_bind(self.id().as_str());
+                qb.push(" AND c.kb_id = ").push_bind(kb_id);
+                qb.push(" AND c.doc_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in part {
+                    sep.push_bind(id.as_str());
+                }
+                qb.push(") ORDER BY c.id");
+                qb.build_query_as().fetch_all(&mut *tx).await?
+            })?;
+            out.extend(
+                rows.into_iter()
+                    .map(|(id, doc_id, ord, sealed, document)| StoredChunk {
+                        id,
+                        doc_id,
+                        ord: ord as u32,
+                        sealed,
+                        document,
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
     /// The chunks `ids` of a knowledge base (ids of other knowledge bases or tenants are
     /// simply not returned), with their document's name.
     pub async fn chunks_by_id(

@@ -319,6 +319,32 @@ mod cases {
         let ids: Vec<i64> = stored.iter().take(3).map(|c| c.id).collect();
         assert_eq!(ha.chunks_by_id(&kb.id, &ids).await.unwrap().len(), 3);
         assert!(hb.chunks_by_id(&kb_b.id, &ids).await.unwrap().is_empty());
+        // what an index catches up with: the documents at a revision, then their chunks
+        assert_eq!(
+            ha.document_ids(&kb.id).await.unwrap(),
+            (1, vec!["doc_1".to_owned()])
+        );
+        let docs = ["doc_1".to_owned()];
+        let of_doc = ha.chunks_of_documents(&kb.id, &docs).await.unwrap();
+        assert_eq!(of_doc.len(), 1200);
+        assert_eq!(
+            (of_doc[0].id, &of_doc[0].document[..]),
+            (stored[0].id, "a.md")
+        );
+        assert!(matches!(
+            hb.document_ids(&kb.id).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(hb
+            .chunks_of_documents(&kb_b.id, &docs)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(hb
+            .chunks_of_documents(&kb.id, &docs)
+            .await
+            .unwrap()
+            .is_empty());
         assert!(matches!(
             hb.delete_document(&kb.id, "doc_1").await,
             Err(StoreError::NotFound)

@@ -8,7 +8,16 @@
 //!    persisted sealed; then a fresh process serves searches for random tenants, loading
 //!    indexes lazily under the memory bound, and reports its resident memory.
 //!
+//! 3. With `--upload N` (e.g. 10,000): one knowledge base of `--chunks` chunks through the
+//!    gateway's `Knowledge` (sealed in the store, index built once), searched without pause by
+//!    another thread while N more chunks are uploaded (sealed, stored, applied to the resident
+//!    index as the upload handler does); reports the time until the upload is searchable, the
+//!    search p50/p99 before, during (until the background merge swapped in) and after, and
+//!    recall@10 against exact search on the segmented and the merged index. Runs instead of
+//!    1 and 2.
+//!
 //! `cargo run --release -p tenantgate-bench --bin rag [-- --chunks 100000 --tenants 1000 --per-tenant 1000]`
+//! `cargo run --release -p tenantgate-bench --bin rag -- --chunks 100000 --upload 10000`
 
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
@@ -119,6 +128,10 @@ async fn main() -> Result<()> {
         return serve_lazily(std::path::Path::new(dir), arg(&args, "--tenants", 1000)).await;
     }
     let chunks = arg(&args, "--chunks", 100_000);
+    let upload = arg(&args, "--upload", 0);
+    if upload > 0 {
+        return upload_while_searching(chunks, upload).await;
+    }
     let d = IndexParams::default();
     let params = IndexParams {
         ef_construction: arg(&args, "--ef-construction", d.ef_construction),
@@ -382,5 +395,269 @@ async fn serve_lazily(dir: &std::path::Path, tenants: usize) -> Result<()> {
         hot.value_at_quantile(0.99) as f64 / 1000.0
     );
     println!("resident after the searches: {:.0} MiB", rss_mib());
+    Ok(())
+}
+
+/// A knowledge base's chunks (text, embedding) in documents of `per_doc`, sealed and stored
+/// through the tenant's handle; returns the document ids.
+async fn store_documents(
+    app: &tenantgate_gateway::AppState,
+    scope: &TenantScope,
+    kb: &str,
+    prefix: &str,
+    chunks: &[(String, Vec<f32>)],
+    per_doc: usize,
+) -> Result<Vec<String>> {
+    let mut docs = Vec::new();
+    for (i, part) in chunks.chunks(per_doc).enumerate() {
+        let doc = format!("doc_{prefix}_{i}");
+        let c: Vec<tenantgate_rag::Chunk> = part
+            .iter()
+            .map(|(text, _)| tenantgate_rag::Chunk {
+                tokens: 60,
+                offset: 0,
+                text: text.clone(),
+            })
+            .collect();
+        let emb: Vec<Vec<f32>> = part.iter().map(|(_, v)| v.clone()).collect();
+        let sealed =
+            tenantgate_gateway::knowledge::seal_chunks(app.keyring(), scope, &doc, &c, &emb)
+                .await?;
+        app.store()
+            .tenant(scope)
+            .add_document(kb, &doc, "d.txt", "text/plain", 1, "x", &sealed)
+            .await?;
+        docs.push(doc);
+    }
+    Ok(docs)
+}
+
+/// Searches the knowledge base without pause on its own thread (a request worker of its
+/// own) until `stop`, recording each search's latency in the histogram of the phase it
+/// started in (0 before the upload, 1 until the merge swapped in, 2 after).
+fn searcher(
+    app: tenantgate_gateway::AppState,
+    scope: TenantScope,
+    kb_id: String,
+    phase: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<[Histogram<u64>; 3]>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let mut lat = [hist(), hist(), hist()];
+            let mut qc = Corpus::new(99);
+            let queries: Vec<Vec<f32>> =
+                (0..500).map(|_| embed(&qc.chunk(12), DEMO_DIMS)).collect();
+            // As of the start, like a replica's snapshot that has not reloaded yet: a
+            // resident index at that revision or later serves it, so no search waits on
+            // the store.
+            let kb = app.store().tenant(&scope).knowledge_base(&kb_id).await?;
+            let mut i = 0;
+            while !stop.load(Relaxed) {
+                let p = phase.load(Relaxed);
+                let t0 = Instant::now();
+                let hits = app
+                    .knowledge()
+                    .search(
+                        app.store(),
+                        app.keyring(),
+                        &scope,
+                        &kb,
+                        &queries[i % queries.len()],
+                        10,
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                lat[p.min(2)].record(t0.elapsed().as_micros() as u64)?;
+                anyhow::ensure!(hits.len() == 10, "short result");
+                i += 1;
+            }
+            Ok(lat)
+        })
+    })
+}
+
+/// recall@10 of the gateway's search against exact search over `points`, keyed by
+/// (document, ordinal).
+async fn recall(
+    app: &tenantgate_gateway::AppState,
+    scope: &TenantScope,
+    kb_id: &str,
+    points: &[((String, u32), Vec<f32>)],
+) -> Result<f64> {
+    let flat: Vec<(i64, Vec<f32>)> = points
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| (i as i64, v.clone()))
+        .collect();
+    let mut qc = Corpus::new(1234);
+    let (mut found, n) = (0, 100);
+    for _ in 0..n {
+        let q = embed(&qc.chunk(12), DEMO_DIMS);
+        let exact: Vec<&(String, u32)> = exact_search(&flat, &q, 10)
+            .iter()
+            .map(|h| &points[h.id as usize].0)
+            .collect();
+        let kb = app.store().tenant(scope).knowledge_base(kb_id).await?;
+        let got = app
+            .knowledge()
+            .search(app.store(), app.keyring(), scope, &kb, &q, 10)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        found += got
+            .iter()
+            .filter(|r| exact.contains(&&(r.document_id.clone(), r.chunk)))
+            .count();
+    }
+    Ok(found as f64 / (n * 10) as f64)
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+async fn upload_while_searching(n: usize, upload: usize) -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    const PER_DOC: usize = 1000;
+    println!(
+        "== upload {upload} chunks into a knowledge base of {n} x {DEMO_DIMS} while it is searched"
+    );
+    let dir = tempfile::tempdir()?;
+    let server = Server::bind(config(dir.path())).await?;
+    let app = server.state();
+    let t = app
+        .store()
+        .platform(&operator())
+        .create_tenant(&NewTenant {
+            slug: "big".into(),
+            display_name: "Big".into(),
+            plan: PlanTier::Pro,
+            isolation: IsolationTier::Namespace,
+            allowed_models: vec!["*".into()],
+            max_tokens_per_request: None,
+        })
+        .await?;
+    let scope = scope(t.id);
+    let kb = app
+        .store()
+        .tenant(&scope)
+        .create_knowledge_base("docs", "demo", DEMO_DIMS as u32, 400, false)
+        .await?;
+    let mut corpus = Corpus::new(7);
+    let mut make = |count: usize| -> Vec<(String, Vec<f32>)> {
+        (0..count)
+            .map(|_| {
+                let text = corpus.chunk(40);
+                let v = embed(&text, DEMO_DIMS);
+                (text, v)
+            })
+            .collect()
+    };
+    let base = make(n);
+    let added = make(upload);
+    let base_docs = store_documents(&app, &scope, &kb.id, "base", &base, PER_DOC).await?;
+    let mut points: Vec<((String, u32), Vec<f32>)> = Vec::with_capacity(n + upload);
+    for (d, part) in base_docs.iter().zip(base.chunks(PER_DOC)) {
+        for (o, (_, v)) in part.iter().enumerate() {
+            points.push(((d.clone(), o as u32), v.clone()));
+        }
+    }
+    let t0 = Instant::now();
+    let kb_now = app.store().tenant(&scope).knowledge_base(&kb.id).await?;
+    app.knowledge()
+        .index(app.store(), app.keyring(), &scope, &kb_now)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let build_s = t0.elapsed().as_secs_f64();
+    println!(
+        "index of {n} chunks built (what a stale search paid before, inside the request): {build_s:.1} s"
+    );
+    let before_recall = recall(&app, &scope, &kb.id, &points).await?;
+
+    let phase = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let search_thread = searcher(
+        app.clone(),
+        scope.clone(),
+        kb.id.clone(),
+        phase.clone(),
+        stop.clone(),
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    // The upload as its handler runs it, minus extraction and embedding: sealed, stored in
+    // one transaction per document, applied to the resident index.
+    let up = Instant::now();
+    phase.store(1, Relaxed);
+    let docs = store_documents(&app, &scope, &kb.id, "new", &added, upload).await?;
+    let stored_s = up.elapsed().as_secs_f64();
+    let kb_now = app.store().tenant(&scope).knowledge_base(&kb.id).await?;
+    app.knowledge()
+        .refresh(app.store(), app.keyring(), &scope, &kb_now)
+        .await;
+    let applied_s = up.elapsed().as_secs_f64();
+    let probe = &added[upload / 2].1;
+    let hits = app
+        .knowledge()
+        .search(app.store(), app.keyring(), &scope, &kb_now, probe, 10)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        hits.iter().any(|h| docs.contains(&h.document_id)),
+        "the upload is not searchable"
+    );
+    let searchable_s = up.elapsed().as_secs_f64();
+    let builds = app.knowledge().stats.builds.load(Relaxed);
+    println!(
+        "upload of {upload} chunks: sealed + stored {stored_s:.2} s; applied to the resident index at {applied_s:.2} s; searchable at {searchable_s:.2} s (index builds so far: {builds})"
+    );
+    for (d, part) in docs.iter().zip(added.chunks(upload)) {
+        for (o, (_, v)) in part.iter().enumerate() {
+            points.push(((d.clone(), o as u32), v.clone()));
+        }
+    }
+    let delta_recall = recall(&app, &scope, &kb.id, &points).await?;
+    // The merge: in the background, until it swaps in.
+    let deadline = Instant::now() + std::time::Duration::from_secs(900);
+    while app.knowledge().stats.merges.load(Relaxed) == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "no merge within 900 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let merged_s = up.elapsed().as_secs_f64();
+    phase.store(2, Relaxed);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    stop.store(true, Relaxed);
+    let lat = search_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("search thread panicked"))??;
+    let merged_recall = recall(&app, &scope, &kb.id, &points).await?;
+    println!(
+        "background merge of {} chunks swapped in at {merged_s:.1} s (1 build thread); index builds inside requests: {}",
+        n + upload,
+        app.knowledge().stats.builds.load(Relaxed) - builds
+    );
+    for (name, h) in [
+        "before the upload",
+        "upload until merged",
+        "after the merge",
+    ]
+    .iter()
+    .zip(&lat)
+    {
+        println!(
+            "search (1 thread, top-10, incl. opening hits) {name}: {} searches, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            h.len(),
+            ms(h, 0.5),
+            ms(h, 0.99),
+            h.max() as f64 / 1000.0
+        );
+    }
+    println!(
+        "recall@10 vs exact (100 queries): graph only {before_recall:.4}; graph + {upload} exact-scanned {delta_recall:.4}; merged {merged_recall:.4}"
+    );
     Ok(())
 }

@@ -27,6 +27,10 @@ pub struct RagConfig {
     /// HNSW search breadth (higher: better recall, slower search).
     pub ef_search: usize,
     pub ef_construction: usize,
+    /// Chunks a knowledge base's index takes incrementally (added documents, scanned exactly;
+    /// deleted ones, skipped) before a background merge rebuilds its graph with them. Higher:
+    /// fewer rebuilds, slower searches meanwhile (about 1 ms per 10,000 x 384 scanned).
+    pub merge_after_chunks: usize,
 }
 
 impl Default for RagConfig {
@@ -42,6 +46,7 @@ impl Default for RagConfig {
             max_top_k: 20,
             ef_search: 100,
             ef_construction: 100,
+            merge_after_chunks: 10_000,
         }
     }
 }

@@ -231,8 +231,13 @@ pub(super) async fn upload(
             .add_document(&kb.id, &doc_id, &name, &content_type, bytes.len() as i64, &sha, &sealed)
             .await
             .map_err(st)?;
-        // Retrieval reads revisions from the snapshot: this replica serves the new one at once
-        // (the others reload on the revision it moved).
+        // A resident index takes the document now (no rebuild), before the snapshot serves its
+        // revision: retrieval reads revisions from the snapshot, and this replica serves the
+        // new one at once (the others reload on the revision it moved, and catch up).
+        app.0
+            .knowledge
+            .refresh(app.store(), app.keyring(), &ctx.principal.scope, &kb)
+            .await;
         app.reload_auth(false).await.ok();
         Ok((StatusCode::CREATED, Json(doc)).into_response())
     }
@@ -252,6 +257,12 @@ pub(super) async fn delete_document(
             .delete_document(&kb.id, &doc)
             .await
             .map_err(st)?;
+        // Skipped by the resident index before the answer (and by any index that is not at
+        // this revision yet: it catches up before it is searched).
+        app.0
+            .knowledge
+            .refresh(app.store(), app.keyring(), &ctx.principal.scope, &kb)
+            .await;
         app.reload_auth(false).await.ok();
         Ok(Json(json!({"id": doc, "deleted": true})).into_response())
     }
