@@ -207,15 +207,20 @@ impl AuditLog {
         );
         if own_thread {
             // The commit loop blocks its thread for each transaction, so it gets a thread of
-            // its own. Past opening its connection it awaits only channels and the
-            // cancellation token (no timers, no sockets), so it runs on whether or not the
-            // runtime is still up; the tracker still sees it, so shutdown waits for its drain.
+            // its own, driven through the runtime's handle (opening its connection, and the
+            // pool if that fails, need the runtime; `Writer::stop` drains it before the
+            // runtime goes). Once open it awaits only channels and the cancellation token. The
+            // tracker sees it, so shutdown waits for its drain.
             let commits = tracker.track_future(commits);
             let rt = tokio::runtime::Handle::current();
             std::thread::Builder::new()
                 .name("audit-writer".into())
                 .spawn(move || rt.block_on(commits))
-                .map_err(AuditStartError::Thread)?;
+                .map_err(|e| {
+                    // The signing loop is already on the tracker: stop it with the writer.
+                    cancel.cancel();
+                    AuditStartError::Thread(e)
+                })?;
         } else {
             tracker.spawn(commits);
         }

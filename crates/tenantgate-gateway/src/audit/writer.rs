@@ -319,9 +319,9 @@ async fn checkpoint(w: &mut Writing, dirty: &SharedDirty) {
         return;
     }
     let heads: Vec<crate::audit::anchor::Head> = taken
-        .into_iter()
+        .iter()
         .map(|(tenant, head)| crate::audit::anchor::Head {
-            tenant,
+            tenant: tenant.clone(),
             seq: head.seq,
             hash: head.hash,
         })
@@ -330,10 +330,27 @@ async fn checkpoint(w: &mut Writing, dirty: &SharedDirty) {
         .continuity
         .sign(&w.store, &w.signer, &w.stats, now_ms(), heads)
         .await;
-    let failed = out.iter().filter(|(_, r)| r.is_err()).count();
-    if failed > 0 {
-        tracing::warn!(target: "tenantgate::audit", tenants = failed,
+    let failed: Vec<TenantId> = out
+        .into_iter()
+        .filter_map(|(t, r)| r.err().map(|_| t))
+        .collect();
+    if !failed.is_empty() {
+        tracing::warn!(target: "tenantgate::audit", tenants = failed.len(),
             "audit heads left unsigned this tick");
+        // A failure that is not a broken chain (the database busy, say) is tried again next
+        // tick, unless a newer head took its place meanwhile; a broken chain is never signed.
+        let broken = w
+            .continuity
+            .breaks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut dirty = lock(dirty);
+        for t in failed {
+            if let (false, Some(head)) = (broken.contains_key(&t), taken.get(&t)) {
+                dirty.entry(t).or_insert(*head);
+            }
+        }
     }
 }
 
