@@ -276,7 +276,12 @@ impl Scanner {
         if let Some(ac) = &self.tenants {
             if on(Detector::CrossTenant) || on(Detector::Canary) {
                 let input = Input::new(text).span(from..text.len());
-                for m in ac.try_find_iter(input).into_iter().flatten() {
+                #[expect(
+                    clippy::expect_used,
+                    reason = "an NFA supports unanchored searches, the only error of try_find_iter"
+                )]
+                let found = ac.try_find_iter(input).expect("an unanchored search");
+                for m in found {
                     let (owner, is_canary, words) = &self.owners[m.pattern().as_usize()];
                     if *words && !word_bounded(text, m.start(), m.end()) {
                         continue;
