@@ -295,9 +295,10 @@ async fn anthropic_stream_is_guarded_per_content_block() {
 async fn a_quiet_choice_holds_back_only_its_own_text() {
     let gw = TestGateway::start().await;
     let (_, member) = gw.tenant("acme", &["gpt-test"], None).await;
-    // Choice 0 says two bytes (less than the window) and goes quiet; choice 1 keeps talking.
+    // Choice 0 ends on what could begin a secret (held until its choice ends) and goes quiet;
+    // choice 1 keeps talking.
     let long: String = (0..40).map(|i| format!("word{i} ")).collect();
-    let d = directives(&["Hi".into(), long.clone()], &[], "");
+    let d = directives(&["Hi sk-".into(), long.clone()], &[], "");
     let body = gw
         .post(
             "/v1/chat/completions",
@@ -311,7 +312,7 @@ async fn a_quiet_choice_holds_back_only_its_own_text() {
     let (content, _) = openai_outputs(&body);
     assert_eq!(
         (content[&0].as_str(), content[&1].as_str()),
-        ("Hi", long.as_str())
+        ("Hi sk-", long.as_str())
     );
     // Choice 1's text went out while choice 0's tail was still held, not after it.
     let chunks: Vec<Value> = sse_data(&body)
@@ -327,9 +328,9 @@ async fn a_quiet_choice_holds_back_only_its_own_text() {
                 .any(|ch| ch["index"] == i && ch["delta"]["content"].as_str().is_some_and(pred))
         })
     };
-    let hi = pos(0, &|t| !t.is_empty()).unwrap();
+    let held = pos(0, &|t| t.contains('s')).unwrap();
     let first_long = pos(1, &|t| !t.is_empty()).unwrap();
-    assert!(first_long < hi, "choice 1 waited for choice 0: {body}");
+    assert!(first_long < held, "choice 1 waited for choice 0: {body}");
     gw.stop().await;
 }
 

@@ -10,10 +10,15 @@
 //!
 //! Architecture Invariant: no I/O, no async; a scan is a function of the text and the index.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::automaton::Automaton as _;
+use aho_corasick::nfa::contiguous;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 use tenantgate_core::TenantId;
+
+mod watch;
+pub use watch::{Watch, MAX_SCAN_TAIL};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,11 +116,10 @@ pub enum Direction {
 /// An identifier shorter than this is not matched as a name (too many false positives);
 /// ids and canaries are always matched.
 pub const MIN_NAME_LEN: usize = 6;
-/// Longer names are not matched: the stream window (and so the delay a stream's text sees)
-/// must cover the longest literal pattern.
+/// Longer names are not matched (a fixed-window scan of a stream must cover the longest
+/// literal pattern).
 pub const MAX_NAME_BYTES: usize = 64;
-/// Floor of the stream window: covers the regex detectors' shortest complete matches, so a
-/// secret is recognised (and held) before any of it is released.
+/// Floor of [`Scanner::window`]: covers the regex detectors' shortest complete matches.
 pub const MIN_WINDOW: usize = 64;
 
 /// Every identifier of one tenant.
@@ -126,7 +130,9 @@ pub struct TenantIdentifiers {
 }
 
 pub struct Scanner {
-    tenants: Option<AhoCorasick>,
+    /// The automaton itself rather than an `AhoCorasick`, so a stream can walk it anchored,
+    /// byte by byte ([`Watch`]); the scan runs unanchored on the same automaton.
+    tenants: Option<contiguous::NFA>,
     /// Per pattern: owning tenant (an index into `ids`), whether it is a canary, whether it
     /// needs word boundaries. An index, not a cloned id: each tenant has about four patterns
     /// and an id is a heap string, so this is most of the scanner's bytes per tenant.
@@ -213,7 +219,7 @@ impl Scanner {
         ids.shrink_to_fit();
         let longest = patterns.iter().map(String::len).max().unwrap_or(0);
         let tenants = (!patterns.is_empty()).then(|| {
-            AhoCorasickBuilder::new()
+            contiguous::Builder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostLongest)
                 .build(&patterns)
@@ -259,20 +265,39 @@ impl Scanner {
         self.tenants.as_ref().map_or(0, |ac| ac.memory_usage())
     }
 
-    /// Bytes of text a streaming scan holds back so no literal match can straddle what was
-    /// released: the longest literal pattern, at least [`MIN_WINDOW`]. Regex matches that may
-    /// still grow are held by the caller until complete.
+    /// Bytes a fixed-window streaming scan would hold back so no literal match straddles what
+    /// was released: the longest literal pattern, at least [`MIN_WINDOW`]. (The stream guard
+    /// holds only partial matches instead: [`Scanner::watch`].)
     pub fn window(&self) -> usize {
         self.longest.max(MIN_WINDOW)
     }
 
     /// Every hit in `text` for `tenant`, sorted by position, overlapping hits merged away.
     pub fn scan(&self, tenant: &TenantId, text: &str, dir: Direction, policy: &Policy) -> Vec<Hit> {
+        self.scan_from(tenant, text, 0, dir, policy)
+    }
+
+    /// Every hit in `text` that starts at or after `from` (a char boundary); the text before
+    /// it is context for word boundaries only. Positions are in `text`.
+    pub fn scan_from(
+        &self,
+        tenant: &TenantId,
+        text: &str,
+        from: usize,
+        dir: Direction,
+        policy: &Policy,
+    ) -> Vec<Hit> {
         let mut hits = Vec::new();
         let on = |d: Detector| policy.action(d) != Action::Off;
         if let Some(ac) = &self.tenants {
             if on(Detector::CrossTenant) || on(Detector::Canary) {
-                for m in ac.find_iter(text) {
+                let input = Input::new(text).span(from..text.len());
+                #[expect(
+                    clippy::expect_used,
+                    reason = "an NFA supports unanchored searches, the only error of try_find_iter"
+                )]
+                let found = ac.try_find_iter(input).expect("an unanchored search");
+                for m in found {
                     let (owner, is_canary, words) = &self.owners[m.pattern().as_usize()];
                     if *words && !word_bounded(text, m.start(), m.end()) {
                         continue;
@@ -294,29 +319,28 @@ impl Scanner {
                 }
             }
         }
-        if on(Detector::Secrets) && self.secrets_any.is_match(text) {
+        if on(Detector::Secrets) && self.secrets_any.is_match_at(text, from) {
             for r in &self.secrets {
-                hits.extend(r.find_iter(text).map(|m| Hit {
+                hits.extend(find_from(r, text, from).map(|m| Hit {
                     detector: Detector::Secrets,
                     start: m.start(),
                     end: m.end(),
                 }));
             }
         }
-        if on(Detector::Pii) && self.pii_any.is_match(text) {
-            hits.extend(self.emails.find_iter(text).map(|m| Hit {
+        if on(Detector::Pii) && self.pii_any.is_match_at(text, from) {
+            hits.extend(find_from(&self.emails, text, from).map(|m| Hit {
                 detector: Detector::Pii,
                 start: m.start(),
                 end: m.end(),
             }));
-            hits.extend(self.phones.find_iter(text).map(|m| Hit {
+            hits.extend(find_from(&self.phones, text, from).map(|m| Hit {
                 detector: Detector::Pii,
                 start: m.start(),
                 end: m.end(),
             }));
             hits.extend(
-                self.cards
-                    .find_iter(text)
+                find_from(&self.cards, text, from)
                     .filter(|m| luhn(m.as_str()))
                     .map(|m| Hit {
                         detector: Detector::Pii,
@@ -325,8 +349,7 @@ impl Scanner {
                     }),
             );
             hits.extend(
-                self.ibans
-                    .find_iter(text)
+                find_from(&self.ibans, text, from)
                     .filter(|m| iban_ok(m.as_str()))
                     .map(|m| Hit {
                         detector: Detector::Pii,
@@ -336,7 +359,8 @@ impl Scanner {
             );
         }
         if dir == Direction::InboundData && on(Detector::Injection) {
-            hits.extend(self.injection.find_iter(text).map(|m| Hit {
+            let input = Input::new(text).span(from..text.len());
+            hits.extend(self.injection.find_iter(input).map(|m| Hit {
                 detector: Detector::Injection,
                 start: m.start(),
                 end: m.end(),
@@ -352,6 +376,25 @@ impl Scanner {
         }
         out
     }
+}
+
+/// `find_iter` from an offset, the text before it seen by look-around (`\b`).
+fn find_from<'a>(
+    r: &'a Regex,
+    text: &'a str,
+    from: usize,
+) -> impl Iterator<Item = regex::Match<'a>> + 'a {
+    let mut at = from;
+    std::iter::from_fn(move || {
+        let m = r.find_at(text, at)?;
+        // No detector matches the empty string; step past one anyway rather than loop.
+        at = if m.end() > m.start() {
+            m.end()
+        } else {
+            m.end() + text[m.end()..].chars().next()?.len_utf8()
+        };
+        Some(m)
+    })
 }
 
 fn word_bounded(text: &str, start: usize, end: usize) -> bool {
