@@ -323,6 +323,10 @@ mod tests {
             ("tenantgate_rag_index_builds_total", "counter"),
             ("tenantgate_rag_index_evictions_total", "counter"),
             ("tenantgate_rag_resident_bytes", "gauge"),
+            // Added with incremental knowledge-base indexes (issue 16).
+            ("tenantgate_rag_chunks_inserted_total", "counter"),
+            ("tenantgate_rag_documents_deleted_total", "counter"),
+            ("tenantgate_rag_index_merges_total", "counter"),
             ("tenantgate_policy_unreadable_tenants", "gauge"),
             ("tenantgate_policy_unreadable_refusals_total", "counter"),
         ] {
@@ -331,7 +335,7 @@ mod tests {
                 "{name}:\n{page}"
             );
         }
-        assert_eq!(page.matches("# TYPE ").count(), 20, "{page}");
+        assert_eq!(page.matches("# TYPE ").count(), 23, "{page}");
         assert!(!page.contains("# EOF"), "Prometheus text, not OpenMetrics");
     }
 
