@@ -80,9 +80,11 @@ struct Cache {
     /// a merge's swap), so no change is lost to another.
     gates: HashMap<Key, Arc<tokio::sync::Mutex<()>>>,
     merging: HashSet<Key>,
-    /// Moves with every `forget`: a file written meanwhile may belong to a deleted knowledge
-    /// base or tenant.
-    forgets: u64,
+    /// Per tenant, moves with every `forget` of it (never removed, so it never goes back).
+    /// Whatever reads the store or a file to make a resident index takes it first
+    /// ([`Shared::generation`]); `insert` and `persist` do nothing once it moved, so an index read
+    /// before a deletion is never put back into memory or onto disk after it.
+    forgets: HashMap<TenantId, u64>,
 }
 
 #[derive(Default)]
@@ -195,8 +197,20 @@ impl Shared {
         }
     }
 
-    fn insert(&self, tenant: &TenantId, kb: &str, ix: Arc<Resident>) {
+    /// The tenant's forget generation: taken before reading what a resident index is made of.
+    fn generation(&self, tenant: &TenantId) -> u64 {
+        self.cache
+            .lock()
+            .map_or(0, |c| c.forgets.get(tenant).copied().unwrap_or(0))
+    }
+
+    /// Makes `ix` resident, unless the tenant was forgotten (a knowledge base of it, or itself,
+    /// deleted) since `generation` was taken: `ix` may then be a deleted one's.
+    fn insert(&self, tenant: &TenantId, kb: &str, ix: Arc<Resident>, generation: u64) {
         let Ok(mut c) = self.cache.lock() else { return };
+        if c.forgets.get(tenant).copied().unwrap_or(0) != generation {
+            return;
+        }
         if let Some(old) = c.lru.put((tenant.clone(), kb.to_owned()), ix.clone()) {
             c.bytes -= old.memory_bytes();
         }
@@ -213,13 +227,21 @@ impl Shared {
     }
 
     /// Writes `ix` sealed as the knowledge base's file (best effort: the file is a cache of the
-    /// store). A file that a `forget` may have missed (written while the knowledge base or its
-    /// tenant was deleted) is removed again.
-    async fn persist(&self, keyring: &Keyring, scope: &TenantScope, kb: &str, ix: Arc<Resident>) {
+    /// store); nothing if the tenant was forgotten since `generation` (taken before `ix` was
+    /// read). A file that a `forget` may have missed (it ran while this one was written) is
+    /// removed again.
+    async fn persist(
+        &self,
+        keyring: &Keyring,
+        scope: &TenantScope,
+        kb: &str,
+        ix: Arc<Resident>,
+        generation: u64,
+    ) {
         let tenant = scope.tenant_id();
-        let Ok(epoch) = self.cache.lock().map(|c| c.forgets) else {
+        if self.generation(tenant) != generation {
             return;
-        };
+        }
         let path = self.file(tenant, kb);
         let write = async {
             let bytes = tokio::task::spawn_blocking(move || ix.to_file())
@@ -240,12 +262,7 @@ impl Shared {
         if let Err(e) = write.await {
             tracing::warn!(error = %e, "index file not written; it will be rebuilt on next load");
         }
-        let key = (tenant.clone(), kb.to_owned());
-        let forgotten = self
-            .cache
-            .lock()
-            .map_or(true, |c| c.forgets != epoch && !c.lru.contains(&key));
-        if forgotten {
+        if self.generation(tenant) != generation {
             let _ = tokio::fs::remove_file(&path).await;
             if let Some(parent) = path.parent() {
                 // Only if empty: the tenant's directory, recreated above.
@@ -262,6 +279,7 @@ impl Shared {
         scope: TenantScope,
         kb: String,
         snapshot: Arc<Resident>,
+        generation: u64,
         stop: CancellationToken,
     ) {
         let tenant = scope.tenant_id().clone();
@@ -306,12 +324,13 @@ impl Shared {
                 return;
             };
             let merged = Arc::new(merged);
-            self.insert(&tenant, &kb, merged.clone());
+            self.insert(&tenant, &kb, merged.clone(), generation);
             self.stats.merges.fetch_add(1, Ordering::Relaxed);
             merged
         };
         tracing::debug!(tenant = %tenant, kb = %kb, "knowledge-base merge swapped in");
-        self.persist(&keyring, &scope, &kb, merged).await;
+        self.persist(&keyring, &scope, &kb, merged, generation)
+            .await;
     }
 }
 
@@ -344,7 +363,7 @@ impl Knowledge {
                     bytes: 0,
                     gates: HashMap::new(),
                     merging: HashSet::new(),
-                    forgets: 0,
+                    forgets: HashMap::new(),
                 }),
                 merges: tokio::sync::Semaphore::new(1),
                 stats: stats.clone(),
@@ -387,7 +406,7 @@ impl Knowledge {
     /// `kb = None`).
     pub fn forget(&self, tenant: &TenantId, kb: Option<&str>) {
         if let Ok(mut c) = self.shared.cache.lock() {
-            c.forgets += 1;
+            *c.forgets.entry(tenant.clone()).or_default() += 1;
             let keys: Vec<_> = c
                 .lru
                 .iter()
@@ -462,6 +481,7 @@ impl Knowledge {
             return Ok(ix);
         }
         let gate = self.shared.gate(tenant, &kb.id);
+        let generation = self.shared.generation(tenant);
         let _turn = gate.lock().await;
         // Whoever held the gate before may have brought it up to date.
         if let Some(ix) = self.cached(tenant, kb) {
@@ -469,21 +489,24 @@ impl Knowledge {
         }
         let found = match self.shared.resident(tenant, &kb.id) {
             Some(ix) => Some(ix),
-            None => self.load(keyring, scope, kb).await?,
+            None => self.load(keyring, scope, kb, generation).await?,
         };
         let ix = match found {
             Some(ix) if ix.revision() >= kb.revision => ix,
-            Some(ix) => self.catch_up(store, keyring, scope, kb, &ix).await?,
+            Some(ix) => {
+                self.catch_up(store, keyring, scope, kb, &ix, generation)
+                    .await?
+            }
             None => {
                 let ix = Arc::new(self.build(store, keyring, scope, kb).await?);
-                self.shared.insert(tenant, &kb.id, ix.clone());
+                self.shared.insert(tenant, &kb.id, ix.clone(), generation);
                 self.shared
-                    .persist(keyring, scope, &kb.id, ix.clone())
+                    .persist(keyring, scope, &kb.id, ix.clone(), generation)
                     .await;
                 ix
             }
         };
-        self.merge_if_due(scope, &kb.id, &ix);
+        self.merge_if_due(scope, &kb.id, &ix, generation);
         Ok(ix)
     }
 
@@ -502,12 +525,16 @@ impl Knowledge {
             return;
         }
         let gate = self.shared.gate(tenant, &kb.id);
+        let generation = self.shared.generation(tenant);
         let _turn = gate.lock().await;
         let Some(ix) = self.shared.resident(tenant, &kb.id) else {
             return;
         };
-        if let Ok(ix) = self.catch_up(store, keyring, scope, kb, &ix).await {
-            self.merge_if_due(scope, &kb.id, &ix);
+        if let Ok(ix) = self
+            .catch_up(store, keyring, scope, kb, &ix, generation)
+            .await
+        {
+            self.merge_if_due(scope, &kb.id, &ix, generation);
         }
     }
 
@@ -517,6 +544,7 @@ impl Knowledge {
         keyring: &Keyring,
         scope: &TenantScope,
         kb: &KnowledgeBase,
+        generation: u64,
     ) -> Result<Option<Arc<Resident>>, GatewayError> {
         let tenant = scope.tenant_id();
         let Ok(sealed) = tokio::fs::read(self.shared.file(tenant, &kb.id)).await else {
@@ -534,7 +562,7 @@ impl Knowledge {
         };
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         let ix = Arc::new(ix);
-        self.shared.insert(tenant, &kb.id, ix.clone());
+        self.shared.insert(tenant, &kb.id, ix.clone(), generation);
         Ok(Some(ix))
     }
 
@@ -548,6 +576,7 @@ impl Knowledge {
         scope: &TenantScope,
         kb: &KnowledgeBase,
         ix: &Arc<Resident>,
+        generation: u64,
     ) -> Result<Arc<Resident>, GatewayError> {
         let handle = store.tenant(scope);
         let (revision, ids) = handle.document_ids(&kb.id).await.map_err(st)?;
@@ -585,7 +614,8 @@ impl Knowledge {
             .collect::<Result<Vec<_>, _>>()
             .map_err(internal)?;
         let next = Arc::new(ix.updated(revision, segments, &removed));
-        self.shared.insert(scope.tenant_id(), &kb.id, next.clone());
+        self.shared
+            .insert(scope.tenant_id(), &kb.id, next.clone(), generation);
         self.stats
             .inserts
             .fetch_add(inserted as u64, Ordering::Relaxed);
@@ -597,7 +627,7 @@ impl Knowledge {
 
     /// Starts a background merge of `ix` if its changes passed the threshold and none runs
     /// for this knowledge base.
-    fn merge_if_due(&self, scope: &TenantScope, kb: &str, ix: &Arc<Resident>) {
+    fn merge_if_due(&self, scope: &TenantScope, kb: &str, ix: &Arc<Resident>, generation: u64) {
         if !ix.needs_merge(self.shared.merge_after) {
             return;
         }
@@ -615,6 +645,7 @@ impl Knowledge {
             scope.clone(),
             kb.to_owned(),
             ix.clone(),
+            generation,
             self.stop.clone(),
         ));
     }
