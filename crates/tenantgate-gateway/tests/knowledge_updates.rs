@@ -377,3 +377,53 @@ async fn an_index_read_before_a_forget_is_not_put_back_in_memory_or_on_disk() {
     assert!(!index_file(&b, &acme.id, &kb_id).exists());
     assert!(!b_indexes.path().join(acme.id.as_str()).exists());
 }
+
+/// A deletion is written to the index file at once (the file leaves the document's chunks out),
+/// not at the next merge: a restart loads a file already without it, with nothing to catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_is_written_to_the_index_file_before_any_merge() {
+    let gw = TestGateway::start_with(|c| c.rag.merge_after_chunks = 1_000_000).await;
+    let (acme, key) = gw.tenant("acme", &["*"], None).await;
+    let admin = gw.admin_key(&acme).await;
+    let kb = create_kb(&gw, &admin, "handbook").await;
+    // the secret a small share of the graph: its deletion is no reason for a merge
+    for i in 0..4 {
+        upload(&gw, &admin, "handbook", &format!("filler{i}.txt"), FILLER).await;
+    }
+    let doc = upload(&gw, &admin, "handbook", "refunds.txt", SECRET).await;
+    // built with the secret in the graph, file written
+    assert!(has_secret(
+        &search(&gw, &key, "handbook", "refund code", 3).await
+    ));
+    let written = std::fs::read(index_file(&gw, &acme.id, &kb)).unwrap();
+    delete_doc(&gw, &admin, "handbook", &doc).await;
+    assert_eq!(
+        counters(&gw),
+        (1, 0, 1, 0),
+        "deleted incrementally, no merge"
+    );
+    assert!(
+        std::fs::read(index_file(&gw, &acme.id, &kb)).unwrap() != written,
+        "the file was rewritten by the deletion"
+    );
+
+    let gw = gw.restart().await;
+    assert!(!has_secret(
+        &search(&gw, &key, "handbook", "refund code ZEPHYR", 20).await
+    ));
+    let s = &gw.state.knowledge().stats;
+    assert_eq!(
+        (
+            s.loads.load(Relaxed),
+            s.builds.load(Relaxed),
+            s.deletes.load(Relaxed)
+        ),
+        (1, 0, 0),
+        "the file was at the deletion's revision"
+    );
+    let ix = gw.state.knowledge().resident_index(&acme.id, &kb).unwrap();
+    assert!(
+        ix.deleted_chunks() >= 1,
+        "still skipped in the graph until a merge"
+    );
+}

@@ -205,11 +205,13 @@ impl Shared {
     }
 
     /// Makes `ix` resident, unless the tenant was forgotten (a knowledge base of it, or itself,
-    /// deleted) since `generation` was taken: `ix` may then be a deleted one's.
-    fn insert(&self, tenant: &TenantId, kb: &str, ix: Arc<Resident>, generation: u64) {
-        let Ok(mut c) = self.cache.lock() else { return };
+    /// deleted) since `generation` was taken: `ix` may then be a deleted one's. Whether it did.
+    fn insert(&self, tenant: &TenantId, kb: &str, ix: Arc<Resident>, generation: u64) -> bool {
+        let Ok(mut c) = self.cache.lock() else {
+            return false;
+        };
         if c.forgets.get(tenant).copied().unwrap_or(0) != generation {
-            return;
+            return false;
         }
         if let Some(old) = c.lru.put((tenant.clone(), kb.to_owned()), ix.clone()) {
             c.bytes -= old.memory_bytes();
@@ -224,6 +226,7 @@ impl Shared {
         self.stats
             .resident_bytes
             .store(c.bytes as u64, Ordering::Relaxed);
+        true
     }
 
     /// Writes `ix` sealed as the knowledge base's file (best effort: the file is a cache of the
@@ -313,22 +316,23 @@ impl Shared {
             }
             Err(_) => return,
         };
-        let merged = {
-            let gate = self.gate(&tenant, &kb);
-            let _turn = gate.lock().await;
-            // Evicted or forgotten meanwhile: nothing to swap into.
-            let Some(now) = self.resident(&tenant, &kb) else {
-                return;
-            };
-            let Some(merged) = now.rebase(&snapshot, base) else {
-                return;
-            };
-            let merged = Arc::new(merged);
-            self.insert(&tenant, &kb, merged.clone(), generation);
-            self.stats.merges.fetch_add(1, Ordering::Relaxed);
-            merged
+        let gate = self.gate(&tenant, &kb);
+        let _turn = gate.lock().await;
+        // Evicted or forgotten meanwhile: nothing to swap into.
+        let Some(now) = self.resident(&tenant, &kb) else {
+            return;
         };
+        let Some(merged) = now.rebase(&snapshot, base) else {
+            return;
+        };
+        let merged = Arc::new(merged);
+        if !self.insert(&tenant, &kb, merged.clone(), generation) {
+            return;
+        }
+        self.stats.merges.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(tenant = %tenant, kb = %kb, "knowledge-base merge swapped in");
+        // Under the gate, like every writer of the file: a catch-up's file (a deletion left
+        // out) is never overwritten by an older one.
         self.persist(&keyring, &scope, &kb, merged, generation)
             .await;
     }
@@ -616,6 +620,13 @@ impl Knowledge {
         let next = Arc::new(ix.updated(revision, segments, &removed));
         self.shared
             .insert(scope.tenant_id(), &kb.id, next.clone(), generation);
+        if !removed.is_empty() {
+            // The file leaves the deleted documents' chunks out: rewritten now, a deletion
+            // leaves the disk before the next merge.
+            self.shared
+                .persist(keyring, scope, &kb.id, next.clone(), generation)
+                .await;
+        }
         self.stats
             .inserts
             .fetch_add(inserted as u64, Ordering::Relaxed);
