@@ -274,22 +274,37 @@ impl Shared {
         }
     }
 
-    /// Rebuilds `snapshot`'s base with its changes (on a thread of its own, so shutdown need
-    /// not wait for the build) and swaps it into whatever is resident by then.
+    /// Rebuilds the resident index's base with its changes (on a thread of its own, so
+    /// shutdown need not wait for the build) and swaps it into whatever is resident by then.
+    /// Queued for its turn with the key alone: the index is taken when the turn comes (none if
+    /// evicted meanwhile), so waiting merges hold no memory outside `rag.max_resident_bytes`.
     async fn merge(
         self: Arc<Self>,
         keyring: Arc<Keyring>,
         scope: TenantScope,
         kb: String,
-        snapshot: Arc<Resident>,
-        generation: u64,
         stop: CancellationToken,
     ) {
         let tenant = scope.tenant_id().clone();
-        let _merging = Merging(self.clone(), (tenant.clone(), kb.clone()));
-        let Ok(_one) = self.merges.acquire().await else {
-            return;
+        let key = (tenant.clone(), kb.clone());
+        let _merging = Merging(self.clone(), key.clone());
+        let _one = tokio::select! {
+            one = self.merges.acquire() => match one {
+                Ok(one) => one,
+                Err(_) => return,
+            },
+            () = stop.cancelled() => return,
         };
+        let (snapshot, generation) = {
+            let Ok(c) = self.cache.lock() else { return };
+            let Some(ix) = c.lru.peek(&key).cloned() else {
+                return;
+            };
+            (ix, c.forgets.get(&tenant).copied().unwrap_or(0))
+        };
+        if stop.is_cancelled() || !snapshot.needs_merge(self.merge_after) {
+            return;
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (params, snap) = (self.params, snapshot.clone());
         let started = std::thread::Builder::new()
@@ -510,7 +525,7 @@ impl Knowledge {
                 ix
             }
         };
-        self.merge_if_due(scope, &kb.id, &ix, generation);
+        self.merge_if_due(scope, &kb.id, &ix);
         Ok(ix)
     }
 
@@ -538,7 +553,7 @@ impl Knowledge {
             .catch_up(store, keyring, scope, kb, &ix, generation)
             .await
         {
-            self.merge_if_due(scope, &kb.id, &ix, generation);
+            self.merge_if_due(scope, &kb.id, &ix);
         }
     }
 
@@ -638,7 +653,7 @@ impl Knowledge {
 
     /// Starts a background merge of `ix` if its changes passed the threshold and none runs
     /// for this knowledge base.
-    fn merge_if_due(&self, scope: &TenantScope, kb: &str, ix: &Arc<Resident>, generation: u64) {
+    fn merge_if_due(&self, scope: &TenantScope, kb: &str, ix: &Resident) {
         if !ix.needs_merge(self.shared.merge_after) {
             return;
         }
@@ -655,8 +670,6 @@ impl Knowledge {
             self.keyring.clone(),
             scope.clone(),
             kb.to_owned(),
-            ix.clone(),
-            generation,
             self.stop.clone(),
         ));
     }
@@ -753,13 +766,4 @@ pub async fn seal_chunks(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunk_payload_round_trips() {
-        let (t, v) = decode_chunk(&encode_chunk("héllo", &[0.5, -1.0])).unwrap();
-        assert_eq!((t.as_str(), v), ("héllo", vec![0.5, -1.0]));
-        assert!(decode_chunk(&[9, 0, 0, 0, b'a']).is_none());
-    }
-}
+mod tests;

@@ -408,10 +408,10 @@ impl Resident {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn chunk(id: i64, doc: &str, ord: u32) -> ResidentChunk {
+    pub(in crate::knowledge) fn chunk(id: i64, doc: &str, ord: u32) -> ResidentChunk {
         ResidentChunk {
             id,
             doc_id: doc.into(),
@@ -421,7 +421,7 @@ mod tests {
         }
     }
 
-    fn base() -> Resident {
+    pub(in crate::knowledge) fn base() -> Resident {
         let points = vec![(7, vec![1.0, 0.0]), (9, vec![0.0, 1.0])];
         let index = Index::build(2, 3, points, IndexParams::default()).unwrap();
         let chunks = vec![
