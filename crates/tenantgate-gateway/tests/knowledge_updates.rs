@@ -304,3 +304,126 @@ async fn another_replica_catches_up_incrementally_and_other_tenants_stay_out() {
     let (builds, _, deletes, _) = counters(&b);
     assert_eq!((builds, deletes), (2, 1));
 }
+
+fn index_file(
+    gw: &TestGateway,
+    tenant: &tenantgate_core::TenantId,
+    kb: &str,
+) -> std::path::PathBuf {
+    gw.config
+        .rag
+        .index_dir
+        .join(tenant.as_str())
+        .join(format!("{kb}.idx"))
+}
+
+/// Runs `f` up to its first wait (a file or store read in flight): whatever it does before that
+/// is done, nothing after.
+async fn poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> bool {
+    let mut f = f;
+    std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_pending())).await
+}
+
+/// The race of a deletion with a request that read the index before it (a build from the rows,
+/// or another replica's catch-up): the `forget` lands while the read is in flight, and what
+/// the read made is put neither into memory nor onto disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_read_before_a_forget_is_not_put_back_in_memory_or_on_disk() {
+    let a = TestGateway::start_with(|c| c.rag.merge_after_chunks = 1_000_000).await;
+    let b_indexes = tempfile::tempdir().unwrap();
+    let b = replica_of(&a, b_indexes.path()).await;
+    let (acme, key) = a.tenant("acme", &["*"], None).await;
+    let admin = a.admin_key(&acme).await;
+    let kb_id = create_kb(&a, &admin, "handbook").await;
+    upload(&a, &admin, "handbook", "filler.txt", FILLER).await;
+    let doc = upload(&a, &admin, "handbook", "refunds.txt", SECRET).await;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "test: the scope of a tenant the test created, to drive the index directly"
+    )]
+    let scope = tenantgate_core::TenantScope::from_verified_credential(acme.id.clone());
+    let kb = a
+        .state
+        .store()
+        .tenant(&scope)
+        .knowledge_base(&kb_id)
+        .await
+        .unwrap();
+
+    // A build (nothing resident, no file): forgotten while it reads.
+    let k = a.state.knowledge();
+    let mut build = std::pin::pin!(k.index(a.state.store(), a.state.keyring(), &scope, &kb));
+    assert!(poll_once(build.as_mut()).await, "the build waits on a read");
+    k.forget(&acme.id, Some(&kb_id));
+    build.await.unwrap();
+    assert!(k.resident_index(&acme.id, &kb_id).is_none());
+    assert!(!index_file(&a, &acme.id, &kb_id).exists());
+
+    // A catch-up on another replica (resident there, a deletion made through `a`): forgotten
+    // while it reads the documents changed.
+    b.wait_for_revision().await;
+    search(&b, &key, "handbook", "plants", 1).await;
+    assert!(index_file(&b, &acme.id, &kb_id).exists());
+    delete_doc(&a, &admin, "handbook", &doc).await;
+    let k = b.state.knowledge();
+    let mut refresh = std::pin::pin!(k.refresh(b.state.store(), b.state.keyring(), &scope, &kb));
+    assert!(
+        poll_once(refresh.as_mut()).await,
+        "the catch-up waits on a read"
+    );
+    k.forget(&acme.id, None);
+    refresh.await;
+    assert_eq!(k.resident(&acme.id), 0);
+    assert!(!index_file(&b, &acme.id, &kb_id).exists());
+    assert!(!b_indexes.path().join(acme.id.as_str()).exists());
+}
+
+/// A deletion is written to the index file at once (the file leaves the document's chunks out),
+/// not at the next merge: a restart loads a file already without it, with nothing to catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_is_written_to_the_index_file_before_any_merge() {
+    let gw = TestGateway::start_with(|c| c.rag.merge_after_chunks = 1_000_000).await;
+    let (acme, key) = gw.tenant("acme", &["*"], None).await;
+    let admin = gw.admin_key(&acme).await;
+    let kb = create_kb(&gw, &admin, "handbook").await;
+    // the secret a small share of the graph: its deletion is no reason for a merge
+    for i in 0..4 {
+        upload(&gw, &admin, "handbook", &format!("filler{i}.txt"), FILLER).await;
+    }
+    let doc = upload(&gw, &admin, "handbook", "refunds.txt", SECRET).await;
+    // built with the secret in the graph, file written
+    assert!(has_secret(
+        &search(&gw, &key, "handbook", "refund code", 3).await
+    ));
+    let written = std::fs::read(index_file(&gw, &acme.id, &kb)).unwrap();
+    delete_doc(&gw, &admin, "handbook", &doc).await;
+    assert_eq!(
+        counters(&gw),
+        (1, 0, 1, 0),
+        "deleted incrementally, no merge"
+    );
+    assert!(
+        std::fs::read(index_file(&gw, &acme.id, &kb)).unwrap() != written,
+        "the file was rewritten by the deletion"
+    );
+
+    let gw = gw.restart().await;
+    assert!(!has_secret(
+        &search(&gw, &key, "handbook", "refund code ZEPHYR", 20).await
+    ));
+    let s = &gw.state.knowledge().stats;
+    assert_eq!(
+        (
+            s.loads.load(Relaxed),
+            s.builds.load(Relaxed),
+            s.deletes.load(Relaxed)
+        ),
+        (1, 0, 0),
+        "the file was at the deletion's revision"
+    );
+    let ix = gw.state.knowledge().resident_index(&acme.id, &kb).unwrap();
+    assert!(
+        ix.deleted_chunks() >= 1,
+        "still skipped in the graph until a merge"
+    );
+}

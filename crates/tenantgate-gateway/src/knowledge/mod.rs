@@ -80,9 +80,11 @@ struct Cache {
     /// a merge's swap), so no change is lost to another.
     gates: HashMap<Key, Arc<tokio::sync::Mutex<()>>>,
     merging: HashSet<Key>,
-    /// Moves with every `forget`: a file written meanwhile may belong to a deleted knowledge
-    /// base or tenant.
-    forgets: u64,
+    /// Per tenant, moves with every `forget` of it (never removed, so it never goes back).
+    /// Whatever reads the store or a file to make a resident index takes it first
+    /// ([`Shared::generation`]); `insert` and `persist` do nothing once it moved, so an index read
+    /// before a deletion is never put back into memory or onto disk after it.
+    forgets: HashMap<TenantId, u64>,
 }
 
 #[derive(Default)]
@@ -195,8 +197,22 @@ impl Shared {
         }
     }
 
-    fn insert(&self, tenant: &TenantId, kb: &str, ix: Arc<Resident>) {
-        let Ok(mut c) = self.cache.lock() else { return };
+    /// The tenant's forget generation: taken before reading what a resident index is made of.
+    fn generation(&self, tenant: &TenantId) -> u64 {
+        self.cache
+            .lock()
+            .map_or(0, |c| c.forgets.get(tenant).copied().unwrap_or(0))
+    }
+
+    /// Makes `ix` resident, unless the tenant was forgotten (a knowledge base of it, or itself,
+    /// deleted) since `generation` was taken: `ix` may then be a deleted one's. Whether it did.
+    fn insert(&self, tenant: &TenantId, kb: &str, ix: Arc<Resident>, generation: u64) -> bool {
+        let Ok(mut c) = self.cache.lock() else {
+            return false;
+        };
+        if c.forgets.get(tenant).copied().unwrap_or(0) != generation {
+            return false;
+        }
         if let Some(old) = c.lru.put((tenant.clone(), kb.to_owned()), ix.clone()) {
             c.bytes -= old.memory_bytes();
         }
@@ -210,16 +226,25 @@ impl Shared {
         self.stats
             .resident_bytes
             .store(c.bytes as u64, Ordering::Relaxed);
+        true
     }
 
     /// Writes `ix` sealed as the knowledge base's file (best effort: the file is a cache of the
-    /// store). A file that a `forget` may have missed (written while the knowledge base or its
-    /// tenant was deleted) is removed again.
-    async fn persist(&self, keyring: &Keyring, scope: &TenantScope, kb: &str, ix: Arc<Resident>) {
+    /// store); nothing if the tenant was forgotten since `generation` (taken before `ix` was
+    /// read). A file that a `forget` may have missed (it ran while this one was written) is
+    /// removed again.
+    async fn persist(
+        &self,
+        keyring: &Keyring,
+        scope: &TenantScope,
+        kb: &str,
+        ix: Arc<Resident>,
+        generation: u64,
+    ) {
         let tenant = scope.tenant_id();
-        let Ok(epoch) = self.cache.lock().map(|c| c.forgets) else {
+        if self.generation(tenant) != generation {
             return;
-        };
+        }
         let path = self.file(tenant, kb);
         let write = async {
             let bytes = tokio::task::spawn_blocking(move || ix.to_file())
@@ -240,12 +265,7 @@ impl Shared {
         if let Err(e) = write.await {
             tracing::warn!(error = %e, "index file not written; it will be rebuilt on next load");
         }
-        let key = (tenant.clone(), kb.to_owned());
-        let forgotten = self
-            .cache
-            .lock()
-            .map_or(true, |c| c.forgets != epoch && !c.lru.contains(&key));
-        if forgotten {
+        if self.generation(tenant) != generation {
             let _ = tokio::fs::remove_file(&path).await;
             if let Some(parent) = path.parent() {
                 // Only if empty: the tenant's directory, recreated above.
@@ -254,21 +274,37 @@ impl Shared {
         }
     }
 
-    /// Rebuilds `snapshot`'s base with its changes (on a thread of its own, so shutdown need
-    /// not wait for the build) and swaps it into whatever is resident by then.
+    /// Rebuilds the resident index's base with its changes (on a thread of its own, so
+    /// shutdown need not wait for the build) and swaps it into whatever is resident by then.
+    /// Queued for its turn with the key alone: the index is taken when the turn comes (none if
+    /// evicted meanwhile), so waiting merges hold no memory outside `rag.max_resident_bytes`.
     async fn merge(
         self: Arc<Self>,
         keyring: Arc<Keyring>,
         scope: TenantScope,
         kb: String,
-        snapshot: Arc<Resident>,
         stop: CancellationToken,
     ) {
         let tenant = scope.tenant_id().clone();
-        let _merging = Merging(self.clone(), (tenant.clone(), kb.clone()));
-        let Ok(_one) = self.merges.acquire().await else {
-            return;
+        let key = (tenant.clone(), kb.clone());
+        let _merging = Merging(self.clone(), key.clone());
+        let _one = tokio::select! {
+            one = self.merges.acquire() => match one {
+                Ok(one) => one,
+                Err(_) => return,
+            },
+            () = stop.cancelled() => return,
         };
+        let (snapshot, generation) = {
+            let Ok(c) = self.cache.lock() else { return };
+            let Some(ix) = c.lru.peek(&key).cloned() else {
+                return;
+            };
+            (ix, c.forgets.get(&tenant).copied().unwrap_or(0))
+        };
+        if stop.is_cancelled() || !snapshot.needs_merge(self.merge_after) {
+            return;
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (params, snap) = (self.params, snapshot.clone());
         let started = std::thread::Builder::new()
@@ -295,23 +331,25 @@ impl Shared {
             }
             Err(_) => return,
         };
-        let merged = {
-            let gate = self.gate(&tenant, &kb);
-            let _turn = gate.lock().await;
-            // Evicted or forgotten meanwhile: nothing to swap into.
-            let Some(now) = self.resident(&tenant, &kb) else {
-                return;
-            };
-            let Some(merged) = now.rebase(&snapshot, base) else {
-                return;
-            };
-            let merged = Arc::new(merged);
-            self.insert(&tenant, &kb, merged.clone());
-            self.stats.merges.fetch_add(1, Ordering::Relaxed);
-            merged
+        let gate = self.gate(&tenant, &kb);
+        let _turn = gate.lock().await;
+        // Evicted or forgotten meanwhile: nothing to swap into.
+        let Some(now) = self.resident(&tenant, &kb) else {
+            return;
         };
+        let Some(merged) = now.rebase(&snapshot, base) else {
+            return;
+        };
+        let merged = Arc::new(merged);
+        if !self.insert(&tenant, &kb, merged.clone(), generation) {
+            return;
+        }
+        self.stats.merges.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(tenant = %tenant, kb = %kb, "knowledge-base merge swapped in");
-        self.persist(&keyring, &scope, &kb, merged).await;
+        // Under the gate, like every writer of the file: a catch-up's file (a deletion left
+        // out) is never overwritten by an older one.
+        self.persist(&keyring, &scope, &kb, merged, generation)
+            .await;
     }
 }
 
@@ -344,7 +382,7 @@ impl Knowledge {
                     bytes: 0,
                     gates: HashMap::new(),
                     merging: HashSet::new(),
-                    forgets: 0,
+                    forgets: HashMap::new(),
                 }),
                 merges: tokio::sync::Semaphore::new(1),
                 stats: stats.clone(),
@@ -387,7 +425,7 @@ impl Knowledge {
     /// `kb = None`).
     pub fn forget(&self, tenant: &TenantId, kb: Option<&str>) {
         if let Ok(mut c) = self.shared.cache.lock() {
-            c.forgets += 1;
+            *c.forgets.entry(tenant.clone()).or_default() += 1;
             let keys: Vec<_> = c
                 .lru
                 .iter()
@@ -462,6 +500,7 @@ impl Knowledge {
             return Ok(ix);
         }
         let gate = self.shared.gate(tenant, &kb.id);
+        let generation = self.shared.generation(tenant);
         let _turn = gate.lock().await;
         // Whoever held the gate before may have brought it up to date.
         if let Some(ix) = self.cached(tenant, kb) {
@@ -469,16 +508,19 @@ impl Knowledge {
         }
         let found = match self.shared.resident(tenant, &kb.id) {
             Some(ix) => Some(ix),
-            None => self.load(keyring, scope, kb).await?,
+            None => self.load(keyring, scope, kb, generation).await?,
         };
         let ix = match found {
             Some(ix) if ix.revision() >= kb.revision => ix,
-            Some(ix) => self.catch_up(store, keyring, scope, kb, &ix).await?,
+            Some(ix) => {
+                self.catch_up(store, keyring, scope, kb, &ix, generation)
+                    .await?
+            }
             None => {
                 let ix = Arc::new(self.build(store, keyring, scope, kb).await?);
-                self.shared.insert(tenant, &kb.id, ix.clone());
+                self.shared.insert(tenant, &kb.id, ix.clone(), generation);
                 self.shared
-                    .persist(keyring, scope, &kb.id, ix.clone())
+                    .persist(keyring, scope, &kb.id, ix.clone(), generation)
                     .await;
                 ix
             }
@@ -502,11 +544,15 @@ impl Knowledge {
             return;
         }
         let gate = self.shared.gate(tenant, &kb.id);
+        let generation = self.shared.generation(tenant);
         let _turn = gate.lock().await;
         let Some(ix) = self.shared.resident(tenant, &kb.id) else {
             return;
         };
-        if let Ok(ix) = self.catch_up(store, keyring, scope, kb, &ix).await {
+        if let Ok(ix) = self
+            .catch_up(store, keyring, scope, kb, &ix, generation)
+            .await
+        {
             self.merge_if_due(scope, &kb.id, &ix);
         }
     }
@@ -517,6 +563,7 @@ impl Knowledge {
         keyring: &Keyring,
         scope: &TenantScope,
         kb: &KnowledgeBase,
+        generation: u64,
     ) -> Result<Option<Arc<Resident>>, GatewayError> {
         let tenant = scope.tenant_id();
         let Ok(sealed) = tokio::fs::read(self.shared.file(tenant, &kb.id)).await else {
@@ -534,7 +581,7 @@ impl Knowledge {
         };
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         let ix = Arc::new(ix);
-        self.shared.insert(tenant, &kb.id, ix.clone());
+        self.shared.insert(tenant, &kb.id, ix.clone(), generation);
         Ok(Some(ix))
     }
 
@@ -548,6 +595,7 @@ impl Knowledge {
         scope: &TenantScope,
         kb: &KnowledgeBase,
         ix: &Arc<Resident>,
+        generation: u64,
     ) -> Result<Arc<Resident>, GatewayError> {
         let handle = store.tenant(scope);
         let (revision, ids) = handle.document_ids(&kb.id).await.map_err(st)?;
@@ -585,7 +633,15 @@ impl Knowledge {
             .collect::<Result<Vec<_>, _>>()
             .map_err(internal)?;
         let next = Arc::new(ix.updated(revision, segments, &removed));
-        self.shared.insert(scope.tenant_id(), &kb.id, next.clone());
+        self.shared
+            .insert(scope.tenant_id(), &kb.id, next.clone(), generation);
+        if !removed.is_empty() {
+            // The file leaves the deleted documents' chunks out: rewritten now, a deletion
+            // leaves the disk before the next merge.
+            self.shared
+                .persist(keyring, scope, &kb.id, next.clone(), generation)
+                .await;
+        }
         self.stats
             .inserts
             .fetch_add(inserted as u64, Ordering::Relaxed);
@@ -597,7 +653,7 @@ impl Knowledge {
 
     /// Starts a background merge of `ix` if its changes passed the threshold and none runs
     /// for this knowledge base.
-    fn merge_if_due(&self, scope: &TenantScope, kb: &str, ix: &Arc<Resident>) {
+    fn merge_if_due(&self, scope: &TenantScope, kb: &str, ix: &Resident) {
         if !ix.needs_merge(self.shared.merge_after) {
             return;
         }
@@ -614,7 +670,6 @@ impl Knowledge {
             self.keyring.clone(),
             scope.clone(),
             kb.to_owned(),
-            ix.clone(),
             self.stop.clone(),
         ));
     }
@@ -711,13 +766,4 @@ pub async fn seal_chunks(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunk_payload_round_trips() {
-        let (t, v) = decode_chunk(&encode_chunk("héllo", &[0.5, -1.0])).unwrap();
-        assert_eq!((t.as_str(), v), ("héllo", vec![0.5, -1.0]));
-        assert!(decode_chunk(&[9, 0, 0, 0, b'a']).is_none());
-    }
-}
+mod tests;

@@ -32,6 +32,9 @@ pub(super) struct Base {
     chunks: HashMap<i64, Arc<ResidentChunk>>,
     /// Chunks per document.
     docs: HashMap<String, usize>,
+    /// Points of the graph whose chunks are not kept: deleted documents' chunks, left out of
+    /// the file this base was read from. Skipped like any deleted chunk.
+    hidden: usize,
     bytes: usize,
 }
 
@@ -92,10 +95,14 @@ impl Base {
             *docs.entry(c.doc_id.clone()).or_default() += 1;
         }
         let bytes = index.memory_bytes() + chunks.iter().map(|c| c.bytes()).sum::<usize>();
+        // A base is built with a chunk per point; fewer were read from a file without the
+        // deleted documents' chunks.
+        let hidden = index.len().saturating_sub(chunks.len());
         Base {
             index,
             chunks: chunks.into_iter().map(|c| (c.id, c)).collect(),
             docs,
+            hidden,
             bytes,
         }
     }
@@ -165,10 +172,12 @@ impl Resident {
 
     /// Chunks of the base that belong to deleted documents (skipped by every search).
     pub fn deleted_chunks(&self) -> usize {
-        self.deleted
-            .iter()
-            .filter_map(|d| self.base.docs.get(d))
-            .sum()
+        self.base.hidden
+            + self
+                .deleted
+                .iter()
+                .filter_map(|d| self.base.docs.get(d))
+                .sum::<usize>()
     }
 
     /// Whether a merge should rebuild the base: the exact scan or the skipped share grew past
@@ -294,7 +303,7 @@ impl Resident {
         let deleted = &self.deleted;
         let base = &self.base;
         let hits = base.index.search_normalized(&q, k, |id| {
-            deleted.is_empty()
+            (deleted.is_empty() && base.hidden == 0)
                 || base
                     .chunks
                     .get(&id)
@@ -328,6 +337,9 @@ impl Resident {
             .collect()
     }
 
+    /// The index file: deleted documents' chunks (their sealed text) are left out, so a
+    /// deletion leaves the disk as soon as the file is rewritten, not at the next merge; the
+    /// graph keeps their points (skipped) until a merge.
     pub(super) fn to_file(&self) -> Result<Vec<u8>, GatewayError> {
         #[derive(serde::Serialize)]
         struct Out<'a> {
@@ -353,7 +365,10 @@ impl Resident {
             format: INDEX_FILE_FORMAT,
             revision: self.revision,
             index: self.base.index.to_bytes().map_err(internal)?,
-            chunks: sorted(&self.base.chunks),
+            chunks: sorted(&self.base.chunks)
+                .into_iter()
+                .filter(|c| !self.deleted.contains(&c.doc_id))
+                .collect(),
             delta: self
                 .delta
                 .iter()
@@ -393,10 +408,10 @@ impl Resident {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn chunk(id: i64, doc: &str, ord: u32) -> ResidentChunk {
+    pub(in crate::knowledge) fn chunk(id: i64, doc: &str, ord: u32) -> ResidentChunk {
         ResidentChunk {
             id,
             doc_id: doc.into(),
@@ -406,7 +421,7 @@ mod tests {
         }
     }
 
-    fn base() -> Resident {
+    pub(in crate::knowledge) fn base() -> Resident {
         let points = vec![(7, vec![1.0, 0.0]), (9, vec![0.0, 1.0])];
         let index = Index::build(2, 3, points, IndexParams::default()).unwrap();
         let chunks = vec![
@@ -442,6 +457,40 @@ mod tests {
         assert_eq!(ids(&back, &[1.0, 1.0], 1), vec![11]);
         // A file written before chunks were kept in it (the bare index) is not taken.
         assert!(Resident::from_file(&old_format).is_none());
+    }
+
+    #[test]
+    fn a_deleted_documents_chunks_are_not_written_to_the_file() {
+        let points = vec![
+            (7, vec![1.0, 0.0]),
+            (9, vec![0.0, 1.0]),
+            (10, vec![0.1, 1.0]),
+        ];
+        let index = Index::build(2, 3, points, IndexParams::default()).unwrap();
+        let secret = |id, ord| ResidentChunk {
+            sealed: b"ZEPHYR-RIVER".to_vec(),
+            ..chunk(id, "doc_s", ord)
+        };
+        let chunks = vec![
+            Arc::new(chunk(7, "doc_1", 0)),
+            Arc::new(secret(9, 0)),
+            Arc::new(secret(10, 1)),
+        ];
+        let gone: HashSet<String> = ["doc_s".to_owned()].into();
+        let r = Resident::new(Base::new(index, chunks), 3).updated(4, vec![], &gone);
+        let file = r.to_file().unwrap();
+        assert!(!file.windows(12).any(|w| w == b"ZEPHYR-RIVER"));
+        let back = Resident::from_file(&file).unwrap();
+        // still counted as deleted (a merge is due as before), never found
+        assert_eq!((back.deleted_chunks(), back.revision()), (2, 4));
+        assert_eq!(back.needs_merge(10_000), r.needs_merge(10_000));
+        assert_eq!(ids(&back, &[0.0, 1.0], 3), vec![7]);
+        assert!(back.documents().iter().eq(["doc_1"].iter()));
+        // written again, and merged: only doc_1
+        let again = Resident::from_file(&back.to_file().unwrap()).unwrap();
+        assert_eq!(again.deleted_chunks(), 2);
+        let merged = back.merged_base(IndexParams::default()).unwrap();
+        assert_eq!((merged.index.len(), merged.hidden), (1, 0));
     }
 
     #[test]
