@@ -49,7 +49,8 @@ struct Args {
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
-const PROSE: &str = "The quarterly report shows revenue growth of twelve percent, driven by the new \
+const PROSE: &str =
+    "The quarterly report shows revenue growth of twelve percent, driven by the new \
     enterprise plan. Support tickets fell while onboarding time improved; the roadmap adds \
     regional hosting next year, and the team expects margins to widen as usage grows. ";
 

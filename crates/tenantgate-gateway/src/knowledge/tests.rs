@@ -20,16 +20,49 @@ async fn a_queued_merge_holds_no_index_and_ends_on_shutdown() {
     cfg.encryption.master_key_file = dir.path().join("master.key");
     cfg.rag.index_dir = dir.path().join("indexes");
     cfg.rag.merge_after_chunks = 1;
-    let store = crate::server::open_store(&cfg).await.unwrap();
+    let store = tenantgate_store::Store::open(&tenantgate_store::StoreOptions::new(
+        cfg.database.url.clone(),
+    ))
+    .await
+    .unwrap();
     let keyring = Arc::new(crate::control::keyring(&store, &cfg.encryption).unwrap());
     let tasks = TaskTracker::new();
     let k = Knowledge::new(&cfg.rag, tasks.clone(), keyring);
-    let tenant = TenantId::parse("01a206c5-7d5b-7763-abd8-b9ab9f4ec1cf").unwrap();
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "test: the scope of a made-up tenant, to drive merges directly"
-    )]
-    let scope = TenantScope::from_verified_credential(tenant.clone());
+    // The scope comes from the authentication stage, as every scope does: a tenant and a key
+    // made as the CLI makes them, the key verified against the snapshot.
+    #[expect(clippy::disallowed_methods, reason = "test: plays the CLI operator")]
+    let admin = tenantgate_core::PlatformAdmin::local_operator("test");
+    let tenant = store
+        .platform(&admin)
+        .create_tenant(&tenantgate_core::NewTenant {
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            plan: tenantgate_core::PlanTier::Pro,
+            isolation: tenantgate_core::IsolationTier::Namespace,
+            allowed_models: vec![],
+            max_tokens_per_request: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    let secret =
+        crate::identity::keys::ServerSecret::load_or_create(&dir.path().join("secret")).unwrap();
+    let spec = crate::control::KeySpec {
+        role: tenantgate_core::Role::Member,
+        name: None,
+        end_user: None,
+        expires_at_ms: None,
+    };
+    let (_, key) = crate::control::create_key(&store, &admin, &secret, &tenant, spec)
+        .await
+        .unwrap();
+    let snap = store.platform(&admin).auth_snapshot().await.unwrap();
+    let index = crate::identity::auth::AuthIndex::build(snap);
+    let scope =
+        crate::identity::auth::authenticate_key(&index, &secret, &key, crate::clock::now_ms())
+            .unwrap()
+            .principal
+            .scope;
     let added = resident::tests::chunk(11, "doc_2", 0);
     let seg = Segment::new(2, "doc_2".into(), vec![(added, vec![1.0, 1.0])]).unwrap();
     let ix = Arc::new(resident::tests::base().updated(4, vec![seg], &HashSet::new()));
