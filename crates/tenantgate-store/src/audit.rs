@@ -61,12 +61,12 @@ pub struct AuditFilter {
 mod write;
 pub(crate) use write::AuditTx;
 
-pub(crate) fn hash32(b: Vec<u8>) -> Result<[u8; 32]> {
+fn hash32(b: Vec<u8>) -> Result<[u8; 32]> {
     b.try_into()
         .map_err(|_| StoreError::Corrupt("audit hash is not 32 bytes".into()))
 }
 
-pub(crate) fn corrupt(e: impl std::fmt::Display) -> StoreError {
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 

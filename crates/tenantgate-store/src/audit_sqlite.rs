@@ -11,9 +11,9 @@
 //! The transaction is the one [`crate::Store::audit_append`] runs (the same `plan`, the same
 //! rows, the same triggers in the database); `tests/audit.rs` checks both produce one chain.
 
-use crate::audit::{hash32, plan, NewAuditRecord};
+use crate::audit::{plan, NewAuditRecord};
 use crate::{Result, StoreError};
-use rusqlite::{params, OpenFlags, TransactionBehavior};
+use rusqlite::{params, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -100,17 +100,12 @@ impl AuditAppender {
                 "SELECT seq, hash FROM audit_heads WHERE tenant_id = ?1",
             ))?;
             for (tenant, _) in ids {
+                // No head yet: genesis (the upsert below creates the row); `plan` checks
+                // the stored hash's length.
                 let head = get
-                    .query_row(params![tenant.as_str()], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-                    })
-                    .map(Some)
-                    .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                        e => Err(e),
-                    })?;
-                let head = head.unwrap_or((0, tenantgate_audit::GENESIS.to_vec()));
-                hash32(head.1.clone())?;
+                    .query_row(params![tenant.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                    .unwrap_or((0, tenantgate_audit::GENESIS.to_vec()));
                 heads.insert(tenant.as_str().to_owned(), head);
             }
         }
