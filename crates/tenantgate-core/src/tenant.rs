@@ -43,7 +43,7 @@ str_enum!(
     PlanTier { Free => "free", Pro => "pro", Enterprise => "enterprise" }
 );
 str_enum!(
-    /// Where the tenant's data lives (blueprint section 3). Only `namespace` is served so far.
+    /// Where the tenant's data lives (blueprint section 3; `tenantgate-store` `places.rs`).
     IsolationTier { Namespace => "namespace", Schema => "schema", Dedicated => "dedicated" }
 );
 str_enum!(
@@ -102,12 +102,6 @@ impl NewTenant {
             return Err(InvalidValue(
                 "display name must be 1..=200 characters".to_owned(),
             ));
-        }
-        if self.isolation != IsolationTier::Namespace {
-            return Err(InvalidValue(format!(
-                "isolation tier {} is not available yet; use namespace",
-                self.isolation
-            )));
         }
         validate_model_policy(&self.allowed_models, self.max_tokens_per_request)
     }

@@ -87,9 +87,9 @@ pub async fn open_request_store(cfg: &Config, secret: &ServerSecret) -> Result<S
 /// The owner's handle for maintenance requests may not do (audit retention): on SQLite the
 /// same store, on PostgreSQL one owner connection opened when first used.
 pub async fn open_maintenance_store(cfg: &Config, store: &Store) -> Result<Store, StartError> {
-    match store {
-        Store::Sqlite(_) => Ok(store.clone()),
-        Store::Postgres(_) => Store::open_maintenance(&store_options(cfg))
+    match store.db() {
+        tenantgate_store::Db::Sqlite(_) => Ok(store.clone()),
+        tenantgate_store::Db::Postgres(_) => Store::open_maintenance(&store_options(cfg))
             .await
             .map_err(store_error(cfg)),
     }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tenantgate_audit::{verify_csv, verify_jsonl};
 use tenantgate_core::{Tenant, TenantScope};
 use tenantgate_store::audit::AuditFilter;
-use tenantgate_store::Store;
+use tenantgate_store::{Db, Store};
 
 #[expect(
     clippy::disallowed_methods,
@@ -158,7 +158,7 @@ async fn a_call_whose_record_cannot_be_written_fails_closed_unless_the_tenant_is
     gw.wait_for_revision().await;
 
     // The audit table becomes unwritable (what a full disk or a lost database looks like).
-    let Store::Sqlite(pool) = gw.state.store() else {
+    let Db::Sqlite(pool) = gw.state.store().db() else {
         unreachable!()
     };
     sqlx::query("ALTER TABLE audit_records RENAME TO audit_records_gone")
@@ -288,7 +288,7 @@ async fn database_tampering_is_detected_by_verifying_an_export() {
     let keys = gw.audit_keys(&key).await;
     // The first export signs the head: records 1-6 are now under a checkpoint.
     verify_jsonl(&export(&gw, &admin, "jsonl").await, Some(&keys)).unwrap();
-    let Store::Sqlite(pool) = gw.state.store() else {
+    let Db::Sqlite(pool) = gw.state.store().db() else {
         unreachable!()
     };
     // The attacker holds the SQLite file, so the row guards are no obstacle to it.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tenantgate_audit::{link, verify_extends, verify_jsonl};
 use tenantgate_core::{IsolationTier, NewTenant, PlanTier, TenantScope};
 use tenantgate_store::audit::NewAuditRecord;
-use tenantgate_store::{Store, StoreOptions};
+use tenantgate_store::{Db, Store, StoreOptions};
 
 async fn max_checkpoint(pool: &sqlx::SqlitePool, tid: &str) -> Option<i64> {
     sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = ?1")
@@ -45,7 +45,7 @@ async fn a_history_rewritten_in_the_database_is_never_signed() {
     assert_eq!(r.status(), 200);
     let old_text = r.text().await.unwrap();
     let old = verify_jsonl(&old_text, Some(&keys)).unwrap();
-    let Store::Sqlite(pool) = gw.state.store() else {
+    let Db::Sqlite(pool) = gw.state.store().db() else {
         unreachable!()
     };
     let tid = t.id.as_str().to_owned();
@@ -215,7 +215,7 @@ async fn a_history_rewritten_in_the_database_is_never_signed() {
     let r = gw.get("/tenant/v1/audit/export", &admin).await;
     assert_eq!(r.status(), 500);
     assert_eq!(gw.metric("tenantgate_audit_chain_breaks_total").await, 1);
-    let Store::Sqlite(pool) = gw.state.store() else {
+    let Db::Sqlite(pool) = gw.state.store().db() else {
         unreachable!()
     };
     assert!(max_checkpoint(pool, &tid).await.unwrap_or(0) < 3);

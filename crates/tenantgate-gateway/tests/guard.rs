@@ -608,7 +608,7 @@ async fn set_row(
     tenant: &tenantgate_core::TenantId,
     value: &str,
 ) {
-    let tenantgate_store::Store::Sqlite(pool) = gw.state.store() else {
+    let tenantgate_store::Db::Sqlite(pool) = gw.state.store().db() else {
         unreachable!()
     };
     let sql = format!("UPDATE {table} SET {column} = ?1 WHERE tenant_id = ?2");

@@ -224,10 +224,21 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        // One transaction for many tenants: in PostgreSQL it runs with the platform setting
-        // (row-level security would hide all but one tenant's head); every statement still
-        // names each row's tenant, taken from the verified scopes above.
-        with_tx!(self, Access::Platform, |tx| { append_body!(tx, &ids) })
+        // One transaction per place for many tenants (one for all on the namespace tier): in
+        // PostgreSQL it runs with the platform setting (row-level security would hide all but
+        // one tenant's head); every statement still names each row's tenant, taken from the
+        // verified scopes above.
+        let n = ids.len();
+        let mut out: Vec<Vec<Appended>> = (0..n).map(|_| Vec::new()).collect();
+        for (data, part) in self.by_place(ids, |g| g.0).await? {
+            let (at, part): (Vec<usize>, Vec<(&TenantId, &[NewAuditRecord])>) =
+                part.into_iter().unzip();
+            let written = with_tx!(&data, Access::Platform, |tx| { append_body!(tx, &part) })?;
+            for (i, w) in at.into_iter().zip(written) {
+                out[i] = w;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -283,7 +294,7 @@ impl<'a> TenantAudit<'a> {
     /// see [`Store::audit_append`].
     pub async fn append(&self, entries: Vec<NewAuditRecord>) -> Result<Vec<Appended>> {
         let groups = [(self.id, entries.as_slice())];
-        let mut out = with_tx!(self.store, self.access(), |tx| {
+        let mut out = with_tx!(self.store.data(self.id).await?, self.access(), |tx| {
             append_body!(tx, &groups)
         })?;
         Ok(out.pop().unwrap_or_default())
@@ -291,12 +302,13 @@ impl<'a> TenantAudit<'a> {
 
     /// The chain head: last seq and hash (`(0, GENESIS)` before the first record).
     pub async fn head(&self) -> Result<(u64, [u8; 32])> {
-        let row: Option<(i64, Vec<u8>)> = with_tx!(self.store, self.access(), |tx| {
-            sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
-                .bind(self.id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-        })?;
+        let row: Option<(i64, Vec<u8>)> =
+            with_tx!(self.store.data(self.id).await?, self.access(), |tx| {
+                sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
+                    .bind(self.id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+            })?;
         match row {
             Some((s, h)) => Ok((s as u64, hash32(h)?)),
             None => Ok((0, GENESIS)),
@@ -309,68 +321,71 @@ impl<'a> TenantAudit<'a> {
             "SELECT {RECORD_COLS} FROM audit_records r WHERE r.tenant_id = $1 AND r.seq >= $2 \
              AND r.seq <= $3 ORDER BY r.seq"
         );
-        let rows: Vec<RecordTuple> = with_tx!(self.store, self.access(), |tx| {
-            sqlx::query_as(&sql)
-                .bind(self.id.as_str())
-                .bind(from as i64)
-                .bind(to as i64)
-                .fetch_all(&mut *tx)
-                .await?
-        })?;
+        let rows: Vec<RecordTuple> =
+            with_tx!(self.store.data(self.id).await?, self.access(), |tx| {
+                sqlx::query_as(&sql)
+                    .bind(self.id.as_str())
+                    .bind(from as i64)
+                    .bind(to as i64)
+                    .fetch_all(&mut *tx)
+                    .await?
+            })?;
         stored(rows)
     }
 
     /// Records matching `f`, newest first, at most `f.limit`.
     pub async fn query(&self, f: &AuditFilter) -> Result<Vec<StoredRecord>> {
-        let rows: Vec<RecordTuple> = with_tx!(self.store, self.access(), |tx| {
-            let mut qb = sqlx::QueryBuilder::new(format!(
-                "SELECT {RECORD_COLS} FROM audit_records r WHERE r.tenant_id = "
-            ));
-            qb.push_bind(self.id.as_str());
-            if let Some(v) = f.from_ms {
-                qb.push(" AND r.ts_ms >= ").push_bind(v);
-            }
-            if let Some(v) = f.to_ms {
-                qb.push(" AND r.ts_ms < ").push_bind(v);
-            }
-            if let Some(v) = &f.user {
-                qb.push(" AND r.user_id = ").push_bind(v.clone());
-            }
-            if let Some(v) = &f.key_id {
-                qb.push(" AND r.key_id = ").push_bind(v.clone());
-            }
-            if let Some(v) = &f.model {
-                qb.push(" AND r.model = ").push_bind(v.clone());
-            }
-            if let Some(v) = &f.event {
-                qb.push(" AND r.event = ").push_bind(v.clone());
-            }
-            if let Some(v) = f.status {
-                qb.push(" AND r.status = ").push_bind(i32::from(v));
-            }
-            if let Some(v) = f.before_seq {
-                qb.push(" AND r.seq < ").push_bind(v as i64);
-            }
-            qb.push(" ORDER BY r.seq DESC LIMIT ")
-                .push_bind(i64::from(f.limit.clamp(1, 10_000)));
-            qb.build_query_as().fetch_all(&mut *tx).await?
-        })?;
+        let rows: Vec<RecordTuple> =
+            with_tx!(self.store.data(self.id).await?, self.access(), |tx| {
+                let mut qb = sqlx::QueryBuilder::new(format!(
+                    "SELECT {RECORD_COLS} FROM audit_records r WHERE r.tenant_id = "
+                ));
+                qb.push_bind(self.id.as_str());
+                if let Some(v) = f.from_ms {
+                    qb.push(" AND r.ts_ms >= ").push_bind(v);
+                }
+                if let Some(v) = f.to_ms {
+                    qb.push(" AND r.ts_ms < ").push_bind(v);
+                }
+                if let Some(v) = &f.user {
+                    qb.push(" AND r.user_id = ").push_bind(v.clone());
+                }
+                if let Some(v) = &f.key_id {
+                    qb.push(" AND r.key_id = ").push_bind(v.clone());
+                }
+                if let Some(v) = &f.model {
+                    qb.push(" AND r.model = ").push_bind(v.clone());
+                }
+                if let Some(v) = &f.event {
+                    qb.push(" AND r.event = ").push_bind(v.clone());
+                }
+                if let Some(v) = f.status {
+                    qb.push(" AND r.status = ").push_bind(i32::from(v));
+                }
+                if let Some(v) = f.before_seq {
+                    qb.push(" AND r.seq < ").push_bind(v as i64);
+                }
+                qb.push(" ORDER BY r.seq DESC LIMIT ")
+                    .push_bind(i64::from(f.limit.clamp(1, 10_000)));
+                qb.build_query_as().fetch_all(&mut *tx).await?
+            })?;
         stored(rows)
     }
 
     /// The first and last seq of records with `from_ms <= ts_ms < to_ms`.
     pub async fn seq_range(&self, from_ms: i64, to_ms: i64) -> Result<Option<(u64, u64)>> {
-        let row: (Option<i64>, Option<i64>) = with_tx!(self.store, self.access(), |tx| {
-            sqlx::query_as(
-                "SELECT MIN(seq), MAX(seq) FROM audit_records WHERE tenant_id = $1 \
+        let row: (Option<i64>, Option<i64>) =
+            with_tx!(self.store.data(self.id).await?, self.access(), |tx| {
+                sqlx::query_as(
+                    "SELECT MIN(seq), MAX(seq) FROM audit_records WHERE tenant_id = $1 \
                  AND ts_ms >= $2 AND ts_ms < $3",
-            )
-            .bind(self.id.as_str())
-            .bind(from_ms)
-            .bind(to_ms)
-            .fetch_one(&mut *tx)
-            .await?
-        })?;
+                )
+                .bind(self.id.as_str())
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_one(&mut *tx)
+                .await?
+            })?;
         Ok(match row {
             (Some(a), Some(b)) => Some((a as u64, b as u64)),
             _ => None,
@@ -379,7 +394,7 @@ impl<'a> TenantAudit<'a> {
 
     /// The first retained seq (records before it were pruned), or `None` if the chain is empty.
     pub async fn first_seq(&self) -> Result<Option<u64>> {
-        let v: Option<i64> = with_tx!(self.store, self.access(), |tx| {
+        let v: Option<i64> = with_tx!(self.store.data(self.id).await?, self.access(), |tx| {
             sqlx::query_scalar("SELECT MIN(seq) FROM audit_records WHERE tenant_id = $1")
                 .bind(self.id.as_str())
                 .fetch_one(&mut *tx)
@@ -390,8 +405,9 @@ impl<'a> TenantAudit<'a> {
 
     /// Checkpoints with `from <= seq <= to`, in order.
     pub async fn checkpoints(&self, from: u64, to: u64) -> Result<Vec<Checkpoint>> {
-        let rows: Vec<CheckpointRow> = with_tx!(self.store, self.access(), |tx| {
-            sqlx::query_as(
+        let rows: Vec<CheckpointRow> =
+            with_tx!(self.store.data(self.id).await?, self.access(), |tx| {
+                sqlx::query_as(
                 "SELECT seq, hash, ts_ms, key_id, sig FROM audit_checkpoints WHERE tenant_id = $1 \
                  AND seq >= $2 AND seq <= $3 ORDER BY seq",
             )
@@ -400,7 +416,7 @@ impl<'a> TenantAudit<'a> {
             .bind(to.min(i64::MAX as u64) as i64)
             .fetch_all(&mut *tx)
             .await?
-        })?;
+            })?;
         Ok(rows.into_iter().map(|r| checkpoint(self.id, r)).collect())
     }
 
@@ -411,7 +427,7 @@ impl<'a> TenantAudit<'a> {
     ) -> Result<(Option<Checkpoint>, Option<Checkpoint>)> {
         let s = seq as i64;
         let (before, after): (Option<CheckpointRow>, Option<CheckpointRow>) =
-            with_tx!(self.store, self.access(), |tx| {
+            with_tx!(self.store.data(self.id).await?, self.access(), |tx| {
                 let b = sqlx::query_as(
                     "SELECT seq, hash, ts_ms, key_id, sig FROM audit_checkpoints \
                      WHERE tenant_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1",
@@ -469,16 +485,17 @@ impl<'a> TenantAudit<'a> {
             Some(UsageOwner::User(u)) => (Some(u), None),
             Some(UsageOwner::Key(k)) => (None, Some(k)),
         };
-        let rows: Vec<(String, i64, i64, i64, i64)> = with_tx!(self.store, self.access(), |tx| {
-            sqlx::query_as(&sql)
-                .bind(self.id.as_str())
-                .bind(from_ms)
-                .bind(to_ms)
-                .bind(user)
-                .bind(key)
-                .fetch_all(&mut *tx)
-                .await?
-        })?;
+        let rows: Vec<(String, i64, i64, i64, i64)> =
+            with_tx!(self.store.data(self.id).await?, self.access(), |tx| {
+                sqlx::query_as(&sql)
+                    .bind(self.id.as_str())
+                    .bind(from_ms)
+                    .bind(to_ms)
+                    .bind(user)
+                    .bind(key)
+                    .fetch_all(&mut *tx)
+                    .await?
+            })?;
         Ok(rows
             .into_iter()
             .map(
@@ -527,7 +544,7 @@ pub(crate) async fn add_checkpoint(
     cp: &Checkpoint,
 ) -> Result<()> {
     let hash = unhex(&cp.hash)?;
-    with_tx!(store, access, |tx| {
+    with_tx!(store.data(id).await?, access, |tx| {
         sqlx::query(
             "INSERT INTO audit_checkpoints (tenant_id, seq, hash, ts_ms, key_id, sig) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, seq) DO NOTHING",
@@ -583,16 +600,18 @@ pub struct UnsignedHead {
 impl crate::Platform<'_> {
     /// Chains with records after their last checkpoint (for the checkpointer's sweep).
     pub async fn audit_unsigned_heads(&self) -> Result<Vec<UnsignedHead>> {
-        let rows: Vec<(String, i64, Vec<u8>, Option<i64>)> =
-            with_tx!(self.store, Access::Platform, |tx| {
-                sqlx::query_as(
+        let mut rows: Vec<(String, i64, Vec<u8>, Option<i64>)> = Vec::new();
+        for (_, data) in self.store.data_places().await? {
+            rows.extend(with_tx!(&data, Access::Platform, |tx| {
+                sqlx::query_as::<_, (String, i64, Vec<u8>, Option<i64>)>(
                     "SELECT h.tenant_id, h.seq, h.hash, \
                      (SELECT MAX(c.seq) FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id) \
                      FROM audit_heads h",
                 )
                 .fetch_all(&mut *tx)
                 .await?
-            })?;
+            })?);
+        }
         let mut out = Vec::new();
         for (t, seq, hash, cp) in rows {
             let cp = cp.unwrap_or(0);
@@ -610,12 +629,13 @@ impl crate::Platform<'_> {
 
     /// `tenant`'s chain head, `(0, GENESIS)` before its first record (the checkpoint signer).
     pub async fn audit_head(&self, tenant: &TenantId) -> Result<(u64, [u8; 32])> {
-        let row: Option<(i64, Vec<u8>)> = with_tx!(self.store, Access::Platform, |tx| {
-            sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-        })?;
+        let row: Option<(i64, Vec<u8>)> =
+            with_tx!(self.store.data(tenant).await?, Access::Platform, |tx| {
+                sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
+                    .bind(tenant.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+            })?;
         match row {
             Some((s, h)) => Ok((s as u64, hash32(h)?)),
             None => Ok((0, GENESIS)),
@@ -628,8 +648,10 @@ impl crate::Platform<'_> {
         day_start_ms: i64,
         month_start_ms: i64,
     ) -> Result<Vec<UsageSince>> {
-        let rows: Vec<(String, i64, i64, i64)> = with_tx!(self.store, Access::Platform, |tx| {
-            sqlx::query_as(
+        let mut rows: Vec<(String, i64, i64, i64)> = Vec::new();
+        for (_, data) in self.store.data_places().await? {
+            rows.extend(with_tx!(&data, Access::Platform, |tx| {
+            sqlx::query_as::<_, (String, i64, i64, i64)>(
                 "SELECT tenant_id, \
                  CAST(COALESCE(SUM(CASE WHEN ts_ms >= $1 THEN COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) ELSE 0 END), 0) AS BIGINT), \
                  CAST(COALESCE(SUM(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)), 0) AS BIGINT), \
@@ -640,7 +662,8 @@ impl crate::Platform<'_> {
             .bind(month_start_ms)
             .fetch_all(&mut *tx)
             .await?
-        })?;
+        })?);
+        }
         rows.into_iter()
             .map(|(t, d, m, c)| {
                 Ok(UsageSince {
@@ -665,7 +688,7 @@ impl crate::Platform<'_> {
         entries: Vec<NewAuditRecord>,
     ) -> Result<Vec<Appended>> {
         let groups = [(tenant, entries.as_slice())];
-        let mut out = with_tx!(self.store, Access::Platform, |tx| {
+        let mut out = with_tx!(self.store.data(tenant).await?, Access::Platform, |tx| {
             append_body!(tx, &groups)
         })?;
         Ok(out.pop().unwrap_or_default())
@@ -680,31 +703,33 @@ impl crate::Platform<'_> {
         let mut stored = Vec::with_capacity(cps.len());
         let mut rows = Vec::with_capacity(cps.len());
         for cp in cps {
-            TenantId::parse(&cp.tenant)?;
-            rows.push((cp.tenant.as_str(), cp, unhex(&cp.hash)?));
+            rows.push((TenantId::parse(&cp.tenant)?, cp, unhex(&cp.hash)?));
         }
-        for chunk in rows.chunks(256) {
-            with_tx!(self.store, Access::Platform, |tx| {
-                // Another signer (a replica, an export) may have stored a newer one meanwhile:
-                // checkpoints only go forward (a trigger refuses one behind), so skip those.
-                let mut qb = sqlx::QueryBuilder::new("WITH v (t, s, h, ts, k, sig) AS (");
-                qb.push_values(chunk, |mut b, (t, cp, h)| {
-                    b.push_bind(t.to_string())
-                        .push_bind(cp.seq as i64)
-                        .push_bind(h.clone())
-                        .push_bind(cp.ts_ms)
-                        .push_bind(cp.key_id.clone())
-                        .push_bind(cp.sig.clone());
-                });
-                qb.push(
+        for (data, rows) in self.store.by_place(rows, |r| &r.0).await? {
+            let rows: Vec<_> = rows.into_iter().map(|(_, r)| r).collect();
+            for chunk in rows.chunks(256) {
+                with_tx!(&data, Access::Platform, |tx| {
+                    // Another signer (a replica, an export) may have stored a newer one meanwhile:
+                    // checkpoints only go forward (a trigger refuses one behind), so skip those.
+                    let mut qb = sqlx::QueryBuilder::new("WITH v (t, s, h, ts, k, sig) AS (");
+                    qb.push_values(chunk, |mut b, (t, cp, h)| {
+                        b.push_bind(t.to_string())
+                            .push_bind(cp.seq as i64)
+                            .push_bind(h.clone())
+                            .push_bind(cp.ts_ms)
+                            .push_bind(cp.key_id.clone())
+                            .push_bind(cp.sig.clone());
+                    });
+                    qb.push(
                     ") INSERT INTO audit_checkpoints (tenant_id, seq, hash, ts_ms, key_id, sig) \
                      SELECT t, s, h, ts, k, sig FROM v WHERE NOT EXISTS (SELECT 1 FROM \
                      audit_checkpoints c WHERE c.tenant_id = v.t AND c.seq >= v.s) \
                      ON CONFLICT (tenant_id, seq) DO NOTHING RETURNING tenant_id, seq",
                 );
-                let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                stored.extend(rows.into_iter().map(|(t, s)| (t, s as u64)));
-            })?;
+                    let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    stored.extend(rows.into_iter().map(|(t, s)| (t, s as u64)));
+                })?;
+            }
         }
         Ok(stored)
     }

@@ -56,23 +56,26 @@ impl crate::Platform<'_> {
         tenants: &[TenantId],
     ) -> Result<HashMap<TenantId, Checkpoint>> {
         let mut out = HashMap::with_capacity(tenants.len());
-        for chunk in tenants.chunks(WALK_SEGMENTS) {
-            let rows: Vec<CpRow> = with_tx!(self.store, Access::Platform, |tx| {
-                let mut qb = sqlx::QueryBuilder::new(
+        for (data, part) in self.store.by_place(tenants.to_vec(), |t| t).await? {
+            let part: Vec<TenantId> = part.into_iter().map(|(_, t)| t).collect();
+            for chunk in part.chunks(WALK_SEGMENTS) {
+                let rows: Vec<CpRow> = with_tx!(&data, Access::Platform, |tx| {
+                    let mut qb = sqlx::QueryBuilder::new(
                     "SELECT c.tenant_id, c.seq, c.hash, c.ts_ms, c.key_id, c.sig FROM audit_checkpoints c \
                      WHERE c.seq = (SELECT MAX(m.seq) FROM audit_checkpoints m WHERE m.tenant_id = c.tenant_id) \
                      AND c.tenant_id IN (",
                 );
-                let mut sep = qb.separated(", ");
-                for t in chunk {
-                    sep.push_bind(t.as_str().to_owned());
+                    let mut sep = qb.separated(", ");
+                    for t in chunk {
+                        sep.push_bind(t.as_str().to_owned());
+                    }
+                    qb.push(")");
+                    qb.build_query_as().fetch_all(&mut *tx).await?
+                })?;
+                for r in rows {
+                    let (t, cp) = to_checkpoint(r);
+                    out.insert(TenantId::parse(&t)?, cp);
                 }
-                qb.push(")");
-                qb.build_query_as().fetch_all(&mut *tx).await?
-            })?;
-            for r in rows {
-                let (t, cp) = to_checkpoint(r);
-                out.insert(TenantId::parse(&t)?, cp);
             }
         }
         Ok(out)
@@ -85,22 +88,25 @@ impl crate::Platform<'_> {
         at: &[(TenantId, u64)],
     ) -> Result<HashMap<TenantId, Checkpoint>> {
         let mut out = HashMap::with_capacity(at.len());
-        for chunk in at.chunks(WALK_SEGMENTS) {
-            let rows: Vec<CpRow> = with_tx!(self.store, Access::Platform, |tx| {
-                let mut qb = sqlx::QueryBuilder::new("WITH f (t, s) AS (");
-                qb.push_values(chunk, |mut b, (t, seq)| {
-                    b.push_bind(t.as_str().to_owned())
-                        .push_bind((*seq).min(i64::MAX as u64) as i64);
-                });
-                qb.push(
-                    ") SELECT c.tenant_id, c.seq, c.hash, c.ts_ms, c.key_id, c.sig FROM \
+        for (data, part) in self.store.by_place(at.to_vec(), |a| &a.0).await? {
+            let part: Vec<(TenantId, u64)> = part.into_iter().map(|(_, a)| a).collect();
+            for chunk in part.chunks(WALK_SEGMENTS) {
+                let rows: Vec<CpRow> = with_tx!(&data, Access::Platform, |tx| {
+                    let mut qb = sqlx::QueryBuilder::new("WITH f (t, s) AS (");
+                    qb.push_values(chunk, |mut b, (t, seq)| {
+                        b.push_bind(t.as_str().to_owned())
+                            .push_bind((*seq).min(i64::MAX as u64) as i64);
+                    });
+                    qb.push(
+                        ") SELECT c.tenant_id, c.seq, c.hash, c.ts_ms, c.key_id, c.sig FROM \
                      audit_checkpoints c JOIN f ON c.tenant_id = f.t AND c.seq = f.s",
-                );
-                qb.build_query_as().fetch_all(&mut *tx).await?
-            })?;
-            for r in rows {
-                let (t, cp) = to_checkpoint(r);
-                out.insert(TenantId::parse(&t)?, cp);
+                    );
+                    qb.build_query_as().fetch_all(&mut *tx).await?
+                })?;
+                for r in rows {
+                    let (t, cp) = to_checkpoint(r);
+                    out.insert(TenantId::parse(&t)?, cp);
+                }
             }
         }
         Ok(out)
@@ -112,22 +118,37 @@ impl crate::Platform<'_> {
         tenant: &TenantId,
         seq: u64,
     ) -> Result<Option<Checkpoint>> {
-        let row: Option<CpRow> = with_tx!(self.store, Access::Platform, |tx| {
-            sqlx::query_as(
-                "SELECT tenant_id, seq, hash, ts_ms, key_id, sig FROM audit_checkpoints \
+        let row: Option<CpRow> =
+            with_tx!(self.store.data(tenant).await?, Access::Platform, |tx| {
+                sqlx::query_as(
+                    "SELECT tenant_id, seq, hash, ts_ms, key_id, sig FROM audit_checkpoints \
                  WHERE tenant_id = $1 AND seq = $2",
-            )
-            .bind(tenant.as_str())
-            .bind(seq.min(i64::MAX as u64) as i64)
-            .fetch_optional(&mut *tx)
-            .await?
-        })?;
+                )
+                .bind(tenant.as_str())
+                .bind(seq.min(i64::MAX as u64) as i64)
+                .fetch_optional(&mut *tx)
+                .await?
+            })?;
         Ok(row.map(|r| to_checkpoint(r).1))
     }
 
     /// Walks each span's records (many tenants per query, at most [`WALK_ROWS`] rows each) and
     /// says, per span, whether its links hold: `Err(reason)` names the first seq that breaks.
     pub async fn audit_walk(&self, spans: &[Span]) -> Result<Vec<Result<(), String>>> {
+        let mut out: Vec<Result<(), String>> = (0..spans.len()).map(|_| Ok(())).collect();
+        for (data, part) in self.store.by_place(spans.to_vec(), |s| &s.tenant).await? {
+            let (at, part): (Vec<usize>, Vec<Span>) = part.into_iter().unzip();
+            for (i, r) in at.into_iter().zip(walk(&data, &part).await?) {
+                out[i] = r;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// [`crate::Platform::audit_walk`] in one place.
+async fn walk(data: &crate::places::Data, spans: &[Span]) -> Result<Vec<Result<(), String>>> {
+    {
         let mut state: Vec<WalkState> = spans
             .iter()
             .map(|s| WalkState {
@@ -167,7 +188,7 @@ impl crate::Platform<'_> {
             let batch = &segments[start..end];
             start = end;
             let found: Vec<(String, i64, String, Vec<u8>)> =
-                with_tx!(self.store, Access::Platform, |tx| {
+                with_tx!(data, Access::Platform, |tx| {
                     let mut qb = sqlx::QueryBuilder::new("WITH f(t, lo, hi) AS (VALUES ");
                     let mut first = true;
                     for (i, lo, hi) in batch {
@@ -230,7 +251,9 @@ impl crate::Platform<'_> {
             })
             .collect())
     }
+}
 
+impl crate::Platform<'_> {
     /// Retention for `tenant`: deletes records (and bodies) older than `before_ms` up to the
     /// last checkpoint among them, after checking that checkpoint's signature against `key`
     /// and its hash against the record at its seq. On PostgreSQL only the owner can delete
@@ -243,7 +266,7 @@ impl crate::Platform<'_> {
         key: &PublicKey,
     ) -> Result<u64> {
         let id = tenant.as_str();
-        with_tx!(self.store, Access::Platform, |tx| {
+        with_tx!(self.store.data(tenant).await?, Access::Platform, |tx| {
             let old: Option<i64> = sqlx::query_scalar(
                 "SELECT MAX(seq) FROM audit_records WHERE tenant_id = $1 AND ts_ms < $2",
             )

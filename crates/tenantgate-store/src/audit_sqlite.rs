@@ -145,21 +145,24 @@ impl crate::Store {
     /// PostgreSQL it keeps using the pool (each statement is a network round trip there anyway,
     /// and replicas share the heads).
     pub fn audit_appender_wanted(&self) -> bool {
-        matches!(self, crate::Store::Sqlite(_))
+        matches!(self.db(), crate::Db::Sqlite(_))
     }
 
-    /// SQLite: opens the audit writer's own connection to the store's file, as durable as the
+    /// SQLite: opens the audit writer's own connection to the store's (shared) file: it
+    /// writes the chains of tenants whose data is in the shared tables (`Store::is_shared`);
+    /// the others go through [`crate::Store::audit_append`], to their places.
+    /// Opens it as durable as the
     /// pool's connections are (their `synchronous` setting, read back). `None` on PostgreSQL.
     pub async fn open_audit_appender(&self) -> Result<Option<AuditAppender>> {
-        match self {
-            crate::Store::Sqlite(pool) => {
+        match self.db() {
+            crate::Db::Sqlite(pool) => {
                 let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
                     .fetch_one(pool)
                     .await?;
                 let path = pool.connect_options().get_filename().to_path_buf();
                 AuditAppender::open(&path, synchronous).map(Some)
             }
-            crate::Store::Postgres(_) => Ok(None),
+            crate::Db::Postgres(_) => Ok(None),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Opening a store: URL parsing, SQLite pragmas, PostgreSQL schema, runtime role and RLS setup.
 
-use crate::{Access, Result, Store, StoreError};
+use crate::{Access, Db, Result, Store, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Executor};
@@ -90,7 +90,7 @@ impl Store {
         let url = opts.url.as_str();
         if url.starts_with("sqlite:") {
             // One file, one set of rights: the same store.
-            open_sqlite(opts).await
+            open_sqlite(opts).await.map(|db| Store::new(db, opts))
         } else {
             check_ident("database.pg_schema", &opts.pg_schema)?;
             let connect = PgConnectOptions::from_str(url)
@@ -108,7 +108,7 @@ impl Store {
                     })
                 })
                 .connect_lazy_with(connect);
-            Ok(Store::Postgres(pool))
+            Ok(Store::new(Db::Postgres(pool), opts))
         }
     }
 
@@ -117,7 +117,7 @@ impl Store {
     pub async fn open(opts: &StoreOptions) -> Result<Store> {
         let url = opts.url.as_str();
         if url.starts_with("sqlite:") {
-            open_sqlite(opts).await
+            Ok(Store::new(open_sqlite(opts).await?, opts))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             open_postgres(opts).await
         } else {
@@ -128,7 +128,9 @@ impl Store {
     }
 }
 
-async fn open_sqlite(opts: &StoreOptions) -> Result<Store> {
+/// Opens (creating and migrating) one SQLite database file: the shared store, or a tenant's
+/// own file (`places.rs`).
+pub(crate) async fn open_sqlite(opts: &StoreOptions) -> Result<Db> {
     let path = opts
         .url
         .trim_start_matches("sqlite://")
@@ -168,10 +170,10 @@ async fn open_sqlite(opts: &StoreOptions) -> Result<Store> {
         .connect_with(connect)
         .await?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-    Ok(Store::Sqlite(pool))
+    Ok(Db::Sqlite(pool))
 }
 
-fn check_ident(what: &str, s: &str) -> Result<()> {
+pub(crate) fn check_ident(what: &str, s: &str) -> Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.as_bytes()[0].is_ascii_lowercase()
@@ -217,9 +219,14 @@ async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
         .await?;
     let setup = async {
         admin
-            .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}").as_str())
+            .execute(
+                format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}")
+                    .as_str(),
+            )
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&mut admin).await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut admin)
+            .await?;
         // The request role: created NOLOGIN if missing; a LOGIN with its password for
         // `Password`; only `OwnerSetRole` needs the owner to be a member (for SET ROLE).
         let login = match &opts.pg_login {
@@ -249,11 +256,7 @@ async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
                 format!("SET search_path TO {schema}; SET ROLE {role}"),
             ),
             (PgLogin::Password(pw), _) => (
-                connect
-                    .clone()
-                    .username(&role)
-                    .password(pw)
-                    .traced(),
+                connect.clone().username(&role).password(pw).traced(),
                 format!("SET search_path TO {schema}"),
             ),
             (PgLogin::Url(_), Some(c)) => (c, format!("SET search_path TO {schema}")),
@@ -276,21 +279,16 @@ async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
         if !matches!(opts.pg_login, PgLogin::OwnerSetRole) {
             check_request_role(&pool, &schema).await?;
         }
-        // DML only; audit rows are neither updated nor deleted by requests (retention runs on
-        // the owner's maintenance connection).
-        admin
-            .execute(
-                format!(
-                    "GRANT USAGE ON SCHEMA {schema} TO {role};
-                     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
-                     GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
-                     REVOKE ALL ON {schema}._sqlx_migrations FROM {role};
-                     REVOKE UPDATE ON {schema}.audit_records, {schema}.audit_checkpoints FROM {role};
-                     REVOKE DELETE ON {schema}.audit_records, {schema}.audit_checkpoints, {schema}.audit_bodies FROM {role};"
-                )
-                .as_str(),
-            )
-            .await?;
+        grant_runtime(&mut admin, &schema, &role).await?;
+        // Tenants on the schema tier: their schemas migrate with the shared one.
+        let placed: Vec<String> = sqlx::query_scalar(
+            "SELECT location FROM tenant_placement WHERE tier = 'schema' ORDER BY location",
+        )
+        .fetch_all(&mut admin)
+        .await?;
+        for s in placed {
+            migrate_pg_schema(&mut admin, &s, &schema, &role).await?;
+        }
         Ok::<_, StoreError>(pool)
     }
     .await;
@@ -298,7 +296,150 @@ async fn open_postgres(opts: &StoreOptions) -> Result<Store> {
         .execute("SELECT pg_advisory_unlock(7335463318211)")
         .await;
     let _ = admin.close().await;
-    Ok(Store::Postgres(setup?))
+    Ok(Store::new(Db::Postgres(setup?), opts))
+}
+
+/// DML only for the request role; audit rows are neither updated nor deleted by requests
+/// (retention runs on the owner's maintenance connection).
+async fn grant_runtime(admin: &mut sqlx::PgConnection, schema: &str, role: &str) -> Result<()> {
+    admin
+        .execute(
+            format!(
+                "GRANT USAGE ON SCHEMA {schema} TO {role};
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+                 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+                 REVOKE ALL ON {schema}._sqlx_migrations FROM {role};
+                 REVOKE UPDATE ON {schema}.audit_records, {schema}.audit_checkpoints FROM {role};
+                 REVOKE DELETE ON {schema}.audit_records, {schema}.audit_checkpoints, {schema}.audit_bodies FROM {role};"
+            )
+            .as_str(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Creates (if missing) and migrates a schema-tier tenant's own schema in the shared database,
+/// as the owner: the same tables, triggers and row-level security as the shared schema, and
+/// the same grants to the request role. (`open_postgres` runs the same on its setup
+/// connection for every placed schema at start.)
+pub(crate) async fn migrate_pg_schema(
+    admin: &mut sqlx::PgConnection,
+    tenant_schema: &str,
+    shared: &str,
+    role: &str,
+) -> Result<()> {
+    check_ident("tenant schema", tenant_schema)?;
+    admin
+        .execute(
+            format!(
+                "CREATE SCHEMA IF NOT EXISTS {tenant_schema}; SET search_path TO {tenant_schema}"
+            )
+            .as_str(),
+        )
+        .await?;
+    let migrated = sqlx::migrate!("./migrations/postgres")
+        .run(&mut *admin)
+        .await;
+    let granted = match migrated {
+        Ok(()) => grant_runtime(admin, tenant_schema, role).await,
+        Err(e) => Err(e.into()),
+    };
+    admin
+        .execute(format!("SET search_path TO {shared}").as_str())
+        .await?;
+    granted
+}
+
+/// A one-connection pool on the owner's login whose search path is `schema` (which need not
+/// exist yet), with the role requests run as. For provisioning at run time: a pool, not a
+/// bare connection, because the migrator over `&mut PgConnection` makes a future that is
+/// not `Send` for every lifetime, and request handlers provision.
+pub(crate) async fn pg_owner_pool(
+    opts: &StoreOptions,
+    schema: &str,
+) -> Result<(sqlx::PgPool, String)> {
+    check_ident("schema", schema)?;
+    let role = match &opts.pg_login {
+        PgLogin::Url(u) => PgConnectOptions::from_str(u)
+            .map_err(|e| StoreError::Url(format!("database.runtime_url: {e}")))?
+            .get_username()
+            .to_owned(),
+        PgLogin::Password(_) | PgLogin::OwnerSetRole => opts.pg_runtime_role.clone(),
+    };
+    let connect = PgConnectOptions::from_str(&opts.url)
+        .map_err(|e| StoreError::Url(e.to_string()))?
+        .traced();
+    let pool = search_path_pool(connect, schema, 1, opts.acquire_timeout).await?;
+    Ok((pool, role))
+}
+
+async fn search_path_pool(
+    connect: PgConnectOptions,
+    schema: &str,
+    max: u32,
+    acquire_timeout: Duration,
+) -> Result<sqlx::PgPool> {
+    let after = format!("SET search_path TO {schema}");
+    Ok(PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            let after = after.clone();
+            Box::pin(async move {
+                conn.execute(after.as_str()).await?;
+                Ok(())
+            })
+        })
+        .connect_with(connect)
+        .await?)
+}
+
+/// Provisions a schema-tier tenant's schema at run time (see [`migrate_pg_schema`]).
+pub(crate) async fn provision_pg_schema(opts: &StoreOptions, tenant_schema: &str) -> Result<()> {
+    let (pool, role) = pg_owner_pool(opts, tenant_schema).await?;
+    let r = async {
+        pool.execute(format!("CREATE SCHEMA IF NOT EXISTS {tenant_schema}").as_str())
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let mut c = pool.acquire().await?;
+        grant_runtime(&mut c, tenant_schema, &role).await
+    }
+    .await;
+    pool.close().await;
+    r
+}
+
+/// Drops a schema-tier tenant's schema (after its keys were shredded).
+pub(crate) async fn drop_pg_schema(opts: &StoreOptions, tenant_schema: &str) -> Result<()> {
+    let (pool, _) = pg_owner_pool(opts, &opts.pg_schema).await?;
+    check_ident("tenant schema", tenant_schema)?;
+    let r = pool
+        .execute(format!("DROP SCHEMA IF EXISTS {tenant_schema} CASCADE").as_str())
+        .await;
+    pool.close().await;
+    r.map(|_| ()).map_err(Into::into)
+}
+
+/// Opens a dedicated tenant's own PostgreSQL database (`url`, its own role): creates and
+/// migrates tenantgate's schema there. Nobody else's rows are in it, so it needs no separate
+/// request role; row-level security and the audit triggers still apply.
+pub(crate) async fn open_pg_dedicated(opts: &StoreOptions, url: &str) -> Result<Db> {
+    let schema = opts.pg_schema.clone();
+    check_ident("database.pg_schema", &schema)?;
+    let connect = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Url(e.to_string()))?
+        .traced();
+    let pool = search_path_pool(
+        connect,
+        &schema,
+        opts.max_connections.clamp(1, 4),
+        opts.acquire_timeout,
+    )
+    .await?;
+    pool.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+        .await?;
+    sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+    Ok(Db::Postgres(pool))
 }
 
 /// A password goes into `ALTER ROLE .. PASSWORD '..'` (no bind parameters there): only
@@ -338,19 +479,38 @@ async fn check_request_role(pool: &sqlx::PgPool, schema: &str) -> Result<()> {
     Ok(())
 }
 
-/// Applies the transaction-local RLS setting for `access`.
+/// Applies the transaction-local RLS setting for `access` and, for a tenant on the schema
+/// tier, its schema as the search path (one statement either way).
 pub(crate) async fn apply_pg_access(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     access: Access<'_>,
+    schema: Option<&str>,
 ) -> Result<()> {
-    match access {
-        Access::Tenant(id) => {
+    match (access, schema) {
+        (Access::Tenant(id), None) => {
             sqlx::query("SELECT set_config('tenantgate.tenant_id', $1, true)")
                 .bind(id.as_str())
                 .execute(&mut **tx)
                 .await?;
         }
-        Access::Platform => {
+        (Access::Tenant(id), Some(s)) => {
+            sqlx::query(
+                "SELECT set_config('tenantgate.tenant_id', $1, true), set_config('search_path', $2, true)",
+            )
+            .bind(id.as_str())
+            .bind(s)
+            .execute(&mut **tx)
+            .await?;
+        }
+        (Access::Platform, Some(s)) => {
+            sqlx::query(
+                "SELECT set_config('tenantgate.platform', 'on', true), set_config('search_path', $1, true)",
+            )
+            .bind(s)
+            .execute(&mut **tx)
+            .await?;
+        }
+        (Access::Platform, None) => {
             sqlx::query("SELECT set_config('tenantgate.platform', 'on', true)")
                 .execute(&mut **tx)
                 .await?;

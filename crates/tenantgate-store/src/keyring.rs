@@ -7,7 +7,7 @@
 //! for a bounded time and number of uses (then a fresh one is made), so the KMS is not on every
 //! call and no key sees more than `dek_max_uses` random nonces.
 
-use crate::{now_ms, with_tx, Access, Store, StoreError};
+use crate::{now_ms, with_tx, Access, Db, Store, StoreError};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -138,8 +138,11 @@ impl Keyring {
             .generate_data_key(tenant, &Aad::data_key(tenant.as_str(), kind, &id))
             .await
             .map_err(kms_err)?;
-        with_tx!(&self.store, Access::Tenant(tenant), |tx| {
-            sqlx::query("INSERT INTO tenant_data_keys (tenant_id, id, purpose, kek_version, wrapped, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+        with_tx!(
+            self.store.data(tenant).await?,
+            Access::Tenant(tenant),
+            |tx| {
+                sqlx::query("INSERT INTO tenant_data_keys (tenant_id, id, purpose, kek_version, wrapped, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(tenant.as_str())
                 .bind(&id[..])
                 .bind(kind)
@@ -148,7 +151,8 @@ impl Keyring {
                 .bind(now_ms())
                 .execute(&mut *tx)
                 .await?;
-        })?;
+            }
+        )?;
         if self.opts.cache {
             if let Ok(mut g) = self.sealing.lock() {
                 g.insert(
@@ -203,7 +207,7 @@ impl Keyring {
             }
         }
         let row: Option<(String, i64, Vec<u8>)> = with_tx!(
-            &self.store,
+            self.store.data(tenant).await?,
             Access::Tenant(tenant),
             |tx| {
                 let r = sqlx::query("SELECT purpose, kek_version, wrapped FROM tenant_data_keys WHERE tenant_id = $1 AND id = $2")
@@ -269,8 +273,11 @@ impl Keyring {
     ) -> Result<(), KeyringError> {
         let sealed = self.seal(scope, "tenant_secret", name, value).await?;
         let tenant = scope.tenant_id();
-        with_tx!(&self.store, Access::Tenant(tenant), |tx| {
-            sqlx::query(
+        with_tx!(
+            self.store.data(tenant).await?,
+            Access::Tenant(tenant),
+            |tx| {
+                sqlx::query(
                 "INSERT INTO tenant_secrets (tenant_id, name, sealed, updated_at_ms) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (tenant_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at_ms = excluded.updated_at_ms",
             )
@@ -280,7 +287,8 @@ impl Keyring {
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
-        })?;
+            }
+        )?;
         Ok(())
     }
 
@@ -290,15 +298,19 @@ impl Keyring {
         name: &str,
     ) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
         let tenant = scope.tenant_id();
-        let sealed: Option<Vec<u8>> = with_tx!(&self.store, Access::Tenant(tenant), |tx| {
-            sqlx::query_scalar(
-                "SELECT sealed FROM tenant_secrets WHERE tenant_id = $1 AND name = $2",
-            )
-            .bind(tenant.as_str())
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-        })?;
+        let sealed: Option<Vec<u8>> = with_tx!(
+            self.store.data(tenant).await?,
+            Access::Tenant(tenant),
+            |tx| {
+                sqlx::query_scalar(
+                    "SELECT sealed FROM tenant_secrets WHERE tenant_id = $1 AND name = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        )?;
         self.open(
             scope,
             "tenant_secret",
@@ -351,7 +363,7 @@ impl Keyring {
             return Ok(0);
         };
         let pending: Vec<(Vec<u8>, String, i64, Vec<u8>)> = with_tx!(
-            &self.store,
+            self.store.data(tenant).await?,
             Access::Tenant(tenant),
             |tx| {
                 let rows = sqlx::query("SELECT id, purpose, kek_version, wrapped FROM tenant_data_keys WHERE tenant_id = $1 AND kek_version <> $2")
@@ -377,8 +389,11 @@ impl Keyring {
                 .rewrap(tenant, &old, &Aad::data_key(tenant.as_str(), purpose, id))
                 .await
                 .map_err(kms_err)?;
-            with_tx!(&self.store, Access::Tenant(tenant), |tx| {
-                sqlx::query("UPDATE tenant_data_keys SET kek_version = $1, wrapped = $2 WHERE tenant_id = $3 AND id = $4 AND kek_version = $5")
+            with_tx!(
+                self.store.data(tenant).await?,
+                Access::Tenant(tenant),
+                |tx| {
+                    sqlx::query("UPDATE tenant_data_keys SET kek_version = $1, wrapped = $2 WHERE tenant_id = $3 AND id = $4 AND kek_version = $5")
                     .bind(i64::from(new.kek_version))
                     .bind(&new.bytes)
                     .bind(tenant.as_str())
@@ -386,7 +401,8 @@ impl Keyring {
                     .bind(kek_version)
                     .execute(&mut *tx)
                     .await?;
-            })?;
+                }
+            )?;
             done += 1;
         }
         if done == pending.len() {
@@ -418,15 +434,19 @@ impl Keyring {
         }
         let mut retire = Vec::new();
         for v in due {
-            let users: i64 = with_tx!(&self.store, Access::Tenant(tenant), |tx| {
-                sqlx::query_scalar(
+            let users: i64 = with_tx!(
+                self.store.data(tenant).await?,
+                Access::Tenant(tenant),
+                |tx| {
+                    sqlx::query_scalar(
                     "SELECT COUNT(*) FROM tenant_data_keys WHERE tenant_id = $1 AND kek_version = $2",
                 )
                 .bind(tenant.as_str())
                 .bind(i64::from(v))
                 .fetch_one(&mut *tx)
                 .await?
-            })?;
+                }
+            )?;
             if users == 0 {
                 retire.push(v);
             }
@@ -448,21 +468,26 @@ impl Keyring {
             .iter()
             .find(|v| v.state == KekState::Current)
             .map(|v| v.version);
-        let (total, pending): (i64, i64) = with_tx!(&self.store, Access::Tenant(tenant), |tx| {
-            let total: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM tenant_data_keys WHERE tenant_id = $1")
-                    .bind(tenant.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let pending: i64 = sqlx::query_scalar(
+        let (total, pending): (i64, i64) = with_tx!(
+            self.store.data(tenant).await?,
+            Access::Tenant(tenant),
+            |tx| {
+                let total: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM tenant_data_keys WHERE tenant_id = $1",
+                )
+                .bind(tenant.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                let pending: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM tenant_data_keys WHERE tenant_id = $1 AND kek_version <> $2",
             )
             .bind(tenant.as_str())
             .bind(i64::from(current.unwrap_or(0)))
             .fetch_one(&mut *tx)
             .await?;
-            (total, pending)
-        })?;
+                (total, pending)
+            }
+        )?;
         Ok(KeyStatus {
             tenant_id: tenant.to_string(),
             kms: self.kms.name(),
@@ -482,7 +507,8 @@ impl Keyring {
     ) -> Result<(), KeyringError> {
         self.forget(tenant);
         self.kms.destroy(tenant).await.map_err(kms_err)?;
-        with_tx!(&self.store, Access::Tenant(tenant), |tx| {
+        let data = self.store.data(tenant).await?;
+        with_tx!(&data, Access::Tenant(tenant), |tx| {
             sqlx::query("DELETE FROM tenant_data_keys WHERE tenant_id = $1")
                 .bind(tenant.as_str())
                 .execute(&mut *tx)
@@ -490,7 +516,7 @@ impl Keyring {
         })?;
         self.forget(tenant);
         // SQLite keeps old page images in the WAL until a checkpoint; fold them in now.
-        if let Store::Sqlite(pool) = &self.store {
+        if let Db::Sqlite(pool) = data.db() {
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(pool)
                 .await
@@ -509,11 +535,17 @@ impl Keyring {
         &self,
         _admin: &PlatformAdmin,
     ) -> Result<Vec<TenantId>, KeyringError> {
-        let rows: Vec<String> = with_tx!(&self.store, Access::Platform, |tx| {
-            sqlx::query_scalar("SELECT DISTINCT tenant_id FROM tenant_keks WHERE is_current = 0")
+        // Every place holding tenants' keys (the shared tables, each schema, file or database).
+        let mut rows: Vec<String> = Vec::new();
+        for (_, data) in self.store.data_places().await? {
+            rows.extend(with_tx!(&data, Access::Platform, |tx| {
+                sqlx::query_scalar::<_, String>(
+                    "SELECT DISTINCT tenant_id FROM tenant_keks WHERE is_current = 0",
+                )
                 .fetch_all(&mut *tx)
                 .await?
-        })?;
+            })?);
+        }
         Ok(rows
             .iter()
             .filter_map(|t| TenantId::parse(t).ok())
@@ -525,11 +557,16 @@ impl Keyring {
         &self,
         _admin: &PlatformAdmin,
     ) -> Result<Vec<(TenantId, i64)>, KeyringError> {
-        let rows: Vec<(String, i64)> = with_tx!(&self.store, Access::Platform, |tx| {
-            sqlx::query_as("SELECT tenant_id, created_at_ms FROM tenant_keks WHERE is_current = 1")
+        let mut rows: Vec<(String, i64)> = Vec::new();
+        for (_, data) in self.store.data_places().await? {
+            rows.extend(with_tx!(&data, Access::Platform, |tx| {
+                sqlx::query_as::<_, (String, i64)>(
+                    "SELECT tenant_id, created_at_ms FROM tenant_keks WHERE is_current = 1",
+                )
                 .fetch_all(&mut *tx)
                 .await?
-        })?;
+            })?);
+        }
         Ok(rows
             .into_iter()
             .filter_map(|(t, at)| TenantId::parse(&t).ok().map(|t| (t, at)))

@@ -95,7 +95,7 @@ impl LocalKms {
                 return Ok(Some((v, k)));
             }
         }
-        let row: Option<(i64, Vec<u8>)> = tx!(&self.store, Access::Tenant(tenant), |tx| {
+        let row: Option<(i64, Vec<u8>)> = tx!(self.store.data(tenant).await?, Access::Tenant(tenant), |tx| {
             let r = match version {
                 Some(v) => {
                     sqlx::query("SELECT version, wrapped FROM tenant_keks WHERE tenant_id = $1 AND version = $2")
@@ -129,7 +129,7 @@ impl LocalKms {
     /// Inserts a new current version (`version` = max + 1), demoting the others, atomically.
     async fn add_version(&self, tenant: &TenantId, only_if_none: bool) -> Result<u32, KmsError> {
         let key = Key::generate();
-        tx!(&self.store, Access::Tenant(tenant), |tx| {
+        tx!(self.store.data(tenant).await?, Access::Tenant(tenant), |tx| {
             let max: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM tenant_keks WHERE tenant_id = $1")
                 .bind(tenant.as_str())
                 .fetch_one(&mut *tx)
@@ -215,7 +215,7 @@ impl Kms for LocalKms {
 
     async fn retire(&self, tenant: &TenantId, versions: &[u32]) -> Result<(), KmsError> {
         for v in versions {
-            tx!(&self.store, Access::Tenant(tenant), |tx| {
+            tx!(self.store.data(tenant).await?, Access::Tenant(tenant), |tx| {
                 sqlx::query("DELETE FROM tenant_keks WHERE tenant_id = $1 AND version = $2 AND is_current = 0")
                     .bind(tenant.as_str())
                     .bind(i64::from(*v))
@@ -231,7 +231,7 @@ impl Kms for LocalKms {
     }
 
     async fn versions(&self, tenant: &TenantId) -> Result<Vec<KekVersion>, KmsError> {
-        tx!(&self.store, Access::Tenant(tenant), |tx| {
+        tx!(self.store.data(tenant).await?, Access::Tenant(tenant), |tx| {
             let rows = sqlx::query("SELECT version, is_current, created_at_ms FROM tenant_keks WHERE tenant_id = $1 ORDER BY version")
                 .bind(tenant.as_str())
                 .fetch_all(&mut *tx)
@@ -251,12 +251,16 @@ impl Kms for LocalKms {
 
     async fn destroy(&self, tenant: &TenantId) -> Result<(), KmsError> {
         self.forget(tenant);
-        tx!(&self.store, Access::Tenant(tenant), |tx| {
-            sqlx::query("DELETE FROM tenant_keks WHERE tenant_id = $1")
-                .bind(tenant.as_str())
-                .execute(&mut *tx)
-                .await?;
-        })
+        tx!(
+            self.store.data(tenant).await?,
+            Access::Tenant(tenant),
+            |tx| {
+                sqlx::query("DELETE FROM tenant_keks WHERE tenant_id = $1")
+                    .bind(tenant.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        )
         .map_err(backend)?;
         self.forget(tenant);
         Ok(())

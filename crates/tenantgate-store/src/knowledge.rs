@@ -174,16 +174,14 @@ impl TenantStore<'_> {
 
     /// Deletes a knowledge base with every document and chunk in it.
     pub async fn delete_knowledge_base(&self, id: &str) -> Result<()> {
-        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
-            let n = sqlx::query("DELETE FROM knowledge_bases WHERE tenant_id = $1 AND id = $2")
-                .bind(self.id().as_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+        // The documents and chunks (the tenant's place) go first, then the name (control
+        // plane): an interruption between leaves an empty knowledge base, never orphaned rows.
+        let data = self.data().await?;
+        let shared = data.holds_control();
+        if !shared {
+            self.knowledge_base(id).await?;
+        }
+        with_tx!(&data, Access::Tenant(self.id()), |tx| {
             for table in ["kb_chunks", "kb_documents"] {
                 sqlx::query(&format!(
                     "DELETE FROM {table} WHERE tenant_id = $1 AND kb_id = $2"
@@ -193,27 +191,45 @@ impl TenantStore<'_> {
                 .execute(&mut *tx)
                 .await?;
             }
-            bump_revision(&mut tx).await?;
-        })
+            if shared {
+                if drop_kb!(tx, self.id().as_str(), Some(id)) == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+        })?;
+        if !shared {
+            with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+                if drop_kb!(tx, self.id().as_str(), Some(id)) == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            })?;
+        }
+        Ok(())
     }
 
     /// Deletes every knowledge base, document and chunk of this tenant. Returns how many
     /// knowledge bases there were.
     pub async fn delete_all_knowledge(&self) -> Result<u64> {
-        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+        let data = self.data().await?;
+        let shared = data.holds_control();
+        let n = with_tx!(&data, Access::Tenant(self.id()), |tx| {
             for table in ["kb_chunks", "kb_documents"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                     .bind(self.id().as_str())
                     .execute(&mut *tx)
                     .await?;
             }
-            let n = sqlx::query("DELETE FROM knowledge_bases WHERE tenant_id = $1")
-                .bind(self.id().as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            bump_revision(&mut tx).await?;
-            n
+            if shared {
+                drop_kb!(tx, self.id().as_str(), None)
+            } else {
+                0
+            }
+        })?;
+        if shared {
+            return Ok(n);
+        }
+        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            drop_kb!(tx, self.id().as_str(), None)
         })
     }
 
@@ -247,21 +263,18 @@ impl TenantStore<'_> {
             created_at_ms: now_ms(),
         };
         let tenant = self.id().as_str();
-        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
-            let n = sqlx::query(
-                "UPDATE knowledge_bases SET revision = revision + 1 WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant)
-            .bind(kb_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 0 {
+        // Knowledge bases' revisions are part of the gateways' snapshot: every replica
+        // serves retrieval from memory and learns of the new revision by reloading it. Where
+        // the tenant's rows are elsewhere, the revision moves after they committed.
+        let data = self.data().await?;
+        let shared = data.holds_control();
+        if !shared {
+            self.knowledge_base(kb_id).await?;
+        }
+        with_tx!(&data, Access::Tenant(self.id()), |tx| {
+            if shared && bump_kb!(tx, tenant, kb_id) == 0 {
                 return Err(StoreError::NotFound);
             }
-            // Knowledge bases' revisions are part of the gateways' snapshot: every replica
-            // serves retrieval from memory and learns of the new revision by reloading it.
-            bump_revision(&mut tx).await?;
             sqlx::query(
                 "INSERT INTO kb_documents (id, tenant_id, kb_id, name, content_type, bytes, sha256, chunks, created_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -292,6 +305,11 @@ impl TenantStore<'_> {
                 qb.build().execute(&mut *tx).await?;
             }
         })?;
+        if !shared {
+            with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+                bump_kb!(tx, tenant, kb_id);
+            })?;
+        }
         Ok(d)
     }
 
@@ -299,7 +317,7 @@ impl TenantStore<'_> {
         let sql = format!(
             "SELECT {DOC_COLS} FROM kb_documents WHERE tenant_id = $1 AND kb_id = $2 ORDER BY created_at_ms, id"
         );
-        let rows: Vec<DocRow> = with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+        let rows: Vec<DocRow> = with_tx!(self.data().await?, Access::Tenant(self.id()), |tx| {
             sqlx::query_as(&sql)
                 .bind(self.id().as_str())
                 .bind(kb_id)
@@ -312,7 +330,9 @@ impl TenantStore<'_> {
     /// Deletes a document and its chunks and moves the knowledge base's revision.
     pub async fn delete_document(&self, kb_id: &str, doc_id: &str) -> Result<()> {
         let tenant = self.id().as_str();
-        with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+        let data = self.data().await?;
+        let shared = data.holds_control();
+        with_tx!(&data, Access::Tenant(self.id()), |tx| {
             let n = sqlx::query(
                 "DELETE FROM kb_documents WHERE tenant_id = $1 AND kb_id = $2 AND id = $3",
             )
@@ -330,30 +350,31 @@ impl TenantStore<'_> {
                 .bind(doc_id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "UPDATE knowledge_bases SET revision = revision + 1 WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant)
-            .bind(kb_id)
-            .execute(&mut *tx)
-            .await?;
-            bump_revision(&mut tx).await?;
-        })
+            if shared {
+                bump_kb!(tx, tenant, kb_id);
+            }
+        })?;
+        if !shared {
+            with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+                bump_kb!(tx, tenant, kb_id);
+            })?;
+        }
+        Ok(())
     }
 
     /// Every chunk of a knowledge base, in id order, with its document's name and the revision
     /// they make up (read in one transaction, so the two agree).
     pub async fn chunks(&self, kb_id: &str) -> Result<(i64, Vec<StoredChunk>)> {
         let tenant = self.id().as_str();
+        let (data, rev) = self.data_and_revision(kb_id).await?;
         let (revision, rows): (Option<i64>, Vec<ChunkRow>) =
-            with_tx!(self.store, Access::Tenant(self.id()), |tx| {
-                let rev: Option<i64> = sqlx::query_scalar(
-                    "SELECT revision FROM knowledge_bases WHERE tenant_id = $1 AND id = $2",
-                )
-                .bind(tenant)
-                .bind(kb_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            with_tx!(&data, Access::Tenant(self.id()), |tx| {
+                let rev: Option<i64> = match &rev {
+                    // Read first, in its own transaction: rows newer than the revision only
+                    // cost a redundant catch-up later, never a missed one.
+                    Some(r) => *r,
+                    None => kb_revision!(tx, tenant, kb_id),
+                };
                 let rows = sqlx::query_as(
                     "SELECT c.id, c.doc_id, c.ord, c.sealed, d.name FROM kb_chunks c \
                      JOIN kb_documents d ON d.id = c.doc_id AND d.tenant_id = c.tenant_id \
@@ -384,15 +405,15 @@ impl TenantStore<'_> {
     /// transaction, so the two agree): what a resident index diffs against to catch up.
     pub async fn document_ids(&self, kb_id: &str) -> Result<(i64, Vec<String>)> {
         let tenant = self.id().as_str();
+        let (data, rev) = self.data_and_revision(kb_id).await?;
         let (revision, ids): (Option<i64>, Vec<String>) =
-            with_tx!(self.store, Access::Tenant(self.id()), |tx| {
-                let rev: Option<i64> = sqlx::query_scalar(
-                    "SELECT revision FROM knowledge_bases WHERE tenant_id = $1 AND id = $2",
-                )
-                .bind(tenant)
-                .bind(kb_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            with_tx!(&data, Access::Tenant(self.id()), |tx| {
+                let rev: Option<i64> = match &rev {
+                    // Read first, in its own transaction: rows newer than the revision only
+                    // cost a redundant catch-up later, never a missed one.
+                    Some(r) => *r,
+                    None => kb_revision!(tx, tenant, kb_id),
+                };
                 let ids = sqlx::query_scalar(
                     "SELECT id FROM kb_documents WHERE tenant_id = $1 AND kb_id = $2 ORDER BY id",
                 )
@@ -415,22 +436,23 @@ impl TenantStore<'_> {
         let mut out = Vec::new();
         // Bounded parameter lists (SQLite's limit); a catch-up names few documents.
         for part in doc_ids.chunks(CHUNK_INSERT) {
-            let rows: Vec<ChunkRow> = with_tx!(self.store, Access::Tenant(self.id()), |tx| {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "SELECT c.id, c.doc_id, c.ord, c.sealed, d.name FROM kb_chunks c \
+            let rows: Vec<ChunkRow> =
+                with_tx!(self.data().await?, Access::Tenant(self.id()), |tx| {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "SELECT c.id, c.doc_id, c.ord, c.sealed, d.name FROM kb_chunks c \
                      JOIN kb_documents d ON d.id = c.doc_id AND d.tenant_id = c.tenant_id \
                      WHERE c.tenant_id = ",
-                );
-                qb.push_bind(self.id().as_str());
-                qb.push(" AND c.kb_id = ").push_bind(kb_id);
-                qb.push(" AND c.doc_id IN (");
-                let mut sep = qb.separated(", ");
-                for id in part {
-                    sep.push_bind(id.as_str());
-                }
-                qb.push(") ORDER BY c.id");
-                qb.build_query_as().fetch_all(&mut *tx).await?
-            })?;
+                    );
+                    qb.push_bind(self.id().as_str());
+                    qb.push(" AND c.kb_id = ").push_bind(kb_id);
+                    qb.push(" AND c.doc_id IN (");
+                    let mut sep = qb.separated(", ");
+                    for id in part {
+                        sep.push_bind(id.as_str());
+                    }
+                    qb.push(") ORDER BY c.id");
+                    qb.build_query_as().fetch_all(&mut *tx).await?
+                })?;
             out.extend(
                 rows.into_iter()
                     .map(|(id, doc_id, ord, sealed, document)| StoredChunk {
@@ -456,7 +478,7 @@ impl TenantStore<'_> {
             return Ok(Vec::new());
         }
         let rows: Vec<(i64, String, i32, Vec<u8>, String)> =
-            with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            with_tx!(self.data().await?, Access::Tenant(self.id()), |tx| {
                 let mut qb = sqlx::QueryBuilder::new(
                     "SELECT c.id, c.doc_id, c.ord, c.sealed, d.name FROM kb_chunks c \
                      JOIN kb_documents d ON d.id = c.doc_id AND d.tenant_id = c.tenant_id \
@@ -489,3 +511,83 @@ impl TenantStore<'_> {
             .collect())
     }
 }
+
+impl TenantStore<'_> {
+    /// Where this tenant's documents and chunks are.
+    async fn data(&self) -> Result<crate::places::Data> {
+        self.store.data(self.id()).await
+    }
+
+    /// The place of the tenant's chunks and, where that is not the shared database, a
+    /// knowledge base's revision read beforehand from the control plane (`Some(None)`: no
+    /// such knowledge base). `None`: read it in the same transaction as the rows.
+    async fn data_and_revision(
+        &self,
+        kb_id: &str,
+    ) -> Result<(crate::places::Data, Option<Option<i64>>)> {
+        let data = self.data().await?;
+        if data.holds_control() {
+            return Ok((data, None));
+        }
+        let tenant = self.id().as_str();
+        let rev = with_tx!(self.store, Access::Tenant(self.id()), |tx| {
+            kb_revision!(tx, tenant, kb_id)
+        })?;
+        Ok((data, Some(rev)))
+    }
+}
+
+// The control-plane statements of knowledge changes, as macros so each expands inside a
+// `with_tx!` body and is type-checked per backend (their results differ by backend).
+
+/// A knowledge base's revision (`None`: no such knowledge base of this tenant).
+macro_rules! kb_revision {
+    ($tx:ident, $tenant:expr, $kb:expr) => {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT revision FROM knowledge_bases WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind($tenant)
+        .bind($kb)
+        .fetch_optional(&mut *$tx)
+        .await?
+    };
+}
+use kb_revision;
+
+/// Moves a knowledge base's revision and the control-plane revision; how many knowledge bases
+/// matched (0: none by that id).
+macro_rules! bump_kb {
+    ($tx:ident, $tenant:expr, $kb:expr) => {{
+        let n = sqlx::query(
+            "UPDATE knowledge_bases SET revision = revision + 1 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind($tenant)
+        .bind($kb)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        bump_revision(&mut $tx).await?;
+        n
+    }};
+}
+use bump_kb;
+
+/// Deletes one knowledge base's row (`Some(id)`) or all the tenant's (`None`) and moves the
+/// control-plane revision; how many there were.
+macro_rules! drop_kb {
+    ($tx:ident, $tenant:expr, $kb:expr) => {{
+        let kb: Option<&str> = $kb;
+        let n = sqlx::query(
+            "DELETE FROM knowledge_bases WHERE tenant_id = $1 \
+             AND (CAST($2 AS TEXT) IS NULL OR id = CAST($2 AS TEXT))",
+        )
+        .bind($tenant)
+        .bind(kb)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        bump_revision(&mut $tx).await?;
+        n
+    }};
+}
+use drop_kb;

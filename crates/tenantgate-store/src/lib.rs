@@ -19,6 +19,7 @@ pub mod identity;
 mod keyring;
 mod kms;
 pub mod knowledge;
+mod places;
 mod platform;
 pub mod prompts;
 mod rows;
@@ -27,14 +28,26 @@ mod tenant;
 pub use backend::{PgLogin, StoreOptions, DEFAULT_PG_RUNTIME_ROLE, DEFAULT_PG_SCHEMA};
 pub use keyring::{KeyStatus, Keyring, KeyringError, KeyringOptions};
 pub use kms::LocalKms;
+pub use places::{Layer, LayerPlace, Place, PlaceSummary};
 pub use platform::{AuthSnapshot, Platform};
 pub use tenant::TenantStore;
 
 use tenantgate_core::{InvalidValue, PlatformAdmin, TenantScope};
 
-/// A database of tenantgate's control plane.
+/// tenantgate's store: the shared database (the control plane, and the data of tenants on
+/// the namespace tier) and the places other tenants' data lives in (their isolation tier:
+/// their own PostgreSQL schema or SQLite file, or their own database). Which place a
+/// tenant's rows are in is resolved here, below the tenant-bound handle; nothing above the
+/// store branches on a tenant's tier.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub struct Store {
+    db: Db,
+    places: std::sync::Arc<places::Places>,
+}
+
+/// One database connection pool, of either backend.
+#[derive(Clone, Debug)]
+pub enum Db {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
 }
@@ -64,6 +77,24 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl Store {
+    pub(crate) fn new(db: Db, opts: &StoreOptions) -> Store {
+        Store {
+            places: std::sync::Arc::new(places::Places::new(opts, &db)),
+            db,
+        }
+    }
+
+    /// The shared database's pool (tests and operator tools inspect it directly).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// For `with_tx!`, which also runs on a tenant's place (`places::Data`): the shared
+    /// store's transactions keep the connection's search path (the shared schema).
+    pub(crate) fn pg_schema(&self) -> Option<&str> {
+        None
+    }
+
     /// The tenant-bound handle: every query it runs is restricted to `scope`'s tenant.
     pub fn tenant<'a>(&'a self, scope: &'a TenantScope) -> TenantStore<'a> {
         TenantStore::new(self, scope)
@@ -77,18 +108,18 @@ impl Store {
     /// The control-plane revision: it changes whenever a tenant or key changes. Not tenant data.
     pub async fn revision(&self) -> Result<i64> {
         let q = "SELECT revision FROM control_revision WHERE id = 1";
-        Ok(match self {
-            Store::Sqlite(p) => sqlx::query_scalar(q).fetch_one(p).await?,
-            Store::Postgres(p) => sqlx::query_scalar(q).fetch_one(p).await?,
+        Ok(match &self.db {
+            Db::Sqlite(p) => sqlx::query_scalar(q).fetch_one(p).await?,
+            Db::Postgres(p) => sqlx::query_scalar(q).fetch_one(p).await?,
         })
     }
 
     /// A listener that wakes when the control plane changes (PostgreSQL `LISTEN`); `None` on
     /// SQLite, where callers poll [`Store::revision`].
     pub async fn change_listener(&self) -> Result<Option<ChangeListener>> {
-        match self {
-            Store::Sqlite(_) => Ok(None),
-            Store::Postgres(pool) => {
+        match &self.db {
+            Db::Sqlite(_) => Ok(None),
+            Db::Postgres(pool) => {
                 let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
                 l.listen("tenantgate_control").await?;
                 Ok(Some(ChangeListener(l)))
@@ -97,16 +128,17 @@ impl Store {
     }
 
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match &self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
         }
     }
 
     pub async fn close(&self) {
-        match self {
-            Store::Sqlite(p) => p.close().await,
-            Store::Postgres(p) => p.close().await,
+        self.places.close().await;
+        match &self.db {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
         }
     }
 }
@@ -138,14 +170,19 @@ pub(crate) enum Access<'a> {
     Platform,
 }
 
-/// Runs `$body` inside a transaction on whichever backend `$store` is, with `$access` applied
-/// (RLS settings in PostgreSQL). The body is written once and type-checked per backend.
-/// Evaluates to `Ok(body value)`; an early return with `?` drops the transaction, which rolls
-/// it back.
+/// Runs `$body` inside a transaction on whichever backend `$store` (the shared store, or a
+/// tenant's place, `places::Data`) is, with `$access` applied (RLS settings,
+/// and the tenant's schema as the search path, in PostgreSQL). The body is written once and
+/// type-checked per backend. Evaluates to `Ok(body value)`; an early return with `?` drops
+/// the transaction, which rolls it back.
 macro_rules! with_tx {
-    ($store:expr, $access:expr, |$tx:ident| $body:block) => {
-        match $store {
-            $crate::Store::Sqlite(pool) => {
+    ($store:expr, $access:expr, |$tx:ident| $body:block) => {{
+        // Evaluated once (it may resolve a tenant's place).
+        // Method calls, not a trait: autoderef finds `db` and `pg_schema` on a `Store` or a
+        // `places::Data` behind any number of references.
+        let at = &$store;
+        match at.db() {
+            $crate::Db::Sqlite(pool) => {
                 // IMMEDIATE: take the write lock up front. A deferred transaction that reads
                 // and then writes fails at once ("database is locked") when another connection
                 // wrote in between; an immediate one waits under the busy timeout instead.
@@ -154,15 +191,15 @@ macro_rules! with_tx {
                 $tx.commit().await?;
                 Ok::<_, $crate::StoreError>(out)
             }
-            $crate::Store::Postgres(pool) => {
+            $crate::Db::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;
-                $crate::backend::apply_pg_access(&mut $tx, $access).await?;
+                $crate::backend::apply_pg_access(&mut $tx, $access, at.pg_schema()).await?;
                 let out = $body;
                 $tx.commit().await?;
                 Ok::<_, $crate::StoreError>(out)
             }
         }
-    };
+    }};
 }
 pub(crate) use with_tx;
 

@@ -66,6 +66,18 @@ impl<'a> Platform<'a> {
     }
 
     pub async fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
+        self.create_tenant_at(new, None).await
+    }
+
+    /// Creates a tenant on its tier: its place (a schema, a SQLite file, or `dedicated`, its
+    /// own database: a `postgres://` URL without password or an absolute data directory) is
+    /// provisioned first, then the tenant and its placement are recorded in one transaction;
+    /// if that fails, the new storage is removed again.
+    pub async fn create_tenant_at(
+        &self,
+        new: &NewTenant,
+        dedicated: Option<&str>,
+    ) -> Result<Tenant> {
         new.validate()?;
         let now = now_ms();
         let tenant = Tenant {
@@ -82,8 +94,11 @@ impl<'a> Platform<'a> {
         };
         let models = serde_json::to_string(&tenant.allowed_models)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        tracing::info!(actor = self.admin.actor(), tenant = %tenant.id, slug = %tenant.slug, "creating tenant");
-        with_tx!(self.store, Access::Platform, |tx| {
+        let place = crate::places::place_for(self.store, &tenant.id, new.isolation, dedicated)?;
+        tracing::info!(actor = self.admin.actor(), tenant = %tenant.id, slug = %tenant.slug,
+            tier = %new.isolation, "creating tenant");
+        self.provision(&place).await?;
+        let created = with_tx!(self.store, Access::Platform, |tx| {
             sqlx::query(
                 "INSERT INTO tenants (id, slug, display_name, plan, isolation, status, \
                  allowed_models, max_tokens_per_request, created_at_ms, updated_at_ms) \
@@ -101,8 +116,26 @@ impl<'a> Platform<'a> {
             .execute(&mut *tx)
             .await
             .map_err(|e| crate::conflict_or(e, "tenant slug"))?;
+            if let Some((tier, location)) = place.row() {
+                sqlx::query(
+                    "INSERT INTO tenant_placement (tenant_id, tier, location, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(tenant.id.as_str())
+                .bind(tier)
+                .bind(location)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
             bump_revision(&mut tx).await?;
-        })?;
+        });
+        if let Err(e) = created {
+            if let Err(u) = self.unprovision(&tenant.id, &place).await {
+                tracing::warn!(tenant = %tenant.id, error = %u, "could not remove a failed tenant's storage");
+            }
+            return Err(e);
+        }
         Ok(tenant)
     }
 
@@ -322,6 +355,26 @@ impl<'a> Platform<'a> {
                 .filter(|(_, kb)| kb.is_default)
                 .map(|(t, kb)| (t.as_str().to_owned(), kb.id.clone()))
                 .collect();
+            let placed: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT t.id, p.tier, p.location FROM tenants t \
+                 LEFT JOIN tenant_placement p ON p.tenant_id = t.id",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut places = std::collections::HashMap::with_capacity(placed.len());
+            for (t, tier, loc) in placed {
+                let Ok(t) = TenantId::parse(&t) else { continue };
+                let place = match (tier, loc) {
+                    (Some(tier), Some(loc)) => {
+                        crate::places::Place::from_row(&tier, loc, self.store.db())?
+                    }
+                    _ => crate::places::Place::Shared,
+                };
+                places.insert(t, place);
+            }
+            // Every replica reloads its snapshot when the revision moves: a tier change
+            // reaches each one's store here. A tenant absent from the map is looked up again.
+            self.store.places.replace(places);
             let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
                 v.into_iter()
                     .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))

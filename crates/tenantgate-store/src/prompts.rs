@@ -171,9 +171,14 @@ impl Prompts<'_> {
         Access::Tenant(self.scope.tenant_id())
     }
 
+    /// Where this tenant's templates and versions are (settings are control plane).
+    async fn data(&self) -> Result<crate::places::Data, StoreError> {
+        self.store.data(self.scope.tenant_id()).await
+    }
+
     pub async fn list(&self) -> Result<Vec<PromptInfo>, KeyringError> {
         let rows: Vec<(String, Option<i64>, i64, i64)> =
-            with_tx!(self.store, self.access(), |tx| {
+            with_tx!(self.data().await?, self.access(), |tx| {
                 sqlx::query_as(
                 "SELECT t.name, t.active_version, (SELECT MAX(v.version) FROM prompt_versions v \
                  WHERE v.tenant_id = t.tenant_id AND v.name = t.name), t.updated_at_ms \
@@ -199,7 +204,7 @@ impl Prompts<'_> {
     /// Version metadata, newest first, without bodies.
     pub async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, KeyringError> {
         let rows: Vec<(i64, String, i64, String, Option<i64>)> = with_tx!(
-            self.store,
+            self.data().await?,
             self.access(),
             |tx| {
                 sqlx::query_as(
@@ -237,7 +242,7 @@ impl Prompts<'_> {
         name: &str,
         version: Option<u32>,
     ) -> Result<PromptVersion, KeyringError> {
-        let row: Option<VersionRow> = with_tx!(self.store, self.access(), |tx| {
+        let row: Option<VersionRow> = with_tx!(self.data().await?, self.access(), |tx| {
             let sql = "SELECT v.version, v.uid, v.body_sealed, v.author, v.created_at_ms, v.body_sha256, t.active_version \
                  FROM prompt_versions v JOIN prompt_templates t ON t.tenant_id = v.tenant_id AND t.name = v.name \
                  WHERE v.tenant_id = $1 AND v.name = $2 AND v.version = COALESCE($3, t.active_version)";
@@ -331,7 +336,15 @@ impl Prompts<'_> {
             .await?;
         let now = now_ms();
         let tenant = self.tenant().to_owned();
-        let out = with_tx!(self.store, self.access(), |tx| {
+        let on_conflict = if set.settings.is_some() {
+            REPLACE_KEEPING_CANARY
+        } else {
+            KEEP_EXISTING
+        };
+        // Versions are the tenant's data (its place); settings and revisions the control
+        // plane, in the same transaction where they share a database.
+        let data = self.data().await?;
+        let out = with_tx!(&data, self.access(), |tx| {
             let mut out = Vec::new();
             let mut seen_import: Vec<String> = Vec::new();
             for (v, (uid, body, sha)) in set.versions.iter().zip(&sealed) {
@@ -409,41 +422,40 @@ impl Prompts<'_> {
                     ))));
                 }
             }
-            if set.settings.is_some() {
-                write_settings(
+            if data.holds_control() {
+                import_control(
                     &mut tx,
                     &tenant,
                     &settings,
                     &settings_sealed,
                     now,
-                    REPLACE_KEEPING_CANARY,
-                )
-                .await?;
-            } else {
-                write_settings(
-                    &mut tx,
-                    &tenant,
-                    &settings,
-                    &settings_sealed,
-                    now,
-                    KEEP_EXISTING,
+                    on_conflict,
                 )
                 .await?;
             }
-            sqlx::query(BUMP_PROMPT_REVISION)
-                .bind(&tenant)
-                .execute(&mut *tx)
-                .await?;
-            bump_revision(&mut tx).await?;
             out
         })?;
+        if !data.holds_control() {
+            with_tx!(self.store, self.access(), |tx| {
+                import_control(
+                    &mut tx,
+                    &tenant,
+                    &settings,
+                    &settings_sealed,
+                    now,
+                    on_conflict,
+                )
+                .await?;
+            })?;
+        }
         Ok(out)
     }
 
     /// Points `name` at an existing version (rollback or roll forward).
     pub async fn activate(&self, name: &str, version: u32) -> Result<(), KeyringError> {
         let tenant = self.tenant().to_owned();
-        with_tx!(self.store, self.access(), |tx| {
+        let data = self.data().await?;
+        with_tx!(&data, self.access(), |tx| {
             let n = sqlx::query(
                 "UPDATE prompt_templates SET active_version = $1, updated_at_ms = $2 WHERE tenant_id = $3 AND name = $4 \
                  AND EXISTS (SELECT 1 FROM prompt_versions WHERE tenant_id = $3 AND name = $4 AND version = $1)",
@@ -458,12 +470,15 @@ impl Prompts<'_> {
             if n == 0 {
                 return Err(KeyringError::NotFound);
             }
-            sqlx::query(BUMP_PROMPT_REVISION)
-                .bind(&tenant)
-                .execute(&mut *tx)
-                .await?;
-            bump_revision(&mut tx).await?;
+            if data.holds_control() {
+                bump_prompts(&mut tx, &tenant).await?;
+            }
         })?;
+        if !data.holds_control() {
+            with_tx!(self.store, self.access(), |tx| {
+                bump_prompts(&mut tx, &tenant).await?;
+            })?;
+        }
         Ok(())
     }
 
@@ -545,6 +560,47 @@ const REPLACE_KEEPING_CANARY: &str = "ON CONFLICT (tenant_id) DO UPDATE SET clie
      default_prompt = excluded.default_prompt, custom_instructions_sealed = excluded.custom_instructions_sealed, \
      canary_enabled = excluded.canary_enabled, updated_at_ms = excluded.updated_at_ms, \
      revision = tenant_prompt_settings.revision + 1";
+
+/// The control-plane side of an import or push: the settings (created or replaced) and the
+/// revisions that make every replica reload the tenant's prompts.
+async fn import_control<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    tenant: &str,
+    s: &PromptSettings,
+    ci: &[u8],
+    now: i64,
+    on_conflict: &str,
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<String>: sqlx::Encode<'q, DB>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    write_settings(tx, tenant, s, ci, now, on_conflict).await?;
+    bump_prompts(tx, tenant).await
+}
+
+/// Moves the tenant's prompt revision and the control-plane revision.
+async fn bump_prompts<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    tenant: &str,
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(BUMP_PROMPT_REVISION)
+        .bind(tenant.to_owned())
+        .execute(&mut **tx)
+        .await?;
+    bump_revision(tx).await
+}
 
 async fn write_settings<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,

@@ -10,7 +10,7 @@ use serde_json::json;
 use tenantgate_audit::{link, Actor, EventType, Record, Signer, GENESIS};
 use tenantgate_core::TenantId;
 use tenantgate_store::audit::{AuditFilter, NewAuditRecord};
-use tenantgate_store::Store;
+use tenantgate_store::{Db, Store};
 
 fn entry(id: &str, ts_ms: i64, user: &str) -> NewAuditRecord {
     NewAuditRecord {
@@ -230,15 +230,15 @@ mod cases {
         // No UPDATE, through any path the application has.
         let upd = "UPDATE audit_records SET status = 500 WHERE seq = 1";
         let del = "DELETE FROM audit_records WHERE seq = 6";
-        match store {
-            Store::Sqlite(p) => {
+        match store.db() {
+            Db::Sqlite(p) => {
                 assert!(sqlx::query(upd).execute(p).await.is_err());
                 assert!(
                     sqlx::query(del).execute(p).await.is_err(),
                     "unsigned records cannot be deleted"
                 );
             }
-            Store::Postgres(p) => {
+            Db::Postgres(p) => {
                 let mut tx = p.begin().await.unwrap();
                 sqlx::query("SELECT set_config('tenantgate.platform', 'on', true)")
                     .execute(&mut *tx)
@@ -344,13 +344,13 @@ mod cases {
         let insert_at_3 = "INSERT INTO audit_records (tenant_id, seq, ts_ms, request_id, event, \
              status, record, hash) SELECT tenant_id, 3, ts_ms, 'forged', event, status, record, \
              hash FROM audit_records WHERE tenant_id = $1 AND seq = 5";
-        let e = match store {
-            Store::Sqlite(p) => sqlx::query(&insert_at_3.replace("$1", "?1"))
+        let e = match store.db() {
+            Db::Sqlite(p) => sqlx::query(&insert_at_3.replace("$1", "?1"))
                 .bind(&tid)
                 .execute(p)
                 .await
                 .unwrap_err(),
-            Store::Postgres(p) => {
+            Db::Postgres(p) => {
                 let mut tx = p.begin().await.unwrap();
                 sqlx::query("SELECT set_config('tenantgate.platform', 'on', true)")
                     .execute(&mut *tx)
@@ -364,8 +364,8 @@ mod cases {
             }
         };
         assert!(e.to_string().contains("past the last checkpoint"), "{e}");
-        match store {
-            Store::Sqlite(p) => {
+        match store.db() {
+            Db::Sqlite(p) => {
                 let e = sqlx::query("DELETE FROM audit_checkpoints WHERE tenant_id = ?1")
                     .bind(&tid)
                     .execute(p)
@@ -373,7 +373,7 @@ mod cases {
                     .unwrap_err();
                 assert!(e.to_string().contains("cannot be deleted"), "{e}");
             }
-            Store::Postgres(p) => {
+            Db::Postgres(p) => {
                 for sql in [
                     "DELETE FROM audit_checkpoints WHERE tenant_id = $1",
                     "DELETE FROM audit_records WHERE tenant_id = $1 AND seq <= 4",
@@ -393,7 +393,7 @@ mod cases {
                 }
                 // Even the owner cannot delete a checkpoint.
                 let owner = h.maintenance().await;
-                let Store::Postgres(o) = &owner else {
+                let Db::Postgres(o) = owner.db() else {
                     unreachable!()
                 };
                 let mut tx = o.begin().await.unwrap();

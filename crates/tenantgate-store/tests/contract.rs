@@ -12,7 +12,7 @@ mod common;
 use common::{admin, new_tenant, open_pg, open_sqlite, scope};
 use rand::Rng;
 use tenantgate_core::{IsolationTier, KeyId, NewApiKey, Role, TenantStatus};
-use tenantgate_store::{Store, StoreError};
+use tenantgate_store::{Db, Store, StoreError};
 
 fn new_key(tag: &str) -> NewApiKey {
     NewApiKey {
@@ -424,7 +424,7 @@ mod postgres_rls {
     async fn a_connection_without_the_tenant_setting_sees_no_rows() {
         let Some(h) = open_pg().await else { return };
         two_tenants(&h.store).await;
-        let Store::Postgres(pool) = &h.store else {
+        let Db::Postgres(pool) = h.store.db() else {
             unreachable!()
         };
         for table in ["tenants", "api_keys"] {
@@ -441,7 +441,7 @@ mod postgres_rls {
     async fn a_query_missing_its_tenant_predicate_still_sees_one_tenant() {
         let Some(h) = open_pg().await else { return };
         let (ta, tb) = two_tenants(&h.store).await;
-        let Store::Postgres(pool) = &h.store else {
+        let Db::Postgres(pool) = h.store.db() else {
             unreachable!()
         };
         let mut tx = pool.begin().await.unwrap();
@@ -469,7 +469,7 @@ mod postgres_rls {
     #[tokio::test]
     async fn every_table_but_the_platform_ones_has_rls_enabled_and_forced() {
         let Some(h) = open_pg().await else { return };
-        let Store::Postgres(pool) = &h.store else {
+        let Db::Postgres(pool) = h.store.db() else {
             unreachable!()
         };
         let schema = h.pg_schema.as_ref().map(|(_, s)| s.clone()).unwrap();
@@ -501,7 +501,7 @@ mod postgres_rls {
     #[tokio::test]
     async fn the_runtime_role_neither_owns_the_tables_nor_bypasses_rls() {
         let Some(h) = open_pg().await else { return };
-        let Store::Postgres(pool) = &h.store else {
+        let Db::Postgres(pool) = h.store.db() else {
             unreachable!()
         };
         let schema = h.pg_schema.as_ref().map(|(_, s)| s.clone()).unwrap();
@@ -531,7 +531,7 @@ mod postgres_rls {
         use sqlx::Connection as _;
         let Some(h) = open_pg().await else { return };
         let (ta, _tb) = two_tenants(&h.store).await;
-        let Store::Postgres(pool) = &h.store else {
+        let Db::Postgres(pool) = h.store.db() else {
             unreachable!()
         };
         let mut c = pool.acquire().await.unwrap();

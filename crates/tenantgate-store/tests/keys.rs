@@ -12,7 +12,7 @@ use common::{admin, new_tenant, open_pg, open_sqlite, scope};
 use std::sync::Arc;
 use tenantgate_core::{Tenant, TenantId};
 use tenantgate_crypto::{Key, MasterKey};
-use tenantgate_store::{Keyring, KeyringError, KeyringOptions, LocalKms, Store};
+use tenantgate_store::{Db, Keyring, KeyringError, KeyringOptions, LocalKms, Store};
 
 fn keyring(store: &Store, master: &Key, cache: bool) -> Keyring {
     let kms = LocalKms::new(
@@ -44,14 +44,14 @@ async fn tenants(store: &Store) -> (Tenant, Tenant) {
 async fn dek_kek_version(store: &Store, tenant: &TenantId, sealed: &[u8]) -> i64 {
     let (dek_id, _) = tenantgate_crypto::envelope::parse(sealed).unwrap();
     let q = "SELECT kek_version FROM tenant_data_keys WHERE tenant_id = $1 AND id = $2";
-    match store {
-        Store::Sqlite(p) => sqlx::query_scalar(q)
+    match store.db() {
+        Db::Sqlite(p) => sqlx::query_scalar(q)
             .bind(tenant.as_str())
             .bind(&dek_id[..])
             .fetch_one(p)
             .await
             .unwrap(),
-        Store::Postgres(p) => {
+        Db::Postgres(p) => {
             let mut tx = p.begin().await.unwrap();
             sqlx::query("SELECT set_config('tenantgate.tenant_id', $1, true)")
                 .bind(tenant.as_str())
@@ -460,7 +460,7 @@ async fn after_shredding_the_sqlite_files_hold_no_plaintext_and_no_key_material(
     let kr = keyring(store, &Key::generate(), true);
     const MARKER: &[u8] = b"PLAINTEXT-MARKER-sk-live-9f8e7d";
     kr.put_secret(&sa, "provider_key", MARKER).await.unwrap();
-    let Store::Sqlite(pool) = store else {
+    let Db::Sqlite(pool) = store.db() else {
         unreachable!()
     };
     let keks: Vec<Vec<u8>> =

@@ -153,8 +153,14 @@ struct TenantCreate {
     name: Option<String>,
     #[arg(long, default_value = "free")]
     plan: PlanTier,
+    /// Where the tenant's data lives: namespace (shared tables), schema (its own PostgreSQL
+    /// schema, or its own SQLite file) or dedicated (its own database: --database).
     #[arg(long, default_value = "namespace")]
     isolation: IsolationTier,
+    /// For --isolation dedicated: the tenant's own database, a postgres:// URL without a
+    /// password (give it through PGPASSWORD or ~/.pgpass) or an absolute data directory.
+    #[arg(long)]
+    database: Option<String>,
     /// Comma-separated tenant-facing model names; "*" allows every configured model.
     #[arg(long, value_delimiter = ',', default_value = "demo")]
     models: Vec<String>,
@@ -404,20 +410,31 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
     match cmd {
         TenantCmd::Create(c) => {
             let t = p
-                .create_tenant(&NewTenant {
-                    display_name: c.name.unwrap_or_else(|| c.slug.clone()),
-                    slug: c.slug,
-                    plan: c.plan,
-                    isolation: c.isolation,
-                    allowed_models: c.models,
-                    max_tokens_per_request: c.max_tokens,
-                })
+                .create_tenant_at(
+                    &NewTenant {
+                        display_name: c.name.unwrap_or_else(|| c.slug.clone()),
+                        slug: c.slug,
+                        plan: c.plan,
+                        isolation: c.isolation,
+                        allowed_models: c.models,
+                        max_tokens_per_request: c.max_tokens,
+                    },
+                    c.database.as_deref(),
+                )
                 .await?;
             operator_event(&store, &admin, &t.id, "tenant.create").await?;
             print(&json!(t));
         }
         TenantCmd::List => print(&json!(p.list_tenants().await?)),
-        TenantCmd::Show { tenant } => print(&json!(find(tenant).await?)),
+        TenantCmd::Show { tenant } => {
+            // The tenant and, layer by layer, where its data lives and what it shares: the
+            // answer to a security questionnaire's data-location questions.
+            let t = find(tenant).await?;
+            let placement = p.placement(&t.id).await?;
+            let mut v = json!(t);
+            v["placement"] = json!(placement);
+            print(&v);
+        }
         TenantCmd::Suspend { tenant } => {
             let t = find(tenant).await?;
             let t = p.set_status(&t.id, TenantStatus::Suspended).await?;

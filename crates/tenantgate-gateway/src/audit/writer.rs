@@ -231,9 +231,12 @@ async fn commit(c: &Committing, mut appender: Option<&mut AuditAppender>, batch:
         let platform = store.platform(&admin);
         for g in &mut operators {
             let entries = std::mem::take(&mut g.entries);
-            let r = match appender.as_deref_mut() {
-                Some(a) => a.append_operator(&admin, &g.chain, &entries),
-                None => platform.audit_append(&g.chain, entries).await,
+            let r = match (appender.as_deref_mut(), store.is_shared(&g.chain).await) {
+                (_, Err(e)) => Err(e),
+                (Some(a), Ok(true)) => a.append_operator(&admin, &g.chain, &entries),
+                (Some(_), Ok(false)) | (None, Ok(_)) => {
+                    platform.audit_append(&g.chain, entries).await
+                }
             };
             results.push(r.map_err(|e| e.to_string()));
         }
@@ -280,10 +283,35 @@ async fn append(
     appender: Option<&mut AuditAppender>,
     refs: &[(&TenantScope, &[NewAuditRecord])],
 ) -> Result<Vec<Vec<Appended>>, tenantgate_store::StoreError> {
-    match appender {
-        Some(a) => a.append(refs),
-        None => store.audit_append(refs).await,
+    let Some(a) = appender else {
+        return store.audit_append(refs).await;
+    };
+    // The writer's own connection is to the shared file: tenants whose data is elsewhere (the
+    // schema and dedicated tiers) go through the store, to their places.
+    let mut own = Vec::with_capacity(refs.len());
+    let mut elsewhere = Vec::new();
+    for (i, r) in refs.iter().enumerate() {
+        if store.is_shared(r.0.tenant_id()).await? {
+            own.push((i, *r));
+        } else {
+            elsewhere.push((i, *r));
+        }
     }
+    if elsewhere.is_empty() {
+        return a.append(refs);
+    }
+    let mut out: Vec<Vec<Appended>> = (0..refs.len()).map(|_| Vec::new()).collect();
+    let (at, part): (Vec<usize>, Vec<_>) = elsewhere.into_iter().unzip();
+    for (i, w) in at.into_iter().zip(store.audit_append(&part).await?) {
+        out[i] = w;
+    }
+    if !own.is_empty() {
+        let (at, part): (Vec<usize>, Vec<_>) = own.into_iter().unzip();
+        for (i, w) in at.into_iter().zip(a.append(&part)?) {
+            out[i] = w;
+        }
+    }
+    Ok(out)
 }
 
 type Waiter = Option<oneshot::Sender<Result<Appended, String>>>;
