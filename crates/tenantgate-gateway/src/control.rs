@@ -70,6 +70,7 @@ pub fn keyring(
 }
 
 /// Where an operator action's audit record is written.
+#[derive(Clone, Copy)]
 pub enum AuditSink<'a> {
     /// The server's group-commit writer: every record a server writes goes through it, so
     /// the writer's counters, its checkpoints and its shutdown drain see them all.
@@ -148,4 +149,93 @@ pub async fn delete_tenant(
         .await
         .map_err(|e| e.to_string())?;
     Ok(t)
+}
+
+/// What `tenant move` did, step by step.
+#[derive(Debug, serde::Serialize)]
+pub struct MoveOutcome {
+    pub plan: tenantgate_store::MovePlan,
+    pub copied: Vec<tenantgate_store::TableCheck>,
+    pub switch: Option<tenantgate_store::SwitchReport>,
+    pub aborted: bool,
+    pub copy_ms: u64,
+    pub purge_ms: u64,
+}
+
+/// Moves a tenant's data to another place online (its isolation tier; `tenantgate-store`
+/// `moves`), recording each step in the tenant's audit chain: begun and copied in the source's
+/// chain, switched and purged in the target's (the chain moves with its records, so it reads
+/// as one). `maintenance` is the owner's store (it provisions and clears past the audit
+/// triggers); `store` the one the audit sink writes through. Resumes an interrupted move;
+/// `abort` rolls back one that has not switched.
+pub async fn move_tenant(
+    sink: AuditSink<'_>,
+    store: &Store,
+    maintenance: &Store,
+    admin: &PlatformAdmin,
+    tenant: &TenantId,
+    to: Option<(tenantgate_core::IsolationTier, Option<&str>)>,
+    abort: bool,
+) -> Result<MoveOutcome, String> {
+    use tenantgate_audit::EventType::ConfigurationChange;
+    use tenantgate_store::MovePhase;
+    let p = maintenance.platform(admin);
+    let plan = p.move_begin(tenant, to).await.map_err(|e| e.to_string())?;
+    let (from, to) = (plan.from.clone(), plan.to.clone());
+    let event = |step: &str, extra: serde_json::Value| {
+        let mut d = serde_json::json!({
+            "action": format!("tenant.move.{step}"),
+            "from": from, "to": to,
+        });
+        if let (Some(d), Some(x)) = (d.as_object_mut(), extra.as_object()) {
+            d.extend(x.clone());
+        }
+        d
+    };
+    let mut out = MoveOutcome {
+        plan: plan.clone(),
+        copied: Vec::new(),
+        switch: None,
+        aborted: false,
+        copy_ms: 0,
+        purge_ms: 0,
+    };
+    let record = |d: serde_json::Value| async move {
+        // The sink's store may remember the tenant's old place: ask the control plane.
+        store.forget_place(tenant);
+        record_operator_event(sink, admin, tenant, ConfigurationChange, d).await
+    };
+    if abort {
+        p.move_abort(&plan).await.map_err(|e| e.to_string())?;
+        record(event("abort", serde_json::json!({}))).await?;
+        out.aborted = true;
+        return Ok(out);
+    }
+    let mut plan = plan;
+    if plan.phase == MovePhase::Copying {
+        record(event(
+            if plan.resumed { "resume" } else { "begin" },
+            serde_json::json!({}),
+        ))
+        .await?;
+        let t0 = std::time::Instant::now();
+        out.copied = p.move_copy(&plan).await.map_err(|e| e.to_string())?;
+        out.copy_ms = t0.elapsed().as_millis() as u64;
+        record(event("copied", serde_json::json!({"tables": out.copied}))).await?;
+        let report = p.move_switch(&plan).await.map_err(|e| e.to_string())?;
+        plan.phase = MovePhase::Switched;
+        record(event(
+            "switched",
+            serde_json::json!({"verified": report.tables, "audit_head": report.audit_head,
+                "fenced_ms": report.fenced_ms}),
+        ))
+        .await?;
+        out.switch = Some(report);
+    }
+    let t0 = std::time::Instant::now();
+    p.move_purge(&plan).await.map_err(|e| e.to_string())?;
+    out.purge_ms = t0.elapsed().as_millis() as u64;
+    record(event("purged", serde_json::json!({}))).await?;
+    out.plan = plan;
+    Ok(out)
 }

@@ -97,8 +97,10 @@ impl Store {
                 .map_err(|e| StoreError::Url(e.to_string()))?
                 .traced();
             let after = format!("SET search_path TO {}", opts.pg_schema);
+            // Retention takes one; a tenant move holds the source's locks on one while it
+            // copies and switches on others.
             let pool = PgPoolOptions::new()
-                .max_connections(1)
+                .max_connections(4)
                 .acquire_timeout(opts.acquire_timeout)
                 .after_connect(move |conn, _meta| {
                     let after = after.clone();

@@ -19,6 +19,7 @@ pub mod identity;
 mod keyring;
 mod kms;
 pub mod knowledge;
+mod moves;
 mod places;
 mod platform;
 pub mod prompts;
@@ -28,6 +29,7 @@ mod tenant;
 pub use backend::{PgLogin, StoreOptions, DEFAULT_PG_RUNTIME_ROLE, DEFAULT_PG_SCHEMA};
 pub use keyring::{KeyStatus, Keyring, KeyringError, KeyringOptions};
 pub use kms::LocalKms;
+pub use moves::{MovePhase, MovePlan, SwitchReport, TableCheck};
 pub use places::{Layer, LayerPlace, Place, PlaceSummary};
 pub use platform::{AuthSnapshot, Platform};
 pub use tenant::TenantStore;
@@ -75,6 +77,23 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// A write refused by a place's fence: the tenant's data moved elsewhere (`moves.rs`).
+    /// The writer forgets the place and retries; the new one comes from the control plane.
+    pub fn is_moved(&self) -> bool {
+        match self {
+            StoreError::Backend(e) => e.to_string().contains("tenantgate: tenant moved"),
+            StoreError::Sqlite(e) => e.to_string().contains("tenantgate: tenant moved"),
+            StoreError::NotFound
+            | StoreError::Conflict(_)
+            | StoreError::Invalid(_)
+            | StoreError::Url(_)
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt(_) => false,
+        }
+    }
+}
 
 impl Store {
     pub(crate) fn new(db: Db, opts: &StoreOptions) -> Store {

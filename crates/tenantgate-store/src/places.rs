@@ -236,13 +236,21 @@ impl Store {
         Ok(place)
     }
 
+    /// Drops the remembered place of `tenant`: the next use reads it from the control plane
+    /// (after a write failed on a moved tenant's fence, or after moving it).
+    pub fn forget_place(&self, tenant: &TenantId) {
+        if let Ok(mut g) = self.places.known.write() {
+            g.remove(tenant);
+        }
+    }
+
     /// Where a transaction on `tenant`'s data runs.
     pub(crate) async fn data(&self, tenant: &TenantId) -> Result<Data> {
         let place = self.place(tenant).await?;
         self.resolve(&place).await
     }
 
-    async fn resolve(&self, place: &Place) -> Result<Data> {
+    pub(crate) async fn resolve(&self, place: &Place) -> Result<Data> {
         Ok(match place {
             Place::Shared => Data {
                 db: self.db.clone(),
@@ -470,6 +478,12 @@ impl crate::Platform<'_> {
                     .await?;
                 }
             }
+            sqlx::query("UPDATE tenants SET isolation = $1, updated_at_ms = $2 WHERE id = $3")
+                .bind(place.tier().as_str())
+                .bind(now_ms())
+                .bind(tenant.as_str())
+                .execute(&mut *tx)
+                .await?;
             crate::tenant::bump_revision(&mut tx).await?;
         })?;
         store.places.remember(tenant, place.clone());

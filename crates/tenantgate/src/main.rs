@@ -100,8 +100,23 @@ enum TenantCmd {
     Create(TenantCreate),
     /// List tenants.
     List,
-    /// Show one tenant (by id or slug).
+    /// Show one tenant (by id or slug) and, per layer, where its data lives.
     Show { tenant: String },
+    /// Move a tenant's data to another isolation tier while it keeps serving: copy, verify,
+    /// switch, purge the old copy. Resumes an interrupted move when run again.
+    Move {
+        tenant: String,
+        /// The tier to move to (omit to resume or, with --abort, roll back a move in progress).
+        #[arg(long)]
+        to: Option<IsolationTier>,
+        /// For --to dedicated: the tenant's own database (a postgres:// URL without a password)
+        /// or an absolute data directory.
+        #[arg(long)]
+        database: Option<String>,
+        /// Roll back a move that has not switched yet.
+        #[arg(long)]
+        abort: bool,
+    },
     /// Suspend a tenant: its keys get 403 on every gateway within auth.reload_interval_ms.
     Suspend { tenant: String },
     /// Resume a suspended tenant.
@@ -434,6 +449,28 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             let mut v = json!(t);
             v["placement"] = json!(placement);
             print(&v);
+        }
+        TenantCmd::Move {
+            tenant,
+            to,
+            database,
+            abort,
+        } => {
+            let t = find(tenant).await?;
+            let maintenance =
+                tenantgate_gateway::server::open_maintenance_store(&config, &store).await?;
+            let out = tenantgate_gateway::control::move_tenant(
+                AuditSink::Cli(&store),
+                &store,
+                &maintenance,
+                &admin,
+                &t.id,
+                to.map(|tier| (tier, database.as_deref())),
+                abort,
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            print(&json!(out));
         }
         TenantCmd::Suspend { tenant } => {
             let t = find(tenant).await?;

@@ -228,16 +228,17 @@ async fn commit(c: &Committing, mut appender: Option<&mut AuditAppender>, batch:
             reason = "the audit writer appends platform operators' actions to the chain of the tenant they acted on"
         )]
         let admin = tenantgate_core::PlatformAdmin::local_operator("audit-writer");
-        let platform = store.platform(&admin);
         for g in &mut operators {
             let entries = std::mem::take(&mut g.entries);
-            let r = match (appender.as_deref_mut(), store.is_shared(&g.chain).await) {
-                (_, Err(e)) => Err(e),
-                (Some(a), Ok(true)) => a.append_operator(&admin, &g.chain, &entries),
-                (Some(_), Ok(false)) | (None, Ok(_)) => {
-                    platform.audit_append(&g.chain, entries).await
-                }
-            };
+            let mut r =
+                append_operator(store, appender.as_deref_mut(), &admin, &g.chain, &entries).await;
+            let deadline = std::time::Instant::now() + MOVED_RETRY;
+            while r.as_ref().is_err_and(|e| e.is_moved()) && std::time::Instant::now() < deadline {
+                store.forget_place(&g.chain);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                r = append_operator(store, appender.as_deref_mut(), &admin, &g.chain, &entries)
+                    .await;
+            }
             results.push(r.map_err(|e| e.to_string()));
         }
     }
@@ -276,9 +277,57 @@ async fn commit(c: &Committing, mut appender: Option<&mut AuditAppender>, batch:
     }
 }
 
+/// How long a group commit keeps retrying a tenant whose data is being moved (the fence
+/// holds its writes for the few milliseconds of the switch); past it the callers get the
+/// error and answer 503.
+const MOVED_RETRY: Duration = Duration::from_secs(10);
+
 /// One group commit through the writer's own connection (SQLite, blocking this thread for
-/// the transaction) or the pool.
+/// the transaction) or the pool. A batch refused by a moved tenant's fence (`tenant move`)
+/// forgets its tenants' places and is retried: the new place comes from the control plane
+/// once the switch committed, so the record lands there and none is lost.
 async fn append(
+    store: &Store,
+    mut appender: Option<&mut AuditAppender>,
+    refs: &[(&TenantScope, &[NewAuditRecord])],
+) -> Result<Vec<Vec<Appended>>, tenantgate_store::StoreError> {
+    let deadline = std::time::Instant::now() + MOVED_RETRY;
+    let mut wait = Duration::from_millis(2);
+    loop {
+        match append_once(store, appender.as_deref_mut(), refs).await {
+            Err(e) if e.is_moved() && std::time::Instant::now() < deadline => {
+                for r in refs {
+                    store.forget_place(r.0.tenant_id());
+                }
+                tracing::debug!(target: "tenantgate::audit", "a tenant's data is moving; retrying its records");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A platform operator's action, into the chain of the tenant it acted on.
+async fn append_operator(
+    store: &Store,
+    appender: Option<&mut AuditAppender>,
+    admin: &tenantgate_core::PlatformAdmin,
+    tenant: &TenantId,
+    entries: &[NewAuditRecord],
+) -> Result<Vec<Appended>, tenantgate_store::StoreError> {
+    match (appender, store.is_shared(tenant).await?) {
+        (Some(a), true) => a.append_operator(admin, tenant, entries),
+        (Some(_), false) | (None, _) => {
+            store
+                .platform(admin)
+                .audit_append(tenant, entries.to_vec())
+                .await
+        }
+    }
+}
+
+async fn append_once(
     store: &Store,
     appender: Option<&mut AuditAppender>,
     refs: &[(&TenantScope, &[NewAuditRecord])],
