@@ -60,6 +60,11 @@ struct Args {
     /// under the whole load (the scale-out case of one large tenant).
     #[arg(long)]
     single_tenant: bool,
+    /// The isolation tier of every seeded tenant: namespace, schema, or dedicated (each its
+    /// own data directory under the benchmark's, or `--dedicated-url` on PostgreSQL). Also
+    /// times onboarding 20 more tenants on that tier.
+    #[arg(long, default_value = "namespace")]
+    tier: IsolationTier,
 }
 
 /// A `tenantgate serve` child process on the seeded data directory.
@@ -363,21 +368,31 @@ async fn main() -> Result<()> {
     let seeded = Instant::now();
     let mut keys = Vec::new();
     let tenants = if args.single_tenant { 1 } else { args.tenants };
+    let new_tenant = |i: usize| NewTenant {
+        slug: format!("tenant-{i:06}"),
+        display_name: format!("Tenant {i}"),
+        plan: if args.single_tenant {
+            PlanTier::Enterprise
+        } else {
+            PlanTier::Pro
+        },
+        isolation: args.tier,
+        allowed_models: vec!["bench-model".into()],
+        max_tokens_per_request: Some(1024),
+    };
+    // The dedicated tier: each tenant's own data directory.
+    let place = |i: usize| {
+        (args.tier == IsolationTier::Dedicated).then(|| {
+            dir.path()
+                .join(format!("dedicated-{i:06}"))
+                .display()
+                .to_string()
+        })
+    };
     for i in 0..tenants {
         let t = store
             .platform(&admin)
-            .create_tenant(&NewTenant {
-                slug: format!("tenant-{i:06}"),
-                display_name: format!("Tenant {i}"),
-                plan: if args.single_tenant {
-                    PlanTier::Enterprise
-                } else {
-                    PlanTier::Pro
-                },
-                isolation: IsolationTier::Namespace,
-                allowed_models: vec!["bench-model".into()],
-                max_tokens_per_request: Some(1024),
-            })
+            .create_tenant_at(&new_tenant(i), place(i).as_deref())
             .await?;
         let per_tenant = if args.single_tenant { 16 } else { 1 };
         for _ in 0..per_tenant {
@@ -400,8 +415,23 @@ async fn main() -> Result<()> {
             keys.push(k);
         }
     }
-    store.close().await;
     let seed_secs = seeded.elapsed().as_secs_f64();
+    // Onboarding time on the tier: 20 more tenants, one after another.
+    let t0 = Instant::now();
+    for i in 0..20 {
+        let i = 900_000 + i;
+        store
+            .platform(&admin)
+            .create_tenant_at(&new_tenant(i), place(i).as_deref())
+            .await?;
+    }
+    println!(
+        "onboarding on the {} tier: {:.1} ms per tenant (20 tenants, {})",
+        args.tier,
+        t0.elapsed().as_secs_f64() * 1000.0 / 20.0,
+        store.backend_name()
+    );
+    store.close().await;
 
     let started = Instant::now();
     let (gw_urls, external, stop) = match &args.external {

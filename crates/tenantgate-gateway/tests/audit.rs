@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tenantgate_audit::{verify_csv, verify_jsonl};
 use tenantgate_core::{Tenant, TenantScope};
 use tenantgate_store::audit::AuditFilter;
-use tenantgate_store::{Db, Store};
+use tenantgate_store::Db;
 
 #[expect(
     clippy::disallowed_methods,

@@ -90,7 +90,7 @@ impl Store {
         let url = opts.url.as_str();
         if url.starts_with("sqlite:") {
             // One file, one set of rights: the same store.
-            open_sqlite(opts).await.map(|db| Store::new(db, opts))
+            open_sqlite(opts).await.map(|db| Store::uncached(db, opts))
         } else {
             check_ident("database.pg_schema", &opts.pg_schema)?;
             let connect = PgConnectOptions::from_str(url)
@@ -110,7 +110,7 @@ impl Store {
                     })
                 })
                 .connect_lazy_with(connect);
-            Ok(Store::new(Db::Postgres(pool), opts))
+            Ok(Store::uncached(Db::Postgres(pool), opts))
         }
     }
 

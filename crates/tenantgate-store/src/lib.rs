@@ -103,6 +103,14 @@ impl Store {
         }
     }
 
+    /// A store whose placements are read afresh each time (the owner's maintenance store).
+    pub(crate) fn uncached(db: Db, opts: &StoreOptions) -> Store {
+        Store {
+            places: std::sync::Arc::new(places::Places::new(opts, &db).uncached()),
+            db,
+        }
+    }
+
     /// The shared database's pool (tests and operator tools inspect it directly).
     pub fn db(&self) -> &Db {
         &self.db

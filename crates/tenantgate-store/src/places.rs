@@ -130,6 +130,9 @@ impl Data {
 
 pub(crate) struct Places {
     opts: StoreOptions,
+    /// Off for the owner's maintenance store, which no snapshot reload refreshes: it reads
+    /// the placement every time (its operations are rare) and so never acts on a stale one.
+    cache: bool,
     known: RwLock<HashMap<TenantId, Place>>,
     open: tokio::sync::Mutex<lru::LruCache<String, Db>>,
 }
@@ -141,9 +144,15 @@ impl std::fmt::Debug for Places {
 }
 
 impl Places {
+    pub(crate) fn uncached(mut self) -> Places {
+        self.cache = false;
+        self
+    }
+
     pub(crate) fn new(opts: &StoreOptions, _db: &Db) -> Places {
         Places {
             opts: opts.clone(),
+            cache: true,
             known: RwLock::new(HashMap::new()),
             open: tokio::sync::Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(MAX_OPEN).unwrap_or(std::num::NonZeroUsize::MIN),
@@ -168,10 +177,16 @@ impl Places {
     }
 
     fn cached(&self, tenant: &TenantId) -> Option<Place> {
+        if !self.cache {
+            return None;
+        }
         self.known.read().ok()?.get(tenant).cloned()
     }
 
     fn remember(&self, tenant: &TenantId, place: Place) {
+        if !self.cache {
+            return;
+        }
         if let Ok(mut g) = self.known.write() {
             g.insert(tenant.clone(), place);
         }
@@ -373,6 +388,9 @@ pub(crate) fn place_for(
             }
         },
         (IsolationTier::Dedicated, Some(loc)) => {
+            if loc.len() > 1024 {
+                return Err(invalid("a dedicated location is at most 1024 bytes"));
+            }
             if loc.starts_with("postgres://") || loc.starts_with("postgresql://") {
                 let has_password = loc
                     .split_once("://")

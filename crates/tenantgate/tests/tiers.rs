@@ -39,7 +39,11 @@ const DATA_TABLES: &[&str] = &[
 ];
 
 /// Rows per data table: of `tenant`, and of anyone else, in `schema` of `conn`'s database.
-async fn counts(conn: &mut sqlx::PgConnection, schema: &str, tenant: &str) -> Vec<(String, i64, i64)> {
+async fn counts(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+    tenant: &str,
+) -> Vec<(String, i64, i64)> {
     let mut out = Vec::new();
     for t in DATA_TABLES {
         let (own, other): (i64, i64) = sqlx::query_as(&format!(
@@ -135,11 +139,26 @@ redis_prefix = "tgtest:{tag}:"
     };
     let ns = cli(&["tenant", "create", "--slug", "ns", "--plan", "enterprise"]);
     let sch = cli(&[
-        "tenant", "create", "--slug", "sch", "--plan", "enterprise", "--isolation", "schema",
+        "tenant",
+        "create",
+        "--slug",
+        "sch",
+        "--plan",
+        "enterprise",
+        "--isolation",
+        "schema",
     ]);
     let ded = cli(&[
-        "tenant", "create", "--slug", "ded", "--plan", "enterprise", "--isolation", "dedicated",
-        "--database", &ded_url,
+        "tenant",
+        "create",
+        "--slug",
+        "ded",
+        "--plan",
+        "enterprise",
+        "--isolation",
+        "dedicated",
+        "--database",
+        &ded_url,
     ]);
     let mut keys = Vec::new();
     for slug in ["ns", "sch", "ded"] {
@@ -149,9 +168,18 @@ redis_prefix = "tgtest:{tag}:"
     // `tenant show`: where each layer is.
     let show = cli(&["tenant", "show", "sch"]);
     assert_eq!(show["placement"]["tier"], "schema", "{show}");
-    let sch_schema = show["placement"]["place"]["location"].as_str().unwrap().to_owned();
-    assert_eq!(cli(&["tenant", "show", "ded"])["placement"]["tier"], "dedicated");
-    assert_eq!(cli(&["tenant", "show", "ns"])["placement"]["tier"], "namespace");
+    let sch_schema = show["placement"]["place"]["location"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        cli(&["tenant", "show", "ded"])["placement"]["tier"],
+        "dedicated"
+    );
+    assert_eq!(
+        cli(&["tenant", "show", "ns"])["placement"]["tier"],
+        "namespace"
+    );
 
     let mut replicas = Vec::new();
     for i in 0..3 {
@@ -195,15 +223,40 @@ redis_prefix = "tgtest:{tag}:"
     let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
     let (ns_id, sch_id, ded_id) = (id(&ns), id(&sch), id(&ded));
     // The shared schema: the namespace tenant's rows only.
-    expect(&counts(&mut owner, &schema, &ns_id).await, "shared/ns", true, true);
-    expect(&counts(&mut owner, &schema, &sch_id).await, "shared/sch", false, true);
-    expect(&counts(&mut owner, &schema, &ded_id).await, "shared/ded", false, true);
+    expect(
+        &counts(&mut owner, &schema, &ns_id).await,
+        "shared/ns",
+        true,
+        true,
+    );
+    expect(
+        &counts(&mut owner, &schema, &sch_id).await,
+        "shared/sch",
+        false,
+        true,
+    );
+    expect(
+        &counts(&mut owner, &schema, &ded_id).await,
+        "shared/ded",
+        false,
+        true,
+    );
     // The schema tenant's schema: its rows and nobody else's.
-    expect(&counts(&mut owner, &sch_schema, &sch_id).await, "schema/sch", true, false);
+    expect(
+        &counts(&mut owner, &sch_schema, &sch_id).await,
+        "schema/sch",
+        true,
+        false,
+    );
     // The dedicated database: its rows and nobody else's; the shared database has no such
     // schema's rows of it (above) and the dedicated one no other tenant's.
     let mut ded_conn = sqlx::PgConnection::connect(&ded_url).await.unwrap();
-    expect(&counts(&mut ded_conn, &schema, &ded_id).await, "dedicated/ded", true, false);
+    expect(
+        &counts(&mut ded_conn, &schema, &ded_id).await,
+        "dedicated/ded",
+        true,
+        false,
+    );
     ded_conn.close().await.unwrap();
 
     // The namespace tenant moves to the schema tier while calls keep coming.
@@ -211,7 +264,10 @@ redis_prefix = "tgtest:{tag}:"
     let mut load = Vec::new();
     for w in 0..6usize {
         let (http, urls, key, stop) = (http.clone(), urls.clone(), keys[0].clone(), stop.clone());
-        #[expect(clippy::disallowed_methods, reason = "the test drives the server from outside; its tasks are not server background work")]
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the test drives the server from outside; its tasks are not server background work"
+        )]
         load.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             let mut n = w;
@@ -229,7 +285,10 @@ redis_prefix = "tgtest:{tag}:"
     let started = Instant::now();
     let (dir2, cfg2) = (dir.path().to_owned(), cfg.to_owned());
     let moved = tokio::task::spawn_blocking(move || {
-        cli_json(&dir2, &["--config", &cfg2, "tenant", "move", "ns", "--to", "schema"])
+        cli_json(
+            &dir2,
+            &["--config", &cfg2, "tenant", "move", "ns", "--to", "schema"],
+        )
     })
     .await
     .unwrap();
@@ -261,9 +320,23 @@ redis_prefix = "tgtest:{tag}:"
     .unwrap();
     let found: std::collections::HashSet<String> = found.into_iter().collect();
     let missing: Vec<&String> = ids.iter().filter(|i| !found.contains(*i)).collect();
-    assert!(missing.is_empty(), "{} calls have no record: {missing:?}", missing.len());
-    expect(&counts(&mut owner, &schema, &ns_id).await, "shared/ns after the move", false, true);
-    expect(&counts(&mut owner, &ns_schema, &ns_id).await, "schema/ns after the move", true, false);
+    assert!(
+        missing.is_empty(),
+        "{} calls have no record: {missing:?}",
+        missing.len()
+    );
+    expect(
+        &counts(&mut owner, &schema, &ns_id).await,
+        "shared/ns after the move",
+        false,
+        true,
+    );
+    expect(
+        &counts(&mut owner, &ns_schema, &ns_id).await,
+        "schema/ns after the move",
+        true,
+        false,
+    );
 
     // The chain verifies across the move, under the gateway's pinned key.
     let export = http
@@ -281,7 +354,13 @@ redis_prefix = "tgtest:{tag}:"
         .to_owned();
     let v = cli_json(
         dir.path(),
-        &["audit", "verify", path.to_str().unwrap(), "--public-key", &pk],
+        &[
+            "audit",
+            "verify",
+            path.to_str().unwrap(),
+            "--public-key",
+            &pk,
+        ],
     );
     assert_eq!(v["valid"], true, "{v}");
 

@@ -123,6 +123,11 @@ pub(super) struct CreateTenant {
     #[serde(default)]
     allowed_models: Vec<String>,
     max_tokens_per_request: Option<u32>,
+    /// `namespace` (default), `schema` or `dedicated` (with `database`).
+    isolation: Option<String>,
+    /// The dedicated tier's own database: a `postgres://` URL without a password, or an
+    /// absolute data directory.
+    database: Option<String>,
     /// Also create a `tenant_admin` API key and return it (once).
     #[serde(default)]
     admin_key: bool,
@@ -147,7 +152,14 @@ pub(super) async fn create_tenant(
             display_name: b.display_name.unwrap_or_else(|| b.slug.clone()),
             slug: b.slug,
             plan: b.plan.parse().map_err(|e| GatewayError::invalid(e, "plan"))?,
-            isolation: tenantgate_core::IsolationTier::Namespace,
+            isolation: match &b.isolation {
+                // Bounded before parsing: the parse error quotes its input.
+                Some(i) if i.len() > 16 => {
+                    return Err(GatewayError::invalid("unknown isolation tier", "isolation"))
+                }
+                Some(i) => i.parse().map_err(|e| GatewayError::invalid(e, "isolation"))?,
+                None => tenantgate_core::IsolationTier::Namespace,
+            },
             allowed_models: b.allowed_models,
             max_tokens_per_request: b.max_tokens_per_request,
         };
@@ -155,7 +167,7 @@ pub(super) async fn create_tenant(
         let tenant = app
             .store()
             .platform(&admin)
-            .create_tenant(&new)
+            .create_tenant_at(&new, b.database.as_deref())
             .await
             .map_err(st)?;
         let rest = async {
