@@ -191,10 +191,8 @@ impl TenantStore<'_> {
                 .execute(&mut *tx)
                 .await?;
             }
-            if shared {
-                if drop_kb!(tx, self.id().as_str(), Some(id)) == 0 {
-                    return Err(StoreError::NotFound);
-                }
+            if shared && drop_kb!(tx, self.id().as_str(), Some(id)) == 0 {
+                return Err(StoreError::NotFound);
             }
         })?;
         if !shared {
