@@ -3,17 +3,19 @@
 //! reads), then an [`AuthorizedCall`] (the model resolved to a route the tenant may use).
 
 use crate::clock::now_ms;
+use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::identity::auth::{admit_token, authenticate_key, credential, AuthIndex, Caller};
 use crate::identity::keys::ServerSecret;
 use crate::identity::oidc::Verifier;
 pub use crate::identity::TenantContext;
+use crate::upstream::endpoints::Endpoints;
 use crate::upstream::{Catalog, Route};
 use arc_swap::ArcSwap;
 use axum::http::HeaderMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tenantgate_core::TenantStatus;
+use tenantgate_core::{IsolationTier, TenantStatus};
 
 /// The call is permitted and resolved to a provider route.
 pub struct AuthorizedCall {
@@ -106,32 +108,84 @@ impl Identity<'_> {
     }
 }
 
-/// Stage authorize: the model exists in the catalog and is on the tenant's allow-list. Both
-/// failures are the same `model_not_found` (status, body and audit event): a distinct answer
-/// for "exists but not yours" would list the catalogue, other tenants' models included, to
-/// any key. Every model choice (chat on both wires, embeddings, knowledge-base embeddings)
-/// comes through here; `/v1/models/{id}` uses [`visible_models`], the same set.
-pub fn model(
+/// Where a tenant's call to one provider may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The built-in demo model: in process, no credential, no network.
+    InProcess,
+    /// The platform's endpoint with the platform's credential.
+    Platform,
+    /// The tenant's own endpoint with its own credential, and nowhere else.
+    Own,
+    /// Nowhere: for this tenant the model does not exist.
+    NotAvailable,
+}
+
+/// The one rule for a tenant's calls to a provider of `kind`, given whether the tenant set
+/// its own endpoint for it. A tenant with its own endpoint reaches that one only, whatever its
+/// tier. A `dedicated` tenant never shares an endpoint, so a provider it has no endpoint for
+/// is not available to it at all.
+pub fn reach(isolation: IsolationTier, kind: ProviderKind, own: bool) -> Reach {
+    match kind {
+        // Nothing is shared with anyone: no credential, no network, no other tenant's state.
+        ProviderKind::Demo => Reach::InProcess,
+        ProviderKind::Openai
+        | ProviderKind::Azure
+        | ProviderKind::OpenaiCompatible
+        | ProviderKind::Anthropic => match (own, isolation) {
+            (true, _) => Reach::Own,
+            (false, IsolationTier::Namespace | IsolationTier::Schema) => Reach::Platform,
+            (false, IsolationTier::Dedicated) => Reach::NotAvailable,
+        },
+    }
+}
+
+/// [`reach`] for one of the catalog's routes, as the tenant's snapshot view says.
+fn reach_of(ctx: &TenantContext, route: &Route) -> Reach {
+    let own = ctx
+        .view
+        .own_endpoints(ctx.principal.scope.tenant_id())
+        .iter()
+        .any(|(p, _)| *p == route.provider.name);
+    reach(ctx.tenant.isolation, route.provider.kind, own)
+}
+
+/// Stage authorize: the model exists in the catalog, is on the tenant's allow-list, and is
+/// reachable for the tenant; the route is the tenant's own endpoint when it has one for the
+/// model's provider. Every failure is the same `model_not_found` (status, body and audit
+/// event): a distinct answer for "exists but not yours" would list the catalogue, other
+/// tenants' models included, to any key. A model a dedicated tenant cannot reach (its
+/// provider is one the tenant has no endpoint of its own for) is the same answer, not a 403
+/// or a 503: it is not "forbidden for now" but absent from that tenant's catalogue, exactly
+/// like a model outside its allow-list, and is listed the same way. Every model choice (chat
+/// on both wires, embeddings, knowledge-base embeddings) comes through here;
+/// `/v1/models/{id}` uses [`visible_models`], the same set.
+pub async fn model(
     catalog: &Catalog,
+    endpoints: &Endpoints<'_>,
     ctx: TenantContext,
     model: &str,
 ) -> Result<AuthorizedCall, GatewayError> {
-    let route = catalog
+    let not_found = || GatewayError::ModelNotFound(model.to_owned());
+    let shared = catalog
         .get(model)
         .filter(|_| ctx.tenant.allows_model(model))
-        .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
-    Ok(AuthorizedCall {
-        ctx,
-        route: route.clone(),
-    })
+        .ok_or_else(not_found)?;
+    let route = match reach_of(&ctx, shared) {
+        Reach::InProcess | Reach::Platform => shared.clone(),
+        Reach::Own => endpoints.route(&ctx, shared).await?,
+        Reach::NotAvailable => return Err(not_found()),
+    };
+    Ok(AuthorizedCall { ctx, route })
 }
 
-/// The tenant's models that exist in the catalog: exactly what [`model`] would admit.
+/// The tenant's models that exist in the catalog and it can reach: exactly what [`model`]
+/// would admit.
 pub fn visible_models(catalog: &Catalog, ctx: &TenantContext) -> Vec<String> {
     catalog
-        .names()
-        .filter(|m| ctx.tenant.allows_model(m))
-        .map(str::to_owned)
+        .routes()
+        .filter(|r| ctx.tenant.allows_model(&r.name) && reach_of(ctx, r) != Reach::NotAvailable)
+        .map(|r| r.name.clone())
         .collect()
 }
 
