@@ -181,6 +181,11 @@ impl AppState {
         &self.0.knowledge
     }
 
+    /// The tenants' own provider endpoints opened in this process.
+    pub fn endpoints(&self) -> &crate::upstream::endpoints::EndpointCache {
+        &self.0.endpoints
+    }
+
     pub fn store(&self) -> &Store {
         &self.0.store
     }
