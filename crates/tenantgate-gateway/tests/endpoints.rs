@@ -594,6 +594,8 @@ async fn the_key_is_in_no_answer_listing_audit_record_log_line_or_database_byte(
     let changes = export.matches("tenant.endpoint.set").count();
     assert_eq!(changes, 3, "{export}");
     assert!(export.contains(&base));
+    // A's calls are on record as sent to its own endpoint.
+    assert!(export.contains("\"tenant_endpoint_revision\""), "{export}");
     answers.push(export);
     for (i, text) in answers.iter().enumerate() {
         for k in [KEY, WRONG] {

@@ -10,7 +10,7 @@ use crate::identity::keys::ServerSecret;
 use crate::identity::oidc::Verifier;
 pub use crate::identity::TenantContext;
 use crate::upstream::endpoints::Endpoints;
-use crate::upstream::{Catalog, Route};
+use crate::upstream::{Catalog, Owner, Route};
 use arc_swap::ArcSwap;
 use axum::http::HeaderMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -205,6 +205,15 @@ fn visible(catalog: &Catalog, tenant: &Tenant, own: &[(String, i64)]) -> Vec<Str
 }
 
 impl AuthorizedCall {
+    /// Puts in the call's record that it went to the tenant's own endpoint, and which
+    /// revision of it: the evidence that a tenant's calls reached only its own endpoints.
+    pub(crate) fn note_endpoint(&self, audit: &mut crate::audit::CallAudit) {
+        match self.route.provider.owner {
+            Owner::Platform => {}
+            Owner::Tenant { revision } => audit.note("tenant_endpoint_revision", revision),
+        }
+    }
+
     /// Applies the tenant's per-request token cap: a larger request is refused; a request with
     /// no bound gets the cap. Returns the bound to send upstream, if any.
     pub fn bound_max_tokens(

@@ -73,6 +73,7 @@ async fn embeddings(
         &call.route.upstream_model,
         &call.route.provider.name,
     );
+    call.note_endpoint(audit);
     let admitted = admit::reserve(
         deps.admission(),
         &call,

@@ -167,6 +167,7 @@ async fn chat(
         &call.route.upstream_model,
         &call.route.provider.name,
     );
+    call.note_endpoint(audit);
     let guard = guard::Guard::new(&call.ctx, deps.incidents);
     req.guard_inbound(&guard)?;
     // Template variables are client text too: scanned before they are rendered into the
