@@ -152,7 +152,7 @@ fn resolve<'c>(
     tenant: &Tenant,
     own: &[(String, i64)],
     model: &str,
-) -> Result<(&'c Arc<Route>, Reach), GatewayError> {
+) -> Result<Target<'c>, GatewayError> {
     let not_found = || GatewayError::ModelNotFound(model.to_owned());
     let route = catalog
         .get(model)
@@ -160,9 +160,18 @@ fn resolve<'c>(
         .ok_or_else(not_found)?;
     let has_own = own.iter().any(|(p, _)| *p == route.provider.name);
     match reach(tenant.isolation, route.provider.kind, has_own) {
-        r @ (Reach::InProcess | Reach::Platform | Reach::Own) => Ok((route, r)),
+        Reach::InProcess | Reach::Platform => Ok(Target::Catalog(route)),
+        Reach::Own => Ok(Target::OwnEndpoint(route)),
         Reach::NotAvailable => Err(not_found()),
     }
+}
+
+/// What [`resolve`] found: the catalog's route as it is, or to be taken to the tenant's own
+/// endpoint for its provider.
+#[derive(Debug)]
+enum Target<'c> {
+    Catalog(&'c Arc<Route>),
+    OwnEndpoint(&'c Arc<Route>),
 }
 
 /// Stage authorize: the model exists in the catalog, is on the tenant's allow-list and is
@@ -178,10 +187,8 @@ pub async fn model(
 ) -> Result<AuthorizedCall, GatewayError> {
     let own = ctx.view.own_endpoints(ctx.principal.scope.tenant_id());
     let route = match resolve(catalog, &ctx.tenant, own, model)? {
-        (shared, Reach::InProcess | Reach::Platform) => shared.clone(),
-        (shared, Reach::Own) => endpoints.route(&ctx, shared).await?,
-        // `resolve` answered it: unreachable is not found.
-        (_, Reach::NotAvailable) => return Err(GatewayError::ModelNotFound(model.to_owned())),
+        Target::Catalog(route) => route.clone(),
+        Target::OwnEndpoint(shared) => endpoints.route(&ctx, shared).await?,
     };
     Ok(AuthorizedCall { ctx, route })
 }
@@ -236,7 +243,7 @@ impl AuthorizedCall {
 
 #[cfg(test)]
 mod tests {
-    use super::{reach, resolve, visible, Reach};
+    use super::{reach, resolve, visible, Reach, Target};
     use crate::config::{Config, ModelConfig, ProviderConfig, ProviderKind};
     use crate::error::GatewayError;
     use crate::upstream::Catalog;
@@ -352,18 +359,25 @@ mod tests {
             resolve(&catalog, &dedicated, &own, "gpt").unwrap_err(),
             GatewayError::ModelNotFound("gpt".into())
         );
-        let (route, reach) = resolve(&catalog, &dedicated, &own, "claude").unwrap();
-        assert_eq!((route.name.as_str(), reach), ("claude", Reach::Own));
-        let (_, reach) = resolve(&catalog, &dedicated, &own, "demo").unwrap();
-        assert_eq!(reach, Reach::InProcess);
+        let Target::OwnEndpoint(route) = resolve(&catalog, &dedicated, &own, "claude").unwrap()
+        else {
+            panic!("claude is on the tenant's own endpoint")
+        };
+        assert_eq!(route.name, "claude");
+        let Target::Catalog(route) = resolve(&catalog, &dedicated, &own, "demo").unwrap() else {
+            panic!("the demo model is the catalog's")
+        };
+        assert_eq!(route.name, "demo");
         // Listed as it is answered: the unreachable model is not there.
         assert_eq!(visible(&catalog, &dedicated, &own), ["claude", "demo"]);
         // With no endpoint at all, only the in-process demo model is left.
         assert_eq!(visible(&catalog, &dedicated, &[]), ["demo"]);
         // The same tenant on the namespace tier shares the platform's endpoint instead.
         let namespace = tenant(IsolationTier::Namespace);
-        let (_, reach) = resolve(&catalog, &namespace, &own, "gpt").unwrap();
-        assert_eq!(reach, Reach::Platform);
+        assert!(matches!(
+            resolve(&catalog, &namespace, &own, "gpt").unwrap(),
+            Target::Catalog(r) if r.name == "gpt"
+        ));
         assert_eq!(
             visible(&catalog, &namespace, &own),
             ["claude", "demo", "gpt"]
