@@ -57,6 +57,8 @@ pub struct Stats {
     /// Streams whose client went away before the last event was sent.
     pub streams_cancelled: AtomicU64,
     last: Mutex<Option<Recorded>>,
+    /// Every request seen (the newest [`Stats::KEPT`]), for assertions over all of them.
+    seen: Mutex<std::collections::VecDeque<Recorded>>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,8 +70,19 @@ pub struct Recorded {
 }
 
 impl Stats {
+    /// How many requests [`Stats::requests_seen`] keeps.
+    pub const KEPT: usize = 4096;
+
     pub fn last_request(&self) -> Option<Recorded> {
         self.last.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// The requests seen, oldest first (path, query, headers and body of each).
+    pub fn requests_seen(&self) -> Vec<Recorded> {
+        self.seen
+            .lock()
+            .map(|g| g.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -315,13 +328,20 @@ fn record(
             )
         })
         .collect();
+    let rec = Recorded {
+        path: path.to_owned(),
+        query,
+        headers,
+        body: body.clone(),
+    };
+    if let Ok(mut g) = shared.stats.seen.lock() {
+        if g.len() == Stats::KEPT {
+            g.pop_front();
+        }
+        g.push_back(rec.clone());
+    }
     if let Ok(mut g) = shared.stats.last.lock() {
-        *g = Some(Recorded {
-            path: path.to_owned(),
-            query,
-            headers,
-            body: body.clone(),
-        });
+        *g = Some(rec);
     }
 }
 

@@ -148,6 +148,12 @@ pub async fn delete_tenant(
         .shred(admin, tenant)
         .await
         .map_err(|e| e.to_string())?;
+    // Its endpoints' sealed copies cannot be opened any more; their base URLs go too.
+    keyring
+        .endpoints(store, admin)
+        .remove_all(tenant)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(t)
 }
 
@@ -238,4 +244,131 @@ pub async fn move_tenant(
     record(event("purged", serde_json::json!({}))).await?;
     out.plan = plan;
     Ok(out)
+}
+
+/// A tenant's own endpoint for a provider, as an operator sets it and as it is listed.
+pub use tenantgate_store::endpoints::{EndpointInfo, EndpointSecret};
+
+/// Who made an endpoint change, for its audit record.
+#[derive(Clone, Copy, Debug)]
+pub enum Via {
+    Cli,
+    AdminApi,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Cli => "cli",
+            Via::AdminApi => "admin_api",
+        }
+    }
+}
+
+/// Sets (or replaces) `tenant`'s own endpoint for the configured `provider`: from the next
+/// snapshot reload its calls to that provider go there, with its key, and never to the
+/// platform's endpoint. The key is sealed with the tenant's keys; the audit record names the
+/// provider, base URL and api_version, never the key.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the one operation the CLI and the admin API share; each part is a different service"
+)]
+pub async fn set_endpoint(
+    sink: AuditSink<'_>,
+    store: &Store,
+    keyring: &tenantgate_store::Keyring,
+    config: &crate::config::Config,
+    admin: &PlatformAdmin,
+    tenant: &tenantgate_core::Tenant,
+    provider: &str,
+    mut endpoint: EndpointSecret,
+    via: Via,
+) -> Result<EndpointInfo, crate::error::GatewayError> {
+    live(tenant)?;
+    crate::upstream::endpoints::validate(config, provider, &mut endpoint)?;
+    let info = keyring
+        .endpoints(store, admin)
+        .set(&tenant.id, provider, &endpoint)
+        .await
+        .map_err(crate::error::store_err)?;
+    drop(endpoint);
+    record_operator_event(
+        sink,
+        admin,
+        &tenant.id,
+        tenantgate_audit::EventType::ConfigurationChange,
+        serde_json::json!({
+            "action": "tenant.endpoint.set",
+            "provider": info.provider,
+            "base_url": info.base_url,
+            "api_version": info.api_version,
+            "revision": info.revision,
+            "via": via.as_str(),
+        }),
+    )
+    .await
+    .map_err(unrecorded)?;
+    Ok(info)
+}
+
+/// Removes `tenant`'s own endpoint for `provider` (404 if it has none): from the next
+/// snapshot reload its calls to that provider take the platform's endpoint again, or, for a
+/// `dedicated` tenant, that provider's models are no longer available to it.
+pub async fn remove_endpoint(
+    sink: AuditSink<'_>,
+    store: &Store,
+    keyring: &tenantgate_store::Keyring,
+    admin: &PlatformAdmin,
+    tenant: &tenantgate_core::Tenant,
+    provider: &str,
+    via: Via,
+) -> Result<(), crate::error::GatewayError> {
+    live(tenant)?;
+    keyring
+        .endpoints(store, admin)
+        .remove(&tenant.id, provider)
+        .await
+        .map_err(crate::error::st)?;
+    record_operator_event(
+        sink,
+        admin,
+        &tenant.id,
+        tenantgate_audit::EventType::ConfigurationChange,
+        serde_json::json!({
+            "action": "tenant.endpoint.remove",
+            "provider": provider,
+            "via": via.as_str(),
+        }),
+    )
+    .await
+    .map_err(unrecorded)
+}
+
+/// `tenant`'s own endpoints: providers, base URLs and api_versions, never the keys.
+pub async fn list_endpoints(
+    store: &Store,
+    keyring: &tenantgate_store::Keyring,
+    admin: &PlatformAdmin,
+    tenant: &tenantgate_core::Tenant,
+) -> Result<Vec<EndpointInfo>, crate::error::GatewayError> {
+    keyring
+        .endpoints(store, admin)
+        .list(&tenant.id)
+        .await
+        .map_err(crate::error::st)
+}
+
+/// A deleted tenant's endpoints are neither set nor removed: it answers like a missing one.
+fn live(tenant: &tenantgate_core::Tenant) -> Result<(), crate::error::GatewayError> {
+    match tenant.status {
+        tenantgate_core::TenantStatus::Active | tenantgate_core::TenantStatus::Suspended => Ok(()),
+        tenantgate_core::TenantStatus::Deleted => Err(crate::error::GatewayError::NotFound),
+    }
+}
+
+fn unrecorded(e: String) -> crate::error::GatewayError {
+    tracing::error!(error = %e, "an endpoint change was made but not recorded in the tenant's audit chain");
+    crate::error::GatewayError::Unavailable(
+        "the change was made but could not be recorded in the tenant's audit log".into(),
+    )
 }

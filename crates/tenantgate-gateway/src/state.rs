@@ -20,6 +20,8 @@ pub(crate) struct Inner {
     /// Shared with `/metrics` (its unreadable-policy count).
     pub auth: Arc<ArcSwap<AuthIndex>>,
     pub catalog: Catalog,
+    /// Tenants' own provider endpoints, opened in this process.
+    pub endpoints: crate::upstream::endpoints::EndpointCache,
     pub prompts: crate::pipeline::compose::PromptCache,
     pub cache: Option<crate::upstream::cache::CacheBackend>,
     /// Where leak-guard findings go (counters, audit, webhooks).
@@ -82,6 +84,7 @@ impl AppState {
             secret,
             auth,
             catalog,
+            endpoints: crate::upstream::endpoints::EndpointCache::default(),
             prompts: crate::pipeline::compose::PromptCache::default(),
             cache,
             incidents,
@@ -100,6 +103,11 @@ impl AppState {
         crate::pipeline::Deps {
             identity: self.identity(),
             catalog: &i.catalog,
+            endpoints: crate::upstream::endpoints::Endpoints {
+                cache: &i.endpoints,
+                auth: &i.auth,
+                keyring: &i.rec.keyring,
+            },
             prompts: crate::pipeline::compose::Prompts {
                 cache: &i.prompts,
                 store: &i.store,
@@ -173,6 +181,11 @@ impl AppState {
         &self.0.knowledge
     }
 
+    /// The tenants' own provider endpoints opened in this process.
+    pub fn endpoints(&self) -> &crate::upstream::endpoints::EndpointCache {
+        &self.0.endpoints
+    }
+
     pub fn store(&self) -> &Store {
         &self.0.store
     }
@@ -206,6 +219,9 @@ impl AppState {
             "auth snapshot reloaded"
         );
         self.0.auth.store(Arc::new(index));
+        // Opened endpoints the new snapshot no longer lists (changed, removed, or their tenant
+        // deleted) leave memory now, keys included, not at the tenant's next call.
+        self.0.endpoints.retain_current(&self.0.auth.load());
         // A deletion made anywhere (the CLI, the platform API on another replica) reaches every
         // replica through this reload, and each drops the tenant's resident indexes and index
         // files: they are sealed with keys that are being shredded, and are the tenant's data.

@@ -239,6 +239,27 @@ const MATRIX: &[Row] = &[
     ),
     row("DELETE", "/admin/v1/tenants/{tenant}", "", "", PLATFORM),
     row(
+        "GET",
+        "/admin/v1/tenants/{tenant}/endpoints",
+        "",
+        "",
+        PLATFORM,
+    ),
+    row(
+        "PUT",
+        "/admin/v1/tenants/{tenant}/endpoints/{provider}",
+        "",
+        r#"{"base_url":"http://127.0.0.1:9/v1","api_key":"sk-matrix"}"#,
+        PLATFORM,
+    ),
+    row(
+        "DELETE",
+        "/admin/v1/tenants/{tenant}/endpoints/{provider}",
+        "",
+        "",
+        PLATFORM,
+    ),
+    row(
         "POST",
         "/admin/v1/break-glass",
         "",
@@ -454,7 +475,7 @@ impl World {
             params.push(("subject", subject));
         }
         if path.contains("{tenant}") {
-            let slug = if r.method == "DELETE" {
+            let (slug, id) = if r.method == "DELETE" {
                 let t = p
                     .create_tenant(&tenantgate_core::NewTenant {
                         slug: format!("doomed-{}", self.next()),
@@ -466,11 +487,32 @@ impl World {
                     })
                     .await
                     .unwrap();
-                t.slug
+                (t.slug, t.id)
             } else {
-                "acme".into()
+                ("acme".into(), self.acme.id.clone())
             };
             path = path.replace("{tenant}", &slug);
+            if path.contains("{provider}") {
+                if r.method == "DELETE" {
+                    // an endpoint to remove
+                    self.gw
+                        .state
+                        .keyring()
+                        .endpoints(self.gw.state.store(), &admin)
+                        .set(
+                            &id,
+                            "mock-openai",
+                            &tenantgate_gateway::control::EndpointSecret {
+                                base_url: "http://127.0.0.1:9/v1".into(),
+                                api_key: "sk-matrix".into(),
+                                api_version: None,
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+                path = path.replace("{provider}", "mock-openai");
+            }
         }
         if path.contains("{grant}") {
             let g = p

@@ -237,5 +237,59 @@ async fn a_warm_chat_with_retrieval_queries_nothing_outside_the_audit_writer() {
         "{context}"
     );
     assert!(queries.take().outside.is_empty());
+
+    // The tenant's own provider endpoint: its first call after the change opens the sealed
+    // endpoint (the counter sees the secret read), every call after that reads nothing.
+    let own = mockllm::start(
+        "127.0.0.1:0".parse().unwrap(),
+        mockllm::MockConfig {
+            api_key: Some("sk-acme-own".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    gw.state
+        .keyring()
+        .endpoints(gw.state.store(), &admin)
+        .set(
+            &t.id,
+            "mock-openai",
+            &tenantgate_gateway::control::EndpointSecret {
+                base_url: format!("{}/v1", own.base_url()),
+                api_key: "sk-acme-own".into(),
+                api_version: None,
+            },
+        )
+        .await
+        .unwrap();
+    gw.state.reload_auth(false).await.unwrap();
+    queries.take();
+    call("/v1/chat/completions", openai.clone()).await;
+    let first = queries.take();
+    assert!(
+        first.outside.iter().any(|q| q.contains("tenant_secrets")),
+        "{:#?}",
+        first.outside
+    );
+    for _ in 0..5 {
+        call("/v1/chat/completions", openai.clone()).await;
+    }
+    let warm = queries.take();
+    assert!(
+        warm.outside.is_empty(),
+        "warm calls to the tenant's own endpoint queried the database: {:#?}",
+        warm.outside
+    );
+    let chats = own
+        .stats
+        .requests_seen()
+        .iter()
+        .filter(|r| {
+            r.path == "/v1/chat/completions" && r.headers["authorization"] == "Bearer sk-acme-own"
+        })
+        .count();
+    assert_eq!(chats, 6, "the calls went to the tenant's own endpoint");
+    own.stop().await;
     gw.stop().await;
 }

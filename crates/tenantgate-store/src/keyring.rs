@@ -177,7 +177,19 @@ impl Keyring {
         id: &str,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, KeyringError> {
-        let tenant = scope.tenant_id();
+        self.seal_for(scope.tenant_id(), kind, id, plaintext).await
+    }
+
+    /// [`Keyring::seal`] for a tenant named by id: for the store's platform operations that
+    /// write a tenant's secret without acting as the tenant (`endpoints.rs`: an operator sets
+    /// a tenant's provider credential, which only the tenant's calls ever open).
+    pub(crate) async fn seal_for(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        id: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KeyringError> {
         let (dek_id, key) = match self.take_sealing_key(tenant, kind) {
             Some(k) => k,
             None => self.new_data_key(tenant, kind).await?,

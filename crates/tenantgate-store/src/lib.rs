@@ -15,6 +15,7 @@ pub mod audit;
 pub mod audit_anchor;
 pub mod audit_sqlite;
 mod backend;
+pub mod endpoints;
 pub mod identity;
 mod keyring;
 mod kms;

@@ -38,6 +38,9 @@ pub struct AuthSnapshot {
     /// names and checks its resident indexes against these, with no query. Creating or
     /// deleting a knowledge base, or adding or deleting a document, moves the revision.
     pub knowledge_bases: Vec<(TenantId, crate::knowledge::KnowledgeBase)>,
+    /// Every tenant's own provider endpoints: (tenant, provider, revision), by tenant then
+    /// provider. Names and revisions only: the endpoints are opened under the tenant's scope.
+    pub endpoints: Vec<(TenantId, String, i64)>,
 }
 
 impl<'a> Platform<'a> {
@@ -375,12 +378,22 @@ impl<'a> Platform<'a> {
             // Every replica reloads its snapshot when the revision moves: a tier change
             // reaches each one's store here. A tenant absent from the map is looked up again.
             self.store.places.replace(places);
+            let endpoint_rows: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT tenant_id, provider, revision FROM tenant_endpoints ORDER BY tenant_id, provider",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let endpoints = endpoint_rows
+                .into_iter()
+                .filter_map(|(t, p, r)| TenantId::parse(&t).ok().map(|t| (t, p, r)))
+                .collect();
             let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
                 v.into_iter()
                     .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))
                     .collect()
             };
             AuthSnapshot {
+                endpoints,
                 default_knowledge_bases: ids(default_kbs),
                 knowledge_bases,
                 members,

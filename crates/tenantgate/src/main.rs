@@ -12,7 +12,9 @@ use tenantgate_gateway::server::open_store;
 use tenantgate_gateway::{Config, Server};
 use tenantgate_store::Store;
 
+mod endpoint;
 mod prompt;
+use endpoint::{endpoint, EndpointCmd};
 use prompt::{prompt, PromptArgs};
 
 // glibc malloc spent ~14% of the gateway's CPU in arena contention under load; mimalloc is a
@@ -156,6 +158,9 @@ enum TenantCmd {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// A tenant's own provider endpoints and keys (set, list, remove).
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
 }
 
 #[derive(Args)]
@@ -548,6 +553,7 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             .await?;
             print(&json!({"tenant": t.slug, "kill_switch": on}));
         }
+        TenantCmd::Endpoint(cmd) => print(&endpoint(&config, &store, &admin, cmd).await?),
     }
     store.close().await;
     Ok(())

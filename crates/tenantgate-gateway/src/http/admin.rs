@@ -408,6 +408,93 @@ pub(super) async fn revoke_grant(
     .await)
 }
 
+/// `PUT /admin/v1/tenants/{tenant}/endpoints/{provider}` with `{"base_url", "api_key",
+/// "api_version"?}`: the tenant's own endpoint for a configured provider. Its calls to that
+/// provider go there from the next snapshot reload (this replica's at once), with its key
+/// only. The answer, the listing and the audit record never hold the key.
+pub(super) async fn put_endpoint(
+    State(app): State<AppState>,
+    Path((tenant, provider)): Path<(String, String)>,
+    headers: HeaderMap,
+    Platform(admin): Platform,
+    body: Body,
+) -> Response {
+    ok(async {
+        let b: PutEndpoint = json_body(&app, &headers, body).await?;
+        let t = find_live(&app, &admin, &tenant).await?;
+        let info = crate::control::set_endpoint(
+            crate::control::AuditSink::Writer(&app.0.rec.log),
+            app.store(),
+            app.keyring(),
+            &app.0.config,
+            &admin,
+            &t,
+            &provider,
+            crate::control::EndpointSecret {
+                base_url: b.base_url,
+                api_key: b.api_key,
+                api_version: b.api_version,
+            },
+            crate::control::Via::AdminApi,
+        )
+        .await?;
+        app.reload_auth(false).await.ok();
+        Ok(Json(info).into_response())
+    }
+    .await)
+}
+
+/// The body of [`put_endpoint`]. No `Debug`: it holds the key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PutEndpoint {
+    base_url: String,
+    api_key: String,
+    #[serde(default)]
+    api_version: Option<String>,
+}
+
+/// `GET /admin/v1/tenants/{tenant}/endpoints`: the tenant's own endpoints (providers, base
+/// URLs, api_versions; never keys).
+pub(super) async fn list_endpoints(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    Platform(admin): Platform,
+) -> Response {
+    ok(async {
+        let t = find_live(&app, &admin, &tenant).await?;
+        let data = crate::control::list_endpoints(app.store(), app.keyring(), &admin, &t).await?;
+        Ok(Json(json!({"object": "list", "data": data})).into_response())
+    }
+    .await)
+}
+
+/// `DELETE /admin/v1/tenants/{tenant}/endpoints/{provider}`: the tenant's calls to that
+/// provider take the platform's endpoint again (a `dedicated` tenant's: none, its models are
+/// no longer available to it).
+pub(super) async fn delete_endpoint(
+    State(app): State<AppState>,
+    Path((tenant, provider)): Path<(String, String)>,
+    Platform(admin): Platform,
+) -> Response {
+    ok(async {
+        let t = find_live(&app, &admin, &tenant).await?;
+        crate::control::remove_endpoint(
+            crate::control::AuditSink::Writer(&app.0.rec.log),
+            app.store(),
+            app.keyring(),
+            &admin,
+            &t,
+            &provider,
+            crate::control::Via::AdminApi,
+        )
+        .await?;
+        app.reload_auth(false).await.ok();
+        Ok(Json(json!({"provider": provider, "removed": true})).into_response())
+    }
+    .await)
+}
+
 /// The audited break-glass path: a scope on `tenant` for this admin, only while it holds an
 /// active grant, and only on a route whose handler took the `BreakGlass` extractor. The read is recorded in the tenant's chain (write-ahead, fail closed) before
 /// the scope exists. Without a grant: 403, itself recorded as denied access.

@@ -119,6 +119,9 @@ api_routes! {
     get "/admin/v1/tenants/{tenant}" => admin::get_tenant, PlatformAdmin, "One tenant (metadata)";
     patch "/admin/v1/tenants/{tenant}" => admin::patch_tenant, PlatformAdmin, "Suspend, resume, set models";
     delete "/admin/v1/tenants/{tenant}" => admin::delete_tenant, PlatformAdmin, "Offboard a tenant (crypto-shred)";
+    get "/admin/v1/tenants/{tenant}/endpoints" => admin::list_endpoints, PlatformAdmin, "A tenant's own provider endpoints (never their keys)";
+    put "/admin/v1/tenants/{tenant}/endpoints/{provider}" => admin::put_endpoint, PlatformAdmin, "Set a tenant's own endpoint and key for a provider";
+    delete "/admin/v1/tenants/{tenant}/endpoints/{provider}" => admin::delete_endpoint, PlatformAdmin, "Remove a tenant's own endpoint for a provider";
     post "/admin/v1/break-glass" => admin::create_grant, PlatformAdmin, "Request break-glass access to one tenant (<= 1 h)";
     get "/admin/v1/break-glass" => admin::list_grants, PlatformAdmin, "Every break-glass grant";
     delete "/admin/v1/break-glass/{grant}" => admin::revoke_grant, PlatformAdmin, "End a break-glass grant";

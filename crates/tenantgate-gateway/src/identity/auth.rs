@@ -38,6 +38,9 @@ pub struct AuthIndex {
     /// Tenants with a stored policy this version cannot parse (written by a newer version,
     /// or damaged), and which: refused until it is readable, never run on defaults.
     unreadable: HashMap<TenantId, Vec<PolicyKind>>,
+    /// Each tenant's own provider endpoints: (provider, revision), by provider name. What
+    /// the request path opens and caches per tenant (`upstream::endpoints`) is keyed by these.
+    endpoints: HashMap<TenantId, Vec<(String, i64)>>,
 }
 
 /// The stored per-tenant policies the snapshot parses.
@@ -96,6 +99,7 @@ impl Default for AuthIndex {
             default_kbs: HashMap::new(),
             knowledge_bases: HashMap::new(),
             unreadable: HashMap::new(),
+            endpoints: HashMap::new(),
         }
     }
 }
@@ -167,7 +171,12 @@ impl AuthIndex {
         for (t, kb) in snap.knowledge_bases {
             knowledge_bases.entry(t).or_default().push(kb);
         }
+        let mut endpoints: HashMap<TenantId, Vec<(String, i64)>> = HashMap::new();
+        for (t, provider, revision) in snap.endpoints {
+            endpoints.entry(t).or_default().push((provider, revision));
+        }
         Self {
+            endpoints,
             unreadable,
             default_kbs,
             knowledge_bases,
@@ -199,6 +208,12 @@ impl AuthIndex {
     /// The tenant's prompt revision; `None` if it never configured prompts.
     pub fn prompt_revision(&self, tenant: &TenantId) -> Option<i64> {
         self.prompt_revisions.get(tenant).copied()
+    }
+
+    /// The tenant's own provider endpoints, (provider, revision) by provider name; empty for
+    /// a tenant that reaches every provider through the platform's.
+    pub fn own_endpoints(&self, tenant: &TenantId) -> &[(String, i64)] {
+        self.endpoints.get(tenant).map_or(&[], Vec::as_slice)
     }
 
     /// The tenant's leak-prevention policy (defaults if it set none).

@@ -3,17 +3,19 @@
 //! reads), then an [`AuthorizedCall`] (the model resolved to a route the tenant may use).
 
 use crate::clock::now_ms;
+use crate::config::ProviderKind;
 use crate::error::GatewayError;
 use crate::identity::auth::{admit_token, authenticate_key, credential, AuthIndex, Caller};
 use crate::identity::keys::ServerSecret;
 use crate::identity::oidc::Verifier;
 pub use crate::identity::TenantContext;
-use crate::upstream::{Catalog, Route};
+use crate::upstream::endpoints::Endpoints;
+use crate::upstream::{Catalog, Owner, Route};
 use arc_swap::ArcSwap;
 use axum::http::HeaderMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tenantgate_core::TenantStatus;
+use tenantgate_core::{IsolationTier, Tenant, TenantStatus};
 
 /// The call is permitted and resolved to a provider route.
 pub struct AuthorizedCall {
@@ -106,36 +108,119 @@ impl Identity<'_> {
     }
 }
 
-/// Stage authorize: the model exists in the catalog and is on the tenant's allow-list. Both
-/// failures are the same `model_not_found` (status, body and audit event): a distinct answer
-/// for "exists but not yours" would list the catalogue, other tenants' models included, to
-/// any key. Every model choice (chat on both wires, embeddings, knowledge-base embeddings)
-/// comes through here; `/v1/models/{id}` uses [`visible_models`], the same set.
-pub fn model(
+/// Where a tenant's call to one provider may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The built-in demo model: in process, no credential, no network.
+    InProcess,
+    /// The platform's endpoint with the platform's credential.
+    Platform,
+    /// The tenant's own endpoint with its own credential, and nowhere else.
+    Own,
+    /// Nowhere: for this tenant the model does not exist.
+    NotAvailable,
+}
+
+/// The one rule for a tenant's calls to a provider of `kind`, given whether the tenant set
+/// its own endpoint for it. A tenant with its own endpoint reaches that one only, whatever its
+/// tier. A `dedicated` tenant never shares an endpoint, so a provider it has no endpoint for
+/// is not available to it at all.
+pub fn reach(isolation: IsolationTier, kind: ProviderKind, own: bool) -> Reach {
+    match kind {
+        // Nothing is shared with anyone: no credential, no network, no other tenant's state.
+        ProviderKind::Demo => Reach::InProcess,
+        ProviderKind::Openai
+        | ProviderKind::Azure
+        | ProviderKind::OpenaiCompatible
+        | ProviderKind::Anthropic => match (own, isolation) {
+            (true, _) => Reach::Own,
+            (false, IsolationTier::Namespace | IsolationTier::Schema) => Reach::Platform,
+            (false, IsolationTier::Dedicated) => Reach::NotAvailable,
+        },
+    }
+}
+
+/// The catalog route of `model` for `tenant`, whose own endpoints (as its snapshot lists them)
+/// are `own`, and where it goes. Every refusal is the same `model_not_found` (status, body and
+/// audit event): a distinct answer for "exists but not yours" would list the catalogue, other
+/// tenants' models included, to any key. A model a dedicated tenant cannot reach (its
+/// provider is one the tenant has no endpoint of its own for) is that same answer, not a 403
+/// or a 503: it is not forbidden for now but absent from that tenant's catalogue, exactly like
+/// a model outside its allow-list, and it is listed the same way ([`visible_models`]).
+fn resolve<'c>(
+    catalog: &'c Catalog,
+    tenant: &Tenant,
+    own: &[(String, i64)],
+    model: &str,
+) -> Result<Target<'c>, GatewayError> {
+    let not_found = || GatewayError::ModelNotFound(model.to_owned());
+    let route = catalog
+        .get(model)
+        .filter(|_| tenant.allows_model(model))
+        .ok_or_else(not_found)?;
+    let has_own = own.iter().any(|(p, _)| *p == route.provider.name);
+    match reach(tenant.isolation, route.provider.kind, has_own) {
+        Reach::InProcess | Reach::Platform => Ok(Target::Catalog(route)),
+        Reach::Own => Ok(Target::OwnEndpoint(route)),
+        Reach::NotAvailable => Err(not_found()),
+    }
+}
+
+/// What [`resolve`] found: the catalog's route as it is, or to be taken to the tenant's own
+/// endpoint for its provider.
+#[derive(Debug)]
+enum Target<'c> {
+    Catalog(&'c Arc<Route>),
+    OwnEndpoint(&'c Arc<Route>),
+}
+
+/// Stage authorize: the model exists in the catalog, is on the tenant's allow-list and is
+/// reachable for the tenant ([`resolve`]); the route is the tenant's own endpoint when it has
+/// one for the model's provider. Every model choice (chat on both wires, embeddings,
+/// knowledge-base embeddings) comes through here; `/v1/models/{id}` uses [`visible_models`],
+/// the same set.
+pub async fn model(
     catalog: &Catalog,
+    endpoints: &Endpoints<'_>,
     ctx: TenantContext,
     model: &str,
 ) -> Result<AuthorizedCall, GatewayError> {
-    let route = catalog
-        .get(model)
-        .filter(|_| ctx.tenant.allows_model(model))
-        .ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
-    Ok(AuthorizedCall {
-        ctx,
-        route: route.clone(),
-    })
+    let own = ctx.view.own_endpoints(ctx.principal.scope.tenant_id());
+    let route = match resolve(catalog, &ctx.tenant, own, model)? {
+        Target::Catalog(route) => route.clone(),
+        Target::OwnEndpoint(shared) => endpoints.route(&ctx, shared).await?,
+    };
+    Ok(AuthorizedCall { ctx, route })
 }
 
-/// The tenant's models that exist in the catalog: exactly what [`model`] would admit.
+/// The tenant's models that exist in the catalog and it can reach: exactly what [`model`]
+/// would admit.
 pub fn visible_models(catalog: &Catalog, ctx: &TenantContext) -> Vec<String> {
+    visible(
+        catalog,
+        &ctx.tenant,
+        ctx.view.own_endpoints(ctx.principal.scope.tenant_id()),
+    )
+}
+
+fn visible(catalog: &Catalog, tenant: &Tenant, own: &[(String, i64)]) -> Vec<String> {
     catalog
-        .names()
-        .filter(|m| ctx.tenant.allows_model(m))
-        .map(str::to_owned)
+        .routes()
+        .filter(|r| resolve(catalog, tenant, own, &r.name).is_ok())
+        .map(|r| r.name.clone())
         .collect()
 }
 
 impl AuthorizedCall {
+    /// Puts in the call's record that it went to the tenant's own endpoint, and which
+    /// revision of it: the evidence that a tenant's calls reached only its own endpoints.
+    pub(crate) fn note_endpoint(&self, audit: &mut crate::audit::CallAudit) {
+        match self.route.provider.owner {
+            Owner::Platform => {}
+            Owner::Tenant { revision } => audit.note("tenant_endpoint_revision", revision),
+        }
+    }
+
     /// Applies the tenant's per-request token cap: a larger request is refused; a request with
     /// no bound gets the cap. Returns the bound to send upstream, if any.
     pub fn bound_max_tokens(
@@ -153,5 +238,149 @@ impl AuthorizedCall {
             (None, Some(cap)) => Ok(Some(u64::from(cap))),
             (None, None) => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{reach, resolve, visible, Reach, Target};
+    use crate::config::{Config, ModelConfig, ProviderConfig, ProviderKind};
+    use crate::error::GatewayError;
+    use crate::upstream::Catalog;
+    use tenantgate_core::{IsolationTier, PlanTier, Tenant, TenantId, TenantStatus};
+
+    const NETWORK: [ProviderKind; 4] = [
+        ProviderKind::Openai,
+        ProviderKind::Azure,
+        ProviderKind::OpenaiCompatible,
+        ProviderKind::Anthropic,
+    ];
+    const TIERS: [IsolationTier; 3] = [
+        IsolationTier::Namespace,
+        IsolationTier::Schema,
+        IsolationTier::Dedicated,
+    ];
+
+    #[test]
+    fn a_tenant_with_its_own_endpoint_reaches_only_that_one_on_every_tier() {
+        for kind in NETWORK {
+            for tier in TIERS {
+                assert_eq!(reach(tier, kind, true), Reach::Own, "{kind:?} {tier:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_dedicated_tenant_never_reaches_a_shared_endpoint() {
+        for kind in NETWORK {
+            assert_eq!(
+                reach(IsolationTier::Dedicated, kind, false),
+                Reach::NotAvailable,
+                "{kind:?}"
+            );
+            // The tiers that share the provider layer take the platform's endpoint.
+            for tier in [IsolationTier::Namespace, IsolationTier::Schema] {
+                assert_eq!(
+                    reach(tier, kind, false),
+                    Reach::Platform,
+                    "{kind:?} {tier:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_in_process_demo_model_stays_available_to_every_tier() {
+        for tier in TIERS {
+            for own in [false, true] {
+                assert_eq!(reach(tier, ProviderKind::Demo, own), Reach::InProcess);
+            }
+        }
+    }
+
+    fn catalog() -> Catalog {
+        let mut cfg = Config::default();
+        cfg.demo.enabled = true;
+        let provider = |name: &str, kind| ProviderConfig {
+            name: name.into(),
+            kind,
+            base_url: Some("http://127.0.0.1:9/v1".into()),
+            api_key_env: None,
+            api_key_file: None,
+            api_version: None,
+            connect_timeout_ms: 1_000,
+            request_timeout_ms: 1_000,
+            read_timeout_ms: 1_000,
+            pool_max_idle_per_host: 1,
+            cache_salt: None,
+        };
+        cfg.providers = vec![
+            provider("shared-openai", ProviderKind::OpenaiCompatible),
+            provider("shared-anthropic", ProviderKind::Anthropic),
+        ];
+        let model = |name: &str, provider: &str| ModelConfig {
+            name: name.into(),
+            provider: provider.into(),
+            upstream_model: None,
+            default_max_tokens: 16,
+            pricing: None,
+        };
+        cfg.models = vec![
+            model("gpt", "shared-openai"),
+            model("claude", "shared-anthropic"),
+        ];
+        Catalog::build(&cfg).unwrap()
+    }
+
+    fn tenant(isolation: IsolationTier) -> Tenant {
+        Tenant {
+            id: TenantId::parse("t1").unwrap(),
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            plan: PlanTier::Pro,
+            isolation,
+            status: TenantStatus::Active,
+            allowed_models: vec!["*".into()],
+            enabled_models: None,
+            max_tokens_per_request: None,
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_dedicated_tenant_is_answered_model_not_found_for_a_provider_it_has_no_endpoint_for() {
+        let catalog = catalog();
+        let dedicated = tenant(IsolationTier::Dedicated);
+        let own = [("shared-anthropic".to_owned(), 7)];
+        // Exactly the answer for a model that does not exist at all.
+        let unknown = resolve(&catalog, &dedicated, &own, "no-such-model").unwrap_err();
+        assert_eq!(unknown, GatewayError::ModelNotFound("no-such-model".into()));
+        assert_eq!(
+            resolve(&catalog, &dedicated, &own, "gpt").unwrap_err(),
+            GatewayError::ModelNotFound("gpt".into())
+        );
+        let Target::OwnEndpoint(route) = resolve(&catalog, &dedicated, &own, "claude").unwrap()
+        else {
+            panic!("claude is on the tenant's own endpoint")
+        };
+        assert_eq!(route.name, "claude");
+        let Target::Catalog(route) = resolve(&catalog, &dedicated, &own, "demo").unwrap() else {
+            panic!("the demo model is the catalog's")
+        };
+        assert_eq!(route.name, "demo");
+        // Listed as it is answered: the unreachable model is not there.
+        assert_eq!(visible(&catalog, &dedicated, &own), ["claude", "demo"]);
+        // With no endpoint at all, only the in-process demo model is left.
+        assert_eq!(visible(&catalog, &dedicated, &[]), ["demo"]);
+        // The same tenant on the namespace tier shares the platform's endpoint instead.
+        let namespace = tenant(IsolationTier::Namespace);
+        assert!(matches!(
+            resolve(&catalog, &namespace, &own, "gpt").unwrap(),
+            Target::Catalog(r) if r.name == "gpt"
+        ));
+        assert_eq!(
+            visible(&catalog, &namespace, &own),
+            ["claude", "demo", "gpt"]
+        );
     }
 }

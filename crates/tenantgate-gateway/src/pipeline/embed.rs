@@ -67,12 +67,13 @@ async fn embeddings(
     audit.set_prompt(&body);
     let model = openai::embeddings_model(&body).map_err(codec)?;
     audit.set_requested_model(&model);
-    let call = authorize::model(deps.catalog, ctx, &model)?;
+    let call = authorize::model(deps.catalog, &deps.endpoints, ctx, &model).await?;
     audit.set_model(
         &model,
         &call.route.upstream_model,
         &call.route.provider.name,
     );
+    call.note_endpoint(audit);
     let admitted = admit::reserve(
         deps.admission(),
         &call,

@@ -48,6 +48,8 @@ use std::time::Duration;
 pub struct Deps<'a> {
     pub identity: Identity<'a>,
     pub catalog: &'a crate::upstream::Catalog,
+    /// Tenants' own provider endpoints, opened on first use.
+    pub endpoints: crate::upstream::endpoints::Endpoints<'a>,
     pub prompts: compose::Prompts<'a>,
     pub knowledge: retrieve::Knowledge<'a>,
     pub cache: Option<&'a crate::upstream::cache::CacheBackend>,
@@ -159,12 +161,13 @@ async fn chat(
     sources: &mut Option<String>,
 ) -> Result<Released<Reply>, GatewayError> {
     audit.set_requested_model(&req.model);
-    let call = authorize::model(deps.catalog, ctx, &req.model)?;
+    let call = authorize::model(deps.catalog, &deps.endpoints, ctx, &req.model).await?;
     audit.set_model(
         &req.model,
         &call.route.upstream_model,
         &call.route.provider.name,
     );
+    call.note_endpoint(audit);
     let guard = guard::Guard::new(&call.ctx, deps.incidents);
     req.guard_inbound(&guard)?;
     // Template variables are client text too: scanned before they are rendered into the

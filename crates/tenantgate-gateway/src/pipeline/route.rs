@@ -50,7 +50,7 @@ pub(crate) async fn chat(
         .map(|c| {
             let key = cache::key(
                 tenant,
-                &provider.name,
+                &provider.cache_label(),
                 &route.upstream_model,
                 // The model as the caller named it: a translated answer carries that name.
                 &format!("{}/{}", pair.cache_label(), req.model),

@@ -3,6 +3,7 @@
 //! and nowhere else.
 
 pub mod cache;
+pub mod endpoints;
 pub mod transport;
 
 use crate::config::{Config, ConfigError, ProviderKind};
@@ -17,10 +18,21 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// Requests carry a tenant-derived `cache_salt` (`ProviderConfig::sends_cache_salt`).
     pub cache_salt: bool,
+    /// The platform's endpoint, or a tenant's own (`endpoints.rs`).
+    pub owner: Owner,
     base_url: String,
     api_key: Option<SecretString>,
     api_version: Option<String>,
     client: reqwest::Client,
+}
+
+/// Whose endpoint and credential a [`Provider`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The platform's, from the configuration: shared by every tenant that has none of its own.
+    Platform,
+    /// One tenant's own, at this revision of it (`tenant_endpoints.revision`).
+    Tenant { revision: i64 },
 }
 
 impl std::fmt::Debug for Provider {
@@ -28,6 +40,7 @@ impl std::fmt::Debug for Provider {
         f.debug_struct("Provider")
             .field("name", &self.name)
             .field("kind", &self.kind)
+            .field("owner", &self.owner)
             .field("base_url", &self.base_url)
             .finish_non_exhaustive()
     }
@@ -46,6 +59,8 @@ pub struct Route {
 #[derive(Debug, Default)]
 pub struct Catalog {
     routes: BTreeMap<String, Arc<Route>>,
+    /// The configured providers by name (the demo model's included when it is enabled).
+    providers: BTreeMap<String, Arc<Provider>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +101,7 @@ impl Catalog {
                     name: p.name.clone(),
                     kind: p.kind,
                     cache_salt: p.sends_cache_salt(),
+                    owner: Owner::Platform,
                     base_url,
                     api_key: p.api_key(i)?,
                     api_version: p.api_version.clone(),
@@ -98,6 +114,7 @@ impl Catalog {
                 name: "demo".into(),
                 kind: ProviderKind::Demo,
                 cache_salt: false,
+                owner: Owner::Platform,
                 base_url: String::new(),
                 api_key: None,
                 api_version: None,
@@ -133,19 +150,66 @@ impl Catalog {
                 }),
             );
         }
-        Ok(Catalog { routes })
+        let providers = providers
+            .into_iter()
+            .map(|(name, p)| (name.to_owned(), p))
+            .collect();
+        Ok(Catalog { routes, providers })
+    }
+
+    /// A configured provider by name.
+    pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.providers.get(name)
     }
 
     pub fn get(&self, model: &str) -> Option<&Arc<Route>> {
         self.routes.get(model)
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.routes.keys().map(String::as_str)
+    /// Every route, by tenant-facing name.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.values()
     }
 }
 
 impl Provider {
+    /// This provider (kind, timeouts, connection pool) at a tenant's own endpoint with the
+    /// tenant's own credential. The platform's key is not carried over: a tenant endpoint
+    /// without a key sends none. reqwest pools connections per host inside one client, so the
+    /// tenant's host gets its own connections without a client per tenant.
+    pub(crate) fn at_tenant_endpoint(
+        &self,
+        revision: i64,
+        base_url: &str,
+        api_key: SecretString,
+        api_version: Option<String>,
+    ) -> Provider {
+        Provider {
+            name: self.name.clone(),
+            kind: self.kind,
+            cache_salt: self.cache_salt,
+            owner: Owner::Tenant { revision },
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key: Some(api_key),
+            // Azure's api_version is the API's, not a secret: the platform's applies when the
+            // tenant named none.
+            api_version: api_version.or_else(|| self.api_version.clone()),
+            client: self.client.clone(),
+        }
+    }
+
+    /// The provider as a cache key names it: a tenant's own endpoint is another upstream
+    /// than the platform's, and each of its revisions another again, so an answer cached from
+    /// one is never served as the other's.
+    pub fn cache_label(&self) -> std::borrow::Cow<'_, str> {
+        match self.owner {
+            Owner::Platform => std::borrow::Cow::Borrowed(&self.name),
+            Owner::Tenant { revision } => {
+                std::borrow::Cow::Owned(format!("{}@tenant-endpoint-{revision}", self.name))
+            }
+        }
+    }
+
     fn url(&self, ep: Endpoint, upstream_model: &str) -> String {
         match (self.kind, ep) {
             (ProviderKind::Azure, Endpoint::Chat) => format!(
