@@ -635,3 +635,77 @@ async fn the_key_is_in_no_answer_listing_audit_record_log_line_or_database_byte(
 fn own_base_host(base: &str) -> String {
     base.trim_end_matches("/v1").to_owned()
 }
+
+/// A tenant on the dedicated tier (its data in its own data directory) never reaches the
+/// platform's shared endpoints: a model whose provider it has no endpoint for is answered
+/// like an unknown model and reaches no server; once it has its own endpoint, every call
+/// (cache enabled: a dedicated tenant has no shared response cache) reaches only that one.
+#[tokio::test]
+async fn a_dedicated_tenant_reaches_only_its_own_endpoints() {
+    let (gw, _idp, platform) = gateway(|c| c.cache.enabled = true).await;
+    let own = own_server(OWN_KEY).await;
+    let data = tempfile::tempdir().unwrap();
+    let admin = TestGateway::admin();
+    let t = gw
+        .state
+        .store()
+        .platform(&admin)
+        .create_tenant_at(
+            &tenantgate_core::NewTenant {
+                slug: "agency".into(),
+                display_name: "Agency".into(),
+                plan: tenantgate_core::PlanTier::Enterprise,
+                isolation: tenantgate_core::IsolationTier::Dedicated,
+                allowed_models: vec!["*".into()],
+                max_tokens_per_request: None,
+            },
+            Some(data.path().to_str().unwrap()),
+        )
+        .await
+        .unwrap();
+    let key = gw.key(&t, None).await;
+    let s = &SHAPES[0];
+    let shared_before = requests(&gw.mock);
+    let r = gw
+        .post(
+            s.path,
+            &key,
+            &json!({"model": s.model,
+            "messages": [{"role": "user", "content": "hello"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "model_not_found", "{body}");
+    assert_eq!(
+        requests(&gw.mock),
+        shared_before,
+        "a shared endpoint was called"
+    );
+
+    let r = put_endpoint(
+        &gw,
+        &platform,
+        "agency",
+        "mock-openai",
+        json!({"base_url": format!("{}/v1", own.base_url()), "api_key": OWN_KEY}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    gw.wait_for_revision().await;
+    for _ in 0..2 {
+        // The same question twice: no cache answers the second.
+        reaches(
+            &gw,
+            &key,
+            s,
+            "the same question",
+            &own,
+            &[&gw.mock],
+            OWN_KEY,
+        )
+        .await;
+    }
+    // Its audit records are in its own data directory.
+    assert!(data.path().join("tenantgate.sqlite").exists());
+}
