@@ -451,8 +451,15 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             // answer to a security questionnaire's data-location questions.
             let t = find(tenant).await?;
             let placement = p.placement(&t.id).await?;
+            let keyring = tenantgate_gateway::control::keyring(&store, &config.encryption)?;
+            // The provider layer's own endpoints (names and base URLs, never a key).
+            let endpoints =
+                tenantgate_gateway::control::list_endpoints(&store, &keyring, &admin, &t)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let mut v = json!(t);
             v["placement"] = json!(placement);
+            v["placement"]["provider_endpoints"] = json!(endpoints);
             print(&v);
         }
         TenantCmd::Move {
