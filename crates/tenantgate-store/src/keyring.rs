@@ -377,6 +377,14 @@ impl Keyring {
         .await
     }
 
+    /// Another process moved the tenant to (or off) a key of its own: the data keys cached here
+    /// were unwrapped under the old arrangement (and maybe without the new key's liveness
+    /// bound), and the KMS's note of the tenant's current KEK is stale. Both are fetched again.
+    pub fn key_changed(&self, tenant: &TenantId) {
+        self.forget(tenant);
+        self.kms.current_changed(tenant);
+    }
+
     fn forget(&self, tenant: &TenantId) {
         if let Ok(mut g) = self.sealing.lock() {
             g.retain(|(t, _), _| t != tenant);
