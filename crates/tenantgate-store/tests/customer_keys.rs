@@ -84,7 +84,10 @@ where
         if let Some(v) = f().await {
             return (v, start.elapsed());
         }
-        assert!(start.elapsed() < deadline, "{what}: not within {deadline:?}");
+        assert!(
+            start.elapsed() < deadline,
+            "{what}: not within {deadline:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -108,10 +111,16 @@ mod cases {
         assert_eq!(status.customer_key.as_deref(), Some(&*format!("aws:{arn}")));
         let sa = scope(&acme.id);
         let sealed = kr.seal(&sa, "prompt", "p1", b"acme secret").await.unwrap();
-        assert_eq!(&*kr.open(&sa, "prompt", "p1", &sealed).await.unwrap(), b"acme secret");
+        assert_eq!(
+            &*kr.open(&sa, "prompt", "p1", &sealed).await.unwrap(),
+            b"acme secret"
+        );
         // A fresh process (no caches) opens it through the customer's key too.
         let (fresh, _) = keyring(store, &master);
-        assert_eq!(&*fresh.open(&sa, "prompt", "p1", &sealed).await.unwrap(), b"acme secret");
+        assert_eq!(
+            &*fresh.open(&sa, "prompt", "p1", &sealed).await.unwrap(),
+            b"acme secret"
+        );
 
         // The stored KEK is a KMS ciphertext that opens only with its encryption context:
         // presented as another tenant's, or another version's, KMS refuses it.
@@ -128,12 +137,19 @@ mod cases {
                 .send()
         };
         assert!(decrypt(acme.id.as_str(), version.to_string()).await.is_ok());
-        assert!(decrypt(globex.id.as_str(), version.to_string()).await.is_err());
-        assert!(decrypt(acme.id.as_str(), (version + 1).to_string()).await.is_err());
+        assert!(decrypt(globex.id.as_str(), version.to_string())
+            .await
+            .is_err());
+        assert!(decrypt(acme.id.as_str(), (version + 1).to_string())
+            .await
+            .is_err());
         // The other tenant stays on the platform's key.
         let sg = scope(&globex.id);
         kr.seal(&sg, "prompt", "p1", b"globex").await.unwrap();
-        assert!(kek_rows(store, &globex).await.iter().all(|r| r.1 == "local"));
+        assert!(kek_rows(store, &globex)
+            .await
+            .iter()
+            .all(|r| r.1 == "local"));
     }
 
     pub async fn disabling_the_key_makes_records_unreadable_within_the_bound_and_enabling_restores_them(
@@ -179,7 +195,10 @@ mod cases {
             kr.seal(&sa, "prompt", "p2", b"x").await,
             Err(KeyringError::KeyUnavailable(_))
         ));
-        assert_eq!(&*kr.open(&sg, "prompt", "p1", &other).await.unwrap(), b"globex");
+        assert_eq!(
+            &*kr.open(&sg, "prompt", "p1", &other).await.unwrap(),
+            b"globex"
+        );
 
         kms.enable(&arn).await;
         let (opened, _) = until(BOUND * 5, "the record opens again", || async {
@@ -209,11 +228,19 @@ mod cases {
         // Every data key re-wrapped, the platform-wrapped version retired.
         assert_eq!(status.pending_rewrap, 0);
         let rows = kek_rows(store, &acme).await;
-        assert_eq!(rows.len(), 1, "{:?}", rows.iter().map(|r| &r.1).collect::<Vec<_>>());
+        assert_eq!(
+            rows.len(),
+            1,
+            "{:?}",
+            rows.iter().map(|r| &r.1).collect::<Vec<_>>()
+        );
         assert_eq!(rows[0].1, format!("aws:{arn}"));
         let during = kr.seal(&sa, "prompt", "during", b"two").await.unwrap();
         let (fresh, _) = keyring(store, &master);
-        assert_eq!(&*fresh.open(&sa, "prompt", "before", &before).await.unwrap(), b"one");
+        assert_eq!(
+            &*fresh.open(&sa, "prompt", "before", &before).await.unwrap(),
+            b"one"
+        );
 
         let status = kr.use_customer_key(&admin(), &acme.id, None).await.unwrap();
         assert_eq!(status.wrapped_by.as_deref(), Some("local"));
@@ -223,8 +250,14 @@ mod cases {
         // disabled, a fresh process opens both records.
         kms.disable(&arn).await;
         let (fresh, _) = keyring(store, &master);
-        assert_eq!(&*fresh.open(&sa, "prompt", "before", &before).await.unwrap(), b"one");
-        assert_eq!(&*fresh.open(&sa, "prompt", "during", &during).await.unwrap(), b"two");
+        assert_eq!(
+            &*fresh.open(&sa, "prompt", "before", &before).await.unwrap(),
+            b"one"
+        );
+        assert_eq!(
+            &*fresh.open(&sa, "prompt", "during", &during).await.unwrap(),
+            b"two"
+        );
     }
 
     pub async fn a_key_the_gateway_cannot_use_is_refused_before_the_switch(
@@ -247,7 +280,10 @@ mod cases {
         assert_eq!(status.wrapped_by.as_deref(), Some("local"));
         assert_eq!(status.customer_key, None);
         let (fresh, _) = keyring(store, &master);
-        assert_eq!(&*fresh.open(&sa, "prompt", "p", &sealed).await.unwrap(), b"kept");
+        assert_eq!(
+            &*fresh.open(&sa, "prompt", "p", &sealed).await.unwrap(),
+            b"kept"
+        );
     }
 }
 
