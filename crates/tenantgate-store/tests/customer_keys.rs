@@ -174,10 +174,7 @@ mod cases {
         // The same keyring, caches and all: within the bound the record stops opening, with
         // the error that names the tenant's key (not "undecryptable").
         let (err, _) = until(BOUND * 5, "the record stops opening", || async {
-            match kr.open(&sa, "prompt", "p1", &sealed).await {
-                Err(e) => Some(e),
-                Ok(_) => None,
-            }
+            kr.open(&sa, "prompt", "p1", &sealed).await.err()
         })
         .await;
         let took = disabled_at.elapsed();
