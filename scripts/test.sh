@@ -5,8 +5,9 @@
 #
 # Backends: SQLite always. PostgreSQL when TENANTGATE_TEST_POSTGRES_URL is set
 # (e.g. postgres://postgres@127.0.0.1:5432/test) and Redis when TENANTGATE_TEST_REDIS_URL is
-# (redis://127.0.0.1:6379); .ci/run sets both. Without them those tests skip, and each skip
-# is counted as skipped, not passed.
+# (redis://127.0.0.1:6379); the customer-key suites when TENANTGATE_TEST_KMS_URL points at a
+# local AWS KMS (moto: scripts/moto_kms.py) and AWS_ACCESS_KEY_ID is set. .ci/run sets them
+# all. Without them those tests skip, and each skip is counted as skipped, not passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"

@@ -26,6 +26,19 @@ pub struct KekVersion {
     pub version: u32,
     pub state: KekState,
     pub created_at_ms: i64,
+    /// What wrapped it: `local` (the platform's master key) or `aws:<key id>`.
+    pub wrapped_by: String,
+}
+
+/// How long what was unwrapped under one KEK version may be kept in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KekHold {
+    /// No bound from the KMS: the platform's key, which the platform controls.
+    Unbounded,
+    /// A key in the tenant's own KMS, verified recently: usable until then.
+    Until(std::time::Instant),
+    /// A key in the tenant's own KMS, not verified within the cache's bound: ask it again.
+    Expired,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +49,12 @@ pub enum KmsError {
     /// Wrong tenant, wrong associated data, altered blob, or a retired version.
     #[error("cannot decrypt")]
     Undecryptable,
+    /// The key in the tenant's own KMS refuses: disabled, pending deletion, or the gateway's
+    /// access revoked. The tenant's data is unreadable (its calls fail closed) until the
+    /// tenant restores the key; retrying sooner does not help.
+    #[error("the tenant's own key is unavailable: {0}")]
+    KeyUnavailable(String),
+    /// Transient: a database or network failure; retrying may help.
     #[error("kms backend: {0}")]
     Backend(String),
 }
@@ -90,6 +109,38 @@ pub trait Kms: Send + Sync + 'static {
     ) -> Result<Key, KmsError> {
         let b = self.decrypt(tenant, wrapped, aad).await?;
         Key::from_slice(&b).ok_or(KmsError::Undecryptable)
+    }
+
+    /// Makes a new KEK version current wrapped by `key` (`None`: the platform's key) and makes
+    /// `key` the tenant's configured key, in one step; older versions stay readable until
+    /// retired. Only KMSs that keep per-tenant configuration support it.
+    async fn rotate_to(
+        &self,
+        _tenant: &TenantId,
+        _key: Option<&crate::CustomerKey>,
+    ) -> Result<u32, KmsError> {
+        Err(KmsError::Backend(format!(
+            "the {} KMS does not take customer keys",
+            self.name()
+        )))
+    }
+
+    /// Another process changed the tenant's key configuration: whatever this one remembers
+    /// about its current KEK is re-read at next use.
+    fn current_changed(&self, _tenant: &TenantId) {}
+
+    /// Verifies, for a tenant whose current KEK is wrapped by a key in its own KMS, that the
+    /// key still answers: free while the unwrapped KEK is cached, one KMS call after that.
+    /// Tenants on the platform key pass without any work.
+    async fn ensure_live(&self, _tenant: &TenantId) -> Result<(), KmsError> {
+        Ok(())
+    }
+
+    /// How long what was unwrapped under this KEK version may be kept in memory. Data-key
+    /// caches of a tenant on its own key end with it, so revoking the key takes effect within
+    /// the KEK cache's bound. Cheap: no I/O.
+    fn holds(&self, _tenant: &TenantId, _kek_version: u32) -> KekHold {
+        KekHold::Unbounded
     }
 
     /// Re-encrypts a blob under the current KEK version.

@@ -6,6 +6,7 @@
 //!   tenant's row, or to another row, fails to decrypt.
 //! - [`envelope`]: the versioned record format `TGE1 | data-key id | nonce | ciphertext+tag`.
 //! - [`Kms`]: key-encryption keys per tenant, versioned, rotatable, destroyable.
+//! - [`KeyWrapper`]: what wraps a KEK version: the master key, or a key in the tenant's own KMS.
 //! - [`MasterKey`]: the local KMS's root key (file with mode 0600, or environment).
 //!
 //! Architecture Invariant: no I/O except reading and creating the master key file.
@@ -14,9 +15,11 @@ pub mod aead;
 pub mod envelope;
 mod kms;
 mod master;
+mod wrap;
 
-pub use kms::{KekState, KekVersion, Kms, KmsError, Wrapped};
+pub use kms::{KekHold, KekState, KekVersion, Kms, KmsError, Wrapped};
 pub use master::{load_or_create_key, write_private, KeyFileError, MasterKey};
+pub use wrap::{CustomerKey, CustomerKeys, KekContext, KeyWrapper, LOCAL};
 
 use zeroize::Zeroizing;
 

@@ -45,7 +45,8 @@ pub async fn create_key(
     Ok((rec, g.plaintext))
 }
 
-/// Opens the keyring the configuration describes: the local KMS with its master key.
+/// Opens the keyring the configuration describes: the local KMS with its master key, and
+/// tenants' own keys in AWS KMS (clients made only when a tenant has one).
 pub fn keyring(
     store: &Store,
     cfg: &crate::config::EncryptionConfig,
@@ -56,7 +57,8 @@ pub fn keyring(
         store.clone(),
         master,
         Duration::from_secs(cfg.kek_cache_secs),
-    );
+    )
+    .with_customer_keys(std::sync::Arc::new(tenantgate_kms_aws::AwsKms::new()));
     Ok(tenantgate_store::Keyring::new(
         store.clone(),
         std::sync::Arc::new(kms),

@@ -94,6 +94,10 @@ pub enum GatewayError {
     /// its calls are refused rather than run on defaults.
     #[error("This tenant's {0} policy cannot be read by this gateway (written by a newer version, or damaged); its calls are refused until it is readable. Contact your platform administrator.")]
     PolicyUnreadable(String),
+    /// The tenant's data is encrypted under a key in its own KMS, and that key does not
+    /// answer: its calls fail closed (customer-controlled crypto-shredding).
+    #[error("{}", .0.message())]
+    TenantKeyUnavailable(KeyFault),
     /// A tenant, key or end-user rate or concurrency limit of this gateway; `rate` is what the
     /// `x-ratelimit-*` headers of the 429 say (remaining 0 until the reset).
     #[error("Rate limit reached: {message}")]
@@ -119,6 +123,35 @@ impl GatewayError {
         GatewayError::InvalidRequest {
             message: message.to_string(),
             param: Some(param.to_owned()),
+        }
+    }
+}
+
+/// Why a tenant's own key could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFault {
+    /// The key refuses: disabled, scheduled for deletion, or the gateway's access revoked. The
+    /// tenant's decision; retrying does not help until the tenant restores the key.
+    Refused,
+    /// The tenant's KMS did not answer (network, throttling): retrying may help.
+    Unreachable,
+}
+
+impl KeyFault {
+    fn message(self) -> &'static str {
+        match self {
+            KeyFault::Refused => "This tenant's own encryption key is unavailable (disabled, scheduled for deletion, or the gateway's access to it was revoked), so its data cannot be read; its calls are refused until the key is restored in the tenant's KMS.",
+            KeyFault::Unreachable => "This tenant's own encryption key could not be reached (its KMS did not answer), so its data cannot be read; retry later.",
+        }
+    }
+}
+
+impl From<tenantgate_crypto::KmsError> for KeyFault {
+    fn from(e: tenantgate_crypto::KmsError) -> Self {
+        use tenantgate_crypto::KmsError as K;
+        match e {
+            K::KeyUnavailable(_) | K::Undecryptable | K::NoKey => KeyFault::Refused,
+            K::Backend(_) => KeyFault::Unreachable,
         }
     }
 }
@@ -364,6 +397,20 @@ impl GatewayError {
                 Some("tenant_policy_unreadable"),
                 None,
             ),
+            E::TenantKeyUnavailable(KeyFault::Refused) => r(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "api_error",
+                Some("tenant_key_unavailable"),
+                Some(false),
+            ),
+            E::TenantKeyUnavailable(KeyFault::Unreachable) => r(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "api_error",
+                Some("tenant_key_unavailable"),
+                Some(true),
+            ),
             E::Internal => r(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
@@ -498,6 +545,9 @@ pub(crate) fn store_err(e: tenantgate_store::KeyringError) -> GatewayError {
                 param: None,
             }
         }
+        tenantgate_store::KeyringError::KeyUnavailable(_) => {
+            GatewayError::TenantKeyUnavailable(KeyFault::Refused)
+        }
         other => {
             tracing::error!(error = %other, "template store failure");
             GatewayError::Unavailable("prompt store".into())
@@ -525,6 +575,20 @@ mod tests {
             assert!(r.status().is_client_error(), "{e:?}");
             assert_eq!(r.headers()["x-should-retry"], "false", "{e:?}");
         }
+    }
+
+    #[test]
+    fn a_refused_tenant_key_is_a_503_not_to_be_retried_and_an_unreachable_one_may_be() {
+        let refused = GatewayError::TenantKeyUnavailable(KeyFault::Refused);
+        let r = refused.render(Wire::OpenAi);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()["x-should-retry"], "false");
+        assert_eq!(refused.code(), "tenant_key_unavailable");
+        let unreachable = GatewayError::TenantKeyUnavailable(KeyFault::Unreachable);
+        let r = unreachable.render(Wire::Anthropic);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()["x-should-retry"], "true");
+        assert_ne!(refused.to_string(), unreachable.to_string());
     }
 
     #[test]

@@ -202,8 +202,12 @@ impl AppState {
             reason = "the gateway process loads every tenant's keys into its auth snapshot"
         )]
         let admin = PlatformAdmin::local_operator("gateway-auth-reload");
-        let snap = self.0.store.platform(&admin).auth_snapshot().await?;
-        let index = AuthIndex::build(snap);
+        let platform = self.0.store.platform(&admin);
+        let snap = platform.auth_snapshot().await?;
+        // Read after the snapshot: a key change committed in between is seen here, and its
+        // revision bump brings one more reload.
+        let customer_keys = platform.customer_keys().await?;
+        let index = AuthIndex::build(snap).with_customer_keys(customer_keys);
         let rev = index.revision;
         // Tenants this snapshot shows deleted (or no longer has) that the previous one served.
         let previous = self.0.auth.load();
@@ -212,6 +216,11 @@ impl AppState {
             .filter(|t| previous.is_live(t) && !index.is_live(t))
             .cloned()
             .collect();
+        // A tenant moved to (or off, or between) keys of its own by another process: what this
+        // one cached of its keys was unwrapped under the old arrangement.
+        for t in index.customer_keys_changed(&previous) {
+            self.keyring().key_changed(&t);
+        }
         drop(previous);
         tracing::debug!(
             revision = rev,

@@ -6,6 +6,11 @@
 //! copied to another tenant's row or another row fails to open. Data keys are cached in memory
 //! for a bounded time and number of uses (then a fresh one is made), so the KMS is not on every
 //! call and no key sees more than `dek_max_uses` random nonces.
+//!
+//! For a tenant whose KEK is wrapped by a key in its own KMS, a cached data key is used only
+//! while the KEK it was unwrapped under is held ([`Kms::holds`]): past the KEK cache's bound the
+//! tenant's key is asked again ([`Kms::ensure_live`]), so disabling it makes the tenant's
+//! records unreadable within that bound, cached data keys included.
 
 use crate::{now_ms, with_tx, Access, Db, Store, StoreError};
 use sqlx::Row;
@@ -13,7 +18,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tenantgate_core::{PlatformAdmin, TenantId, TenantScope};
-use tenantgate_crypto::{aead, envelope, Aad, KekState, KekVersion, Key, Kms, KmsError, Wrapped};
+use tenantgate_crypto::{
+    aead, envelope, Aad, CustomerKey, KekHold, KekState, KekVersion, Key, Kms, KmsError, Wrapped,
+};
 use zeroize::Zeroizing;
 
 #[derive(Debug, Clone)]
@@ -53,6 +60,10 @@ pub enum KeyringError {
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The tenant's own key refuses (disabled, pending deletion, access revoked): its records
+    /// stay unreadable until the tenant restores the key.
+    #[error("the tenant's own key is unavailable: {0}")]
+    KeyUnavailable(String),
     #[error("kms: {0}")]
     Kms(String),
 }
@@ -66,6 +77,7 @@ impl From<sqlx::Error> for KeyringError {
 fn kms_err(e: KmsError) -> KeyringError {
     match e {
         KmsError::NoKey | KmsError::Undecryptable => KeyringError::Undecryptable,
+        KmsError::KeyUnavailable(m) => KeyringError::KeyUnavailable(m),
         KmsError::Backend(m) => KeyringError::Kms(m),
     }
 }
@@ -77,6 +89,18 @@ struct SealKey {
     key: Key,
     created: Instant,
     uses: u64,
+    bound: Bound,
+}
+
+/// A cached data key's tie to its KEK: `Some(version)` when that KEK is wrapped by the tenant's
+/// own key, whose liveness the key is then used under.
+type Bound = Option<u32>;
+
+/// An unwrapped data key in the opening cache.
+struct OpenKey {
+    key: Key,
+    at: Instant,
+    bound: Bound,
 }
 
 /// Key state of one tenant, for `tenantgate keys status`.
@@ -89,6 +113,10 @@ pub struct KeyStatus {
     pub data_keys: i64,
     /// Data keys still wrapped by a previous KEK version (re-wrap in progress).
     pub pending_rewrap: i64,
+    /// What wraps the current KEK version: `local` (the platform's key) or `aws:<key id>`.
+    pub wrapped_by: Option<String>,
+    /// The tenant's configured key (new versions are wrapped by it), if it has its own.
+    pub customer_key: Option<String>,
 }
 
 pub struct Keyring {
@@ -96,7 +124,7 @@ pub struct Keyring {
     kms: Arc<dyn Kms>,
     opts: KeyringOptions,
     sealing: Mutex<HashMap<(TenantId, String), SealKey>>,
-    opening: Mutex<HashMap<(TenantId, DekId), (Key, Instant)>>,
+    opening: Mutex<HashMap<(TenantId, DekId), OpenKey>>,
 }
 
 impl Keyring {
@@ -114,7 +142,7 @@ impl Keyring {
         &self.kms
     }
 
-    fn take_sealing_key(&self, tenant: &TenantId, kind: &str) -> Option<([u8; 16], Key)> {
+    fn take_sealing_key(&self, tenant: &TenantId, kind: &str) -> Option<([u8; 16], Key, Bound)> {
         if !self.opts.cache {
             return None;
         }
@@ -124,7 +152,31 @@ impl Keyring {
             return None;
         }
         k.uses += 1;
-        Some((k.id, k.key.clone()))
+        Some((k.id, k.key.clone(), k.bound))
+    }
+
+    /// What a data key unwrapped under `kek_version` is tied to.
+    fn bound(&self, tenant: &TenantId, kek_version: u32) -> Bound {
+        match self.kms.holds(tenant, kek_version) {
+            KekHold::Unbounded => None,
+            KekHold::Until(_) | KekHold::Expired => Some(kek_version),
+        }
+    }
+
+    /// Whether a cached data key may still be used: always for the platform's key; for the
+    /// tenant's own key, while its KEK is held, else after the key answered again (one KMS
+    /// call; a refusal is the caller's error). `false`: fetch the data key afresh.
+    async fn usable(&self, tenant: &TenantId, bound: Bound) -> Result<bool, KeyringError> {
+        let Some(v) = bound else {
+            return Ok(true);
+        };
+        let held = |h| matches!(h, KekHold::Until(t) if t > Instant::now());
+        if held(self.kms.holds(tenant, v)) {
+            return Ok(true);
+        }
+        self.kms.ensure_live(tenant).await.map_err(kms_err)?;
+        // Verified the current version; a key under an older one is fetched again.
+        Ok(held(self.kms.holds(tenant, v)))
     }
 
     async fn new_data_key(
@@ -154,6 +206,7 @@ impl Keyring {
             }
         )?;
         if self.opts.cache {
+            let bound = self.bound(tenant, wrapped.kek_version);
             if let Ok(mut g) = self.sealing.lock() {
                 g.insert(
                     (tenant.clone(), kind.to_owned()),
@@ -162,6 +215,7 @@ impl Keyring {
                         key: key.clone(),
                         created: Instant::now(),
                         uses: 1,
+                        bound,
                     },
                 );
             }
@@ -190,7 +244,11 @@ impl Keyring {
         id: &str,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, KeyringError> {
-        let (dek_id, key) = match self.take_sealing_key(tenant, kind) {
+        let cached = match self.take_sealing_key(tenant, kind) {
+            Some((id, key, bound)) if self.usable(tenant, bound).await? => Some((id, key)),
+            _ => None,
+        };
+        let (dek_id, key) = match cached {
             Some(k) => k,
             None => self.new_data_key(tenant, kind).await?,
         };
@@ -210,11 +268,14 @@ impl Keyring {
         dek_id: [u8; 16],
     ) -> Result<Key, KeyringError> {
         if self.opts.cache {
-            if let Ok(g) = self.opening.lock() {
-                if let Some((k, at)) = g.get(&(tenant.clone(), dek_id)) {
-                    if at.elapsed() < self.opts.dek_max_age {
-                        return Ok(k.clone());
-                    }
+            let hit = self.opening.lock().ok().and_then(|g| {
+                g.get(&(tenant.clone(), dek_id))
+                    .filter(|k| k.at.elapsed() < self.opts.dek_max_age)
+                    .map(|k| (k.key.clone(), k.bound))
+            });
+            if let Some((key, bound)) = hit {
+                if self.usable(tenant, bound).await? {
+                    return Ok(key);
                 }
             }
         }
@@ -252,10 +313,18 @@ impl Keyring {
             .await
             .map_err(kms_err)?;
         if self.opts.cache {
+            let bound = self.bound(tenant, wrapped.kek_version);
             if let Ok(mut g) = self.opening.lock() {
                 let ttl = self.opts.dek_max_age;
-                g.retain(|_, (_, at)| at.elapsed() < ttl);
-                g.insert((tenant.clone(), dek_id), (key.clone(), Instant::now()));
+                g.retain(|_, k| k.at.elapsed() < ttl);
+                g.insert(
+                    (tenant.clone(), dek_id),
+                    OpenKey {
+                        key: key.clone(),
+                        at: Instant::now(),
+                        bound,
+                    },
+                );
             }
         }
         Ok(key)
@@ -332,6 +401,14 @@ impl Keyring {
         .await
     }
 
+    /// Another process moved the tenant to (or off) a key of its own: the data keys cached here
+    /// were unwrapped under the old arrangement (and maybe without the new key's liveness
+    /// bound), and the KMS's note of the tenant's current KEK is stale. Both are fetched again.
+    pub fn key_changed(&self, tenant: &TenantId) {
+        self.forget(tenant);
+        self.kms.current_changed(tenant);
+    }
+
     fn forget(&self, tenant: &TenantId) {
         if let Ok(mut g) = self.sealing.lock() {
             g.retain(|(t, _), _| t != tenant);
@@ -351,6 +428,26 @@ impl Keyring {
     ) -> Result<KeyStatus, KeyringError> {
         let v = self.kms.rotate(tenant).await.map_err(kms_err)?;
         tracing::info!(tenant = %tenant, version = v, "rotated tenant key-encryption key");
+        if let Ok(mut g) = self.sealing.lock() {
+            g.retain(|(t, _), _| t != tenant);
+        }
+        self.rewrap(admin, tenant, usize::MAX).await?;
+        self.status(admin, tenant).await
+    }
+
+    /// Moves the tenant's KEK to a key in its own KMS (`None`: back to the platform's key):
+    /// a new version wrapped by it becomes current and the tenant's configured key in one
+    /// transaction (once the key has wrapped and unwrapped it), then every data key is
+    /// re-wrapped under it; the old versions are destroyed after `retire_grace`. Records sealed
+    /// before stay readable throughout.
+    pub async fn use_customer_key(
+        &self,
+        admin: &PlatformAdmin,
+        tenant: &TenantId,
+        key: Option<&CustomerKey>,
+    ) -> Result<KeyStatus, KeyringError> {
+        let v = self.kms.rotate_to(tenant, key).await.map_err(kms_err)?;
+        tracing::info!(tenant = %tenant, version = v, wrapped_by = key.map_or_else(|| tenantgate_crypto::LOCAL.to_owned(), CustomerKey::wrapped_by), "tenant key-encryption key moved");
         if let Ok(mut g) = self.sealing.lock() {
             g.retain(|(t, _), _| t != tenant);
         }
@@ -500,7 +597,18 @@ impl Keyring {
                 (total, pending)
             }
         )?;
+        let customer_key = self
+            .store
+            .platform(_admin)
+            .customer_key(tenant)
+            .await?
+            .map(|k| k.wrapped_by());
         Ok(KeyStatus {
+            customer_key,
+            wrapped_by: versions
+                .iter()
+                .find(|v| v.state == KekState::Current)
+                .map(|v| v.wrapped_by.clone()),
             tenant_id: tenant.to_string(),
             kms: self.kms.name(),
             current_version: current,

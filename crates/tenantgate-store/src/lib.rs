@@ -99,7 +99,7 @@ impl StoreError {
 impl Store {
     pub(crate) fn new(db: Db, opts: &StoreOptions) -> Store {
         Store {
-            places: std::sync::Arc::new(places::Places::new(opts, &db)),
+            places: std::sync::Arc::new(places::Places::new(opts)),
             db,
         }
     }
@@ -107,7 +107,7 @@ impl Store {
     /// A store whose placements are read afresh each time (the owner's maintenance store).
     pub(crate) fn uncached(db: Db, opts: &StoreOptions) -> Store {
         Store {
-            places: std::sync::Arc::new(places::Places::new(opts, &db).uncached()),
+            places: std::sync::Arc::new(places::Places::new(opts).uncached()),
             db,
         }
     }

@@ -149,7 +149,7 @@ impl Places {
         self
     }
 
-    pub(crate) fn new(opts: &StoreOptions, _db: &Db) -> Places {
+    pub(crate) fn new(opts: &StoreOptions) -> Places {
         Places {
             opts: opts.clone(),
             cache: true,
@@ -294,6 +294,7 @@ impl Store {
     /// place once. For the few cross-tenant reads of data tables (start-up signing, counters
     /// rebuilt from the audit log, key maintenance).
     pub(crate) async fn data_places(&self) -> Result<Vec<(Vec<TenantId>, Data)>> {
+        // (the tenants each non-shared place holds, and the place)
         let rows: Vec<(String, String, String)> = with_tx!(self, Access::Platform, |tx| {
             sqlx::query_as(
                 "SELECT tenant_id, tier, location FROM tenant_placement ORDER BY location, tenant_id",

@@ -88,6 +88,25 @@ enum KeysCmd {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Wrap a tenant's key-encryption keys with a key in its own AWS KMS (customer-managed):
+    /// a new KEK version under that key, its data keys re-wrapped, the old versions destroyed
+    /// after retire_grace_secs. The gateway reaches the key with the credentials of its own
+    /// environment (the standard AWS chain), which the key's policy must allow to Encrypt and
+    /// Decrypt. Disabling the key, or revoking that access, makes the tenant's data unreadable
+    /// and its calls fail (503 tenant_key_unavailable) within encryption.kek_cache_secs.
+    UseKms {
+        tenant: String,
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        aws_key_id: String,
+        #[arg(long)]
+        region: String,
+        /// Another endpoint than the region's (a VPC endpoint, a local KMS for tests).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Move a tenant back to the platform's key (the same rotation, under the master key).
+    UsePlatform { tenant: String },
 }
 
 #[derive(Subcommand)]
@@ -585,6 +604,26 @@ async fn operator_event(
     .context("the change was made but could not be recorded in the tenant's audit log")
 }
 
+/// Records a change of a tenant's key in its audit chain, with what it changed to (the key's
+/// name and where it is: configuration, not a secret).
+async fn key_event(
+    store: &Store,
+    admin: &tenantgate_core::PlatformAdmin,
+    tenant: &tenantgate_core::TenantId,
+    detail: serde_json::Value,
+) -> Result<()> {
+    tenantgate_gateway::control::record_operator_event(
+        AuditSink::Cli(store),
+        admin,
+        tenant,
+        tenantgate_audit::EventType::ConfigurationChange,
+        detail,
+    )
+    .await
+    .map_err(anyhow::Error::msg)
+    .context("the key was changed but the change could not be recorded in the tenant's audit log")
+}
+
 async fn key(config: Config, cmd: KeyCmd) -> Result<()> {
     let store: Store = open_store(&config).await?;
     let admin = operator();
@@ -656,6 +695,52 @@ async fn keys(config: Config, cmd: KeysCmd) -> Result<()> {
             let rotated = keyring.rotate(&admin, &t.id).await?;
             operator_event(&store, &admin, &t.id, "keys.rotate").await?;
             print(&json!(rotated));
+        }
+        KeysCmd::UseKms {
+            tenant,
+            aws_key_id,
+            region,
+            endpoint,
+        } => {
+            let t = p
+                .find_tenant(&tenant)
+                .await
+                .with_context(|| format!("tenant {tenant:?}"))?;
+            let key = tenantgate_crypto::CustomerKey::Aws {
+                key_id: aws_key_id,
+                region,
+                endpoint,
+            };
+            let moved = keyring
+                .use_customer_key(&admin, &t.id, Some(&key))
+                .await
+                .context("the tenant's key was not changed")?;
+            key_event(
+                &store,
+                &admin,
+                &t.id,
+                json!({"action": "keys.use_kms", "provider": key.provider(), "wrapped_by": key.wrapped_by(), "region": key.region(), "endpoint": key.endpoint(), "kek_version": moved.current_version}),
+            )
+            .await?;
+            print(&json!(moved));
+        }
+        KeysCmd::UsePlatform { tenant } => {
+            let t = p
+                .find_tenant(&tenant)
+                .await
+                .with_context(|| format!("tenant {tenant:?}"))?;
+            let moved = keyring
+                .use_customer_key(&admin, &t.id, None)
+                .await
+                .context("the tenant's key was not changed")?;
+            key_event(
+                &store,
+                &admin,
+                &t.id,
+                json!({"action": "keys.use_platform", "wrapped_by": tenantgate_crypto::LOCAL, "kek_version": moved.current_version}),
+            )
+            .await?;
+            print(&json!(moved));
         }
         KeysCmd::Status { tenant } => {
             let tenants = match tenant {

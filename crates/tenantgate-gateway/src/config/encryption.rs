@@ -10,7 +10,10 @@ pub struct EncryptionConfig {
     /// Local KMS master key (32 bytes, hex), created with mode 0600 on first start.
     /// `TENANTGATE_MASTER_KEY` (64 hex characters) overrides it. It wraps per-tenant KEKs only.
     pub master_key_file: PathBuf,
-    /// How long an unwrapped tenant KEK stays in memory.
+    /// How long an unwrapped tenant KEK stays in memory. For a tenant on a key in its own KMS
+    /// (`tenantgate keys use-kms`) this is also the bound on revocation: its key is asked again
+    /// once this has passed, and a disabled or revoked key fails the tenant's calls closed
+    /// (503 `tenant_key_unavailable`) and leaves its data unreadable, data-key caches included.
     pub kek_cache_secs: u64,
     /// How long a data key seals new records and stays cached for opening.
     pub dek_max_age_secs: u64,
@@ -40,6 +43,9 @@ impl Default for EncryptionConfig {
     }
 }
 
+/// An hour: a customer who disables its key expects its data to become unreadable promptly.
+pub const MAX_KEK_CACHE_SECS: u64 = 3600;
+
 impl EncryptionConfig {
     /// Data keys within the nonce budget; lifetimes of at least a second.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -54,6 +60,12 @@ impl EncryptionConfig {
             return Err(invalid(
                 "encryption.dek_max_age_secs",
                 "durations must be at least 1 second",
+            ));
+        }
+        if e.kek_cache_secs > MAX_KEK_CACHE_SECS {
+            return Err(invalid(
+                "encryption.kek_cache_secs",
+                "must be at most 3600: it bounds how long a tenant's revocation of its own key takes to take effect",
             ));
         }
         Ok(())

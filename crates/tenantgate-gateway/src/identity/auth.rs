@@ -41,6 +41,9 @@ pub struct AuthIndex {
     /// Each tenant's own provider endpoints: (provider, revision), by provider name. What
     /// the request path opens and caches per tenant (`upstream::endpoints`) is keyed by these.
     endpoints: HashMap<TenantId, Vec<(String, i64)>>,
+    /// Tenants whose keys are wrapped by a key in their own KMS: their calls check it answers
+    /// (`pipeline::authorize::tenant_key`); every other tenant's pass without a look.
+    customer_keys: HashMap<TenantId, tenantgate_crypto::CustomerKey>,
 }
 
 /// The stored per-tenant policies the snapshot parses.
@@ -100,6 +103,7 @@ impl Default for AuthIndex {
             knowledge_bases: HashMap::new(),
             unreadable: HashMap::new(),
             endpoints: HashMap::new(),
+            customer_keys: HashMap::new(),
         }
     }
 }
@@ -177,6 +181,7 @@ impl AuthIndex {
         }
         Self {
             endpoints,
+            customer_keys: HashMap::new(),
             unreadable,
             default_kbs,
             knowledge_bases,
@@ -279,6 +284,40 @@ impl AuthIndex {
 
     pub fn tenant_ids(&self) -> impl Iterator<Item = &TenantId> {
         self.tenants.keys()
+    }
+
+    /// With the tenants on keys of their own (`Platform::customer_keys`), read with the
+    /// snapshot.
+    pub fn with_customer_keys(
+        mut self,
+        keys: Vec<(TenantId, tenantgate_crypto::CustomerKey)>,
+    ) -> Self {
+        self.customer_keys = keys.into_iter().collect();
+        self
+    }
+
+    /// The tenant's own key, if its keys are wrapped by one.
+    pub fn customer_key(&self, tenant: &TenantId) -> Option<&tenantgate_crypto::CustomerKey> {
+        self.customer_keys.get(tenant)
+    }
+
+    /// Tenants whose own key is not the same in both snapshots (moved to one, off one, or to
+    /// another): what this process remembers of their keys is stale.
+    pub fn customer_keys_changed<'a>(&'a self, previous: &'a AuthIndex) -> Vec<TenantId> {
+        let mut changed: Vec<TenantId> = self
+            .customer_keys
+            .iter()
+            .filter(|(t, k)| previous.customer_keys.get(*t) != Some(*k))
+            .map(|(t, _)| t.clone())
+            .collect();
+        changed.extend(
+            previous
+                .customer_keys
+                .keys()
+                .filter(|t| !self.customer_keys.contains_key(*t))
+                .cloned(),
+        );
+        changed
     }
 
     pub fn tenant_count(&self) -> usize {

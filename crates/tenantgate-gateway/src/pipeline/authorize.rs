@@ -174,6 +174,23 @@ enum Target<'c> {
     OwnEndpoint(&'c Arc<Route>),
 }
 
+/// Stage tenant key: a tenant whose keys are wrapped by a key in its own KMS is served only
+/// while that key answers. Free while the tenant's unwrapped KEK is cached; past the cache's
+/// bound (`encryption.kek_cache_secs`), one KMS call re-verifies it, and a refusal (the tenant
+/// disabled the key or revoked the gateway's access) fails the call closed. A tenant on the
+/// platform's key costs one lookup in the snapshot.
+pub async fn tenant_key(
+    kms: &dyn tenantgate_crypto::Kms,
+    ctx: &TenantContext,
+) -> Result<(), GatewayError> {
+    if ctx.view.customer_key(&ctx.tenant.id).is_none() {
+        return Ok(());
+    }
+    kms.ensure_live(&ctx.tenant.id)
+        .await
+        .map_err(|e| GatewayError::TenantKeyUnavailable(e.into()))
+}
+
 /// Stage authorize: the model exists in the catalog, is on the tenant's allow-list and is
 /// reachable for the tenant ([`resolve`]); the route is the tenant's own endpoint when it has
 /// one for the model's provider. Every model choice (chat on both wires, embeddings,

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! authorize::Identity::tenant    credential -> TenantContext (one view of the tenant)
+//! authorize::tenant_key          a tenant on its own KMS key: the key still answers
 //! admit::count_request           the call uses a request of its rate windows
 //! request::parse                 body -> ChatRequest (the caller's wire, read once)
 //! authorize::model               model -> AuthorizedCall (route the tenant may use)
@@ -138,6 +139,7 @@ async fn call(
 ) -> Result<Released<Reply>, GatewayError> {
     let ctx = deps.identity.tenant(input.headers, true).await?;
     audit.bind(deps.recorder, &ctx);
+    authorize::tenant_key(deps.recorder.keyring.kms().as_ref(), &ctx).await?;
     let counted = admit::count_request(deps.admission(), &ctx, &audit.request_id).await?;
     let body = parse_object(&input.body.await?)?;
     // Before any field reaches the audit record, a log line or a counter's key.

@@ -130,6 +130,7 @@ impl Endpoints<'_> {
                     KeyringError::Undecryptable => "cannot be decrypted",
                     KeyringError::Kms(_) => "the key service failed",
                     KeyringError::Store(_) => "the store failed",
+                    KeyringError::KeyUnavailable(_) => "the tenant's own key is unavailable",
                 };
                 tracing::warn!(tenant = %tenant, provider = %platform.name, why, "tenant endpoint not opened");
                 unavailable()
