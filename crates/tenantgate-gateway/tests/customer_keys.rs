@@ -1,5 +1,5 @@
 //! Customer-managed keys through the gateway, against a local AWS KMS (moto, through the
-//! official SDK): a tenant moved to its own key (as the CLI does, from another keyring) answers
+//! official SDK): a tenant on the schema tier moved to its own key (as the CLI does, from another keyring) answers
 //! chat; when it disables the key, its next calls fail closed with 503 `tenant_key_unavailable`
 //! within the KEK cache's bound; enabling the key restores them; a tenant on the platform's key
 //! is served throughout.
@@ -26,7 +26,22 @@ async fn a_tenant_on_its_own_key_fails_closed_when_it_disables_it_and_recovers_w
         return;
     };
     let gw = TestGateway::start_with(|c| c.encryption.kek_cache_secs = BOUND.as_secs()).await;
-    let (acme, acme_key) = gw.tenant("acme", &["gpt-test"], None).await;
+    // A regulated tenant: the schema tier (its own SQLite file here), its KEK in its own KMS.
+    let acme = gw
+        .state
+        .store()
+        .platform(&TestGateway::admin())
+        .create_tenant(&tenantgate_core::NewTenant {
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            plan: tenantgate_core::PlanTier::Enterprise,
+            isolation: tenantgate_core::IsolationTier::Schema,
+            allowed_models: vec!["gpt-test".into()],
+            max_tokens_per_request: None,
+        })
+        .await
+        .unwrap();
+    let acme_key = gw.key(&acme, None).await;
     let (_, globex_key) = gw.tenant("globex", &["gpt-test"], None).await;
     let ok = |r: &reqwest::Response| r.status() == 200;
     assert!(ok(&gw
