@@ -457,16 +457,37 @@ pub async fn key_maintenance(
             .unwrap_or(0);
         for (tenant, created_at_ms) in keyring.tenants_with_keys(&admin).await? {
             if now - created_at_ms > max_age.as_millis() as i64 {
-                keyring.rotate(&admin, &tenant).await?;
-                rotated += 1;
+                match keyring.rotate(&admin, &tenant).await {
+                    Ok(_) => rotated += 1,
+                    Err(e) => skip_tenant(&tenant, e)?,
+                }
             }
         }
     }
     let mut rewrapped = 0;
     for tenant in keyring.tenants_with_previous_versions(&admin).await? {
-        rewrapped += keyring.rewrap(&admin, &tenant, 1_000).await?;
+        match keyring.rewrap(&admin, &tenant, 1_000).await {
+            Ok(n) => rewrapped += n,
+            Err(e) => skip_tenant(&tenant, e)?,
+        }
     }
     Ok((rotated, rewrapped))
+}
+
+/// A tenant whose own key refuses (it disabled the key or revoked the gateway's access) cannot
+/// be rotated or re-wrapped until it restores the key: it is left for a later pass, and the
+/// other tenants' maintenance goes on. Any other failure ends the pass.
+fn skip_tenant(
+    tenant: &tenantgate_core::TenantId,
+    e: tenantgate_store::KeyringError,
+) -> Result<(), tenantgate_store::KeyringError> {
+    match e {
+        tenantgate_store::KeyringError::KeyUnavailable(why) => {
+            tracing::warn!(tenant = %tenant, reason = %why, "tenant key maintenance skipped: its own key is unavailable");
+            Ok(())
+        }
+        e => Err(e),
+    }
 }
 
 async fn bootstrap_demo(
