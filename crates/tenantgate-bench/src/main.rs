@@ -389,11 +389,33 @@ async fn main() -> Result<()> {
                 .to_string()
         })
     };
+    let keyring = tenantgate_gateway::control::keyring(&store, &config.encryption)?;
     for i in 0..tenants {
         let t = store
             .platform(&admin)
             .create_tenant_at(&new_tenant(i), place(i).as_deref())
             .await?;
+        if args.tier == IsolationTier::Dedicated {
+            // A dedicated tenant reaches only endpoints of its own: its own (here the same
+            // mock, with its own key) is set, as an operator would.
+            tenantgate_gateway::control::set_endpoint(
+                tenantgate_gateway::control::AuditSink::Cli(&store),
+                &store,
+                &keyring,
+                &config,
+                &admin,
+                &t,
+                "mock",
+                tenantgate_gateway::control::EndpointSecret {
+                    base_url: format!("{}/v1", mock.base_url()),
+                    api_key: "sk-bench-own".into(),
+                    api_version: None,
+                },
+                tenantgate_gateway::control::Via::Cli,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
         let per_tenant = if args.single_tenant { 16 } else { 1 };
         for _ in 0..per_tenant {
             if !args.single_tenant && i % (args.tenants / 100).max(1) != 0 {
