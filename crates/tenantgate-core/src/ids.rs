@@ -53,6 +53,23 @@ id_newtype!(
     KeyId
 );
 
+/// The id of the platform's own audit chain: lifecycle operations (onboarding, exports,
+/// offboarding and the deletion certificates that outlive a tenant) are recorded there. No
+/// tenant can have it: tenant ids are UUIDs the store generates.
+pub const PLATFORM_CHAIN: &str = "platform";
+
+impl TenantId {
+    /// The platform chain's id (see [`PLATFORM_CHAIN`]).
+    pub fn platform_chain() -> TenantId {
+        TenantId(PLATFORM_CHAIN.to_owned())
+    }
+
+    /// Whether this is the platform chain's id, not a tenant's.
+    pub fn is_platform_chain(&self) -> bool {
+        self.0 == PLATFORM_CHAIN
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

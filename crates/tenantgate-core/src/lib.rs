@@ -6,7 +6,7 @@
 mod ids;
 mod tenant;
 
-pub use ids::{KeyId, TenantId};
+pub use ids::{KeyId, TenantId, PLATFORM_CHAIN};
 pub use tenant::{
     validate_model_policy, validate_slug, ApiKeyRecord, IsolationTier, NewApiKey, NewTenant,
     PlanTier, Role, Tenant, TenantStatus,

@@ -34,6 +34,7 @@ pub mod guard;
 pub mod http;
 pub mod identity;
 pub mod knowledge;
+pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;
