@@ -42,6 +42,15 @@ impl TenantScope {
         Self { tenant }
     }
 
+    /// Build a scope for a platform operator writing a tenant's first content while it
+    /// onboards it (its default prompt, the sealed onboarding result), before the tenant has
+    /// any credential of its own. Taking the operator's capability, it is no path for a tenant
+    /// principal; restricted by `clippy.toml` like the others, with one allowed site in
+    /// `tenantgate-gateway/src/lifecycle/`.
+    pub fn for_lifecycle(_admin: &PlatformAdmin, tenant: TenantId) -> Self {
+        Self { tenant }
+    }
+
     pub fn tenant_id(&self) -> &TenantId {
         &self.tenant
     }

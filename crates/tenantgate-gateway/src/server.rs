@@ -431,9 +431,33 @@ async fn key_maintenance_loop(state: AppState, cancel: CancellationToken) {
                 if let Err(e) = key_maintenance(&state, rotate_after).await {
                     tracing::warn!(error = %e, "key maintenance failed; retrying at the next tick");
                 }
+                if let Err(e) = onboarding_sweep(&state).await {
+                    tracing::warn!(error = %e, "undoing unfinished onboardings failed; retrying at the next tick");
+                }
             }
         }
     }
+}
+
+/// Undoes onboardings a process died in the middle of (`lifecycle::onboard`): they are found
+/// on this loop's first tick after start and then at every maintenance tick.
+pub async fn onboarding_sweep(state: &AppState) -> Result<usize, String> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the gateway's own sweep spans every tenant's onboarding"
+    )]
+    let admin = PlatformAdmin::local_operator("gateway-onboarding-sweep");
+    crate::lifecycle::onboard::Onboarding {
+        store: state.store(),
+        keyring: state.keyring(),
+        config: &state.0.config,
+        secret: &state.0.secret,
+        sink: crate::control::AuditSink::Writer(&state.0.rec.log),
+        admin: &admin,
+        via: "sweep",
+    }
+    .sweep()
+    .await
 }
 
 /// One pass: rotates KEKs older than `rotate_after`, then re-wraps what previous rotations left

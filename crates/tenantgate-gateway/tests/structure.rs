@@ -80,6 +80,21 @@ fn break_glass_scope_is_built_only_by_the_audited_break_glass_path() {
 }
 
 #[test]
+fn lifecycle_scopes_are_built_only_by_the_lifecycle_operations() {
+    let sites = call_sites("TenantScope::for_lifecycle(");
+    assert!(
+        !sites.is_empty() && sites.len() <= 2,
+        "lifecycle scope call sites: {sites:#?}"
+    );
+    assert!(
+        sites
+            .iter()
+            .all(|s| s.contains("tenantgate-gateway/src/lifecycle/")),
+        "{sites:?}"
+    );
+}
+
+#[test]
 fn platform_admins_from_tokens_are_made_only_by_the_authentication_stage() {
     let sites = call_sites("PlatformAdmin::from_verified_credential(");
     assert_eq!(sites.len(), 1, "{sites:#?}");

@@ -21,6 +21,7 @@ mod keyring;
 mod kms;
 pub mod knowledge;
 mod moves;
+pub mod onboarding;
 mod places;
 mod platform;
 pub mod prompts;
@@ -32,7 +33,7 @@ pub use keyring::{KeyStatus, Keyring, KeyringError, KeyringOptions};
 pub use kms::LocalKms;
 pub use moves::{MovePhase, MovePlan, SwitchReport, TableCheck};
 pub use places::{Layer, LayerPlace, Place, PlaceSummary};
-pub use platform::{AuthSnapshot, Platform};
+pub use platform::{new_tenant_id, AuthSnapshot, Platform};
 pub use tenant::TenantStore;
 
 use tenantgate_core::{InvalidValue, PlatformAdmin, TenantScope};

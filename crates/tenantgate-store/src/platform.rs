@@ -9,6 +9,11 @@ use tenantgate_core::{
     ApiKeyRecord, KeyId, NewApiKey, NewTenant, PlatformAdmin, Tenant, TenantId, TenantStatus,
 };
 
+/// A new tenant's id: a UUIDv7, never the platform chain's reserved id.
+pub fn new_tenant_id() -> TenantId {
+    TenantId::parse(&uuid::Uuid::now_v7().to_string()).expect("a UUID is a valid tenant id")
+}
+
 pub struct Platform<'a> {
     pub(crate) store: &'a Store,
     admin: &'a PlatformAdmin,
@@ -81,10 +86,21 @@ impl<'a> Platform<'a> {
         new: &NewTenant,
         dedicated: Option<&str>,
     ) -> Result<Tenant> {
+        self.create_tenant_as(new_tenant_id(), new, dedicated).await
+    }
+
+    /// [`Self::create_tenant_at`] with an id chosen before (onboarding claims its idempotency
+    /// key for the id first, so a retry after a crash can find what to discard).
+    pub async fn create_tenant_as(
+        &self,
+        id: TenantId,
+        new: &NewTenant,
+        dedicated: Option<&str>,
+    ) -> Result<Tenant> {
         new.validate()?;
         let now = now_ms();
         let tenant = Tenant {
-            id: TenantId::parse(&uuid::Uuid::now_v7().to_string())?,
+            id,
             slug: new.slug.clone(),
             display_name: new.display_name.trim().to_owned(),
             plan: new.plan,
@@ -101,38 +117,43 @@ impl<'a> Platform<'a> {
         tracing::info!(actor = self.admin.actor(), tenant = %tenant.id, slug = %tenant.slug,
             tier = %new.isolation, "creating tenant");
         self.provision(&place).await?;
-        let created = with_tx!(self.store, Access::Platform, |tx| {
-            sqlx::query(
-                "INSERT INTO tenants (id, slug, display_name, plan, isolation, status, \
+        // In an async block: a `?` in `with_tx!`'s body returns from the enclosing function,
+        // which would skip removing the storage just made.
+        let created = async {
+            with_tx!(self.store, Access::Platform, |tx| {
+                sqlx::query(
+                    "INSERT INTO tenants (id, slug, display_name, plan, isolation, status, \
                  allowed_models, max_tokens_per_request, created_at_ms, updated_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-            )
-            .bind(tenant.id.as_str())
-            .bind(&tenant.slug)
-            .bind(&tenant.display_name)
-            .bind(tenant.plan.as_str())
-            .bind(tenant.isolation.as_str())
-            .bind(tenant.status.as_str())
-            .bind(&models)
-            .bind(tenant.max_tokens_per_request.map(i64::from))
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| crate::conflict_or(e, "tenant slug"))?;
-            if let Some((tier, location)) = place.row() {
-                sqlx::query(
-                    "INSERT INTO tenant_placement (tenant_id, tier, location, updated_at_ms) \
-                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(tenant.id.as_str())
-                .bind(tier)
-                .bind(location)
+                .bind(&tenant.slug)
+                .bind(&tenant.display_name)
+                .bind(tenant.plan.as_str())
+                .bind(tenant.isolation.as_str())
+                .bind(tenant.status.as_str())
+                .bind(&models)
+                .bind(tenant.max_tokens_per_request.map(i64::from))
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
-            }
-            bump_revision(&mut tx).await?;
-        });
+                .await
+                .map_err(|e| crate::conflict_or(e, "tenant slug"))?;
+                if let Some((tier, location)) = place.row() {
+                    sqlx::query(
+                        "INSERT INTO tenant_placement (tenant_id, tier, location, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(tenant.id.as_str())
+                    .bind(tier)
+                    .bind(location)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                bump_revision(&mut tx).await?;
+            })
+        }
+        .await;
         if let Err(e) = created {
             if let Err(u) = self.unprovision(&tenant.id, &place).await {
                 tracing::warn!(tenant = %tenant.id, error = %u, "could not remove a failed tenant's storage");
@@ -211,6 +232,26 @@ impl<'a> Platform<'a> {
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
+            bump_revision(&mut tx).await?;
+        })?;
+        self.get_tenant(id).await
+    }
+
+    /// Changes a tenant's plan: its default limits follow at every replica's next snapshot
+    /// reload (the revision moves with it).
+    pub async fn set_plan(&self, id: &TenantId, plan: tenantgate_core::PlanTier) -> Result<Tenant> {
+        tracing::info!(actor = self.admin.actor(), tenant = %id, plan = %plan, "changing tenant plan");
+        with_tx!(self.store, Access::Platform, |tx| {
+            let n = sqlx::query("UPDATE tenants SET plan = $1, updated_at_ms = $2 WHERE id = $3")
+                .bind(plan.as_str())
+                .bind(now_ms())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
             bump_revision(&mut tx).await?;
         })?;
         self.get_tenant(id).await

@@ -1,10 +1,10 @@
 //! `tenantgate`: the gateway server and its admin CLI.
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
-use tenantgate_core::{IsolationTier, NewTenant, PlanTier, PlatformAdmin, Role, TenantStatus};
+use tenantgate_core::{IsolationTier, PlanTier, PlatformAdmin, Role, TenantStatus};
 // The CLI runs no audit writer: each command appends its own record (`AuditSink::Cli`).
 use tenantgate_gateway::control::{create_key, AuditSink, KeySpec};
 use tenantgate_gateway::identity::keys::ServerSecret;
@@ -13,6 +13,7 @@ use tenantgate_gateway::{Config, Server};
 use tenantgate_store::Store;
 
 mod endpoint;
+mod onboard;
 mod prompt;
 use endpoint::{endpoint, EndpointCmd};
 use prompt::{prompt, PromptArgs};
@@ -54,6 +55,15 @@ enum Command {
     /// Audit exports: verify one offline; print the checkpoint signing key.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Bring the deployment's tenants to a file's (YAML or JSON, `tenants: [...]`): missing
+    /// ones are onboarded, existing ones get the file's plan, status, models and limits.
+    /// Tenants the file does not name are left alone.
+    Apply {
+        file: PathBuf,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,7 +128,7 @@ enum ConfigCmd {
 #[derive(Subcommand)]
 enum TenantCmd {
     /// Create a tenant.
-    Create(TenantCreate),
+    Create(onboard::TenantCreate),
     /// List tenants.
     List,
     /// Show one tenant (by id or slug) and, per layer, where its data lives.
@@ -142,6 +152,8 @@ enum TenantCmd {
     Suspend { tenant: String },
     /// Resume a suspended tenant.
     Resume { tenant: String },
+    /// Change a tenant's plan (its default limits) on every gateway at once.
+    SetPlan { tenant: String, plan: PlanTier },
     /// Delete a tenant: revoke its keys and destroy its key material (crypto-shredding). Its
     /// encrypted data becomes unrecoverable. Cannot be undone.
     Delete {
@@ -180,32 +192,6 @@ enum TenantCmd {
     /// A tenant's own provider endpoints and keys (set, list, remove).
     #[command(subcommand)]
     Endpoint(EndpointCmd),
-}
-
-#[derive(Args)]
-struct TenantCreate {
-    /// Lowercase identifier, e.g. acme-corp.
-    #[arg(long)]
-    slug: String,
-    /// Display name (defaults to the slug).
-    #[arg(long)]
-    name: Option<String>,
-    #[arg(long, default_value = "free")]
-    plan: PlanTier,
-    /// Where the tenant's data lives: namespace (shared tables), schema (its own PostgreSQL
-    /// schema, or its own SQLite file) or dedicated (its own database: --database).
-    #[arg(long, default_value = "namespace")]
-    isolation: IsolationTier,
-    /// For --isolation dedicated: the tenant's own database, a postgres:// URL without a
-    /// password (give it through PGPASSWORD or ~/.pgpass) or an absolute data directory.
-    #[arg(long)]
-    database: Option<String>,
-    /// Comma-separated tenant-facing model names; "*" allows every configured model.
-    #[arg(long, value_delimiter = ',', default_value = "demo")]
-    models: Vec<String>,
-    /// Largest max_tokens a single request may ask for.
-    #[arg(long)]
-    max_tokens: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -308,7 +294,9 @@ async fn run(cli: Cli) -> Result<()> {
             }));
             Ok(())
         }
+        Command::Tenant(TenantCmd::Create(c)) => onboard::create(&config, c).await,
         Command::Tenant(cmd) => tenant(config, cmd).await,
+        Command::Apply { file, dry_run } => onboard::apply(&config, &file, dry_run).await,
         Command::Key(cmd) => key(config, cmd).await,
         Command::Keys(cmd) => keys(config, cmd).await,
         Command::Prompt(_) => Ok(()),
@@ -447,23 +435,8 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
         }
     };
     match cmd {
-        TenantCmd::Create(c) => {
-            let t = p
-                .create_tenant_at(
-                    &NewTenant {
-                        display_name: c.name.unwrap_or_else(|| c.slug.clone()),
-                        slug: c.slug,
-                        plan: c.plan,
-                        isolation: c.isolation,
-                        allowed_models: c.models,
-                        max_tokens_per_request: c.max_tokens,
-                    },
-                    c.database.as_deref(),
-                )
-                .await?;
-            operator_event(&store, &admin, &t.id, "tenant.create").await?;
-            print(&json!(t));
-        }
+        // Onboarding runs above (`onboard::create`), not on this store.
+        TenantCmd::Create(_) => {}
         TenantCmd::List => print(&json!(p.list_tenants().await?)),
         TenantCmd::Show { tenant } => {
             // The tenant and, layer by layer, where its data lives and what it shares: the
@@ -506,13 +479,35 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
         TenantCmd::Suspend { tenant } => {
             let t = find(tenant).await?;
             let t = p.set_status(&t.id, TenantStatus::Suspended).await?;
-            operator_event(&store, &admin, &t.id, "tenant.suspend").await?;
+            lifecycle_event(
+                &store,
+                &t.id,
+                json!({"action": "tenant.suspend", "via": "cli"}),
+            )
+            .await?;
             print(&json!(t));
         }
         TenantCmd::Resume { tenant } => {
             let t = find(tenant).await?;
             let t = p.set_status(&t.id, TenantStatus::Active).await?;
-            operator_event(&store, &admin, &t.id, "tenant.resume").await?;
+            lifecycle_event(
+                &store,
+                &t.id,
+                json!({"action": "tenant.resume", "via": "cli"}),
+            )
+            .await?;
+            print(&json!(t));
+        }
+        TenantCmd::SetPlan { tenant, plan } => {
+            let t = find(tenant).await?;
+            let from = t.plan;
+            let t = p.set_plan(&t.id, plan).await?;
+            lifecycle_event(
+                &store,
+                &t.id,
+                json!({"action": "tenant.set_plan", "via": "cli", "from": from, "to": plan}),
+            )
+            .await?;
             print(&json!(t));
         }
         TenantCmd::Delete { tenant, yes } => {
@@ -583,6 +578,23 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// Records a lifecycle change in the tenant's audit chain and the platform's.
+async fn lifecycle_event(
+    store: &Store,
+    tenant: &tenantgate_core::TenantId,
+    detail: serde_json::Value,
+) -> Result<()> {
+    tenantgate_gateway::lifecycle::record_step(
+        AuditSink::Cli(store),
+        &operator(),
+        tenant,
+        tenantgate_audit::EventType::ConfigurationChange,
+        detail,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("the change was made but not recorded in the audit log: {e}"))
 }
 
 /// Records an operator change in the tenant's audit chain.

@@ -14,6 +14,7 @@ mod cache;
 mod database;
 mod encryption;
 mod guard;
+mod lifecycle;
 mod providers;
 mod rag;
 mod server;
@@ -24,6 +25,7 @@ pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, SqliteSync};
 pub use encryption::EncryptionConfig;
 pub use guard::GuardConfig;
+pub use lifecycle::LifecycleConfig;
 pub use providers::{ModelConfig, Pricing, ProviderConfig, ProviderKind};
 pub use rag::RagConfig;
 pub use server::{DemoConfig, ServerConfig};
@@ -46,6 +48,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub limits: crate::limits::LimitsConfig,
     pub rag: RagConfig,
+    pub lifecycle: LifecycleConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -100,6 +103,7 @@ impl Config {
         self.encryption.validate()?;
         self.audit.validate()?;
         self.database.validate()?;
+        self.lifecycle.validate()?;
         providers::validate_providers(&self.providers)?;
         providers::validate_models(&self.models, &self.providers, self.demo.enabled)?;
         Ok(())

@@ -18,9 +18,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 use tenantgate_audit::EventType;
-use tenantgate_core::{
-    NewTenant, PlanTier, PlatformAdmin, Role, Tenant, TenantScope, TenantStatus,
-};
+use tenantgate_core::{PlanTier, PlatformAdmin, Tenant, TenantScope, TenantStatus};
 
 /// The longest a break-glass grant may last.
 pub const MAX_GRANT_SECS: u64 = 3600;
@@ -113,105 +111,49 @@ pub(super) async fn list_tenants(
     .await)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CreateTenant {
-    slug: String,
-    display_name: Option<String>,
-    #[serde(default = "default_plan")]
-    plan: String,
-    #[serde(default)]
-    allowed_models: Vec<String>,
-    max_tokens_per_request: Option<u32>,
-    /// `namespace` (default), `schema` or `dedicated` (with `database`).
-    isolation: Option<String>,
-    /// The dedicated tier's own database: a `postgres://` URL without a password, or an
-    /// absolute data directory.
-    database: Option<String>,
-    /// Also create a `tenant_admin` API key and return it (once).
-    #[serde(default)]
-    admin_key: bool,
-}
-
-fn default_plan() -> String {
-    "free".into()
-}
-
-/// `POST /admin/v1/tenants`: onboarding. The tenant, its creation record and (if asked) its
-/// first admin key are made together; if a later step fails, the tenant is offboarded again
-/// (keys revoked, key material shredded), so no half-made tenant is left serving.
+/// `POST /admin/v1/tenants`: onboarding in one operation (`lifecycle::onboard`): a complete
+/// tenant or nothing. With an `Idempotency-Key` header a retry returns the first result
+/// (`Idempotent-Replayed: true`) and the key cannot be reused for another request.
 pub(super) async fn create_tenant(
     State(app): State<AppState>,
     headers: HeaderMap,
     Platform(admin): Platform,
     body: Body,
 ) -> Response {
+    use crate::lifecycle::onboard::{OnboardError, Onboarding, TenantSpec};
     ok(async {
-        let b: CreateTenant = json_body(&app, &headers, body).await?;
-        let new = NewTenant {
-            display_name: b.display_name.unwrap_or_else(|| b.slug.clone()),
-            slug: b.slug,
-            plan: b.plan.parse().map_err(|e| GatewayError::invalid(e, "plan"))?,
-            isolation: match &b.isolation {
-                // Bounded before parsing: the parse error quotes its input.
-                Some(i) if i.len() > 16 => {
-                    return Err(GatewayError::invalid("unknown isolation tier", "isolation"))
-                }
-                Some(i) => i.parse().map_err(|e| GatewayError::invalid(e, "isolation"))?,
-                None => tenantgate_core::IsolationTier::Namespace,
-            },
-            allowed_models: b.allowed_models,
-            max_tokens_per_request: b.max_tokens_per_request,
+        let spec: TenantSpec = json_body(&app, &headers, body).await?;
+        let key = match headers.get("idempotency-key") {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                GatewayError::invalid("an idempotency key is visible ASCII", "idempotency-key")
+            })?),
         };
-        new.validate().map_err(|e| GatewayError::invalid(e, "slug"))?;
-        let tenant = app
-            .store()
-            .platform(&admin)
-            .create_tenant_at(&new, b.database.as_deref())
-            .await
-            .map_err(st)?;
-        let rest = async {
-            record(&app, &admin, &tenant, EventType::ConfigurationChange,
-                json!({"action": "tenant.create", "via": "admin_api"})).await?;
-            if !b.admin_key {
-                return Ok(None);
-            }
-            let spec = crate::control::KeySpec {
-                role: Role::TenantAdmin,
-                name: Some("initial admin key".into()),
-                end_user: None,
-                expires_at_ms: None,
-            };
-            crate::control::create_key(app.store(), &admin, &app.0.secret, &tenant.id, spec)
-                .await
-                .map(Some)
-                .map_err(st)
-        }
-        .await;
-        let key = match rest {
-            Ok(k) => k,
-            Err(e) => {
-                // Roll back: nothing of this tenant may keep serving. If the audit store is
-                // what failed, the recorded deletion fails too; the tenant is then marked
-                // deleted and shredded without it (it never served a call).
-                let undo = match crate::control::delete_tenant(crate::control::AuditSink::Writer(&app.0.rec.log), app.store(), app.keyring(), &admin, &tenant.id).await {
-                    Ok(_) => Ok(()),
-                    Err(_) => match app.store().platform(&admin).mark_deleted(&tenant.id).await {
-                        Ok(_) => app.keyring().shred(&admin, &tenant.id).await.map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    },
-                };
-                tracing::error!(tenant = %tenant.id, rolled_back = undo.is_ok(), "onboarding failed");
-                app.reload_auth(false).await.ok();
-                return Err(e);
-            }
+        let onboarding = Onboarding {
+            store: app.store(),
+            keyring: app.keyring(),
+            config: &app.0.config,
+            secret: &app.0.secret,
+            sink: crate::control::AuditSink::Writer(&app.0.rec.log),
+            admin: &admin,
+            via: "admin_api",
         };
+        let done = onboarding.run(&spec, key).await;
+        // Whatever happened, this replica's snapshot follows the control plane now.
         app.reload_auth(false).await.ok();
-        let mut body = json!({"tenant": tenant});
-        if let Some((rec, plaintext)) = key {
-            body["admin_key"] = json!({"id": rec.id, "key": plaintext, "prefix": rec.prefix});
+        let done = done.map_err(|e| match e {
+            OnboardError::Invalid { field, message } => GatewayError::invalid(message, field),
+            OnboardError::Conflict(m) => GatewayError::Conflict(m),
+            e @ OnboardError::Failed { .. } => GatewayError::Unavailable(e.to_string()),
+        })?;
+        let mut resp = (StatusCode::CREATED, Json(done.body)).into_response();
+        if done.replayed {
+            resp.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
         }
-        Ok((StatusCode::CREATED, Json(body)).into_response())
+        Ok(resp)
     }
     .await)
 }
@@ -229,12 +171,15 @@ pub(super) async fn get_tenant(
 #[serde(deny_unknown_fields)]
 pub(super) struct PatchTenant {
     status: Option<String>,
+    plan: Option<PlanTier>,
     allowed_models: Option<Vec<String>>,
     max_tokens_per_request: Option<Option<u32>>,
 }
 
-/// `PATCH /admin/v1/tenants/{tenant}`: suspend or resume, set the model allow-list or the
-/// per-request token cap. Recorded in the tenant's chain.
+/// `PATCH /admin/v1/tenants/{tenant}`: suspend or resume, change the plan, set the model
+/// allow-list or the per-request token cap. Every replica applies it at its next snapshot
+/// reload (the revision moves; PostgreSQL notifies); recorded in the tenant's and the
+/// platform's chains, naming what changed.
 pub(super) async fn patch_tenant(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
@@ -267,22 +212,37 @@ pub(super) async fn patch_tenant(
             ));
         }
         let p = app.store().platform(&admin);
+        let mut changed = serde_json::Map::new();
         if let Some(s) = status {
             t = p.set_status(&t.id, s).await.map_err(st)?;
+            changed.insert("status".into(), json!(s));
+        }
+        if let Some(plan) = b.plan {
+            t = p.set_plan(&t.id, plan).await.map_err(st)?;
+            changed.insert("plan".into(), json!(plan));
+        }
+        if b.allowed_models.is_some() {
+            changed.insert("allowed_models".into(), json!(true));
+        }
+        if b.max_tokens_per_request.is_some() {
+            changed.insert("max_tokens_per_request".into(), json!(true));
         }
         if b.allowed_models.is_some() || b.max_tokens_per_request.is_some() {
             let models = b.allowed_models.unwrap_or_else(|| t.allowed_models.clone());
             let cap = b.max_tokens_per_request.unwrap_or(t.max_tokens_per_request);
             t = p.set_models(&t.id, &models, cap).await.map_err(st)?;
         }
-        record(
-            &app,
+        crate::lifecycle::record_step(
+            crate::control::AuditSink::Writer(&app.0.rec.log),
             &admin,
-            &t,
+            &t.id,
             EventType::ConfigurationChange,
-            json!({"action": "tenant.update", "via": "admin_api"}),
+            json!({"action": "tenant.update", "via": "admin_api", "changed": changed}),
         )
-        .await?;
+        .await
+        .map_err(|_| {
+            GatewayError::Unavailable("the audit log could not record this action".into())
+        })?;
         app.reload_auth(false).await.ok();
         Ok(Json(t).into_response())
     }
