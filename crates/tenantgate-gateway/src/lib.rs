@@ -17,6 +17,8 @@
 //! - [`stream`]: streamed answers re-framed, guarded per channel, recorded before the end.
 //! - [`audit`]: the call's record (a drop guard), the group-commit writer, signed checkpoints.
 //! - [`knowledge`]: per-knowledge-base indexes, sealed, loaded lazily.
+//! - [`lifecycle`]: a tenant from the platform's side: one-call onboarding (or nothing), the
+//!   export bundle, offboarding; every step in the tenant's and the platform's chains.
 //! - [`config`], [`error`], [`bounds`]: settings, the one error table, client-string bounds.
 //! - [`state`], [`server`], [`control`]: the composition root, bind/serve and background
 //!   loops, operations shared with the CLI.

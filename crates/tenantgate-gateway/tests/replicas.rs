@@ -1,5 +1,5 @@
-//! Several gateways on one database. On PostgreSQL, a revocation made through one replica's
-//! store reaches the others at commit (LISTEN/NOTIFY), with polling set far too slow to explain
+//! Several gateways on one database. On PostgreSQL, a revocation, a plan change or a suspension
+//! made through one replica's store reaches the others at commit (LISTEN/NOTIFY), with polling set far too slow to explain
 //! it (needs `TENANTGATE_TEST_POSTGRES_URL`; skipped, saying so, without it). On SQLite, a
 //! tenant deleted elsewhere loses its index files and resident indexes on every replica.
 
@@ -14,7 +14,7 @@ use common::{chat, TestGateway};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_replicas_apply_revocation_and_suspension_at_once() {
+async fn postgres_replicas_apply_revocation_plan_changes_and_suspension_at_once() {
     let Some(url) = common::skip::backend_url("TENANTGATE_TEST_POSTGRES_URL") else {
         return;
     };
@@ -69,6 +69,33 @@ async fn postgres_replicas_apply_revocation_and_suspension_at_once() {
         took < Duration::from_millis(500),
         "revocation reached the other replica after {took:?}"
     );
+
+    // A plan change (its default limits) reaches the other replica at commit too.
+    let admin_key = a.admin_key(&t).await;
+    b.wait_for_revision().await;
+    a.state
+        .store()
+        .platform(&admin)
+        .set_plan(&t.id, tenantgate_core::PlanTier::Enterprise)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let l: serde_json::Value = b
+            .get("/tenant/v1/limits", &admin_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if l.to_string().contains("\"enterprise\"") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "replica b still applies the old plan: {l}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 
     let other = a.key(&t, None).await;
     b.wait_for_revision().await;
