@@ -227,6 +227,11 @@ impl Server {
             maintenance.clone(),
             cancel.clone(),
         ));
+        tasks.spawn(crate::lifecycle::offboard::finalizer_loop(
+            state.clone(),
+            maintenance.clone(),
+            cancel.clone(),
+        ));
         let grace = Duration::from_secs(state.0.config.server.shutdown_grace_secs);
         let app = crate::http::router(state.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

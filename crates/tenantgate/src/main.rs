@@ -13,6 +13,7 @@ use tenantgate_gateway::{Config, Server};
 use tenantgate_store::Store;
 
 mod endpoint;
+mod offboard;
 mod prompt;
 use endpoint::{endpoint, EndpointCmd};
 use prompt::{prompt, PromptArgs};
@@ -142,13 +143,28 @@ enum TenantCmd {
     Suspend { tenant: String },
     /// Resume a suspended tenant.
     Resume { tenant: String },
-    /// Delete a tenant: revoke its keys and destroy its key material (crypto-shredding). Its
-    /// encrypted data becomes unrecoverable. Cannot be undone.
+    /// Offboard a tenant: its calls are refused at once, and after the window (default
+    /// lifecycle.deletion_window_secs) a gateway shreds its keys, removes its data and writes a
+    /// deletion certificate. `restore` cancels it within the window.
     Delete {
         tenant: String,
         /// Confirm the deletion.
         #[arg(long)]
         yes: bool,
+        /// No window: shred its keys now (no restore); a running gateway finishes at once.
+        #[arg(long)]
+        now: bool,
+        /// The window in seconds.
+        #[arg(long)]
+        window: Option<u64>,
+    },
+    /// Cancel a tenant's pending deletion: its prior status (active or suspended) back.
+    Restore { tenant: String },
+    /// A deleted tenant's deletion certificate; `--out FILE` writes the proving export.
+    Certificate {
+        tenant: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Replace a tenant's model allow-list and per-request token cap.
     SetModels {
@@ -515,23 +531,16 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             operator_event(&store, &admin, &t.id, "tenant.resume").await?;
             print(&json!(t));
         }
-        TenantCmd::Delete { tenant, yes } => {
+        TenantCmd::Delete { tenant, yes, now, window } => {
             if !yes {
-                bail!("deleting a tenant destroys its encryption keys and cannot be undone; pass --yes");
+                bail!("deleting a tenant destroys its encryption keys and cannot be undone after its window; pass --yes");
             }
-            let t = find(tenant).await?;
-            let keyring = tenantgate_gateway::control::keyring(&store, &config.encryption)?;
-            let deleted = tenantgate_gateway::control::delete_tenant(
-                AuditSink::Cli(&store),
-                &store,
-                &keyring,
-                &admin,
-                &t.id,
-            )
-            .await
-            .map_err(anyhow::Error::msg)?;
-            print(&json!(deleted));
+            print(&offboard::delete(&config, &store, &admin, &tenant, now, window).await?);
         }
+        TenantCmd::Restore { tenant } => print(&offboard::restore(&store, &admin, &tenant).await?),
+        TenantCmd::Certificate { tenant, out } => print(
+            &offboard::certificate(&config, &store, &admin, &tenant, out.as_deref()).await?,
+        ),
         TenantCmd::SetModels {
             tenant,
             models,

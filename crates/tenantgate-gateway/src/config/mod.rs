@@ -14,6 +14,7 @@ mod cache;
 mod database;
 mod encryption;
 mod guard;
+mod lifecycle;
 mod providers;
 mod rag;
 mod server;
@@ -24,6 +25,7 @@ pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, SqliteSync};
 pub use encryption::EncryptionConfig;
 pub use guard::GuardConfig;
+pub use lifecycle::{LifecycleConfig, MAX_DELETION_WINDOW_SECS};
 pub use providers::{ModelConfig, Pricing, ProviderConfig, ProviderKind};
 pub use rag::RagConfig;
 pub use server::{DemoConfig, ServerConfig};
@@ -46,6 +48,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub limits: crate::limits::LimitsConfig,
     pub rag: RagConfig,
+    pub lifecycle: LifecycleConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -99,6 +102,7 @@ impl Config {
         self.cache.validate()?;
         self.encryption.validate()?;
         self.audit.validate()?;
+        self.lifecycle.validate()?;
         self.database.validate()?;
         providers::validate_providers(&self.providers)?;
         providers::validate_models(&self.models, &self.providers, self.demo.enabled)?;

@@ -3,7 +3,8 @@
 
 mod admin;
 pub mod api;
-mod audit;
+pub(crate) mod audit;
+mod lifecycle;
 mod body;
 mod knowledge;
 mod members;
