@@ -7,7 +7,7 @@ use crate::error::GatewayError;
 use crate::lifecycle::offboard::{self, OffboardError};
 use crate::pipeline::compose::st;
 use crate::state::AppState;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -48,9 +48,11 @@ pub(super) async fn delete_tenant(
     Path(tenant): Path<String>,
     Query(q): Query<DeleteQuery>,
     Platform(admin): Platform,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     ok(async {
+        // `{"window_secs": N}` is small: 1 KiB is plenty.
+        let body = super::read_body(body, 1024).await?;
         let from_body = if body.iter().all(u8::is_ascii_whitespace) {
             DeleteQuery::default()
         } else {
