@@ -271,7 +271,9 @@ async fn an_offboarded_tenant_leaves_no_marker_in_any_file_or_log() {
     }
     assert!(!schema_file.exists(), "the schema tenant's file is gone");
     // The slug is free again.
-    p.create_tenant(&new("leaving", IsolationTier::Namespace)).await.unwrap();
+    let mut again = new("leaving", IsolationTier::Namespace);
+    again.display_name = "Someone else".into();
+    p.create_tenant(&again).await.unwrap();
 
     // The other tenant is untouched: its calls work and its chain verifies.
     assert_eq!(call_status(&gw, &stays_key).await, 200);

@@ -59,6 +59,22 @@ macro_rules! api_routes {
     };
 }
 
+/// The route template a concrete path matches (`/tenant/v1/prompts/{name}/versions`): the
+/// request log line names the route, never the names a tenant chose (prompt, knowledge base,
+/// member subject), which would outlive the tenant's offboarding in the logs.
+pub(crate) fn template_of(path: &str) -> Option<&'static str> {
+    API_ROUTES.iter().map(|r| r.path).find(|t| {
+        let (mut a, mut b) = (t.split('/'), path.split('/'));
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return true,
+                (Some(x), Some(y)) if x.starts_with('{') || x == y => continue,
+                _ => return false,
+            }
+        }
+    })
+}
+
 /// `stringify!(get)` -> `"GET"` at compile time.
 const fn const_upper(m: &'static str) -> &'static str {
     match m.as_bytes() {
