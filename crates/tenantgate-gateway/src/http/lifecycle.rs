@@ -90,10 +90,7 @@ pub(super) async fn delete_tenant(
         let mut certificate = serde_json::Value::Null;
         let mut t = t;
         if window == 0 {
-            let maintenance =
-                crate::server::open_maintenance_store(&app.0.config, app.store())
-                    .await
-                    .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+            let maintenance = offboard::maintenance_store(&app).await.map_err(st)?;
             let r = offboard::finalize(&app, &maintenance, &admin, &t.id).await;
             // On PostgreSQL an owner's pool of its own; on SQLite the shared store itself.
             match maintenance.db() {

@@ -289,6 +289,17 @@ async fn shred_keys(
     Ok(())
 }
 
+/// The owner's store that finalization removes rows with (past the audit triggers): on
+/// SQLite the store itself, on PostgreSQL an owner's connection (close it after use).
+pub async fn maintenance_store(app: &AppState) -> Result<Store, StoreError> {
+    match app.store().db() {
+        tenantgate_store::Db::Sqlite(_) => Ok(app.store().clone()),
+        tenantgate_store::Db::Postgres(_) => {
+            Store::open_maintenance(&app.0.config.database.store_options()).await
+        }
+    }
+}
+
 /// Files under a tenant's index directory (counted before it is removed).
 fn index_files(dir: &std::path::Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
