@@ -429,3 +429,148 @@ async fn the_deletion_certificate_verifies_offline_and_names_what_was_destroyed(
     );
     gw.stop().await;
 }
+
+/// On PostgreSQL, two replicas: the second refuses the pending tenant's calls at once too; a
+/// namespace tenant and a schema-tier tenant are offboarded by the first, then no row of any
+/// table (each row's text cast) holds a marker, the tenant's schema is gone, and (if the
+/// server's data directory is readable here) no file outside `pg_wal` holds one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_offboarding_leaves_no_marker_in_any_row_or_data_file() {
+    let Some(url) = common::skip::backend_url("TENANTGATE_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let schema = format!("tg_gw_{:016x}", rand::random::<u64>());
+    let pg = |c: &mut tenantgate_gateway::Config| {
+        c.database.url = url.clone();
+        c.database.pg_schema = schema.clone();
+        c.database.max_connections = 4;
+        // The data-file scan below holds only if the deleted rows' pages are rewritten.
+        c.lifecycle.pg_vacuum_full = true;
+    };
+    let a = TestGateway::start_with(pg).await;
+    let shared = a.config.clone();
+    let b = TestGateway::start_with(|c| {
+        pg(c);
+        c.server.secret_file = shared.server.secret_file.clone();
+        c.encryption.master_key_file = shared.encryption.master_key_file.clone();
+        c.audit.signing_key_file = shared.audit.signing_key_file.clone();
+    })
+    .await;
+    let admin = TestGateway::admin();
+    let p = a.state.store().platform(&admin);
+    let tag = format!("{:08x}", rand::random::<u32>());
+    let new = |slug: String, tier| NewTenant {
+        slug,
+        display_name: format!("MK{tag}displayQZ"),
+        plan: PlanTier::Pro,
+        isolation: tier,
+        allowed_models: vec!["*".into()],
+        max_tokens_per_request: None,
+    };
+    let n = p
+        .create_tenant(&new(format!("pgns-{tag}"), IsolationTier::Namespace))
+        .await
+        .unwrap();
+    let s = p
+        .create_tenant(&new(format!("pgsch-{tag}"), IsolationTier::Schema))
+        .await
+        .unwrap();
+    a.wait_for_revision().await;
+    let mut markers = populate(&a, &n, &format!("pgns{tag}")).await;
+    markers.extend(populate(&a, &s, &format!("pgsch{tag}")).await);
+    let (_, b_key) = b.tenant(&format!("pgstays-{tag}"), &["*"], None).await;
+    let tenant_schema = match a.state.store().place(&s.id).await.unwrap() {
+        tenantgate_store::Place::PgSchema(x) => x,
+        other => panic!("{other:?}"),
+    };
+
+    // Pending on one replica is refused on the other at once (NOTIFY), with the precise error.
+    let (_, n_key) = create_key(
+        a.state.store(),
+        &admin,
+        &a.secret(),
+        &n.id,
+        KeySpec {
+            role: Role::Member,
+            name: None,
+            end_user: None,
+            expires_at_ms: None,
+        },
+    )
+    .await
+    .unwrap();
+    wait_status(&b, &n_key, 200).await;
+    offboard::request(sink(&a), a.state.store(), &admin, &n.id, 3600)
+        .await
+        .unwrap();
+    let body = wait_status(&b, &n_key, 403).await;
+    assert_eq!(body["error"]["code"], "tenant_pending_deletion");
+    offboard::request(sink(&a), a.state.store(), &admin, &n.id, 0)
+        .await
+        .unwrap();
+    offboard::request(sink(&a), a.state.store(), &admin, &s.id, 0)
+        .await
+        .unwrap();
+    let maint = maintenance(&a).await;
+    // Both replicas race for the work; each tenant is finalized exactly once.
+    let mb = maintenance(&b).await;
+    let (ca, cb) = tokio::join!(
+        offboard::finalize_due(&a.state, &maint),
+        offboard::finalize_due(&b.state, &mb)
+    );
+    assert_eq!(ca.len() + cb.len(), 2, "{ca:?} {cb:?}");
+    wait_status(&b, &n_key, 401).await;
+    assert_eq!(call_status(&b, &b_key).await, 200);
+
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    let gone: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = $1",
+    )
+    .bind(&tenant_schema)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(gone, 0, "the schema tenant's schema is dropped");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+    )
+    .bind(&schema)
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let mut found = Vec::new();
+    for t in &tables {
+        for m in &markers {
+            let k: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM {schema}.{t} x WHERE CAST(x.* AS text) LIKE $1"
+            ))
+            .bind(format!("%{m}%"))
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            if k > 0 {
+                found.push((m.clone(), t.clone()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "markers in rows: {found:?}");
+    // The data files, where this process may read them (the server on this host).
+    let dir: String = sqlx::query_scalar("SHOW data_directory")
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or_default();
+    sqlx::query("CHECKPOINT").execute(&mut c).await.ok();
+    let base = Path::new(&dir).join("base");
+    if std::fs::read_dir(&base).is_ok() {
+        let found = leaks(&base, &[], &markers);
+        assert!(found.is_empty(), "markers in PostgreSQL data files: {found:?}");
+    } else {
+        common::skip::skip("the PostgreSQL data directory is not readable here");
+    }
+    a.stop().await;
+    b.stop().await;
+    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&mut c)
+        .await;
+}

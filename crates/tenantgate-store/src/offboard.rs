@@ -418,9 +418,12 @@ impl crate::Platform<'_> {
     }
 
     /// Folds SQLite's WAL into the shared file and truncates it, or vacuums the shared
-    /// control-plane and data tables on PostgreSQL, so deleted rows leave no copy the database
-    /// still keeps (PostgreSQL's own WAL segments keep theirs until they are recycled).
-    pub async fn compact_after_purge(&self) -> Result<()> {
+    /// control-plane and data tables on PostgreSQL. A plain VACUUM makes the deleted rows'
+    /// space reusable but leaves their bytes in the pages until overwritten; `full` (VACUUM
+    /// FULL) rewrites each table and its indexes into new files, so no data file keeps them,
+    /// at the price of an exclusive lock per table while it is rewritten (every tenant's
+    /// writes to it wait). PostgreSQL's own WAL segments keep the rows until recycled.
+    pub async fn compact_after_purge(&self, full: bool) -> Result<()> {
         match self.store.db() {
             Db::Sqlite(pool) => {
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -434,8 +437,13 @@ impl crate::Platform<'_> {
                     .chain(DATA_TABLES)
                     .chain(["tenants"].iter())
                 {
-                    // VACUUM runs outside a transaction; the owner's pool may.
-                    if let Err(e) = sqlx::query(&format!("VACUUM {t}")).execute(pool).await {
+                    // VACUUM runs outside a transaction, as the owner (the maintenance store).
+                    let sql = if full {
+                        format!("VACUUM FULL {t}")
+                    } else {
+                        format!("VACUUM {t}")
+                    };
+                    if let Err(e) = sqlx::raw_sql(&sql).execute(pool).await {
                         tracing::warn!(table = t, error = %e, "vacuum after offboarding failed");
                     }
                 }
@@ -511,13 +519,6 @@ async fn delete_counted(data: &crate::places::Data, tenant: &TenantId) -> Result
                     .await?;
             }
             tx.commit().await?;
-            if data.pg_schema().is_none() {
-                for t in &tables {
-                    if let Err(e) = sqlx::query(&format!("VACUUM {t}")).execute(pool).await {
-                        tracing::warn!(table = t, error = %e, "vacuum after offboarding failed");
-                    }
-                }
-            }
         }
     }
     Ok(out)

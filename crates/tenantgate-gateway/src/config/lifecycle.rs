@@ -17,6 +17,11 @@ pub struct LifecycleConfig {
     /// How long a claim on a finalization holds before another replica may take it over (a
     /// replica that died mid-way).
     pub finalize_lease_secs: u64,
+    /// PostgreSQL: after removing a tenant's rows, `VACUUM FULL` the shared tables (rewritten
+    /// into new files: no data file keeps the deleted rows' bytes) instead of a plain
+    /// `VACUUM` (their space is reused, their bytes stay in the pages until overwritten).
+    /// FULL locks each table while it is rewritten: every tenant's writes to it wait.
+    pub pg_vacuum_full: bool,
 }
 
 impl Default for LifecycleConfig {
@@ -25,6 +30,7 @@ impl Default for LifecycleConfig {
             deletion_window_secs: 7 * 86_400,
             finalize_interval_ms: 60_000,
             finalize_lease_secs: 600,
+            pg_vacuum_full: false,
         }
     }
 }

@@ -195,7 +195,6 @@ pub async fn finalize(
         let control = p.purge_tenant_control(tenant).await?;
         let index_files = index_files(&app.0.config.rag.index_dir.join(tenant.as_str()));
         app.0.knowledge.forget(tenant, None);
-        mp.compact_after_purge().await?;
         let mut rows = serde_json::Map::new();
         for r in placed.rows.iter().chain(control.iter()) {
             let n = rows.get(&r.table).and_then(Value::as_u64).unwrap_or(0);
@@ -250,6 +249,11 @@ pub async fn finalize(
             .await?;
     }
     p.tombstone_tenant(tenant).await?;
+    // Last, so the tombstone's own update (slug and display name gone) is compacted too.
+    maintenance
+        .platform(admin)
+        .compact_after_purge(app.0.config.lifecycle.pg_vacuum_full)
+        .await?;
     app.reload_auth(false).await.ok();
     tracing::info!(tenant = %tenant, "offboarding: finalized; deletion certificate recorded");
     Ok(Some(cert))
