@@ -44,7 +44,9 @@ pub enum GatewayError {
     TenantSuspended,
     /// Offboarding was requested: every call is refused until the deletion is cancelled or
     /// finalized.
-    #[error("This tenant is scheduled for deletion; contact your platform administrator to restore it.")]
+    #[error(
+        "This tenant is scheduled for deletion; contact your platform administrator to restore it."
+    )]
     TenantPendingDeletion,
     /// An unknown model and a model outside the tenant's allow-list are one error: a
     /// different answer would let a key probe the platform's catalogue (other tenants' models).

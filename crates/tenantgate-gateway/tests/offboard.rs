@@ -205,7 +205,9 @@ async fn call_status(gw: &TestGateway, key: &str) -> u16 {
 async fn wait_status(gw: &TestGateway, key: &str, status: u16) -> Value {
     let start = Instant::now();
     loop {
-        let r = gw.post("/v1/chat/completions", key, &chat("gpt-test", "hi")).await;
+        let r = gw
+            .post("/v1/chat/completions", key, &chat("gpt-test", "hi"))
+            .await;
         let got = r.status().as_u16();
         let body: Value = r.json().await.unwrap_or_default();
         if got == status {
@@ -242,13 +244,23 @@ async fn an_offboarded_tenant_leaves_no_marker_in_any_file_or_log() {
         allowed_models: vec!["*".into()],
         max_tokens_per_request: None,
     };
-    let a = p.create_tenant(&new("leaving", IsolationTier::Namespace)).await.unwrap();
-    let c = p.create_tenant(&new("leavingschema", IsolationTier::Schema)).await.unwrap();
+    let a = p
+        .create_tenant(&new("leaving", IsolationTier::Namespace))
+        .await
+        .unwrap();
+    let c = p
+        .create_tenant(&new("leavingschema", IsolationTier::Schema))
+        .await
+        .unwrap();
     let (stays, stays_key) = gw.tenant("stays", &["*"], None).await;
     gw.wait_for_revision().await;
     let mut markers = populate(&gw, &a, "ns").await;
     markers.extend(populate(&gw, &c, "sch").await);
-    let schema_file = gw.dir.path().join("tenants").join(format!("{}.sqlite", c.id));
+    let schema_file = gw
+        .dir
+        .path()
+        .join("tenants")
+        .join(format!("{}.sqlite", c.id));
     assert!(schema_file.exists(), "the schema tenant's own file");
     // Sanity: the scan finds what is there before offboarding.
     assert!(
@@ -267,7 +279,10 @@ async fn an_offboarded_tenant_leaves_no_marker_in_any_file_or_log() {
     for t in [&a, &c] {
         let now = p.get_tenant(&t.id).await.unwrap();
         assert_eq!(now.status, TenantStatus::Deleted);
-        assert_eq!((now.slug.as_str(), now.display_name.as_str()), (t.id.as_str(), t.id.as_str()));
+        assert_eq!(
+            (now.slug.as_str(), now.display_name.as_str()),
+            (t.id.as_str(), t.id.as_str())
+        );
     }
     assert!(!schema_file.exists(), "the schema tenant's file is gone");
     // The slug is free again.
@@ -310,7 +325,13 @@ async fn a_pending_tenant_is_refused_restored_and_finalized_only_after_its_windo
     assert_eq!(call_status(&gw, &other).await, 200);
     // Before its window the finalizer leaves it alone.
     assert!(offboard::finalize_due(&gw.state, &maint).await.is_empty());
-    let still = gw.state.store().platform(&admin).get_tenant(&t.id).await.unwrap();
+    let still = gw
+        .state
+        .store()
+        .platform(&admin)
+        .get_tenant(&t.id)
+        .await
+        .unwrap();
     assert_eq!(still.status, TenantStatus::PendingDeletion);
 
     let back = offboard::restore(sink(&gw), gw.state.store(), &admin, &t.id)
@@ -340,9 +361,11 @@ async fn a_pending_tenant_is_refused_restored_and_finalized_only_after_its_windo
     wait_status(&gw, &key, 401).await;
     assert_eq!(call_status(&gw, &other).await, 200);
     // A deleted tenant cannot be restored.
-    assert!(offboard::restore(sink(&gw), gw.state.store(), &admin, &t.id)
-        .await
-        .is_err());
+    assert!(
+        offboard::restore(sink(&gw), gw.state.store(), &admin, &t.id)
+            .await
+            .is_err()
+    );
     gw.stop().await;
 }
 
@@ -370,23 +393,28 @@ async fn the_deletion_certificate_verifies_offline_and_names_what_was_destroyed(
     let certs = offboard::finalize_due(&gw.state, &maint).await;
     assert_eq!(certs.len(), 1);
 
-    let (record, lines) = offboard::certificate(
-        gw.state.store(),
-        &admin,
-        gw.state.audit_signer(),
-        &t.id,
-    )
-    .await
-    .unwrap()
-    .expect("a certificate");
+    let (record, lines) =
+        offboard::certificate(gw.state.store(), &admin, gw.state.audit_signer(), &t.id)
+            .await
+            .unwrap()
+            .expect("a certificate");
     let d = &record["detail"];
     assert_eq!(record["tenant"], tenantgate_core::PLATFORM_CHAIN);
     assert_eq!(record["event"], "deletion");
     assert_eq!(d["tenant"], t.id.as_str());
     assert!(d["certified_head"]["seq"].as_u64().unwrap() > 0, "{d}");
     assert_eq!(d["certified_head"]["hash"].as_str().unwrap().len(), 64);
-    assert!(!d["destroyed"]["keys"]["kek_versions"].as_array().unwrap().is_empty(), "{d}");
-    assert!(d["destroyed"]["keys"]["data_keys"].as_u64().unwrap() >= 1, "{d}");
+    assert!(
+        !d["destroyed"]["keys"]["kek_versions"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{d}"
+    );
+    assert!(
+        d["destroyed"]["keys"]["data_keys"].as_u64().unwrap() >= 1,
+        "{d}"
+    );
     let rows = &d["destroyed"]["rows_removed"];
     assert!(rows["audit_records"].as_u64().unwrap() >= 3, "{d}");
     assert!(rows["prompt_versions"].as_u64().unwrap() >= 1, "{d}");
@@ -397,7 +425,11 @@ async fn the_deletion_certificate_verifies_offline_and_names_what_was_destroyed(
     let _ = report;
     assert!(text.contains(&format!("\"tenant\":\"{}\"", t.id)));
     // A forged certificate does not.
-    let forged = text.replacen(&format!("\"tenant\":\"{}\"", t.id), "\"tenant\":\"someone-else\"", 1);
+    let forged = text.replacen(
+        &format!("\"tenant\":\"{}\"", t.id),
+        "\"tenant\":\"someone-else\"",
+        1,
+    );
     assert!(tenantgate_audit::verify_jsonl(&forged, Some(&pk)).is_err());
     // Every step is in the platform chain, in order.
     let chain = gw.state.store().platform(&admin);
@@ -415,7 +447,12 @@ async fn the_deletion_certificate_verifies_offline_and_names_what_was_destroyed(
         .rev()
         .map(|r| serde_json::from_str::<Value>(&r.record).unwrap())
         .filter(|r| r["detail"]["tenant"] == t.id.as_str())
-        .map(|r| r["detail"]["action"].as_str().unwrap_or_default().to_owned())
+        .map(|r| {
+            r["detail"]["action"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
     assert_eq!(
         actions,
@@ -564,7 +601,10 @@ async fn postgres_offboarding_leaves_no_marker_in_any_row_or_data_file() {
     let base = Path::new(&dir).join("base");
     if std::fs::read_dir(&base).is_ok() {
         let found = leaks(&base, &[], &markers);
-        assert!(found.is_empty(), "markers in PostgreSQL data files: {found:?}");
+        assert!(
+            found.is_empty(),
+            "markers in PostgreSQL data files: {found:?}"
+        );
     } else {
         common::skip::skip("the PostgreSQL data directory is not readable here");
     }

@@ -166,14 +166,12 @@ impl crate::Platform<'_> {
                     .bind(delete_after_ms)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query(
-                        "UPDATE tenants SET status = $1, updated_at_ms = $2 WHERE id = $3",
-                    )
-                    .bind(TenantStatus::PendingDeletion.as_str())
-                    .bind(now)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query("UPDATE tenants SET status = $1, updated_at_ms = $2 WHERE id = $3")
+                        .bind(TenantStatus::PendingDeletion.as_str())
+                        .bind(now)
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 // A second request only moves the deadline (`--now` on a pending tenant).
                 TenantStatus::PendingDeletion => {
@@ -190,7 +188,10 @@ impl crate::Platform<'_> {
             crate::tenant::bump_revision(&mut tx).await?;
         })?;
         let t = self.get_tenant(id).await?;
-        let p = self.pending_deletion(id).await?.ok_or(StoreError::NotFound)?;
+        let p = self
+            .pending_deletion(id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         Ok((t, p))
     }
 
@@ -354,9 +355,10 @@ impl crate::Platform<'_> {
             Place::Shared => None,
             Place::PgSchema(s) => Some(format!("postgres schema {s} dropped")),
             Place::SqliteFile(p) => Some(format!("sqlite file {} deleted", p.display())),
-            Place::Dedicated(u) if u.starts_with("sqlite:") => {
-                Some(format!("dedicated sqlite file {} deleted", u.trim_start_matches("sqlite:")))
-            }
+            Place::Dedicated(u) if u.starts_with("sqlite:") => Some(format!(
+                "dedicated sqlite file {} deleted",
+                u.trim_start_matches("sqlite:")
+            )),
             Place::Dedicated(_) => Some("dedicated postgres database: its rows deleted".into()),
         };
         drop(data);

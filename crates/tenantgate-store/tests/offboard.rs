@@ -44,7 +44,10 @@ async fn every_table_with_a_tenant_id_is_covered_by_offboarding_on_sqlite() {
     }
     assert!(with_tenant.len() >= 20, "{with_tenant:?}");
     let missed: Vec<&String> = with_tenant.iter().filter(|t| !covered(t)).collect();
-    assert!(missed.is_empty(), "tables offboarding does not remove: {missed:?}");
+    assert!(
+        missed.is_empty(),
+        "tables offboarding does not remove: {missed:?}"
+    );
     h.cleanup().await;
 }
 
@@ -67,6 +70,9 @@ async fn every_table_with_a_tenant_id_is_covered_by_offboarding_on_postgres() {
     .unwrap();
     assert!(with_tenant.len() >= 20, "{with_tenant:?}");
     let missed: Vec<&String> = with_tenant.iter().filter(|t| !covered(t)).collect();
-    assert!(missed.is_empty(), "tables offboarding does not remove: {missed:?}");
+    assert!(
+        missed.is_empty(),
+        "tables offboarding does not remove: {missed:?}"
+    );
     h.cleanup().await;
 }

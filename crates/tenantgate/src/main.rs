@@ -531,16 +531,21 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             operator_event(&store, &admin, &t.id, "tenant.resume").await?;
             print(&json!(t));
         }
-        TenantCmd::Delete { tenant, yes, now, window } => {
+        TenantCmd::Delete {
+            tenant,
+            yes,
+            now,
+            window,
+        } => {
             if !yes {
                 bail!("deleting a tenant destroys its encryption keys and cannot be undone after its window; pass --yes");
             }
             print(&offboard::delete(&config, &store, &admin, &tenant, now, window).await?);
         }
         TenantCmd::Restore { tenant } => print(&offboard::restore(&store, &admin, &tenant).await?),
-        TenantCmd::Certificate { tenant, out } => print(
-            &offboard::certificate(&config, &store, &admin, &tenant, out.as_deref()).await?,
-        ),
+        TenantCmd::Certificate { tenant, out } => {
+            print(&offboard::certificate(&config, &store, &admin, &tenant, out.as_deref()).await?)
+        }
         TenantCmd::SetModels {
             tenant,
             models,

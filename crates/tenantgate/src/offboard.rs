@@ -54,7 +54,11 @@ pub async fn delete(
 }
 
 /// `tenant restore T`.
-pub async fn restore(store: &Store, admin: &PlatformAdmin, tenant: &str) -> Result<serde_json::Value> {
+pub async fn restore(
+    store: &Store,
+    admin: &PlatformAdmin,
+    tenant: &str,
+) -> Result<serde_json::Value> {
     let t = store.platform(admin).find_tenant(tenant).await?;
     match t.status {
         TenantStatus::PendingDeletion => {}

@@ -421,7 +421,11 @@ fn encryption_keys_rotate_and_tenant_deletion_shreds() {
     }
     // The tombstone's slug is its id; the certificate verifies offline with the pinned key.
     let shown = cli_json(dir.path(), &["tenant", "show", id]);
-    assert_eq!(shown["tenant"]["slug"].as_str().or(shown["slug"].as_str()), Some(id), "{shown}");
+    assert_eq!(
+        shown["tenant"]["slug"].as_str().or(shown["slug"].as_str()),
+        Some(id),
+        "{shown}"
+    );
     let out = dir.path().join("certificate.jsonl");
     let c = cli_json(
         dir.path(),

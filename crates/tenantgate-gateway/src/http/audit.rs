@@ -255,15 +255,12 @@ pub(crate) async fn build_chain_export(
         None => {
             // Nothing signed covers the window's end yet: the writer signs the head now, with
             // the same continuity checks as its own checkpoints.
-            app.0
-                .rec
-                .log
-                .sign_head(chain)
-                .await
-                .map_err(|why| match app.0.rec.log.broken(chain) {
+            app.0.rec.log.sign_head(chain).await.map_err(|why| {
+                match app.0.rec.log.broken(chain) {
                     Some(b) => GatewayError::AuditChainBroken(b),
                     None => GatewayError::Unavailable(why),
-                })?
+                }
+            })?
         }
     };
     let anchor = match &start {

@@ -100,8 +100,10 @@ pub(super) async fn delete_tenant(
             certificate = r.map_err(offboard_err)?.unwrap_or_default();
             t = find(&app, &admin, t.id.as_str()).await?;
         }
-        Ok(Json(json!({"tenant": t, "deletion": pending, "certificate": certificate}))
-            .into_response())
+        Ok(
+            Json(json!({"tenant": t, "deletion": pending, "certificate": certificate}))
+                .into_response(),
+        )
     }
     .await)
 }
@@ -183,7 +185,10 @@ pub(super) async fn platform_audit_export(
             Some("csv") => true,
             Some(f) => {
                 return Err(GatewayError::invalid(
-                    format!("format must be jsonl or csv, not {:?}", crate::bounds::for_log(f)),
+                    format!(
+                        "format must be jsonl or csv, not {:?}",
+                        crate::bounds::for_log(f)
+                    ),
                     "format",
                 ))
             }
@@ -199,8 +204,7 @@ pub(super) async fn platform_audit_export(
         let store = app.store();
         let p = store.platform(&admin);
         let chain = p.chain(&platform);
-        let lines =
-            super::audit::build_chain_export(&app, &chain, &platform, window, None).await?;
+        let lines = super::audit::build_chain_export(&app, &chain, &platform, window, None).await?;
         let (body, ctype, ext) = if csv {
             (
                 tenantgate_audit::csv_export(&lines),

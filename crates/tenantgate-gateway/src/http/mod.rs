@@ -4,9 +4,9 @@
 mod admin;
 pub mod api;
 pub(crate) mod audit;
-mod lifecycle;
 mod body;
 mod knowledge;
+mod lifecycle;
 mod members;
 mod model;
 mod models;

@@ -131,7 +131,9 @@ pub async fn finalize_due(app: &AppState, maintenance: &Store) -> Vec<Value> {
         match finalize(app, maintenance, &admin, &t).await {
             Ok(Some(cert)) => out.push(cert),
             Ok(None) => {}
-            Err(e) => tracing::error!(tenant = %t, error = %e, "offboarding: finalization failed; retried after its claim lapses"),
+            Err(e) => {
+                tracing::error!(tenant = %t, error = %e, "offboarding: finalization failed; retried after its claim lapses")
+            }
         }
     }
     out
@@ -162,9 +164,15 @@ pub async fn finalize(
     };
     tracing::info!(tenant = %tenant, phase = ?claim.phase, "offboarding: finalizing");
     if claim.phase == DeletionPhase::Pending {
-        record_step(sink, admin, tenant, EventType::Deletion, json!({"action": action::FINALIZING}))
-            .await
-            .map_err(OffboardError::Audit)?;
+        record_step(
+            sink,
+            admin,
+            tenant,
+            EventType::Deletion,
+            json!({"action": action::FINALIZING}),
+        )
+        .await
+        .map_err(OffboardError::Audit)?;
         if report.contains_key("keys_shredded") {
             // Shredded by the CLI (`delete --now`); again, in case it stopped half-way.
             app.keyring()
