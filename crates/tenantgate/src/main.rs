@@ -146,18 +146,7 @@ enum TenantCmd {
     /// Offboard a tenant: its calls are refused at once, and after the window (default
     /// lifecycle.deletion_window_secs) a gateway shreds its keys, removes its data and writes a
     /// deletion certificate. `restore` cancels it within the window.
-    Delete {
-        tenant: String,
-        /// Confirm the deletion.
-        #[arg(long)]
-        yes: bool,
-        /// No window: shred its keys now (no restore); a running gateway finishes at once.
-        #[arg(long)]
-        now: bool,
-        /// The window in seconds.
-        #[arg(long)]
-        window: Option<u64>,
-    },
+    Delete(offboard::DeleteArgs),
     /// Cancel a tenant's pending deletion: its prior status (active or suspended) back.
     Restore { tenant: String },
     /// A deleted tenant's deletion certificate; `--out FILE` writes the proving export.
@@ -531,17 +520,7 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             operator_event(&store, &admin, &t.id, "tenant.resume").await?;
             print(&json!(t));
         }
-        TenantCmd::Delete {
-            tenant,
-            yes,
-            now,
-            window,
-        } => {
-            if !yes {
-                bail!("deleting a tenant destroys its encryption keys and cannot be undone after its window; pass --yes");
-            }
-            print(&offboard::delete(&config, &store, &admin, &tenant, now, window).await?);
-        }
+        TenantCmd::Delete(a) => print(&offboard::delete(&config, &store, &admin, a).await?),
         TenantCmd::Restore { tenant } => print(&offboard::restore(&store, &admin, &tenant).await?),
         TenantCmd::Certificate { tenant, out } => {
             print(&offboard::certificate(&config, &store, &admin, &tenant, out.as_deref()).await?)

@@ -12,14 +12,36 @@ use tenantgate_gateway::Config;
 use tenantgate_store::Store;
 
 /// `tenant delete T --yes [--now | --window SECS]`.
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    tenant: String,
+    /// Confirm the deletion.
+    #[arg(long)]
+    yes: bool,
+    /// No window: shred its keys now (no restore); a running gateway finishes at once.
+    #[arg(long)]
+    now: bool,
+    /// The window in seconds.
+    #[arg(long)]
+    window: Option<u64>,
+}
+
 pub async fn delete(
     config: &Config,
     store: &Store,
     admin: &PlatformAdmin,
-    tenant: &str,
-    now: bool,
-    window: Option<u64>,
+    args: DeleteArgs,
 ) -> Result<serde_json::Value> {
+    let DeleteArgs {
+        tenant,
+        yes,
+        now,
+        window,
+    } = args;
+    if !yes {
+        bail!("deleting a tenant destroys its encryption keys and cannot be undone after its window; pass --yes");
+    }
+    let tenant = tenant.as_str();
     let t = store.platform(admin).find_tenant(tenant).await?;
     match t.status {
         TenantStatus::Active | TenantStatus::Suspended | TenantStatus::PendingDeletion => {}
