@@ -614,3 +614,96 @@ async fn postgres_offboarding_leaves_no_marker_in_any_row_or_data_file() {
         .execute(&mut c)
         .await;
 }
+
+/// The admin API end to end, as a platform admin's token: DELETE with a window (body or
+/// query; bounded), restore, DELETE with window 0 (finalized in the call, the certificate in
+/// the answer), the certificate route, and the platform chain's export, which verifies with
+/// the pinned key like a tenant's.
+#[tokio::test]
+async fn the_admin_api_offboards_restores_and_exports_the_platform_chain() {
+    let idp = common::idp::Idp::start(&["rsa1"]).await;
+    let mut cfg = idp.config();
+    cfg.platform_admins = true;
+    let gw = TestGateway::start_with(move |c| c.auth.oidc = vec![cfg]).await;
+    let ops = common::idp::mint("rsa1", &idp.claims("ops", None, &["platform_admin"]));
+    let (t, key) = gw.tenant("viaapi", &["*"], None).await;
+    let tenant_admin = gw.admin_key(&t).await;
+    let pk = gw.audit_keys(&tenant_admin).await;
+    let send = |m: reqwest::Method, path: String, body: Option<Value>| {
+        let mut r = gw
+            .http
+            .request(m, format!("{}{path}", gw.url))
+            .bearer_auth(&ops);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send()
+    };
+    let path = format!("/admin/v1/tenants/{}", t.slug);
+    let r = send(
+        reqwest::Method::DELETE,
+        format!("{path}?window_secs=999999999"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400, "an unbounded window is refused");
+    let r = send(
+        reqwest::Method::DELETE,
+        path.clone(),
+        Some(json!({"window_secs": 3600})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["tenant"]["status"], "pending_deletion", "{v}");
+    let body = wait_status(&gw, &key, 403).await;
+    assert_eq!(body["error"]["code"], "tenant_pending_deletion");
+    let r = send(reqwest::Method::POST, format!("{path}/restore"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_status(&gw, &key, 200).await;
+
+    let r = send(
+        reqwest::Method::DELETE,
+        format!("{path}?window_secs=0"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["tenant"]["status"], "deleted", "{v}");
+    assert_eq!(v["tenant"]["slug"], t.id.as_str());
+    assert_eq!(v["certificate"]["action"], offboard::action::CERTIFICATE);
+    wait_status(&gw, &key, 401).await;
+
+    let r = send(
+        reqwest::Method::GET,
+        format!("/admin/v1/tenants/{}/deletion-certificate", t.id),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["certificate"]["detail"]["tenant"], t.id.as_str());
+    tenantgate_audit::verify_jsonl(c["export_jsonl"].as_str().unwrap(), Some(&pk)).unwrap();
+
+    let r = send(reqwest::Method::GET, "/admin/v1/audit/export".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let report = tenantgate_audit::verify_jsonl(&text, Some(&pk)).unwrap();
+    let _ = report;
+    assert!(text.contains(offboard::action::CANCELLED));
+    assert!(text.contains(offboard::action::CERTIFICATE));
+    assert!(
+        !text.contains("viaapi"),
+        "the platform chain names tenants by id only"
+    );
+    gw.stop().await;
+}
