@@ -54,8 +54,11 @@ str_enum!(
     IsolationTier { Namespace => "namespace", Schema => "schema", Dedicated => "dedicated" }
 );
 str_enum!(
-    /// `deleted`: offboarded; keys revoked and key material destroyed (crypto-shredded).
-    TenantStatus { Active => "active", Suspended => "suspended", Deleted => "deleted" }
+    /// `pending_deletion`: offboarding was requested; every call is refused until the window
+    /// ends (then it is finalized) or the deletion is cancelled (back to its prior status).
+    /// `deleted`: offboarded; keys revoked and key material destroyed (crypto-shredded); once
+    /// finalized, a tombstone whose slug and display name are its id.
+    TenantStatus { Active => "active", Suspended => "suspended", PendingDeletion => "pending_deletion", Deleted => "deleted" }
 );
 str_enum!(
     /// Roles a credential can carry. API keys carry `tenant_admin` or `member`.

@@ -364,6 +364,10 @@ pub async fn list_endpoints(
 fn live(tenant: &tenantgate_core::Tenant) -> Result<(), crate::error::GatewayError> {
     match tenant.status {
         tenantgate_core::TenantStatus::Active | tenantgate_core::TenantStatus::Suspended => Ok(()),
+        // Nothing new is set up for a tenant on its way out.
+        tenantgate_core::TenantStatus::PendingDeletion => Err(
+            crate::error::GatewayError::Conflict("the tenant is pending deletion".into()),
+        ),
         tenantgate_core::TenantStatus::Deleted => Err(crate::error::GatewayError::NotFound),
     }
 }

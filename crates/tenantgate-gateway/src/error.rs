@@ -42,6 +42,12 @@ pub enum GatewayError {
     InvalidToken(String),
     #[error("This tenant is suspended; contact your platform administrator.")]
     TenantSuspended,
+    /// Offboarding was requested: every call is refused until the deletion is cancelled or
+    /// finalized.
+    #[error(
+        "This tenant is scheduled for deletion; contact your platform administrator to restore it."
+    )]
+    TenantPendingDeletion,
     /// An unknown model and a model outside the tenant's allow-list are one error: a
     /// different answer would let a key probe the platform's catalogue (other tenants' models).
     #[error("The model `{0}` does not exist.")]
@@ -231,6 +237,13 @@ impl GatewayError {
                 "permission_error",
                 "permission_error",
                 Some("tenant_suspended"),
+                Some(false),
+            ),
+            E::TenantPendingDeletion => r(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "permission_error",
+                Some("tenant_pending_deletion"),
                 Some(false),
             ),
             E::ModelNotFound(_) => r(
@@ -444,6 +457,7 @@ impl GatewayError {
         use tenantgate_audit::EventType;
         match self {
             GatewayError::TenantSuspended
+            | GatewayError::TenantPendingDeletion
             | GatewayError::Forbidden(_)
             | GatewayError::MaxTokensExceeded { .. }
             | GatewayError::ClientSystemRefused => EventType::AccessDenied,
@@ -563,6 +577,7 @@ mod tests {
     fn policy_denials_are_never_5xx_and_say_do_not_retry() {
         for e in [
             GatewayError::TenantSuspended,
+            GatewayError::TenantPendingDeletion,
             GatewayError::ModelNotFound("m".into()),
             GatewayError::MaxTokensExceeded {
                 requested: 9,

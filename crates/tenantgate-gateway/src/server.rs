@@ -47,13 +47,7 @@ pub struct Server {
 }
 
 fn store_options(cfg: &Config) -> StoreOptions {
-    let mut opts = StoreOptions::new(cfg.database.url.clone());
-    opts.max_connections = cfg.database.max_connections;
-    opts.sqlite_fsync_each_commit =
-        cfg.database.sqlite_synchronous == crate::config::SqliteSync::Full;
-    opts.pg_schema = cfg.database.pg_schema.clone();
-    opts.pg_runtime_role = cfg.database.pg_runtime_role.clone();
-    opts
+    cfg.database.store_options()
 }
 
 fn store_error(cfg: &Config) -> impl FnOnce(StoreError) -> StartError + '_ {
@@ -223,6 +217,11 @@ impl Server {
         tasks.spawn(key_maintenance_loop(state.clone(), cancel.clone()));
         tasks.spawn(checkpoint_webhook_loop(state.clone(), cancel.clone()));
         tasks.spawn(audit_retention_loop(
+            state.clone(),
+            maintenance.clone(),
+            cancel.clone(),
+        ));
+        tasks.spawn(crate::lifecycle::offboard::finalizer_loop(
             state.clone(),
             maintenance.clone(),
             cancel.clone(),

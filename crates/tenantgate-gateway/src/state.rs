@@ -190,6 +190,16 @@ impl AppState {
         &self.0.store
     }
 
+    /// The audit writer's front (operator records, lifecycle steps, signing a head now).
+    pub fn audit_log(&self) -> &crate::audit::AuditLog {
+        &self.0.rec.log
+    }
+
+    /// The checkpoint signer (exports' manifests).
+    pub fn audit_signer(&self) -> &tenantgate_audit::Signer {
+        &self.0.rec.log.signer
+    }
+
     /// Reloads tenants and keys from the store if the control-plane revision moved (or always,
     /// with `force`). Returns the revision now served.
     pub async fn reload_auth(&self, force: bool) -> Result<i64, tenantgate_store::StoreError> {

@@ -238,6 +238,22 @@ const MATRIX: &[Row] = &[
         PLATFORM,
     ),
     row("DELETE", "/admin/v1/tenants/{tenant}", "", "", PLATFORM),
+    // acme is live: a restore answers it unchanged, and it has no deletion certificate
+    row(
+        "POST",
+        "/admin/v1/tenants/{tenant}/restore",
+        "",
+        "",
+        PLATFORM,
+    ),
+    row(
+        "GET",
+        "/admin/v1/tenants/{tenant}/deletion-certificate",
+        "",
+        "",
+        [401, 403, 403, 404, 404, 403],
+    ),
+    row("GET", "/admin/v1/audit/export", "", "", PLATFORM),
     row(
         "GET",
         "/admin/v1/tenants/{tenant}/endpoints",

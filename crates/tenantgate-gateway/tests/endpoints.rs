@@ -432,11 +432,12 @@ async fn a_tenants_calls_reach_only_its_own_endpoint_with_its_own_key_and_others
         "A's opened endpoints are kept"
     );
 
-    // Deleted: its opened endpoints (keys included) leave this process's memory with the
-    // snapshot that shows it deleted, and its endpoint rows leave the database.
+    // Deleted (no window: finalized in the call): its opened endpoints (keys included) leave
+    // this process's memory with the snapshot that shows it deleted, and its endpoint rows
+    // leave the database.
     let r = gw
         .http
-        .delete(format!("{}/admin/v1/tenants/acme", gw.url))
+        .delete(format!("{}/admin/v1/tenants/acme?window_secs=0", gw.url))
         .bearer_auth(&platform)
         .send()
         .await

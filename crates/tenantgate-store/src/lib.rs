@@ -21,6 +21,7 @@ mod keyring;
 mod kms;
 pub mod knowledge;
 mod moves;
+pub mod offboard;
 pub mod onboarding;
 mod places;
 mod platform;
@@ -32,7 +33,8 @@ pub use backend::{PgLogin, StoreOptions, DEFAULT_PG_RUNTIME_ROLE, DEFAULT_PG_SCH
 pub use keyring::{KeyStatus, Keyring, KeyringError, KeyringOptions};
 pub use kms::LocalKms;
 pub use moves::{MovePhase, MovePlan, SwitchReport, TableCheck};
-pub use places::{Layer, LayerPlace, Place, PlaceSummary};
+pub use offboard::{DeletionPhase, KeyInventory, PendingDeletion, PurgedPlace, TableRows};
+pub use places::{Layer, LayerPlace, Place, PlaceSummary, DATA_TABLES};
 pub use platform::{new_tenant_id, AuthSnapshot, Platform};
 pub use tenant::TenantStore;
 

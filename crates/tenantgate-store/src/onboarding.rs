@@ -1,32 +1,14 @@
 //! One-call onboarding's store side (issue 18): the idempotency claim of an onboarding request,
 //! and discarding a tenant whose onboarding failed, so that nothing of it is left.
 //!
-//! The tables a tenant's rows can be in are listed here once ([`CONTROL_TABLES`] beside
-//! [`crate::places::DATA_TABLES`]); `tests/onboarding.rs` reads every table of a migrated
-//! database and fails if one with a `tenant_id` column is in neither list.
+//! The tables a tenant's rows can be in are listed once, for offboarding and this undo alike
+//! ([`crate::offboard::CONTROL_TABLES`], `PLACE_TABLES`, [`crate::places::DATA_TABLES`]);
+//! `tests/offboard.rs` fails if a table with a `tenant_id` column is in none of them.
 
-use crate::places::Place;
-pub use crate::places::DATA_TABLES;
+use crate::offboard::{CONTROL_TABLES, PLACE_TABLES};
+use crate::places::{Place, DATA_TABLES};
 use crate::{now_ms, with_tx, Access, Result, StoreError};
 use tenantgate_core::TenantId;
-
-/// Control-plane tables holding rows of one tenant (`tenant_id`), besides `tenants` itself.
-pub const CONTROL_TABLES: &[&str] = &[
-    "api_keys",
-    "tenant_prompt_settings",
-    "tenant_guard_policy",
-    "tenant_audit_policy",
-    "tenant_limits",
-    "tenant_members",
-    "break_glass_grants",
-    "knowledge_bases",
-    "tenant_placement",
-    "tenant_kms_keys",
-    "tenant_endpoints",
-    "tenant_fence",
-    "tenant_moves",
-    "onboarding_requests",
-];
 
 /// The audit tables: an onboarding that failed never wrote to them (its tenant-chain record is
 /// the last step), and nothing but retention and offboarding may delete from them.
@@ -206,7 +188,11 @@ impl crate::Platform<'_> {
                     ));
                 }
             }
-            for t in DATA_TABLES.iter().filter(|t| !AUDIT_TABLES.contains(t)) {
+            for t in DATA_TABLES
+                .iter()
+                .chain(PLACE_TABLES)
+                .filter(|t| !AUDIT_TABLES.contains(t))
+            {
                 sqlx::query(&format!("DELETE FROM {t} WHERE tenant_id = $1"))
                     .bind(tenant.as_str())
                     .execute(&mut *tx)

@@ -195,15 +195,30 @@ impl<'a> Platform<'a> {
     pub async fn set_status(&self, id: &TenantId, status: TenantStatus) -> Result<Tenant> {
         tracing::info!(actor = self.admin.actor(), tenant = %id, status = %status, "changing tenant status");
         with_tx!(self.store, Access::Platform, |tx| {
-            let n = sqlx::query("UPDATE tenants SET status = $1, updated_at_ms = $2 WHERE id = $3")
-                .bind(status.as_str())
-                .bind(now_ms())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            // A tenant pending deletion changes status only by a restore (`offboard.rs`), so
+            // a resume cannot leave a finalizer deleting an active tenant.
+            let n = sqlx::query(
+                "UPDATE tenants SET status = $1, updated_at_ms = $2 WHERE id = $3 AND status <> $4",
+            )
+            .bind(status.as_str())
+            .bind(now_ms())
+            .bind(id.as_str())
+            .bind(TenantStatus::PendingDeletion.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             if n == 0 {
-                return Err(StoreError::NotFound);
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Err(match exists {
+                    Some(_) => StoreError::Conflict(
+                        "the tenant is pending deletion: restore it first".into(),
+                    ),
+                    None => StoreError::NotFound,
+                });
             }
             bump_revision(&mut tx).await?;
         })?;

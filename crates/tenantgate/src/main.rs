@@ -13,6 +13,7 @@ use tenantgate_gateway::{Config, Server};
 use tenantgate_store::Store;
 
 mod endpoint;
+mod offboard;
 mod onboard;
 mod prompt;
 use endpoint::{endpoint, EndpointCmd};
@@ -154,13 +155,17 @@ enum TenantCmd {
     Resume { tenant: String },
     /// Change a tenant's plan (its default limits) on every gateway at once.
     SetPlan { tenant: String, plan: PlanTier },
-    /// Delete a tenant: revoke its keys and destroy its key material (crypto-shredding). Its
-    /// encrypted data becomes unrecoverable. Cannot be undone.
-    Delete {
+    /// Offboard a tenant: its calls are refused at once, and after the window (default
+    /// lifecycle.deletion_window_secs) a gateway shreds its keys, removes its data and writes a
+    /// deletion certificate. `restore` cancels it within the window.
+    Delete(offboard::DeleteArgs),
+    /// Cancel a tenant's pending deletion: its prior status (active or suspended) back.
+    Restore { tenant: String },
+    /// A deleted tenant's deletion certificate; `--out FILE` writes the proving export.
+    Certificate {
         tenant: String,
-        /// Confirm the deletion.
         #[arg(long)]
-        yes: bool,
+        out: Option<PathBuf>,
     },
     /// Replace a tenant's model allow-list and per-request token cap.
     SetModels {
@@ -510,22 +515,10 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
             .await?;
             print(&json!(t));
         }
-        TenantCmd::Delete { tenant, yes } => {
-            if !yes {
-                bail!("deleting a tenant destroys its encryption keys and cannot be undone; pass --yes");
-            }
-            let t = find(tenant).await?;
-            let keyring = tenantgate_gateway::control::keyring(&store, &config.encryption)?;
-            let deleted = tenantgate_gateway::control::delete_tenant(
-                AuditSink::Cli(&store),
-                &store,
-                &keyring,
-                &admin,
-                &t.id,
-            )
-            .await
-            .map_err(anyhow::Error::msg)?;
-            print(&json!(deleted));
+        TenantCmd::Delete(a) => print(&offboard::delete(&config, &store, &admin, a).await?),
+        TenantCmd::Restore { tenant } => print(&offboard::restore(&store, &admin, &tenant).await?),
+        TenantCmd::Certificate { tenant, out } => {
+            print(&offboard::certificate(&config, &store, &admin, &tenant, out.as_deref()).await?)
         }
         TenantCmd::SetModels {
             tenant,

@@ -38,11 +38,12 @@ fn by_slug<'a>(out: &'a Value, slug: &str) -> &'a Value {
 async fn records(dir: &std::path::Path, chain: &str) -> Vec<String> {
     let url = format!("sqlite:{}", dir.join("data/tenantgate.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let r = sqlx::query_scalar("SELECT record FROM audit_records WHERE tenant_id = $1 ORDER BY seq")
-        .bind(chain)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let r =
+        sqlx::query_scalar("SELECT record FROM audit_records WHERE tenant_id = $1 ORDER BY seq")
+            .bind(chain)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     pool.close().await;
     r
 }
@@ -57,7 +58,10 @@ async fn apply_onboards_reconciles_and_records() {
     let out = cli_json(dir.path(), &["apply", path]);
     assert_eq!(by_slug(&out, "acme")["action"], "created");
     assert_eq!(by_slug(&out, "bank")["action"], "created");
-    let key = by_slug(&out, "acme")["admin_key"]["key"].as_str().unwrap().to_owned();
+    let key = by_slug(&out, "acme")["admin_key"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(key.starts_with("tg_") || key.len() > 20, "{key}");
     let list = cli_json(dir.path(), &["tenant", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 2);
@@ -97,15 +101,22 @@ tenants:
     let limits = cli_json(dir.path(), &["tenant", "limits", "acme"]);
     assert_eq!(limits["overrides"]["monthly_spend_micros"], 90000000);
     let bank = cli_json(dir.path(), &["tenant", "show", "bank"]);
-    assert_eq!(bank["status"], "active", "a tenant the file does not name is untouched");
+    assert_eq!(
+        bank["status"], "active",
+        "a tenant the file does not name is untouched"
+    );
 
     // Recorded: onboarding and the update in acme's chain and in the platform's (by id).
     let id = acme["id"].as_str().unwrap();
     let own = records(dir.path(), id).await;
     assert!(own[0].contains("tenant.onboard"), "{own:?}");
-    assert!(own.iter().any(|r| r.contains("tenant.apply") && r.contains("enterprise")));
+    assert!(own
+        .iter()
+        .any(|r| r.contains("tenant.apply") && r.contains("enterprise")));
     let platform = records(dir.path(), "platform").await;
-    assert!(platform.iter().any(|r| r.contains("tenant.apply") && r.contains(id)));
+    assert!(platform
+        .iter()
+        .any(|r| r.contains("tenant.apply") && r.contains(id)));
     assert!(platform.iter().all(|r| !r.contains("Acme Corp")));
 
     // A bad file is refused before anything changes, naming the entry.

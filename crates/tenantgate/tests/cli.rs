@@ -54,6 +54,8 @@ fn serve(dir: &Path) -> Serving {
         .env_remove("TENANTGATE_CONFIG")
         .env("TENANTGATE_SERVER__LISTEN", "127.0.0.1:0")
         .env("TENANTGATE_LOG_FORMAT", "json")
+        // Offboarding's finalizer looks for tenants past their window this often.
+        .env("TENANTGATE_LIFECYCLE__FINALIZE_INTERVAL_MS", "50")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -342,9 +344,8 @@ fn encryption_keys_rotate_and_tenant_deletion_shreds() {
     );
     let key = k["key"].as_str().unwrap().to_owned();
     let st = cli_json(dir.path(), &["keys", "status", "--tenant", "acme"]);
-    assert_eq!(st[0]["current_version"], Value::Null);
-    let st = cli_json(dir.path(), &["keys", "rotate", "--tenant", "acme"]);
-    assert_eq!(st["current_version"], 1);
+    // Onboarding made the tenant's first KEK version.
+    assert_eq!(st[0]["current_version"], 1);
     let st = cli_json(dir.path(), &["keys", "rotate", "--tenant", "acme"]);
     // Re-wrapped at once; version 1 is kept for encryption.retire_grace_secs before it is destroyed.
     assert_eq!(
@@ -353,7 +354,8 @@ fn encryption_keys_rotate_and_tenant_deletion_shreds() {
             st["versions"].clone(),
             st["pending_rewrap"].clone()
         ),
-        (json!(2), json!([1, 2]), json!(0))
+        (json!(2), json!([1, 2]), json!(0)),
+        "rotated from onboarding's version 1"
     );
     #[cfg(unix)]
     {
@@ -397,8 +399,16 @@ fn encryption_keys_rotate_and_tenant_deletion_shreds() {
     assert!(index_dir.exists());
     let (ok, _, err) = cli(dir.path(), &["tenant", "delete", "acme"]);
     assert!(!ok && err.contains("--yes"), "{err}");
-    let t = cli_json(dir.path(), &["tenant", "delete", "acme", "--yes"]);
-    assert_eq!(t["status"], "deleted");
+    // --now: no window; the CLI shreds the keys at once (no restore from here) and the
+    // running gateway's finalizer removes the rest and writes the certificate.
+    let d = cli_json(dir.path(), &["tenant", "delete", "acme", "--yes", "--now"]);
+    assert_eq!(d["tenant"]["status"], "pending_deletion", "{d}");
+    // (by id: the finalizer may already have made the slug the id)
+    let id = t["id"].as_str().unwrap();
+    let st = cli_json(dir.path(), &["keys", "status", "--tenant", id]);
+    assert_eq!(st[0]["versions"], json!([]));
+    let (ok, _, err) = cli(dir.path(), &["tenant", "restore", id]);
+    assert!(!ok, "a tenant whose keys are shredded was restored: {err}");
     wait_status(&s.url, &key, 401);
     // The gateway that served nothing of the deletion removes the tenant's index files.
     let started = Instant::now();
@@ -409,8 +419,31 @@ fn encryption_keys_rotate_and_tenant_deletion_shreds() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let st = cli_json(dir.path(), &["keys", "status", "--tenant", "acme"]);
-    assert_eq!(st[0]["versions"], json!([]));
+    // The tombstone's slug is its id; the certificate verifies offline with the pinned key.
+    let shown = cli_json(dir.path(), &["tenant", "show", id]);
+    assert_eq!(
+        shown["tenant"]["slug"].as_str().or(shown["slug"].as_str()),
+        Some(id),
+        "{shown}"
+    );
+    let out = dir.path().join("certificate.jsonl");
+    let c = cli_json(
+        dir.path(),
+        &["tenant", "certificate", id, "--out", out.to_str().unwrap()],
+    );
+    assert_eq!(c["certificate"]["detail"]["tenant"], id, "{c}");
+    let pk = cli_json(dir.path(), &["audit", "public-key"]);
+    let v = cli_json(
+        dir.path(),
+        &[
+            "audit",
+            "verify",
+            out.to_str().unwrap(),
+            "--public-key",
+            pk["public_key"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(v["valid"], true, "{v}");
 }
 
 fn cli_as(dir: &Path, url: &str, key: &str, args: &[&str]) -> (bool, String, String) {
@@ -603,7 +636,7 @@ fn operator_changes_are_recorded_in_the_tenants_audit_chain() {
             "keys.rotate",
             "tenant.kill_switch.on",
             "tenant.set_models",
-            "tenant.create"
+            "tenant.onboard"
         ],
         "{body}"
     );

@@ -55,3 +55,16 @@ impl DatabaseConfig {
         Ok(())
     }
 }
+
+impl DatabaseConfig {
+    /// The store's options this section describes (the server, the CLI and offboarding's
+    /// owner connection open the store with them).
+    pub(crate) fn store_options(&self) -> tenantgate_store::StoreOptions {
+        let mut opts = tenantgate_store::StoreOptions::new(self.url.clone());
+        opts.max_connections = self.max_connections;
+        opts.sqlite_fsync_each_commit = self.sqlite_synchronous == SqliteSync::Full;
+        opts.pg_schema = self.pg_schema.clone();
+        opts.pg_runtime_role = self.pg_runtime_role.clone();
+        opts
+    }
+}

@@ -25,7 +25,7 @@ pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, SqliteSync};
 pub use encryption::EncryptionConfig;
 pub use guard::GuardConfig;
-pub use lifecycle::LifecycleConfig;
+pub use lifecycle::{LifecycleConfig, MAX_DELETION_WINDOW_SECS};
 pub use providers::{ModelConfig, Pricing, ProviderConfig, ProviderKind};
 pub use rag::RagConfig;
 pub use server::{DemoConfig, ServerConfig};
@@ -102,6 +102,7 @@ impl Config {
         self.cache.validate()?;
         self.encryption.validate()?;
         self.audit.validate()?;
+        self.lifecycle.validate()?;
         self.database.validate()?;
         self.lifecycle.validate()?;
         providers::validate_providers(&self.providers)?;

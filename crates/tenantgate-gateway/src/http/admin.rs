@@ -249,32 +249,6 @@ pub(super) async fn patch_tenant(
     .await)
 }
 
-/// `DELETE /admin/v1/tenants/{tenant}`: offboarding. The deletion is recorded first, then the
-/// keys are revoked and the tenant's key material destroyed (crypto-shredding).
-pub(super) async fn delete_tenant(
-    State(app): State<AppState>,
-    Path(tenant): Path<String>,
-    Platform(admin): Platform,
-) -> Response {
-    ok(async {
-        let t = find_live(&app, &admin, &tenant).await?;
-        let t = crate::control::delete_tenant(
-            crate::control::AuditSink::Writer(&app.0.rec.log),
-            app.store(),
-            app.keyring(),
-            &admin,
-            &t.id,
-        )
-        .await
-        .map_err(GatewayError::Unavailable)?;
-        // Its index files are unreadable once its keys are shredded; remove them too.
-        app.0.knowledge.forget(&t.id, None);
-        app.reload_auth(false).await.ok();
-        Ok(Json(t).into_response())
-    }
-    .await)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct GrantRequest {

@@ -3,7 +3,7 @@
 //! description (`/openapi.json`) is generated from it, and the authorization matrix test walks
 //! it, so a route cannot be added without appearing in all three.
 
-use super::{admin, audit, knowledge, members, tenant, usage};
+use super::{admin, audit, knowledge, lifecycle, members, tenant, usage};
 use crate::state::AppState;
 use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
@@ -57,6 +57,22 @@ macro_rules! api_routes {
             concat!(stringify!($handler), ": its one role extractor (roles.rs) must be the row's ", stringify!($access)),
         );)+
     };
+}
+
+/// The route template a concrete path matches (`/tenant/v1/prompts/{name}/versions`): the
+/// request log line names the route, never the names a tenant chose (prompt, knowledge base,
+/// member subject), which would outlive the tenant's offboarding in the logs.
+pub(crate) fn template_of(path: &str) -> Option<&'static str> {
+    API_ROUTES.iter().map(|r| r.path).find(|t| {
+        let (mut a, mut b) = (t.split('/'), path.split('/'));
+        loop {
+            match (a.next(), b.next()) {
+                (None, None) => return true,
+                (Some(x), Some(y)) if x.starts_with('{') || x == y => continue,
+                _ => return false,
+            }
+        }
+    })
 }
 
 /// `stringify!(get)` -> `"GET"` at compile time.
@@ -118,7 +134,10 @@ api_routes! {
     post "/admin/v1/tenants" => admin::create_tenant, PlatformAdmin, "Onboard a tenant";
     get "/admin/v1/tenants/{tenant}" => admin::get_tenant, PlatformAdmin, "One tenant (metadata)";
     patch "/admin/v1/tenants/{tenant}" => admin::patch_tenant, PlatformAdmin, "Suspend, resume, set models";
-    delete "/admin/v1/tenants/{tenant}" => admin::delete_tenant, PlatformAdmin, "Offboard a tenant (crypto-shred)";
+    delete "/admin/v1/tenants/{tenant}" => lifecycle::delete_tenant, PlatformAdmin, "Offboard a tenant: a deletion window (window_secs), then keys shredded, rows removed, a certificate";
+    post "/admin/v1/tenants/{tenant}/restore" => lifecycle::restore_tenant, PlatformAdmin, "Cancel a tenant's pending deletion";
+    get "/admin/v1/tenants/{tenant}/deletion-certificate" => lifecycle::deletion_certificate, PlatformAdmin, "A deleted tenant's deletion certificate, verifiable offline";
+    get "/admin/v1/audit/export" => lifecycle::platform_audit_export, PlatformAdmin, "The platform's own audit chain (lifecycle steps, certificates)";
     get "/admin/v1/tenants/{tenant}/endpoints" => admin::list_endpoints, PlatformAdmin, "A tenant's own provider endpoints (never their keys)";
     put "/admin/v1/tenants/{tenant}/endpoints/{provider}" => admin::put_endpoint, PlatformAdmin, "Set a tenant's own endpoint and key for a provider";
     delete "/admin/v1/tenants/{tenant}/endpoints/{provider}" => admin::delete_endpoint, PlatformAdmin, "Remove a tenant's own endpoint for a provider";

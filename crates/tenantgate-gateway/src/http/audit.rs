@@ -210,8 +210,20 @@ pub(crate) async fn build_export(
 ) -> Result<Vec<ExportLine>, GatewayError> {
     let audit = app.store().tenant(scope);
     let audit = audit.audit();
+    build_chain_export(app, &audit, scope.tenant_id(), window, Some(scope)).await
+}
+
+/// An export of one chain: a tenant's (with `bodies`, the scope its kept bodies open under)
+/// or the platform's (`GET /admin/v1/audit/export`, deletion certificates; no bodies).
+pub(crate) async fn build_chain_export(
+    app: &AppState,
+    audit: &tenantgate_store::audit::TenantAudit<'_>,
+    chain: &tenantgate_core::TenantId,
+    window: Window,
+    bodies: Option<&TenantScope>,
+) -> Result<Vec<ExportLine>, GatewayError> {
     let signer = &app.0.rec.log.signer;
-    let tenant = scope.tenant_id().as_str();
+    let tenant = chain.as_str();
     let genesis = tenantgate_audit::Anchor {
         seq: 0,
         hash: hex::encode(GENESIS),
@@ -233,7 +245,7 @@ pub(crate) async fn build_export(
     };
     // A chain that no longer extends its last signed checkpoint is not exported as if it were
     // whole: the break is what the tenant (and the operator) must see.
-    if let Some(why) = app.0.rec.log.broken(scope.tenant_id()) {
+    if let Some(why) = app.0.rec.log.broken(chain) {
         return Err(GatewayError::AuditChainBroken(why));
     }
     let (start, _) = audit.checkpoint_around(first - 1).await.map_err(st)?;
@@ -243,15 +255,12 @@ pub(crate) async fn build_export(
         None => {
             // Nothing signed covers the window's end yet: the writer signs the head now, with
             // the same continuity checks as its own checkpoints.
-            app.0
-                .rec
-                .log
-                .sign_head(scope.tenant_id())
-                .await
-                .map_err(|why| match app.0.rec.log.broken(scope.tenant_id()) {
+            app.0.rec.log.sign_head(chain).await.map_err(|why| {
+                match app.0.rec.log.broken(chain) {
                     Some(b) => GatewayError::AuditChainBroken(b),
                     None => GatewayError::Unavailable(why),
-                })?
+                }
+            })?
         }
     };
     let anchor = match &start {
@@ -271,6 +280,7 @@ pub(crate) async fn build_export(
             let sealed = sealed.clone();
             async move {
                 let sealed = sealed?;
+                let scope = bodies?;
                 // A crypto-shredded body is absent, not an error: its digest stays verifiable.
                 let plain = app
                     .keyring()

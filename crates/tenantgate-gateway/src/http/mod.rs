@@ -3,9 +3,10 @@
 
 mod admin;
 pub mod api;
-mod audit;
+pub(crate) mod audit;
 mod body;
 mod knowledge;
+mod lifecycle;
 mod members;
 mod model;
 mod models;
@@ -176,7 +177,10 @@ async fn edge(State(app): State<AppState>, req: Request, next: Next) -> Response
         h.insert("x-tenantgate-overhead-ms", v);
     }
     let info = resp.extensions().get::<CallInfo>();
-    let path = crate::bounds::for_log(&path);
+    let path = match api::template_of(&path) {
+        Some(route) => route,
+        None => crate::bounds::for_log(&path),
+    };
     let status = resp.status().as_u16();
     let tenant = info.map(|i| i.tenant.as_str()).unwrap_or("-");
     let model = info.map(|i| i.model.as_str()).unwrap_or("-");

@@ -275,11 +275,14 @@ impl AuthIndex {
             .copied()
     }
 
-    /// The tenant exists and is not deleted (suspended tenants keep their data).
+    /// The tenant exists and is not deleted (suspended tenants keep their data, and so do
+    /// tenants pending deletion: a restore brings everything back).
     pub fn is_live(&self, tenant: &TenantId) -> bool {
-        self.tenants
-            .get(tenant)
-            .is_some_and(|t| t.status != tenantgate_core::TenantStatus::Deleted)
+        use tenantgate_core::TenantStatus;
+        self.tenants.get(tenant).is_some_and(|t| match t.status {
+            TenantStatus::Active | TenantStatus::Suspended | TenantStatus::PendingDeletion => true,
+            TenantStatus::Deleted => false,
+        })
     }
 
     pub fn tenant_ids(&self) -> impl Iterator<Item = &TenantId> {

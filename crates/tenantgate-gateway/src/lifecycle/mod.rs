@@ -7,6 +7,7 @@
 //! outlives every tenant. Platform-chain records name a tenant by its id only: a slug, a
 //! display name or anything else the customer chose would survive the tenant's deletion there.
 
+pub mod offboard;
 pub mod onboard;
 
 use crate::control::AuditSink;

@@ -102,6 +102,7 @@ impl Identity<'_> {
                 })
             }
             TenantStatus::Suspended => Err(GatewayError::TenantSuspended),
+            TenantStatus::PendingDeletion => Err(GatewayError::TenantPendingDeletion),
             // Its keys are revoked in the same transaction; this covers the reload window.
             TenantStatus::Deleted => Err(GatewayError::InvalidKey),
         }

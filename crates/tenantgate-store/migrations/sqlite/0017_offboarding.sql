@@ -1,0 +1,16 @@
+-- Offboarding (`offboard.rs`): a tenant whose deletion was requested is `pending_deletion`
+-- until `delete_after_ms`; restoring it puts back `prior_status`. The finalizer claims a due
+-- tenant with a conditional update of `claimed_until_ms` (a lease, so a replica that died
+-- mid-way is taken over), and `phase` says how far it got, so a retry repeats no step that
+-- would write into a chain that no longer exists. The row goes with the tenant's other
+-- control-plane rows when the tenant becomes a tombstone.
+CREATE TABLE tenant_deletions (
+    tenant_id         TEXT PRIMARY KEY,
+    prior_status      TEXT NOT NULL,
+    requested_at_ms   INTEGER NOT NULL,
+    delete_after_ms   INTEGER NOT NULL,
+    claimed_until_ms  INTEGER,
+    phase             TEXT NOT NULL,
+    report            TEXT NOT NULL
+) STRICT;
+CREATE INDEX tenant_deletions_due ON tenant_deletions (delete_after_ms);
