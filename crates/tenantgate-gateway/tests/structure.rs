@@ -80,6 +80,21 @@ fn break_glass_scope_is_built_only_by_the_audited_break_glass_path() {
 }
 
 #[test]
+fn lifecycle_scopes_are_built_only_by_the_recorded_lifecycle_operations() {
+    let sites = call_sites("TenantScope::from_lifecycle(");
+    assert!(
+        !sites.is_empty(),
+        "non-vacuity: the export and the import build one"
+    );
+    for s in &sites {
+        assert!(
+            s.contains("tenantgate-gateway/src/lifecycle/"),
+            "a lifecycle scope outside lifecycle/: {sites:#?}"
+        );
+    }
+}
+
+#[test]
 fn platform_admins_from_tokens_are_made_only_by_the_authentication_stage() {
     let sites = call_sites("PlatformAdmin::from_verified_credential(");
     assert_eq!(sites.len(), 1, "{sites:#?}");

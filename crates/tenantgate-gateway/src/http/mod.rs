@@ -5,6 +5,7 @@ mod admin;
 pub mod api;
 mod audit;
 mod body;
+mod bundle;
 mod knowledge;
 mod members;
 mod model;
