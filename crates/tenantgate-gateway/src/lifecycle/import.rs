@@ -299,6 +299,10 @@ async fn restore(
     let mut r = Reader::open(path).await?;
     let mut buf = Vec::new();
     while let Some((name, size)) = r.next().await? {
+        if name == MANIFEST_SIG || name == MANIFEST {
+            r.whole(size).await?;
+            continue;
+        }
         let want = *listed
             .get(name.as_str())
             .ok_or_else(|| format!("bundle: {name} changed since it was verified"))?;
@@ -338,10 +342,6 @@ async fn restore(
                 ));
             }
             pending = Some((doc_id, parts));
-            continue;
-        }
-        if name == MANIFEST_SIG || name == MANIFEST {
-            r.whole(size).await?;
             continue;
         }
         let (bytes, sha) = r.whole(size).await?;
