@@ -42,11 +42,13 @@ impl TenantScope {
         Self { tenant }
     }
 
-    /// Build a scope for a platform operator writing a tenant's first content while it
-    /// onboards it (its default prompt, the sealed onboarding result), before the tenant has
-    /// any credential of its own. Taking the operator's capability, it is no path for a tenant
-    /// principal; restricted by `clippy.toml` like the others, with one allowed site in
-    /// `tenantgate-gateway/src/lifecycle/`.
+    /// Build a scope for a platform operator's lifecycle operation on one tenant: writing its
+    /// first content while onboarding it (its default prompt, the sealed onboarding result),
+    /// before it has any credential; its export bundle; restoring a bundle into a tenant the
+    /// same operation created. Taking the operator's capability, it is no path for a tenant
+    /// principal. Restricted by `clippy.toml` like the others; the allowed sites are under
+    /// the gateway's `lifecycle/`, and each operation is recorded in the tenant's chain and
+    /// the platform's.
     pub fn for_lifecycle(_admin: &PlatformAdmin, tenant: TenantId) -> Self {
         Self { tenant }
     }

@@ -164,6 +164,7 @@ const MATRIX: &[Row] = &[
     row("PUT", "/tenant/v1/guard-policy", "", "{}", ADMIN),
     row("GET", "/tenant/v1/audit/records", "", "", ADMIN),
     row("GET", "/tenant/v1/audit/export", "", "", ADMIN),
+    row("GET", "/tenant/v1/export", "", "", ADMIN),
     row("GET", "/tenant/v1/audit/public-key", "", "", MEMBER),
     row("GET", "/tenant/v1/audit-policy", "", "", ADMIN),
     row("PUT", "/tenant/v1/audit-policy", "", "{}", ADMIN),

@@ -80,18 +80,18 @@ fn break_glass_scope_is_built_only_by_the_audited_break_glass_path() {
 }
 
 #[test]
-fn lifecycle_scopes_are_built_only_by_the_lifecycle_operations() {
+fn lifecycle_scopes_are_built_only_by_the_recorded_lifecycle_operations() {
     let sites = call_sites("TenantScope::for_lifecycle(");
     assert!(
-        !sites.is_empty() && sites.len() <= 2,
-        "lifecycle scope call sites: {sites:#?}"
+        !sites.is_empty(),
+        "non-vacuity: onboarding, the export and the import build one"
     );
-    assert!(
-        sites
-            .iter()
-            .all(|s| s.contains("tenantgate-gateway/src/lifecycle/")),
-        "{sites:?}"
-    );
+    for s in &sites {
+        assert!(
+            s.contains("tenantgate-gateway/src/lifecycle/"),
+            "a lifecycle scope outside lifecycle/: {sites:#?}"
+        );
+    }
 }
 
 #[test]

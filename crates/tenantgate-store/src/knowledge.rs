@@ -182,7 +182,7 @@ impl TenantStore<'_> {
             self.knowledge_base(id).await?;
         }
         with_tx!(&data, Access::Tenant(self.id()), |tx| {
-            for table in ["kb_chunks", "kb_documents"] {
+            for table in ["kb_chunks", "kb_sources", "kb_documents"] {
                 sqlx::query(&format!(
                     "DELETE FROM {table} WHERE tenant_id = $1 AND kb_id = $2"
                 ))
@@ -247,6 +247,36 @@ impl TenantStore<'_> {
         sha256: &str,
         chunks: &[NewChunk],
     ) -> Result<Document> {
+        self.add_document_with_source(
+            kb_id,
+            doc_id,
+            name,
+            content_type,
+            bytes,
+            sha256,
+            chunks,
+            &[],
+        )
+        .await
+    }
+
+    /// [`Self::add_document`] with the document as uploaded, in sealed parts
+    /// (`crate::export::SourcePart`), written in the same transaction as its chunks.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one document's fields, chunks and source, written in one transaction"
+    )]
+    pub async fn add_document_with_source(
+        &self,
+        kb_id: &str,
+        doc_id: &str,
+        name: &str,
+        content_type: &str,
+        bytes: i64,
+        sha256: &str,
+        chunks: &[NewChunk],
+        sources: &[crate::export::SourcePart],
+    ) -> Result<Document> {
         if name.is_empty() || name.len() > 256 {
             return Err(InvalidValue("document names are 1..=256 characters".into()).into());
         }
@@ -302,6 +332,7 @@ impl TenantStore<'_> {
                 });
                 qb.build().execute(&mut *tx).await?;
             }
+            crate::export::insert_sources!(tx, tenant, kb_id, doc_id, sources);
         })?;
         if !shared {
             with_tx!(self.store, Access::Tenant(self.id()), |tx| {
@@ -343,11 +374,15 @@ impl TenantStore<'_> {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            sqlx::query("DELETE FROM kb_chunks WHERE tenant_id = $1 AND doc_id = $2")
+            for table in ["kb_chunks", "kb_sources"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE tenant_id = $1 AND doc_id = $2"
+                ))
                 .bind(tenant)
                 .bind(doc_id)
                 .execute(&mut *tx)
                 .await?;
+            }
             if shared {
                 bump_kb!(tx, tenant, kb_id);
             }

@@ -16,6 +16,7 @@ pub mod audit_anchor;
 pub mod audit_sqlite;
 mod backend;
 pub mod endpoints;
+pub mod export;
 pub mod identity;
 mod keyring;
 mod kms;

@@ -41,6 +41,7 @@ pub const DATA_TABLES: &[&str] = &[
     "prompt_versions",
     "kb_documents",
     "kb_chunks",
+    "kb_sources",
     "audit_heads",
     "audit_records",
     "audit_bodies",

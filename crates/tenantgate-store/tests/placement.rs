@@ -32,6 +32,7 @@ const DATA_TABLES: &[&str] = &[
     "prompt_versions",
     "kb_documents",
     "kb_chunks",
+    "kb_sources",
     "audit_heads",
     "audit_records",
     "audit_bodies",
@@ -100,9 +101,26 @@ async fn write_and_read_everything(store: &Store, kr: &Keyring, t: &Tenant) {
             sealed: vec![i as u8; 16],
         })
         .collect();
-    h.add_document(&kb.id, "doc-1", "a.txt", "text/plain", 10, "00", &chunks)
-        .await
-        .unwrap();
+    // The document as uploaded (sealed by the gateway: opaque here), in one part.
+    let source = [tenantgate_store::export::SourcePart {
+        part: 0,
+        sealed: kr
+            .seal(&s, "kb_source", "doc-1:0", b"0123456789")
+            .await
+            .unwrap(),
+    }];
+    h.add_document_with_source(
+        &kb.id,
+        "doc-1",
+        "a.txt",
+        "text/plain",
+        10,
+        "00",
+        &chunks,
+        &source,
+    )
+    .await
+    .unwrap();
     let body = kr
         .seal(&s, "audit_body", "r1", b"the prompt")
         .await

@@ -12,6 +12,7 @@ use tenantgate_gateway::server::open_store;
 use tenantgate_gateway::{Config, Server};
 use tenantgate_store::Store;
 
+mod bundle;
 mod endpoint;
 mod offboard;
 mod onboard;
@@ -197,6 +198,11 @@ enum TenantCmd {
     /// A tenant's own provider endpoints and keys (set, list, remove).
     #[command(subcommand)]
     Endpoint(EndpointCmd),
+    /// Write a tenant's export bundle (prompts, documents as uploaded, audit export, usage,
+    /// key metadata, members; a signed manifest of checksums).
+    Export(bundle::ExportArgs),
+    /// Restore an export bundle as a new tenant, after checking its signature and checksums.
+    Import(bundle::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -440,6 +446,8 @@ async fn tenant(config: Config, cmd: TenantCmd) -> Result<()> {
         }
     };
     match cmd {
+        TenantCmd::Export(a) => return bundle::export_cmd(&config, &store, &admin, a).await,
+        TenantCmd::Import(a) => return bundle::import_cmd(&config, &store, &admin, a).await,
         // Onboarding runs above (`onboard::create`), not on this store.
         TenantCmd::Create(_) => {}
         TenantCmd::List => print(&json!(p.list_tenants().await?)),

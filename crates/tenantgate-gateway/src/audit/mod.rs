@@ -17,6 +17,7 @@
 
 pub mod anchor;
 mod call;
+pub(crate) mod export;
 mod writer;
 
 use crate::clock::now_ms;
@@ -303,6 +304,13 @@ impl AuditLog {
         entry: NewAuditRecord,
     ) -> Result<Appended, String> {
         self.append_to(Chain::Operator(tenant.clone()), entry).await
+    }
+
+    /// Appends a lifecycle step a tenant principal took (its export bundle) to the platform's
+    /// chain and waits until it is durable; `entry` names the tenant by id only.
+    pub(crate) async fn append_platform(&self, entry: NewAuditRecord) -> Result<Appended, String> {
+        self.append_to(Chain::Operator(TenantId::platform_chain()), entry)
+            .await
     }
 
     async fn append_to(&self, chain: Chain, entry: NewAuditRecord) -> Result<Appended, String> {

@@ -3,7 +3,7 @@
 //! description (`/openapi.json`) is generated from it, and the authorization matrix test walks
 //! it, so a route cannot be added without appearing in all three.
 
-use super::{admin, audit, knowledge, lifecycle, members, tenant, usage};
+use super::{admin, audit, bundle, knowledge, lifecycle, members, tenant, usage};
 use crate::state::AppState;
 use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
@@ -128,6 +128,7 @@ api_routes! {
     delete "/tenant/v1/knowledge-bases/{kb}/documents/{doc}" => knowledge::delete_document, TenantAdmin, "Delete a document";
     post "/tenant/v1/knowledge-bases/{kb}/search" => knowledge::search, Member, "Search a knowledge base";
     delete "/tenant/v1/knowledge" => knowledge::delete_all, TenantAdmin, "Delete all of the tenant's knowledge";
+    get "/tenant/v1/export" => bundle::export, TenantAdmin, "Export everything the tenant owns (tar bundle, signed manifest)";
     get "/admin/v1/health" => admin::health, PlatformAdmin, "Platform health";
     get "/admin/v1/plans" => admin::plans, PlatformAdmin, "Plans and their default limits";
     get "/admin/v1/tenants" => admin::list_tenants, PlatformAdmin, "Every tenant (metadata)";

@@ -17,9 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tenantgate_audit::{
-    AuditPolicy, Checkpoint, EventType, ExportLine, ExportRecord, Window, GENESIS,
-};
+use tenantgate_audit::{AuditPolicy, Checkpoint, EventType, ExportLine, Window, GENESIS};
 use tenantgate_core::TenantScope;
 use tenantgate_store::audit::{AuditFilter, StoredRecord};
 
@@ -263,52 +261,17 @@ pub(crate) async fn build_chain_export(
             })?
         }
     };
-    let anchor = match &start {
-        Some(cp) => tenantgate_audit::Anchor {
-            seq: cp.seq,
-            hash: cp.hash.clone(),
-        },
-        None => genesis,
-    };
-    let rows = audit.records(anchor.seq + 1, end.seq).await.map_err(st)?;
-    let mut records = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let record = record_json(r)?;
-        let id = record["id"].as_str().unwrap_or_default().to_owned();
-        let open = |part: &'static str, sealed: &Option<Vec<u8>>| {
-            let id = crate::audit::body_aad_id(&id, part);
-            let sealed = sealed.clone();
-            async move {
-                let sealed = sealed?;
-                let scope = bodies?;
-                // A crypto-shredded body is absent, not an error: its digest stays verifiable.
-                let plain = app
-                    .keyring()
-                    .open(scope, crate::audit::BODY_KIND, &id, &sealed)
-                    .await
-                    .ok()?;
-                String::from_utf8(plain.to_vec()).ok()
-            }
-        };
-        let prompt = open("prompt", &r.prompt_sealed).await;
-        let response = open("response", &r.response_sealed).await;
-        records.push(ExportRecord {
-            hash: hex::encode(r.hash),
-            record,
-            prompt,
-            response,
-        });
-    }
-    let checkpoints = audit.checkpoints(anchor.seq, end.seq).await.map_err(st)?;
-    Ok(tenantgate_audit::assemble(
-        tenant,
-        window,
-        anchor,
-        records,
-        checkpoints,
+    crate::audit::export::assemble(
+        audit,
+        app.keyring(),
         signer,
-        crate::clock::now_ms(),
-    ))
+        chain,
+        bodies,
+        window,
+        start,
+        end,
+    )
+    .await
 }
 
 /// `GET /tenant/v1/audit/public-key`: the key checkpoints and exports are signed with.

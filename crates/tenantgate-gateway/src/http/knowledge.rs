@@ -223,12 +223,16 @@ pub(super) async fn upload(
         }
         let doc_id = format!("doc_{}", uuid::Uuid::now_v7().simple());
         let sealed = crate::knowledge::seal_chunks(app.keyring(), &ctx.principal.scope, &doc_id, &chunks, &embeddings).await?;
+        // The document as uploaded, for the tenant's export bundle, in the same transaction.
+        let source = crate::lifecycle::export::seal_source(app.keyring(), &ctx.principal.scope, &doc_id, &bytes)
+            .await
+            .map_err(|_| GatewayError::Internal)?;
         let sha = hex::encode(sha2::Sha256::digest(&bytes));
         let name = q.name.unwrap_or_else(|| "document".into());
         let doc = app
             .store()
             .tenant(&ctx.principal.scope)
-            .add_document(&kb.id, &doc_id, &name, &content_type, bytes.len() as i64, &sha, &sealed)
+            .add_document_with_source(&kb.id, &doc_id, &name, &content_type, bytes.len() as i64, &sha, &sealed, &source)
             .await
             .map_err(st)?;
         // A resident index takes the document now (no rebuild), before the snapshot serves its

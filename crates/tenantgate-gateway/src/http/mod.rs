@@ -5,6 +5,7 @@ mod admin;
 pub mod api;
 pub(crate) mod audit;
 mod body;
+mod bundle;
 mod knowledge;
 mod lifecycle;
 mod members;

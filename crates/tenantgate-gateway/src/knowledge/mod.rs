@@ -43,7 +43,7 @@ pub use resident::Resident;
 use resident::{Base, ResidentChunk, Segment};
 
 /// Sealing kinds (part of the AAD): a chunk's text and embedding, and an index file.
-const CHUNK_KIND: &str = "kb_chunk";
+pub(crate) const CHUNK_KIND: &str = "kb_chunk";
 const INDEX_KIND: &str = "kb_index";
 
 /// Threads a background merge builds with: the others stay with requests.
@@ -112,7 +112,7 @@ fn encode_chunk(text: &str, embedding: &[f32]) -> Vec<u8> {
     out
 }
 
-fn decode_chunk(bytes: &[u8]) -> Option<(String, Vec<f32>)> {
+pub(crate) fn decode_chunk(bytes: &[u8]) -> Option<(String, Vec<f32>)> {
     let n = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     let text = std::str::from_utf8(bytes.get(4..4 + n)?).ok()?.to_owned();
     let rest = bytes.get(4 + n..)?;
@@ -126,7 +126,7 @@ fn decode_chunk(bytes: &[u8]) -> Option<(String, Vec<f32>)> {
     Some((text, v))
 }
 
-fn chunk_aad(doc_id: &str, ord: u32) -> String {
+pub(crate) fn chunk_aad(doc_id: &str, ord: u32) -> String {
     format!("{doc_id}:{ord}")
 }
 

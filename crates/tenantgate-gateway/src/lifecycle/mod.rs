@@ -7,8 +7,11 @@
 //! outlives every tenant. Platform-chain records name a tenant by its id only: a slug, a
 //! display name or anything else the customer chose would survive the tenant's deletion there.
 
+pub mod export;
+pub mod import;
 pub mod offboard;
 pub mod onboard;
+pub(crate) mod tar;
 
 use crate::control::AuditSink;
 use serde_json::{json, Value};

@@ -396,15 +396,17 @@ impl crate::Platform<'_> {
                     }
                 }
             }
-            // Chunks of documents deleted since the copy.
+            // Chunks and sources of documents deleted since the copy.
             with_tx!(&dst, Access::Tenant(t), |tx| {
-                sqlx::query(
-                    "DELETE FROM kb_chunks WHERE tenant_id = $1 AND doc_id NOT IN \
-                     (SELECT id FROM kb_documents WHERE tenant_id = $1)",
-                )
-                .bind(t.as_str())
-                .execute(&mut *tx)
-                .await?;
+                for table in ["kb_chunks", "kb_sources"] {
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE tenant_id = $1 AND doc_id NOT IN \
+                         (SELECT id FROM kb_documents WHERE tenant_id = $1)"
+                    ))
+                    .bind(t.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
             })?;
             let mut tables = Vec::with_capacity(TABLES.len());
             for table in TABLES {
@@ -429,12 +431,14 @@ impl crate::Platform<'_> {
             if let Db::Postgres(_) = dst.db() {
                 // Explicit ids do not move the target's sequence.
                 with_tx!(&dst, Access::Tenant(t), |tx| {
-                    sqlx::query(
-                        "SELECT setval(s, GREATEST((SELECT COALESCE(MAX(id), 1) FROM kb_chunks), nextval(s))) \
-                         FROM (SELECT pg_get_serial_sequence('kb_chunks', 'id') AS s) x",
-                    )
-                    .execute(&mut *tx)
-                    .await?;
+                    for table in ["kb_chunks", "kb_sources"] {
+                        sqlx::query(&format!(
+                            "SELECT setval(s, GREATEST((SELECT COALESCE(MAX(id), 1) FROM {table}), nextval(s))) \
+                             FROM (SELECT pg_get_serial_sequence('{table}', 'id') AS s) x"
+                        ))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 })?;
             }
             self.set_place(t, &plan.to).await?;

@@ -129,6 +129,19 @@ pub(super) const TABLES: &[Table] = &[
         page: Page::ById,
     },
     Table {
+        name: "kb_sources",
+        cols: &[
+            ("id", Int),
+            ("tenant_id", Text),
+            ("kb_id", Text),
+            ("doc_id", Text),
+            ("part", Int4),
+            ("sealed", Bytes),
+        ],
+        order: "id",
+        page: Page::ById,
+    },
+    Table {
         name: "audit_records",
         cols: &[
             ("tenant_id", Text),
@@ -275,8 +288,11 @@ pub(super) fn select(t: &Table, page: Option<Page>) -> String {
             t.name, t.order
         ),
         Some(Page::ById) => format!(
-            "SELECT {cols} FROM {} WHERE tenant_id = $1 AND id > $2 ORDER BY {} LIMIT {PAGE}",
-            t.name, t.order
+            "SELECT {cols} FROM {} WHERE tenant_id = $1 AND id > $2 ORDER BY {} LIMIT {}",
+            t.name,
+            t.order,
+            // A source part is up to 1 MiB: a page of them stays a few MiB.
+            if t.name == "kb_sources" { 4 } else { PAGE }
         ),
         Some(Page::BySeq) => format!(
             "SELECT {cols} FROM {} WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY {}",
