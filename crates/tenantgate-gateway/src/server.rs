@@ -446,17 +446,9 @@ pub async fn onboarding_sweep(state: &AppState) -> Result<usize, String> {
         reason = "the gateway's own sweep spans every tenant's onboarding"
     )]
     let admin = PlatformAdmin::local_operator("gateway-onboarding-sweep");
-    crate::lifecycle::onboard::Onboarding {
-        store: state.store(),
-        keyring: state.keyring(),
-        config: &state.0.config,
-        secret: &state.0.secret,
-        sink: crate::control::AuditSink::Writer(&state.0.rec.log),
-        admin: &admin,
-        via: "sweep",
-    }
-    .sweep()
-    .await
+    crate::lifecycle::onboard::Onboarding::of_server(state, &admin, "sweep")
+        .sweep()
+        .await
 }
 
 /// One pass: rotates KEKs older than `rotate_after`, then re-wraps what previous rotations left

@@ -174,24 +174,40 @@ async fn a_revoked_key_is_refused_while_the_tenants_other_keys_work() {
 async fn an_expired_key_is_refused_without_any_reload() {
     let gw = TestGateway::start().await;
     let (t, _) = gw.tenant("acme", &["demo"], None).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let key = gw.key(&t, Some(now + 300)).await;
-    assert_eq!(
-        gw.post("/v1/chat/completions", &key, &chat("demo", "hi"))
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    // Long enough that a loaded machine still makes the first call in time; the key is
+    // polled across its expiry rather than slept past it.
+    let expires = now_ms() + 2_000;
+    let key = gw.key(&t, Some(expires)).await;
+    let mut served = 0;
+    loop {
+        let status = gw
+            .post("/v1/chat/completions", &key, &chat("demo", "hi"))
             .await
-            .status(),
-        200
-    );
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(
-        gw.post("/v1/chat/completions", &key, &chat("demo", "hi"))
-            .await
-            .status(),
-        401
-    );
+            .status();
+        let answered = now_ms();
+        if status == 401 {
+            assert!(
+                answered >= expires,
+                "refused {} ms before it expired",
+                expires - answered
+            );
+            break;
+        }
+        assert_eq!(status, 200);
+        served += 1;
+        assert!(
+            now_ms() < expires + 2_000,
+            "still served 2 s after it expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served > 0, "the key was never served before it expired");
     gw.stop().await;
 }
 

@@ -129,15 +129,7 @@ pub(super) async fn create_tenant(
                 GatewayError::invalid("an idempotency key is visible ASCII", "idempotency-key")
             })?),
         };
-        let onboarding = Onboarding {
-            store: app.store(),
-            keyring: app.keyring(),
-            config: &app.0.config,
-            secret: &app.0.secret,
-            sink: crate::control::AuditSink::Writer(&app.0.rec.log),
-            admin: &admin,
-            via: "admin_api",
-        };
+        let onboarding = Onboarding::of_server(&app, &admin, "admin_api");
         let done = onboarding.run(&spec, key).await;
         // Whatever happened, this replica's snapshot follows the control plane now.
         app.reload_auth(false).await.ok();

@@ -195,6 +195,26 @@ pub fn validate_idempotency_key(key: &str) -> Result<(), OnboardError> {
     Ok(())
 }
 
+impl<'a> Onboarding<'a> {
+    /// Onboarding as `app`'s server runs it (its store, keyring, configuration and audit
+    /// writer), acting as `admin`.
+    pub fn of_server(
+        app: &'a crate::state::AppState,
+        admin: &'a PlatformAdmin,
+        via: &'static str,
+    ) -> Self {
+        Onboarding {
+            store: app.store(),
+            keyring: app.keyring(),
+            config: &app.0.config,
+            secret: &app.0.secret,
+            sink: AuditSink::Writer(&app.0.rec.log),
+            admin,
+            via,
+        }
+    }
+}
+
 impl Onboarding<'_> {
     /// Onboards `spec`. With `idempotency_key`, a retry of the same request returns the first
     /// result (`replayed`), and the key cannot be reused for another request.
