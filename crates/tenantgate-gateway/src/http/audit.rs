@@ -155,48 +155,67 @@ pub(super) async fn export_response(
     slug: &str,
     q: &AuditQuery,
 ) -> Result<Response, GatewayError> {
-    let csv = match q.format.as_deref() {
+    let (csv, window) = export_query(q.from, q.to, q.format.as_deref())?;
+    let lines = build_export(app, scope, window).await?;
+    Ok(download(&lines, csv, slug))
+}
+
+/// An export request's format (`true`: CSV) and window; the tenant's export and the
+/// platform chain's take the same query.
+pub(super) fn export_query(
+    from: Option<i64>,
+    to: Option<i64>,
+    format: Option<&str>,
+) -> Result<(bool, Window), GatewayError> {
+    let csv = match format {
         None | Some("jsonl") => false,
         Some("csv") => true,
         Some(f) => {
             return Err(GatewayError::invalid(
-                format!("format must be jsonl or csv, not {f:?}"),
+                format!(
+                    "format must be jsonl or csv, not {:?}",
+                    crate::bounds::for_log(f)
+                ),
                 "format",
             ))
         }
     };
     let window = Window {
-        from_ms: q.from.unwrap_or(0),
-        to_ms: q.to.unwrap_or(i64::MAX),
+        from_ms: from.unwrap_or(0),
+        to_ms: to.unwrap_or(i64::MAX),
     };
     if window.from_ms > window.to_ms {
         return Err(GatewayError::invalid("from must not be after to", "from"));
     }
-    let lines = build_export(app, scope, window).await?;
+    Ok((csv, window))
+}
+
+/// An export as a download named `audit-{name}.jsonl` (or `.csv`).
+pub(super) fn download(lines: &[ExportLine], csv: bool, name: &str) -> Response {
     let (body, ctype, ext) = if csv {
         (
-            tenantgate_audit::csv_export(&lines),
+            tenantgate_audit::csv_export(lines),
             "text/csv; charset=utf-8",
             "csv",
         )
     } else {
         (
-            tenantgate_audit::jsonl(&lines).into_bytes(),
+            tenantgate_audit::jsonl(lines).into_bytes(),
             "application/x-ndjson",
             "jsonl",
         )
     };
-    Ok((
+    (
         [
             ("content-type", ctype.to_owned()),
             (
                 "content-disposition",
-                format!("attachment; filename=\"audit-{}.{ext}\"", slug),
+                format!("attachment; filename=\"audit-{name}.{ext}\""),
             ),
         ],
         Body::from(body),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Builds an export of `window`: from the checkpoint (or genesis) before its first record to

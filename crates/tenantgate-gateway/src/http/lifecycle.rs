@@ -180,55 +180,13 @@ pub(super) async fn platform_audit_export(
     Platform(admin): Platform,
 ) -> Response {
     ok(async {
-        let csv = match q.format.as_deref() {
-            None | Some("jsonl") => false,
-            Some("csv") => true,
-            Some(f) => {
-                return Err(GatewayError::invalid(
-                    format!(
-                        "format must be jsonl or csv, not {:?}",
-                        crate::bounds::for_log(f)
-                    ),
-                    "format",
-                ))
-            }
-        };
-        let window = tenantgate_audit::Window {
-            from_ms: q.from.unwrap_or(0),
-            to_ms: q.to.unwrap_or(i64::MAX),
-        };
-        if window.from_ms > window.to_ms {
-            return Err(GatewayError::invalid("from must not be after to", "from"));
-        }
+        let (csv, window) = super::audit::export_query(q.from, q.to, q.format.as_deref())?;
         let platform = tenantgate_core::TenantId::platform_chain();
         let store = app.store();
         let p = store.platform(&admin);
         let chain = p.chain(&platform);
         let lines = super::audit::build_chain_export(&app, &chain, &platform, window, None).await?;
-        let (body, ctype, ext) = if csv {
-            (
-                tenantgate_audit::csv_export(&lines),
-                "text/csv; charset=utf-8",
-                "csv",
-            )
-        } else {
-            (
-                tenantgate_audit::jsonl(&lines).into_bytes(),
-                "application/x-ndjson",
-                "jsonl",
-            )
-        };
-        Ok((
-            [
-                ("content-type", ctype.to_owned()),
-                (
-                    "content-disposition",
-                    format!("attachment; filename=\"audit-platform.{ext}\""),
-                ),
-            ],
-            Body::from(body),
-        )
-            .into_response())
+        Ok(super::audit::download(&lines, csv, "platform"))
     }
     .await)
 }
