@@ -5,7 +5,8 @@
 //! streaming included, with real usage numbers (whitespace word counts) and the providers'
 //! error bodies. It shares no code with the gateway, so a codec bug on one side is not mirrored.
 //!
-//! Faults are injected per request by directives in the last user message, e.g.
+//! A whole server's outage is switched with [`Stats::outage`]. Faults are injected per
+//! request by directives in the last user message, e.g.
 //! `mock:status=429 mock:retry_after=3`, `mock:status=500`, `mock:timeout`, `mock:malformed`,
 //! `mock:chunks=20 mock:chunk_delay_ms=50`, `mock:stream_error_after=2`, `mock:drop_after=2`,
 //! `mock:tool_call=get_weather`, `mock:reply=TEXT_WITHOUT_SPACES`, `mock:extra_hex=H` (text in an
@@ -46,6 +47,8 @@ pub struct MockConfig {
     pub chunk_delay: Duration,
     /// If set, requests must carry this key (`Authorization: Bearer`, `api-key` or `x-api-key`).
     pub api_key: Option<String>,
+    /// Further keys accepted besides `api_key` (tenants' own keys on a shared endpoint).
+    pub more_keys: Vec<String>,
 }
 
 /// What the server saw, for assertions.
@@ -56,6 +59,10 @@ pub struct Stats {
     pub streams_completed: AtomicU64,
     /// Streams whose client went away before the last event was sent.
     pub streams_cancelled: AtomicU64,
+    /// An outage of this whole server, switched on and off while it runs (a region failing
+    /// and recovering): every request is answered with this status (0: none). It is seen and
+    /// recorded first, like any request.
+    pub outage: AtomicU64,
     last: Mutex<Option<Recorded>>,
     /// Every request seen (the newest [`Stats::KEPT`]), for assertions over all of them.
     seen: Mutex<std::collections::VecDeque<Recorded>>,
@@ -308,7 +315,9 @@ fn authorized(cfg: &MockConfig, headers: &HeaderMap) -> bool {
         .and_then(|a| a.strip_prefix("Bearer ").map(str::to_owned))
         .or_else(|| h("api-key"))
         .or_else(|| h("x-api-key"));
-    presented.as_deref() == Some(expected.as_str())
+    presented
+        .as_deref()
+        .is_some_and(|p| p == expected.as_str() || cfg.more_keys.iter().any(|k| k == p))
 }
 
 fn record(
@@ -368,6 +377,11 @@ async fn prologue(
     record(shared, path, query, headers, &body);
     if !authorized(&shared.config, headers) {
         return Err(error_response(dialect, 401, "invalid api key", None));
+    }
+    let outage = shared.stats.outage.load(Ordering::Relaxed);
+    if outage != 0 {
+        let status = u16::try_from(outage).unwrap_or(500);
+        return Err(error_response(dialect, status, "mock outage", None));
     }
     if dialect == Dialect::Anthropic && headers.get("anthropic-version").is_none() {
         return Err(error_response(

@@ -355,6 +355,7 @@ async fn main() -> Result<()> {
         upstream_model: Some("bench-upstream".into()),
         default_max_tokens: 256,
         pricing: None,
+        ..Default::default()
     }];
 
     // Tenants and keys, written as the CLI would, before the gateway starts.

@@ -96,6 +96,16 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("Service unavailable: {0}")]
     Unavailable(String),
+    /// No target of the model answered: each failed, or its circuit is open, or its provider
+    /// is drained (`upstream::failover`). `retry_after_s` is when one may be tried again.
+    #[error(
+        "No provider could serve model {model:?} right now ({why}); retry after {retry_after_s} s"
+    )]
+    NoUpstream {
+        model: String,
+        why: String,
+        retry_after_s: u64,
+    },
     /// The tenant's stored policy (which ones: the payload) cannot be read by this gateway;
     /// its calls are refused rather than run on defaults.
     #[error("This tenant's {0} policy cannot be read by this gateway (written by a newer version, or damaged); its calls are refused until it is readable. Contact your platform administrator.")]
@@ -403,6 +413,13 @@ impl GatewayError {
                 Some("unavailable"),
                 None,
             ),
+            E::NoUpstream { .. } => r(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "overloaded_error",
+                Some("upstream_unavailable"),
+                Some(true),
+            ),
             E::PolicyUnreadable(_) => r(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
@@ -516,6 +533,9 @@ impl GatewayError {
             if let Ok(v) = HeaderValue::from_str(ra) {
                 h.insert("retry-after", v);
             }
+        }
+        if let GatewayError::NoUpstream { retry_after_s, .. } = self {
+            h.insert("retry-after", HeaderValue::from(*retry_after_s));
         }
         if let GatewayError::RateLimited {
             retry_after_s,

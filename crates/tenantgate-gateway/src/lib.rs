@@ -13,7 +13,8 @@
 //!   retrieve, route (cache, translation, provider, guard out), record.
 //! - [`guard`]: the leak guard applied with the tenant's policy; incidents.
 //! - [`limits`]: admission (rate, concurrency, budgets) as reserve-then-settle.
-//! - [`upstream`]: the model catalog, the transport (HTTP providers and the demo model), caches.
+//! - [`upstream`]: the model catalog and its targets, the transport (HTTP providers and the demo
+//!   model), failover policy and circuit breakers, caches.
 //! - [`stream`]: streamed answers re-framed, guarded per channel, recorded before the end.
 //! - [`audit`]: the call's record (a drop guard), the group-commit writer, signed checkpoints.
 //! - [`knowledge`]: per-knowledge-base indexes, sealed, loaded lazily.

@@ -22,6 +22,8 @@ pub(crate) struct Inner {
     pub catalog: Catalog,
     /// Tenants' own provider endpoints, opened in this process.
     pub endpoints: crate::upstream::endpoints::EndpointCache,
+    /// A circuit breaker per provider endpoint, as this process sees them.
+    pub breakers: crate::upstream::breaker::Breakers,
     pub prompts: crate::pipeline::compose::PromptCache,
     pub cache: Option<crate::upstream::cache::CacheBackend>,
     /// Where leak-guard findings go (counters, audit, webhooks).
@@ -85,6 +87,10 @@ impl AppState {
             auth,
             catalog,
             endpoints: crate::upstream::endpoints::EndpointCache::default(),
+            breakers: crate::upstream::breaker::Breakers::new(
+                config.routing.breaker_failures,
+                config.routing.breaker_open(),
+            ),
             prompts: crate::pipeline::compose::PromptCache::default(),
             cache,
             incidents,
@@ -120,6 +126,10 @@ impl AppState {
                 config: &i.config.rag,
             },
             cache: i.cache.as_ref(),
+            routing: crate::pipeline::route::Routing {
+                config: &i.config.routing,
+                breakers: &i.breakers,
+            },
             secret: &i.secret,
             incidents: &i.incidents,
             recorder: &i.rec,

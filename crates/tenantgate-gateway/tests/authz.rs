@@ -165,6 +165,21 @@ const MATRIX: &[Row] = &[
     row("GET", "/tenant/v1/audit/records", "", "", ADMIN),
     row("GET", "/tenant/v1/audit/export", "", "", ADMIN),
     row("GET", "/tenant/v1/export", "", "", ADMIN),
+    row("GET", "/tenant/v1/provider-keys", "", "", ADMIN),
+    row(
+        "PUT",
+        "/tenant/v1/provider-keys/{provider}",
+        "",
+        r#"{"api_key":"sk-matrix-own"}"#,
+        ADMIN,
+    ),
+    row(
+        "DELETE",
+        "/tenant/v1/provider-keys/{provider}",
+        "",
+        "",
+        ADMIN,
+    ),
     row("GET", "/tenant/v1/audit/public-key", "", "", MEMBER),
     row("GET", "/tenant/v1/audit-policy", "", "", ADMIN),
     row("PUT", "/tenant/v1/audit-policy", "", "{}", ADMIN),
@@ -284,6 +299,21 @@ const MATRIX: &[Row] = &[
         PLATFORM_CREATE,
     ),
     row("GET", "/admin/v1/break-glass", "", "", PLATFORM),
+    row("GET", "/admin/v1/routing", "", "", PLATFORM),
+    row(
+        "PUT",
+        "/admin/v1/routing/drains/{provider}",
+        "",
+        r#"{"reason":"matrix test"}"#,
+        PLATFORM,
+    ),
+    row(
+        "DELETE",
+        "/admin/v1/routing/drains/{provider}",
+        "",
+        "",
+        PLATFORM,
+    ),
     row("DELETE", "/admin/v1/break-glass/{grant}", "", "", PLATFORM),
     row(
         "GET",
@@ -530,6 +560,33 @@ impl World {
                 }
                 path = path.replace("{provider}", "mock-openai");
             }
+        }
+        // Routes naming a provider but no tenant: the caller's own tenant's key, or the
+        // platform's drain. Something to remove exists before each DELETE.
+        if path.contains("{provider}") {
+            if r.method == "DELETE" && path.starts_with("/tenant/") {
+                self.gw
+                    .state
+                    .keyring()
+                    .endpoints(self.gw.state.store(), &admin)
+                    .set(
+                        &self.acme.id,
+                        "mock-anthropic",
+                        &tenantgate_gateway::control::EndpointSecret {
+                            base_url: "http://127.0.0.1:9".into(),
+                            api_key: "sk-matrix".into(),
+                            api_version: None,
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+            if r.method == "DELETE" && path.starts_with("/admin/v1/routing/") {
+                p.drain_provider("mock-anthropic", "matrix test")
+                    .await
+                    .unwrap();
+            }
+            path = path.replace("{provider}", "mock-anthropic");
         }
         if path.contains("{grant}") {
             let g = p

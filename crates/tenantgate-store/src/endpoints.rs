@@ -55,11 +55,73 @@ impl Drop for EndpointSecret {
     }
 }
 
-/// The platform operator's side: set, list and remove a tenant's endpoints.
+/// The platform operator's side: set, list and remove any tenant's endpoints.
 pub struct PlatformEndpoints<'a> {
+    rows: Rows<'a>,
+    _admin: &'a PlatformAdmin,
+}
+
+/// A tenant admin's side (bring your own key): the scope's tenant's endpoints only.
+pub struct TenantEndpoints<'a> {
+    rows: Rows<'a>,
+    scope: &'a TenantScope,
+}
+
+/// The rows both sides change, for the tenant each side names.
+struct Rows<'a> {
     keyring: &'a Keyring,
     store: &'a Store,
-    _admin: &'a PlatformAdmin,
+}
+
+impl PlatformEndpoints<'_> {
+    /// Sets (or replaces) the tenant's endpoint for `provider`. The caller validated the
+    /// values against its configuration; the store only keeps them.
+    pub async fn set(
+        &self,
+        tenant: &TenantId,
+        provider: &str,
+        endpoint: &EndpointSecret,
+    ) -> Result<EndpointInfo, KeyringError> {
+        self.rows.set(tenant, provider, endpoint).await
+    }
+
+    /// The tenant's endpoints by provider name, without their keys.
+    pub async fn list(&self, tenant: &TenantId) -> Result<Vec<EndpointInfo>, StoreError> {
+        self.rows.list(tenant).await
+    }
+
+    /// Removes the tenant's endpoint for `provider`; `NotFound` if it has none.
+    pub async fn remove(&self, tenant: &TenantId, provider: &str) -> Result<(), StoreError> {
+        self.rows.remove(tenant, provider).await
+    }
+
+    /// Removes every endpoint of the tenant (offboarding).
+    pub async fn remove_all(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        self.rows.remove_all(tenant).await
+    }
+}
+
+impl TenantEndpoints<'_> {
+    /// Sets (or replaces) the scope's tenant's endpoint for `provider`.
+    pub async fn set(
+        &self,
+        provider: &str,
+        endpoint: &EndpointSecret,
+    ) -> Result<EndpointInfo, KeyringError> {
+        self.rows
+            .set(self.scope.tenant_id(), provider, endpoint)
+            .await
+    }
+
+    /// The scope's tenant's endpoints, without their keys.
+    pub async fn list(&self) -> Result<Vec<EndpointInfo>, StoreError> {
+        self.rows.list(self.scope.tenant_id()).await
+    }
+
+    /// Removes the scope's tenant's endpoint for `provider`; `NotFound` if it has none.
+    pub async fn remove(&self, provider: &str) -> Result<(), StoreError> {
+        self.rows.remove(self.scope.tenant_id(), provider).await
+    }
 }
 
 impl Keyring {
@@ -70,9 +132,27 @@ impl Keyring {
         admin: &'a PlatformAdmin,
     ) -> PlatformEndpoints<'a> {
         PlatformEndpoints {
-            keyring: self,
-            store,
+            rows: Rows {
+                keyring: self,
+                store,
+            },
             _admin: admin,
+        }
+    }
+
+    /// The scope's tenant's own endpoints, as its tenant admin manages them (bring your own
+    /// key). The scope is the proof the caller is of that tenant.
+    pub fn tenant_endpoints<'a>(
+        &'a self,
+        store: &'a Store,
+        scope: &'a TenantScope,
+    ) -> TenantEndpoints<'a> {
+        TenantEndpoints {
+            rows: Rows {
+                keyring: self,
+                store,
+            },
+            scope,
         }
     }
 
@@ -88,10 +168,8 @@ impl Keyring {
     }
 }
 
-impl PlatformEndpoints<'_> {
-    /// Sets (or replaces) the tenant's endpoint for `provider`. The caller validated the
-    /// values against its configuration; the store only keeps them.
-    pub async fn set(
+impl Rows<'_> {
+    async fn set(
         &self,
         tenant: &TenantId,
         provider: &str,
@@ -160,7 +238,7 @@ impl PlatformEndpoints<'_> {
     }
 
     /// The tenant's endpoints by provider name, without their keys.
-    pub async fn list(&self, tenant: &TenantId) -> Result<Vec<EndpointInfo>, StoreError> {
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<EndpointInfo>, StoreError> {
         let rows: Vec<(String, String, Option<String>, i64, i64)> =
             with_tx!(self.store, Access::Platform, |tx| {
                 sqlx::query_as(
@@ -187,7 +265,7 @@ impl PlatformEndpoints<'_> {
 
     /// Removes the tenant's endpoint for `provider` (its sealed copy with it); `NotFound` if
     /// it has none.
-    pub async fn remove(&self, tenant: &TenantId, provider: &str) -> Result<(), StoreError> {
+    async fn remove(&self, tenant: &TenantId, provider: &str) -> Result<(), StoreError> {
         let listed: Option<String> = with_tx!(self.store, Access::Platform, |tx| {
             sqlx::query_scalar(
                 "SELECT provider FROM tenant_endpoints WHERE tenant_id = $1 AND provider = $2",
@@ -220,7 +298,7 @@ impl PlatformEndpoints<'_> {
 
     /// Removes every endpoint of the tenant (offboarding: after its keys were shredded the
     /// sealed copies cannot be opened anyway; this removes the base URLs too).
-    pub async fn remove_all(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+    async fn remove_all(&self, tenant: &TenantId) -> Result<u64, StoreError> {
         with_tx!(self.store.data(tenant).await?, Access::Platform, |tx| {
             sqlx::query(
                 "DELETE FROM tenant_secrets WHERE tenant_id = $1 AND substr(name, 1, $2) = $3",

@@ -27,6 +27,7 @@ pub mod onboarding;
 mod places;
 mod platform;
 pub mod prompts;
+pub mod routing;
 mod rows;
 mod tenant;
 

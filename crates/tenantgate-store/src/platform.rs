@@ -46,6 +46,8 @@ pub struct AuthSnapshot {
     /// Every tenant's own provider endpoints: (tenant, provider, revision), by tenant then
     /// provider. Names and revisions only: the endpoints are opened under the tenant's scope.
     pub endpoints: Vec<(TenantId, String, i64)>,
+    /// Providers a platform operator drained (`routing.rs`): no model call goes to them.
+    pub drains: Vec<String>,
 }
 
 impl<'a> Platform<'a> {
@@ -443,6 +445,10 @@ impl<'a> Platform<'a> {
                 .into_iter()
                 .filter_map(|(t, p, r)| TenantId::parse(&t).ok().map(|t| (t, p, r)))
                 .collect();
+            let drains: Vec<String> =
+                sqlx::query_scalar("SELECT provider FROM provider_drains ORDER BY provider")
+                    .fetch_all(&mut *tx)
+                    .await?;
             let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
                 v.into_iter()
                     .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))
@@ -450,6 +456,7 @@ impl<'a> Platform<'a> {
             };
             AuthSnapshot {
                 endpoints,
+                drains,
                 default_knowledge_bases: ids(default_kbs),
                 knowledge_bases,
                 members,

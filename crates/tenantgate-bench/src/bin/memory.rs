@@ -99,6 +99,7 @@ fn config(dir: &Path, mock_url: &str) -> Config {
         upstream_model: Some("bench-upstream".into()),
         default_max_tokens: 256,
         pricing: None,
+        ..Default::default()
     }];
     config
 }

@@ -187,6 +187,7 @@ async fn start_gateway(
         upstream_model: Some("bench-upstream".into()),
         default_max_tokens: 4096,
         pricing: None,
+        ..Default::default()
     }];
     let store = tenantgate_gateway::server::open_store(&config).await?;
     let secret = ServerSecret::load_or_create(&config.server.secret_file)?;

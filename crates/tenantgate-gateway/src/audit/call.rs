@@ -115,6 +115,14 @@ impl CallAudit {
         self.admission = Some((r, pricing));
     }
 
+    /// The target that answered, when it is not the one admission priced: the call is
+    /// settled at the prices of what was actually called.
+    pub fn set_pricing(&mut self, pricing: crate::config::Pricing) {
+        if let Some((_, p)) = &mut self.admission {
+            *p = pricing;
+        }
+    }
+
     /// Prompt tokens added after admission (retrieved context), counted into what a call
     /// cancelled before its response consumed.
     pub fn add_prompt_tokens(&mut self, n: u64) {

@@ -17,6 +17,7 @@ mod guard;
 mod lifecycle;
 mod providers;
 mod rag;
+mod routing;
 mod server;
 
 pub use audit::AuditConfig;
@@ -28,6 +29,7 @@ pub use guard::GuardConfig;
 pub use lifecycle::{LifecycleConfig, MAX_DELETION_WINDOW_SECS};
 pub use providers::{ModelConfig, Pricing, ProviderConfig, ProviderKind};
 pub use rag::RagConfig;
+pub use routing::{RoutingConfig, Strategy, TargetConfig};
 pub use server::{DemoConfig, ServerConfig};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -49,6 +51,7 @@ pub struct Config {
     pub limits: crate::limits::LimitsConfig,
     pub rag: RagConfig,
     pub lifecycle: LifecycleConfig,
+    pub routing: RoutingConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -104,7 +107,7 @@ impl Config {
         self.audit.validate()?;
         self.lifecycle.validate()?;
         self.database.validate()?;
-        self.lifecycle.validate()?;
+        self.routing.validate()?;
         providers::validate_providers(&self.providers)?;
         providers::validate_models(&self.models, &self.providers, self.demo.enabled)?;
         Ok(())

@@ -89,6 +89,36 @@ pub struct ModelConfig {
     /// Prices in integer micro-dollars per million tokens; calls to a model without one cost 0.
     #[serde(default)]
     pub pricing: Option<Pricing>,
+    /// More places the model is served from, after `provider` (other providers or regions),
+    /// tried on failure (`strategy = "ordered"`) or sharing traffic by weight (`"weighted"`).
+    #[serde(default)]
+    pub targets: Vec<super::TargetConfig>,
+    #[serde(default)]
+    pub strategy: super::Strategy,
+    /// `provider`'s weight under `strategy = "weighted"`.
+    #[serde(default = "super::routing::one")]
+    pub weight: u32,
+    /// Another model (on the tenant's allow-list) tried when every target of this one failed
+    /// or is unavailable (circuit open, drained). Its own fallback is not followed.
+    #[serde(default)]
+    pub fallback: Option<String>,
+}
+
+impl Default for ModelConfig {
+    /// A model on no provider yet: for building configurations in code.
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            provider: String::new(),
+            upstream_model: None,
+            default_max_tokens: default_max_output(),
+            pricing: None,
+            targets: Vec::new(),
+            strategy: super::Strategy::Ordered,
+            weight: 1,
+            fallback: None,
+        }
+    }
 }
 
 /// A model's prices, integer micro-dollars per million tokens (1 USD = 1,000,000).
@@ -272,6 +302,36 @@ pub(super) fn validate_models(
         }
         if m.default_max_tokens == 0 {
             return Err(invalid(key("default_max_tokens"), "must be at least 1"));
+        }
+        for (j, t) in m.targets.iter().enumerate() {
+            if !providers.iter().any(|p| p.name == t.provider) {
+                return Err(invalid(
+                    key(&format!("targets[{j}].provider")),
+                    format!("unknown provider {:?}", t.provider),
+                ));
+            }
+        }
+        let weights = std::iter::once(m.weight).chain(m.targets.iter().map(|t| t.weight));
+        if m.strategy == super::Strategy::Weighted && weights.clone().all(|w| w == 0) {
+            return Err(invalid(
+                key("weight"),
+                "at least one target needs a weight above 0",
+            ));
+        }
+        if weights.clone().any(|w| w > 1_000_000) {
+            return Err(invalid(key("weight"), "weights are at most 1000000"));
+        }
+    }
+    // Fallbacks name configured models (checked once every name is known), never themselves.
+    for (i, m) in models.iter().enumerate() {
+        if let Some(f) = &m.fallback {
+            let known = models.iter().any(|o| &o.name == f) || (demo_enabled && f == "demo");
+            if !known || f == &m.name {
+                return Err(invalid(
+                    format!("models[{i}].fallback"),
+                    format!("{f:?} is not another configured model"),
+                ));
+            }
         }
     }
     Ok(())

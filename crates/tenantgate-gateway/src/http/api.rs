@@ -3,7 +3,9 @@
 //! description (`/openapi.json`) is generated from it, and the authorization matrix test walks
 //! it, so a route cannot be added without appearing in all three.
 
-use super::{admin, audit, bundle, knowledge, lifecycle, members, tenant, usage};
+use super::{
+    admin, audit, bundle, knowledge, lifecycle, members, provider_keys, routing, tenant, usage,
+};
 use crate::state::AppState;
 use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
@@ -128,6 +130,9 @@ api_routes! {
     delete "/tenant/v1/knowledge-bases/{kb}/documents/{doc}" => knowledge::delete_document, TenantAdmin, "Delete a document";
     post "/tenant/v1/knowledge-bases/{kb}/search" => knowledge::search, Member, "Search a knowledge base";
     delete "/tenant/v1/knowledge" => knowledge::delete_all, TenantAdmin, "Delete all of the tenant's knowledge";
+    get "/tenant/v1/provider-keys" => provider_keys::list, TenantAdmin, "Providers the tenant brought its own key for (never the keys)";
+    put "/tenant/v1/provider-keys/{provider}" => provider_keys::put, TenantAdmin, "Bring your own key: the tenant's calls to this provider use it";
+    delete "/tenant/v1/provider-keys/{provider}" => provider_keys::delete, TenantAdmin, "Remove the tenant's own key for a provider";
     get "/tenant/v1/export" => bundle::export, TenantAdmin, "Export everything the tenant owns (tar bundle, signed manifest)";
     get "/admin/v1/health" => admin::health, PlatformAdmin, "Platform health";
     get "/admin/v1/plans" => admin::plans, PlatformAdmin, "Plans and their default limits";
@@ -142,6 +147,9 @@ api_routes! {
     get "/admin/v1/tenants/{tenant}/endpoints" => admin::list_endpoints, PlatformAdmin, "A tenant's own provider endpoints (never their keys)";
     put "/admin/v1/tenants/{tenant}/endpoints/{provider}" => admin::put_endpoint, PlatformAdmin, "Set a tenant's own endpoint and key for a provider";
     delete "/admin/v1/tenants/{tenant}/endpoints/{provider}" => admin::delete_endpoint, PlatformAdmin, "Remove a tenant's own endpoint for a provider";
+    get "/admin/v1/routing" => routing::status, PlatformAdmin, "Models' targets, drained providers, this replica's circuit breakers";
+    put "/admin/v1/routing/drains/{provider}" => routing::drain, PlatformAdmin, "Drain a provider: no call goes to it on any replica";
+    delete "/admin/v1/routing/drains/{provider}" => routing::undrain, PlatformAdmin, "Put a drained provider back";
     post "/admin/v1/break-glass" => admin::create_grant, PlatformAdmin, "Request break-glass access to one tenant (<= 1 h)";
     get "/admin/v1/break-glass" => admin::list_grants, PlatformAdmin, "Every break-glass grant";
     delete "/admin/v1/break-glass/{grant}" => admin::revoke_grant, PlatformAdmin, "End a break-glass grant";

@@ -41,6 +41,8 @@ pub struct AuthIndex {
     /// Each tenant's own provider endpoints: (provider, revision), by provider name. What
     /// the request path opens and caches per tenant (`upstream::endpoints`) is keyed by these.
     endpoints: HashMap<TenantId, Vec<(String, i64)>>,
+    /// Providers a platform operator drained: no target on them is tried (`pipeline::route`).
+    drains: std::collections::BTreeSet<String>,
     /// Tenants whose keys are wrapped by a key in their own KMS: their calls check it answers
     /// (`pipeline::authorize::tenant_key`); every other tenant's pass without a look.
     customer_keys: HashMap<TenantId, tenantgate_crypto::CustomerKey>,
@@ -103,6 +105,7 @@ impl Default for AuthIndex {
             knowledge_bases: HashMap::new(),
             unreadable: HashMap::new(),
             endpoints: HashMap::new(),
+            drains: Default::default(),
             customer_keys: HashMap::new(),
         }
     }
@@ -181,6 +184,7 @@ impl AuthIndex {
         }
         Self {
             endpoints,
+            drains: snap.drains.into_iter().collect(),
             customer_keys: HashMap::new(),
             unreadable,
             default_kbs,
@@ -219,6 +223,11 @@ impl AuthIndex {
     /// a tenant that reaches every provider through the platform's.
     pub fn own_endpoints(&self, tenant: &TenantId) -> &[(String, i64)] {
         self.endpoints.get(tenant).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether a platform operator drained `provider`.
+    pub fn is_drained(&self, provider: &str) -> bool {
+        self.drains.contains(provider)
     }
 
     /// The tenant's leak-prevention policy (defaults if it set none).

@@ -51,7 +51,7 @@ pub enum Part {
 }
 
 /// Reserves the call's maximum (prompt tokens by the tokenizer plus the output bound, priced at
-/// the route's prices) after the kill switch.
+/// the dearest of its targets' prices) after the kill switch.
 pub async fn reserve(
     admission: &Admission,
     call: &AuthorizedCall,
@@ -81,7 +81,8 @@ pub async fn reserve(
     } else {
         (0, 0)
     };
-    let pricing = call.route.pricing;
+    // The most any of its targets costs: the call may be served by any of them.
+    let pricing = call.reserve_pricing();
     let key = call.ctx.principal.credential.to_string();
     let ask = Ask {
         tenant,

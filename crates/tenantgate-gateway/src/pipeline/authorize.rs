@@ -17,10 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tenantgate_core::{IsolationTier, Tenant, TenantStatus};
 
-/// The call is permitted and resolved to a provider route.
+/// The call is permitted and resolved to the provider routes it may take.
 pub struct AuthorizedCall {
     pub ctx: TenantContext,
+    /// The first target this call tries: the model's name, defaults and output bound.
     pub route: Arc<Route>,
+    /// Every target in the order this call tries them (`route` first), the fallback
+    /// model's last; each one the tenant may reach.
+    pub targets: Vec<Arc<Route>>,
 }
 
 /// What authentication reads: the snapshot of tenants and keys, the trusted issuers, and the
@@ -154,17 +158,40 @@ fn resolve<'c>(
     own: &[(String, i64)],
     model: &str,
 ) -> Result<Target<'c>, GatewayError> {
+    let mut all = resolve_all(catalog, tenant, own, model)?;
+    Ok(all.remove(0).0)
+}
+
+/// Every target of `model` the tenant can reach, in configuration order with its weight
+/// (each by [`reach`]: a target on a provider a dedicated tenant has no endpoint for is not
+/// among them). None at all is the same `model_not_found` as an unknown model.
+fn resolve_all<'c>(
+    catalog: &'c Catalog,
+    tenant: &Tenant,
+    own: &[(String, i64)],
+    model: &str,
+) -> Result<Vec<(Target<'c>, u32)>, GatewayError> {
     let not_found = || GatewayError::ModelNotFound(model.to_owned());
-    let route = catalog
-        .get(model)
+    let plan = catalog
+        .plan(model)
         .filter(|_| tenant.allows_model(model))
         .ok_or_else(not_found)?;
-    let has_own = own.iter().any(|(p, _)| *p == route.provider.name);
-    match reach(tenant.isolation, route.provider.kind, has_own) {
-        Reach::InProcess | Reach::Platform => Ok(Target::Catalog(route)),
-        Reach::Own => Ok(Target::OwnEndpoint(route)),
-        Reach::NotAvailable => Err(not_found()),
+    let found: Vec<(Target<'c>, u32)> = plan
+        .targets
+        .iter()
+        .filter_map(|(route, weight)| {
+            let has_own = own.iter().any(|(p, _)| *p == route.provider.name);
+            match reach(tenant.isolation, route.provider.kind, has_own) {
+                Reach::InProcess | Reach::Platform => Some((Target::Catalog(route), *weight)),
+                Reach::Own => Some((Target::OwnEndpoint(route), *weight)),
+                Reach::NotAvailable => None,
+            }
+        })
+        .collect();
+    if found.is_empty() {
+        return Err(not_found());
     }
+    Ok(found)
 }
 
 /// What [`resolve`] found: the catalog's route as it is, or to be taken to the tenant's own
@@ -203,12 +230,46 @@ pub async fn model(
     ctx: TenantContext,
     model: &str,
 ) -> Result<AuthorizedCall, GatewayError> {
+    let mut targets = open_targets(catalog, endpoints, &ctx, model).await?;
+    // The route policy's fallback model, on the same terms as if the caller had named it (its
+    // allow-list, its reach); tried after every target of the model itself. Its own fallback
+    // is not followed.
+    if let Some(fallback) = catalog.plan(model).and_then(|p| p.fallback.as_deref()) {
+        match open_targets(catalog, endpoints, &ctx, fallback).await {
+            Ok(more) => targets.extend(more),
+            Err(GatewayError::ModelNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(AuthorizedCall {
+        ctx,
+        route: targets[0].clone(),
+        targets,
+    })
+}
+
+/// `model`'s targets the tenant can reach, each on the tenant's own endpoint where it has one
+/// for the target's provider, in the order of the model's strategy.
+async fn open_targets(
+    catalog: &Catalog,
+    endpoints: &Endpoints<'_>,
+    ctx: &TenantContext,
+    model: &str,
+) -> Result<Vec<Arc<Route>>, GatewayError> {
     let own = ctx.view.own_endpoints(ctx.principal.scope.tenant_id());
-    let route = match resolve(catalog, &ctx.tenant, own, model)? {
-        Target::Catalog(route) => route.clone(),
-        Target::OwnEndpoint(shared) => endpoints.route(&ctx, shared).await?,
-    };
-    Ok(AuthorizedCall { ctx, route })
+    let found = resolve_all(catalog, &ctx.tenant, own, model)?;
+    let strategy = catalog
+        .plan(model)
+        .map_or(crate::config::Strategy::Ordered, |p| p.strategy);
+    let mut routes = Vec::with_capacity(found.len());
+    for (target, weight) in found {
+        let route = match target {
+            Target::Catalog(route) => route.clone(),
+            Target::OwnEndpoint(shared) => endpoints.route(ctx, shared).await?,
+        };
+        routes.push((route, weight));
+    }
+    Ok(crate::upstream::failover::order(strategy, routes))
 }
 
 /// The tenant's models that exist in the catalog and it can reach: exactly what [`model`]
@@ -230,13 +291,22 @@ fn visible(catalog: &Catalog, tenant: &Tenant, own: &[(String, i64)]) -> Vec<Str
 }
 
 impl AuthorizedCall {
+    /// The prices a reservation is made at: the dearest of every target's, part by part, so
+    /// a call failed over to a dearer target is never admitted under its budget.
+    pub fn reserve_pricing(&self) -> crate::config::Pricing {
+        self.targets
+            .iter()
+            .fold(self.route.pricing, |a, r| crate::config::Pricing {
+                input_per_mtok: a.input_per_mtok.max(r.pricing.input_per_mtok),
+                output_per_mtok: a.output_per_mtok.max(r.pricing.output_per_mtok),
+                cached_input_per_mtok: a.cached_input_per_mtok.max(r.pricing.cached_input_per_mtok),
+            })
+    }
+
     /// Puts in the call's record that it went to the tenant's own endpoint, and which
     /// revision of it: the evidence that a tenant's calls reached only its own endpoints.
     pub(crate) fn note_endpoint(&self, audit: &mut crate::audit::CallAudit) {
-        match self.route.provider.owner {
-            Owner::Platform => {}
-            Owner::Tenant { revision } => audit.note("tenant_endpoint_revision", revision),
-        }
+        note_endpoint(&self.route, audit);
     }
 
     /// Applies the tenant's per-request token cap: a larger request is refused; a request with
@@ -256,6 +326,14 @@ impl AuthorizedCall {
             (None, Some(cap)) => Ok(Some(u64::from(cap))),
             (None, None) => Ok(None),
         }
+    }
+}
+
+/// [`AuthorizedCall::note_endpoint`] for the target that answered.
+pub(crate) fn note_endpoint(route: &Route, audit: &mut crate::audit::CallAudit) {
+    match route.provider.owner {
+        Owner::Platform => {}
+        Owner::Tenant { revision } => audit.note("tenant_endpoint_revision", revision),
     }
 }
 
@@ -342,6 +420,7 @@ mod tests {
             upstream_model: None,
             default_max_tokens: 16,
             pricing: None,
+            ..Default::default()
         };
         cfg.models = vec![
             model("gpt", "shared-openai"),

@@ -54,6 +54,8 @@ pub struct Deps<'a> {
     pub prompts: compose::Prompts<'a>,
     pub knowledge: retrieve::Knowledge<'a>,
     pub cache: Option<&'a crate::upstream::cache::CacheBackend>,
+    /// Retries, failover and the endpoints' circuit breakers.
+    pub routing: route::Routing<'a>,
     pub secret: &'a crate::identity::keys::ServerSecret,
     pub incidents: &'a guard::IncidentSink,
     pub recorder: &'a Recorder,

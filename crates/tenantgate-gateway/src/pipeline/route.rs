@@ -1,7 +1,10 @@
-//! Stage route: the tenant's response cache, the translation table, the provider, and
-//! guard-outbound on what comes back (per frame for streams, `crate::stream`).
+//! Stage route: the tenant's response cache, then the call's targets in order (retries,
+//! failover, circuit breakers: `crate::upstream::failover`), each through the translation
+//! table to its provider, and guard-outbound on what comes back (per frame for streams,
+//! `crate::stream`).
 
 use crate::audit::{CallAudit, Released, StreamAudit};
+use crate::config::RoutingConfig;
 use crate::error::{GatewayError, Wire};
 use crate::guard::Guard;
 use crate::pipeline::request::ChatRequest;
@@ -9,11 +12,21 @@ use crate::pipeline::translate::{self, Pair};
 use crate::pipeline::{AuthorizedCall, Deps, Labels, Payload, Reply};
 use crate::stream::guard::StreamGuard;
 use crate::stream::StreamEnd;
-use crate::upstream::cache;
+use crate::upstream::breaker::{Admit, Breakers, Outcome};
+use crate::upstream::failover::{self, Next};
 use crate::upstream::transport::{self, Answer};
+use crate::upstream::{cache, Route};
 use futures_util::StreamExt;
-use std::time::Instant;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tenantgate_core::IsolationTier;
+
+/// What the route stage reads to spread a call over its targets.
+pub struct Routing<'a> {
+    pub config: &'a RoutingConfig,
+    pub breakers: &'a Breakers,
+}
 
 /// Sends a chat call to its provider (or answers it from the tenant's cache) and returns the
 /// answer in the caller's wire, through guard-outbound.
@@ -26,16 +39,11 @@ pub(crate) async fn chat(
     guard: &Guard<'_>,
     audit: &mut CallAudit,
 ) -> Result<Released<Reply>, GatewayError> {
-    let route = &call.route;
-    let provider = &route.provider;
     let tenant = call.ctx.principal.scope.tenant_id();
-    let pair = Pair::of(&req, route);
-    let mut upstream = translate::request(pair, &mut req, route, bound)?;
-    match pair.provider {
-        // Provider prompt caches (and self-hosted prefix caches) are scoped to the tenant.
-        Wire::OpenAi => cache::scope_provider_caches(&mut upstream, tenant, provider, deps.secret),
-        Wire::Anthropic => {}
-    }
+    // The request in the caller's wire, kept for the other targets' translations only when
+    // there are others (one copy, never on a single-target model).
+    let original = (call.targets.len() > 1).then(|| req.body.clone());
+    let first = prepare(deps, call, &mut req, &call.route, bound)?;
     let mut labels = Labels {
         tenant: call.ctx.tenant.slug.clone(),
         model: req.model.clone(),
@@ -43,39 +51,44 @@ pub(crate) async fn chat(
     };
     let started = Instant::now();
     // The tenant's exact-match response cache: complete answers only, never for a tenant on
-    // dedicated infrastructure; keyed by tenant, provider, model, wire pair and request.
+    // dedicated infrastructure; keyed by tenant, provider, model, wire pair and request (as
+    // prepared for the first target: whichever target answers, the answer is the model's).
     let cached = deps
         .cache
         .filter(|_| !req.stream && call.ctx.tenant.isolation != IsolationTier::Dedicated)
         .map(|c| {
             let key = cache::key(
                 tenant,
-                &provider.cache_label(),
-                &route.upstream_model,
+                &call.route.provider.cache_label(),
+                &call.route.upstream_model,
                 // The model as the caller named it: a translated answer carries that name.
-                &format!("{}/{}", pair.cache_label(), req.model),
-                &upstream,
+                &format!("{}/{}", first.0.cache_label(), req.model),
+                &first.1,
             );
             (c, key)
         });
     if let Some((c, key)) = &cached {
         if let Some(hit) = c.get(key).await {
             // Re-checked: the tenant's guard policy may have changed since it was stored.
-            let hit = translate::cached(pair, hit, guard)?;
+            let hit = translate::cached(first.0, hit, guard)?;
             audit.cache_hit();
             return Ok(Reply::json(hit, Some("hit"), labels, started.elapsed()));
         }
     }
-    let sent_at = Instant::now();
     audit.sent();
-    let answer = transport::call(
-        provider,
-        pair.endpoint(),
-        &route.upstream_model,
-        &upstream,
-        req.stream,
-    )
-    .await?;
+    let sent = attempts(deps, call, &mut req, original, first, bound, audit).await?;
+    let Sent {
+        route,
+        pair,
+        answer,
+        sent_at,
+    } = sent;
+    if !Arc::ptr_eq(&route, &call.route) {
+        // Recorded and settled as what was actually called.
+        audit.set_model(&req.model, &route.upstream_model, &route.provider.name);
+        audit.set_pricing(route.pricing);
+        super::authorize::note_endpoint(&route, audit);
+    }
     match answer {
         Answer::Stream(frames) => {
             let transform = translate::stream(pair, &req, prompt_estimate);
@@ -101,7 +114,8 @@ pub(crate) async fn chat(
             })
         }
         Answer::Json(bytes) => {
-            let (out, usage) = translate::response(pair, &provider.name, bytes, &req.model, guard)?;
+            let (out, usage) =
+                translate::response(pair, &route.provider.name, bytes, &req.model, guard)?;
             labels.usage = usage;
             let status = match cached {
                 Some((c, key)) => {
@@ -111,6 +125,176 @@ pub(crate) async fn chat(
                 None => None,
             };
             Ok(Reply::json(out, status, labels, started.elapsed()))
+        }
+    }
+}
+
+/// The request as `route`'s provider takes it, and the (caller, provider) wire pair.
+fn prepare(
+    deps: &Deps<'_>,
+    call: &AuthorizedCall,
+    req: &mut ChatRequest,
+    route: &Route,
+    bound: Option<u64>,
+) -> Result<(Pair, Map<String, Value>), GatewayError> {
+    let pair = Pair::of(req, route);
+    let mut upstream = translate::request(pair, req, route, bound)?;
+    match pair.provider {
+        // Provider prompt caches (and self-hosted prefix caches) are scoped to the tenant.
+        Wire::OpenAi => cache::scope_provider_caches(
+            &mut upstream,
+            call.ctx.principal.scope.tenant_id(),
+            &route.provider,
+            deps.secret,
+        ),
+        Wire::Anthropic => {}
+    }
+    Ok((pair, upstream))
+}
+
+/// The answer of the target that served the call.
+struct Sent {
+    route: Arc<Route>,
+    pair: Pair,
+    answer: Answer,
+    sent_at: Instant,
+}
+
+/// The call's attempts: each target in order (a drained provider's and an open circuit's
+/// skipped), each retried `routing.retries` times after a jittered backoff on a provider
+/// failure, until one answers. An answer ends the attempts, streamed or not: nothing is
+/// retried after the provider's response headers (the first streamed byte). When no target
+/// served the call: a single target's own error, or the 503 `upstream_unavailable` with when
+/// to retry. More than one attempt, or a skip, is in the call's record (`attempts`).
+async fn attempts(
+    deps: &Deps<'_>,
+    call: &AuthorizedCall,
+    req: &mut ChatRequest,
+    mut original: Option<Map<String, Value>>,
+    first: (Pair, Map<String, Value>),
+    bound: Option<u64>,
+    audit: &mut CallAudit,
+) -> Result<Sent, GatewayError> {
+    let cfg = deps.routing.config;
+    let view = &call.ctx.view;
+    let mut log: Vec<Value> = Vec::new();
+    let mut last: Option<GatewayError> = None;
+    // The soonest a skipped or failed target may be tried again.
+    let mut retry_in: Option<Duration> = None;
+    let mut first = Some(first);
+    let n = call.targets.len();
+    for (i, route) in call.targets.iter().enumerate() {
+        let provider = &route.provider;
+        if view.is_drained(&provider.name) {
+            log.push(json!({"provider": provider.name, "model": route.upstream_model, "outcome": "drained"}));
+            continue;
+        }
+        let endpoint = provider.cache_label();
+        let (pair, upstream) = match first.take() {
+            Some(p) => p,
+            None => {
+                // The last target takes the original; the others a copy of it.
+                req.body = if i + 1 == n {
+                    original.take().unwrap_or_default()
+                } else {
+                    original.clone().unwrap_or_default()
+                };
+                match prepare(deps, call, req, route, bound) {
+                    Ok(p) => p,
+                    // This target cannot take the request (a translation it does not
+                    // support): the next one may.
+                    Err(e) => {
+                        log.push(json!({"provider": provider.name, "model": route.upstream_model, "outcome": e.code()}));
+                        last = Some(e);
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut k = 0u32;
+        loop {
+            let permit = match deps.routing.breakers.admit(&endpoint) {
+                Admit::Go(p) => p,
+                Admit::Skip { retry_in: r } => {
+                    retry_in = Some(retry_in.map_or(r, |x| x.min(r)));
+                    log.push(json!({"provider": provider.name, "model": route.upstream_model, "outcome": "circuit_open"}));
+                    break;
+                }
+            };
+            let sent_at = Instant::now();
+            let result = transport::call(
+                provider,
+                pair.endpoint(),
+                &route.upstream_model,
+                &upstream,
+                req.stream,
+            )
+            .await;
+            let ms = sent_at.elapsed().as_millis() as u64;
+            match result {
+                Ok(answer) => {
+                    permit.settle(Outcome::Healthy);
+                    if !log.is_empty() {
+                        log.push(json!({"provider": provider.name, "model": route.upstream_model, "outcome": "ok", "ms": ms}));
+                        audit.note("attempts", Value::Array(log));
+                    }
+                    return Ok(Sent {
+                        route: route.clone(),
+                        pair,
+                        answer,
+                        sent_at,
+                    });
+                }
+                Err(e) => {
+                    log.push(json!({"provider": provider.name, "model": route.upstream_model, "outcome": e.code(), "ms": ms}));
+                    match failover::classify(&e) {
+                        Next::Final => {
+                            permit.settle(Outcome::Healthy);
+                            audit.note("attempts", Value::Array(log));
+                            return Err(e);
+                        }
+                        Next::Retry { outcome, wait } => {
+                            permit.settle(outcome);
+                            last = Some(e);
+                            k += 1;
+                            let pause = (k <= cfg.retries)
+                                .then(|| failover::backoff(cfg, k, wait))
+                                .flatten();
+                            match pause {
+                                Some(d) => tokio::time::sleep(d).await,
+                                None => {
+                                    if let Some(w) = wait {
+                                        retry_in = Some(retry_in.map_or(w, |x| x.min(w)));
+                                    }
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    audit.note("attempts", Value::Array(log.clone()));
+    let tried = log.iter().filter(|a| a["ms"].is_u64()).count();
+    match last {
+        // One target, tried and failed: its own error (502, 504, 429), as without routing.
+        Some(e) if n == 1 && tried > 0 => Err(e),
+        _ => {
+            let skipped = log.len() - tried;
+            let why = match (tried, skipped) {
+                (0, _) => format!("{skipped} target(s) unavailable: circuit open or drained"),
+                (_, 0) => format!("{tried} attempt(s) failed"),
+                _ => format!("{tried} attempt(s) failed, {skipped} target(s) unavailable"),
+            };
+            let secs = retry_in.map_or(cfg.breaker_open_ms.div_ceil(1000).clamp(1, 60), |d| {
+                (d.as_millis() as u64).div_ceil(1000).max(1)
+            });
+            Err(GatewayError::NoUpstream {
+                model: req.model.clone(),
+                why,
+                retry_after_s: secs,
+            })
         }
     }
 }

@@ -28,8 +28,9 @@ struct Opened {
     key: Vec<(String, i64)>,
     /// By provider name.
     providers: HashMap<String, Arc<Provider>>,
-    /// By tenant-facing model name: the catalog's route on the tenant's provider.
-    routes: HashMap<String, Arc<Route>>,
+    /// By (tenant-facing model name, provider): the catalog's route on the tenant's
+    /// provider (a model with several targets has one per provider).
+    routes: HashMap<(String, String), Arc<Route>>,
 }
 
 /// The tenants' opened endpoints in this process.
@@ -78,7 +79,8 @@ impl Endpoints<'_> {
         let tenant = ctx.principal.scope.tenant_id();
         let key = ctx.view.own_endpoints(tenant);
         let opened = self.cache.get(tenant, key);
-        if let Some(r) = opened.as_ref().and_then(|o| o.routes.get(&shared.name)) {
+        let route_key = (shared.name.clone(), shared.provider.name.clone());
+        if let Some(r) = opened.as_ref().and_then(|o| o.routes.get(&route_key)) {
             return Ok(r.clone());
         }
         let provider = match opened
@@ -167,7 +169,8 @@ impl Endpoints<'_> {
                 },
             };
             o.providers.insert(p.name.clone(), p);
-            o.routes.insert(r.name.clone(), r);
+            o.routes
+                .insert((r.name.clone(), r.provider.name.clone()), r);
             m.insert(tenant.clone(), Arc::new(o));
         }
     }

@@ -2,8 +2,10 @@
 //! providers: pooled connections per provider, timeouts from config, credentials attached here
 //! and nowhere else.
 
+pub mod breaker;
 pub mod cache;
 pub mod endpoints;
+pub mod failover;
 pub mod transport;
 
 use crate::config::{Config, ConfigError, ProviderKind};
@@ -56,9 +58,22 @@ pub struct Route {
     pub pricing: crate::config::Pricing,
 }
 
+/// Where one model can be served from: its targets in configuration order (the model's own
+/// `provider` first) with their weights, how a call orders them, and the model tried when
+/// every one failed.
+#[derive(Debug)]
+pub struct Plan {
+    pub targets: Vec<(Arc<Route>, u32)>,
+    pub strategy: crate::config::Strategy,
+    pub fallback: Option<String>,
+}
+
 #[derive(Debug, Default)]
 pub struct Catalog {
+    /// Each model's first target (what a model's name, prices and defaults are read from).
     routes: BTreeMap<String, Arc<Route>>,
+    /// Each model's targets (the first one included).
+    plans: BTreeMap<String, Plan>,
     /// The configured providers by name (the demo model's included when it is enabled).
     providers: BTreeMap<String, Arc<Provider>>,
 }
@@ -74,6 +89,7 @@ impl Catalog {
     pub fn build(cfg: &Config) -> Result<Catalog, ConfigError> {
         let mut providers: BTreeMap<&str, Arc<Provider>> = BTreeMap::new();
         let mut routes = BTreeMap::new();
+        let mut plans = BTreeMap::new();
         for (i, p) in cfg.providers.iter().enumerate() {
             let client = reqwest::Client::builder()
                 .connect_timeout(p.connect_timeout())
@@ -133,28 +149,59 @@ impl Catalog {
             );
         }
         for m in &cfg.models {
-            let provider = providers.get(m.provider.as_str()).cloned().ok_or_else(|| {
-                ConfigError::Invalid {
-                    key: "models".into(),
-                    message: format!("unknown provider {:?}", m.provider),
-                }
-            })?;
-            routes.insert(
-                m.name.clone(),
-                Arc::new(Route {
+            let target = |provider: &str, upstream: &Option<String>, pricing: Option<_>| {
+                let provider =
+                    providers
+                        .get(provider)
+                        .cloned()
+                        .ok_or_else(|| ConfigError::Invalid {
+                            key: "models".into(),
+                            message: format!("unknown provider {provider:?}"),
+                        })?;
+                Ok::<_, ConfigError>(Arc::new(Route {
                     name: m.name.clone(),
                     provider,
-                    upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.name.clone()),
+                    upstream_model: upstream.clone().unwrap_or_else(|| m.name.clone()),
                     default_max_tokens: m.default_max_tokens,
-                    pricing: m.pricing.unwrap_or_default(),
-                }),
+                    pricing: pricing.or(m.pricing).unwrap_or_default(),
+                }))
+            };
+            let first = target(&m.provider, &m.upstream_model, m.pricing)?;
+            let mut targets = vec![(first.clone(), m.weight)];
+            for t in &m.targets {
+                let upstream = t
+                    .upstream_model
+                    .clone()
+                    .or_else(|| m.upstream_model.clone());
+                targets.push((target(&t.provider, &upstream, t.pricing)?, t.weight));
+            }
+            routes.insert(m.name.clone(), first);
+            plans.insert(
+                m.name.clone(),
+                Plan {
+                    targets,
+                    strategy: m.strategy,
+                    fallback: m.fallback.clone(),
+                },
             );
+        }
+        // A model with no plan of its own (the demo model) is its one route.
+        for (name, r) in &routes {
+            plans.entry(name.clone()).or_insert_with(|| Plan {
+                targets: vec![(r.clone(), 1)],
+                strategy: crate::config::Strategy::Ordered,
+                fallback: None,
+            });
         }
         let providers = providers
             .into_iter()
             .map(|(name, p)| (name.to_owned(), p))
             .collect();
-        Ok(Catalog { routes, providers })
+        Ok(Catalog {
+            routes,
+            plans,
+            providers,
+        })
     }
 
     /// A configured provider by name.
@@ -164,6 +211,16 @@ impl Catalog {
 
     pub fn get(&self, model: &str) -> Option<&Arc<Route>> {
         self.routes.get(model)
+    }
+
+    /// A model's targets, ordering and fallback.
+    pub fn plan(&self, model: &str) -> Option<&Plan> {
+        self.plans.get(model)
+    }
+
+    /// The configured providers, by name.
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.providers.values()
     }
 
     /// Every route, by tenant-facing name.
@@ -196,6 +253,11 @@ impl Provider {
             api_version: api_version.or_else(|| self.api_version.clone()),
             client: self.client.clone(),
         }
+    }
+
+    /// Where its requests go (without a trailing `/`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     /// The provider as a cache key names it: a tenant's own endpoint is another upstream

@@ -65,6 +65,7 @@ fn model(name: &str, provider: &str, upstream: &str) -> ModelConfig {
         upstream_model: Some(upstream.into()),
         default_max_tokens: 512,
         pricing: None,
+        ..Default::default()
     }
 }
 

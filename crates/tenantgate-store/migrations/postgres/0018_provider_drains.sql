@@ -1,0 +1,13 @@
+-- Provider drains (`routing.rs`): a platform operator takes a configured provider out of
+-- every model's targets, on every replica (the snapshot carries the list; a change moves the
+-- control-plane revision). Platform-wide: no tenant's row.
+CREATE TABLE provider_drains (
+    provider        TEXT PRIMARY KEY,
+    reason          TEXT NOT NULL,
+    actor           TEXT NOT NULL,
+    drained_at_ms   BIGINT NOT NULL
+);
+-- Only platform transactions see or change it (the snapshot is read as one).
+ALTER TABLE provider_drains ENABLE ROW LEVEL SECURITY;
+ALTER TABLE provider_drains FORCE ROW LEVEL SECURITY;
+CREATE POLICY platform_all ON provider_drains USING (current_setting('tenantgate.platform', true) = 'on');
