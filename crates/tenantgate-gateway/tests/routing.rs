@@ -511,6 +511,19 @@ async fn a_drained_provider_gets_no_calls_until_it_is_put_back() {
         let rec = r.record_of(&rec_id).await;
         assert_eq!(rec["detail"]["attempts"][0]["outcome"], "drained", "{rec}");
     }
+    // Embeddings never fail over (another model's vectors are not comparable): a drained
+    // provider's embedding model answers 503 with a retry hint, and nothing is sent there.
+    let resp =
+        r.gw.post(
+            "/v1/embeddings",
+            &r.key,
+            &json!({"model": "ha-gpt", "input": "x"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "upstream_unavailable", "{e}");
     assert_eq!(requests(&r.east), e0);
     let v = r.routing().await;
     let east = v["providers"]

@@ -121,11 +121,14 @@ async fn embeddings(
         provider,
         deps.secret,
     );
+    // Embeddings never fail over: another target's vectors would not be comparable with the
+    // ones already indexed. A drained provider or an open circuit is a 503 with a retry hint.
+    let permit = super::route::admit_single(deps, &call.ctx, route, &model)?;
     let started = Instant::now();
     audit.sent();
-    let Answer::Json(bytes) =
-        transport::call(provider, Endpoint::Embeddings, sent_model, &body, false).await?
-    else {
+    let answer = transport::call(provider, Endpoint::Embeddings, sent_model, &body, false).await;
+    let answer = super::route::settle_single(permit, answer)?;
+    let Answer::Json(bytes) = answer else {
         return Err(malformed(&provider.name));
     };
     let usage = openai::response_usage(&bytes).map_err(|_| malformed(&provider.name))?;

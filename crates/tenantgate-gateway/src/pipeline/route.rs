@@ -298,3 +298,44 @@ async fn attempts(
         }
     }
 }
+
+/// A call that has one target only (embeddings): refused with the 503 `upstream_unavailable`
+/// if its provider is drained or its circuit open, else admitted through the circuit.
+pub(crate) fn admit_single<'b>(
+    deps: &Deps<'b>,
+    ctx: &crate::identity::TenantContext,
+    route: &Route,
+    model: &str,
+) -> Result<crate::upstream::breaker::Permit<'b>, GatewayError> {
+    let unavailable = |why: &str, retry: Duration| GatewayError::NoUpstream {
+        model: model.to_owned(),
+        why: why.to_owned(),
+        retry_after_s: (retry.as_millis() as u64).div_ceil(1000).max(1),
+    };
+    if ctx.view.is_drained(&route.provider.name) {
+        return Err(unavailable(
+            "its provider is drained",
+            deps.routing.config.breaker_open(),
+        ));
+    }
+    match deps.routing.breakers.admit(&route.provider.cache_label()) {
+        Admit::Go(p) => Ok(p),
+        Admit::Skip { retry_in } => Err(unavailable("its provider's circuit is open", retry_in)),
+    }
+}
+
+/// Settles a single-target attempt's circuit with its result, which it returns.
+pub(crate) fn settle_single(
+    permit: crate::upstream::breaker::Permit<'_>,
+    result: Result<Answer, GatewayError>,
+) -> Result<Answer, GatewayError> {
+    let outcome = match &result {
+        Ok(_) => Outcome::Healthy,
+        Err(e) => match failover::classify(e) {
+            Next::Retry { outcome, .. } => outcome,
+            Next::Final => Outcome::Healthy,
+        },
+    };
+    permit.settle(outcome);
+    result
+}
