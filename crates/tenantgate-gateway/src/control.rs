@@ -378,3 +378,93 @@ fn unrecorded(e: String) -> crate::error::GatewayError {
         "the change was made but could not be recorded in the tenant's audit log".into(),
     )
 }
+
+/// The longest drain reason kept (it is recorded and listed).
+const MAX_DRAIN_REASON_BYTES: usize = 512;
+
+/// Drains the configured `provider`: no model call goes to it on any replica from its next
+/// snapshot reload (`pipeline::route`). Recorded in the platform's chain with the reason.
+/// `NotFound` for a name the configuration does not have (the demo model runs in process:
+/// nothing to drain).
+pub async fn drain_provider(
+    sink: AuditSink<'_>,
+    store: &Store,
+    config: &crate::config::Config,
+    admin: &PlatformAdmin,
+    provider: &str,
+    reason: &str,
+) -> Result<tenantgate_store::routing::Drain, crate::error::GatewayError> {
+    crate::bounds::check("reason", reason, MAX_DRAIN_REASON_BYTES)?;
+    if reason.trim().is_empty() {
+        return Err(crate::error::GatewayError::invalid(
+            "a drain needs a reason (it is recorded)",
+            "reason",
+        ));
+    }
+    configured(config, provider)?;
+    let d = store
+        .platform(admin)
+        .drain_provider(provider, reason)
+        .await
+        .map_err(crate::error::st)?;
+    record_routing(
+        sink,
+        admin,
+        serde_json::json!({"action": "provider.drain", "provider": provider, "reason": reason}),
+    )
+    .await?;
+    Ok(d)
+}
+
+/// Puts a drained provider back (`NotFound` if it was not drained), recorded like the drain.
+pub async fn undrain_provider(
+    sink: AuditSink<'_>,
+    store: &Store,
+    config: &crate::config::Config,
+    admin: &PlatformAdmin,
+    provider: &str,
+) -> Result<(), crate::error::GatewayError> {
+    configured(config, provider)?;
+    store
+        .platform(admin)
+        .undrain_provider(provider)
+        .await
+        .map_err(crate::error::st)?;
+    record_routing(
+        sink,
+        admin,
+        serde_json::json!({"action": "provider.undrain", "provider": provider}),
+    )
+    .await
+}
+
+fn configured(
+    config: &crate::config::Config,
+    provider: &str,
+) -> Result<(), crate::error::GatewayError> {
+    match config.providers.iter().find(|p| p.name == provider) {
+        Some(p) if p.kind != crate::config::ProviderKind::Demo => Ok(()),
+        _ => Err(crate::error::GatewayError::NotFound),
+    }
+}
+
+async fn record_routing(
+    sink: AuditSink<'_>,
+    admin: &PlatformAdmin,
+    detail: serde_json::Value,
+) -> Result<(), crate::error::GatewayError> {
+    record_operator_event(
+        sink,
+        admin,
+        &TenantId::platform_chain(),
+        tenantgate_audit::EventType::ConfigurationChange,
+        detail,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "a routing change was made but not recorded in the platform's audit chain");
+        crate::error::GatewayError::Unavailable(
+            "the change was made but could not be recorded in the platform's audit log".into(),
+        )
+    })
+}

@@ -17,6 +17,7 @@ mod endpoint;
 mod offboard;
 mod onboard;
 mod prompt;
+mod provider;
 use endpoint::{endpoint, EndpointCmd};
 use prompt::{prompt, PromptArgs};
 
@@ -52,6 +53,9 @@ enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Providers: drain one out of every model's targets (the provider-outage playbook).
+    #[command(subcommand)]
+    Provider(provider::ProviderCmd),
     /// A tenant's system prompts, through a running gateway's tenant API, as that tenant.
     Prompt(PromptArgs),
     /// Audit exports: verify one offline; print the checkpoint signing key.
@@ -308,6 +312,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Tenant(TenantCmd::Create(c)) => onboard::create(&config, c).await,
         Command::Tenant(cmd) => tenant(config, cmd).await,
         Command::Apply { file, dry_run } => onboard::apply(&config, &file, dry_run).await,
+        Command::Provider(cmd) => {
+            let store = open_store(&config).await?;
+            print(&provider::provider(&config, &store, &operator(), cmd).await?);
+            Ok(())
+        }
         Command::Key(cmd) => key(config, cmd).await,
         Command::Keys(cmd) => keys(config, cmd).await,
         Command::Prompt(_) => Ok(()),

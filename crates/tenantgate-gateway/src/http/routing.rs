@@ -5,7 +5,6 @@
 use super::roles::Platform;
 use super::tenant::{json_body, ok};
 use crate::control::AuditSink;
-use crate::error::GatewayError;
 use crate::pipeline::compose::st;
 use crate::state::AppState;
 use axum::body::Body;
@@ -15,10 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tenantgate_audit::EventType;
-
-/// The longest drain reason kept (it is recorded and listed).
-const MAX_REASON_BYTES: usize = 512;
 
 /// `GET /admin/v1/routing`: models and their targets, providers (drained or not), and the
 /// circuits of the replica that answers.
@@ -86,18 +81,13 @@ pub(super) async fn drain(
 ) -> Response {
     ok(async {
         let b: DrainBody = json_body(&app, &headers, body).await?;
-        crate::bounds::check("reason", &b.reason, MAX_REASON_BYTES)?;
-        configured(&app, &provider)?;
-        let d = app
-            .store()
-            .platform(&admin)
-            .drain_provider(&provider, &b.reason)
-            .await
-            .map_err(st)?;
-        record(
-            &app,
+        let d = crate::control::drain_provider(
+            AuditSink::Writer(&app.0.rec.log),
+            app.store(),
+            &app.0.config,
             &admin,
-            json!({"action": "provider.drain", "provider": provider, "reason": b.reason}),
+            &provider,
+            &b.reason,
         )
         .await?;
         app.reload_auth(false).await.ok();
@@ -114,48 +104,16 @@ pub(super) async fn undrain(
     Platform(admin): Platform,
 ) -> Response {
     ok(async {
-        configured(&app, &provider)?;
-        app.store()
-            .platform(&admin)
-            .undrain_provider(&provider)
-            .await
-            .map_err(st)?;
-        record(
-            &app,
+        crate::control::undrain_provider(
+            AuditSink::Writer(&app.0.rec.log),
+            app.store(),
+            &app.0.config,
             &admin,
-            json!({"action": "provider.undrain", "provider": provider}),
+            &provider,
         )
         .await?;
         app.reload_auth(false).await.ok();
         Ok(Json(json!({"provider": provider, "drained": false})).into_response())
     }
     .await)
-}
-
-/// A provider of the configuration (the built-in demo model runs in process: nothing to drain).
-fn configured(app: &AppState, provider: &str) -> Result<(), GatewayError> {
-    match app.0.catalog.provider(provider) {
-        Some(p) if p.kind != crate::config::ProviderKind::Demo => Ok(()),
-        _ => Err(GatewayError::NotFound),
-    }
-}
-
-async fn record(
-    app: &AppState,
-    admin: &tenantgate_core::PlatformAdmin,
-    detail: Value,
-) -> Result<(), GatewayError> {
-    crate::lifecycle::record_platform(
-        AuditSink::Writer(&app.0.rec.log),
-        admin,
-        EventType::ConfigurationChange,
-        detail,
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "a routing change was made but not recorded in the platform's audit chain");
-        GatewayError::Unavailable(
-            "the change was made but could not be recorded in the platform's audit log".into(),
-        )
-    })
 }
