@@ -620,3 +620,53 @@ async fn weighted_targets_share_the_traffic() {
     assert!(e >= 6 && w >= 6, "east {e}, west {w}");
     r.stop().await;
 }
+
+#[tokio::test]
+async fn a_drain_made_on_one_replica_reaches_the_others() {
+    let r = regions(|_| {}).await;
+    let config = r.gw.config.clone();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let index_dir = elsewhere.path().join("indexes");
+    // A second replica: the same database, secrets and providers, its own index files.
+    let b = TestGateway::start_with(move |c| {
+        *c = config;
+        c.rag.index_dir = index_dir;
+    })
+    .await;
+    b.wait_for_revision().await;
+    let body = chat("ha-gpt", "which region");
+    let call = || b.post("/v1/chat/completions", &r.key, &body);
+    let e0 = requests(&r.east);
+    assert_eq!(call().await.status(), 200);
+    assert_eq!(requests(&r.east), e0 + 1, "before the drain, east serves");
+    // Drained through replica A's admin API.
+    let resp =
+        r.gw.http
+            .put(format!("{}/admin/v1/routing/drains/east", r.gw.url))
+            .bearer_auth(&r.platform)
+            .json(&json!({"reason": "region incident"}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(resp.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = requests(&r.east);
+        assert_eq!(call().await.status(), 200);
+        if requests(&r.east) == before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica B still sends to the drained provider"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e1 = requests(&r.east);
+    for _ in 0..5 {
+        assert_eq!(call().await.status(), 200);
+    }
+    assert_eq!(requests(&r.east), e1);
+    b.stop().await;
+    r.stop().await;
+}
