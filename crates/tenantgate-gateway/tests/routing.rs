@@ -524,6 +524,24 @@ async fn a_drained_provider_gets_no_calls_until_it_is_put_back() {
     assert!(resp.headers().contains_key("retry-after"));
     let e: Value = resp.json().await.unwrap();
     assert_eq!(e["error"]["code"], "upstream_unavailable", "{e}");
+    // A model whose next target speaks the other wire: the request is prepared for it, not
+    // the drained first target's sent there.
+    let resp =
+        r.gw.post(
+            "/v1/chat/completions",
+            &r.key,
+            &chat("ha-solo", "skip to west"),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "mock reply to: skip to west"
+    );
+    let last = r.west.stats.last_request().unwrap();
+    assert_eq!(last.path, "/v1/messages", "{last:?}");
+    assert_eq!(last.body["model"], "gpt-upstream");
     assert_eq!(requests(&r.east), e0);
     let v = r.routing().await;
     let east = v["providers"]

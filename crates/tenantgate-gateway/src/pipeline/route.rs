@@ -190,7 +190,10 @@ async fn attempts(
             continue;
         }
         let endpoint = provider.cache_label();
-        let (pair, upstream) = match first.take() {
+        // The request prepared before the cache lookup is the first target's only: a
+        // skipped first target leaves it unused, never sent to another target.
+        let prepared = if i == 0 { first.take() } else { None };
+        let (pair, upstream) = match prepared {
             Some(p) => p,
             None => {
                 // The last target takes the original; the others a copy of it.
