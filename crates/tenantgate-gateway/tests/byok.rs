@@ -11,10 +11,10 @@
 
 mod common;
 
-use common::{chat, sse_events, TestGateway, UPSTREAM_KEY};
+use common::{chat, provider, sse_events, TestGateway, UPSTREAM_KEY};
 use mockllm::{MockConfig, MockHandle};
 use serde_json::{json, Value};
-use tenantgate_gateway::config::{ModelConfig, ProviderConfig, ProviderKind};
+use tenantgate_gateway::config::{ModelConfig, ProviderKind};
 
 const OWN_KEY: &str = "sk-acme-own-provider-key-7f3a";
 
@@ -32,27 +32,6 @@ async fn shared_endpoint() -> MockHandle {
     )
     .await
     .unwrap()
-}
-
-fn provider(
-    name: &str,
-    kind: ProviderKind,
-    base_url: String,
-    key_file: &std::path::Path,
-) -> ProviderConfig {
-    ProviderConfig {
-        name: name.into(),
-        kind,
-        base_url: Some(base_url),
-        api_key_env: None,
-        api_key_file: Some(key_file.to_owned()),
-        api_version: None,
-        connect_timeout_ms: 1_000,
-        request_timeout_ms: 5_000,
-        read_timeout_ms: 5_000,
-        pool_max_idle_per_host: 4,
-        cache_salt: None,
-    }
 }
 
 /// The key the newest request carried, whichever header its wire uses.

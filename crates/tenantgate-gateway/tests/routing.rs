@@ -13,13 +13,13 @@
 mod common;
 
 use common::idp::{self, Idp};
-use common::{chat, sse_data, sse_events, TestGateway, UPSTREAM_KEY};
+use common::{chat, provider, sse_data, sse_events, TestGateway, UPSTREAM_KEY};
 use mockllm::{MockConfig, MockHandle};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tenantgate_gateway::config::{
-    Config, ModelConfig, Pricing, ProviderConfig, ProviderKind, Strategy, TargetConfig,
+    Config, ModelConfig, Pricing, ProviderKind, Strategy, TargetConfig,
 };
 
 async fn region() -> MockHandle {
@@ -33,27 +33,6 @@ async fn region() -> MockHandle {
     )
     .await
     .unwrap()
-}
-
-fn provider(
-    name: &str,
-    kind: ProviderKind,
-    base_url: String,
-    key_file: &std::path::Path,
-) -> ProviderConfig {
-    ProviderConfig {
-        name: name.into(),
-        kind,
-        base_url: Some(base_url),
-        api_key_env: None,
-        api_key_file: Some(key_file.to_owned()),
-        api_version: None,
-        connect_timeout_ms: 1_000,
-        request_timeout_ms: 5_000,
-        read_timeout_ms: 5_000,
-        pool_max_idle_per_host: 4,
-        cache_salt: None,
-    }
 }
 
 fn requests(m: &MockHandle) -> u64 {

@@ -42,7 +42,13 @@ pub struct TestGateway {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-fn provider(name: &str, kind: ProviderKind, base_url: String, key_file: &Path) -> ProviderConfig {
+/// A provider of `kind` at `base_url`, its key read from `key_file`.
+pub fn provider(
+    name: &str,
+    kind: ProviderKind,
+    base_url: String,
+    key_file: &Path,
+) -> ProviderConfig {
     ProviderConfig {
         name: name.into(),
         kind,
