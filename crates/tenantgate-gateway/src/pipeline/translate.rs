@@ -149,7 +149,14 @@ pub fn stream(pair: Pair, req: &ChatRequest, prompt_estimate: u64) -> Transform 
             OpenAiToAnthropicStream::with_prompt_estimate(&req.model, prompt_estimate),
         ),
     };
-    Transform::new(frames, Render::of(pair.surface, &req.model))
+    let render = match pair.surface {
+        Surface::ChatCompletions | Surface::Messages => Render::Native,
+        Surface::Responses => Render::Responses(Box::new(
+            tenantgate_providers::responses::ChatToResponsesStream::new(&req.model),
+        )),
+        Surface::Completions => Render::Completions,
+    };
+    Transform::new(frames, render)
 }
 
 /// The provider's complete answer as the caller's, through guard-outbound, with its usage.

@@ -58,17 +58,6 @@ pub enum Render {
 }
 
 impl Render {
-    pub fn of(surface: crate::pipeline::Surface, model: &str) -> Render {
-        use crate::pipeline::Surface;
-        match surface {
-            Surface::ChatCompletions | Surface::Messages => Render::Native,
-            Surface::Responses => Render::Responses(Box::new(
-                tenantgate_providers::responses::ChatToResponsesStream::new(model),
-            )),
-            Surface::Completions => Render::Completions,
-        }
-    }
-
     /// The caller's bytes for one released frame (empty when the surface shows nothing of it).
     fn frame(&mut self, frame: Bytes) -> Bytes {
         let data = match self {
