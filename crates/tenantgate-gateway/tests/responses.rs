@@ -298,13 +298,20 @@ async fn another_tenants_canary_is_refused_inbound_and_withheld_outbound_on_ever
             "/v1/responses",
             json!({"model": "gpt-test", "input": "hi", "instructions": leak}),
         ),
-        ("/v1/completions", json!({"model": "gpt-test", "prompt": leak})),
+        (
+            "/v1/completions",
+            json!({"model": "gpt-test", "prompt": leak}),
+        ),
         (
             "/v1/messages/count_tokens",
             json!({"model": "claude-test", "messages": [{"role": "user", "content": leak}]}),
         ),
     ] {
-        let before = gw.mock.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
+        let before = gw
+            .mock
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst);
         let r = gw.post(path, &b, &body).await;
         assert_eq!(r.status(), 400, "{path}");
         let v = r.text().await.unwrap();
@@ -314,20 +321,35 @@ async fn another_tenants_canary_is_refused_inbound_and_withheld_outbound_on_ever
             "{path}: {v}"
         );
         assert!(!v.contains(&canary));
-        let after = gw.mock.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
+        let after = gw
+            .mock
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst);
         assert_eq!(before, after, "{path}: the provider was called");
     }
     // Outbound: the provider answers with A's canary; B never sees it.
-    let reply = format!("mock:reply_hex={} mock:char_chunks=3", hex(&format!("Our notes say {canary}.")));
+    let reply = format!(
+        "mock:reply_hex={} mock:char_chunks=3",
+        hex(&format!("Our notes say {canary}."))
+    );
     for model in ["gpt-test", "claude-test"] {
         let r = gw
-            .post("/v1/responses", &b, &json!({"model": model, "input": reply}))
+            .post(
+                "/v1/responses",
+                &b,
+                &json!({"model": model, "input": reply}),
+            )
             .await;
         assert_eq!(r.status(), 403, "{model}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "response_blocked", "{v}");
         let r = gw
-            .post("/v1/completions", &b, &json!({"model": model, "prompt": reply}))
+            .post(
+                "/v1/completions",
+                &b,
+                &json!({"model": model, "prompt": reply}),
+            )
             .await;
         assert_eq!(r.status(), 403, "{model}");
 
@@ -341,7 +363,10 @@ async fn another_tenants_canary_is_refused_inbound_and_withheld_outbound_on_ever
         let raw = r.text().await.unwrap();
         assert!(!raw.contains(&canary), "{model}: {raw}");
         let half = &canary[..canary.len() / 2];
-        assert!(!raw.contains(half), "{model}: part of the canary was released");
+        assert!(
+            !raw.contains(half),
+            "{model}: part of the canary was released"
+        );
         let events = response_events(&raw);
         let last = events.last().unwrap();
         assert_eq!(last["type"], "response.failed", "{model}: {raw}");
@@ -387,7 +412,10 @@ async fn the_kill_switch_and_the_token_cap_apply_to_the_new_surfaces() {
             "/v1/responses",
             json!({"model": "gpt-test", "input": "hi", "stream": true}),
         ),
-        ("/v1/completions", json!({"model": "gpt-test", "prompt": "hi"})),
+        (
+            "/v1/completions",
+            json!({"model": "gpt-test", "prompt": "hi"}),
+        ),
     ] {
         let r = gw.post(path, &key, &body).await;
         assert_eq!(r.status(), 429, "{path}");
@@ -402,12 +430,21 @@ async fn unsupported_responses_features_are_refused_naming_the_parameter() {
     let gw = TestGateway::start().await;
     let (_, key) = gw.tenant("acme", &["gpt-test"], None).await;
     for (extra, param) in [
-        (json!({"previous_response_id": "resp_123"}), "previous_response_id"),
+        (
+            json!({"previous_response_id": "resp_123"}),
+            "previous_response_id",
+        ),
         (json!({"background": true}), "background"),
         (json!({"conversation": "conv_1"}), "conversation"),
         (json!({"tools": [{"type": "web_search"}]}), "tools[0].type"),
-        (json!({"tools": [{"type": "file_search", "vector_store_ids": ["vs"]}]}), "tools[0].type"),
-        (json!({"input": [{"type": "item_reference", "id": "msg_1"}]}), "input[0].type"),
+        (
+            json!({"tools": [{"type": "file_search", "vector_store_ids": ["vs"]}]}),
+            "tools[0].type",
+        ),
+        (
+            json!({"input": [{"type": "item_reference", "id": "msg_1"}]}),
+            "input[0].type",
+        ),
     ] {
         let mut body = json!({"model": "gpt-test", "input": "hi"});
         for (k, v) in extra.as_object().unwrap() {
@@ -473,7 +510,11 @@ async fn count_tokens_counts_the_tenants_system_prompt_without_returning_it() {
     let (t, key) = gw.tenant("acme", &["claude-test"], None).await;
     let body = json!({"model": "claude-test", "system": "answer in French",
         "messages": [{"role": "user", "content": "hello there, how are you?"}]});
-    let before_calls = gw.mock.stats.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let before_calls = gw
+        .mock
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst);
     let r = gw.post("/v1/messages/count_tokens", &key, &body).await;
     assert_eq!(r.status(), 200);
     let id = rid(&r);
@@ -512,10 +553,16 @@ async fn count_tokens_counts_the_tenants_system_prompt_without_returning_it() {
     let text = r.text().await.unwrap();
     assert!(!text.contains("polite"), "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
-    assert!(v["input_tokens"].as_u64().unwrap() > plain + 20, "{v} vs {plain}");
+    assert!(
+        v["input_tokens"].as_u64().unwrap() > plain + 20,
+        "{v} vs {plain}"
+    );
     // No provider call was made.
     assert_eq!(
-        gw.mock.stats.requests.load(std::sync::atomic::Ordering::SeqCst),
+        gw.mock
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::SeqCst),
         before_calls
     );
     // A model outside the allow-list: 404 in Anthropic's shape, like an unknown model.

@@ -62,12 +62,10 @@ pub fn request_to_chat(body: &Map<String, Value>) -> Result<Map<String, Value>, 
             ))
         }
         None | Some(Value::Null) => return Err(err("'prompt' is required", "prompt")),
-        Some(_) => {
-            return Err(err(
-                "'prompt' must be a string or an array of one string (token arrays are not supported)",
-                "prompt",
-            ))
-        }
+        Some(_) => return Err(err(
+            "'prompt' must be a string or an array of one string (token arrays are not supported)",
+            "prompt",
+        )),
     };
     chat.insert(
         "messages".into(),
@@ -151,15 +149,22 @@ mod tests {
 
     #[test]
     fn a_prompt_becomes_one_user_message() {
-        let chat =
-            request_to_chat(&obj(json!({"model": "m", "prompt": ["hi"], "max_tokens": 5, "n": 2})))
-                .unwrap();
+        let chat = request_to_chat(&obj(
+            json!({"model": "m", "prompt": ["hi"], "max_tokens": 5, "n": 2}),
+        ))
+        .unwrap();
         assert_eq!(chat["messages"], json!([{"role": "user", "content": "hi"}]));
         assert_eq!(chat["n"], 2);
         for (body, param) in [
-            (json!({"model": "m", "prompt": "x", "suffix": "y"}), "suffix"),
+            (
+                json!({"model": "m", "prompt": "x", "suffix": "y"}),
+                "suffix",
+            ),
             (json!({"model": "m", "prompt": "x", "echo": true}), "echo"),
-            (json!({"model": "m", "prompt": "x", "logprobs": 2}), "logprobs"),
+            (
+                json!({"model": "m", "prompt": "x", "logprobs": 2}),
+                "logprobs",
+            ),
             (json!({"model": "m", "prompt": ["a", "b"]}), "prompt"),
             (json!({"model": "m", "prompt": [1, 2]}), "prompt"),
             (json!({"model": "m"}), "prompt"),

@@ -59,7 +59,12 @@ pub fn request_to_chat(body: &Map<String, Value>) -> Result<Map<String, Value>, 
             continue;
         }
         match k.as_str() {
-            "model" | "stream" | "temperature" | "top_p" | "parallel_tool_calls" | "user"
+            "model"
+            | "stream"
+            | "temperature"
+            | "top_p"
+            | "parallel_tool_calls"
+            | "user"
             | "top_logprobs" => {
                 chat.insert(k.clone(), v.clone());
             }
@@ -69,12 +74,7 @@ pub fn request_to_chat(body: &Map<String, Value>) -> Result<Map<String, Value>, 
             "input" | "instructions" | "tools" | "tool_choice" | "text" | "reasoning"
             | "include" | "truncation" => {}
             k if IGNORED.contains(&k) => {}
-            other => {
-                return Err(err(
-                    format!("Unknown parameter: '{other}'."),
-                    other,
-                ))
-            }
+            other => return Err(err(format!("Unknown parameter: '{other}'."), other)),
         }
     }
     let mut messages = Vec::new();
@@ -169,7 +169,10 @@ pub fn request_to_chat(body: &Map<String, Value>) -> Result<Map<String, Value>, 
 /// messages.
 fn input_item(item: &Value, i: usize, messages: &mut Vec<Value>) -> Result<(), CodecError> {
     let Value::Object(o) = item else {
-        return Err(err(format!("input[{i}] must be an object"), &format!("input[{i}]")));
+        return Err(err(
+            format!("input[{i}] must be an object"),
+            &format!("input[{i}]"),
+        ));
     };
     let kind = o.get("type").and_then(Value::as_str).unwrap_or("message");
     match kind {
@@ -336,7 +339,10 @@ fn tool_choice(tc: &Value) -> Result<Value, CodecError> {
         Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
             match o.get("name").and_then(Value::as_str) {
                 Some(n) => Ok(json!({"type": "function", "function": {"name": n}})),
-                None => Err(err("'tool_choice.name' must be a string", "tool_choice.name")),
+                None => Err(err(
+                    "'tool_choice.name' must be a string",
+                    "tool_choice.name",
+                )),
             }
         }
         _ => Err(err(
@@ -437,9 +443,18 @@ pub fn chat_response_to_responses(chat: &Value) -> Value {
     let mut output = Vec::new();
     let text = crate::openai::content_text(&msg["content"]);
     if !text.is_empty() || msg["tool_calls"].as_array().is_none_or(|c| c.is_empty()) {
-        output.push(message_item(&format!("msg_{}", &id[5..]), &text, "completed"));
+        output.push(message_item(
+            &format!("msg_{}", &id[5..]),
+            &text,
+            "completed",
+        ));
     }
-    for (k, c) in msg["tool_calls"].as_array().into_iter().flatten().enumerate() {
+    for (k, c) in msg["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let call_id = c["id"].as_str().unwrap_or_default();
         output.push(call_item(
             &format!("fc_{}_{k}", &id[5..]),
@@ -468,7 +483,10 @@ pub fn chat_response_to_responses(chat: &Value) -> Value {
 
 /// An output item being streamed.
 enum Item {
-    Message { id: String, text: String },
+    Message {
+        id: String,
+        text: String,
+    },
     Call {
         id: String,
         call_id: String,
@@ -659,7 +677,10 @@ impl ChatToResponsesStream {
                     i
                 }
             };
-            if let Some(a) = c["function"]["arguments"].as_str().filter(|a| !a.is_empty()) {
+            if let Some(a) = c["function"]["arguments"]
+                .as_str()
+                .filter(|a| !a.is_empty())
+            {
                 let id = match &mut self.items[i] {
                     Item::Call { id, arguments, .. } => {
                         arguments.push_str(a);
@@ -729,7 +750,10 @@ impl ChatToResponsesStream {
     /// the same code and message.
     fn fail(&mut self, e: &Value, out: &mut Vec<Bytes>) {
         self.finished = true;
-        let code = e["code"].as_str().or(e["type"].as_str()).unwrap_or("server_error");
+        let code = e["code"]
+            .as_str()
+            .or(e["type"].as_str())
+            .unwrap_or("server_error");
         let message = e["message"].as_str().unwrap_or("the response failed");
         self.event(
             "error",
@@ -767,9 +791,15 @@ mod tests {
         assert_eq!(chat["max_tokens"], 20);
         let m = chat["messages"].as_array().unwrap();
         assert_eq!(m[0], json!({"role": "system", "content": "be brief"}));
-        assert_eq!(m[1]["content"][0], json!({"type": "text", "text": "weather?"}));
+        assert_eq!(
+            m[1]["content"][0],
+            json!({"type": "text", "text": "weather?"})
+        );
         assert_eq!(m[2]["tool_calls"][0]["function"]["name"], "get_weather");
-        assert_eq!(m[3], json!({"role": "tool", "tool_call_id": "c1", "content": "sunny"}));
+        assert_eq!(
+            m[3],
+            json!({"role": "tool", "tool_call_id": "c1", "content": "sunny"})
+        );
         assert_eq!(chat["tools"][0]["function"]["name"], "get_weather");
         assert_eq!(chat["tool_choice"]["function"]["name"], "get_weather");
         assert!(chat.get("store").is_none());
@@ -778,11 +808,26 @@ mod tests {
     #[test]
     fn stateful_and_built_in_features_are_refused_by_name() {
         for (body, param) in [
-            (json!({"model": "m", "input": "x", "previous_response_id": "resp_1"}), "previous_response_id"),
-            (json!({"model": "m", "input": "x", "background": true}), "background"),
-            (json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}), "tools[0].type"),
-            (json!({"model": "m", "input": [{"type": "item_reference", "id": "x"}]}), "input[0].type"),
-            (json!({"model": "m", "input": "x", "frobnicate": 1}), "frobnicate"),
+            (
+                json!({"model": "m", "input": "x", "previous_response_id": "resp_1"}),
+                "previous_response_id",
+            ),
+            (
+                json!({"model": "m", "input": "x", "background": true}),
+                "background",
+            ),
+            (
+                json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}),
+                "tools[0].type",
+            ),
+            (
+                json!({"model": "m", "input": [{"type": "item_reference", "id": "x"}]}),
+                "input[0].type",
+            ),
+            (
+                json!({"model": "m", "input": "x", "frobnicate": 1}),
+                "frobnicate",
+            ),
             (json!({"model": "m"}), "input"),
         ] {
             let e = request_to_chat(&obj(body)).unwrap_err();

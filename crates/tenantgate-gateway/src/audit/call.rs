@@ -437,7 +437,12 @@ fn read_response(
         }
     }
     // A Responses object's function-call items.
-    for item in v.get("output").and_then(Value::as_array).into_iter().flatten() {
+    for item in v
+        .get("output")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if item["type"] == "function_call" {
             if let Some(n) = item["name"].as_str() {
                 tool_calls.push(n.to_owned());

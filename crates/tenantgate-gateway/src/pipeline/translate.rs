@@ -139,9 +139,9 @@ pub fn stream(pair: Pair, req: &ChatRequest, prompt_estimate: u64) -> Transform 
             usage: None,
             done: false,
         },
-        (Wire::OpenAi, Wire::Anthropic) => Frames::AnthropicToOpenAi(
-            AnthropicToOpenAiStream::new(&req.model, req.include_usage),
-        ),
+        (Wire::OpenAi, Wire::Anthropic) => {
+            Frames::AnthropicToOpenAi(AnthropicToOpenAiStream::new(&req.model, req.include_usage))
+        }
         (Wire::Anthropic, Wire::Anthropic) => {
             Frames::AnthropicPassthrough(anthropic::StreamUsage::default())
         }

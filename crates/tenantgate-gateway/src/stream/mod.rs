@@ -79,9 +79,9 @@ impl Render {
                     }
                 }
                 Render::Completions => {
-                    if let Some(f) = tenantgate_providers::completions::chat_chunk_to_completion(
-                        &ev.data,
-                    ) {
+                    if let Some(f) =
+                        tenantgate_providers::completions::chat_chunk_to_completion(&ev.data)
+                    {
                         out.extend_from_slice(&f);
                     }
                 }
