@@ -577,3 +577,37 @@ async fn count_tokens_counts_the_tenants_system_prompt_without_returning_it() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_upstream_failure_mid_stream_ends_a_responses_stream_with_response_failed() {
+    let gw = TestGateway::start().await;
+    let (t, key) = gw.tenant("acme", &["gpt-test", "claude-test"], None).await;
+    for model in ["gpt-test", "claude-test"] {
+        let r = gw
+            .post(
+                "/v1/responses",
+                &key,
+                &json!({"model": model, "stream": true,
+                    "input": "a b c d e f mock:stream_error_after=2"}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{model}");
+        let id = rid(&r);
+        let raw = r.text().await.unwrap();
+        let events = response_events(&raw);
+        let n = events.len();
+        assert_eq!(events[n - 2]["type"], "error", "{model}: {raw}");
+        assert_eq!(events[n - 1]["type"], "response.failed", "{model}: {raw}");
+        assert_eq!(events[n - 1]["response"]["status"], "failed");
+        assert!(!events.iter().any(|e| e["type"] == "response.completed"));
+        // The record was written before the terminal event, and says how the stream ended.
+        let recs = records(&gw, &t).await;
+        let rec = record(&recs, &id);
+        assert_eq!(rec["detail"]["surface"], "responses");
+        assert_eq!(rec["detail"]["stream"], true);
+        // (Its `outcome` is not asserted: a provider's in-stream error chunk ends chat's
+        // streams as `completed` in the record on both provider wires, as before this surface;
+        // reported on issue 19.)
+    }
+    gw.stop().await;
+}
