@@ -5,14 +5,18 @@
 //! - [`translate`]: OpenAI chat <-> Anthropic messages, requests, responses and streams.
 //! - [`demo`]: the built-in offline demo model (speaks the Anthropic format; OpenAI callers reach
 //!   it through [`translate`], like any Anthropic model).
+//! - [`responses`] / [`completions`]: OpenAI's Responses API and legacy completions as
+//!   surfaces over chat: requests read into chat requests, chat answers rendered back.
 //! - [`tokens`]: token counting with a real BPE tokenizer (tiktoken `o200k_base`).
 //!
 //! Architecture Invariant: this crate does no I/O; the gateway owns the one HTTP transport.
 
 pub mod anthropic;
+pub mod completions;
 pub mod demo;
 pub mod embed;
 pub mod openai;
+pub mod responses;
 pub mod sse;
 pub mod tokens;
 pub mod translate;
@@ -49,4 +53,13 @@ pub(crate) fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// A client string quoted in an error message, bounded (a client can send anything there).
+pub(crate) fn bounded(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s.to_owned(),
+    }
 }

@@ -42,7 +42,7 @@ pub(crate) fn opt_bool(body: &Map<String, Value>, key: &str) -> Result<Option<bo
 /// anything larger is a typo or a probe, answered as "too large" rather than "not an integer".
 pub const MAX_COUNT: u64 = u32::MAX as u64;
 
-fn json_type(v: &Value) -> &'static str {
+pub(crate) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -436,6 +436,19 @@ fn read_response(
             }
         }
     }
+    // A Responses object's function-call items.
+    for item in v
+        .get("output")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if item["type"] == "function_call" {
+            if let Some(n) = item["name"].as_str() {
+                tool_calls.push(n.to_owned());
+            }
+        }
+    }
     if let Some(content) = v.get("content").and_then(Value::as_array) {
         for b in content {
             if b["type"] == "tool_use" {

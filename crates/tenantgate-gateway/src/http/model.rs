@@ -1,11 +1,12 @@
-//! The model-call adapters: `/v1/chat/completions` and `/v1/embeddings` (OpenAI wire) and
-//! `/v1/messages` (Anthropic wire). Each turns the wire request into a pipeline
+//! The model-call adapters: `/v1/chat/completions`, `/v1/responses`, `/v1/completions` and
+//! `/v1/embeddings` (OpenAI wire), `/v1/messages` and `/v1/messages/count_tokens` (Anthropic
+//! wire). Each turns the wire request into a pipeline
 //! [`Input`](crate::pipeline::Input), runs the one pipeline, and renders its
 //! [`Outcome`](crate::pipeline::Outcome) in the caller's wire; none of them holds a stage.
 
 use super::{annotate, json_response, read_body, require_json, sse_response, CallInfo, RequestId};
 use crate::error::Wire;
-use crate::pipeline::{Input, Operation, Outcome, Payload};
+use crate::pipeline::{Input, Operation, Outcome, Payload, Surface};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -19,7 +20,7 @@ pub(super) async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    model_call(&app, rid, headers, body, Wire::OpenAi, Operation::Chat).await
+    chat(&app, rid, headers, body, Surface::ChatCompletions).await
 }
 
 pub(super) async fn messages(
@@ -28,7 +29,53 @@ pub(super) async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    model_call(&app, rid, headers, body, Wire::Anthropic, Operation::Chat).await
+    chat(&app, rid, headers, body, Surface::Messages).await
+}
+
+pub(super) async fn responses(
+    State(app): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    chat(&app, rid, headers, body, Surface::Responses).await
+}
+
+pub(super) async fn completions(
+    State(app): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    chat(&app, rid, headers, body, Surface::Completions).await
+}
+
+pub(super) async fn count_tokens(
+    State(app): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    model_call(
+        &app,
+        rid,
+        headers,
+        body,
+        Wire::Anthropic,
+        Operation::CountTokens,
+    )
+    .await
+}
+
+async fn chat(
+    app: &AppState,
+    rid: RequestId,
+    headers: HeaderMap,
+    body: Body,
+    surface: Surface,
+) -> Response {
+    let op = Operation::Chat(surface);
+    model_call(app, rid, headers, body, surface.wire(), op).await
 }
 
 pub(super) async fn embeddings(

@@ -25,15 +25,18 @@
 pub mod admit;
 pub mod authorize;
 pub mod compose;
+mod count;
 pub mod embed;
 use crate::guard;
 pub mod request;
 pub mod retrieve;
 pub mod route;
+mod surface;
 pub mod translate;
 
 pub use authorize::{AuthorizedCall, Identity, TenantContext};
 pub(crate) use request::codec;
+pub use request::Surface;
 
 use crate::audit::{CallAudit, Recorder, Released};
 use crate::error::{GatewayError, Wire};
@@ -70,8 +73,12 @@ impl Deps<'_> {
 /// What a model call asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
-    Chat,
+    /// A chat call, on the endpoint it came in on.
+    Chat(Surface),
     Embeddings,
+    /// Anthropic's `/v1/messages/count_tokens`: authorized, guarded and recorded like a call
+    /// to the model, answered by the gateway's tokenizer (no provider call, nothing billed).
+    CountTokens,
 }
 
 /// A model call as the adapter hands it over: the body is read only after the caller
@@ -147,11 +154,12 @@ async fn call(
     // Before any field reaches the audit record, a log line or a counter's key.
     crate::bounds::request_fields(&body)?;
     match input.op {
-        Operation::Chat => {
-            let req = request::parse(input.wire, body)?;
+        Operation::Chat(surface) => {
+            let req = request::parse(surface, body)?;
             chat(deps, audit, ctx, counted, req, sources).await
         }
         Operation::Embeddings => embed::http(deps, audit, ctx, counted, body).await,
+        Operation::CountTokens => count::tokens(deps, audit, ctx, body).await,
     }
 }
 
@@ -165,6 +173,10 @@ async fn chat(
     sources: &mut Option<String>,
 ) -> Result<Released<Reply>, GatewayError> {
     audit.set_requested_model(&req.model);
+    let surface = req.surface;
+    if let Some(label) = surface.audit_label() {
+        audit.note("surface", label);
+    }
     let call = authorize::model(deps.catalog, &deps.endpoints, ctx, &req.model).await?;
     audit.set_model(
         &req.model,
@@ -217,7 +229,10 @@ async fn chat(
         req.add_context(rc.block);
         audit.set_prompt(&req.body);
     }
-    route::chat(deps, &call, req, bound, prompt_estimate, &guard, audit).await
+    let answer = route::chat(deps, &call, req, bound, prompt_estimate, &guard, audit).await?;
+    // A complete answer, fresh or cached, is guarded in chat's shape and rendered in the
+    // surface's last (a stream renders per frame, `crate::stream::Render`).
+    surface::render_json(surface, answer)
 }
 
 impl Reply {

@@ -7,12 +7,49 @@ use crate::error::{GatewayError, Wire};
 use crate::guard::Guard;
 use crate::pipeline::compose::{self, PromptRequest};
 use serde_json::{Map, Value};
-use tenantgate_providers::{anthropic, openai};
+use tenantgate_providers::{anthropic, completions, openai, responses};
 use tenantgate_store::prompts::ClientSystem;
+
+/// The endpoint a chat call came in on: what its answer must look like. Responses and legacy
+/// completions are OpenAI-wire chat requests inside the pipeline (read into chat at
+/// [`parse`]), rendered back into their own shape as the last step
+/// (`translate::Pair::cache_label`, `crate::stream::Render`, `surface::render_json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// OpenAI `/v1/chat/completions`.
+    ChatCompletions,
+    /// Anthropic `/v1/messages`.
+    Messages,
+    /// OpenAI `/v1/responses`.
+    Responses,
+    /// OpenAI's legacy `/v1/completions`.
+    Completions,
+}
+
+impl Surface {
+    /// The wire of the request inside the pipeline (and of the caller's errors).
+    pub fn wire(self) -> Wire {
+        match self {
+            Surface::ChatCompletions | Surface::Responses | Surface::Completions => Wire::OpenAi,
+            Surface::Messages => Wire::Anthropic,
+        }
+    }
+
+    /// The name in a call's audit record, for the surfaces that are not their wire's own.
+    pub fn audit_label(self) -> Option<&'static str> {
+        match self {
+            Surface::ChatCompletions | Surface::Messages => None,
+            Surface::Responses => Some("responses"),
+            Surface::Completions => Some("completions"),
+        }
+    }
+}
 
 pub struct ChatRequest {
     /// The caller's wire: the request's shape and the shape its answer must have.
     pub wire: Wire,
+    /// The endpoint it came in on (the shape its answer is rendered in at the end).
+    pub surface: Surface,
     /// The request in the caller's wire, the gateway's extension removed.
     pub body: Map<String, Value>,
     /// The gateway's extension (prompt, variables, knowledge bases).
@@ -28,26 +65,47 @@ pub struct ChatRequest {
     pub choices: u64,
 }
 
-/// Reads a chat request of `wire`.
-pub fn parse(wire: Wire, mut body: Map<String, Value>) -> Result<ChatRequest, GatewayError> {
+/// Reads a chat request that came in on `surface`.
+pub fn parse(surface: Surface, mut body: Map<String, Value>) -> Result<ChatRequest, GatewayError> {
     let ext = compose::take_extension(&mut body)?;
+    // The other OpenAI surfaces, read into a chat request once, here.
+    let body = match surface {
+        Surface::ChatCompletions | Surface::Messages => body,
+        Surface::Responses => responses::request_to_chat(&body).map_err(codec)?,
+        Surface::Completions => completions::request_to_chat(&body).map_err(codec)?,
+    };
+    let wire = surface.wire();
     match wire {
         Wire::OpenAi => {
             let meta = openai::chat_meta(&body).map_err(codec)?;
-            let max_tokens_param = if body.contains_key("max_completion_tokens") {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
+            let max_tokens_param = match surface {
+                Surface::Responses => "max_output_tokens",
+                Surface::ChatCompletions | Surface::Messages | Surface::Completions => {
+                    if body.contains_key("max_completion_tokens") {
+                        "max_completion_tokens"
+                    } else {
+                        "max_tokens"
+                    }
+                }
+            };
+            // A Responses stream ends with its usage (`response.completed`): the chat stream
+            // under it always carries it.
+            let include_usage = match surface {
+                Surface::Responses => true,
+                Surface::ChatCompletions | Surface::Messages | Surface::Completions => {
+                    meta.include_usage
+                }
             };
             // `max_tokens` bounds each choice: `n` choices may produce n times as much.
             let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1);
             Ok(ChatRequest {
                 wire,
+                surface,
                 body,
                 ext,
                 model: meta.model,
                 stream: meta.stream,
-                include_usage: meta.include_usage,
+                include_usage,
                 max_tokens: meta.max_tokens,
                 max_tokens_param,
                 choices,
@@ -57,6 +115,7 @@ pub fn parse(wire: Wire, mut body: Map<String, Value>) -> Result<ChatRequest, Ga
             let meta = anthropic::messages_meta(&body).map_err(codec)?;
             Ok(ChatRequest {
                 wire,
+                surface,
                 body,
                 ext,
                 model: meta.model,

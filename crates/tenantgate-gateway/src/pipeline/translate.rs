@@ -5,8 +5,8 @@
 use crate::config::ProviderKind;
 use crate::error::{GatewayError, Wire};
 use crate::guard::Guard;
-use crate::pipeline::request::{codec, ChatRequest};
-use crate::stream::Transform;
+use crate::pipeline::request::{codec, ChatRequest, Surface};
+use crate::stream::{Frames, Render, Transform};
 use crate::upstream::transport::malformed;
 use crate::upstream::{Endpoint, Route};
 use bytes::Bytes;
@@ -32,6 +32,8 @@ pub fn provider_wire(kind: ProviderKind) -> Wire {
 pub struct Pair {
     pub client: Wire,
     pub provider: Wire,
+    /// The endpoint the call came in on (its answer's final shape).
+    pub surface: Surface,
 }
 
 impl Pair {
@@ -39,6 +41,7 @@ impl Pair {
         Pair {
             client: req.wire,
             provider: provider_wire(route.provider.kind),
+            surface: req.surface,
         }
     }
 
@@ -50,14 +53,18 @@ impl Pair {
         }
     }
 
-    /// Names the pair in the response cache's key: an answer cached for one caller wire is
-    /// never served to the other.
+    /// Names the pair in the response cache's key: an answer cached for one caller wire, or
+    /// one surface, is never served to another (a chat answer is never a Responses answer).
     pub fn cache_label(self) -> &'static str {
-        match (self.client, self.provider) {
-            (Wire::OpenAi, Wire::OpenAi) => "openai-chat",
-            (Wire::OpenAi, Wire::Anthropic) => "openai-chat-from-anthropic",
-            (Wire::Anthropic, Wire::Anthropic) => "anthropic-messages",
-            (Wire::Anthropic, Wire::OpenAi) => "anthropic-messages-from-openai",
+        match (self.surface, self.provider) {
+            (Surface::ChatCompletions, Wire::OpenAi) => "openai-chat",
+            (Surface::ChatCompletions, Wire::Anthropic) => "openai-chat-from-anthropic",
+            (Surface::Messages, Wire::Anthropic) => "anthropic-messages",
+            (Surface::Messages, Wire::OpenAi) => "anthropic-messages-from-openai",
+            (Surface::Responses, Wire::OpenAi) => "openai-responses",
+            (Surface::Responses, Wire::Anthropic) => "openai-responses-from-anthropic",
+            (Surface::Completions, Wire::OpenAi) => "openai-completions",
+            (Surface::Completions, Wire::Anthropic) => "openai-completions-from-anthropic",
         }
     }
 }
@@ -123,24 +130,33 @@ pub fn request(
 
 /// How the provider's stream becomes the caller's. `prompt_estimate` is the prompt as
 /// admission counted it (an OpenAI stream's usage arrives last; Anthropic's `message_start`
-/// carries input tokens first).
+/// carries input tokens first). The frames are in the caller's wire (what the stream guard
+/// scans); the surface's render reshapes them last.
 pub fn stream(pair: Pair, req: &ChatRequest, prompt_estimate: u64) -> Transform {
-    match (pair.client, pair.provider) {
-        (Wire::OpenAi, Wire::OpenAi) => Transform::OpenAiPassthrough {
+    let frames = match (pair.client, pair.provider) {
+        (Wire::OpenAi, Wire::OpenAi) => Frames::OpenAiPassthrough {
             include_usage: req.include_usage,
             usage: None,
             done: false,
         },
-        (Wire::OpenAi, Wire::Anthropic) => Transform::AnthropicToOpenAi(
-            AnthropicToOpenAiStream::new(&req.model, req.include_usage),
-        ),
-        (Wire::Anthropic, Wire::Anthropic) => {
-            Transform::AnthropicPassthrough(anthropic::StreamUsage::default())
+        (Wire::OpenAi, Wire::Anthropic) => {
+            Frames::AnthropicToOpenAi(AnthropicToOpenAiStream::new(&req.model, req.include_usage))
         }
-        (Wire::Anthropic, Wire::OpenAi) => Transform::OpenAiToAnthropic(
+        (Wire::Anthropic, Wire::Anthropic) => {
+            Frames::AnthropicPassthrough(anthropic::StreamUsage::default())
+        }
+        (Wire::Anthropic, Wire::OpenAi) => Frames::OpenAiToAnthropic(
             OpenAiToAnthropicStream::with_prompt_estimate(&req.model, prompt_estimate),
         ),
-    }
+    };
+    let render = match pair.surface {
+        Surface::ChatCompletions | Surface::Messages => Render::Native,
+        Surface::Responses => Render::Responses(Box::new(
+            tenantgate_providers::responses::ChatToResponsesStream::new(&req.model),
+        )),
+        Surface::Completions => Render::Completions,
+    };
+    Transform::new(frames, render)
 }
 
 /// The provider's complete answer as the caller's, through guard-outbound, with its usage.

@@ -19,8 +19,80 @@ use tenantgate_providers::sse::{self, data_frame, named_frame, DONE_FRAME};
 use tenantgate_providers::translate::AnthropicToOpenAiStream;
 use tenantgate_providers::Usage;
 
-/// How upstream events become client frames.
-pub enum Transform {
+/// How upstream events become client frames: frames in the caller's wire (what the guard
+/// scans and the record counts), then the surface's shape (what the caller receives).
+pub struct Transform {
+    frames: Frames,
+    render: Render,
+}
+
+impl Transform {
+    pub fn new(frames: Frames, render: Render) -> Transform {
+        Transform { frames, render }
+    }
+
+    fn on_event(&mut self, ev: sse::Event, out: &mut VecDeque<Bytes>) {
+        self.frames.on_event(ev, out)
+    }
+
+    fn finished(&self) -> bool {
+        self.frames.finished()
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.frames.usage()
+    }
+
+    fn error_frame(&self, e: &GatewayError) -> Bytes {
+        self.frames.error_frame(e)
+    }
+}
+
+/// The last step of a streamed answer: guarded frames in the caller's wire, reshaped for the
+/// endpoint the call came in on (a Responses stream's events, legacy completion chunks).
+pub enum Render {
+    /// Chat completions and messages: the frames as they are.
+    Native,
+    Responses(Box<tenantgate_providers::responses::ChatToResponsesStream>),
+    Completions,
+}
+
+impl Render {
+    /// The caller's bytes for one released frame (empty when the surface shows nothing of it).
+    fn frame(&mut self, frame: Bytes) -> Bytes {
+        let data = match self {
+            Render::Native => return frame,
+            Render::Responses(_) | Render::Completions => {
+                let mut p = sse::Parser::new();
+                let mut events = p.feed(&frame).unwrap_or_default();
+                events.extend(p.finish());
+                events
+            }
+        };
+        let mut out = bytes::BytesMut::new();
+        for ev in data {
+            match self {
+                Render::Native => {}
+                Render::Responses(r) => {
+                    for f in r.on_data(&ev.data) {
+                        out.extend_from_slice(&f);
+                    }
+                }
+                Render::Completions => {
+                    if let Some(f) =
+                        tenantgate_providers::completions::chat_chunk_to_completion(&ev.data)
+                    {
+                        out.extend_from_slice(&f);
+                    }
+                }
+            }
+        }
+        out.freeze()
+    }
+}
+
+/// How upstream events become frames in the caller's wire.
+pub enum Frames {
     /// OpenAI upstream, OpenAI client: frames pass through; the usage-only chunk is forwarded
     /// only if the client asked for it.
     OpenAiPassthrough {
@@ -36,10 +108,10 @@ pub enum Transform {
     OpenAiToAnthropic(tenantgate_providers::translate_rev::OpenAiToAnthropicStream),
 }
 
-impl Transform {
+impl Frames {
     fn on_event(&mut self, ev: sse::Event, out: &mut VecDeque<Bytes>) {
         match self {
-            Transform::OpenAiPassthrough {
+            Frames::OpenAiPassthrough {
                 include_usage,
                 usage,
                 done,
@@ -61,9 +133,9 @@ impl Transform {
                 }
                 out.push_back(data_frame(&ev.data));
             }
-            Transform::AnthropicToOpenAi(t) => out.extend(t.on_event(&ev.event, &ev.data)),
-            Transform::OpenAiToAnthropic(t) => out.extend(t.on_data(&ev.data)),
-            Transform::AnthropicPassthrough(u) => {
+            Frames::AnthropicToOpenAi(t) => out.extend(t.on_event(&ev.event, &ev.data)),
+            Frames::OpenAiToAnthropic(t) => out.extend(t.on_data(&ev.data)),
+            Frames::AnthropicPassthrough(u) => {
                 u.on_event(&ev);
                 out.push_back(named_frame(
                     if ev.event.is_empty() {
@@ -79,29 +151,29 @@ impl Transform {
 
     fn finished(&self) -> bool {
         match self {
-            Transform::OpenAiPassthrough { done, .. } => *done,
-            Transform::AnthropicToOpenAi(t) => t.finished,
-            Transform::AnthropicPassthrough(u) => u.seen_stop || u.error,
-            Transform::OpenAiToAnthropic(t) => t.finished,
+            Frames::OpenAiPassthrough { done, .. } => *done,
+            Frames::AnthropicToOpenAi(t) => t.finished,
+            Frames::AnthropicPassthrough(u) => u.seen_stop || u.error,
+            Frames::OpenAiToAnthropic(t) => t.finished,
         }
     }
 
     pub fn usage(&self) -> Option<Usage> {
         match self {
-            Transform::OpenAiPassthrough { usage, .. } => *usage,
-            Transform::AnthropicToOpenAi(t) => Some(t.usage),
-            Transform::AnthropicPassthrough(u) => Some(u.usage),
-            Transform::OpenAiToAnthropic(t) => Some(t.usage),
+            Frames::OpenAiPassthrough { usage, .. } => *usage,
+            Frames::AnthropicToOpenAi(t) => Some(t.usage),
+            Frames::AnthropicPassthrough(u) => Some(u.usage),
+            Frames::OpenAiToAnthropic(t) => Some(t.usage),
         }
     }
 
     /// The caller-format frame for a failure after the 200.
     fn error_frame(&self, e: &GatewayError) -> Bytes {
         match self {
-            Transform::OpenAiPassthrough { .. } | Transform::AnthropicToOpenAi(_) => {
+            Frames::OpenAiPassthrough { .. } | Frames::AnthropicToOpenAi(_) => {
                 data_frame(&serde_json::json!({"error": e.openai_object()}).to_string())
             }
-            Transform::AnthropicPassthrough(_) | Transform::OpenAiToAnthropic(_) => {
+            Frames::AnthropicPassthrough(_) | Frames::OpenAiToAnthropic(_) => {
                 named_frame("error", &e.anthropic_body().to_string())
             }
         }
@@ -229,14 +301,15 @@ impl State {
     }
 }
 
-/// Hands a released frame to the call's record (with its text, when the record counts it).
-fn observe(a: &mut crate::audit::StreamAudit, frame: &Bytes) {
+/// Hands a released frame to the call's record: what the caller received (`out`, the
+/// surface's shape) and, when the record counts it, the text of the guarded `frame`.
+fn observe(a: &mut crate::audit::StreamAudit, frame: &Bytes, out: &Bytes) {
     let text = if a.counts_output() {
         text::frame_text(frame)
     } else {
         None
     };
-    a.observe(frame, text.as_deref());
+    a.observe(out, text.as_deref());
 }
 
 /// Turns an upstream byte stream into the client's SSE frames.
@@ -262,23 +335,29 @@ pub(crate) fn transform_stream(
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(frame) = st.pending.pop_front() {
+                let out = st.transform.render.frame(frame.clone());
                 if st.done && st.pending.is_empty() {
                     // The terminal frame: the call's record is written first.
                     if let Some(a) = st.audit.take() {
                         let (outcome, err) = st.outcome.take().unwrap_or(("completed", None));
                         let mut a = a;
-                        observe(&mut a, &frame);
+                        observe(&mut a, &frame, &out);
                         let written = a
                             .write(outcome, err.as_ref(), tokens(st.transform.usage()))
                             .await;
                         if let Err(e) = written {
-                            return Some((Ok(st.transform.error_frame(&e)), st));
+                            let failed = st.transform.error_frame(&e);
+                            return Some((Ok(st.transform.render.frame(failed)), st));
                         }
                     }
                 } else if let Some(a) = &mut st.audit {
-                    observe(a, &frame);
+                    observe(a, &frame, &out);
                 }
-                return Some((Ok(frame), st));
+                if out.is_empty() && !st.done {
+                    // Nothing of it shows on this surface (a usage-only chunk, a role delta).
+                    continue;
+                }
+                return Some((Ok(out), st));
             }
             if st.done {
                 return None;

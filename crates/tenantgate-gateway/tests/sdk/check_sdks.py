@@ -91,6 +91,50 @@ try:
 except openai.APIError as err:
     assert "mid-stream" in str(err), err
 
+# The Responses API (issue 19): plain and streamed, on every provider wire, through the one
+# chat pipeline; tool calls come back as function_call items.
+for model in ("gpt-test", "claude-test", "demo"):
+    r = oa.responses.create(model=model, instructions="be brief", input="hello responses")
+    assert r.output_text, (model, r)
+    if model != "demo":
+        assert r.output_text == "mock reply to: hello responses", (model, r.output_text)
+    assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0, (model, r.usage)
+    events = list(oa.responses.create(model=model, input="stream responses", stream=True))
+    assert events[-1].type == "response.completed", (model, events[-1])
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == events[-1].response.output_text, (model, text)
+    with oa.responses.stream(model=model, input="stream responses") as s:
+        streamed = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+        final = s.get_final_response()
+    assert streamed and final.output_text == streamed, (model, streamed, final)
+r = oa.responses.create(model="gpt-test", input="weather? mock:tool_call=get_weather",
+                        tools=[{"type": "function", "name": "get_weather",
+                                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}])
+calls = [i for i in r.output if i.type == "function_call"]
+assert calls and calls[0].name == "get_weather", r.output
+try:
+    oa.responses.create(model="azure-gpt", input="x")
+    raise AssertionError("a model outside the allow-list was served")
+except openai.NotFoundError as err:
+    assert err.code == "model_not_found", err
+try:
+    oa.responses.create(model="gpt-test", input="x", previous_response_id="resp_123")
+    raise AssertionError("previous_response_id was accepted")
+except openai.BadRequestError as err:
+    assert err.param == "previous_response_id", err
+
+# Legacy completions, plain and streamed.
+c = oa.completions.create(model="gpt-test", prompt="hello completions", max_tokens=20)
+assert c.choices[0].text == "mock reply to: hello completions", c
+text = "".join(ch.choices[0].text for ch in oa.completions.create(
+    model="claude-test", prompt="stream completions", stream=True) if ch.choices)
+assert text == "mock reply to: stream completions", text
+try:
+    oa.completions.create(model="azure-gpt", prompt="x")
+    raise AssertionError("a model outside the allow-list was served")
+except openai.NotFoundError as err:
+    assert err.code == "model_not_found", err
+
 # Anthropic SDK against /v1/messages
 an = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0)
 m = an.messages.create(model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "hi claude"}])
@@ -131,6 +175,16 @@ with an.messages.stream(model="demo", max_tokens=64, messages=[{"role": "user", 
 try:
     an.messages.create(model="azure-gpt", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     raise AssertionError("a model outside the allow-list was served")
+except anthropic.NotFoundError:
+    pass
+
+# count_tokens: the gateway's estimate, no provider call; a model outside the allow-list is the
+# SDK's NotFoundError.
+n = an.messages.count_tokens(model="claude-test", messages=[{"role": "user", "content": "count these tokens please"}])
+assert n.input_tokens > 0, n
+try:
+    an.messages.count_tokens(model="azure-gpt", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("a model outside the allow-list was counted")
 except anthropic.NotFoundError:
     pass
 
