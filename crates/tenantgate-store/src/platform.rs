@@ -46,6 +46,9 @@ pub struct AuthSnapshot {
     /// Every tenant's own provider endpoints: (tenant, provider, revision), by tenant then
     /// provider. Names and revisions only: the endpoints are opened under the tenant's scope.
     pub endpoints: Vec<(TenantId, String, i64)>,
+    /// Every tenant's private (fine-tuned) models, by tenant then name: each is callable by
+    /// its tenant only, and a warm call to one reads no row.
+    pub private_models: Vec<(TenantId, crate::finetune::PrivateModel)>,
 }
 
 impl<'a> Platform<'a> {
@@ -443,12 +446,37 @@ impl<'a> Platform<'a> {
                 .into_iter()
                 .filter_map(|(t, p, r)| TenantId::parse(&t).ok().map(|t| (t, p, r)))
                 .collect();
+            let private_rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
+                "SELECT tenant_id, name, base_model, upstream_model, job_id, created_at_ms \
+                 FROM private_models ORDER BY tenant_id, name",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let private_models = private_rows
+                .into_iter()
+                .filter_map(
+                    |(t, name, base_model, upstream_model, job_id, created_at_ms)| {
+                        let t = TenantId::parse(&t).ok()?;
+                        Some((
+                            t,
+                            crate::finetune::PrivateModel {
+                                name,
+                                base_model,
+                                upstream_model,
+                                job_id,
+                                created_at_ms,
+                            },
+                        ))
+                    },
+                )
+                .collect();
             let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
                 v.into_iter()
                     .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))
                     .collect()
             };
             AuthSnapshot {
+                private_models,
                 endpoints,
                 default_knowledge_bases: ids(default_kbs),
                 knowledge_bases,
