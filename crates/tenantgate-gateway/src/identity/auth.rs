@@ -44,6 +44,9 @@ pub struct AuthIndex {
     /// Tenants whose keys are wrapped by a key in their own KMS: their calls check it answers
     /// (`pipeline::authorize::tenant_key`); every other tenant's pass without a look.
     customer_keys: HashMap<TenantId, tenantgate_crypto::CustomerKey>,
+    /// Each tenant's private (fine-tuned) models: callable by that tenant only
+    /// (`pipeline::authorize::model`), with no query on a warm call.
+    private_models: HashMap<TenantId, Vec<tenantgate_store::finetune::PrivateModel>>,
 }
 
 /// The stored per-tenant policies the snapshot parses.
@@ -104,6 +107,7 @@ impl Default for AuthIndex {
             unreadable: HashMap::new(),
             endpoints: HashMap::new(),
             customer_keys: HashMap::new(),
+            private_models: HashMap::new(),
         }
     }
 }
@@ -179,7 +183,12 @@ impl AuthIndex {
         for (t, provider, revision) in snap.endpoints {
             endpoints.entry(t).or_default().push((provider, revision));
         }
+        let mut private_models: HashMap<TenantId, Vec<_>> = HashMap::new();
+        for (t, m) in snap.private_models {
+            private_models.entry(t).or_default().push(m);
+        }
         Self {
+            private_models,
             endpoints,
             customer_keys: HashMap::new(),
             unreadable,
@@ -219,6 +228,11 @@ impl AuthIndex {
     /// a tenant that reaches every provider through the platform's.
     pub fn own_endpoints(&self, tenant: &TenantId) -> &[(String, i64)] {
         self.endpoints.get(tenant).map_or(&[], Vec::as_slice)
+    }
+
+    /// The tenant's private (fine-tuned) models; empty for any other tenant's name.
+    pub fn private_models(&self, tenant: &TenantId) -> &[tenantgate_store::finetune::PrivateModel] {
+        self.private_models.get(tenant).map_or(&[], Vec::as_slice)
     }
 
     /// The tenant's leak-prevention policy (defaults if it set none).

@@ -204,6 +204,21 @@ pub async fn model(
     model: &str,
 ) -> Result<AuthorizedCall, GatewayError> {
     let own = ctx.view.own_endpoints(ctx.principal.scope.tenant_id());
+    // The tenant's own fine-tuned models first (from the snapshot), then the catalog.
+    if let Some(pm) = private(&ctx, model) {
+        let base = match resolve(catalog, &ctx.tenant, own, &pm.base_model)? {
+            Target::Catalog(route) => route.clone(),
+            Target::OwnEndpoint(shared) => endpoints.route(&ctx, shared).await?,
+        };
+        let route = Arc::new(Route {
+            name: pm.name.clone(),
+            provider: base.provider.clone(),
+            upstream_model: pm.upstream_model.clone(),
+            default_max_tokens: base.default_max_tokens,
+            pricing: base.pricing,
+        });
+        return Ok(AuthorizedCall { ctx, route });
+    }
     let route = match resolve(catalog, &ctx.tenant, own, model)? {
         Target::Catalog(route) => route.clone(),
         Target::OwnEndpoint(shared) => endpoints.route(&ctx, shared).await?,
@@ -211,14 +226,35 @@ pub async fn model(
     Ok(AuthorizedCall { ctx, route })
 }
 
+/// The caller's tenant's private (fine-tuned) model named `model`, from the snapshot. Only the
+/// caller's own tenant's list is read, so another tenant's private model is not found here and
+/// then not in the catalog either: `model_not_found`, exactly like an unknown model
+/// (`tests/fine_tuning.rs`). It runs on its base model's route, which the tenant must still be
+/// allowed to reach (`resolve`).
+fn private<'v>(
+    ctx: &'v TenantContext,
+    model: &str,
+) -> Option<&'v tenantgate_store::finetune::PrivateModel> {
+    ctx.view
+        .private_models(ctx.principal.scope.tenant_id())
+        .iter()
+        .find(|m| m.name == model)
+}
+
 /// The tenant's models that exist in the catalog and it can reach: exactly what [`model`]
 /// would admit.
 pub fn visible_models(catalog: &Catalog, ctx: &TenantContext) -> Vec<String> {
-    visible(
-        catalog,
-        &ctx.tenant,
-        ctx.view.own_endpoints(ctx.principal.scope.tenant_id()),
-    )
+    let own = ctx.view.own_endpoints(ctx.principal.scope.tenant_id());
+    let mut v = visible(catalog, &ctx.tenant, own);
+    // Its private models whose base it can still reach: exactly what `model` admits.
+    v.extend(
+        ctx.view
+            .private_models(ctx.principal.scope.tenant_id())
+            .iter()
+            .filter(|m| resolve(catalog, &ctx.tenant, own, &m.base_model).is_ok())
+            .map(|m| m.name.clone()),
+    );
+    v
 }
 
 fn visible(catalog: &Catalog, tenant: &Tenant, own: &[(String, i64)]) -> Vec<String> {

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod endpoints;
+pub mod finetune;
 pub mod transport;
 
 use crate::config::{Config, ConfigError, ProviderKind};
