@@ -312,28 +312,18 @@ pub fn private_model_name(j: &FtJob) -> String {
     format!("ft:{}:{}:{id}", j.model, j.suffix.as_deref().unwrap_or(""))
 }
 
-/// Rewrites a provider's events or checkpoints list for the tenant: the provider's job id
-/// becomes the gateway's, and provider model names the private model's.
-pub fn rewrite_list(mut v: Value, j: &FtJob, provider_model: Option<&str>) -> Value {
-    if let Some(Value::Array(items)) = v.get_mut("data") {
-        for it in items.iter_mut() {
-            if let Some(o) = it.as_object_mut() {
-                if o.contains_key("fine_tuning_job_id") {
-                    o.insert("fine_tuning_job_id".into(), json!(j.id));
-                }
-                if let (Some(Value::String(ck)), Some(pm), Some(ours)) = (
-                    o.get("fine_tuned_model_checkpoint").cloned(),
-                    provider_model,
-                    j.fine_tuned_model.as_deref(),
-                ) {
-                    o.insert(
-                        "fine_tuned_model_checkpoint".into(),
-                        json!(ck.replacen(pm, ours, 1)),
-                    );
-                }
-            }
-        }
+/// Rewrites a provider's events or checkpoints list for the tenant: the provider's model
+/// name becomes the private model's, and the provider's job id the gateway's, wherever they
+/// appear (ids derived from them included).
+pub fn rewrite_list(v: Value, j: &FtJob, provider_model: Option<&str>) -> Value {
+    let mut s = v.to_string();
+    if let (Some(pm), Some(ours)) = (provider_model, j.fine_tuned_model.as_deref()) {
+        s = s.replace(pm, ours);
     }
+    if !j.provider_job_id.is_empty() {
+        s = s.replace(&j.provider_job_id, &j.id);
+    }
+    let v: Value = serde_json::from_str(&s).unwrap_or(Value::Null);
     let data = v.get("data").cloned().unwrap_or(json!([]));
     let has_more = v.get("has_more").cloned().unwrap_or(json!(false));
     json!({"object": "list", "data": data, "has_more": has_more})
