@@ -536,7 +536,7 @@ async fn fine_tuning_is_plan_gated_and_files_are_validated_and_guarded() {
         (format!("{first}\n{{\"messages\": [{{\"role\": \"user\", \"content\": \"x\"}}]}}\n"), 2),
         (format!("{first}\n{first}\nnot json\n"), 3),
         (format!("{first}\n[1, 2]\n"), 2),
-        (format!("{{\"messages\": [{{\"role\": \"wizard\", \"content\": \"x\"}}, {{\"role\": \"assistant\", \"content\": \"y\"}}]}}\n"), 1),
+        (json!({"messages": [{"role": "wizard", "content": "x"}, {"role": "assistant", "content": "y"}]}).to_string() + "\n", 1),
     ] {
         let r = upload(&gw, &b_key, "fine-tune", &bad).await;
         assert_eq!(r.status(), 400);
