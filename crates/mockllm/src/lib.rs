@@ -19,6 +19,8 @@
 //! their pieces interleave round-robin across outputs; `mock:pack` puts one step of every
 //! OpenAI output into a single chunk; `mock:after_stop_hex=H` sends more text for Anthropic
 //! block 0 after it stopped.
+//!
+//! Files and fine-tuning (OpenAI's APIs, multipart upload included): `finetune.rs`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -34,6 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod finetune;
 mod multi;
 use multi::{anthropic_multi, openai_multi, Chat};
 
@@ -96,6 +99,8 @@ impl Stats {
 struct Shared {
     config: MockConfig,
     stats: Arc<Stats>,
+    /// Files and fine-tuning jobs (`finetune.rs`).
+    ft: Mutex<finetune::FtState>,
 }
 
 pub struct MockHandle {
@@ -149,7 +154,11 @@ pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<Mock
 }
 
 pub fn router(config: MockConfig, stats: Arc<Stats>) -> Router {
-    let shared = Arc::new(Shared { config, stats });
+    let shared = Arc::new(Shared {
+        config,
+        stats,
+        ft: Mutex::default(),
+    });
     Router::new()
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/embeddings", post(openai_embeddings))
@@ -161,6 +170,22 @@ pub fn router(config: MockConfig, stats: Arc<Stats>) -> Router {
         .route(
             "/openai/deployments/{deployment}/embeddings",
             post(azure_embeddings),
+        )
+        .route("/v1/files", post(finetune::upload))
+        .route("/v1/files/{id}", get(finetune::get_file))
+        .route(
+            "/v1/fine_tuning/jobs",
+            post(finetune::create_job).get(finetune::list_jobs),
+        )
+        .route("/v1/fine_tuning/jobs/{id}", get(finetune::get_job))
+        .route(
+            "/v1/fine_tuning/jobs/{id}/cancel",
+            post(finetune::cancel_job),
+        )
+        .route("/v1/fine_tuning/jobs/{id}/events", get(finetune::events))
+        .route(
+            "/v1/fine_tuning/jobs/{id}/checkpoints",
+            get(finetune::checkpoints),
         )
         .route("/health", get(|| async { "ok" }))
         .with_state(shared)

@@ -56,6 +56,15 @@ pub enum GatewayError {
     PromptNotFound(String),
     #[error("The knowledge base `{0}` does not exist.")]
     KnowledgeBaseNotFound(String),
+    /// A training file id that is not the tenant's: missing or another tenant's, one answer.
+    #[error("No such File object: {0}")]
+    FileNotFound(String),
+    /// A fine-tuning job id that is not the tenant's: missing or another tenant's, one answer.
+    #[error("No such fine-tuning job: {0}")]
+    FineTuningJobNotFound(String),
+    /// The tenant's plan (or its limits override) does not include fine-tuning.
+    #[error("Fine-tuning is not enabled for this tenant's plan; ask your platform administrator to enable it.")]
+    FineTuningNotEnabled,
     #[error("The tenant's prompt could not be rendered: {0}")]
     PromptRender(String),
     #[error("This tenant does not accept a client system message; its system prompt is applied by the gateway.")]
@@ -277,6 +286,27 @@ impl GatewayError {
                 Some("knowledge_base_not_found"),
                 Some(false),
             ),
+            E::FileNotFound(_) => r(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "not_found_error",
+                Some("file_not_found"),
+                Some(false),
+            ),
+            E::FineTuningJobNotFound(_) => r(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "not_found_error",
+                Some("fine_tuning_job_not_found"),
+                Some(false),
+            ),
+            E::FineTuningNotEnabled => r(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "permission_error",
+                Some("fine_tuning_not_enabled"),
+                Some(false),
+            ),
             E::PromptRender(_) => r(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
@@ -476,6 +506,7 @@ impl GatewayError {
             GatewayError::TenantSuspended
             | GatewayError::TenantPendingDeletion
             | GatewayError::Forbidden(_)
+            | GatewayError::FineTuningNotEnabled
             | GatewayError::MaxTokensExceeded { .. }
             | GatewayError::ClientSystemRefused => EventType::AccessDenied,
             GatewayError::InputBlocked(_) | GatewayError::OutputBlocked(_) => EventType::Incident,
@@ -494,6 +525,8 @@ impl GatewayError {
             GatewayError::ModelNotFound(_) => Some("model"),
             GatewayError::PromptNotFound(_) => Some("tenantgate.prompt"),
             GatewayError::KnowledgeBaseNotFound(_) => Some("tenantgate.knowledge_bases"),
+            GatewayError::FileNotFound(_) => Some("file_id"),
+            GatewayError::FineTuningJobNotFound(_) => Some("fine_tuning_job_id"),
             GatewayError::PromptRender(_) => Some("tenantgate.variables"),
             GatewayError::ClientSystemRefused => Some("messages"),
             _ => None,

@@ -18,6 +18,8 @@
 //! - [`stream`]: streamed answers re-framed, guarded per channel, recorded before the end.
 //! - [`audit`]: the call's record (a drop guard), the group-commit writer, signed checkpoints.
 //! - [`knowledge`]: per-knowledge-base indexes, sealed, loaded lazily.
+//! - [`finetune`]: tenant-owned fine-tuning: training files validated and guarded, job
+//!   answers rewritten to gateway ids (handlers in `http/finetune.rs`).
 //! - [`lifecycle`]: a tenant from the platform's side: one-call onboarding (or nothing), the
 //!   export bundle, offboarding; every step in the tenant's and the platform's chains.
 //! - [`config`], [`error`], [`bounds`]: settings, the one error table, client-string bounds.
@@ -33,6 +35,7 @@ mod clock;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod finetune;
 pub mod guard;
 pub mod http;
 pub mod identity;

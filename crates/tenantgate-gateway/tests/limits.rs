@@ -22,6 +22,7 @@ fn priced(c: &mut Config) {
             input_per_mtok: 1_000_000_000,
             output_per_mtok: 1_000_000_000,
             cached_input_per_mtok: 0,
+            training_per_mtok: 0,
         });
     }
 }

@@ -113,6 +113,7 @@ async fn regions(tweak: impl FnOnce(&mut Config) + Send + 'static) -> Regions {
                 input_per_mtok: 50_000_000,
                 output_per_mtok: 50_000_000,
                 cached_input_per_mtok: 0,
+                ..Default::default()
             }),
             targets: vec![west_target(
                 "west",
@@ -120,6 +121,7 @@ async fn regions(tweak: impl FnOnce(&mut Config) + Send + 'static) -> Regions {
                     input_per_mtok: 1_000_000,
                     output_per_mtok: 1_000_000,
                     cached_input_per_mtok: 0,
+                    ..Default::default()
                 }),
             )],
             ..Default::default()

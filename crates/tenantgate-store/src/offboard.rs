@@ -26,6 +26,8 @@ pub const CONTROL_TABLES: &[&str] = &[
     "tenant_prompt_settings",
     "knowledge_bases",
     "tenant_endpoints",
+    "ft_jobs",
+    "private_models",
     "tenant_kms_keys",
     "tenant_moves",
     "tenant_placement",

@@ -42,6 +42,8 @@ pub const DATA_TABLES: &[&str] = &[
     "kb_documents",
     "kb_chunks",
     "kb_sources",
+    "ft_files",
+    "ft_file_parts",
     "audit_heads",
     "audit_records",
     "audit_bodies",

@@ -48,6 +48,9 @@ pub struct AuthSnapshot {
     pub endpoints: Vec<(TenantId, String, i64)>,
     /// Providers a platform operator drained (`routing.rs`): no model call goes to them.
     pub drains: Vec<String>,
+    /// Every tenant's private (fine-tuned) models, by tenant then name: each is callable by
+    /// its tenant only, and a warm call to one reads no row.
+    pub private_models: Vec<(TenantId, crate::finetune::PrivateModel)>,
 }
 
 impl<'a> Platform<'a> {
@@ -449,12 +452,37 @@ impl<'a> Platform<'a> {
                 sqlx::query_scalar("SELECT provider FROM provider_drains ORDER BY provider")
                     .fetch_all(&mut *tx)
                     .await?;
+            let private_rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
+                "SELECT tenant_id, name, base_model, upstream_model, job_id, created_at_ms \
+                 FROM private_models ORDER BY tenant_id, name",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let private_models = private_rows
+                .into_iter()
+                .filter_map(
+                    |(t, name, base_model, upstream_model, job_id, created_at_ms)| {
+                        let t = TenantId::parse(&t).ok()?;
+                        Some((
+                            t,
+                            crate::finetune::PrivateModel {
+                                name,
+                                base_model,
+                                upstream_model,
+                                job_id,
+                                created_at_ms,
+                            },
+                        ))
+                    },
+                )
+                .collect();
             let ids = |v: Vec<(String, String)>| -> Vec<(TenantId, String)> {
                 v.into_iter()
                     .filter_map(|(t, x)| TenantId::parse(&t).ok().map(|t| (t, x)))
                     .collect()
             };
             AuthSnapshot {
+                private_models,
                 endpoints,
                 drains,
                 default_knowledge_bases: ids(default_kbs),

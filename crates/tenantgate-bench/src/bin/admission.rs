@@ -43,6 +43,7 @@ async fn run(adm: Arc<Admission>, label: &str) -> Result<()> {
         user_requests_per_minute: Some(1 << 40),
         user_tokens_per_minute: Some(1 << 40),
         user_concurrent_requests: Some(1 << 20),
+        fine_tuning: None,
     };
     for callers in [1usize, 64] {
         let stop = Arc::new(AtomicBool::new(false));

@@ -40,7 +40,7 @@ use tokio_util::task::TaskTracker;
 /// warm call causes (`tests/queries.rs` tells them apart by it).
 pub const WRITER_SPAN: &str = "audit_writer";
 
-use crate::audit::call::actor;
+pub(crate) use crate::audit::call::actor;
 pub(crate) use crate::audit::call::{CallAudit, Released, StreamAudit};
 
 /// The keyring kind audit bodies are sealed under.

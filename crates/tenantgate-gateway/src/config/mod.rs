@@ -5,7 +5,7 @@
 //!
 //! One file per section: `server.rs` (`[server]`, `[demo]`), `database.rs`, `auth.rs` (OIDC
 //! issuers), `encryption.rs`, `cache.rs`, `guard.rs`, `audit.rs`, `rag.rs`, `providers.rs`
-//! (`[[providers]]`, `[[models]]`, prices); `[limits]` is `crate::limits::LimitsConfig`. This
+//! (`[[providers]]`, `[[models]]`, prices), `finetune.rs` (`[fine_tuning]`); `[limits]` is `crate::limits::LimitsConfig`. This
 //! file holds `Config` itself, loading (defaults, file, environment) and the validation order.
 
 mod audit;
@@ -13,6 +13,7 @@ mod auth;
 mod cache;
 mod database;
 mod encryption;
+mod finetune;
 mod guard;
 mod lifecycle;
 mod providers;
@@ -25,6 +26,7 @@ pub use auth::{AuthConfig, OidcConfig};
 pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, SqliteSync};
 pub use encryption::EncryptionConfig;
+pub use finetune::{supports_fine_tuning, FineTuningConfig};
 pub use guard::GuardConfig;
 pub use lifecycle::{LifecycleConfig, MAX_DELETION_WINDOW_SECS};
 pub use providers::{ModelConfig, Pricing, ProviderConfig, ProviderKind};
@@ -52,6 +54,7 @@ pub struct Config {
     pub rag: RagConfig,
     pub lifecycle: LifecycleConfig,
     pub routing: RoutingConfig,
+    pub fine_tuning: FineTuningConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -109,6 +112,7 @@ impl Config {
         self.database.validate()?;
         self.routing.validate()?;
         providers::validate_providers(&self.providers)?;
+        self.fine_tuning.validate(&self.providers)?;
         providers::validate_models(&self.models, &self.providers, self.demo.enabled)?;
         Ok(())
     }

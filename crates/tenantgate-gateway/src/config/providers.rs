@@ -129,6 +129,9 @@ pub struct Pricing {
     pub output_per_mtok: u64,
     /// Prompt tokens the provider served from its prompt cache.
     pub cached_input_per_mtok: u64,
+    /// Fine-tuning: per million tokens the provider reports it trained on (`trained_tokens`),
+    /// charged to the tenant's spend when a job succeeds.
+    pub training_per_mtok: u64,
 }
 
 impl Pricing {
@@ -138,6 +141,12 @@ impl Pricing {
         let num = u128::from(fresh) * u128::from(self.input_per_mtok)
             + u128::from(cached_input.min(input)) * u128::from(self.cached_input_per_mtok)
             + u128::from(output) * u128::from(self.output_per_mtok);
+        u64::try_from(num.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+
+    /// The cost of a fine-tuning job that trained on `trained` tokens, rounded up.
+    pub fn training_cost(&self, trained: u64) -> u64 {
+        let num = u128::from(trained) * u128::from(self.training_per_mtok);
         u64::try_from(num.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub(crate) mod audit;
 mod body;
 mod bundle;
+mod finetune;
 mod knowledge;
 mod lifecycle;
 mod members;
@@ -64,6 +65,32 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/responses", post(model::responses))
         .route("/v1/completions", post(model::completions))
         .route("/v1/messages/count_tokens", post(model::count_tokens))
+        .route(
+            "/v1/files",
+            post(finetune::upload).get(finetune::list_files),
+        )
+        .route(
+            "/v1/files/{file_id}",
+            get(finetune::get_file).delete(finetune::delete_file),
+        )
+        .route("/v1/files/{file_id}/content", get(finetune::file_content))
+        .route(
+            "/v1/fine_tuning/jobs",
+            post(finetune::create_job).get(finetune::list_jobs),
+        )
+        .route("/v1/fine_tuning/jobs/{job_id}", get(finetune::get_job))
+        .route(
+            "/v1/fine_tuning/jobs/{job_id}/cancel",
+            post(finetune::cancel_job),
+        )
+        .route(
+            "/v1/fine_tuning/jobs/{job_id}/events",
+            get(finetune::events),
+        )
+        .route(
+            "/v1/fine_tuning/jobs/{job_id}/checkpoints",
+            get(finetune::checkpoints),
+        )
         .merge(control_api(state.clone()))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))

@@ -46,6 +46,9 @@ pub struct AuthIndex {
     /// Tenants whose keys are wrapped by a key in their own KMS: their calls check it answers
     /// (`pipeline::authorize::tenant_key`); every other tenant's pass without a look.
     customer_keys: HashMap<TenantId, tenantgate_crypto::CustomerKey>,
+    /// Each tenant's private (fine-tuned) models: callable by that tenant only
+    /// (`pipeline::authorize::model`), with no query on a warm call.
+    private_models: HashMap<TenantId, Vec<tenantgate_store::finetune::PrivateModel>>,
 }
 
 /// The stored per-tenant policies the snapshot parses.
@@ -107,6 +110,7 @@ impl Default for AuthIndex {
             endpoints: HashMap::new(),
             drains: Default::default(),
             customer_keys: HashMap::new(),
+            private_models: HashMap::new(),
         }
     }
 }
@@ -182,7 +186,12 @@ impl AuthIndex {
         for (t, provider, revision) in snap.endpoints {
             endpoints.entry(t).or_default().push((provider, revision));
         }
+        let mut private_models: HashMap<TenantId, Vec<_>> = HashMap::new();
+        for (t, m) in snap.private_models {
+            private_models.entry(t).or_default().push(m);
+        }
         Self {
+            private_models,
             endpoints,
             drains: snap.drains.into_iter().collect(),
             customer_keys: HashMap::new(),
@@ -228,6 +237,11 @@ impl AuthIndex {
     /// Whether a platform operator drained `provider`.
     pub fn is_drained(&self, provider: &str) -> bool {
         self.drains.contains(provider)
+    }
+
+    /// The tenant's private (fine-tuned) models; empty for any other tenant's name.
+    pub fn private_models(&self, tenant: &TenantId) -> &[tenantgate_store::finetune::PrivateModel] {
+        self.private_models.get(tenant).map_or(&[], Vec::as_slice)
     }
 
     /// The tenant's leak-prevention policy (defaults if it set none).

@@ -31,6 +31,9 @@ pub struct LimitSet {
     pub user_requests_per_minute: Option<u64>,
     pub user_tokens_per_minute: Option<u64>,
     pub user_concurrent_requests: Option<u64>,
+    /// Fine-tuning (`/v1/files`, `/v1/fine_tuning/jobs`) is allowed: the enterprise plan's
+    /// default; a platform admin turns it on for another tenant with a limits override.
+    pub fine_tuning: Option<bool>,
 }
 
 impl LimitSet {
@@ -56,6 +59,7 @@ impl LimitSet {
                 self.user_concurrent_requests,
                 over.user_concurrent_requests,
             ),
+            fine_tuning: over.fine_tuning.or(self.fine_tuning),
         }
     }
 
@@ -127,7 +131,10 @@ impl Default for LimitsConfig {
                 monthly_spend_micros: Some(10_000 * usd),
                 ..Default::default()
             },
-            enterprise: LimitSet::default(),
+            enterprise: LimitSet {
+                fine_tuning: Some(true),
+                ..Default::default()
+            },
         }
     }
 }

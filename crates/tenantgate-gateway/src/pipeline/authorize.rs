@@ -230,6 +230,28 @@ pub async fn model(
     ctx: TenantContext,
     model: &str,
 ) -> Result<AuthorizedCall, GatewayError> {
+    // The tenant's own fine-tuned models first (from the snapshot), then the catalog. A
+    // private model exists at one provider only (where it was trained): one target, on its
+    // base model's route, never failed over.
+    if let Some(pm) = private(&ctx, model) {
+        let own = ctx.view.own_endpoints(ctx.principal.scope.tenant_id());
+        let base = match resolve(catalog, &ctx.tenant, own, &pm.base_model)? {
+            Target::Catalog(route) => route.clone(),
+            Target::OwnEndpoint(shared) => endpoints.route(&ctx, shared).await?,
+        };
+        let route = Arc::new(Route {
+            name: pm.name.clone(),
+            provider: base.provider.clone(),
+            upstream_model: pm.upstream_model.clone(),
+            default_max_tokens: base.default_max_tokens,
+            pricing: base.pricing,
+        });
+        return Ok(AuthorizedCall {
+            ctx,
+            route: route.clone(),
+            targets: vec![route],
+        });
+    }
     let mut targets = open_targets(catalog, endpoints, &ctx, model).await?;
     // The route policy's fallback model, on the same terms as if the caller had named it (its
     // allow-list, its reach); tried after every target of the model itself. Its own fallback
@@ -272,14 +294,35 @@ async fn open_targets(
     Ok(crate::upstream::failover::order(strategy, routes))
 }
 
+/// The caller's tenant's private (fine-tuned) model named `model`, from the snapshot. Only the
+/// caller's own tenant's list is read, so another tenant's private model is not found here and
+/// then not in the catalog either: `model_not_found`, exactly like an unknown model
+/// (`tests/fine_tuning.rs`). It runs on its base model's route, which the tenant must still be
+/// allowed to reach (`resolve`).
+fn private<'v>(
+    ctx: &'v TenantContext,
+    model: &str,
+) -> Option<&'v tenantgate_store::finetune::PrivateModel> {
+    ctx.view
+        .private_models(ctx.principal.scope.tenant_id())
+        .iter()
+        .find(|m| m.name == model)
+}
+
 /// The tenant's models that exist in the catalog and it can reach: exactly what [`model`]
 /// would admit.
 pub fn visible_models(catalog: &Catalog, ctx: &TenantContext) -> Vec<String> {
-    visible(
-        catalog,
-        &ctx.tenant,
-        ctx.view.own_endpoints(ctx.principal.scope.tenant_id()),
-    )
+    let own = ctx.view.own_endpoints(ctx.principal.scope.tenant_id());
+    let mut v = visible(catalog, &ctx.tenant, own);
+    // Its private models whose base it can still reach: exactly what `model` admits.
+    v.extend(
+        ctx.view
+            .private_models(ctx.principal.scope.tenant_id())
+            .iter()
+            .filter(|m| resolve(catalog, &ctx.tenant, own, &m.base_model).is_ok())
+            .map(|m| m.name.clone()),
+    );
+    v
 }
 
 fn visible(catalog: &Catalog, tenant: &Tenant, own: &[(String, i64)]) -> Vec<String> {
@@ -300,6 +343,7 @@ impl AuthorizedCall {
                 input_per_mtok: a.input_per_mtok.max(r.pricing.input_per_mtok),
                 output_per_mtok: a.output_per_mtok.max(r.pricing.output_per_mtok),
                 cached_input_per_mtok: a.cached_input_per_mtok.max(r.pricing.cached_input_per_mtok),
+                training_per_mtok: a.training_per_mtok.max(r.pricing.training_per_mtok),
             })
     }
 

@@ -101,6 +101,26 @@ impl Endpoints<'_> {
         Ok(route)
     }
 
+    /// `platform` (a configured provider) on the tenant's own endpoint for it: what calls
+    /// that are not model calls (fine-tuning's files and jobs) go to when the tenant has its
+    /// own endpoint for the provider. The caller decided it has one (`authorize::reach`).
+    pub async fn provider(
+        &self,
+        ctx: &TenantContext,
+        platform: &Arc<Provider>,
+    ) -> Result<Arc<Provider>, GatewayError> {
+        let tenant = ctx.principal.scope.tenant_id();
+        let key = ctx.view.own_endpoints(tenant);
+        let opened = self.cache.get(tenant, key);
+        if let Some(p) = opened
+            .as_ref()
+            .and_then(|o| o.providers.get(&platform.name))
+        {
+            return Ok(p.clone());
+        }
+        Ok(Arc::new(self.open(ctx, platform, key).await?))
+    }
+
     /// Opens the tenant's sealed endpoint for `platform`'s provider. Any failure is the call's
     /// 503: the platform's endpoint is never the fallback for a tenant that has its own.
     async fn open(

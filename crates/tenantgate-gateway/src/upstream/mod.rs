@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod cache;
 pub mod endpoints;
 pub mod failover;
+pub mod finetune;
 pub mod transport;
 
 use crate::config::{Config, ConfigError, ProviderKind};

@@ -407,6 +407,14 @@ impl crate::Platform<'_> {
                     .execute(&mut *tx)
                     .await?;
                 }
+                // Parts of training files deleted since the copy (ft_files is copied whole).
+                sqlx::query(
+                    "DELETE FROM ft_file_parts WHERE tenant_id = $1 AND file_id NOT IN \
+                     (SELECT id FROM ft_files WHERE tenant_id = $1)",
+                )
+                .bind(t.as_str())
+                .execute(&mut *tx)
+                .await?;
             })?;
             let mut tables = Vec::with_capacity(TABLES.len());
             for table in TABLES {
@@ -431,7 +439,7 @@ impl crate::Platform<'_> {
             if let Db::Postgres(_) = dst.db() {
                 // Explicit ids do not move the target's sequence.
                 with_tx!(&dst, Access::Tenant(t), |tx| {
-                    for table in ["kb_chunks", "kb_sources"] {
+                    for table in ["kb_chunks", "kb_sources", "ft_file_parts"] {
                         sqlx::query(&format!(
                             "SELECT setval(s, GREATEST((SELECT COALESCE(MAX(id), 1) FROM {table}), nextval(s))) \
                              FROM (SELECT pg_get_serial_sequence('{table}', 'id') AS s) x"

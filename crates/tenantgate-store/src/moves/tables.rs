@@ -142,6 +142,35 @@ pub(super) const TABLES: &[Table] = &[
         page: Page::ById,
     },
     Table {
+        name: "ft_files",
+        cols: &[
+            ("tenant_id", Text),
+            ("id", Text),
+            ("filename", Text),
+            ("purpose", Text),
+            ("bytes", Int),
+            ("lines", Int),
+            ("sha256", Text),
+            ("provider", Text),
+            ("provider_file_id", Text),
+            ("created_at_ms", Int),
+        ],
+        order: "id",
+        page: Page::Whole,
+    },
+    Table {
+        name: "ft_file_parts",
+        cols: &[
+            ("id", Int),
+            ("tenant_id", Text),
+            ("file_id", Text),
+            ("part", Int4),
+            ("sealed", Bytes),
+        ],
+        order: "id",
+        page: Page::ById,
+    },
+    Table {
         name: "audit_records",
         cols: &[
             ("tenant_id", Text),
@@ -292,7 +321,11 @@ pub(super) fn select(t: &Table, page: Option<Page>) -> String {
             t.name,
             t.order,
             // A source part is up to 1 MiB: a page of them stays a few MiB.
-            if t.name == "kb_sources" { 4 } else { PAGE }
+            if matches!(t.name, "kb_sources" | "ft_file_parts") {
+                4
+            } else {
+                PAGE
+            }
         ),
         Some(Page::BySeq) => format!(
             "SELECT {cols} FROM {} WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY {}",
