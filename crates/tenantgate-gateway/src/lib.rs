@@ -33,6 +33,7 @@ pub mod audit;
 pub mod bounds;
 mod clock;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod error;
 pub mod finetune;

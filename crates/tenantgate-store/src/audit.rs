@@ -467,6 +467,7 @@ impl<'a> TenantAudit<'a> {
         only: Option<UsageOwner<'_>>,
     ) -> Result<Vec<UsageRow>> {
         let expr = match group_by {
+            UsageGroup::Minute => "CAST(ts_ms / 60000 AS TEXT)",
             UsageGroup::Day => "CAST(ts_ms / 86400000 AS TEXT)",
             UsageGroup::Model => "COALESCE(model, '')",
             UsageGroup::Key => "COALESCE(key_id, '')",
@@ -563,6 +564,8 @@ pub(crate) async fn add_checkpoint(
 /// How [`TenantAudit::usage`] groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageGroup {
+    /// Unix minutes (the console's live chart).
+    Minute,
     Day,
     Model,
     Key,

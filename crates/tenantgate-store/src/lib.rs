@@ -17,6 +17,7 @@ pub mod audit_sqlite;
 mod backend;
 pub mod endpoints;
 pub mod export;
+pub mod console;
 pub mod finetune;
 pub mod identity;
 mod keyring;

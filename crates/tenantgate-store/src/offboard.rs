@@ -17,6 +17,7 @@ use tenantgate_core::{Tenant, TenantId, TenantStatus};
 /// `tenants` itself becomes a tombstone instead (its id stays, so the id is never reused and
 /// the platform chain's records keep naming something).
 pub const CONTROL_TABLES: &[&str] = &[
+    "console_sessions",
     "api_keys",
     "tenant_members",
     "break_glass_grants",

@@ -178,6 +178,41 @@ impl<'a> Platform<'a> {
         })
     }
 
+    /// One page of tenants by slug: those after `after` whose slug starts with `prefix`, at
+    /// most `limit`, and how many tenants there are in all (the fleet view of thousands).
+    pub async fn list_tenants_page(
+        &self,
+        after: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<(Vec<Tenant>, i64)> {
+        // `LIKE` metacharacters in the prefix are escaped: a prefix is a literal.
+        let pattern = format!(
+            "{}%",
+            prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        );
+        let sql = format!(
+            "SELECT {TENANT_COLS} FROM tenants WHERE slug > $1 AND slug LIKE $2 ESCAPE '\\' \
+             ORDER BY slug LIMIT $3"
+        );
+        with_tx!(self.store, Access::Platform, |tx| {
+            let rows = sqlx::query(&sql)
+                .bind(after)
+                .bind(&pattern)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+                .fetch_one(&mut *tx)
+                .await?;
+            let page = rows
+                .iter()
+                .map(tenant_from_row)
+                .collect::<Result<Vec<_>>>()?;
+            (page, total)
+        })
+    }
+
     /// Finds a tenant by id or slug.
     pub async fn find_tenant(&self, id_or_slug: &str) -> Result<Tenant> {
         let sql = format!("SELECT {TENANT_COLS} FROM tenants WHERE id = $1 OR slug = $1");

@@ -61,6 +61,12 @@ impl AuthConfig {
             if o.jwks_min_refresh_secs == 0 {
                 return Err(invalid(key("jwks_min_refresh_secs"), "must be at least 1"));
             }
+            if o.console_client_id.as_ref().is_some_and(|c| c != &o.audience) {
+                return Err(invalid(
+                    key("console_client_id"),
+                    "the console signs in with the ID token, whose audience is the client id: set audience to the same value",
+                ));
+            }
             if self.oidc[..i].iter().any(|p| p.issuer == o.issuer) {
                 return Err(invalid(key("issuer"), "each issuer may appear once"));
             }
@@ -104,6 +110,15 @@ pub struct OidcConfig {
     pub jwks_min_refresh_secs: u64,
     /// Keys older than this are refetched on the next token.
     pub jwks_max_age_secs: u64,
+    /// The console's OIDC client at this issuer (authorization code flow with PKCE, a public
+    /// client). Set, the console's sign-in page offers this issuer; the ID token it gets back
+    /// must pass the checks above, so set `audience` to this client id.
+    pub console_client_id: Option<String>,
+    /// The sign-in button's name for this issuer ("Acme SSO").
+    pub console_label: Option<String>,
+    /// The scopes the console asks for (those that put the tenant and roles claims in the ID
+    /// token at this IdP).
+    pub console_scopes: String,
 }
 
 impl Default for OidcConfig {
@@ -123,6 +138,9 @@ impl Default for OidcConfig {
             leeway_secs: 60,
             jwks_min_refresh_secs: 30,
             jwks_max_age_secs: 3600,
+            console_client_id: None,
+            console_label: None,
+            console_scopes: "openid".into(),
         }
     }
 }

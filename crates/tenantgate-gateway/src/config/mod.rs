@@ -5,12 +5,13 @@
 //!
 //! One file per section: `server.rs` (`[server]`, `[demo]`), `database.rs`, `auth.rs` (OIDC
 //! issuers), `encryption.rs`, `cache.rs`, `guard.rs`, `audit.rs`, `rag.rs`, `providers.rs`
-//! (`[[providers]]`, `[[models]]`, prices), `finetune.rs` (`[fine_tuning]`); `[limits]` is `crate::limits::LimitsConfig`. This
+//! (`[[providers]]`, `[[models]]`, prices), `finetune.rs` (`[fine_tuning]`), `console.rs` (`[console]`); `[limits]` is `crate::limits::LimitsConfig`. This
 //! file holds `Config` itself, loading (defaults, file, environment) and the validation order.
 
 mod audit;
 mod auth;
 mod cache;
+mod console;
 mod database;
 mod encryption;
 mod finetune;
@@ -24,6 +25,7 @@ mod server;
 pub use audit::AuditConfig;
 pub use auth::{AuthConfig, OidcConfig};
 pub use cache::CacheConfig;
+pub use console::ConsoleConfig;
 pub use database::{DatabaseConfig, SqliteSync};
 pub use encryption::EncryptionConfig;
 pub use finetune::{supports_fine_tuning, FineTuningConfig};
@@ -55,6 +57,7 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub routing: RoutingConfig,
     pub fine_tuning: FineTuningConfig,
+    pub console: ConsoleConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -111,6 +114,7 @@ impl Config {
         self.lifecycle.validate()?;
         self.database.validate()?;
         self.routing.validate()?;
+        self.console.validate()?;
         providers::validate_providers(&self.providers)?;
         self.fine_tuning.validate(&self.providers)?;
         providers::validate_models(&self.models, &self.providers, self.demo.enabled)?;

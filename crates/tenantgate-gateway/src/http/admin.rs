@@ -95,20 +95,46 @@ pub(super) async fn plans(State(app): State<AppState>, _: Platform) -> Response 
 }
 
 /// `GET /admin/v1/tenants`: every tenant's metadata (no tenant data).
+/// With `limit` (at most 500), one page by slug: `after` (the last slug seen) and `prefix`
+/// narrow it, and the answer says `has_more` and the `total`.
 pub(super) async fn list_tenants(
     State(app): State<AppState>,
+    Query(q): Query<TenantsQuery>,
     Platform(admin): Platform,
 ) -> Response {
     ok(async {
-        let list = app
-            .store()
-            .platform(&admin)
-            .list_tenants()
+        let platform = app.store().platform(&admin);
+        let Some(limit) = q.limit else {
+            let list = platform.list_tenants().await.map_err(st)?;
+            return Ok(Json(json!({"object": "list", "data": list})).into_response());
+        };
+        if limit == 0 || limit > 500 {
+            return Err(GatewayError::InvalidRequest {
+                message: "limit must be between 1 and 500".into(),
+                param: Some("limit".into()),
+            });
+        }
+        let (after, prefix) = (q.after.unwrap_or_default(), q.prefix.unwrap_or_default());
+        crate::bounds::check("after", &after, crate::bounds::MAX_NAME_BYTES)?;
+        crate::bounds::check("prefix", &prefix, crate::bounds::MAX_NAME_BYTES)?;
+        let (list, total) = platform
+            .list_tenants_page(&after, &prefix, limit + 1)
             .await
             .map_err(st)?;
-        Ok(Json(json!({"object": "list", "data": list})).into_response())
+        let has_more = list.len() > limit as usize;
+        let page: Vec<_> = list.into_iter().take(limit as usize).collect();
+        Ok(Json(json!({"object": "list", "data": page, "has_more": has_more, "total": total}))
+            .into_response())
     }
     .await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantsQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+    prefix: Option<String>,
 }
 
 /// `POST /admin/v1/tenants`: onboarding in one operation (`lifecycle::onboard`): a complete

@@ -31,12 +31,16 @@ pub(super) async fn record_tenant_call(
     next: Next,
 ) -> Response {
     let method = req.method().clone();
+    let via_console = req.extensions().get::<crate::console::ViaConsole>().is_some();
     let ctx = app.resolve_tenant(req.headers()).await.ok();
     let resp = next.run(req).await;
     let Some(ctx) = ctx else { return resp };
     let status = resp.status();
     let event = control_event(&method, status);
-    let detail = json!({"method": method.as_str(), "route": path.as_str()});
+    let mut detail = json!({"method": method.as_str(), "route": path.as_str()});
+    if via_console {
+        detail["via"] = json!("console");
+    }
     match crate::audit::event(app.recorder(), &ctx, &rid.0, event, status.as_u16(), detail).await {
         Ok(()) => resp,
         Err(e) => e.render(Wire::OpenAi),

@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
             get(finetune::checkpoints),
         )
         .merge(control_api(state.clone()))
+        .merge(crate::console::router())
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
@@ -103,6 +104,14 @@ pub fn router(state: AppState) -> Router {
             in_flight,
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
+        .with_state(state)
+}
+
+/// The control API on its own, as the console calls it in process (`console::api`).
+pub(crate) fn control_router(state: AppState) -> Router {
+    control_api(state.clone())
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 

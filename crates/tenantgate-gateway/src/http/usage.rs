@@ -82,7 +82,7 @@ pub(super) struct UsageQuery {
     group_by: Option<String>,
 }
 
-/// `GET /tenant/v1/usage?from=&to=&group_by=day|model|key|user`: requests, tokens and spend
+/// `GET /tenant/v1/usage?from=&to=&group_by=minute|day|model|key|user`: requests, tokens and spend
 /// of settled model calls (from the audit log, so as current as the last response).
 pub(super) async fn usage(
     State(app): State<AppState>,
@@ -98,6 +98,7 @@ pub(super) async fn usage(
             _ => None,
         };
         let group = match q.group_by.as_deref().unwrap_or("day") {
+            "minute" => UsageGroup::Minute,
             "day" => UsageGroup::Day,
             "model" => UsageGroup::Model,
             "key" => UsageGroup::Key,
@@ -105,7 +106,7 @@ pub(super) async fn usage(
             other => {
                 return Err(GatewayError::InvalidRequest {
                     message: format!(
-                        "group_by must be day, model, key or user, not {:?}",
+                        "group_by must be minute, day, model, key or user, not {:?}",
                         crate::bounds::echo(other)
                     ),
                     param: Some("group_by".into()),
@@ -126,6 +127,11 @@ pub(super) async fn usage(
             .into_iter()
             .map(|r| {
                 let group = match group {
+                    UsageGroup::Minute => r
+                        .group
+                        .parse::<i64>()
+                        .map(|m| minute_string(m * 60_000))
+                        .unwrap_or(r.group.clone()),
                     UsageGroup::Day => r
                         .group
                         .parse::<i64>()
@@ -144,6 +150,12 @@ pub(super) async fn usage(
         .into_response())
     }
     .await)
+}
+
+/// `YYYY-MM-DDTHH:MMZ` of a Unix time in milliseconds.
+fn minute_string(ms: i64) -> String {
+    let s = tenantgate_audit::rfc3339(ms);
+    format!("{}Z", s.get(..16).unwrap_or(&s))
 }
 
 /// `YYYY-MM-DD` of a Unix time in milliseconds.

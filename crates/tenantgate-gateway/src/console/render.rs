@@ -1,0 +1,134 @@
+//! Templates, security headers and the embedded static files.
+//!
+//! Templates are minijinja with HTML auto-escaping on every `.html` template, so a value a
+//! tenant wrote (a prompt, a key name, a document title) is text wherever it appears; nothing
+//! is marked safe. Pages carry no inline script or style, so the Content-Security-Policy can
+//! forbid both: an injected `<script>` would not run even if escaping were bypassed.
+
+use axum::extract::Path;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::Environment;
+use std::sync::OnceLock;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+macro_rules! templates {
+    ($($name:literal),+ $(,)?) => {
+        &[$(($name, include_str!(concat!("templates/", $name)))),+]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = templates!(
+    "base.html",
+    "macros.html",
+    "error.html",
+    "login.html",
+    "overview.html",
+    "usage.html",
+    "keys.html",
+    "key_created.html",
+    "members.html",
+    "models.html",
+    "prompts.html",
+    "prompt.html",
+    "prompt_version.html",
+    "prompt_diff.html",
+    "knowledge.html",
+    "kb.html",
+    "audit.html",
+    "record.html",
+    "incidents.html",
+    "limits.html",
+    "break_glass.html",
+    "platform_tenants.html",
+    "platform_tenant.html",
+    "platform_onboard.html",
+    "platform_onboarded.html",
+    "platform_plans.html",
+    "platform_health.html",
+    "platform_break_glass.html",
+);
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        for (name, src) in TEMPLATES {
+            #[expect(
+                clippy::expect_used,
+                reason = "the templates are compiled into the binary; tests/console.rs renders each"
+            )]
+            env.add_template(name, src).expect("console template parses");
+        }
+        env.add_filter("when", when);
+        env.add_filter("money", money);
+        env
+    })
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`.
+fn when(ms: minijinja::Value) -> String {
+    match i64::try_from(ms) {
+        Ok(ms) if ms > 0 => {
+            let s = tenantgate_audit::rfc3339(ms);
+            format!("{} UTC", s.get(..19).unwrap_or(&s).replace('T', " "))
+        }
+        _ => "—".into(),
+    }
+}
+
+/// Micro-dollars as `$1.234567`.
+fn money(micros: minijinja::Value) -> String {
+    let m = i64::try_from(micros).unwrap_or(0);
+    format!("${}.{:06}", m / 1_000_000, (m % 1_000_000).abs())
+}
+
+/// A rendered page (an error page when a template fails, which tests rule out).
+pub(crate) fn page(name: &str, ctx: minijinja::Value) -> Html<String> {
+    match env().get_template(name).and_then(|t| t.render(ctx)) {
+        Ok(html) => Html(html),
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "console template failed");
+            Html("<!doctype html><title>Error</title><h1>Unavailable</h1>".into())
+        }
+    }
+}
+
+/// The headers every console answer carries.
+pub(crate) fn secure(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    // Pages hold tenant data: never in a shared or disk cache.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+const CSS: &str = include_str!("static/console.css");
+const JS: &str = include_str!("static/console.js");
+
+/// `GET /console/static/{file}`: the two embedded files.
+pub(crate) async fn asset(Path(file): Path<String>) -> Response {
+    let (ct, body) = match file.as_str() {
+        "console.css" => ("text/css; charset=utf-8", CSS),
+        "console.js" => ("text/javascript; charset=utf-8", JS),
+        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    let mut resp = ([(header::CONTENT_TYPE, ct)], body).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    secure(resp)
+}

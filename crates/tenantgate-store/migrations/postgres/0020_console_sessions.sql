@@ -1,0 +1,19 @@
+-- Console sessions (`console.rs`): the browser console's server-side sessions. The row is
+-- found by an HMAC of the cookie's token (a database reader cannot replay a cookie), and holds
+-- the credential the session acts with sealed under a key derived from the server secret, so
+-- every console action is authorized afresh by the API, exactly as that credential would be.
+CREATE TABLE console_sessions (
+    id_hash         TEXT PRIMARY KEY,
+    credential      BYTEA NOT NULL,
+    -- The tenant it signed into (NULL for a platform admin): offboarding removes its sessions.
+    tenant_id       TEXT,
+    created_at_ms   BIGINT NOT NULL,
+    last_seen_ms    BIGINT NOT NULL,
+    expires_at_ms   BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_expiry ON console_sessions (expires_at_ms);
+-- Only platform transactions see or change it: the console resolves a session before it
+-- knows whose it is.
+ALTER TABLE console_sessions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE console_sessions FORCE ROW LEVEL SECURITY;
+CREATE POLICY platform_all ON console_sessions USING (current_setting('tenantgate.platform', true) = 'on');
