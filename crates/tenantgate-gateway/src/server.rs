@@ -433,6 +433,7 @@ async fn key_maintenance_loop(state: AppState, cancel: CancellationToken) {
                 if let Err(e) = onboarding_sweep(&state).await {
                     tracing::warn!(error = %e, "undoing unfinished onboardings failed; retrying at the next tick");
                 }
+                crate::console::sweep_sessions(&state).await;
             }
         }
     }

@@ -189,7 +189,10 @@ impl<'a> Platform<'a> {
         // `LIKE` metacharacters in the prefix are escaped: a prefix is a literal.
         let pattern = format!(
             "{}%",
-            prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
         );
         let sql = format!(
             "SELECT {TENANT_COLS} FROM tenants WHERE slug > $1 AND slug LIKE $2 ESCAPE '\\' \

@@ -61,7 +61,10 @@ impl AuthConfig {
             if o.jwks_min_refresh_secs == 0 {
                 return Err(invalid(key("jwks_min_refresh_secs"), "must be at least 1"));
             }
-            if o.console_client_id.as_ref().is_some_and(|c| c != &o.audience) {
+            if o.console_client_id
+                .as_ref()
+                .is_some_and(|c| c != &o.audience)
+            {
                 return Err(invalid(
                     key("console_client_id"),
                     "the console signs in with the ID token, whose audience is the client id: set audience to the same value",

@@ -15,9 +15,9 @@
 
 mod api;
 mod oidc;
+mod platform;
 mod render;
 mod session;
-mod platform;
 mod tenant;
 mod tenant_data;
 
@@ -41,7 +41,10 @@ pub(crate) enum Refusal {
     /// A change without this session's CSRF token, or from another origin.
     Forged,
     /// The API refused the session's credential (its status and message are shown).
-    Api { status: StatusCode, message: String },
+    Api {
+        status: StatusCode,
+        message: String,
+    },
     /// A form field the console itself checks.
     BadInput(String),
     NotFound,
@@ -92,7 +95,7 @@ impl IntoResponse for Refusal {
         let html = render::page(
             "error.html",
             minijinja::context! { title => self.title(), message => self.message(),
-                status => self.status().as_u16() },
+            status => self.status().as_u16() },
         );
         render::secure((self.status(), html).into_response())
     }
@@ -151,7 +154,10 @@ impl FromRequestParts<AppState> for Signed {
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/console", get(tenant::overview))
-        .route("/console/", get(|| async { Redirect::permanent("/console") }))
+        .route(
+            "/console/",
+            get(|| async { Redirect::permanent("/console") }),
+        )
         .route("/console/static/{file}", get(render::asset))
         .route("/console/login", get(login_page))
         .route("/console/login/key", post(oidc::sign_in_with_key))
@@ -176,7 +182,7 @@ async fn login_page(State(app): State<AppState>) -> Response {
         .filter(|(_, o)| o.console_client_id.is_some())
         .map(|(i, o)| {
             minijinja::context! { index => i,
-                label => o.console_label.clone().unwrap_or_else(|| o.issuer.clone()) }
+            label => o.console_label.clone().unwrap_or_else(|| o.issuer.clone()) }
         })
         .collect();
     render::secure(render::page("login.html", minijinja::context! { issuers }).into_response())
@@ -190,7 +196,10 @@ async fn sign_out(
     signed: Signed,
     form: axum::extract::Form<tenant::CsrfOnly>,
 ) -> Response {
-    if let Err(r) = signed.session.check_change(&app, &headers, Some(&form.csrf)) {
+    if let Err(r) = signed
+        .session
+        .check_change(&app, &headers, Some(&form.csrf))
+    {
         return r.into_response();
     }
     signed.session.end(&app).await;

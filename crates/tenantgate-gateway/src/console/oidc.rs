@@ -56,7 +56,9 @@ fn login_cookie(app: &AppState, value: Option<&str>) -> HeaderValue {
         Some(v) => format!(
             "{LOGIN_COOKIE}={v}; Path=/console/login; HttpOnly; SameSite=Lax; Max-Age=600{secure}"
         ),
-        None => format!("{LOGIN_COOKIE}=; Path=/console/login; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
+        None => format!(
+            "{LOGIN_COOKIE}=; Path=/console/login; HttpOnly; SameSite=Lax; Max-Age=0{secure}"
+        ),
     };
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -117,8 +119,8 @@ pub(super) async fn start(
             &serde_json::to_vec(&pending).map_err(|_| Refusal::Unavailable)?,
         );
         let scope = cfg.console_scopes.as_str();
-        let mut url = reqwest::Url::parse(&disc.authorization_endpoint)
-            .map_err(|_| Refusal::Unavailable)?;
+        let mut url =
+            reqwest::Url::parse(&disc.authorization_endpoint).map_err(|_| Refusal::Unavailable)?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", client_id)
@@ -129,8 +131,10 @@ pub(super) async fn start(
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
         let mut resp = Redirect::to(url.as_str()).into_response();
-        resp.headers_mut()
-            .append(header::SET_COOKIE, login_cookie(&app, Some(&B64.encode(sealed))));
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            login_cookie(&app, Some(&B64.encode(sealed))),
+        );
         Ok::<_, Refusal>(render::secure(resp))
     }
     .await;
@@ -173,10 +177,11 @@ pub(super) async fn callback(
         let sealed = read_cookie(&headers, LOGIN_COOKIE)
             .and_then(|c| B64.decode(c).ok())
             .ok_or_else(forged)?;
-        let pending: Pending = aead::open(&login_key(&app), &Aad::new("console-login", &[]), &sealed)
-            .ok()
-            .and_then(|p| serde_json::from_slice(&p).ok())
-            .ok_or_else(forged)?;
+        let pending: Pending =
+            aead::open(&login_key(&app), &Aad::new("console-login", &[]), &sealed)
+                .ok()
+                .and_then(|p| serde_json::from_slice(&p).ok())
+                .ok_or_else(forged)?;
         if pending.expires_at_ms < crate::clock::now_ms()
             || q.state.as_deref() != Some(pending.state.as_str())
         {
@@ -209,10 +214,15 @@ pub(super) async fn callback(
             });
         }
         let token: TokenAnswer = answer.json().await.map_err(|_| Refusal::Unavailable)?;
-        let verified = app.0.oidc.verify(&token.id_token).await.map_err(|e| Refusal::Api {
-            status: axum::http::StatusCode::UNAUTHORIZED,
-            message: e.to_string(),
-        })?;
+        let verified = app
+            .0
+            .oidc
+            .verify(&token.id_token)
+            .await
+            .map_err(|e| Refusal::Api {
+                status: axum::http::StatusCode::UNAUTHORIZED,
+                message: e.to_string(),
+            })?;
         if verified.provider != pending.issuer || nonce_of(&token.id_token) != Some(pending.nonce) {
             return Err(forged());
         }

@@ -21,8 +21,14 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/platform/onboard", get(onboard_form).post(onboard))
         .route("/console/platform/plans", get(plans))
         .route("/console/platform/health", get(health))
-        .route("/console/platform/break-glass", get(grants).post(request_grant))
-        .route("/console/platform/break-glass/{grant}/revoke", post(revoke_grant))
+        .route(
+            "/console/platform/break-glass",
+            get(grants).post(request_grant),
+        )
+        .route(
+            "/console/platform/break-glass/{grant}/revoke",
+            post(revoke_grant),
+        )
 }
 
 const PAGE: u32 = 100;
@@ -54,12 +60,23 @@ async fn tenants(
             .get(&with_query("/admin/v1/tenants", &pairs))
             .await?;
         let next = (list["has_more"] == json!(true))
-            .then(|| list["data"].as_array()?.last()?["slug"].as_str().map(str::to_owned))
+            .then(|| {
+                list["data"].as_array()?.last()?["slug"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
             .flatten()
-            .map(|last| with_query("/console/platform/tenants", &[("prefix", prefix.clone()), ("after", last)]));
-        render(&app, &s, "platform_tenants.html", |_| Ok(context! {
-            tenants => list["data"], total => list["total"], prefix => prefix, next => next,
-        }))
+            .map(|last| {
+                with_query(
+                    "/console/platform/tenants",
+                    &[("prefix", prefix.clone()), ("after", last)],
+                )
+            });
+        render(&app, &s, "platform_tenants.html", |_| {
+            Ok(context! {
+                tenants => list["data"], total => list["total"], prefix => prefix, next => next,
+            })
+        })
         .await
     }
     .await;
@@ -73,7 +90,10 @@ async fn tenant(State(app): State<AppState>, Path(t): Path<String>, s: Signed) -
             .api(&app)
             .get(&format!("/admin/v1/tenants/{}", seg(&t)))
             .await?;
-        render(&app, &s, "platform_tenant.html", |_| Ok(context! { tenant => t })).await
+        render(&app, &s, "platform_tenant.html", |_| {
+            Ok(context! { tenant => t })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -82,7 +102,10 @@ async fn tenant(State(app): State<AppState>, Path(t): Path<String>, s: Signed) -
 async fn onboard_form(State(app): State<AppState>, s: Signed) -> Response {
     let r = async {
         let plans = s.api(&app).get("/admin/v1/plans").await?;
-        render(&app, &s, "platform_onboard.html", |_| Ok(context! { plans => plans["data"] })).await
+        render(&app, &s, "platform_onboard.html", |_| {
+            Ok(context! { plans => plans["data"] })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -112,8 +135,14 @@ async fn onboard(
         if !f.display_name.is_empty() {
             body["display_name"] = json!(f.display_name);
         }
-        let created = s.api(&app).send(Method::POST, "/admin/v1/tenants", &body).await?;
-        render(&app, &s, "platform_onboarded.html", |_| Ok(context! { created => created })).await
+        let created = s
+            .api(&app)
+            .send(Method::POST, "/admin/v1/tenants", &body)
+            .await?;
+        render(&app, &s, "platform_onboarded.html", |_| {
+            Ok(context! { created => created })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -122,7 +151,10 @@ async fn onboard(
 async fn plans(State(app): State<AppState>, s: Signed) -> Response {
     let r = async {
         let plans = s.api(&app).get("/admin/v1/plans").await?;
-        render(&app, &s, "platform_plans.html", |_| Ok(context! { plans => plans["data"] })).await
+        render(&app, &s, "platform_plans.html", |_| {
+            Ok(context! { plans => plans["data"] })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -139,7 +171,10 @@ async fn health(State(app): State<AppState>, s: Signed) -> Response {
             _ => h.json()?,
         };
         let routing = api.get("/admin/v1/routing").await?;
-        render(&app, &s, "platform_health.html", |_| Ok(context! { health => health, routing => routing })).await
+        render(&app, &s, "platform_health.html", |_| {
+            Ok(context! { health => health, routing => routing })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -148,7 +183,10 @@ async fn health(State(app): State<AppState>, s: Signed) -> Response {
 async fn grants(State(app): State<AppState>, s: Signed) -> Response {
     let r = async {
         let g = s.api(&app).get("/admin/v1/break-glass").await?;
-        render(&app, &s, "platform_break_glass.html", |_| Ok(context! { grants => g["data"] })).await
+        render(&app, &s, "platform_break_glass.html", |_| {
+            Ok(context! { grants => g["data"] })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -173,8 +211,11 @@ async fn request_grant(
 ) -> Response {
     let r = async {
         s.session.check_change(&app, &headers, Some(&f.csrf))?;
-        let body = json!({"tenant": f.tenant, "reason": f.reason, "duration_secs": f.duration_secs});
-        s.api(&app).send(Method::POST, "/admin/v1/break-glass", &body).await?;
+        let body =
+            json!({"tenant": f.tenant, "reason": f.reason, "duration_secs": f.duration_secs});
+        s.api(&app)
+            .send(Method::POST, "/admin/v1/break-glass", &body)
+            .await?;
         Ok(s.finish(Redirect::to("/console/platform/break-glass")))
     }
     .await;
@@ -191,7 +232,10 @@ async fn revoke_grant(
     let r = async {
         s.session.check_change(&app, &headers, Some(&f.csrf))?;
         let path = format!("/admin/v1/break-glass/{}", seg(&grant));
-        s.api(&app).call(Method::DELETE, &path, None).await?.json()?;
+        s.api(&app)
+            .call(Method::DELETE, &path, None)
+            .await?
+            .json()?;
         Ok(s.finish(Redirect::to("/console/platform/break-glass")))
     }
     .await;

@@ -170,8 +170,8 @@ impl Session {
 
     /// A new id for the same sign-in; the old one ends after a short grace.
     async fn rotate(self, app: &AppState, expires_at_ms: i64) -> Result<Session, Refusal> {
-        let next = Session::create(app, &self.credential, self.tenant_id.clone(), expires_at_ms)
-            .await?;
+        let next =
+            Session::create(app, &self.credential, self.tenant_id.clone(), expires_at_ms).await?;
         let grace = crate::clock::now_ms() + ROTATION_GRACE_MS;
         app.store()
             .console_sessions()
@@ -183,7 +183,11 @@ impl Session {
 
     /// The CSRF token forms of this session carry.
     pub(crate) fn csrf(&self, app: &AppState) -> String {
-        B64.encode(app.0.secret.derive(&[b"console-csrf", self.token.as_bytes()]))
+        B64.encode(
+            app.0
+                .secret
+                .derive(&[b"console-csrf", self.token.as_bytes()]),
+        )
     }
 
     /// Ends the session (sign-out).
@@ -240,9 +244,7 @@ pub(super) fn origin(app: &AppState, headers: &HeaderMap) -> String {
 /// `Origin` on every POST, and `Sec-Fetch-Site` when it knows it. Both, where present, must
 /// agree; a POST with neither is refused (no browser sends that).
 pub(super) fn same_origin(app: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok());
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if let Some(s) = site {
         if s != "same-origin" {
             return Err(Refusal::Forged);

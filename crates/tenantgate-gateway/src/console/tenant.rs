@@ -27,7 +27,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/prompts", get(prompts))
         .route("/console/prompts/{name}", get(prompt))
         .route("/console/prompts/{name}/versions", post(push_prompt))
-        .route("/console/prompts/{name}/versions/{version}", get(prompt_version))
+        .route(
+            "/console/prompts/{name}/versions/{version}",
+            get(prompt_version),
+        )
         .route("/console/prompts/{name}/activate", post(activate_prompt))
         .route("/console/prompts/{name}/diff", get(prompt_diff))
         .route("/console/knowledge", get(knowledge).post(create_kb))
@@ -160,7 +163,10 @@ async fn usage_context(app: &AppState, s: &Signed) -> Result<Value, Refusal> {
     let by_model = api
         .get(&with_query(
             "/tenant/v1/usage",
-            &[("group_by", "model".into()), ("from", crate::limits::month_start_ms(now).to_string())],
+            &[
+                ("group_by", "model".into()),
+                ("from", crate::limits::month_start_ms(now).to_string()),
+            ],
         ))
         .await?;
     let rows = per_minute["data"].as_array().cloned().unwrap_or_default();
@@ -171,7 +177,12 @@ async fn usage_context(app: &AppState, s: &Signed) -> Result<Value, Refusal> {
         .map(|r| count(r, "input_tokens") + count(r, "output_tokens"))
         .sum();
     let cost: i64 = rows.iter().map(|r| count(r, "cost_micros")).sum();
-    let peak = rows.iter().map(|r| count(r, "requests")).max().unwrap_or(0).max(1);
+    let peak = rows
+        .iter()
+        .map(|r| count(r, "requests"))
+        .max()
+        .unwrap_or(0)
+        .max(1);
     // One bar per minute that had calls, placed by its minute (60 slots of 10 px).
     let first = from / 60_000;
     let bars: Vec<Value> = rows
@@ -181,9 +192,9 @@ async fn usage_context(app: &AppState, s: &Signed) -> Result<Value, Refusal> {
             let slot = minute - first;
             let n = count(r, "requests");
             let h = (n * 100 / peak).max(2);
-            (0..60).contains(&slot).then(|| {
-                json!({"x": slot * 10, "y": 110 - h, "h": h, "n": n, "minute": r["group"]})
-            })
+            (0..60).contains(&slot).then(
+                || json!({"x": slot * 10, "y": 110 - h, "h": h, "n": n, "minute": r["group"]}),
+            )
         })
         .collect();
     Ok(json!({
@@ -284,7 +295,10 @@ async fn kill_switch(
 async fn keys(State(app): State<AppState>, s: Signed) -> Response {
     let r = async {
         let keys = s.api(&app).get("/tenant/v1/keys").await?;
-        render(&app, &s, "keys.html", |_| Ok(context! { keys => keys["data"] })).await
+        render(&app, &s, "keys.html", |_| {
+            Ok(context! { keys => keys["data"] })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -309,8 +323,14 @@ async fn create_key(
     let r = async {
         s.session.check_change(&app, &headers, Some(&f.csrf))?;
         let body = json!({"name": f.name, "role": f.role});
-        let created = s.api(&app).send(Method::POST, "/tenant/v1/keys", &body).await?;
-        render(&app, &s, "key_created.html", |_| Ok(context! { created => created })).await
+        let created = s
+            .api(&app)
+            .send(Method::POST, "/tenant/v1/keys", &body)
+            .await?;
+        render(&app, &s, "key_created.html", |_| {
+            Ok(context! { created => created })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -331,7 +351,10 @@ async fn revoke_key(
 async fn members(State(app): State<AppState>, s: Signed) -> Response {
     let r = async {
         let members = s.api(&app).get("/tenant/v1/members").await?;
-        render(&app, &s, "members.html", |_| Ok(context! { members => members["data"] })).await
+        render(&app, &s, "members.html", |_| {
+            Ok(context! { members => members["data"] })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -373,7 +396,10 @@ async fn remove_member(
 async fn models(State(app): State<AppState>, s: Signed) -> Response {
     let r = async {
         let models = s.api(&app).get("/tenant/v1/models").await?;
-        render(&app, &s, "models.html", |_| Ok(context! { models => models })).await
+        render(&app, &s, "models.html", |_| {
+            Ok(context! { models => models })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -384,7 +410,10 @@ async fn models(State(app): State<AppState>, s: Signed) -> Response {
 async fn limits(State(app): State<AppState>, s: Signed) -> Response {
     let r = async {
         let limits = s.api(&app).get("/tenant/v1/limits").await?;
-        render(&app, &s, "limits.html", |_| Ok(context! { limits => limits })).await
+        render(&app, &s, "limits.html", |_| {
+            Ok(context! { limits => limits })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -393,7 +422,10 @@ async fn limits(State(app): State<AppState>, s: Signed) -> Response {
 async fn break_glass(State(app): State<AppState>, s: Signed) -> Response {
     let r = async {
         let grants = s.api(&app).get("/tenant/v1/break-glass").await?;
-        render(&app, &s, "break_glass.html", |_| Ok(context! { grants => grants["data"] })).await
+        render(&app, &s, "break_glass.html", |_| {
+            Ok(context! { grants => grants["data"] })
+        })
+        .await
     }
     .await;
     done(&s, r)

@@ -19,7 +19,10 @@ use serde_json::{json, Value};
 pub(super) async fn prompts(State(app): State<AppState>, s: Signed) -> Response {
     let r = async {
         let list = s.api(&app).get("/tenant/v1/prompts").await?;
-        render(&app, &s, "prompts.html", |_| Ok(context! { prompts => list["data"] })).await
+        render(&app, &s, "prompts.html", |_| {
+            Ok(context! { prompts => list["data"] })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -178,7 +181,10 @@ pub(super) async fn push_prompt(
 pub(super) async fn knowledge(State(app): State<AppState>, s: Signed) -> Response {
     let r = async {
         let list = s.api(&app).get("/tenant/v1/knowledge-bases").await?;
-        render(&app, &s, "knowledge.html", |_| Ok(context! { kbs => list["data"] })).await
+        render(&app, &s, "knowledge.html", |_| {
+            Ok(context! { kbs => list["data"] })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -201,7 +207,11 @@ pub(super) async fn create_kb(
     let r = async {
         s.session.check_change(&app, &headers, Some(&f.csrf))?;
         s.api(&app)
-            .send(Method::POST, "/tenant/v1/knowledge-bases", &json!({"name": f.name}))
+            .send(
+                Method::POST,
+                "/tenant/v1/knowledge-bases",
+                &json!({"name": f.name}),
+            )
             .await?;
         Ok(s.finish(Redirect::to("/console/knowledge")))
     }
@@ -216,7 +226,10 @@ pub(super) async fn kb(State(app): State<AppState>, Path(id): Path<String>, s: S
             .api(&app)
             .get(&format!("/tenant/v1/knowledge-bases/{}", seg(&id)))
             .await?;
-        render(&app, &s, "kb.html", |_| Ok(context! { kb => kb, hits => Value::Null })).await
+        render(&app, &s, "kb.html", |_| {
+            Ok(context! { kb => kb, hits => Value::Null })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -243,10 +256,7 @@ pub(super) async fn upload_document(
                 Some("csrf") => csrf = Some(field.text().await.map_err(|_| bad("bad csrf"))?),
                 Some("file") => {
                     let name = field.file_name().unwrap_or("document").to_owned();
-                    let ct = field
-                        .content_type()
-                        .unwrap_or("text/plain")
-                        .to_owned();
+                    let ct = field.content_type().unwrap_or("text/plain").to_owned();
                     let bytes: Bytes = field
                         .bytes()
                         .await
@@ -299,7 +309,11 @@ pub(super) async fn search_kb(
         let api = s.api(&app);
         let base = format!("/tenant/v1/knowledge-bases/{}", seg(&id));
         let hits = api
-            .send(Method::POST, &format!("{base}/search"), &json!({"query": f.query, "top_k": 5}))
+            .send(
+                Method::POST,
+                &format!("{base}/search"),
+                &json!({"query": f.query, "top_k": 5}),
+            )
             .await?;
         let kb = api.get(&base).await?;
         render(&app, &s, "kb.html", |_| {
@@ -336,7 +350,11 @@ impl AuditFilter {
         if let Some(v) = self.to.as_deref().filter(|v| !v.is_empty()) {
             p.push(("to", time(v, "to")?.to_string()));
         }
-        for (k, v) in [("event", &self.event), ("model", &self.model), ("before_seq", &self.before_seq)] {
+        for (k, v) in [
+            ("event", &self.event),
+            ("model", &self.model),
+            ("before_seq", &self.before_seq),
+        ] {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
                 p.push((k, v.to_owned()));
             }
@@ -351,31 +369,32 @@ pub(super) async fn audit(
     Query(f): Query<AuditFilter>,
     s: Signed,
 ) -> Response {
-    let r = async {
-        let mut pairs = f.pairs()?;
-        pairs.push(("limit", "50".into()));
-        let recs = s
-            .api(&app)
-            .get(&with_query("/tenant/v1/audit/records", &pairs))
-            .await?;
-        let window: Vec<(&str, String)> = f
-            .pairs()?
-            .into_iter()
-            .filter(|(k, _)| *k == "from" || *k == "to")
-            .collect();
-        let export = |fmt: &str| {
-            let mut w = window.clone();
-            w.push(("format", fmt.to_owned()));
-            with_query("/console/audit/export", &w)
-        };
-        render(&app, &s, "audit.html", |_| {
+    let r =
+        async {
+            let mut pairs = f.pairs()?;
+            pairs.push(("limit", "50".into()));
+            let recs = s
+                .api(&app)
+                .get(&with_query("/tenant/v1/audit/records", &pairs))
+                .await?;
+            let window: Vec<(&str, String)> = f
+                .pairs()?
+                .into_iter()
+                .filter(|(k, _)| *k == "from" || *k == "to")
+                .collect();
+            let export = |fmt: &str| {
+                let mut w = window.clone();
+                w.push(("format", fmt.to_owned()));
+                with_query("/console/audit/export", &w)
+            };
+            render(&app, &s, "audit.html", |_| {
             Ok(context! { records => recs["data"], next => recs["next_before_seq"],
                 filter => json!({"from": f.from, "to": f.to, "event": f.event, "model": f.model}),
                 export_jsonl => export("jsonl"), export_csv => export("csv") })
         })
         .await
-    }
-    .await;
+        }
+        .await;
     done(&s, r)
 }
 
@@ -403,7 +422,11 @@ pub(super) async fn audit_export(
         pairs.push(("format", q.format.clone().unwrap_or_else(|| "jsonl".into())));
         let a = s
             .api(&app)
-            .call(Method::GET, &with_query("/tenant/v1/audit/export", &pairs), None)
+            .call(
+                Method::GET,
+                &with_query("/tenant/v1/audit/export", &pairs),
+                None,
+            )
             .await?;
         if !a.status.is_success() {
             return Err(a.json().err().unwrap_or(Refusal::Unavailable));
@@ -445,7 +468,10 @@ pub(super) async fn audit_record(
             .cloned()
             .ok_or(Refusal::NotFound)?;
         let pretty = serde_json::to_string_pretty(&rec["record"]).unwrap_or_default();
-        render(&app, &s, "record.html", |_| Ok(context! { rec => rec, pretty => pretty })).await
+        render(&app, &s, "record.html", |_| {
+            Ok(context! { rec => rec, pretty => pretty })
+        })
+        .await
     }
     .await;
     done(&s, r)
@@ -458,9 +484,11 @@ pub(super) async fn incidents(State(app): State<AppState>, s: Signed) -> Respons
             .api(&app)
             .get("/tenant/v1/audit/records?event=incident&limit=100")
             .await?;
-        render(&app, &s, "incidents.html", |_| Ok(context! { records => recs["data"] })).await
+        render(&app, &s, "incidents.html", |_| {
+            Ok(context! { records => recs["data"] })
+        })
+        .await
     }
     .await;
     done(&s, r)
 }
-

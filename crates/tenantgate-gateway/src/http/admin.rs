@@ -123,8 +123,10 @@ pub(super) async fn list_tenants(
             .map_err(st)?;
         let has_more = list.len() > limit as usize;
         let page: Vec<_> = list.into_iter().take(limit as usize).collect();
-        Ok(Json(json!({"object": "list", "data": page, "has_more": has_more, "total": total}))
-            .into_response())
+        Ok(
+            Json(json!({"object": "list", "data": page, "has_more": has_more, "total": total}))
+                .into_response(),
+        )
     }
     .await)
 }
