@@ -86,6 +86,12 @@ impl Api<'_> {
         let mut api = crate::http::control_router(self.app.clone());
         let resp = api.call(req).await.map_err(|_| Refusal::Unavailable)?;
         let status = resp.status();
+        // The credential no longer authenticates (a revoked key, an expired token): the
+        // session it opened ends here, on every replica.
+        if status == StatusCode::UNAUTHORIZED {
+            self.session.end(self.app).await;
+            return Err(Refusal::SignedOut);
+        }
         let (content_type, content_disposition) = {
             let header_of = |h: header::HeaderName| {
                 resp.headers()

@@ -191,7 +191,7 @@ impl Session {
     }
 
     /// Ends the session (sign-out).
-    pub(super) async fn end(&self, app: &AppState) {
+    pub(crate) async fn end(&self, app: &AppState) {
         app.store()
             .console_sessions()
             .remove(&self.id_hash)
