@@ -22,6 +22,9 @@
 //!   answers rewritten to gateway ids (handlers in `http/finetune.rs`).
 //! - [`lifecycle`]: a tenant from the platform's side: one-call onboarding (or nothing), the
 //!   export bundle, offboarding; every step in the tenant's and the platform's chains.
+//! - [`console`]: the browser console under `/console`, a client of the control API in
+//!   process (sessions, OIDC sign-in, CSRF, server-rendered pages); mounted by the server,
+//!   above `http`.
 //! - [`config`], [`error`], [`bounds`]: settings, the one error table, client-string bounds.
 //! - [`state`], [`server`], [`control`]: the composition root, bind/serve and background
 //!   loops, operations shared with the CLI.

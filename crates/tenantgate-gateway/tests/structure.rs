@@ -513,3 +513,40 @@ fn audit_records_are_appended_only_through_the_group_commit_writer() {
         );
     }
 }
+
+/// The console reads and changes tenant data only through the control API (`console/api.rs`:
+/// the same routes, role extractors and audit layer as `/tenant/v1` and `/admin/v1`), never
+/// the store: its one store use is its own session rows.
+#[test]
+fn the_console_reaches_tenant_data_only_through_the_api() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/console");
+    let mut files = 0;
+    let mut api_calls = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        files += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, _) in text.match_indices("store()") {
+            let rest = &text[i..];
+            assert!(
+                rest.trim_start_matches("store()")
+                    .trim_start()
+                    .starts_with(".console_sessions()"),
+                "{}: the console uses the store for something other than its sessions",
+                path.display()
+            );
+        }
+        for banned in ["keyring()", "TenantScope", ".platform(&", "tenant_context("] {
+            assert!(!text.contains(banned), "{}: {banned}", path.display());
+        }
+        api_calls += text.matches("/tenant/v1/").count() + text.matches("/admin/v1/").count();
+    }
+    // Non-vacuity: the files were read and they do call the API.
+    assert!(
+        files >= 6 && api_calls >= 20,
+        "{files} files, {api_calls} API calls"
+    );
+}

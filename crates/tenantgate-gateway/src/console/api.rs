@@ -6,7 +6,7 @@
 
 use super::session::Session;
 use super::Refusal;
-use crate::http::RequestId;
+use crate::http::{RequestId, ViaConsole};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, Request, StatusCode};
@@ -14,10 +14,6 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower_service::Service;
-
-/// Marks a control-API request the console made (read by the audit layer).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ViaConsole;
 
 /// The API's answer to one console call.
 pub(crate) struct Answer {

@@ -21,8 +21,6 @@ mod session;
 mod tenant;
 mod tenant_data;
 
-pub(crate) use api::ViaConsole;
-
 use crate::http::RequestId;
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, State};

@@ -31,10 +31,7 @@ pub(super) async fn record_tenant_call(
     next: Next,
 ) -> Response {
     let method = req.method().clone();
-    let via_console = req
-        .extensions()
-        .get::<crate::console::ViaConsole>()
-        .is_some();
+    let via_console = req.extensions().get::<super::ViaConsole>().is_some();
     let ctx = app.resolve_tenant(req.headers()).await.ok();
     let resp = next.run(req).await;
     let Some(ctx) = ctx else { return resp };

@@ -30,6 +30,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::time::{Duration, Instant};
 
+/// Marks a control-API request the console made in process (the audit layer records it as
+/// `via: console`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ViaConsole;
+
 /// Time spent waiting on the provider, put in the response's extensions by the handler so the
 /// edge can report the gateway's own overhead.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +60,10 @@ impl RequestId {
     }
 }
 
-pub fn router(state: AppState) -> Router {
+/// Every route: the model API, the control API, `pages` (the console, mounted by the
+/// composition root: the console is a client of this module, never the other way round),
+/// and the operational endpoints, behind the edge.
+pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(model::chat_completions))
         .route("/v1/embeddings", post(model::embeddings))
@@ -92,7 +100,7 @@ pub fn router(state: AppState) -> Router {
             get(finetune::checkpoints),
         )
         .merge(control_api(state.clone()))
-        .merge(crate::console::router())
+        .merge(pages)
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
