@@ -523,3 +523,117 @@ async fn pages_render_fast_with_ten_thousand_tenants() {
         assert!(median < 100.0, "{path} took {median} ms");
     }
 }
+
+/// The console's rows of the authorization matrix: every page, for each kind of session, gets
+/// what the API lets that credential see (signed out: to the sign-in page).
+#[tokio::test]
+async fn console_authorization_matrix() {
+    let idp = Idp::start(&["rsa1"]).await;
+    let mut cfg = idp.config();
+    cfg.platform_admins = true;
+    let gw = TestGateway::start_with(move |c| c.auth.oidc = vec![cfg]).await;
+    let (t, member) = gw.tenant("acme", &["gpt-test"], None).await;
+    let admin = gw.admin_key(&t).await;
+    let r = gw
+        .post("/tenant/v1/prompts/p/versions", &admin, &json!({"template": "T", "activate": true}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let ops = idp::mint("rsa1", &idp.claims("ops", None, &["platform_admin"]));
+    #[derive(Clone, Copy, Debug)]
+    enum Who {
+        SignedOut,
+        Member,
+        Admin,
+        Platform,
+    }
+    use Who::*;
+    // (page, [signed out, member, tenant admin, platform admin])
+    let rows: &[(&str, [u16; 4])] = &[
+        ("/console", [303, 200, 200, 303]),
+        ("/console/usage", [303, 200, 200, 403]),
+        ("/console/keys", [303, 200, 200, 403]),
+        ("/console/members", [303, 403, 200, 403]),
+        ("/console/models", [303, 200, 200, 403]),
+        ("/console/prompts", [303, 200, 200, 403]),
+        ("/console/prompts/p", [303, 200, 200, 403]),
+        ("/console/prompts/p/versions/1", [303, 403, 200, 403]),
+        ("/console/prompts/p/diff?from=1&to=1", [303, 403, 200, 403]),
+        ("/console/knowledge", [303, 200, 200, 403]),
+        ("/console/audit", [303, 403, 200, 403]),
+        ("/console/audit/export?format=jsonl", [303, 403, 200, 403]),
+        ("/console/incidents", [303, 403, 200, 403]),
+        ("/console/limits", [303, 403, 200, 403]),
+        ("/console/break-glass", [303, 403, 200, 403]),
+        ("/console/platform/tenants", [303, 403, 403, 200]),
+        ("/console/platform/onboard", [303, 403, 403, 200]),
+        ("/console/platform/plans", [303, 403, 403, 200]),
+        ("/console/platform/health", [303, 403, 403, 200]),
+        ("/console/platform/break-glass", [303, 403, 403, 200]),
+        ("/console/platform/tenants/acme", [303, 403, 403, 200]),
+    ];
+    let mut browsers = [
+        Browser::new(&gw),
+        Browser::sign_in(&gw, &member).await,
+        Browser::sign_in(&gw, &admin).await,
+        Browser::sign_in(&gw, &ops).await,
+    ];
+    for (page, expected) in rows {
+        for (i, who) in [SignedOut, Member, Admin, Platform].into_iter().enumerate() {
+            let p = browsers[i].get(page).await;
+            assert_eq!(p.status, expected[i], "{page} as {who:?}: {}", p.body);
+            if p.status == 303 && matches!(who, SignedOut) {
+                assert_eq!(p.location.as_deref(), Some("/console/login"));
+            }
+        }
+    }
+}
+
+/// Sessions live in the store: one opened on replica A serves on replica B, and signing out on
+/// B ends it on A.
+#[tokio::test]
+async fn a_session_serves_on_every_replica_and_ends_on_every_replica() {
+    let a = TestGateway::start().await;
+    let c = a.config.clone();
+    let b = TestGateway::start_with(move |r| {
+        r.database.url = c.database.url.clone();
+        r.server.secret_file = c.server.secret_file.clone();
+        r.encryption.master_key_file = c.encryption.master_key_file.clone();
+        r.audit.signing_key_file = c.audit.signing_key_file.clone();
+        r.rag.index_dir = c.rag.index_dir.with_extension("b");
+    })
+    .await;
+    let (t, _) = a.tenant("acme", &["gpt-test"], None).await;
+    let admin = a.admin_key(&t).await;
+    b.wait_for_revision().await;
+    let mut on_a = Browser::sign_in(&a, &admin).await;
+    let mut on_b = Browser::new(&b);
+    on_b.cookie = on_a.cookie.clone();
+    let page = on_b.get("/console").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let p = on_b.post("/console/logout", &[("csrf", &Browser::csrf(&page))]).await;
+    assert_eq!(p.status, 303);
+    let p = on_a.get("/console").await;
+    assert_eq!((p.status, p.location.as_deref()), (303, Some("/console/login")));
+}
+
+/// The overview's figures follow calls as they settle: the record is written before the
+/// response is released, so the next refresh counts the call.
+#[tokio::test]
+async fn usage_counts_each_call_by_the_next_refresh() {
+    let gw = TestGateway::start().await;
+    let (t, member) = gw.tenant("acme", &["gpt-test"], None).await;
+    let admin = gw.admin_key(&t).await;
+    let mut b = Browser::sign_in(&gw, &admin).await;
+    let count = |p: &Page| -> u64 {
+        let at = p.body.find("id=\"usage-requests\">").unwrap() + 20;
+        p.body[at..].split('<').next().unwrap().parse().unwrap()
+    };
+    let before = count(&b.get("/console/usage").await);
+    for _ in 0..3 {
+        let r = gw.post("/v1/chat/completions", &member, &chat("gpt-test", "hi")).await;
+        assert_eq!(r.status(), 200);
+    }
+    let after = b.get("/console/usage").await;
+    assert_eq!(count(&after), before + 3);
+    assert!(after.body.contains("<rect"), "no bar for this minute: {}", after.body);
+}

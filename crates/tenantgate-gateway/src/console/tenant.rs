@@ -146,14 +146,13 @@ async fn change(
 
 // ---- overview and usage
 
-const HOUR_MS: i64 = 3_600_000;
-
 /// Requests, tokens and spend per minute over the last hour, as bars (server-drawn SVG: no
 /// chart script, readable without JavaScript).
 async fn usage_context(app: &AppState, s: &Signed) -> Result<Value, Refusal> {
     let api = s.api(app);
     let now = crate::clock::now_ms();
-    let from = (now - HOUR_MS) / 60_000 * 60_000;
+    // Sixty minutes, this one last.
+    let from = (now / 60_000 - 59) * 60_000;
     let per_minute = api
         .get(&with_query(
             "/tenant/v1/usage",
