@@ -14,6 +14,8 @@ struct Browser {
     http: reqwest::Client,
     base: String,
     cookie: Option<String>,
+    /// The sign-in flow's cookie (OIDC state, nonce and PKCE verifier, sealed).
+    login_cookie: Option<String>,
 }
 
 struct Page {
@@ -32,17 +34,34 @@ impl Browser {
                 .unwrap(),
             base: gw.url.clone(),
             cookie: None,
+            login_cookie: None,
         }
     }
 
     async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let req = match &self.cookie {
-            Some(c) => req.header("cookie", format!("tg_console={c}")),
-            None => req,
+        let mut cookies = Vec::new();
+        if let Some(c) = &self.cookie {
+            cookies.push(format!("tg_console={c}"));
+        }
+        if let Some(c) = &self.login_cookie {
+            cookies.push(format!("tg_console_login={c}"));
+        }
+        let req = if cookies.is_empty() {
+            req
+        } else {
+            req.header("cookie", cookies.join("; "))
         };
         let r = req.send().await.unwrap();
         for v in r.headers().get_all("set-cookie") {
             let v = v.to_str().unwrap();
+            if let Some(rest) = v.strip_prefix("tg_console_login=") {
+                let token = rest.split(';').next().unwrap();
+                assert!(
+                    v.contains("HttpOnly") && v.contains("SameSite=Lax") && v.contains("Secure"),
+                    "{v}"
+                );
+                self.login_cookie = (!token.is_empty()).then(|| token.to_owned());
+            }
             if let Some(rest) = v.strip_prefix("tg_console=") {
                 let token = rest.split(';').next().unwrap();
                 assert!(
@@ -535,7 +554,11 @@ async fn console_authorization_matrix() {
     let (t, member) = gw.tenant("acme", &["gpt-test"], None).await;
     let admin = gw.admin_key(&t).await;
     let r = gw
-        .post("/tenant/v1/prompts/p/versions", &admin, &json!({"template": "T", "activate": true}))
+        .post(
+            "/tenant/v1/prompts/p/versions",
+            &admin,
+            &json!({"template": "T", "activate": true}),
+        )
         .await;
     assert_eq!(r.status(), 201);
     let ops = idp::mint("rsa1", &idp.claims("ops", None, &["platform_admin"]));
@@ -610,10 +633,15 @@ async fn a_session_serves_on_every_replica_and_ends_on_every_replica() {
     on_b.cookie = on_a.cookie.clone();
     let page = on_b.get("/console").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let p = on_b.post("/console/logout", &[("csrf", &Browser::csrf(&page))]).await;
+    let p = on_b
+        .post("/console/logout", &[("csrf", &Browser::csrf(&page))])
+        .await;
     assert_eq!(p.status, 303);
     let p = on_a.get("/console").await;
-    assert_eq!((p.status, p.location.as_deref()), (303, Some("/console/login")));
+    assert_eq!(
+        (p.status, p.location.as_deref()),
+        (303, Some("/console/login"))
+    );
 }
 
 /// The overview's figures follow calls as they settle: the record is written before the
@@ -630,10 +658,108 @@ async fn usage_counts_each_call_by_the_next_refresh() {
     };
     let before = count(&b.get("/console/usage").await);
     for _ in 0..3 {
-        let r = gw.post("/v1/chat/completions", &member, &chat("gpt-test", "hi")).await;
+        let r = gw
+            .post("/v1/chat/completions", &member, &chat("gpt-test", "hi"))
+            .await;
         assert_eq!(r.status(), 200);
     }
     let after = b.get("/console/usage").await;
     assert_eq!(count(&after), before + 3);
-    assert!(after.body.contains("<rect"), "no bar for this minute: {}", after.body);
+    assert!(
+        after.body.contains("<rect"),
+        "no bar for this minute: {}",
+        after.body
+    );
+}
+
+/// Sign-in at the IdP: authorization code with PKCE, then a session acting with the verified
+/// ID token; and the forgeries of that flow: a callback in a browser that did not start it
+/// (login CSRF), a changed `state`, a replayed code, a code from another flow (its PKCE
+/// verifier does not match).
+#[tokio::test]
+async fn oidc_sign_in_with_pkce_and_its_forgeries() {
+    let idp = Idp::start(&["rsa1"]).await;
+    let mut cfg = idp.config();
+    cfg.console_client_id = Some(idp::AUDIENCE.into());
+    cfg.console_label = Some("Test IdP".into());
+    let gw = TestGateway::start_with(move |c| c.auth.oidc = vec![cfg]).await;
+    gw.tenant("acme", &["gpt-test"], None).await;
+    idp.login_as(idp.claims("alice", Some("acme"), &["tenant_admin"]));
+    let idp_http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Start a flow in `b`: the IdP's answer is the callback URL (path and query on the gateway).
+    async fn flow(b: &mut Browser, idp_http: &reqwest::Client) -> String {
+        let start = b.get("/console/login/oidc/0").await;
+        assert_eq!(start.status, 303, "{}", start.body);
+        let to = start.location.unwrap();
+        assert!(
+            to.contains("code_challenge=")
+                && to.contains("code_challenge_method=S256")
+                && to.contains("nonce="),
+            "{to}"
+        );
+        assert!(b.login_cookie.is_some());
+        let at_idp = idp_http.get(&to).send().await.unwrap();
+        assert_eq!(at_idp.status(), 303);
+        let back = at_idp.headers()["location"].to_str().unwrap().to_owned();
+        back[back.find("/console/").unwrap()..].to_owned()
+    }
+
+    let mut b = Browser::new(&gw);
+    let login = b.get("/console/login").await;
+    assert!(login.body.contains("Sign in with Test IdP"));
+    let callback = flow(&mut b, &idp_http).await;
+    // Another browser cannot finish it (no login cookie): login CSRF.
+    let mut other = Browser::new(&gw);
+    let p = other.get(&callback).await;
+    assert_eq!(p.status, 401, "{}", p.body);
+    assert!(other.cookie.is_none());
+    // A changed state is refused in the right browser too.
+    let tampered = callback.replace("state=", "state=x");
+    let p = b.get(&tampered).await;
+    assert_eq!(p.status, 401);
+    assert!(b.cookie.is_none());
+    // The real callback signs in, as the token's user, tenant and role.
+    let p = b.get(&callback).await;
+    assert_eq!(
+        (p.status, p.location.as_deref()),
+        (303, Some("/console")),
+        "{}",
+        p.body
+    );
+    assert!(
+        b.login_cookie.is_none(),
+        "the flow's cookie was not cleared"
+    );
+    let home = b.get("/console").await;
+    assert_eq!(home.status, 200);
+    assert!(
+        home.body.contains("acme · tenant_admin · alice"),
+        "{}",
+        home.body
+    );
+    // The code was used: replaying it signs no one in.
+    let mut replay = Browser::new(&gw);
+    let _ = flow(&mut replay, &idp_http).await;
+    let p = replay.get(&callback).await;
+    assert_eq!(
+        p.status, 401,
+        "a replayed code (from another flow) signed in"
+    );
+    assert!(replay.cookie.is_none());
+    // A fresh code from flow 1 presented in flow 2's browser: the verifier does not match it.
+    let mut first = Browser::new(&gw);
+    let code_of_first = flow(&mut first, &idp_http).await;
+    let mut second = Browser::new(&gw);
+    let own = flow(&mut second, &idp_http).await;
+    let state_of_second = own.split("state=").nth(1).unwrap();
+    let injected = format!(
+        "{}state={state_of_second}",
+        code_of_first.split("state=").next().unwrap()
+    );
+    let p = second.get(&injected).await;
+    assert_eq!(p.status, 401, "an injected code signed in: {}", p.body);
+    assert!(second.cookie.is_none());
 }
