@@ -2,6 +2,11 @@
 //! Each test performs the attack or the task and checks the effect through the API and the
 //! model path (the browser-driven versions, with a real IdP, are in `console_browser.rs`).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use common::idp::{self, Idp};
