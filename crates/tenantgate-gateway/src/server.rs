@@ -227,7 +227,14 @@ impl Server {
             cancel.clone(),
         ));
         let grace = Duration::from_secs(state.0.config.server.shutdown_grace_secs);
-        let app = crate::http::router(state.clone(), crate::console::router());
+        let app = crate::http::router(
+            state.clone(),
+            if state.0.config.console.enabled {
+                crate::console::router()
+            } else {
+                axum::Router::new()
+            },
+        );
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let header_timeout = Duration::from_millis(state.0.config.server.header_read_timeout_ms);
         let serve = crate::http::serve::serve(listener, app, header_timeout, async move {

@@ -768,3 +768,27 @@ async fn oidc_sign_in_with_pkce_and_its_forgeries() {
     assert_eq!(p.status, 401, "an injected code signed in: {}", p.body);
     assert!(second.cookie.is_none());
 }
+
+/// `console.enabled = false`: no console route answers (sign-in included), the API does.
+#[tokio::test]
+async fn a_disabled_console_serves_nothing() {
+    let gw = TestGateway::start_with(|c| c.console.enabled = false).await;
+    let (_, member) = gw.tenant("acme", &["gpt-test"], None).await;
+    let mut b = Browser::new(&gw);
+    for path in [
+        "/console",
+        "/console/login",
+        "/console/static/console.js",
+        "/console/login/oidc/0",
+    ] {
+        assert_eq!(b.get(path).await.status, 404, "{path}");
+    }
+    assert_eq!(
+        b.post("/console/login/key", &[("api_key", &member)])
+            .await
+            .status,
+        404
+    );
+    assert!(b.cookie.is_none());
+    assert_eq!(gw.get("/tenant/v1/me", &member).await.status(), 200);
+}

@@ -65,8 +65,9 @@ pub(super) fn cookie(app: &AppState, token: Option<&str>, max_age_secs: u64) -> 
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The value of the named cookie in the request, if any (the last one wins nowhere: a
-/// duplicate name is refused as no cookie).
+/// The value of the named cookie in the request, if any (a duplicate name is refused as no
+/// cookie, so a cookie planted on a parent path cannot shadow ours), at most 1 KiB (the
+/// sign-in flow's sealed cookie is about 320 bytes, a session token 43).
 pub(super) fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let mut found = None;
     for v in headers.get_all(header::COOKIE) {
@@ -81,7 +82,7 @@ pub(super) fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a 
             }
         }
     }
-    found.filter(|v| v.len() <= 128)
+    found.filter(|v| v.len() <= 1024)
 }
 
 impl Session {
@@ -251,9 +252,23 @@ pub(super) fn same_origin(app: &AppState, headers: &HeaderMap) -> Result<(), Ref
         }
     }
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        Some(o) if o == origin(app, headers) => Ok(()),
+        Some(o) if origin_matches(app, headers, o) => Ok(()),
         Some(_) => Err(Refusal::Forged),
         None if site.is_some() => Ok(()),
         None => Err(Refusal::Forged),
     }
+}
+
+/// `Origin` is the console's: `console.public_url` exactly when it is set; otherwise the
+/// request's own host, over either scheme (behind a TLS terminator the browser says `https`
+/// while the gateway hears plain HTTP; the host is what another site cannot forge).
+fn origin_matches(app: &AppState, headers: &HeaderMap, given: &str) -> bool {
+    if app.0.config.console.public_url.is_some() {
+        return given == origin(app, headers);
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let given_host = given
+        .strip_prefix("https://")
+        .or_else(|| given.strip_prefix("http://"));
+    matches!((host, given_host), (Some(h), Some(g)) if h.eq_ignore_ascii_case(g))
 }

@@ -249,13 +249,55 @@ pub(super) async fn overview(State(app): State<AppState>, s: Signed) -> Response
             json!({"spent": spent, "cap": cap,
                 "percent": cap.filter(|c| *c > 0).map(|c| (spent * 100 / c).min(100))})
         });
+        let month = month_breakdown(&app, &s, budget.as_ref()).await?;
         render(&app, &s, "overview.html", |_| {
-            Ok(context! { limits => limits, budget => budget, usage => usage })
+            Ok(context! { limits => limits, budget => budget, usage => usage, month => month })
         })
         .await
     }
     .await;
     done(&s, r)
+}
+
+/// This month by day (with the budget burn-down: cumulative spend per day against the
+/// monthly limit, as SVG bars under a limit line), by key and by user. A member's are its own
+/// (the API filters them).
+async fn month_breakdown(
+    app: &AppState,
+    s: &Signed,
+    budget: Option<&Value>,
+) -> Result<Value, Refusal> {
+    let api = s.api(app);
+    let from = crate::limits::month_start_ms(crate::clock::now_ms()).to_string();
+    let mut out = json!({});
+    for group in ["day", "key", "user"] {
+        let v = api
+            .get(&with_query(
+                "/tenant/v1/usage",
+                &[("group_by", group.into()), ("from", from.clone())],
+            ))
+            .await?;
+        out[group] = v["data"].clone();
+    }
+    let cap = budget.and_then(|b| b["cap"].as_i64()).filter(|c| *c > 0);
+    let days = out["day"].as_array().cloned().unwrap_or_default();
+    let total: i64 = days
+        .iter()
+        .map(|d| d["cost_micros"].as_i64().unwrap_or(0))
+        .sum();
+    let scale = cap.unwrap_or(total).max(total).max(1);
+    let mut running = 0;
+    let bars: Vec<Value> = days
+        .iter()
+        .filter_map(|d| {
+            let day: i64 = d["group"].as_str()?.get(8..10)?.parse().ok()?;
+            running += d["cost_micros"].as_i64().unwrap_or(0);
+            let h = (running * 100 / scale).max(1);
+            Some(json!({"x": (day - 1) * 19, "y": 110 - h, "h": h, "day": d["group"], "spent": running}))
+        })
+        .collect();
+    out["burn"] = json!({"bars": bars, "cap_y": cap.map(|c| 110 - c * 100 / scale)});
+    Ok(out)
 }
 
 /// `GET /console/usage`: the live part of the overview (fetched every few seconds by
