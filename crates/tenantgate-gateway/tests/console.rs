@@ -792,3 +792,44 @@ async fn a_disabled_console_serves_nothing() {
     assert!(b.cookie.is_none());
     assert_eq!(gw.get("/tenant/v1/me", &member).await.status(), 200);
 }
+
+/// Narrowing the allow-list in the console is what the next call meets; a model the platform
+/// does not allow is refused by the API, and the page says why.
+#[tokio::test]
+async fn models_narrowed_in_the_console_apply_to_the_next_call() {
+    let gw = TestGateway::start().await;
+    let (t, member) = gw.tenant("acme", &["gpt-test", "claude-test"], None).await;
+    let admin = gw.admin_key(&t).await;
+    let mut b = Browser::sign_in(&gw, &admin).await;
+    let page = b.get("/console/models").await;
+    let csrf = Browser::csrf(&page);
+    let p = b
+        .post(
+            "/console/models",
+            &[("enabled", "claude-test\n"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    gw.wait_for_revision().await;
+    let r = gw
+        .post("/v1/chat/completions", &member, &chat("gpt-test", "hi"))
+        .await;
+    assert_eq!(r.status(), 404, "a model the tenant disabled was served");
+    let p = b
+        .post(
+            "/console/models",
+            &[("enabled", "gpt-4-not-allowed"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("does not allow model"), "{}", p.body);
+    let p = b
+        .post("/console/models", &[("enabled", ""), ("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 303);
+    gw.wait_for_revision().await;
+    let r = gw
+        .post("/v1/chat/completions", &member, &chat("gpt-test", "hi"))
+        .await;
+    assert_eq!(r.status(), 200);
+}

@@ -23,7 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/keys/{key}/revoke", post(revoke_key))
         .route("/console/members", get(members).post(put_member))
         .route("/console/members/{subject}/remove", post(remove_member))
-        .route("/console/models", get(models))
+        .route("/console/models", get(models).post(put_models))
         .route("/console/prompts", get(prompts))
         .route("/console/prompts/{name}", get(prompt))
         .route("/console/prompts/{name}/versions", post(push_prompt))
@@ -444,6 +444,39 @@ async fn models(State(app): State<AppState>, s: Signed) -> Response {
     }
     .await;
     done(&s, r)
+}
+
+#[derive(Deserialize)]
+struct ModelsForm {
+    #[serde(default)]
+    csrf: String,
+    /// One model per line; empty: everything the platform allows.
+    #[serde(default)]
+    enabled: String,
+}
+
+/// `POST /console/models` -> `PUT /tenant/v1/models` (the tenant's narrowing of the
+/// platform's allow-list; the API refuses a model the platform does not allow).
+async fn put_models(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    s: Signed,
+    Form(f): Form<ModelsForm>,
+) -> Response {
+    let list: Vec<&str> = f
+        .enabled
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let body = if list.is_empty() {
+        json!({"enabled": null})
+    } else {
+        json!({"enabled": list})
+    };
+    let api = s.api(&app);
+    let call = api.send(Method::PUT, "/tenant/v1/models", &body);
+    change(&app, &s, &headers, &f.csrf, call, "/console/models").await
 }
 
 // ---- limits, break-glass
