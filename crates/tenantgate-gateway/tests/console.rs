@@ -13,6 +13,7 @@ use common::browser::{Browser, Page};
 use common::idp::{self, Idp};
 use common::{chat, TestGateway};
 use serde_json::{json, Value};
+use std::time::Instant;
 
 async fn kill_switch(gw: &TestGateway, admin: &str) -> bool {
     let l: Value = gw
@@ -541,4 +542,49 @@ async fn models_narrowed_in_the_console_apply_to_the_next_call() {
         .post("/v1/chat/completions", &member, &chat("gpt-test", "hi"))
         .await;
     assert_eq!(r.status(), 200);
+}
+
+/// The cookie's token is rotated once the session is `rotate_after_secs` old: the new cookie
+/// serves, a form loaded before the rotation still submits (the CSRF token belongs to the
+/// sign-in), and signing out ends every id of the sign-in, the rotated-out one included.
+#[tokio::test]
+async fn rotation_replaces_the_cookie_keeps_open_forms_and_sign_out_ends_every_id() {
+    let gw = TestGateway::start_with(|c| c.console.rotate_after_secs = 1).await;
+    let (t, _) = gw.tenant("acme", &["gpt-test"], None).await;
+    let admin = gw.admin_key(&t).await;
+    let mut b = Browser::sign_in(&gw, &admin).await;
+    let first = b.cookie.clone().unwrap();
+    let csrf = Browser::csrf(&b.get("/console").await);
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while b.cookie.as_deref() == Some(first.as_str()) {
+        assert!(Instant::now() < deadline, "the session was never rotated");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(b.get("/console/usage").await.status, 200);
+    }
+    let p = b
+        .post(
+            "/console/kill-switch",
+            &[("enabled", "true"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(
+        p.status, 303,
+        "a form from before the rotation was refused: {}",
+        p.body
+    );
+    assert!(kill_switch(&gw, &admin).await);
+    let mut old = Browser::new(&gw);
+    old.cookie = Some(first);
+    assert_eq!(
+        old.get("/console").await.status,
+        200,
+        "the grace for in-flight requests"
+    );
+    let p = b.post("/console/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, 303);
+    let p = old.get("/console").await;
+    assert_eq!(
+        (p.status, p.location.as_deref()),
+        (303, Some("/console/login"))
+    );
 }

@@ -11,6 +11,8 @@ use crate::{with_tx, Access, Result, Store};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleSession {
     pub id_hash: String,
+    /// The sign-in this id belongs to (rotation keeps it).
+    pub sign_in_id: String,
     /// The credential the session acts with, sealed by the gateway.
     pub credential: Vec<u8>,
     pub tenant_id: Option<String>,
@@ -31,16 +33,17 @@ impl Store {
     }
 }
 
-type Row = (String, Vec<u8>, Option<String>, i64, i64, i64);
+type Row = (String, String, Vec<u8>, Option<String>, i64, i64, i64);
 
 impl Sessions<'_> {
     pub async fn insert(&self, s: &ConsoleSession) -> Result<()> {
         with_tx!(self.store, Access::Platform, |tx| {
             sqlx::query(
-                "INSERT INTO console_sessions (id_hash, credential, tenant_id, created_at_ms, \
-                 last_seen_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO console_sessions (id_hash, sign_in_id, credential, tenant_id, \
+                 created_at_ms, last_seen_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&s.id_hash)
+            .bind(&s.sign_in_id)
             .bind(&s.credential)
             .bind(&s.tenant_id)
             .bind(s.created_at_ms)
@@ -55,7 +58,7 @@ impl Sessions<'_> {
     pub async fn get(&self, id_hash: &str, now_ms: i64) -> Result<Option<ConsoleSession>> {
         let row: Option<Row> = with_tx!(self.store, Access::Platform, |tx| {
             sqlx::query_as(
-                "SELECT id_hash, credential, tenant_id, created_at_ms, last_seen_ms, \
+                "SELECT id_hash, sign_in_id, credential, tenant_id, created_at_ms, last_seen_ms, \
                  expires_at_ms FROM console_sessions WHERE id_hash = $1 AND expires_at_ms > $2",
             )
             .bind(id_hash)
@@ -65,11 +68,12 @@ impl Sessions<'_> {
         })?;
         Ok(row.map(|r| ConsoleSession {
             id_hash: r.0,
-            credential: r.1,
-            tenant_id: r.2,
-            created_at_ms: r.3,
-            last_seen_ms: r.4,
-            expires_at_ms: r.5,
+            sign_in_id: r.1,
+            credential: r.2,
+            tenant_id: r.3,
+            created_at_ms: r.4,
+            last_seen_ms: r.5,
+            expires_at_ms: r.6,
         }))
     }
 
@@ -99,7 +103,18 @@ impl Sessions<'_> {
         })
     }
 
-    /// Ends a session (sign-out). Returns whether it existed.
+    /// Ends a sign-in: every id it was rotated through (sign-out). Returns how many rows went.
+    pub async fn remove_sign_in(&self, sign_in_id: &str) -> Result<u64> {
+        with_tx!(self.store, Access::Platform, |tx| {
+            sqlx::query("DELETE FROM console_sessions WHERE sign_in_id = $1")
+                .bind(sign_in_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        })
+    }
+
+    /// Ends one session id. Returns whether it existed.
     pub async fn remove(&self, id_hash: &str) -> Result<bool> {
         let n = with_tx!(self.store, Access::Platform, |tx| {
             sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")

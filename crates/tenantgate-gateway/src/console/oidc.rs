@@ -291,7 +291,7 @@ async fn begin(app: &AppState, credential: &str, expires_at_ms: i64) -> Result<R
             })
         }
     };
-    let session = Session::create(app, credential, tenant, expires_at_ms).await?;
+    let session = Session::create(app, credential, tenant, expires_at_ms, None).await?;
     let mut resp = Redirect::to(home).into_response();
     if let Some(c) = &session.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, c.clone());

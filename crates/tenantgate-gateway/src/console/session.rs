@@ -3,9 +3,10 @@
 //! under a key derived from the same secret, so every replica sharing the secret and the store
 //! serves the session, and neither a database reader nor a log learns a usable cookie.
 //!
-//! The CSRF token of a session is an HMAC of its token (the "HMAC-based synchronizer" of the
-//! OWASP cheat sheet): forms carry it, a change without it is refused, and it is never
-//! stored. A change must also come from the console's own origin (`Origin`, `Sec-Fetch-Site`).
+//! The CSRF token of a session is an HMAC of its sign-in's id (the "HMAC-based synchronizer"
+//! of the OWASP cheat sheet; the sign-in id is random and never leaves the server): forms
+//! carry it, a change without it is refused, and it is never stored. It stays the same when
+//! the cookie's token is rotated, so a form loaded before a rotation still submits. A change must also come from the console's own origin (`Origin`, `Sec-Fetch-Site`).
 
 use super::Refusal;
 use crate::state::AppState;
@@ -26,8 +27,8 @@ const TOUCH_EVERY_MS: i64 = 30_000;
 /// A signed-in browser: the credential the console calls the API with, and the tokens of
 /// this request.
 pub(crate) struct Session {
-    token: String,
     id_hash: String,
+    sign_in_id: String,
     pub credential: Zeroizing<String>,
     pub tenant_id: Option<String>,
     created_at_ms: i64,
@@ -86,13 +87,16 @@ pub(super) fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a 
 }
 
 impl Session {
-    /// Starts a session acting with `credential`, ending at `expires_at_ms`.
+    /// Starts a session acting with `credential`, ending at `expires_at_ms`: a new sign-in,
+    /// or the next id of `sign_in_id` (rotation).
     pub(super) async fn create(
         app: &AppState,
         credential: &str,
         tenant_id: Option<String>,
         expires_at_ms: i64,
+        sign_in_id: Option<String>,
     ) -> Result<Session, Refusal> {
+        let sign_in_id = sign_in_id.unwrap_or_else(random_token);
         let token = random_token();
         let id_hash = id_hash(app, &token);
         let now = crate::clock::now_ms();
@@ -103,6 +107,7 @@ impl Session {
         );
         let row = ConsoleSession {
             id_hash: id_hash.clone(),
+            sign_in_id: sign_in_id.clone(),
             credential: sealed,
             tenant_id: tenant_id.clone(),
             created_at_ms: now,
@@ -117,8 +122,8 @@ impl Session {
         let max_age = ((expires_at_ms - now).max(0) / 1000) as u64;
         Ok(Session {
             set_cookie: Some(cookie(app, Some(&token), max_age)),
-            token,
             id_hash,
+            sign_in_id,
             credential: Zeroizing::new(credential.to_owned()),
             tenant_id,
             created_at_ms: now,
@@ -156,8 +161,8 @@ impl Session {
             sessions.touch(&hash, now).await.ok();
         }
         let session = Session {
-            token: token.to_owned(),
             id_hash: hash,
+            sign_in_id: row.sign_in_id,
             credential,
             tenant_id: row.tenant_id,
             created_at_ms: row.created_at_ms,
@@ -171,8 +176,14 @@ impl Session {
 
     /// A new id for the same sign-in; the old one ends after a short grace.
     async fn rotate(self, app: &AppState, expires_at_ms: i64) -> Result<Session, Refusal> {
-        let next =
-            Session::create(app, &self.credential, self.tenant_id.clone(), expires_at_ms).await?;
+        let next = Session::create(
+            app,
+            &self.credential,
+            self.tenant_id.clone(),
+            expires_at_ms,
+            Some(self.sign_in_id.clone()),
+        )
+        .await?;
         let grace = crate::clock::now_ms() + ROTATION_GRACE_MS;
         app.store()
             .console_sessions()
@@ -187,17 +198,15 @@ impl Session {
         B64.encode(
             app.0
                 .secret
-                .derive(&[b"console-csrf", self.token.as_bytes()]),
+                .derive(&[b"console-csrf", self.sign_in_id.as_bytes()]),
         )
     }
 
-    /// Ends the session (sign-out).
+    /// Ends the sign-in (sign-out): this id and every id it was rotated through.
     pub(crate) async fn end(&self, app: &AppState) {
-        app.store()
-            .console_sessions()
-            .remove(&self.id_hash)
-            .await
-            .ok();
+        let sessions = app.store().console_sessions();
+        sessions.remove_sign_in(&self.sign_in_id).await.ok();
+        sessions.remove(&self.id_hash).await.ok();
     }
 
     /// Refuses a change that does not carry this session's CSRF token, or that a page of

@@ -4,6 +4,9 @@
 -- every console action is authorized afresh by the API, exactly as that credential would be.
 CREATE TABLE console_sessions (
     id_hash         TEXT PRIMARY KEY,
+    -- One sign-in, across the ids it is rotated through: its CSRF token derives from it, and
+    -- signing out removes every row of it.
+    sign_in_id      TEXT NOT NULL,
     credential      BYTEA NOT NULL,
     -- The tenant it signed into (NULL for a platform admin): offboarding removes its sessions.
     tenant_id       TEXT,
@@ -12,6 +15,7 @@ CREATE TABLE console_sessions (
     expires_at_ms   BIGINT NOT NULL
 );
 CREATE INDEX console_sessions_expiry ON console_sessions (expires_at_ms);
+CREATE INDEX console_sessions_sign_in ON console_sessions (sign_in_id);
 -- Only platform transactions see or change it: the console resolves a session before it
 -- knows whose it is.
 ALTER TABLE console_sessions ENABLE ROW LEVEL SECURITY;
