@@ -95,7 +95,9 @@ impl IntoResponse for Refusal {
             minijinja::context! { title => self.title(), message => self.message(),
             status => self.status().as_u16() },
         );
-        render::secure((self.status(), html).into_response())
+        let mut resp = html;
+        *resp.status_mut() = self.status();
+        render::secure(resp)
     }
 }
 
@@ -161,6 +163,13 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/console/logout", post(sign_out))
         .merge(tenant::routes())
         .merge(platform::routes())
+        // An unknown console page is the console's own 404 (HTML, with its headers), not the
+        // API's JSON one.
+        .route("/console/{*rest}", get(not_found).post(not_found))
+}
+
+async fn not_found() -> Response {
+    Refusal::NotFound.into_response()
 }
 
 async fn login_page(State(app): State<AppState>) -> Response {
@@ -177,7 +186,7 @@ async fn login_page(State(app): State<AppState>) -> Response {
             label => o.console_label.clone().unwrap_or_else(|| o.issuer.clone()) }
         })
         .collect();
-    render::secure(render::page("login.html", minijinja::context! { issuers }).into_response())
+    render::secure(render::page("login.html", minijinja::context! { issuers }))
 }
 
 /// `POST /console/logout`: the session's row is removed (the cookie is worthless from here,

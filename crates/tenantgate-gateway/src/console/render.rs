@@ -86,13 +86,14 @@ fn money(micros: minijinja::Value) -> String {
     format!("${}.{:06}", m / 1_000_000, (m % 1_000_000).abs())
 }
 
-/// A rendered page (an error page when a template fails, which tests rule out).
-pub(crate) fn page(name: &str, ctx: minijinja::Value) -> Html<String> {
+/// A rendered page; a template that fails is a 500 (which every page test would see).
+pub(crate) fn page(name: &str, ctx: minijinja::Value) -> Response {
     match env().get_template(name).and_then(|t| t.render(ctx)) {
-        Ok(html) => Html(html),
+        Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!(template = name, error = %e, "console template failed");
-            Html("<!doctype html><title>Error</title><h1>Unavailable</h1>".into())
+            let body = "<!doctype html><title>Error</title><h1>Unavailable</h1>";
+            (StatusCode::INTERNAL_SERVER_ERROR, Html(body)).into_response()
         }
     }
 }
@@ -163,6 +164,35 @@ mod tests {
         }
     }
 
+    fn body(r: Response) -> (u16, String) {
+        let status = r.status().as_u16();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let b = rt.block_on(axum::body::to_bytes(r.into_body(), 1 << 20));
+        (status, String::from_utf8(b.unwrap().to_vec()).unwrap())
+    }
+
+    #[test]
+    fn limits_show_money_as_money() {
+        let (status, html) = body(page(
+            "limits.html",
+            minijinja::context! { limits => serde_json::json!({"plan": "pro", "kill_switch": false,
+            "effective": {"monthly_spend_micros": 12_500_000, "daily_tokens": 1000, "monthly_tokens": null},
+            "overrides": {"monthly_spend_micros": 12_500_000},
+            "counted": {"day_tokens": 1, "month_tokens": 2, "month_spend_micros": 3}}) },
+        ));
+        assert_eq!(status, 200, "{html}");
+        assert!(
+            html.contains("<td>$12.500000</td><td>$12.500000</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>1000</td>") && html.contains("unlimited"),
+            "{html}"
+        );
+    }
+
     #[test]
     fn values_a_tenant_wrote_are_escaped() {
         let html = page(
@@ -170,8 +200,9 @@ mod tests {
             minijinja::context! { name => "<b>x</b>",
             version => serde_json::json!({"version": 1, "template": "<script>alert(1)</script>"}) },
         );
-        assert!(!html.0.contains("<script>alert"), "{}", html.0);
-        assert!(html.0.contains("&lt;script&gt;alert(1)"), "{}", html.0);
-        assert!(!html.0.contains("<b>x</b>"));
+        let (_, html) = body(html);
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)"), "{html}");
+        assert!(!html.contains("<b>x</b>"));
     }
 }

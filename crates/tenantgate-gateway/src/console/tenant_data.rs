@@ -245,6 +245,8 @@ pub(super) async fn upload_document(
     mut form: Multipart,
 ) -> Response {
     let r = async {
+        // A forged upload is refused before its body is read.
+        super::session::same_origin(&app, &headers)?;
         let bad = |m: &str| Refusal::BadInput(m.to_owned());
         let (mut csrf, mut file) = (None, None);
         while let Some(field) = form
