@@ -77,8 +77,12 @@ async fn npm_packages() -> Result<PathBuf, String> {
     let dir = target_dir().join("browser-node");
     let lock = std::fs::read(src.join("package-lock.json")).map_err(|e| e.to_string())?;
     let installed = dir.join("node_modules/.package-lock.json").is_file()
-        && dir.join("node_modules/oidc-provider/package.json").is_file()
-        && dir.join("node_modules/playwright-core/package.json").is_file()
+        && dir
+            .join("node_modules/oidc-provider/package.json")
+            .is_file()
+        && dir
+            .join("node_modules/playwright-core/package.json")
+            .is_file()
         && std::fs::read(dir.join("package-lock.json")).ok().as_deref() == Some(&lock[..]);
     if installed {
         return Ok(dir);
@@ -87,11 +91,20 @@ async fn npm_packages() -> Result<PathBuf, String> {
     for f in ["package.json", "package-lock.json"] {
         std::fs::copy(src.join(f), dir.join(f)).map_err(|e| e.to_string())?;
     }
-    eprintln!("installing the browser tests' npm packages into {}", dir.display());
+    eprintln!(
+        "installing the browser tests' npm packages into {}",
+        dir.display()
+    );
     let out = tokio::time::timeout(
         Duration::from_secs(300),
         Command::new("npm")
-            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"])
+            .args([
+                "ci",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ])
             .current_dir(&dir)
             .output(),
     )
