@@ -48,15 +48,21 @@ mkdirSync(ARTIFACTS, { recursive: true });
 
 let failures = 0;
 const notes = [];
-async function scenario(name, f) {
+async function scenario(name, f, limitMs = 40000) {
   const t0 = Date.now();
+  let timer;
   try {
-    await f();
+    // No scenario may hang the run.
+    await Promise.race([f(), new Promise((_, rej) => {
+      timer = setTimeout(() => rej(new Error(`timed out after ${limitMs} ms`)), limitMs);
+    })]);
     console.log(`ok - ${name} (${Date.now() - t0} ms)`);
   } catch (e) {
     failures++;
     const why = String(e && e.message ? e.message : e).replace(/\s+/g, ' ').slice(0, 600);
     console.log(`not ok - ${name}: ${why}`);
+  } finally {
+    clearTimeout(timer);
   }
 }
 function assert(cond, why) {
@@ -73,7 +79,10 @@ async function eventually(f, ms, why) {
     } catch (e) {
       last = e;
     }
-    if (Date.now() > end) throw new Error(`${why}${last ? ` (${last.message})` : ''}`);
+    if (Date.now() > end) {
+      const what = typeof why === 'function' ? await why() : why;
+      throw new Error(`${what}${last ? ` (${last.message})` : ''}`);
+    }
     await sleep(100);
   }
 }
@@ -111,12 +120,29 @@ const browser = await playwright.chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 const pageErrors = [];
+/** Requests the scenarios make to be refused (`METHOD /path`): not page errors. */
+const deliberate = new Set();
 async function newSession(label) {
   const ctx = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  ctx.setDefaultTimeout(8000);
+  ctx.setDefaultNavigationTimeout(15000);
   const page = await ctx.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${label} ${page.url()}: ${e.message}`));
+  // The console's own pages only (the IdP's development pages are not under test).
+  const ours = () => page.url().startsWith(BASE);
+  page.on('pageerror', (e) => { if (ours()) pageErrors.push(`${label} ${page.url()}: ${e.message}`); });
   page.on('console', (m) => {
-    if (m.type() === 'error') pageErrors.push(`${label} ${page.url()}: ${m.text()}`);
+    // "Failed to load resource" names no URL: the response listener below says which.
+    if (m.type() === 'error' && ours() && !m.text().startsWith('Failed to load resource')) {
+      pageErrors.push(`${label} ${page.url()}: ${m.text()}`);
+    }
+  });
+  page.on('response', (r) => {
+    const req = r.request();
+    if (r.url().startsWith(BASE) && req.resourceType() !== 'document' && r.status() >= 400
+      && !deliberate.has(`${req.method()} ${new URL(r.url()).pathname}`)
+      && !r.url().endsWith('/favicon.ico')) {
+      pageErrors.push(`${label}: ${req.resourceType()} ${r.url()} answered ${r.status()}`);
+    }
   });
   page.on('dialog', (d) => { pageErrors.push(`${label}: a dialog opened: ${d.message()}`); d.dismiss(); });
   return { ctx, page, label };
@@ -135,12 +161,20 @@ async function whoami(page) {
   return ((await page.locator('#whoami').textContent({ timeout: 2000 })) || '').trim();
 }
 const path = (page) => new URL(page.url()).pathname;
+/** Clicks a form's submit button and waits for the page it leads to (POST-redirect-GET). */
+async function submit(page, selector) {
+  const nav = page.waitForEvent('framenavigated', { predicate: (f) => f === page.mainFrame(), timeout: 10000 });
+  await page.locator(selector).click();
+  await nav;
+  await page.waitForLoadState('load');
+}
 /** The session's CSRF token, from the sign-out form every signed-in page has. */
 async function csrfOf(page) {
   return page.locator('#signout-form input[name="csrf"]').getAttribute('value');
 }
 /** A POST from inside the console's own page (same origin, the session's cookie). */
 async function postFromPage(page, action, fields) {
+  deliberate.add(`POST ${new URL(action, BASE).pathname}`);
   return page.evaluate(async ({ action, fields }) => {
     const r = await fetch(action, {
       method: 'POST',
@@ -212,7 +246,7 @@ try {
     const who = await whoami(s.page);
     assert(who.includes('acme') && who.includes('tenant_admin'), `#whoami: ${who}`);
     assert(await s.page.locator('nav a[href="/console/keys"]').count() === 1, 'no nav link to keys');
-    const cookies = await s.ctx.cookies(BASE);
+    const cookies = await s.ctx.cookies(`${BASE}/console`);
     const c = cookies.find((x) => x.name === 'tg_console');
     assert(c, `no session cookie: ${JSON.stringify(cookies.map((x) => x.name))}`);
     assert(c.httpOnly && c.sameSite !== 'None', `session cookie flags: ${JSON.stringify(c)}`);
@@ -236,7 +270,7 @@ try {
       s.page.getByRole('button', { name: 'Sign in with key' }).click(),
     ]);
     assert(resp.status() === 401 || resp.status() === 403, `status ${resp.status()}`);
-    assert((await s.ctx.cookies(BASE)).every((c) => c.name !== 'tg_console' || !c.value), 'a session cookie was set');
+    assert((await s.ctx.cookies(`${BASE}/console`)).every((c) => c.name !== 'tg_console' || !c.value), 'a session cookie was set');
     await s.ctx.close();
   });
 
@@ -274,10 +308,8 @@ try {
     assert(before.status === 200, `a call before the switch: ${before.status} ${before.body.slice(0, 200)}`);
     seedCallsOk = true;
     assert((await s.page.textContent('#kill-switch-state')).trim() === 'off', 'kill switch not off at start');
-    await Promise.all([
-      s.page.waitForURL(`${BASE}/console`, { waitUntil: 'load' }),
-      s.page.click('#kill-switch-form button[type="submit"]'),
-    ]);
+    await submit(s.page, '#kill-switch-form button[type="submit"]');
+    assert(path(s.page) === '/console', `after the kill switch form: ${s.page.url()}`);
     assert((await s.page.textContent('#kill-switch-state')).trim() === 'on', 'the page does not say on after flipping');
     await shot(s.page, 'overview-kill-switch-on');
     assert(await killSwitchViaApi() === true, 'the API does not report the kill switch on');
@@ -288,10 +320,8 @@ try {
     assert(refused.status === 429 && refused.json?.error?.code === 'insufficient_quota',
       `refusal: ${refused.status} ${refused.body.slice(0, 300)}`);
     assert(/kill switch/i.test(refused.json?.error?.message || ''), `message: ${refused.json?.error?.message}`);
-    await Promise.all([
-      s.page.waitForURL(`${BASE}/console`, { waitUntil: 'load' }),
-      s.page.click('#kill-switch-form button[type="submit"]'),
-    ]);
+    await submit(s.page, '#kill-switch-form button[type="submit"]');
+    assert(path(s.page) === '/console', `after the kill switch form: ${s.page.url()}`);
     assert((await s.page.textContent('#kill-switch-state')).trim() === 'off', 'the page does not say off after flipping back');
     await eventually(async () => (await chat(ACME_MEMBER, 'after the kill switch')).status === 200, 3000,
       'calls still refused after the kill switch went off');
@@ -308,12 +338,7 @@ try {
     assert(await s.page.locator('tr[data-version="2"] form.activate-form').count() === 0, 'the active row has an Activate form');
     const row1 = s.page.locator('tr[data-version="1"]');
     assert(await row1.locator('form.activate-form').count() === 1, 'v1 has no Activate form');
-    await Promise.all([
-      s.page.waitForLoadState('load'),
-      s.page.waitForResponse((r) => r.request().method() === 'POST' && r.url().includes('/activate')),
-      row1.locator('form.activate-form button[type="submit"]').click(),
-    ]);
-    await s.page.waitForLoadState('load');
+    await submit(s.page, 'tr[data-version="1"] form.activate-form button[type="submit"]');
     assert(await s.page.locator('tr[data-version="1"].active').count() === 1, `v1 not active after activating (at ${s.page.url()})`);
     await shot(s.page, 'prompt-rolled-back');
     const r1 = await chat(ACME_MEMBER, `${CALL_MARKER}-after`);
@@ -337,6 +362,8 @@ try {
     }
     assert(Number.isFinite(n0), 'no number in #usage-requests');
     const chart0 = await s.page.innerHTML('#usage-chart');
+    const sum0 = await s.page.$$eval('#usage-chart rect title', (ts) => ts
+      .map((t) => Number((t.textContent.match(/(\d+) requests/) || [0, 0])[1])).reduce((a, b) => a + b, 0));
     const bars = await s.page.locator('#usage-chart rect').count();
     const N = 3;
     for (let i = 0; i < N; i++) {
@@ -350,57 +377,19 @@ try {
     }, 5000, `#usage-requests did not rise by ${N} from ${n0} within 5 s`);
     assert(seen === n0 + N, `#usage-requests went from ${n0} to ${seen}, not +${N}`);
     assert(await s.page.evaluate(() => window.__sameDocument) === 1, 'the page was reloaded');
-    const chart1 = await s.page.innerHTML('#usage-chart');
-    assert(chart1 !== chart0, 'the usage chart did not change');
+    // The bars' own figures (each bar's <title>: "minute: n requests") must show the calls,
+    // the current minute's bar included.
+    const total = async () => s.page.$$eval('#usage-chart rect title', (ts) => ts
+      .map((t) => Number((t.textContent.match(/(\d+) requests/) || [0, 0])[1])).reduce((a, b) => a + b, 0));
+    const sum1 = await eventually(async () => {
+      const n = await total();
+      return n >= sum0 + N ? n : null;
+    }, 5000, async () => `the usage chart's bars did not rise by ${N} from ${sum0} within 5 s (now ${await total()}; `
+      + `before: ${chart0.slice(-300)} after: ${(await s.page.innerHTML('#usage-chart')).slice(-300)})`);
+    assert(sum1 === seen, `the chart's bars add up to ${sum1}, #usage-requests says ${seen}`);
     assert(await s.page.locator('#usage-chart rect').count() >= Math.max(1, bars), 'the chart has no bars');
     notes.push(`usage rose by ${N} in ${Date.now() - t0} ms`);
     await shot(s.page, 'overview');
-  });
-
-  // ---------------------------------------------------------------- audit export
-  await scenario('audit: export a window from /console/audit; same bytes as the API export', async () => {
-    const s = sessions.alice;
-    assert(s, 'alice is not signed in');
-    // datetime-local has minute precision; the window ends at the start of this minute so that
-    // the records this scenario itself causes (every API read is audited) fall outside it.
-    const minute = (ms) => new Date(Math.floor(ms / 60000) * 60000).toISOString().slice(0, 16);
-    // The seeded records must lie before the window's end: wait for the minute to turn if the
-    // whole run so far happened within this one.
-    const startedAt = Number(process.env.TG_STARTED_MS || Date.now());
-    if (Math.floor(Date.now() / 60000) === Math.floor(startedAt / 60000)) {
-      const wait = 60000 - (Date.now() % 60000) + 200;
-      notes.push(`audit: waited ${wait} ms for the minute to turn`);
-      await sleep(wait);
-    }
-    const to = minute(Date.now());
-    const from = minute(Date.now() - 3600 * 1000);
-    await open(s.page, '/console/audit');
-    await s.page.fill('form#audit-filter input[name="from"]', from);
-    await s.page.fill('form#audit-filter input[name="to"]', to);
-    await Promise.all([
-      s.page.waitForURL((u) => u.pathname === '/console/audit' && u.searchParams.get('to') === to),
-      s.page.click('form#audit-filter button[type="submit"]'),
-    ]);
-    const rows = await s.page.locator('tr[data-seq]').count();
-    assert(rows > 0, 'no records in the window');
-    await shot(s.page, 'audit');
-    const href = await s.page.getAttribute('a#export-jsonl', 'href');
-    const q = new URL(href, BASE).searchParams;
-    assert(q.get('from') && q.get('to'), `export link without a window: ${href}`);
-    const [dl] = await Promise.all([s.page.waitForEvent('download'), s.page.click('a#export-jsonl')]);
-    const file = join(ARTIFACTS, 'audit-export.jsonl');
-    await dl.saveAs(file);
-    const got = readFileSync(file);
-    assert(got.length > 0, 'empty download');
-    const viaApi = await api(`/tenant/v1/audit/export?format=jsonl&from=${q.get('from')}&to=${q.get('to')}`, ACME_ADMIN);
-    assert(viaApi.status === 200, `API export: ${viaApi.status}`);
-    assert(Buffer.compare(got, viaApi.bytes) === 0,
-      `the download (${got.length} bytes) differs from the API's export (${viaApi.bytes.length} bytes)`);
-    writeFileSync(join(ARTIFACTS, 'audit-export.json'), JSON.stringify({ from: q.get('from'), to: q.get('to'), rows }));
-    const [csv] = await Promise.all([s.page.waitForEvent('download'), s.page.click('a#export-csv')]);
-    await csv.saveAs(join(ARTIFACTS, 'audit-export.csv'));
-    assert(readFileSync(join(ARTIFACTS, 'audit-export.csv')).length > 0, 'empty CSV download');
-    // The cargo test verifies audit-export.jsonl with the audit signing keys.
   });
 
   // ---------------------------------------------------------------- XSS
@@ -595,12 +584,10 @@ try {
     const s = sessions.acmeKey;
     assert(s, 'no key session');
     await open(s.page, '/console');
-    const cookie = (await s.ctx.cookies(BASE)).find((c) => c.name === 'tg_console');
+    const cookie = (await s.ctx.cookies(`${BASE}/console`)).find((c) => c.name === 'tg_console');
     assert(cookie, 'no session cookie');
-    await Promise.all([
-      s.page.waitForURL((u) => u.pathname === '/console/login'),
-      s.page.click('#signout-form button[type="submit"]'),
-    ]);
+    await submit(s.page, '#signout-form button[type="submit"]');
+    assert(path(s.page) === '/console/login', `after sign-out: ${s.page.url()}`);
     // A browser that kept the old cookie (a thief's copy).
     const thief = await newSession('thief');
     await thief.ctx.addCookies([{ ...cookie }]);
@@ -611,6 +598,68 @@ try {
     assert((raw.headers.get('location') || '').endsWith('/console/login'), `redirected to ${raw.headers.get('location')}`);
     await thief.ctx.close();
   });
+
+  // ---------------------------------------------------------------- audit export
+  await scenario('audit: export a window from /console/audit; same bytes as the API export', async () => {
+    const s = sessions.alice;
+    assert(s, 'alice is not signed in');
+    // Last of the scenarios: the time they took counts toward the wait below.
+    // datetime-local has minute precision; the window ends at the start of this minute so that
+    // the records this scenario itself causes (every API read is audited) fall outside it.
+    const minute = (ms) => new Date(Math.floor(ms / 60000) * 60000).toISOString().slice(0, 16);
+    // The seeded records must lie before the window's end: wait for the minute to turn if the
+    // whole run so far happened within this one.
+    const startedAt = Number(process.env.TG_STARTED_MS || Date.now());
+    if (Math.floor(Date.now() / 60000) === Math.floor(startedAt / 60000)) {
+      const wait = 60000 - (Date.now() % 60000) + 200;
+      notes.push(`audit: waited ${wait} ms for the minute to turn`);
+      await sleep(wait);
+    }
+    const to = minute(Date.now());
+    const from = minute(Date.now() - 3600 * 1000);
+    await open(s.page, '/console/audit');
+    await s.page.fill('form#audit-filter input[name="from"]', from);
+    await s.page.fill('form#audit-filter input[name="to"]', to);
+    await Promise.all([
+      s.page.waitForURL((u) => u.pathname === '/console/audit' && u.searchParams.get('to') === to),
+      s.page.click('form#audit-filter button[type="submit"]'),
+    ]);
+    const rows = await s.page.locator('tr[data-seq]').count();
+    assert(rows > 0, 'no records in the window');
+    await shot(s.page, 'audit');
+    const href = await s.page.getAttribute('a#export-jsonl', 'href');
+    const q = new URL(href, BASE).searchParams;
+    assert(q.get('from') && q.get('to'), `export link without a window: ${href}`);
+    const [dl] = await Promise.all([s.page.waitForEvent('download'), s.page.click('a#export-jsonl')]);
+    const file = join(ARTIFACTS, 'audit-export.jsonl');
+    await dl.saveAs(file);
+    const got = readFileSync(file);
+    assert(got.length > 0, 'empty download');
+    const viaApi = await api(`/tenant/v1/audit/export?format=jsonl&from=${q.get('from')}&to=${q.get('to')}`, ACME_ADMIN);
+    assert(viaApi.status === 200, `API export: ${viaApi.status}`);
+    writeFileSync(join(ARTIFACTS, 'audit-export-api.jsonl'), viaApi.bytes);
+    // The same export, byte for byte, except the header's `exported_at_ms` (when it was
+    // made: two requests never share it).
+    const sameExport = (x, y) => {
+      const [hx, ...rx] = x.toString().split('\n');
+      const [hy, ...ry] = y.toString().split('\n');
+      const norm = (h) => { const v = JSON.parse(h); delete v.exported_at_ms; return JSON.stringify(v); };
+      return norm(hx) === norm(hy) && rx.join('\n') === ry.join('\n');
+    };
+    if (!sameExport(got, viaApi.bytes)) {
+      const a = got.toString().split('\n');
+      const b = viaApi.bytes.toString().split('\n');
+      const i = a.findIndex((l, k) => l !== b[k]);
+      const j = [...a[i]].findIndex((ch, k) => ch !== b[i][k]);
+      throw new Error(`the download (${got.length} bytes) differs from the API's export (${viaApi.bytes.length} bytes) at line ${i + 1} of ${a.length}: `
+        + `${JSON.stringify(a[i].slice(Math.max(0, j - 80), j + 40))} vs ${JSON.stringify(b[i].slice(Math.max(0, j - 80), j + 40))}`);
+    }
+    writeFileSync(join(ARTIFACTS, 'audit-export.json'), JSON.stringify({ from: q.get('from'), to: q.get('to'), rows }));
+    const [csv] = await Promise.all([s.page.waitForEvent('download'), s.page.click('a#export-csv')]);
+    await csv.saveAs(join(ARTIFACTS, 'audit-export.csv'));
+    assert(readFileSync(join(ARTIFACTS, 'audit-export.csv')).length > 0, 'empty CSV download');
+    // The cargo test verifies audit-export.jsonl with the audit signing keys.
+  }, 90000);
 
   await scenario('no script errors or CSP violations on any page', async () => {
     assert(!pageErrors.length, pageErrors.slice(0, 5).join(' | '));

@@ -195,9 +195,9 @@ impl Idp {
 
 /// acme and initech, as the scenarios need them: console.mjs's environment, and acme's id.
 async fn seed(gw: &TestGateway) -> (Vec<(&'static str, String)>, String) {
-    let (acme, acme_member) = gw.tenant("acme", &["gpt-test"], None).await;
+    let (acme, acme_member) = gw.tenant("acme", &["gpt-test", "demo"], None).await;
     let acme_admin = gw.admin_key(&acme).await;
-    let (initech, _) = gw.tenant("initech", &["gpt-test"], None).await;
+    let (initech, _) = gw.tenant("initech", &["gpt-test", "demo"], None).await;
     let initech_admin = gw.admin_key(&initech).await;
 
     for (template, activate) in [(V1, true), (V2, true)] {
@@ -359,7 +359,8 @@ async fn console_in_the_browser() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    let run = Command::new("node")
+    let node_log = work.path().join("console-mjs.stderr");
+    let mut run = Command::new("node")
         .arg(repo().join("tests/browser/console.mjs"))
         .env("TENANTGATE_BROWSER_NODE", &node_dir)
         .env("CHROMIUM", &browser)
@@ -369,21 +370,40 @@ async fn console_in_the_browser() {
         .env("TG_STARTED_MS", started_ms.to_string())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&node_log).unwrap())
         .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(150), run)
-        .await
-        .expect("console.mjs ran over 150 s")
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    // Line by line, so a run that hangs still shows the scenarios it finished.
+    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+    let mut report = Vec::new();
+    let finished = tokio::time::timeout(Duration::from_secs(150), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("{line}");
+            report.push(line);
+        }
+        run.wait().await
+    })
+    .await;
+    let failed: Vec<&String> = report.iter().filter(|l| l.starts_with("not ok")).collect();
+    let stderr = std::fs::read_to_string(&node_log).unwrap_or_default();
+    let ok = match finished {
+        Ok(status) => status.unwrap().success(),
+        Err(_) => {
+            eprintln!(
+                "console.mjs ran over 150 s; it got this far:\n{}",
+                report.join("\n")
+            );
+            false
+        }
+    };
     assert!(
-        out.status.success(),
-        "browser scenarios failed:\n{}\n--- IdP log:\n{}",
-        stdout
-            .lines()
-            .filter(|l| l.starts_with("not ok"))
+        ok && report.iter().any(|l| l.starts_with("ok - ")),
+        "browser scenarios failed:\n{}\n--- console.mjs stderr:\n{stderr}\n--- IdP log:\n{}",
+        failed
+            .iter()
+            .map(|l| l.as_str())
             .collect::<Vec<_>>()
             .join("\n"),
         std::fs::read_to_string(&idp.log).unwrap_or_default()
