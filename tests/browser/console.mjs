@@ -161,6 +161,38 @@ async function whoami(page) {
   return ((await page.locator('#whoami').textContent({ timeout: 2000 })) || '').trim();
 }
 const path = (page) => new URL(page.url()).pathname;
+/** What every console page must be: strict CSP, no inline script, every change form
+ * carrying the CSRF field, every form field labelled. Returns what is wrong. */
+async function pageHygiene(page, response) {
+  const wrong = [];
+  const h = response.headers();
+  const csp = h['content-security-policy'] || '';
+  const scriptSrc = (csp.match(/script-src[^;]*/) || csp.match(/default-src[^;]*/) || [''])[0];
+  if (!scriptSrc) wrong.push('no script-src/default-src in the CSP');
+  if (/unsafe-inline|unsafe-eval/.test(scriptSrc)) wrong.push(`CSP allows inline script: ${scriptSrc}`);
+  if (!/frame-ancestors\s+'none'|frame-ancestors\s+'self'/.test(csp) && !/deny|sameorigin/i.test(h['x-frame-options'] || '')) {
+    wrong.push('the page may be framed (no frame-ancestors / X-Frame-Options)');
+  }
+  if (!/no-store/.test(h['cache-control'] || '')) wrong.push(`cacheable (cache-control: ${h['cache-control']})`);
+  const found = await page.evaluate(() => {
+    const out = [];
+    if (document.querySelectorAll('script:not([src])').length) out.push('an inline <script>');
+    if (document.querySelectorAll('[onclick],[onload],[onerror],[onsubmit],[onchange]').length) out.push('an inline event handler');
+    for (const f of document.querySelectorAll('form')) {
+      const method = (f.getAttribute('method') || 'get').toLowerCase();
+      if (method === 'post' && !f.querySelector('input[type="hidden"][name="csrf"]') && !f.matches('#key-form')) {
+        out.push(`POST form ${f.id || f.getAttribute('action')} without a csrf field`);
+      }
+    }
+    for (const el of document.querySelectorAll('input:not([type="hidden"]):not([type="submit"]),select,textarea')) {
+      const labelled = (el.id && document.querySelector(`label[for="${CSS.escape(el.id)}"]`)) || el.closest('label')
+        || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+      if (!labelled) out.push(`an unlabelled field ${el.name || el.outerHTML.slice(0, 60)}`);
+    }
+    return out;
+  });
+  return wrong.concat(found);
+}
 /** Clicks a form's submit button and waits for the page it leads to (POST-redirect-GET). */
 async function submit(page, selector) {
   const nav = page.waitForEvent('framenavigated', { predicate: (f) => f === page.mainFrame(), timeout: 10000 });
@@ -229,9 +261,8 @@ try {
     assert(r.status() === 200, `status ${r.status()}`);
     assert(await s.page.locator('form#key-form input[name="api_key"]').count() === 1, 'no key form');
     assert(await s.page.locator('a.oidc-signin').count() >= 1, 'no a.oidc-signin');
-    const csp = r.headers()['content-security-policy'] || '';
-    assert(/script-src/.test(csp) || /default-src/.test(csp), `no CSP: ${JSON.stringify(csp)}`);
-    assert(!/unsafe-inline/.test((csp.match(/script-src[^;]*/) || [''])[0]), `script-src allows inline: ${csp}`);
+    const wrong = await pageHygiene(s.page, r);
+    assert(!wrong.length, wrong.join('; '));
     await shot(s.page, 'login');
     // Signed out, a console page sends the browser to the sign-in page.
     await open(s.page, '/console/keys');
@@ -289,6 +320,7 @@ try {
       const r = await open(s.page, p);
       if (r.status() !== 200) bad.push(`${p}: ${r.status()} ${await h1(s.page).catch(() => '')}`);
       else if (!(await whoami(s.page).catch(() => '')).includes('acme')) bad.push(`${p}: no #whoami`);
+      bad.push(...(await pageHygiene(s.page, r)).map((w) => `${p}: ${w}`));
       await shot(s.page, name);
     }
     if (ACME_KB) {
@@ -559,6 +591,7 @@ try {
       ['platform-break-glass', '/console/platform/break-glass']]) {
       const r = await open(s.page, p);
       if (r.status() !== 200) bad.push(`${p}: ${r.status()} ${await h1(s.page).catch(() => '')}`);
+      bad.push(...(await pageHygiene(s.page, r)).map((w) => `${p}: ${w}`));
       await shot(s.page, name);
     }
     await open(s.page, '/console/platform/tenants');
