@@ -495,6 +495,79 @@ try {
     assert(await killSwitchViaApi() === false, `could not flip it back (${off.status})`);
   });
 
+  // ---------------------------------------------------------------- keys
+  await scenario('keys: made in the console it works; revoked in the console it stops, and so does its session', async () => {
+    const s = sessions.alice;
+    assert(s, 'alice is not signed in');
+    await open(s.page, '/console/keys');
+    const name = `browser-made-${Date.now()}`;
+    await s.page.fill('#create-key-form input[name="name"]', name);
+    await s.page.selectOption('#create-key-form select[name="role"]', 'member');
+    await submit(s.page, '#create-key-form button[type="submit"]');
+    const key = await s.page.inputValue('#new-key');
+    assert(key && key.length > 20, `no key shown (${await h1(s.page)})`);
+    await shot(s.page, 'key-created');
+    const works = await chat(key, 'with the console-made key');
+    assert(works.status === 200, `the new key: ${works.status} ${works.body.slice(0, 200)}`);
+    // A browser signed in with that key.
+    const other = await signInWithKey('console-made-key', key);
+    assert(path(other.page) === '/console', `signed in with the new key at ${other.page.url()}`);
+    await open(s.page, '/console/keys');
+    const row = s.page.locator('tr[data-key]', { hasText: name });
+    assert(await row.count() === 1, `the key ${name} is not listed`);
+    await submit(s.page, `tr[data-key="${await row.getAttribute('data-key')}"] form.revoke-form button[type="submit"]`);
+    assert((await s.page.locator('tr[data-key]', { hasText: name }).textContent()).includes('revoked'), 'the row does not say revoked');
+    const refused = await eventually(async () => {
+      const r = await chat(key, 'after revocation');
+      return r.status === 401 ? r : null;
+    }, 3000, 'the revoked key still works');
+    assert(refused.status === 401, `revoked key: ${refused.status}`);
+    const r = await open(other.page, '/console/keys');
+    assert(path(other.page) === '/console/login', `the revoked key's session still opens pages (${r.status()} at ${other.page.url()})`);
+    await other.ctx.close();
+  });
+
+  // ---------------------------------------------------------------- sign-in forgeries
+  await scenario('login CSRF: a foreign page cannot sign the browser in with its own key', async () => {
+    const s = await newSession('login-csrf');
+    const evil = http.createServer((req, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<!doctype html><form id="f" method="post" action="${BASE}/console/login/key">
+<input type="hidden" name="api_key" value="${ACME_MEMBER}"></form><script>document.getElementById('f').submit()</script>`);
+    });
+    await new Promise((r) => evil.listen(0, '127.0.0.1', r));
+    try {
+      const [resp] = await Promise.all([
+        s.page.waitForResponse((r) => r.url() === `${BASE}/console/login/key`),
+        s.page.goto(`http://127.0.0.1:${evil.address().port}/`),
+      ]);
+      assert(resp.status() === 403, `the forged sign-in answered ${resp.status()}`);
+      const c = (await s.ctx.cookies(`${BASE}/console`)).find((x) => x.name === 'tg_console' && x.value);
+      assert(!c, 'a session cookie was set by a forged sign-in');
+    } finally {
+      evil.close();
+      await s.ctx.close();
+    }
+  });
+
+  await scenario('OIDC callback: a code without this browser\'s sign-in, or with a wrong state, is refused', async () => {
+    const s = await newSession('callback');
+    let r = await open(s.page, '/console/login/oidc/callback?code=stolen&state=guess');
+    assert([400, 401, 403].includes(r.status()), `no sign-in cookie: ${r.status()}`);
+    // Start a real sign-in, then come back with another state.
+    await open(s.page, '/console/login');
+    await s.page.locator('a.oidc-signin').first().click();
+    await s.page.waitForSelector('input[name="login"]');
+    r = await open(s.page, '/console/login/oidc/callback?code=stolen&state=not-the-one');
+    assert([400, 401, 403].includes(r.status()), `wrong state: ${r.status()}`);
+    r = await open(s.page, '/console/login/oidc/callback?error=access_denied&error_description=%3Cscript%3Ewindow.__pwned%3D1%3C%2Fscript%3E');
+    assert([400, 401, 403].includes(r.status()), `IdP error: ${r.status()}`);
+    assert(await s.page.evaluate(() => typeof window.__pwned) === 'undefined', 'the IdP error was rendered as markup');
+    const c = (await s.ctx.cookies(`${BASE}/console`)).find((x) => x.name === 'tg_console' && x.value);
+    assert(!c, 'a session cookie was set');
+    await s.ctx.close();
+  });
+
   // ---------------------------------------------------------------- member
   await scenario('member (bob) cannot reach admin pages (403) nor see the kill switch form', async () => {
     const s = await signInWithIdp('bob', 'bob');
@@ -610,6 +683,19 @@ try {
       }
     }
     assert(!bad.length, bad.join('; '));
+  });
+
+  await scenario('platform onboarding through the console creates the tenant', async () => {
+    const s = sessions.root;
+    assert(s, 'root is not signed in');
+    await open(s.page, '/console/platform/onboard');
+    await s.page.fill('#onboard-form input[name="slug"]', 'globex-web');
+    await s.page.fill('#onboard-form input[name="display_name"]', 'Globex (onboarded in the browser)');
+    await submit(s.page, '#onboard-form button[type="submit"]');
+    const status = await h1(s.page);
+    await shot(s.page, 'platform-onboarded');
+    await open(s.page, '/console/platform/tenants');
+    assert((await s.page.textContent('main')).includes('globex-web'), `not listed after onboarding (result page: ${status})`);
   });
 
   // ---------------------------------------------------------------- sign-out
