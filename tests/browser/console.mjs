@@ -500,7 +500,8 @@ try {
     const s = sessions.alice;
     assert(s, 'alice is not signed in');
     await open(s.page, '/console/keys');
-    const name = `browser-made-${Date.now()}`;
+    // The name is markup: it must come back as text, everywhere it is shown.
+    const name = `browser-made-${Date.now()} <img src=x onerror="window.__pwned=1">`;
     await s.page.fill('#create-key-form input[name="name"]', name);
     await s.page.selectOption('#create-key-form select[name="role"]', 'member');
     await submit(s.page, '#create-key-form button[type="submit"]');
@@ -513,6 +514,8 @@ try {
     const other = await signInWithKey('console-made-key', key);
     assert(path(other.page) === '/console', `signed in with the new key at ${other.page.url()}`);
     await open(s.page, '/console/keys');
+    await sleep(200);
+    assert(await s.page.evaluate(() => typeof window.__pwned) === 'undefined', 'a key name ran as markup on /console/keys');
     const row = s.page.locator('tr[data-key]', { hasText: name });
     assert(await row.count() === 1, `the key ${name} is not listed`);
     await submit(s.page, `tr[data-key="${await row.getAttribute('data-key')}"] form.revoke-form button[type="submit"]`);
@@ -525,6 +528,30 @@ try {
     const r = await open(other.page, '/console/keys');
     assert(path(other.page) === '/console/login', `the revoked key's session still opens pages (${r.status()} at ${other.page.url()})`);
     await other.ctx.close();
+  });
+
+  // ---------------------------------------------------------------- knowledge
+  await scenario('knowledge: a document uploaded in the console is found by a search there; its name stays text', async () => {
+    const s = sessions.alice;
+    assert(s, 'alice is not signed in');
+    assert(ACME_KB, 'no knowledge base seeded');
+    await open(s.page, `/console/knowledge/${encodeURIComponent(ACME_KB)}`);
+    await s.page.setInputFiles('#upload-form input[type="file"]', {
+      name: 'shipping <img src=x onerror="window.__pwned=1">.md',
+      mimeType: 'text/markdown',
+      buffer: Buffer.from('# Shipping\n\nParcels leave the Porto warehouse on Tuesdays; the tracking word is KESTREL-ORBIT.\n'),
+    });
+    await submit(s.page, '#upload-form button[type="submit"]');
+    const after = await h1(s.page);
+    assert(path(s.page).startsWith('/console/knowledge/'), `after the upload: ${s.page.url()} (${after})`);
+    assert((await s.page.textContent('main')).includes('shipping <img'), `the document is not listed by its name (${after})`);
+    await s.page.fill('#search-form input[name="query"]', 'Which warehouse do parcels leave from?');
+    await submit(s.page, '#search-form button[type="submit"]');
+    const body = await s.page.textContent('main');
+    assert(body.includes('KESTREL-ORBIT'), `the search did not find the uploaded text: ${body.slice(0, 300)}`);
+    await sleep(200);
+    assert(await s.page.evaluate(() => typeof window.__pwned) === 'undefined', 'a document name ran as markup');
+    await shot(s.page, 'knowledge-base');
   });
 
   // ---------------------------------------------------------------- sign-in forgeries
@@ -683,6 +710,32 @@ try {
       }
     }
     assert(!bad.length, bad.join('; '));
+  });
+
+  await scenario('break-glass: a grant requested in the platform console is shown to the tenant, as text', async () => {
+    const s = sessions.root;
+    assert(s, 'root is not signed in');
+    await open(s.page, '/console/platform/break-glass');
+    await s.page.fill('#grant-form input[name="tenant"]', 'acme');
+    await s.page.fill('#grant-form input[name="reason"]', 'INC-4242 <script>window.__pwned=1</script>');
+    await submit(s.page, '#grant-form button[type="submit"]');
+    const after = await h1(s.page);
+    assert((await s.page.textContent('main')).includes('INC-4242'), `the grant is not listed (${after} at ${s.page.url()})`);
+    await shot(s.page, 'platform-break-glass');
+    const a = sessions.alice;
+    assert(a, 'alice is not signed in');
+    await open(a.page, '/console/break-glass');
+    const text = await a.page.textContent('main');
+    assert(text.includes('INC-4242') && text.includes('<script>'), `acme's break-glass page does not show the grant's reason as text`);
+    await sleep(200);
+    assert(await a.page.evaluate(() => typeof window.__pwned) === 'undefined', 'the reason ran as markup');
+    await shot(a.page, 'break-glass');
+    // initech sees nothing of it.
+    const c = sessions.carol;
+    if (c) {
+      await open(c.page, '/console/break-glass');
+      assert(!(await c.page.textContent('main')).includes('INC-4242'), "initech's break-glass page shows acme's grant");
+    }
   });
 
   await scenario('platform onboarding through the console creates the tenant', async () => {
