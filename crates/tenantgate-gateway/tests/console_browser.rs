@@ -112,8 +112,8 @@ async fn npm_packages() -> Result<PathBuf, String> {
     .map_err(|_| "npm ci took over 5 minutes".to_owned())?
     .map_err(|e| format!("npm is not installed ({e})"))?;
     if !out.status.success() {
-        // Not half-installed: the next run starts over.
-        let _ = std::fs::remove_file(dir.join("package-lock.json"));
+        // `npm ci` removes node_modules first, so a failed install is not taken for a good one
+        // (`node_modules/.package-lock.json` is written last).
         return Err(format!(
             "npm ci failed: {}",
             String::from_utf8_lossy(&out.stderr)
@@ -353,7 +353,8 @@ async fn console_in_the_browser() {
     let shots = std::env::var_os("TENANTGATE_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("console-screenshots"));
-    let _ = std::fs::remove_dir_all(&shots);
+    // Nothing is deleted there: each screenshot must be newer than this run's start.
+    let run_start = std::time::SystemTime::now();
     let artifacts = work.path().join("artifacts");
     let started_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -470,8 +471,12 @@ async fn console_in_the_browser() {
         "platform-break-glass",
     ] {
         let f = shots.join(format!("{name}.png"));
-        let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
-        assert!(len > 1000, "no screenshot {}", f.display());
+        let fresh = std::fs::metadata(&f)
+            .ok()
+            .filter(|m| m.len() > 1000)
+            .and_then(|m| m.modified().ok())
+            .is_some_and(|t| t >= run_start);
+        assert!(fresh, "no screenshot {} from this run", f.display());
     }
     println!(
         "screenshots in {}; {:.1} s in all",
