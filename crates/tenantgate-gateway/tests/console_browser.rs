@@ -304,115 +304,165 @@ fn system_prompt_of(gw: &TestGateway, text: &str) -> String {
         .join("\n")
 }
 
+/// The two tests of this file each run a browser and a gateway: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A gateway configured for the console, its IdP, the seeded tenants, and what console.mjs
+/// needs to run against them.
+struct Run {
+    gw: TestGateway,
+    idp: Idp,
+    env: Vec<(&'static str, String)>,
+    acme_id: String,
+    admin: String,
+    node_dir: PathBuf,
+    browser: PathBuf,
+    work: tempfile::TempDir,
+}
+
+impl Run {
+    /// `None` (a skip recorded) when this machine cannot run a browser test.
+    async fn start(tweak: impl FnOnce(&mut tenantgate_gateway::Config)) -> Option<Run> {
+        let Some(browser) = chromium() else {
+            skip("no Chromium (set CHROMIUM or apt-get install chromium)");
+            return None;
+        };
+        if let Err(why) = node_ok().await {
+            skip(&why);
+            return None;
+        }
+        let node_dir = match npm_packages().await {
+            Ok(d) => d,
+            Err(why) => {
+                skip(&format!("the browser tests' npm packages: {why}"));
+                return None;
+            }
+        };
+        let work = tempfile::tempdir().unwrap();
+        let mut idp = Idp::start(&node_dir, work.path().join("idp.log")).await;
+        let issuer = idp.issuer.clone();
+        let gw = TestGateway::start_with(|cfg| {
+            cfg.auth.oidc = vec![OidcConfig {
+                issuer,
+                audience: "tenantgate-console".into(),
+                tenant_claim: "tenant".into(),
+                roles_claim: "roles".into(),
+                platform_admins: true,
+                console_client_id: Some("tenantgate-console".into()),
+                console_label: Some("Local IdP".into()),
+                console_scopes: "openid tenantgate".into(),
+                ..Default::default()
+            }];
+            tweak(cfg);
+        })
+        .await;
+        idp.serve(&format!("{}/console/login/oidc/callback", gw.url))
+            .await;
+        let (env, acme_id) = seed(&gw).await;
+        let admin = env
+            .iter()
+            .find(|(k, _)| *k == "TG_ACME_ADMIN_KEY")
+            .unwrap()
+            .1
+            .clone();
+        Some(Run {
+            gw,
+            idp,
+            env,
+            acme_id,
+            admin,
+            node_dir,
+            browser,
+            work,
+        })
+    }
+
+    /// Runs console.mjs (the scenarios `only` names, all when empty) and fails the test on
+    /// any `not ok`. Its output is printed line by line as it comes.
+    async fn scenarios(
+        &self,
+        only: &str,
+        shots: &Path,
+        artifacts: &Path,
+        extra: &[(&str, String)],
+    ) {
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let node_log = self.work.path().join("console-mjs.stderr");
+        let mut run = Command::new("node")
+            .arg(repo().join("tests/browser/console.mjs"))
+            .env("TENANTGATE_BROWSER_NODE", &self.node_dir)
+            .env("CHROMIUM", &self.browser)
+            .env("TG_BASE", &self.gw.url)
+            .env("SCREENSHOTS", shots)
+            .env("TG_ARTIFACTS", artifacts)
+            .env("TG_STARTED_MS", started_ms.to_string())
+            .env("TG_SCENARIOS", only)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&node_log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Line by line, so a run that hangs still shows the scenarios it finished.
+        let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+        let mut report = Vec::new();
+        let finished = tokio::time::timeout(Duration::from_secs(150), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                println!("{line}");
+                report.push(line);
+            }
+            run.wait().await
+        })
+        .await;
+        let failed: Vec<&String> = report.iter().filter(|l| l.starts_with("not ok")).collect();
+        let stderr = std::fs::read_to_string(&node_log).unwrap_or_default();
+        let ok = match finished {
+            Ok(status) => status.unwrap().success(),
+            Err(_) => {
+                eprintln!(
+                    "console.mjs ran over 150 s; it got this far:\n{}",
+                    report.join("\n")
+                );
+                false
+            }
+        };
+        assert!(
+            ok && report.iter().any(|l| l.starts_with("ok - ")),
+            "browser scenarios failed:\n{}\n--- console.mjs stderr:\n{stderr}\n--- IdP log:\n{}",
+            failed
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            std::fs::read_to_string(&self.idp.log).unwrap_or_default()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_the_browser() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let Some(browser) = chromium() else {
-        skip("no Chromium (set CHROMIUM or apt-get install chromium)");
+    let Some(run) = Run::start(|_| {}).await else {
         return;
     };
-    if let Err(why) = node_ok().await {
-        skip(&why);
-        return;
-    }
-    let node_dir = match npm_packages().await {
-        Ok(d) => d,
-        Err(why) => {
-            skip(&format!("the browser tests' npm packages: {why}"));
-            return;
-        }
-    };
-
-    let work = tempfile::tempdir().unwrap();
-    let mut idp = Idp::start(&node_dir, work.path().join("idp.log")).await;
-    let issuer = idp.issuer.clone();
-    let gw = TestGateway::start_with(|cfg| {
-        cfg.auth.oidc = vec![OidcConfig {
-            issuer,
-            audience: "tenantgate-console".into(),
-            tenant_claim: "tenant".into(),
-            roles_claim: "roles".into(),
-            platform_admins: true,
-            console_client_id: Some("tenantgate-console".into()),
-            console_label: Some("Local IdP".into()),
-            console_scopes: "openid tenantgate".into(),
-            ..Default::default()
-        }];
-    })
-    .await;
-    idp.serve(&format!("{}/console/login/oidc/callback", gw.url))
-        .await;
-    let (env, acme_id) = seed(&gw).await;
-    let admin = env
-        .iter()
-        .find(|(k, _)| *k == "TG_ACME_ADMIN_KEY")
-        .unwrap()
-        .1
-        .clone();
-
     let shots = std::env::var_os("TENANTGATE_SCREENSHOTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("console-screenshots"));
     // Nothing is deleted there: each screenshot must be newer than this run's start.
     let run_start = std::time::SystemTime::now();
-    let artifacts = work.path().join("artifacts");
-    let started_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let node_log = work.path().join("console-mjs.stderr");
-    let mut run = Command::new("node")
-        .arg(repo().join("tests/browser/console.mjs"))
-        .env("TENANTGATE_BROWSER_NODE", &node_dir)
-        .env("CHROMIUM", &browser)
-        .env("TG_BASE", &gw.url)
-        .env("SCREENSHOTS", &shots)
-        .env("TG_ARTIFACTS", &artifacts)
-        .env("TG_STARTED_MS", started_ms.to_string())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&node_log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // Line by line, so a run that hangs still shows the scenarios it finished.
-    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
-    let mut report = Vec::new();
-    let finished = tokio::time::timeout(Duration::from_secs(150), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            println!("{line}");
-            report.push(line);
-        }
-        run.wait().await
-    })
-    .await;
-    let failed: Vec<&String> = report.iter().filter(|l| l.starts_with("not ok")).collect();
-    let stderr = std::fs::read_to_string(&node_log).unwrap_or_default();
-    let ok = match finished {
-        Ok(status) => status.unwrap().success(),
-        Err(_) => {
-            eprintln!(
-                "console.mjs ran over 150 s; it got this far:\n{}",
-                report.join("\n")
-            );
-            false
-        }
-    };
-    assert!(
-        ok && report.iter().any(|l| l.starts_with("ok - ")),
-        "browser scenarios failed:\n{}\n--- console.mjs stderr:\n{stderr}\n--- IdP log:\n{}",
-        failed
-            .iter()
-            .map(|l| l.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        std::fs::read_to_string(&idp.log).unwrap_or_default()
-    );
+    let artifacts = run.work.path().join("artifacts");
+    run.scenarios("", &shots, &artifacts, &[]).await;
+    let (gw, admin) = (&run.gw, &run.admin);
 
     // The kill switch ended off, and no forged or member POST left it on.
     let limits: Value = gw
-        .get("/tenant/v1/limits", &admin)
+        .get("/tenant/v1/limits", admin)
         .await
         .json()
         .await
@@ -420,12 +470,12 @@ async fn console_in_the_browser() {
     assert_eq!(limits["kill_switch"], json!(false), "{limits}");
 
     // The rollback: the call before it got v2, the call after it v1 (as rendered for acme).
-    let before = system_prompt_of(&gw, &format!("{CALL_MARKER}-before"));
+    let before = system_prompt_of(gw, &format!("{CALL_MARKER}-before"));
     assert!(before.starts_with("ACME-PROMPT-V2 for acme"), "{before}");
-    let after = system_prompt_of(&gw, &format!("{CALL_MARKER}-after"));
+    let after = system_prompt_of(gw, &format!("{CALL_MARKER}-after"));
     assert!(after.starts_with("ACME-PROMPT-V1"), "{after}");
     let versions: Value = gw
-        .get("/tenant/v1/prompts/support/versions", &admin)
+        .get("/tenant/v1/prompts/support/versions", admin)
         .await
         .json()
         .await
@@ -442,12 +492,12 @@ async fn console_in_the_browser() {
     // The audit window the browser downloaded verifies against the pinned signing keys, as
     // `tenantgate audit verify --public-key` does it.
     let jsonl = std::fs::read_to_string(artifacts.join("audit-export.jsonl")).unwrap();
-    let keys = gw.audit_keys(&admin).await;
+    let keys = gw.audit_keys(admin).await;
     let report = tenantgate_audit::verify_jsonl(&jsonl, Some(&keys)).unwrap();
     let window: Value =
         serde_json::from_slice(&std::fs::read(artifacts.join("audit-export.json")).unwrap())
             .unwrap();
-    assert_eq!(report.tenant, acme_id);
+    assert_eq!(report.tenant, run.acme_id);
     assert!(report.records > 0 && report.keys_pinned, "{window}");
 
     // Every page has its screenshot.
@@ -483,6 +533,32 @@ async fn console_in_the_browser() {
         shots.display(),
         started.elapsed().as_secs_f64()
     );
-    gw.stop().await;
-    drop(idp);
+    run.gw.stop().await;
+}
+
+/// Session ids rotate (`console.rotate_after_secs`, 15 minutes by default): a page loaded
+/// before the rotation must still submit its forms after it, the kill switch's above all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_forms_survive_session_rotation() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(run) = Run::start(|cfg| cfg.console.rotate_after_secs = 2).await else {
+        return;
+    };
+    let dir = run.work.path().join("rotation");
+    run.scenarios(
+        "rotation,no script errors",
+        &dir,
+        &dir,
+        &[("TG_ROTATE_SECS", "2".into())],
+    )
+    .await;
+    let limits: Value = run
+        .gw
+        .get("/tenant/v1/limits", &run.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(limits["kill_switch"], json!(false), "{limits}");
+    run.gw.stop().await;
 }
