@@ -285,7 +285,7 @@ try {
     const cookies = await s.ctx.cookies(`${BASE}/console`);
     const c = cookies.find((x) => x.name === 'tg_console');
     assert(c, `no session cookie: ${JSON.stringify(cookies.map((x) => x.name))}`);
-    assert(c.httpOnly && c.sameSite !== 'None', `session cookie flags: ${JSON.stringify(c)}`);
+    assert(c.httpOnly && c.secure && c.sameSite !== 'None', `session cookie flags: ${JSON.stringify(c)}`);
   });
 
   await scenario('OIDC sign-in (alice at the local IdP) lands on the overview', async () => {
@@ -295,6 +295,35 @@ try {
     const who = await whoami(s.page);
     assert(who.includes('acme') && who.includes('tenant_admin') && who.includes('alice'), `#whoami: ${who}`);
     await shot(s.page, 'overview');
+  });
+
+  await scenario('keyboard only: sign in with a key without the mouse', async () => {
+    const s = await newSession('keyboard');
+    await open(s.page, '/console/login');
+    let focused = '';
+    for (let i = 0; i < 12 && focused !== 'api_key'; i++) {
+      await s.page.keyboard.press('Tab');
+      focused = await s.page.evaluate(() => document.activeElement && document.activeElement.getAttribute('name'));
+    }
+    assert(focused === 'api_key', 'Tab never reaches the API key field');
+    await s.page.keyboard.type(ACME_ADMIN);
+    const nav = s.page.waitForURL((u) => u.pathname === '/console');
+    await s.page.keyboard.press('Enter');
+    await nav;
+    // The skip link leads to the main content.
+    await s.page.keyboard.press('Tab');
+    const skip = await s.page.evaluate(() => document.activeElement && document.activeElement.getAttribute('href'));
+    assert(skip === '#main', `the first Tab stop is ${skip}, not the skip link`);
+    await s.ctx.close();
+  });
+
+  await scenario('an unknown console page is a 404 page with its reason in <h1>', async () => {
+    const s = sessions.acmeKey;
+    assert(s, 'no key session');
+    const r = await open(s.page, '/console/no-such-page');
+    assert(r.status() === 404, `status ${r.status()}`);
+    const t = await h1(s.page).catch(() => '');
+    assert(t === 'Not found', `h1: ${JSON.stringify(t)} (content-type ${r.headers()['content-type']})`);
   });
 
   await scenario('a wrong key is refused at sign-in', async () => {
