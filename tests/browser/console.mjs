@@ -639,6 +639,15 @@ try {
     assert(await s.page.locator('#kill-switch-form').count() === 0, 'a member sees the kill switch form');
     await shot(s.page, 'overview-member');
     const bad = [];
+    // A member's usage and keys are their own: bob made no calls and has no keys.
+    const used = (await s.page.textContent('#usage-requests').catch(() => '')).trim();
+    if (used !== '0') bad.push(`bob's overview counts ${used} requests (the tenant's, not his own)`);
+    await open(s.page, '/console/keys');
+    const keysText = await s.page.textContent('main');
+    for (const other of ['end-user-1', 'browser-made', 'alice']) {
+      if (keysText.includes(other)) bad.push(`bob's keys page shows ${other}'s key`);
+    }
+    if (await s.page.locator('#create-key-form, form.revoke-form').count()) bad.push('bob sees key create/revoke forms');
     for (const p of ['/console/audit', '/console/limits', '/console/members', '/console/incidents',
       '/console/break-glass', `/console/prompts/${encodeURIComponent(PROMPT)}/versions/1`,
       `/console/audit/export?format=jsonl`]) {
