@@ -819,19 +819,13 @@ try {
     const s = sessions.alice;
     assert(s, 'alice is not signed in');
     // Last of the scenarios: the time they took counts toward the wait below.
-    // datetime-local has minute precision; the window ends at the start of this minute so that
-    // the records this scenario itself causes (every API read is audited) fall outside it.
-    const minute = (ms) => new Date(Math.floor(ms / 60000) * 60000).toISOString().slice(0, 16);
-    // The seeded records must lie before the window's end: wait for the minute to turn if the
-    // whole run so far happened within this one.
-    const startedAt = Number(process.env.TG_STARTED_MS || Date.now());
-    if (Math.floor(Date.now() / 60000) === Math.floor(startedAt / 60000)) {
-      const wait = 60000 - (Date.now() % 60000) + 200;
-      notes.push(`audit: waited ${wait} ms for the minute to turn`);
-      await sleep(wait);
-    }
-    const to = minute(Date.now());
-    const from = minute(Date.now() - 3600 * 1000);
+    // The filter's datetime-local inputs take seconds (step="1"); the window ends at the start
+    // of this second, so the records this scenario itself causes (every API read is audited)
+    // fall outside it, and the records before it (wait for the second to turn) inside.
+    const second = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().slice(0, 19);
+    await sleep(1000 - (Date.now() % 1000) + 50);
+    const to = second(Date.now());
+    const from = second(Date.now() - 3600 * 1000);
     await open(s.page, '/console/audit');
     await s.page.fill('form#audit-filter input[name="from"]', from);
     await s.page.fill('form#audit-filter input[name="to"]', to);
