@@ -386,10 +386,6 @@ impl Run {
         artifacts: &Path,
         extra: &[(&str, String)],
     ) {
-        let started_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis();
         let node_log = self.work.path().join("console-mjs.stderr");
         let mut run = Command::new("node")
             .arg(repo().join("tests/browser/console.mjs"))
@@ -398,7 +394,6 @@ impl Run {
             .env("TG_BASE", &self.gw.url)
             .env("SCREENSHOTS", shots)
             .env("TG_ARTIFACTS", artifacts)
-            .env("TG_STARTED_MS", started_ms.to_string())
             .env("TG_SCENARIOS", only)
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
