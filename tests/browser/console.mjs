@@ -283,7 +283,7 @@ try {
     assert(who.includes('acme') && who.includes('tenant_admin'), `#whoami: ${who}`);
     assert(await s.page.locator('nav a[href="/console/keys"]').count() === 1, 'no nav link to keys');
     const cookies = await s.ctx.cookies(`${BASE}/console`);
-    const c = cookies.find((x) => x.name === 'tg_console');
+    const c = cookies.find((x) => x.name === '__Host-tg_console');
     assert(c, `no session cookie: ${JSON.stringify(cookies.map((x) => x.name))}`);
     assert(c.httpOnly && c.secure && c.sameSite !== 'None', `session cookie flags: ${JSON.stringify(c)}`);
   });
@@ -335,7 +335,7 @@ try {
       s.page.getByRole('button', { name: 'Sign in with key' }).click(),
     ]);
     assert(resp.status() === 401 || resp.status() === 403, `status ${resp.status()}`);
-    assert((await s.ctx.cookies(`${BASE}/console`)).every((c) => c.name !== 'tg_console' || !c.value), 'a session cookie was set');
+    assert((await s.ctx.cookies(`${BASE}/console`)).every((c) => c.name !== '__Host-tg_console' || !c.value), 'a session cookie was set');
     await s.ctx.close();
   });
 
@@ -603,7 +603,7 @@ try {
         s.page.goto(`http://127.0.0.1:${evil.address().port}/`),
       ]);
       assert(resp.status() === 403, `the forged sign-in answered ${resp.status()}`);
-      const c = (await s.ctx.cookies(`${BASE}/console`)).find((x) => x.name === 'tg_console' && x.value);
+      const c = (await s.ctx.cookies(`${BASE}/console`)).find((x) => x.name === '__Host-tg_console' && x.value);
       assert(!c, 'a session cookie was set by a forged sign-in');
     } finally {
       evil.close();
@@ -613,18 +613,18 @@ try {
 
   await scenario('OIDC callback: a code without this browser\'s sign-in, or with a wrong state, is refused', async () => {
     const s = await newSession('callback');
-    let r = await open(s.page, '/console/login/oidc/callback?code=stolen&state=guess');
+    let r = await open(s.page, '/console/login/oidc/0/callback?code=stolen&state=guess');
     assert([400, 401, 403].includes(r.status()), `no sign-in cookie: ${r.status()}`);
     // Start a real sign-in, then come back with another state.
     await open(s.page, '/console/login');
     await s.page.locator('a.oidc-signin').first().click();
     await s.page.waitForSelector('input[name="login"]');
-    r = await open(s.page, '/console/login/oidc/callback?code=stolen&state=not-the-one');
+    r = await open(s.page, '/console/login/oidc/0/callback?code=stolen&state=not-the-one');
     assert([400, 401, 403].includes(r.status()), `wrong state: ${r.status()}`);
-    r = await open(s.page, '/console/login/oidc/callback?error=access_denied&error_description=%3Cscript%3Ewindow.__pwned%3D1%3C%2Fscript%3E');
+    r = await open(s.page, '/console/login/oidc/0/callback?error=access_denied&error_description=%3Cscript%3Ewindow.__pwned%3D1%3C%2Fscript%3E');
     assert([400, 401, 403].includes(r.status()), `IdP error: ${r.status()}`);
     assert(await s.page.evaluate(() => typeof window.__pwned) === 'undefined', 'the IdP error was rendered as markup');
-    const c = (await s.ctx.cookies(`${BASE}/console`)).find((x) => x.name === 'tg_console' && x.value);
+    const c = (await s.ctx.cookies(`${BASE}/console`)).find((x) => x.name === '__Host-tg_console' && x.value);
     assert(!c, 'a session cookie was set');
     await s.ctx.close();
   });
@@ -799,7 +799,7 @@ try {
     const s = sessions.acmeKey;
     assert(s, 'no key session');
     await open(s.page, '/console');
-    const cookie = (await s.ctx.cookies(`${BASE}/console`)).find((c) => c.name === 'tg_console');
+    const cookie = (await s.ctx.cookies(`${BASE}/console`)).find((c) => c.name === '__Host-tg_console');
     assert(cookie, 'no session cookie');
     await submit(s.page, '#signout-form button[type="submit"]');
     assert(path(s.page) === '/console/login', `after sign-out: ${s.page.url()}`);
@@ -808,7 +808,7 @@ try {
     await thief.ctx.addCookies([{ ...cookie }]);
     const r = await open(thief.page, '/console/keys');
     assert(path(thief.page) === '/console/login', `old cookie opened ${thief.page.url()} (${r.status()})`);
-    const raw = await fetch(`${BASE}/console/keys`, { headers: { cookie: `tg_console=${cookie.value}` }, redirect: 'manual' });
+    const raw = await fetch(`${BASE}/console/keys`, { headers: { cookie: `__Host-tg_console=${cookie.value}` }, redirect: 'manual' });
     assert(raw.status === 303 || raw.status === 302, `old cookie, raw request: ${raw.status}`);
     assert((raw.headers.get('location') || '').endsWith('/console/login'), `redirected to ${raw.headers.get('location')}`);
     await thief.ctx.close();
@@ -882,9 +882,9 @@ try {
     const wait = Number(process.env.TG_ROTATE_SECS || 2) * 1000 + 2500;
     const s = await signInWithKey('rotation', ACME_ADMIN);
     assert(path(s.page) === '/console', `landed on ${s.page.url()}`);
-    const first = (await s.ctx.cookies(`${BASE}/console`)).find((c) => c.name === 'tg_console');
+    const first = (await s.ctx.cookies(`${BASE}/console`)).find((c) => c.name === '__Host-tg_console');
     await sleep(wait);
-    const second = (await s.ctx.cookies(`${BASE}/console`)).find((c) => c.name === 'tg_console');
+    const second = (await s.ctx.cookies(`${BASE}/console`)).find((c) => c.name === '__Host-tg_console');
     notes.push(`rotation: the cookie ${first && second && first.value !== second.value ? 'was' : 'was not'} replaced while the page was open`);
     const [resp] = await Promise.all([
       s.page.waitForResponse((r) => r.url() === `${BASE}/console/kill-switch`),

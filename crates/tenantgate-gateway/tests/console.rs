@@ -588,3 +588,18 @@ async fn rotation_replaces_the_cookie_keeps_open_forms_and_sign_out_ends_every_i
         (303, Some("/console/login"))
     );
 }
+
+/// `group_by=minute` (the live chart's query) answers at most a day of rows.
+#[tokio::test]
+async fn usage_by_minute_is_bounded_to_a_day() {
+    let gw = TestGateway::start().await;
+    let (_, member) = gw.tenant("acme", &["gpt-test"], None).await;
+    let r = gw.get("/tenant/v1/usage?group_by=minute", &member).await;
+    assert_eq!(r.status(), 200);
+    let r = gw
+        .get("/tenant/v1/usage?group_by=minute&from=0", &member)
+        .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "from");
+}

@@ -356,7 +356,7 @@ impl Run {
             tweak(cfg);
         })
         .await;
-        idp.serve(&format!("{}/console/login/oidc/callback", gw.url))
+        idp.serve(&format!("{}/console/login/oidc/0/callback", gw.url))
             .await;
         let (env, acme_id) = seed(&gw).await;
         let admin = env

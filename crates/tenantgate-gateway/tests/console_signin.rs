@@ -177,3 +177,53 @@ async fn pages_render_fast_with_ten_thousand_tenants() {
         assert!(median < 100.0, "{path} took {median} ms");
     }
 }
+
+/// The OIDC mix-up attack: with two issuers, a code that comes back on another issuer's
+/// callback path than the flow started with is refused before it is redeemed anywhere, and a
+/// callback naming another issuer (`iss`, RFC 9207) too.
+#[tokio::test]
+async fn a_code_is_redeemed_only_at_the_issuer_the_flow_started_with() {
+    let honest = Idp::start(&["rsa1"]).await;
+    let other = Idp::start(&["rsa1"]).await;
+    let mut a = honest.config();
+    a.console_client_id = Some(idp::AUDIENCE.into());
+    let mut b = other.config();
+    b.console_client_id = Some(idp::AUDIENCE.into());
+    let gw = TestGateway::start_with(move |c| c.auth.oidc = vec![a, b]).await;
+    gw.tenant("acme", &["gpt-test"], None).await;
+    honest.login_as(honest.claims("alice", Some("acme"), &["tenant_admin"]));
+    other.login_as(other.claims("mallory", Some("acme"), &["tenant_admin"]));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // A flow started at issuer 1 whose code arrives on issuer 0's callback: refused.
+    let mut browser = Browser::new(&gw);
+    let start = browser.get("/console/login/oidc/1").await;
+    let to = start.location.unwrap();
+    assert!(
+        to.contains("oidc%2F1%2Fcallback"),
+        "issuer 1's own redirect URI: {to}"
+    );
+    let back = http.get(&to).send().await.unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let path = &back[back.find("/console/").unwrap()..];
+    assert!(
+        path.starts_with("/console/login/oidc/1/callback?"),
+        "{path}"
+    );
+    let swapped = path.replace("/oidc/1/", "/oidc/0/");
+    let p = browser.get(&swapped).await;
+    assert_eq!(p.status, 401, "a code was taken on another issuer's path");
+    assert!(browser.cookie.is_none());
+    // On its own path, but claiming another issuer: refused.
+    let p = browser.get(&format!("{path}&iss={}", honest.url)).await;
+    assert_eq!(p.status, 401);
+    assert!(browser.cookie.is_none());
+    // Its own path and issuer: signed in, as issuer 1's user.
+    let p = browser.get(path).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(browser.get("/console").await.body.contains("mallory"));
+}

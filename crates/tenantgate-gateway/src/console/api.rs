@@ -50,6 +50,7 @@ pub(crate) struct Api<'a> {
     pub session: &'a Session,
     pub rid: &'a RequestId,
     pub user_agent: Option<&'a HeaderValue>,
+    pub calls: &'a std::sync::atomic::AtomicU32,
 }
 
 impl Api<'_> {
@@ -76,7 +77,12 @@ impl Api<'_> {
             None => Body::empty(),
         };
         let mut req = req.body(body).map_err(|_| Refusal::Unavailable)?;
-        req.extensions_mut().insert(self.rid.clone());
+        // Each API call of a page is its own record: the page's request id and a sequence.
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let rid = RequestId(format!("{}.{n}", self.rid.0), self.rid.1);
+        req.extensions_mut().insert(rid);
         req.extensions_mut().insert(ViaConsole);
         // The control API's routes and audit layer, exactly as `http::router` mounts them.
         let mut api = crate::http::control_router(self.app.clone());

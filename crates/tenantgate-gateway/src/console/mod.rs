@@ -106,6 +106,8 @@ pub(crate) struct Signed {
     pub session: Session,
     pub rid: RequestId,
     user_agent: Option<HeaderValue>,
+    /// API calls made for this request so far (each gets its own record id).
+    calls: std::sync::atomic::AtomicU32,
 }
 
 impl Signed {
@@ -115,6 +117,7 @@ impl Signed {
             session: &self.session,
             rid: &self.rid,
             user_agent: self.user_agent.as_ref(),
+            calls: &self.calls,
         }
     }
 
@@ -132,7 +135,9 @@ impl FromRequestParts<AppState> for Signed {
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Refusal> {
-        let session = Session::resolve(app, &parts.headers).await?;
+        // The live refresh (`console.js`) is not use of the session.
+        let used = parts.uri.path() != "/console/usage";
+        let session = Session::resolve(app, &parts.headers, used).await?;
         let rid = parts
             .extensions
             .get::<RequestId>()
@@ -142,6 +147,7 @@ impl FromRequestParts<AppState> for Signed {
             session,
             rid,
             user_agent: parts.headers.get("user-agent").cloned(),
+            calls: std::sync::atomic::AtomicU32::new(0),
         })
     }
 }
@@ -158,7 +164,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/console/static/{file}", get(render::asset))
         .route("/console/login", get(login_page))
         .route("/console/login/key", post(oidc::sign_in_with_key))
-        .route("/console/login/oidc/callback", get(oidc::callback))
+        .route("/console/login/oidc/{issuer}/callback", get(oidc::callback))
         .route("/console/login/oidc/{issuer}", get(oidc::start))
         .route("/console/logout", post(sign_out))
         .merge(tenant::routes())
@@ -166,6 +172,12 @@ pub(crate) fn router() -> Router<AppState> {
         // An unknown console page is the console's own 404 (HTML, with its headers), not the
         // API's JSON one.
         .route("/console/{*rest}", get(not_found).post(not_found))
+        // The security headers on every answer, axum's own extractor refusals included.
+        .layer(axum::middleware::map_response(secure_all))
+}
+
+async fn secure_all(resp: Response) -> Response {
+    render::secure(resp)
 }
 
 async fn not_found() -> Response {

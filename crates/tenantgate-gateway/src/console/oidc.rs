@@ -4,6 +4,11 @@
 //! The flow's state (`state`, `nonce`, the PKCE verifier, the issuer) travels in a short-lived
 //! cookie sealed under a key derived from the server secret, so any replica can finish a flow
 //! another began, and a callback is accepted only in the browser that started it (login CSRF).
+//! Each issuer has its own callback path (`/console/login/oidc/{i}/callback`), and a code is
+//! redeemed only at the issuer whose path it came back to, which must be the one the flow
+//! started with: otherwise a malicious issuer could bounce the browser to an honest one and
+//! receive the honest issuer's code at its own token endpoint (the OIDC mix-up attack). The
+//! discovery document must name the configured issuer, and an `iss` answer (RFC 9207) too.
 //! The ID token that comes back is verified by the same verifier bearer tokens meet
 //! (`identity::oidc`: signature, issuer, audience, expiry) and must carry the flow's nonce;
 //! the session then acts with that token, so it ends when the token does.
@@ -47,24 +52,12 @@ fn login_key(app: &AppState) -> Key {
 }
 
 fn login_cookie(app: &AppState, value: Option<&str>) -> HeaderValue {
-    let secure = if app.0.config.console.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let v = match value {
-        Some(v) => format!(
-            "{LOGIN_COOKIE}={v}; Path=/console/login; HttpOnly; SameSite=Lax; Max-Age=600{secure}"
-        ),
-        None => format!(
-            "{LOGIN_COOKIE}=; Path=/console/login; HttpOnly; SameSite=Lax; Max-Age=0{secure}"
-        ),
-    };
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+    super::session::cookie_value(app, LOGIN_COOKIE, value, (LOGIN_TTL_MS / 1000) as u64)
 }
 
 #[derive(Deserialize)]
 struct Discovery {
+    issuer: String,
     authorization_endpoint: String,
     token_endpoint: String,
 }
@@ -78,19 +71,25 @@ async fn discover(issuer: &str) -> Result<Discovery, Refusal> {
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .map_err(|_| Refusal::Unavailable)?;
-    client
+    let d: Discovery = client
         .get(url)
         .send()
         .await
         .map_err(|_| Refusal::Unavailable)?
         .json()
         .await
-        .map_err(|_| Refusal::Unavailable)
+        .map_err(|_| Refusal::Unavailable)?;
+    // A discovery document naming another issuer is not this issuer's (OIDC Discovery 4.3).
+    if d.issuer != issuer {
+        return Err(Refusal::Unavailable);
+    }
+    Ok(d)
 }
 
-fn redirect_uri(app: &AppState, headers: &HeaderMap) -> String {
+/// Issuer `i`'s own callback (register it at that IdP).
+fn redirect_uri(app: &AppState, headers: &HeaderMap, i: usize) -> String {
     format!(
-        "{}/console/login/oidc/callback",
+        "{}/console/login/oidc/{i}/callback",
         super::session::origin(app, headers)
     )
 }
@@ -124,7 +123,7 @@ pub(super) async fn start(
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", client_id)
-            .append_pair("redirect_uri", &redirect_uri(&app, &headers))
+            .append_pair("redirect_uri", &redirect_uri(&app, &headers, issuer))
             .append_pair("scope", scope)
             .append_pair("state", &pending.state)
             .append_pair("nonce", &pending.nonce)
@@ -146,6 +145,8 @@ pub(super) struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// RFC 9207: the issuer that answered, when it says.
+    iss: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -153,9 +154,10 @@ struct TokenAnswer {
     id_token: String,
 }
 
-/// `GET /console/login/oidc/callback`: the code for an ID token, then a session.
+/// `GET /console/login/oidc/{issuer}/callback`: the code for an ID token, then a session.
 pub(super) async fn callback(
     State(app): State<AppState>,
+    Path(issuer): Path<usize>,
     Query(q): Query<CallbackQuery>,
     headers: HeaderMap,
 ) -> Response {
@@ -174,7 +176,7 @@ pub(super) async fn callback(
             message: "this sign-in was not started in this browser, or took too long; start again"
                 .into(),
         };
-        let sealed = read_cookie(&headers, LOGIN_COOKIE)
+        let sealed = read_cookie(&headers, &super::session::cookie_name(&app, LOGIN_COOKIE))
             .and_then(|c| B64.decode(c).ok())
             .ok_or_else(forged)?;
         let pending: Pending =
@@ -184,11 +186,15 @@ pub(super) async fn callback(
                 .ok_or_else(forged)?;
         if pending.expires_at_ms < crate::clock::now_ms()
             || q.state.as_deref() != Some(pending.state.as_str())
+            || issuer != pending.issuer
         {
             return Err(forged());
         }
         let code = q.code.filter(|c| c.len() < 2048).ok_or_else(forged)?;
         let cfg = app.0.oidc.config(pending.issuer).ok_or(Refusal::NotFound)?;
+        if q.iss.as_deref().is_some_and(|i| i != cfg.issuer) {
+            return Err(forged());
+        }
         let client_id = cfg.console_client_id.clone().ok_or(Refusal::NotFound)?;
         let disc = discover(&cfg.issuer).await?;
         let client = reqwest::Client::builder()
@@ -200,7 +206,7 @@ pub(super) async fn callback(
             .form(&[
                 ("grant_type", "authorization_code"),
                 ("code", code.as_str()),
-                ("redirect_uri", &redirect_uri(&app, &headers)),
+                ("redirect_uri", &redirect_uri(&app, &headers, issuer)),
                 ("client_id", client_id.as_str()),
                 ("code_verifier", pending.verifier.as_str()),
             ])

@@ -131,7 +131,9 @@ async fn onboard(
 ) -> Response {
     let r = async {
         s.session.check_change(&app, &headers, Some(&f.csrf))?;
-        let mut body = json!({"slug": f.slug, "plan": f.plan, "isolation": f.isolation});
+        // Its first admin key, shown once on the answer: the new tenant's way in.
+        let mut body = json!({"slug": f.slug, "plan": f.plan, "isolation": f.isolation,
+            "admin_key": true});
         if !f.display_name.is_empty() {
             body["display_name"] = json!(f.display_name);
         }

@@ -65,6 +65,7 @@ fn env() -> &'static Environment<'static> {
         }
         env.add_filter("when", when);
         env.add_filter("money", money);
+        env.add_filter("seg", seg);
         env
     })
 }
@@ -78,6 +79,12 @@ fn when(ms: minijinja::Value) -> String {
         }
         _ => "—".into(),
     }
+}
+
+/// A URL path segment: every byte but the unreserved ones percent-encoded (minijinja's
+/// `urlencode` keeps `/`, and a name like `x/../alice` would then address `alice`).
+fn seg(s: String) -> String {
+    super::tenant::seg(&s)
 }
 
 /// Micro-dollars as `$1.234567`.
@@ -158,6 +165,7 @@ mod tests {
             env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
             env.add_filter("when", when);
             env.add_filter("money", money);
+            env.add_filter("seg", seg);
             let t = env.get_template(name).unwrap();
             t.render(minijinja::context! {})
                 .unwrap_or_else(|e| panic!("{name}: {e}"));

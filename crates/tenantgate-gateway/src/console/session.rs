@@ -18,7 +18,39 @@ use tenantgate_crypto::{aead, Aad, Key};
 use tenantgate_store::console::ConsoleSession;
 use zeroize::Zeroizing;
 
-pub(super) const COOKIE: &str = "tg_console";
+/// The cookies' names. With `Secure`, the `__Host-` prefix: the browser keeps such a cookie
+/// only if it is `Secure`, host-only and `Path=/`, so a sibling subdomain cannot plant or
+/// shadow it (session fixation into the planter's tenant).
+pub(super) fn cookie_name(app: &AppState, base: &'static str) -> String {
+    if app.0.config.console.secure_cookies {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// `name=value` (or a removal when `None`) with the attributes every console cookie has.
+pub(super) fn cookie_value(
+    app: &AppState,
+    base: &'static str,
+    value: Option<&str>,
+    max_age_secs: u64,
+) -> HeaderValue {
+    let secure = if app.0.config.console.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let name = cookie_name(app, base);
+    let (v, age) = match value {
+        Some(v) => (v, max_age_secs),
+        None => ("", 0),
+    };
+    let c = format!("{name}={v}; Path=/; HttpOnly; SameSite=Lax; Max-Age={age}{secure}");
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+const COOKIE: &str = "tg_console";
 /// A rotated-out id keeps working this long, for requests already in flight.
 const ROTATION_GRACE_MS: i64 = 30_000;
 /// `last_seen` is written at most this often (a page load is several requests).
@@ -50,20 +82,9 @@ fn seal_key(app: &AppState) -> Key {
     Key::from_array(app.0.secret.derive(&[b"console-seal"]))
 }
 
-/// The value of the cookie that sets `token`, or clears the cookie when `None`.
+/// The session cookie that sets `token`, or clears the cookie when `None`.
 pub(super) fn cookie(app: &AppState, token: Option<&str>, max_age_secs: u64) -> HeaderValue {
-    let secure = if app.0.config.console.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let v = match token {
-        Some(t) => format!(
-            "{COOKIE}={t}; Path=/console; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
-        ),
-        None => format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
-    };
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+    cookie_value(app, COOKIE, token, max_age_secs)
 }
 
 /// The value of the named cookie in the request, if any (a duplicate name is refused as no
@@ -132,8 +153,14 @@ impl Session {
 
     /// The request's session: `SignedOut` when there is no cookie, or it is unknown, expired
     /// or idle too long. An old session gets a new id (and cookie) here.
-    pub(super) async fn resolve(app: &AppState, headers: &HeaderMap) -> Result<Session, Refusal> {
-        let token = read_cookie(headers, COOKIE).ok_or(Refusal::SignedOut)?;
+    /// `used` is false for the live refresh, which is not use: it must not keep an unattended
+    /// tab's session from its idle timeout.
+    pub(super) async fn resolve(
+        app: &AppState,
+        headers: &HeaderMap,
+        used: bool,
+    ) -> Result<Session, Refusal> {
+        let token = read_cookie(headers, &cookie_name(app, COOKIE)).ok_or(Refusal::SignedOut)?;
         let hash = id_hash(app, token);
         let now = crate::clock::now_ms();
         let sessions = app.store().console_sessions();
@@ -157,7 +184,7 @@ impl Session {
         .map(Zeroizing::new)
         // Sealed under another secret (the server secret changed): signed out.
         .ok_or(Refusal::SignedOut)?;
-        if now - row.last_seen_ms > TOUCH_EVERY_MS {
+        if used && now - row.last_seen_ms > TOUCH_EVERY_MS {
             sessions.touch(&hash, now).await.ok();
         }
         let session = Session {

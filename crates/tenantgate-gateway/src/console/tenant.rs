@@ -35,7 +35,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/prompts/{name}/diff", get(prompt_diff))
         .route("/console/knowledge", get(knowledge).post(create_kb))
         .route("/console/knowledge/{kb}", get(kb))
-        .route("/console/knowledge/{kb}/documents", post(upload_document))
+        // The API bounds the document (`rag.max_document_bytes`); the form may carry that much.
+        .route(
+            "/console/knowledge/{kb}/documents",
+            post(upload_document).layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
+        )
         .route("/console/knowledge/{kb}/search", post(search_kb))
         .route("/console/audit", get(audit))
         .route("/console/audit/export", get(audit_export))
@@ -72,10 +76,13 @@ pub(super) async fn whoami(app: &AppState, s: &Signed) -> Result<Value, Refusal>
         Ok(Caller::Platform(p)) => Ok(json!({
             "kind": "platform", "role": "platform_admin", "user": p.actor(), "admin": false,
         })),
-        Err(_) => {
+        // The credential is refused (revoked, expired): the session ends. Anything else (the
+        // IdP's keys unreachable, the store down) is a failure to answer, not a sign-out.
+        Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
             s.session.end(app).await;
             Err(Refusal::SignedOut)
         }
+        Err(_) => Err(Refusal::Unavailable),
     }
 }
 

@@ -389,8 +389,20 @@ pub(super) async fn audit(
                 w.push(("format", fmt.to_owned()));
                 with_query("/console/audit/export", &w)
             };
+            // The next page keeps the filter as the form had it.
+            let mut older: Vec<(&str, String)> = [
+                ("from", &f.from),
+                ("to", &f.to),
+                ("event", &f.event),
+                ("model", &f.model),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.clone().filter(|v| !v.is_empty())?)))
+            .collect();
+            older.push(("before_seq", recs["next_before_seq"].to_string()));
+            let older = with_query("/console/audit", &older);
             render(&app, &s, "audit.html", |_| {
-            Ok(context! { records => recs["data"], next => recs["next_before_seq"],
+            Ok(context! { records => recs["data"], next => recs["next_before_seq"], older => older,
                 filter => json!({"from": f.from, "to": f.to, "event": f.event, "model": f.model}),
                 export_jsonl => export("jsonl"), export_csv => export("csv") })
         })
@@ -460,7 +472,13 @@ pub(super) async fn audit_record(
             .api(&app)
             .get(&with_query(
                 "/tenant/v1/audit/records",
-                &[("before_seq", (seq + 1).to_string()), ("limit", "1".into())],
+                &[
+                    (
+                        "before_seq",
+                        seq.checked_add(1).ok_or(Refusal::NotFound)?.to_string(),
+                    ),
+                    ("limit", "1".into()),
+                ],
             ))
             .await?;
         let rec = recs["data"]

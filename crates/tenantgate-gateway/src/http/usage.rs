@@ -114,8 +114,23 @@ pub(super) async fn usage(
             }
         };
         let now = crate::clock::now_ms();
-        let from = q.from.unwrap_or_else(|| crate::limits::month_start_ms(now));
+        let from = match (group, q.from) {
+            (_, Some(f)) => f,
+            // By minute: the last hour unless asked.
+            (UsageGroup::Minute, None) => now - 3_600_000,
+            (UsageGroup::Day | UsageGroup::Model | UsageGroup::Key | UsageGroup::User, None) => {
+                crate::limits::month_start_ms(now)
+            }
+        };
         let to = q.to.unwrap_or(i64::MAX);
+        // One row per minute: at most a day of them in one answer.
+        if matches!(group, UsageGroup::Minute) && to.min(now) - from > 86_400_000 {
+            return Err(GatewayError::InvalidRequest {
+                message: "group_by=minute covers at most 24 hours: set from (and to) within a day"
+                    .into(),
+                param: Some("from".into()),
+            });
+        }
         let rows = app
             .store()
             .tenant(&ctx.principal.scope)

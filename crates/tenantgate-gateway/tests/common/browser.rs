@@ -40,10 +40,10 @@ impl Browser {
     pub async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
         let mut cookies = Vec::new();
         if let Some(c) = &self.cookie {
-            cookies.push(format!("tg_console={c}"));
+            cookies.push(format!("__Host-tg_console={c}"));
         }
         if let Some(c) = &self.login_cookie {
-            cookies.push(format!("tg_console_login={c}"));
+            cookies.push(format!("__Host-tg_console_login={c}"));
         }
         let req = if cookies.is_empty() {
             req
@@ -53,18 +53,24 @@ impl Browser {
         let r = req.send().await.unwrap();
         for v in r.headers().get_all("set-cookie") {
             let v = v.to_str().unwrap();
-            if let Some(rest) = v.strip_prefix("tg_console_login=") {
+            if let Some(rest) = v.strip_prefix("__Host-tg_console_login=") {
                 let token = rest.split(';').next().unwrap();
                 assert!(
-                    v.contains("HttpOnly") && v.contains("SameSite=Lax") && v.contains("Secure"),
+                    v.contains("HttpOnly")
+                        && v.contains("SameSite=Lax")
+                        && v.contains("Secure")
+                        && v.contains("Path=/;"),
                     "{v}"
                 );
                 self.login_cookie = (!token.is_empty()).then(|| token.to_owned());
             }
-            if let Some(rest) = v.strip_prefix("tg_console=") {
+            if let Some(rest) = v.strip_prefix("__Host-tg_console=") {
                 let token = rest.split(';').next().unwrap();
                 assert!(
-                    v.contains("HttpOnly") && v.contains("SameSite=Lax") && v.contains("Secure"),
+                    v.contains("HttpOnly")
+                        && v.contains("SameSite=Lax")
+                        && v.contains("Secure")
+                        && v.contains("Path=/;"),
                     "{v}"
                 );
                 self.cookie = (!token.is_empty()).then(|| token.to_owned());
