@@ -88,7 +88,7 @@ impl Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         if let Refusal::SignedOut = self {
-            return render::secure(Redirect::to("/console/login").into_response());
+            return Redirect::to("/console/login").into_response();
         }
         let html = render::page(
             "error.html",
@@ -97,7 +97,7 @@ impl IntoResponse for Refusal {
         );
         let mut resp = html;
         *resp.status_mut() = self.status();
-        render::secure(resp)
+        resp
     }
 }
 
@@ -123,7 +123,7 @@ impl Signed {
 
     /// Sets the rotated session cookie, if this request rotated it.
     pub(crate) fn finish(&self, resp: impl IntoResponse) -> Response {
-        let mut resp = render::secure(resp.into_response());
+        let mut resp = resp.into_response();
         if let Some(c) = &self.session.set_cookie {
             resp.headers_mut().append("set-cookie", c.clone());
         }
@@ -198,7 +198,7 @@ async fn login_page(State(app): State<AppState>) -> Response {
             label => o.console_label.clone().unwrap_or_else(|| o.issuer.clone()) }
         })
         .collect();
-    render::secure(render::page("login.html", minijinja::context! { issuers }))
+    render::page("login.html", minijinja::context! { issuers })
 }
 
 /// `POST /console/logout`: the session's row is removed (the cookie is worthless from here,
@@ -216,7 +216,7 @@ async fn sign_out(
         return r.into_response();
     }
     signed.session.end(&app).await;
-    let mut resp = render::secure(Redirect::to("/console/login").into_response());
+    let mut resp = Redirect::to("/console/login").into_response();
     resp.headers_mut()
         .append("set-cookie", session::cookie(&app, None, 0));
     resp

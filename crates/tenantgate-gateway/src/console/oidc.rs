@@ -13,7 +13,6 @@
 //! (`identity::oidc`: signature, issuer, audience, expiry) and must carry the flow's nonce;
 //! the session then acts with that token, so it ends when the token does.
 
-use super::render;
 use super::session::{read_cookie, same_origin, Session};
 use super::Refusal;
 use crate::identity::auth::Caller;
@@ -134,7 +133,7 @@ pub(super) async fn start(
             header::SET_COOKIE,
             login_cookie(&app, Some(&B64.encode(sealed))),
         );
-        Ok::<_, Refusal>(render::secure(resp))
+        Ok::<_, Refusal>(resp)
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -302,5 +301,5 @@ async fn begin(app: &AppState, credential: &str, expires_at_ms: i64) -> Result<R
     if let Some(c) = &session.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, c.clone());
     }
-    Ok(render::secure(resp))
+    Ok(resp)
 }

@@ -95,6 +95,17 @@ pub(super) async fn render(
     body: impl FnOnce(Value) -> Result<minijinja::Value, Refusal>,
 ) -> Result<Response, Refusal> {
     let me = whoami(app, s).await?;
+    render_as(app, s, me, template, body)
+}
+
+/// [`render`] for a caller already resolved on this request.
+pub(super) fn render_as(
+    app: &AppState,
+    s: &Signed,
+    me: Value,
+    template: &str,
+    body: impl FnOnce(Value) -> Result<minijinja::Value, Refusal>,
+) -> Result<Response, Refusal> {
     let ctx = body(me.clone())?;
     let full = context! { me => me, csrf => s.session.csrf(app), ..ctx };
     Ok(s.finish(page(template, full)))
@@ -257,10 +268,9 @@ pub(super) async fn overview(State(app): State<AppState>, s: Signed) -> Response
                 "percent": cap.filter(|c| *c > 0).map(|c| (spent * 100 / c).min(100))})
         });
         let month = month_breakdown(&app, &s, budget.as_ref()).await?;
-        render(&app, &s, "overview.html", |_| {
+        render_as(&app, &s, me, "overview.html", |_| {
             Ok(context! { limits => limits, budget => budget, usage => usage, month => month })
         })
-        .await
     }
     .await;
     done(&s, r)
