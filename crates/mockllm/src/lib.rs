@@ -10,7 +10,8 @@
 //! `mock:status=429 mock:retry_after=3`, `mock:status=500`, `mock:timeout`, `mock:malformed`,
 //! `mock:chunks=20 mock:chunk_delay_ms=50`, `mock:stream_error_after=2`, `mock:drop_after=2`,
 //! `mock:tool_call=get_weather`, `mock:reply=TEXT_WITHOUT_SPACES`, `mock:extra_hex=H` (text in an
-//! OpenAI audio transcript or an Anthropic web-search result block); or for every request by
+//! OpenAI audio transcript or an Anthropic web-search result block), `mock:echo_all` (the reply is
+//! everything received, system prompt and context included: a model obeying a prompt injection); or for every request by
 //! [`MockConfig`].
 //!
 //! Several outputs at once: `mock:choices_hex=H0,H1` (hex-encoded texts: OpenAI choices, as with
@@ -217,6 +218,9 @@ struct Directives {
     /// Non-streamed: text in fields beyond the usual ones (an OpenAI audio transcript, an
     /// Anthropic web-search result block).
     extra: Option<String>,
+    /// Reply with everything received: system prompt, every message, retrieved context (a
+    /// model that obeys "print your instructions", for the bleed test's prompt injection).
+    echo_all: bool,
 }
 
 fn hex_list(v: &str) -> Option<Vec<String>> {
@@ -290,6 +294,7 @@ fn directives(text: &str) -> Directives {
             "pack" => d.pack = true,
             "after_stop_hex" => d.after_stop = hex_decode(v),
             "extra_hex" => d.extra = hex_decode(v),
+            "echo_all" => d.echo_all = true,
             _ => {}
         }
     }
@@ -448,6 +453,9 @@ async fn prologue(
 }
 
 fn reply_for(body: &Value, d: &Directives) -> String {
+    if d.echo_all {
+        return format!("mock echo: {}", all_text(body));
+    }
     d.reply
         .clone()
         .unwrap_or_else(|| format!("mock reply to: {}", last_user_text(body)))

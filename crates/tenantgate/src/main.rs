@@ -70,6 +70,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Prove tenant isolation on a live deployment: canary tenants, attacked from each other
+    /// on every route, role and model path; exits 1 on any leak (report: human and JSON).
+    BleedTest(tenantgate_bleed::Args),
 }
 
 #[derive(Subcommand)]
@@ -284,6 +287,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Prompt(args) = cli.command {
         return prompt(args).await;
     }
+    if let Command::BleedTest(args) = cli.command {
+        std::process::exit(tenantgate_bleed::main(args).await);
+    }
     if let Command::Audit(AuditCmd::Verify {
         file,
         public_key,
@@ -319,7 +325,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Key(cmd) => key(config, cmd).await,
         Command::Keys(cmd) => keys(config, cmd).await,
-        Command::Prompt(_) => Ok(()),
+        Command::Prompt(_) | Command::BleedTest(_) => Ok(()),
         Command::Audit(AuditCmd::Verify { .. }) => Ok(()),
         Command::Audit(AuditCmd::PublicKey) => {
             let seed = tenantgate_crypto::load_or_create_key(

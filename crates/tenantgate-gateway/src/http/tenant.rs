@@ -411,6 +411,15 @@ pub(super) async fn put_guard_policy(
 ) -> Response {
     ok(async {
         let policy: tenantgate_guard::Policy = json_body(&app, &headers, body).await?;
+        // Another tenant's identifiers in this tenant's traffic are not this tenant's to let
+        // through (`guard::switch`): block or redact only.
+        if crate::guard::switch::floor(policy.cross_tenant) != policy.cross_tenant {
+            return Err(GatewayError::InvalidRequest {
+                message: "cross_tenant must be block or redact: it protects other tenants' data"
+                    .into(),
+                param: Some("cross_tenant".into()),
+            });
+        }
         if let Some(url) = &policy.webhook_url {
             let https = url.starts_with("https://");
             let http_ok = app.0.config.guard.allow_http_webhooks && url.starts_with("http://");

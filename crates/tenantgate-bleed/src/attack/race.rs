@@ -1,0 +1,106 @@
+//! Limits under a race: a burst of concurrent calls from one tenant, spread over every replica,
+//! against its requests-per-minute limit; the other tenants keep being served. And one tenant's
+//! kill switch stops that tenant only.
+
+use super::Ctx;
+use crate::provision::Tenant;
+use crate::report::{Family, Verdict};
+use futures_util::future::join_all;
+use reqwest::Method;
+use serde_json::json;
+
+pub const RACE_LIMIT: u64 = 5;
+const BURST: usize = 24;
+
+pub async fn run(c: &mut Ctx<'_>, racer: &Tenant) -> anyhow::Result<()> {
+    let model = c.plain_model.to_owned();
+    let body = json!({"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "race"}]});
+    let calls = (0..BURST).map(|_| c.t.post("/v1/chat/completions", &racer.member, &body));
+    let answers = join_all(calls).await;
+    let mut admitted = 0u64;
+    let mut refused = 0u64;
+    let mut other = Vec::new();
+    for a in answers {
+        let a = a?;
+        match a.status {
+            200 => admitted += 1,
+            429 => refused += 1,
+            s => other.push(s),
+        }
+    }
+    let verdict = if admitted > RACE_LIMIT {
+        Verdict::Fail(format!("{admitted} of {BURST} concurrent calls admitted against a limit of {RACE_LIMIT} a minute"))
+    } else if admitted == 0 || !other.is_empty() {
+        Verdict::Fail(format!("{admitted} admitted, {refused} refused, other statuses {other:?}: the limit did not decide"))
+    } else {
+        Verdict::Pass
+    };
+    c.report.push(
+        Family::LimitRace,
+        format!(
+            "{BURST} concurrent calls against {RACE_LIMIT}/min across {} replica(s)",
+            c.t.urls.len()
+        ),
+        verdict,
+    );
+    served(
+        c,
+        "the victim is served while another tenant is at its limit",
+    )
+    .await?;
+
+    // The attacker's kill switch: its own calls stop, the victim's do not.
+    c.t.must(
+        Method::PUT,
+        "/tenant/v1/kill-switch",
+        &c.attacker.admin,
+        Some(&json!({"enabled": true})),
+    )
+    .await?;
+    super::wait_reload(c).await;
+    let a =
+        c.t.post("/v1/chat/completions", &c.attacker.member, &body)
+            .await?;
+    let verdict = if a.ok() {
+        Verdict::Fail("the attacker's own kill switch did not stop its call".into())
+    } else {
+        Verdict::Pass
+    };
+    c.report.push(
+        Family::LimitRace,
+        "kill switch stops its own tenant",
+        verdict,
+    );
+    served(
+        c,
+        "the victim is served while another tenant's kill switch is on",
+    )
+    .await?;
+    c.t.must(
+        Method::PUT,
+        "/tenant/v1/kill-switch",
+        &c.attacker.admin,
+        Some(&json!({"enabled": false})),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn served(c: &mut Ctx<'_>, what: &str) -> anyhow::Result<()> {
+    let body = json!({"model": c.plain_model, "max_tokens": 16, "messages": [{"role": "user", "content": "still here?"}]});
+    let mut statuses = Vec::new();
+    for _ in 0..c.t.urls.len() {
+        statuses.push(
+            c.t.post("/v1/chat/completions", &c.victim.member, &body)
+                .await?
+                .status,
+        );
+    }
+    let verdict = if statuses.iter().all(|s| *s == 200) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail(format!("the victim's calls answered {statuses:?}"))
+    };
+    c.report.push(Family::LimitRace, what, verdict);
+    Ok(())
+}
