@@ -202,3 +202,78 @@ impl Report {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_fails_the_run_and_is_named_in_both_reports_a_skip_is_not_a_pass() {
+        let mut r = Report::default();
+        r.push(Family::RouteMatrix, "GET /x as Anonymous", Verdict::Pass);
+        r.push(
+            Family::CacheProbe,
+            "probe",
+            Verdict::Skip("cache off".into()),
+        );
+        assert!(!r.failed());
+        r.expect_none(
+            Family::PoisonedResponse,
+            "chat",
+            Some("tenant v's guard canary reached the attacker".into()),
+        );
+        assert!(r.failed());
+        assert_eq!(r.counts(), (1, 1, 1));
+        let j = r.json(&["http://t".into()], "run1");
+        assert_eq!(
+            j["summary"],
+            json!({"passed": 1, "failed": 1, "skipped": 1, "leak": true})
+        );
+        let failed = &j["checks"][2];
+        assert_eq!(failed["verdict"], "fail");
+        assert_eq!(
+            failed["reason"],
+            "tenant v's guard canary reached the attacker"
+        );
+        assert_eq!(
+            failed["controls"],
+            json!([
+                "NIST SP 800-53 SC-4",
+                "OWASP LLM02:2025 Sensitive Information Disclosure"
+            ])
+        );
+        let h = r.human(&["http://t".into()], "run1");
+        assert!(
+            h.contains("LEAK  chat: tenant v's guard canary reached the attacker"),
+            "{h}"
+        );
+        assert!(h.contains("skip  probe: cache off"), "{h}");
+        assert!(
+            h.ends_with("LEAK FOUND: 1 passed, 1 failed, 1 skipped\n"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn every_family_maps_to_a_nist_control() {
+        use Family::*;
+        for f in [
+            Credential,
+            Spoofing,
+            RouteMatrix,
+            PromptInjection,
+            PoisonedResponse,
+            CacheProbe,
+            DataQuery,
+            LimitRace,
+            Integrity,
+        ] {
+            assert!(
+                f.controls()
+                    .iter()
+                    .any(|c| matches!(c, Control::NistSc4 | Control::NistAc3)),
+                "{f:?}"
+            );
+        }
+    }
+}

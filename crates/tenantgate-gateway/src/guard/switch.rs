@@ -67,3 +67,31 @@ pub fn disabled() -> Option<Layer> {
         Some(layer)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_tenant_is_enforced_at_least_as_redact_and_nothing_else_changes() {
+        for (asked, enforced_as) in [
+            (Action::Block, Action::Block),
+            (Action::Redact, Action::Redact),
+            (Action::Flag, Action::Redact),
+            (Action::Off, Action::Redact),
+        ] {
+            let p = Policy {
+                cross_tenant: asked,
+                canary: Action::Off,
+                pii: Action::Off,
+                ..Policy::default()
+            };
+            let e = enforced(p.clone());
+            // A test build run with the layer switched off enforces none (the bleed test's).
+            if std::env::var_os("TENANTGATE_TEST_DISABLE_LAYER").is_none() {
+                assert_eq!(e.cross_tenant, enforced_as, "{asked:?}");
+            }
+            assert_eq!((e.canary, e.pii, e.secrets), (p.canary, p.pii, p.secrets));
+        }
+    }
+}
