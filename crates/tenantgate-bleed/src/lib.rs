@@ -52,6 +52,10 @@ pub struct Args {
     /// both ways).
     #[arg(long = "poison-model", value_name = "MODEL")]
     pub poison_models: Vec<String>,
+    /// A model with a price, for the budget race (a canary tenant with a small monthly budget
+    /// spends it in one burst).
+    #[arg(long, value_name = "MODEL")]
+    pub priced_model: Option<String>,
     /// The platform IdP's signing key (PEM; test deployments only): adds genuinely signed
     /// but invalid tokens (expired, wrong audience, not yet valid, foreign issuer).
     #[arg(long, value_name = "PEM_FILE")]
@@ -153,6 +157,17 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
         )
         .await?;
         made.push(racer.slug.clone());
+        let spender = provision::tenant(
+            &t,
+            &platform,
+            Plan {
+                run,
+                role: "b",
+                limits: Some(json!({"monthly_spend_micros": attack::race::RACE_BUDGET_MICROS})),
+            },
+        )
+        .await?;
+        made.push(spender.slug.clone());
         made.push(format!("bleed-{run}-evil"));
         let models = t
             .must(Method::GET, "/v1/models", &victim.admin, None)
@@ -163,7 +178,12 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
             .flatten()
             .filter_map(|m| m["id"].as_str().map(str::to_owned))
             .collect();
-        for m in args.echo_model.iter().chain(&args.poison_models) {
+        for m in args
+            .echo_model
+            .iter()
+            .chain(&args.poison_models)
+            .chain(&args.priced_model)
+        {
             anyhow::ensure!(
                 listed.contains(m),
                 "model {m} is not offered to a new tenant (offered: {listed:?})"
@@ -177,8 +197,8 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
             .ok_or_else(|| anyhow::anyhow!("a new tenant is offered no model"))?;
         let mut report = Report::default();
         report.notes.push(format!(
-            "canary tenants {}, {}, {}",
-            victim.slug, attacker.slug, racer.slug
+            "canary tenants {}, {}, {}, {}",
+            victim.slug, attacker.slug, racer.slug, spender.slug
         ));
         let victim = plant_calls(&t, victim, run, &plain).await?;
         let mut c = Ctx {
@@ -193,7 +213,7 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
             reload: Duration::from_millis(args.reload_ms),
             report,
         };
-        attacks(&mut c, &racer, run).await;
+        attacks(&mut c, &racer, &spender, args.priced_model.as_deref(), run).await;
         Ok::<Report, anyhow::Error>(c.report)
     }
     .await;
@@ -220,7 +240,13 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
 
 /// Every attack in turn; one that cannot finish is a failure (a run that skipped an attack
 /// by erroring must not look clean).
-async fn attacks(c: &mut Ctx<'_>, racer: &Tenant, run: &str) {
+async fn attacks(
+    c: &mut Ctx<'_>,
+    racer: &Tenant,
+    spender: &Tenant,
+    priced: Option<&str>,
+    run: &str,
+) {
     macro_rules! step {
         ($name:literal, $fam:expr, $e:expr) => {
             if let Err(e) = $e {
@@ -267,6 +293,11 @@ async fn attacks(c: &mut Ctx<'_>, racer: &Tenant, run: &str) {
         "limit race",
         Family::LimitRace,
         attack::race::run(c, racer).await
+    );
+    step!(
+        "budget race",
+        Family::LimitRace,
+        attack::race::budget(c, spender, priced).await
     );
     match attack::routes::run(c, run).await {
         Ok(n) => c.report.notes.push(format!(

@@ -115,6 +115,11 @@ name = "bleed-openai"
 provider = "mock-openai"
 upstream_model = "m"
 [[models]]
+name = "bleed-priced"
+provider = "mock-openai"
+upstream_model = "m"
+pricing = {{ input_per_mtok = 100000000, output_per_mtok = 100000000 }}
+[[models]]
 name = "bleed-anthropic"
 provider = "mock-anthropic"
 upstream_model = "claude-m"
@@ -155,6 +160,8 @@ async fn bleed(d: &Deployment) -> (i32, Value, String) {
             "bleed-openai",
             "--poison-model",
             "bleed-anthropic",
+            "--priced-model",
+            "bleed-priced",
             "--reload-ms",
             "300",
             "--report",

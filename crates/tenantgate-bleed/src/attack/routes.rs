@@ -82,96 +82,104 @@ pub async fn run(c: &mut Ctx<'_>, run_id: &str) -> anyhow::Result<usize> {
                 continue;
             };
             operations += 1;
-            let path = fill(c, template);
-            for role in [
-                Role::Anonymous,
-                Role::AttackerMember,
-                Role::AttackerAdmin,
-                Role::Platform,
-            ] {
-                // A platform admin's own operations are not an attack (it could remove the
-                // canary tenants mid-run).
-                if matches!((access, role), (Access::PlatformAdmin, Role::Platform)) {
-                    continue;
+            for path in fill(c, template) {
+                for role in [
+                    Role::Anonymous,
+                    Role::AttackerMember,
+                    Role::AttackerAdmin,
+                    Role::Platform,
+                ] {
+                    // A platform admin's own operations are not an attack (it could remove the
+                    // canary tenants mid-run).
+                    if matches!((access, role), (Access::PlatformAdmin, Role::Platform)) {
+                        continue;
+                    }
+                    let cred = match role {
+                        Role::Anonymous => Cred::None,
+                        Role::AttackerMember => c.attacker.member.clone(),
+                        Role::AttackerAdmin => c.attacker.admin.clone(),
+                        Role::Platform => c.platform.clone(),
+                    };
+                    let (json_body, raw) = body_for(c, &method, template, run_id);
+                    let a =
+                        c.t.send(
+                            method.clone(),
+                            &path,
+                            &cred,
+                            Extra {
+                                json: json_body.as_ref(),
+                                raw,
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    let id = format!("{method} {path} ({template}) as {role:?}");
+                    let verdict = if let Some(l) = c.victim.secret_in(&a.body) {
+                        Verdict::Fail(format!("{l} in the answer ({})", a.status))
+                    } else if a.status >= 500 {
+                        Verdict::Fail(format!(
+                            "answered {} (a server error on attacker input)",
+                            a.status
+                        ))
+                    } else if matches!(role, Role::Anonymous) && a.status != 401 {
+                        Verdict::Fail(format!(
+                            "answered {} without a credential (expected 401)",
+                            a.status
+                        ))
+                    } else if !allowed(access, role) && (200..300).contains(&a.status) {
+                        Verdict::Fail(format!(
+                            "answered {} to a role {access:?} operations refuse",
+                            a.status
+                        ))
+                    } else {
+                        Verdict::Pass
+                    };
+                    c.report.push(Family::RouteMatrix, id, verdict);
                 }
-                let cred = match role {
-                    Role::Anonymous => Cred::None,
-                    Role::AttackerMember => c.attacker.member.clone(),
-                    Role::AttackerAdmin => c.attacker.admin.clone(),
-                    Role::Platform => c.platform.clone(),
-                };
-                let (json_body, raw) = body_for(c, &method, template, run_id);
-                let a =
-                    c.t.send(
-                        method.clone(),
-                        &path,
-                        &cred,
-                        Extra {
-                            json: json_body.as_ref(),
-                            raw,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                let id = format!("{method} {template} as {role:?}");
-                let verdict = if let Some(l) = c.victim.secret_in(&a.body) {
-                    Verdict::Fail(format!("{l} in the answer ({})", a.status))
-                } else if a.status >= 500 {
-                    Verdict::Fail(format!(
-                        "answered {} (a server error on attacker input)",
-                        a.status
-                    ))
-                } else if matches!(role, Role::Anonymous) && a.status != 401 {
-                    Verdict::Fail(format!(
-                        "answered {} without a credential (expected 401)",
-                        a.status
-                    ))
-                } else if !allowed(access, role) && (200..300).contains(&a.status) {
-                    Verdict::Fail(format!(
-                        "answered {} to a role {access:?} operations refuse",
-                        a.status
-                    ))
-                } else {
-                    Verdict::Pass
-                };
-                c.report.push(Family::RouteMatrix, id, verdict);
             }
         }
     }
     Ok(operations)
 }
 
-/// The path with each parameter set to the victim's object (or, for names the run does not
-/// know, the victim's tenant id). Providers and grants get names that exist nowhere, so a
-/// broken check cannot touch the deployment's real ones.
-fn fill(c: &Ctx<'_>, template: &str) -> String {
+/// The path with each parameter set to the victim's object: the tenant by slug and by id,
+/// the knowledge base by name and by id (one path per form); names the run does not know get
+/// the victim's tenant id. Providers and grants get names that exist nowhere, so a broken
+/// check cannot touch the deployment's real ones.
+fn fill(c: &Ctx<'_>, template: &str) -> Vec<String> {
     let v = c.victim;
-    let mut out = String::new();
+    let mut paths = vec![String::new()];
     let mut rest = template;
     while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find('}')
-            .map(|e| start + e)
-            .unwrap_or(rest.len() - 1);
-        let name = &rest[start + 1..end];
-        let value = match name {
-            "tenant" => v.slug.clone(),
-            "key" => v.member_key_id.clone(),
-            "subject" => v.subject.clone(),
-            "name" => v.prompt.clone(),
-            "version" => "1".into(),
-            "kb" => v.kb.clone(),
-            "doc" => v.doc_id.clone(),
-            "provider" => "bleed-no-such-provider".into(),
-            "grant" => "bleed-no-such-grant".into(),
-            _ => v.id.clone(),
+        let Some(len) = rest[start..].find('}') else {
+            break;
         };
-        out.push_str(&value);
+        let end = start + len;
+        let name = &rest[start + 1..end];
+        let values: Vec<String> = match name {
+            "tenant" => vec![v.slug.clone(), v.id.clone()],
+            "kb" => vec![v.kb.clone(), v.kb_id.clone()],
+            "key" => vec![v.member_key_id.clone()],
+            "subject" => vec![v.subject.clone()],
+            "name" => vec![v.prompt.clone()],
+            "version" => vec!["1".into()],
+            "doc" => vec![v.doc_id.clone()],
+            "provider" => vec!["bleed-no-such-provider".into()],
+            "grant" => vec!["bleed-no-such-grant".into()],
+            _ => vec![v.id.clone()],
+        };
+        let lead = &rest[..start];
+        paths = paths
+            .iter()
+            .flat_map(|p| values.iter().map(move |x| format!("{p}{lead}{x}")))
+            .collect();
+        paths.dedup();
         rest = &rest[end + 1..];
     }
-    out.push_str(rest);
-    out
+    for p in &mut paths {
+        p.push_str(rest);
+    }
+    paths
 }
 
 /// A body that would do harm if the call were allowed on the victim's object.
