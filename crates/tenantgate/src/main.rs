@@ -13,6 +13,7 @@ use tenantgate_gateway::{Config, Server};
 use tenantgate_store::Store;
 
 mod bundle;
+mod completions;
 mod endpoint;
 mod offboard;
 mod onboard;
@@ -69,6 +70,12 @@ enum Command {
         /// Print what would change and change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Print a shell completion script to stdout (e.g. `tenantgate completions bash >
+    /// /etc/bash_completion.d/tenantgate`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -144,7 +151,7 @@ enum TenantCmd {
     Move {
         tenant: String,
         /// The tier to move to (omit to resume or, with --abort, roll back a move in progress).
-        #[arg(long)]
+        #[arg(long, value_parser = completions::isolation())]
         to: Option<IsolationTier>,
         /// For --to dedicated: the tenant's own database (a postgres:// URL without a password)
         /// or an absolute data directory.
@@ -159,7 +166,11 @@ enum TenantCmd {
     /// Resume a suspended tenant.
     Resume { tenant: String },
     /// Change a tenant's plan (its default limits) on every gateway at once.
-    SetPlan { tenant: String, plan: PlanTier },
+    SetPlan {
+        tenant: String,
+        #[arg(value_parser = completions::plan())]
+        plan: PlanTier,
+    },
     /// Offboard a tenant: its calls are refused at once, and after the window (default
     /// lifecycle.deletion_window_secs) a gateway shreds its keys, removes its data and writes a
     /// deletion certificate. `restore` cancels it within the window.
@@ -215,7 +226,7 @@ enum KeyCmd {
     Create {
         #[arg(long)]
         tenant: String,
-        #[arg(long, default_value = "member")]
+        #[arg(long, default_value = "member", value_parser = completions::key_role())]
         role: Role,
         #[arg(long)]
         name: Option<String>,
@@ -244,7 +255,7 @@ fn main() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         let _ = rustix::thread::disable_transparent_huge_pages(true);
     }
-    let cli = Cli::parse();
+    let cli: Cli = completions::parse();
     let serve = matches!(cli.command, Command::Serve);
     init_tracing(if serve { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -284,6 +295,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Prompt(args) = cli.command {
         return prompt(args).await;
     }
+    if let Command::Completions { shell } = cli.command {
+        return Ok(completions::print::<Cli>(shell)?);
+    }
     if let Command::Audit(AuditCmd::Verify {
         file,
         public_key,
@@ -319,7 +333,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Key(cmd) => key(config, cmd).await,
         Command::Keys(cmd) => keys(config, cmd).await,
-        Command::Prompt(_) => Ok(()),
+        Command::Prompt(_) | Command::Completions { .. } => Ok(()),
         Command::Audit(AuditCmd::Verify { .. }) => Ok(()),
         Command::Audit(AuditCmd::PublicKey) => {
             let seed = tenantgate_crypto::load_or_create_key(
