@@ -35,7 +35,7 @@ pub enum StartError {
     Limits(String),
     #[error("audit: {0}")]
     Audit(#[from] crate::audit::AuditStartError),
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] crate::http::tls::TlsError),
 }
 

@@ -312,10 +312,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Config(ConfigCmd::Check) => {
             tenantgate_gateway::upstream::Catalog::build(&config)
                 .context("invalid configuration")?;
+            if let Some(tls) = &config.server.tls {
+                tenantgate_gateway::http::tls::acceptor(tls)?;
+            }
             let store = open_store(&config).await?;
             print(&json!({
                 "ok": true,
                 "listen": config.server.listen.to_string(),
+                "tls": config.server.tls.is_some(),
                 "database": store.backend_name(),
                 "providers": config.providers.iter().map(|p| &p.name).collect::<Vec<_>>(),
                 "models": config.models.iter().map(|m| &m.name).collect::<Vec<_>>(),

@@ -490,6 +490,36 @@ fn the_systemd_unit_is_hardened_and_verifies() {
     );
 }
 
+#[test]
+fn an_unreadable_tls_certificate_fails_config_check_and_serve_naming_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("tls.crt");
+    for args in [&["config", "check"][..], &["serve"]] {
+        let out = Command::new(common::bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("TENANTGATE_CONFIG")
+            .env("TENANTGATE_SERVER__LISTEN", "127.0.0.1:0")
+            .env("TENANTGATE_SERVER__TLS__CERT_FILE", &missing)
+            .env(
+                "TENANTGATE_SERVER__TLS__KEY_FILE",
+                dir.path().join("tls.key"),
+            )
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let expected = format!(
+            "server.tls.cert_file {}: cannot read it: No such file or directory",
+            missing.display()
+        );
+        assert!(err.contains(&expected), "{args:?}: {err}");
+        assert_eq!(err.matches("server.tls.cert_file").count(), 1, "{err}");
+    }
+    // Nothing was created: the certificate is checked before the store is opened.
+    assert!(!dir.path().join("data/tenantgate.db").exists());
+}
+
 fn tenantgate(args: &[&str]) -> std::process::Output {
     Command::new(common::bin())
         .args(args)
