@@ -8,7 +8,7 @@ use clap::{Command, CommandFactory, FromArgMatches};
 use tenantgate_core::{IsolationTier, PlanTier, Role};
 
 /// The variables every command reads (`main.rs`: `init_tracing`, the allocator).
-const ENV_ALWAYS: &str = "\
+const ENV_ALWAYS: &str = "
   TENANTGATE_LOG                log filter in tracing's EnvFilter syntax, e.g. info or
                                 warn,tenantgate_gateway=debug (default: info for serve,
                                 warn for the other commands)
@@ -18,7 +18,7 @@ const ENV_ALWAYS: &str = "\
                                 default (unset: off for this process, to save memory)";
 
 /// The variables of commands that load the configuration (`Config::load`, key files).
-const ENV_CONFIG: &str = "\
+const ENV_CONFIG: &str = "
   TENANTGATE_CONFIG             the configuration file (TOML), as --config
   TENANTGATE_<SECTION>__<KEY>   overrides one configuration key (`__` between levels),
                                 over the file: TENANTGATE_DATABASE__URL=postgres://...,
@@ -43,10 +43,11 @@ fn reads_config(path: &[String]) -> bool {
 }
 
 fn env_help(path: &[String]) -> String {
+    // The blocks open with a newline so that their first line keeps its indentation.
     if reads_config(path) {
-        format!("Environment:\n{ENV_CONFIG}\n{ENV_ALWAYS}")
+        format!("Environment:{ENV_CONFIG}{ENV_ALWAYS}")
     } else {
-        format!("Environment:\n{ENV_ALWAYS}")
+        format!("Environment:{ENV_ALWAYS}")
     }
 }
 
