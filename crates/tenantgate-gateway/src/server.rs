@@ -35,10 +35,14 @@ pub enum StartError {
     Limits(String),
     #[error("audit: {0}")]
     Audit(#[from] crate::audit::AuditStartError),
+    #[error(transparent)]
+    Tls(#[from] crate::http::tls::TlsError),
 }
 
 pub struct Server {
     listener: tokio::net::TcpListener,
+    /// `[server.tls]`'s acceptor; `None` serves plain HTTP.
+    tls: Option<crate::http::tls::TlsAcceptor>,
     state: AppState,
     maintenance: Store,
     audit_writer: crate::audit::Writer,
@@ -108,6 +112,11 @@ impl Server {
     /// demo tenant if asked, and binds the listener. Any failure stops start-up.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         config.validate()?;
+        // First: a certificate that cannot be used fails start-up before anything is opened.
+        let tls = match &config.server.tls {
+            Some(t) => Some(crate::http::tls::acceptor(t)?),
+            None => None,
+        };
         let catalog = Catalog::build(&config)?;
         let secret = ServerSecret::load_or_create(&config.server.secret_file)?;
         let store = open_request_store(&config, &secret).await?;
@@ -181,6 +190,7 @@ impl Server {
             .map_err(|source| StartError::Bind { addr, source })?;
         Ok(Server {
             listener,
+            tls,
             tasks: state.0.rec.tasks.clone(),
             state,
             maintenance,
@@ -199,6 +209,15 @@ impl Server {
         self.state.clone()
     }
 
+    /// Whether the listener speaks TLS (`[server.tls]`): `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// Serves until `shutdown` resolves, then drains in-flight requests (bounded by
     /// `server.shutdown_grace_secs`) and stops background tasks.
     pub async fn serve(
@@ -207,6 +226,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let Server {
             listener,
+            tls,
             state,
             maintenance,
             audit_writer,
@@ -237,7 +257,7 @@ impl Server {
         );
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let header_timeout = Duration::from_millis(state.0.config.server.header_read_timeout_ms);
-        let serve = crate::http::serve::serve(listener, app, header_timeout, async move {
+        let serve = crate::http::serve::serve(listener, app, header_timeout, tls, async move {
             shutdown.await;
             let _ = stop_tx.send(());
         });

@@ -34,9 +34,9 @@ pub struct ImportArgs {
     slug: String,
     #[arg(long)]
     name: Option<String>,
-    #[arg(long, default_value = "free")]
+    #[arg(long, default_value = "free", value_parser = crate::completions::plan())]
     plan: PlanTier,
-    #[arg(long, default_value = "namespace")]
+    #[arg(long, default_value = "namespace", value_parser = crate::completions::isolation())]
     isolation: IsolationTier,
     /// For --isolation dedicated: the tenant's own database (see `tenant create`).
     #[arg(long)]

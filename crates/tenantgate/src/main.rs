@@ -13,6 +13,7 @@ use tenantgate_gateway::{Config, Server};
 use tenantgate_store::Store;
 
 mod bundle;
+mod completions;
 mod endpoint;
 mod offboard;
 mod onboard;
@@ -73,6 +74,12 @@ enum Command {
     /// Prove tenant isolation on a live deployment: canary tenants, attacked from each other
     /// on every route, role and model path; exits 1 on any leak (report: human and JSON).
     BleedTest(tenantgate_bleed::Args),
+    /// Print a shell completion script to stdout (e.g. `tenantgate completions bash >
+    /// /etc/bash_completion.d/tenantgate`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,7 +154,7 @@ enum TenantCmd {
     Move {
         tenant: String,
         /// The tier to move to (omit to resume or, with --abort, roll back a move in progress).
-        #[arg(long)]
+        #[arg(long, value_parser = completions::isolation())]
         to: Option<IsolationTier>,
         /// For --to dedicated: the tenant's own database (a postgres:// URL without a password)
         /// or an absolute data directory.
@@ -162,7 +169,11 @@ enum TenantCmd {
     /// Resume a suspended tenant.
     Resume { tenant: String },
     /// Change a tenant's plan (its default limits) on every gateway at once.
-    SetPlan { tenant: String, plan: PlanTier },
+    SetPlan {
+        tenant: String,
+        #[arg(value_parser = completions::plan())]
+        plan: PlanTier,
+    },
     /// Offboard a tenant: its calls are refused at once, and after the window (default
     /// lifecycle.deletion_window_secs) a gateway shreds its keys, removes its data and writes a
     /// deletion certificate. `restore` cancels it within the window.
@@ -218,7 +229,7 @@ enum KeyCmd {
     Create {
         #[arg(long)]
         tenant: String,
-        #[arg(long, default_value = "member")]
+        #[arg(long, default_value = "member", value_parser = completions::key_role())]
         role: Role,
         #[arg(long)]
         name: Option<String>,
@@ -247,7 +258,7 @@ fn main() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         let _ = rustix::thread::disable_transparent_huge_pages(true);
     }
-    let cli = Cli::parse();
+    let cli: Cli = completions::parse();
     let serve = matches!(cli.command, Command::Serve);
     init_tracing(if serve { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -290,6 +301,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::BleedTest(args) = cli.command {
         std::process::exit(tenantgate_bleed::main(args).await);
     }
+    if let Command::Completions { shell } = cli.command {
+        return Ok(completions::print::<Cli>(shell)?);
+    }
     if let Command::Audit(AuditCmd::Verify {
         file,
         public_key,
@@ -304,10 +318,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Config(ConfigCmd::Check) => {
             tenantgate_gateway::upstream::Catalog::build(&config)
                 .context("invalid configuration")?;
+            if let Some(tls) = &config.server.tls {
+                tenantgate_gateway::http::tls::acceptor(tls)?;
+            }
             let store = open_store(&config).await?;
             print(&json!({
                 "ok": true,
                 "listen": config.server.listen.to_string(),
+                "tls": config.server.tls.is_some(),
                 "database": store.backend_name(),
                 "providers": config.providers.iter().map(|p| &p.name).collect::<Vec<_>>(),
                 "models": config.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
@@ -325,7 +343,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Key(cmd) => key(config, cmd).await,
         Command::Keys(cmd) => keys(config, cmd).await,
-        Command::Prompt(_) | Command::BleedTest(_) => Ok(()),
+        Command::Prompt(_) | Command::BleedTest(_) | Command::Completions { .. } => Ok(()),
         Command::Audit(AuditCmd::Verify { .. }) => Ok(()),
         Command::Audit(AuditCmd::PublicKey) => {
             let seed = tenantgate_crypto::load_or_create_key(

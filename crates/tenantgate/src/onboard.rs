@@ -30,11 +30,11 @@ pub(crate) struct TenantCreate {
     /// Display name (defaults to the slug).
     #[arg(long)]
     name: Option<String>,
-    #[arg(long, default_value = "free")]
+    #[arg(long, default_value = "free", value_parser = crate::completions::plan())]
     plan: PlanTier,
     /// Where the tenant's data lives: namespace (shared tables), schema (its own PostgreSQL
     /// schema, or its own SQLite file) or dedicated (its own database: --database).
-    #[arg(long, default_value = "namespace")]
+    #[arg(long, default_value = "namespace", value_parser = crate::completions::isolation())]
     isolation: IsolationTier,
     /// For --isolation dedicated: the tenant's own database, a postgres:// URL without a
     /// password (give it through PGPASSWORD or ~/.pgpass) or an absolute data directory.

@@ -34,7 +34,7 @@ pub use lifecycle::{LifecycleConfig, MAX_DELETION_WINDOW_SECS};
 pub use providers::{ModelConfig, Pricing, ProviderConfig, ProviderKind};
 pub use rag::RagConfig;
 pub use routing::{RoutingConfig, Strategy, TargetConfig};
-pub use server::{DemoConfig, ServerConfig};
+pub use server::{DemoConfig, ServerConfig, TlsConfig};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;

@@ -24,6 +24,20 @@ pub struct ServerConfig {
     pub secret_file: PathBuf,
     /// Seconds to let in-flight requests finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// `[server.tls]`: serve HTTPS on `listen` instead of plain HTTP (absent: plain HTTP, for
+    /// a deployment that ends TLS at a proxy or ingress in front).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the listener's certificate and key, PEM files read once at start (a renewed
+/// certificate takes a restart; a rolling restart of the replicas keeps serving meanwhile).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, the server's own certificate first.
+    pub cert_file: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key_file: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +49,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 30_000,
             secret_file: PathBuf::from("data/server.secret"),
             shutdown_grace_secs: 30,
+            tls: None,
         }
     }
 }
@@ -53,6 +68,14 @@ impl ServerConfig {
                 "server.header_read_timeout_ms",
                 "must be at least 1",
             ));
+        }
+        if let Some(tls) = &self.tls {
+            if tls.cert_file.as_os_str().is_empty() {
+                return Err(invalid("server.tls.cert_file", "must not be empty"));
+            }
+            if tls.key_file.as_os_str().is_empty() {
+                return Err(invalid("server.tls.key_file", "must not be empty"));
+            }
         }
         Ok(())
     }

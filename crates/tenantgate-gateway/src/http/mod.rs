@@ -17,6 +17,7 @@ mod roles;
 mod routing;
 pub(crate) mod serve;
 mod tenant;
+pub mod tls;
 mod usage;
 
 use crate::error::{GatewayError, Wire};
