@@ -21,6 +21,7 @@ COPY crates/mockllm/Cargo.toml crates/mockllm/
 COPY crates/tenantgate/Cargo.toml crates/tenantgate/
 COPY crates/tenantgate-audit/Cargo.toml crates/tenantgate-audit/
 COPY crates/tenantgate-bench/Cargo.toml crates/tenantgate-bench/
+COPY crates/tenantgate-bleed/Cargo.toml crates/tenantgate-bleed/
 COPY crates/tenantgate-core/Cargo.toml crates/tenantgate-core/
 COPY crates/tenantgate-crypto/Cargo.toml crates/tenantgate-crypto/
 COPY crates/tenantgate-gateway/Cargo.toml crates/tenantgate-gateway/
