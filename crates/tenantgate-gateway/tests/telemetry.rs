@@ -3,6 +3,11 @@
 //! one call's trace received by a real OTLP/HTTP receiver with its stages in request order and
 //! its `traceparent` at the provider.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use common::{chat, TestGateway};

@@ -82,3 +82,32 @@ impl TelemetryConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_checked_with_the_key_named() {
+        assert!(MetricsConfig::default().validate().is_ok());
+        assert!(TelemetryConfig::default().validate().is_ok());
+        let many = MetricsConfig {
+            tenant_top_n: MAX_TENANT_TOP_N + 1,
+            ..Default::default()
+        };
+        let e = many.validate().unwrap_err().to_string();
+        assert!(e.starts_with("metrics.tenant_top_n"), "{e}");
+        let short = MetricsConfig {
+            token: Some("short".into()),
+            ..Default::default()
+        };
+        let e = short.validate().unwrap_err().to_string();
+        assert!(e.starts_with("metrics.token"), "{e}");
+        let grpc = TelemetryConfig {
+            otlp_endpoint: Some("collector:4317".into()),
+            ..Default::default()
+        };
+        let e = grpc.validate().unwrap_err().to_string();
+        assert!(e.starts_with("telemetry.otlp_endpoint"), "{e}");
+    }
+}

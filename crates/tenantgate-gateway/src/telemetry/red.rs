@@ -151,10 +151,13 @@ pub struct CallRecord<'a> {
 
 pub(crate) type CallKey = (Option<CallSurface>, usize, usize, CallOutcome);
 
+/// A route's requests by (method, status).
+pub(crate) type ByStatus = HashMap<(&'static str, u16), u64>;
+
 /// The request path's counters, shared by the edge, the pipeline and `/metrics`.
 pub struct Red {
     /// Route template -> (method, status) -> requests.
-    pub(crate) requests: Mutex<HashMap<String, HashMap<(&'static str, u16), u64>>>,
+    pub(crate) requests: Mutex<HashMap<String, ByStatus>>,
     pub(crate) overhead: Histogram,
     pub(crate) upstream: Histogram,
     pub(crate) first_token: Histogram,
