@@ -14,6 +14,7 @@ use common::{chat, TestGateway};
 use prost::Message;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,7 +106,8 @@ async fn metrics_parse_with_red_series_bounded_labels_and_top_tenants() {
     let (b, kb) = gw.tenant("bravo", &models, None).await;
     let (_, kc) = gw.tenant("charlie", &models, None).await;
     let (_, kd) = gw.tenant("delta", &models, None).await;
-    // alpha: 3 plain calls; bravo: 2 streamed; charlie: a model it invented; delta: 1 plain.
+    // alpha: 3 plain calls (and a failed one below); bravo: 2 streamed; charlie: a model it
+    // invented; delta: 1 plain.
     for _ in 0..3 {
         let r = gw
             .post("/v1/chat/completions", &ka, &chat("gpt-test", "hi"))
@@ -123,6 +125,13 @@ async fn metrics_parse_with_red_series_bounded_labels_and_top_tenants() {
         .post("/v1/chat/completions", &kd, &chat("gpt-test", "hi"))
         .await;
     assert_eq!(r.status(), 200);
+    // The provider fails one of alpha's calls.
+    gw.mock.stats.outage.store(500, Ordering::Relaxed);
+    let r = gw
+        .post("/v1/chat/completions", &ka, &chat("gpt-test", "hi"))
+        .await;
+    assert!(r.status().is_server_error(), "{}", r.status());
+    gw.mock.stats.outage.store(0, Ordering::Relaxed);
     // Unauthenticated, and a path no route has.
     let r = gw
         .post("/v1/chat/completions", "sk-nope", &chat("gpt-test", "hi"))
@@ -167,6 +176,8 @@ async fn metrics_parse_with_red_series_bounded_labels_and_top_tenants() {
         v(calls, &[("model", "unknown"), ("outcome", "refused")]),
         Some(1.0)
     );
+    let failed = [("model", "gpt-test"), ("outcome", "upstream_error")];
+    assert_eq!(v(calls, &failed), Some(1.0), "{page}");
     // Client-chosen strings never become label values.
     for never in [invented, "/no/such/path-77", "sk-nope"] {
         assert!(!page.contains(never), "{never} on the page:\n{page}");
@@ -195,12 +206,14 @@ async fn metrics_parse_with_red_series_bounded_labels_and_top_tenants() {
         v(attempts, &[("provider", "mock-openai"), ("outcome", "ok")]),
         Some(6.0)
     );
+    let retryable = [("provider", "mock-openai"), ("outcome", "retryable")];
+    assert_eq!(v(attempts, &retryable), Some(1.0));
     assert_eq!(v("tenantgate_failovers_total", &[]), Some(0.0));
     let closed = [("provider", "mock-openai"), ("state", "closed")];
     assert_eq!(v("tenantgate_circuit_state", &closed), Some(1.0));
-    // Top 2 of 4 tenants by calls (alpha 3, bravo 2), charlie's refusal and delta as other.
+    // Top 2 of 4 tenants by calls (alpha 4, bravo 2), charlie's refusal and delta as other.
     let tenants = "tenantgate_tenant_calls_total";
-    assert_eq!(v(tenants, &[("tenant", a.id.as_str())]), Some(3.0));
+    assert_eq!(v(tenants, &[("tenant", a.id.as_str())]), Some(4.0));
     assert_eq!(v(tenants, &[("tenant", b.id.as_str())]), Some(2.0));
     assert_eq!(v(tenants, &[("tenant", "other")]), Some(2.0));
     let named = s.samples.iter().filter(|x| x.metric == tenants).count();
