@@ -67,7 +67,11 @@ impl AppState {
         // Label values: only the configured names (the catalog's), never a client's.
         let red = Arc::new(crate::telemetry::red::Red::new(
             catalog.routes().map(|r| r.name.as_str()),
-            catalog.providers().map(|p| p.name.as_str()),
+            // The configured providers, and the demo model's (a route's own provider).
+            catalog
+                .providers()
+                .map(|p| p.name.as_str())
+                .chain(catalog.routes().map(|r| r.provider.name.as_str())),
             config.metrics.tenant_top_n,
         ));
         let breakers = Arc::new(crate::upstream::breaker::Breakers::new(

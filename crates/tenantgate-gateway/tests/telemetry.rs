@@ -235,16 +235,29 @@ async fn metrics_parse_with_red_series_bounded_labels_and_top_tenants() {
 
 #[tokio::test]
 async fn no_tenant_label_at_top_n_zero() {
-    let gw = TestGateway::start_with(|c| c.metrics.tenant_top_n = 0).await;
-    let (_, k) = gw.tenant("alpha", &["gpt-test"], None).await;
-    let r = gw
-        .post("/v1/chat/completions", &k, &chat("gpt-test", "hi"))
-        .await;
-    assert_eq!(r.status(), 200);
+    let gw = TestGateway::start_with(|c| {
+        c.metrics.tenant_top_n = 0;
+        c.demo.enabled = true;
+    })
+    .await;
+    let (_, k) = gw.tenant("alpha", &["gpt-test", "demo"], None).await;
+    for model in ["gpt-test", "demo"] {
+        let r = gw
+            .post("/v1/chat/completions", &k, &chat(model, "hi"))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
     let page = gw.metrics().await;
     every_family_is_described(&page);
     assert!(!page.contains("tenant=\""), "{page}");
-    assert!(page.contains("tenantgate_model_calls_total{"), "{page}");
+    // The built-in demo model's provider is a label value like a configured one.
+    let s = parse(&page);
+    let demo = [("model", "demo"), ("provider", "demo"), ("outcome", "ok")];
+    assert_eq!(
+        value(&s, "tenantgate_model_calls_total", &demo),
+        Some(1.0),
+        "{page}"
+    );
     gw.stop().await;
 }
 
