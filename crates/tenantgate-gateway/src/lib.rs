@@ -26,6 +26,7 @@
 //!   process (sessions, OIDC sign-in, CSRF, server-rendered pages); mounted by the server,
 //!   above `http`.
 //! - [`config`], [`error`], [`bounds`]: settings, the one error table, client-string bounds.
+//! - [`metrics`] (`/metrics`) and [`telemetry`] (the log subscriber, OTLP traces, `traceparent`).
 //! - [`state`], [`server`], [`control`]: the composition root, bind/serve and background
 //!   loops, operations shared with the CLI.
 //!
@@ -52,6 +53,7 @@ pub mod rate;
 pub mod server;
 pub mod state;
 pub mod stream;
+pub mod telemetry;
 pub mod upstream;
 
 pub use config::Config;

@@ -2,14 +2,24 @@
 //! in the Prometheus text format (0.0.4).
 //!
 //! The values stay where they are counted: plain atomics in each part's stats (audit writer,
-//! admission, knowledge-base cache, leak-guard incidents, policy snapshot), so counting on the
-//! request path costs one atomic add and no registry lookup. Each part is registered once as
-//! a collector that reads its stats at scrape time; every family's name, type, help and
-//! labels is written here and nowhere else. No family carries a tenant label: the page is
-//! scraped by the platform, and tenant data stays out of it.
+//! admission, knowledge-base cache, leak-guard incidents, policy snapshot) and the request
+//! path's [`crate::telemetry::red::Red`] (small maps keyed by closed sets), so counting on
+//! the request path costs an atomic add or one short lock and no registry lookup. Each part
+//! is registered once as a collector that reads its stats at scrape time; every family's
+//! name, type, help and labels is written here or in `metrics/families.rs` and nowhere else.
+//!
+//! Labels come from closed sets or the configuration, never from a client: a model or
+//! provider not in the configuration is `unknown`, a path no route matched is `unmatched`.
+//! One family carries a tenant label, `tenantgate_tenant_calls`: the `[metrics]
+//! tenant_top_n` busiest tenants by id and `other` for the rest (none at 0), so the page's
+//! size does not grow with the number of tenants. Who may read the page: `[metrics] listen`
+//! and `token` (`http::metrics`).
 //!
 //! Names: `prometheus-client` appends `_total` to counters, so counters are registered
 //! without it and the exposed names are the ones dashboards already use.
+
+mod families;
+mod process;
 
 use crate::audit::AuditStats;
 use crate::guard::Incidents;
@@ -41,6 +51,10 @@ pub struct Sources {
     pub auth: Arc<ArcSwap<AuthIndex>>,
     /// Calls refused because their tenant's stored policy is unreadable.
     pub policy_refusals: Arc<AtomicU64>,
+    /// The request path's series.
+    pub red: Arc<crate::telemetry::red::Red>,
+    /// The circuits (`tenantgate_circuit_state`, for the configured providers).
+    pub breakers: Arc<crate::upstream::breaker::Breakers>,
 }
 
 /// The gateway's registry.
@@ -56,6 +70,13 @@ impl Metrics {
         registry.register_collector(Part::boxed(s.admission, admission));
         registry.register_collector(Part::boxed(s.knowledge, knowledge));
         registry.register_collector(Part::boxed(Arc::new((s.auth, s.policy_refusals)), policy));
+        let providers = s.red.providers.names.clone();
+        registry.register_collector(Part::boxed(s.red, families::red));
+        registry.register_collector(Part::boxed(
+            Arc::new((s.breakers, providers)),
+            families::circuits,
+        ));
+        registry.register_collector(Part::boxed(Arc::new(()), families::process));
         Metrics { registry }
     }
 
@@ -294,6 +315,11 @@ mod tests {
             knowledge: Arc::default(),
             auth: Arc::new(ArcSwap::from_pointee(AuthIndex::default())),
             policy_refusals: Arc::default(),
+            red: Arc::new(crate::telemetry::red::Red::new(["m"], ["p"], 2)),
+            breakers: Arc::new(crate::upstream::breaker::Breakers::new(
+                1,
+                std::time::Duration::from_secs(1),
+            )),
         };
         (Metrics::new(sources.clone()), sources)
     }
@@ -335,7 +361,29 @@ mod tests {
                 "{name}:\n{page}"
             );
         }
-        assert_eq!(page.matches("# TYPE ").count(), 23, "{page}");
+        // The request path's, the circuits', the process's and the build's (issue 21).
+        for (name, kind) in [
+            ("tenantgate_http_requests_total", "counter"),
+            ("tenantgate_gateway_overhead_seconds", "histogram"),
+            ("tenantgate_upstream_seconds", "histogram"),
+            ("tenantgate_stream_first_token_seconds", "histogram"),
+            ("tenantgate_streams_in_flight", "gauge"),
+            ("tenantgate_model_calls_total", "counter"),
+            ("tenantgate_model_tokens_total", "counter"),
+            ("tenantgate_model_cost_micros_total", "counter"),
+            ("tenantgate_upstream_attempts_total", "counter"),
+            ("tenantgate_failovers_total", "counter"),
+            ("tenantgate_tenant_calls_total", "counter"),
+            ("tenantgate_circuit_state", "gauge"),
+            ("tenantgate_build_info", "gauge"),
+        ] {
+            assert!(
+                page.contains(&format!("\n# TYPE {name} {kind}\n")),
+                "{name}:\n{page}"
+            );
+        }
+        let process = if cfg!(target_os = "linux") { 4 } else { 0 };
+        assert_eq!(page.matches("# TYPE ").count(), 23 + 13 + process, "{page}");
         assert!(!page.contains("# EOF"), "Prometheus text, not OpenMetrics");
     }
 

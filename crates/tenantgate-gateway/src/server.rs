@@ -43,6 +43,8 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     /// `[server.tls]`'s acceptor; `None` serves plain HTTP.
     tls: Option<crate::http::tls::TlsAcceptor>,
+    /// `[metrics] listen`: `/metrics` alone, on a port of its own.
+    metrics_listener: Option<tokio::net::TcpListener>,
     state: AppState,
     maintenance: Store,
     audit_writer: crate::audit::Writer,
@@ -188,9 +190,18 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let metrics_listener = match state.0.config.metrics.listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Server {
             listener,
             tls,
+            metrics_listener,
             tasks: state.0.rec.tasks.clone(),
             state,
             maintenance,
@@ -203,6 +214,13 @@ impl Server {
         self.listener
             .local_addr()
             .unwrap_or(self.state.0.config.server.listen)
+    }
+
+    /// Where `/metrics` is served when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> AppState {
@@ -227,6 +245,7 @@ impl Server {
         let Server {
             listener,
             tls,
+            metrics_listener,
             state,
             maintenance,
             audit_writer,
@@ -246,6 +265,19 @@ impl Server {
             maintenance.clone(),
             cancel.clone(),
         ));
+        let header_timeout = Duration::from_millis(state.0.config.server.header_read_timeout_ms);
+        if let Some(l) = metrics_listener {
+            let stop = cancel.clone();
+            let app = crate::http::metrics_router(state.clone());
+            tasks.spawn(async move {
+                let stopped = stop.cancelled_owned();
+                if let Err(e) =
+                    crate::http::serve::serve(l, app, header_timeout, None, stopped).await
+                {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
         let grace = Duration::from_secs(state.0.config.server.shutdown_grace_secs);
         let app = crate::http::router(
             state.clone(),
@@ -256,7 +288,6 @@ impl Server {
             },
         );
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let header_timeout = Duration::from_millis(state.0.config.server.header_read_timeout_ms);
         let serve = crate::http::serve::serve(listener, app, header_timeout, tls, async move {
             shutdown.await;
             let _ = stop_tx.send(());

@@ -23,7 +23,7 @@ pub(crate) struct Inner {
     /// Tenants' own provider endpoints, opened in this process.
     pub endpoints: crate::upstream::endpoints::EndpointCache,
     /// A circuit breaker per provider endpoint, as this process sees them.
-    pub breakers: crate::upstream::breaker::Breakers,
+    pub breakers: Arc<crate::upstream::breaker::Breakers>,
     pub prompts: crate::pipeline::compose::PromptCache,
     pub cache: Option<crate::upstream::cache::CacheBackend>,
     /// Where leak-guard findings go (counters, audit, webhooks).
@@ -64,7 +64,22 @@ impl AppState {
             crate::knowledge::Knowledge::new(&config.rag, tasks.clone(), keyring.clone());
         let metrics_audit = audit.stats.clone();
         let metrics_admission = admission.stats.clone();
+        // Label values: only the configured names (the catalog's), never a client's.
+        let red = Arc::new(crate::telemetry::red::Red::new(
+            catalog.routes().map(|r| r.name.as_str()),
+            // The configured providers, and the demo model's (a route's own provider).
+            catalog
+                .providers()
+                .map(|p| p.name.as_str())
+                .chain(catalog.routes().map(|r| r.provider.name.as_str())),
+            config.metrics.tenant_top_n,
+        ));
+        let breakers = Arc::new(crate::upstream::breaker::Breakers::new(
+            config.routing.breaker_failures,
+            config.routing.breaker_open(),
+        ));
         let rec = crate::audit::Recorder::new(crate::audit::RecorderParts {
+            red: red.clone(),
             log: audit,
             admission,
             keyring,
@@ -80,6 +95,8 @@ impl AppState {
             knowledge: knowledge.stats.clone(),
             auth: auth.clone(),
             policy_refusals: policy_refusals.clone(),
+            red,
+            breakers: breakers.clone(),
         });
         AppState(Arc::new(Inner {
             store,
@@ -87,10 +104,7 @@ impl AppState {
             auth,
             catalog,
             endpoints: crate::upstream::endpoints::EndpointCache::default(),
-            breakers: crate::upstream::breaker::Breakers::new(
-                config.routing.breaker_failures,
-                config.routing.breaker_open(),
-            ),
+            breakers,
             prompts: crate::pipeline::compose::PromptCache::default(),
             cache,
             incidents,

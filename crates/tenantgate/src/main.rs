@@ -260,7 +260,6 @@ fn main() {
     }
     let cli: Cli = completions::parse();
     let serve = matches!(cli.command, Command::Serve);
-    init_tracing(if serve { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -271,22 +270,34 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(run(cli)) {
+    // Traces are the server's only (`[telemetry]`); a configuration error is reported by
+    // `run`, which loads it again.
+    let telemetry = if serve {
+        Config::load(cli.config.as_deref())
+            .map(|c| c.telemetry)
+            .unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let default_filter = if serve { "info" } else { "warn" };
+    let guard = match tenantgate_gateway::telemetry::init(
+        telemetry.otlp_endpoint.as_deref(),
+        &telemetry.service_name,
+        default_filter,
+        Some(rt.handle().clone()),
+    ) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(run(cli));
+    // Spans still queued are sent before the process ends.
+    rt.block_on(guard.shutdown());
+    if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
-    }
-}
-
-fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("TENANTGATE_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
 

@@ -595,7 +595,10 @@ fn every_commands_help_names_the_environment_it_reads() {
     assert!(help.contains("TENANTGATE_URL") && help.contains("TENANTGATE_API_KEY"));
     // The bleed test's platform credential may come from the environment (kept out of `ps`).
     let help = String::from_utf8(tenantgate(&["bleed-test", "--help"]).stdout).unwrap();
-    assert!(help.contains("TENANTGATE_BLEED_PLATFORM_CREDENTIAL"), "{help}");
+    assert!(
+        help.contains("TENANTGATE_BLEED_PLATFORM_CREDENTIAL"),
+        "{help}"
+    );
 
     // The override syntax the help gives is the loader's: a bad value through it is refused
     // naming the key.

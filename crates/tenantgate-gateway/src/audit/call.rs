@@ -64,6 +64,8 @@ pub(crate) struct CallAudit {
     sent: bool,
     /// Whether dropping it unbuilt writes a `cancelled` record (off for the guard's own copy).
     armed: bool,
+    /// The endpoint it came in on, for `/metrics`.
+    surface: Option<crate::telemetry::red::CallSurface>,
 }
 
 pub(crate) fn actor(ctx: &TenantContext) -> Actor {
@@ -106,6 +108,7 @@ impl CallAudit {
             cache_hit: false,
             sent: false,
             armed: true,
+            surface: None,
         }
     }
 
@@ -153,6 +156,16 @@ impl CallAudit {
             provider: Some(provider.to_owned()),
             version: None,
         });
+    }
+
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The endpoint the call came in on (a `/metrics` label).
+    pub fn set_surface(&mut self, surface: crate::telemetry::red::CallSurface) {
+        self.surface = Some(surface);
     }
 
     pub fn set_requested_model(&mut self, requested: &str) {
@@ -218,6 +231,7 @@ impl CallAudit {
             cache_hit: self.cache_hit,
             sent: self.sent,
             armed: true,
+            surface: self.surface,
         }
     }
 
@@ -274,6 +288,17 @@ impl CallAudit {
             cost_micros = Some(cost.min(i64::MAX as u64) as i64);
             b.rec.admission.settle(r, input + output, cost).await;
         }
+        // Every authenticated call passes here once, whatever its ending: `/metrics` counts
+        // it here (names outside the catalog become `unknown` there).
+        b.rec.red.call(&crate::telemetry::red::CallRecord {
+            surface: self.surface,
+            model: model.as_ref().map(|m| m.requested.as_str()),
+            provider: model.as_ref().and_then(|m| m.provider.as_deref()),
+            status,
+            tenant: b.scope.tenant_id().as_str(),
+            tokens: tokens.map(|t| (t.input, t.output)),
+            cost_micros: cost_micros.map_or(0, |c| c.max(0) as u64),
+        });
         let id = std::mem::take(&mut self.request_id);
         let (prompt, prompt_sealed) = keep_body(
             &b.rec,

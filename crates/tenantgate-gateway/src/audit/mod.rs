@@ -374,6 +374,8 @@ pub struct RecorderParts {
     /// Cancelled when shutdown's grace is over: requests still running are cut (dropped
     /// inside the runtime, so their drop guards record and settle them).
     pub grace_over: CancellationToken,
+    /// The request path's `/metrics` series (a call's record counts it there).
+    pub red: std::sync::Arc<crate::telemetry::red::Red>,
 }
 
 impl std::ops::Deref for Recorder {

@@ -5,7 +5,7 @@
 //!
 //! One file per section: `server.rs` (`[server]`, `[demo]`), `database.rs`, `auth.rs` (OIDC
 //! issuers), `encryption.rs`, `cache.rs`, `guard.rs`, `audit.rs`, `rag.rs`, `providers.rs`
-//! (`[[providers]]`, `[[models]]`, prices), `finetune.rs` (`[fine_tuning]`), `console.rs` (`[console]`); `[limits]` is `crate::limits::LimitsConfig`. This
+//! (`[[providers]]`, `[[models]]`, prices), `finetune.rs` (`[fine_tuning]`), `console.rs` (`[console]`), `metrics.rs` (`[metrics]`, `[telemetry]`); `[limits]` is `crate::limits::LimitsConfig`. This
 //! file holds `Config` itself, loading (defaults, file, environment) and the validation order.
 
 mod audit;
@@ -17,6 +17,7 @@ mod encryption;
 mod finetune;
 mod guard;
 mod lifecycle;
+mod metrics;
 mod providers;
 mod rag;
 mod routing;
@@ -31,6 +32,7 @@ pub use encryption::EncryptionConfig;
 pub use finetune::{supports_fine_tuning, FineTuningConfig};
 pub use guard::GuardConfig;
 pub use lifecycle::{LifecycleConfig, MAX_DELETION_WINDOW_SECS};
+pub use metrics::{MetricsConfig, TelemetryConfig, MAX_TENANT_TOP_N};
 pub use providers::{ModelConfig, Pricing, ProviderConfig, ProviderKind};
 pub use rag::RagConfig;
 pub use routing::{RoutingConfig, Strategy, TargetConfig};
@@ -58,6 +60,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub fine_tuning: FineTuningConfig,
     pub console: ConsoleConfig,
+    pub metrics: MetricsConfig,
+    pub telemetry: TelemetryConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -115,6 +119,8 @@ impl Config {
         self.database.validate()?;
         self.routing.validate()?;
         self.console.validate()?;
+        self.metrics.validate()?;
+        self.telemetry.validate()?;
         providers::validate_providers(&self.providers)?;
         self.fine_tuning.validate(&self.providers)?;
         providers::validate_models(&self.models, &self.providers, self.demo.enabled)?;

@@ -30,6 +30,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// The `route` label of a request no route matched (one value, whatever the path).
+pub const UNMATCHED: &str = "unmatched";
 
 /// Marks a control-API request the console made in process (the audit layer records it as
 /// `via: console`).
@@ -65,7 +69,9 @@ impl RequestId {
 /// composition root: the console is a client of this module, never the other way round),
 /// and the operational endpoints, behind the edge.
 pub fn router(state: AppState, pages: Router<AppState>) -> Router {
-    Router::new()
+    // `/metrics` on its own listener (`metrics_router`) is not on this one.
+    let metrics_here = state.0.config.metrics.listen.is_none();
+    let router = Router::new()
         .route("/v1/chat/completions", post(model::chat_completions))
         .route("/v1/embeddings", post(model::embeddings))
         .route("/v1/models", get(models::list_models))
@@ -102,8 +108,13 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         )
         .merge(control_api(state.clone()))
         .merge(pages)
-        .route("/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi));
+    let router = if metrics_here {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(fallback)
@@ -157,13 +168,49 @@ async fn method_not_allowed(req: Request) -> Response {
     GatewayError::MethodNotAllowed.render(wire_for(req.uri().path()))
 }
 
-/// Counters without tenant labels (no tenant data): scrapeable by the platform.
-async fn metrics(State(app): State<AppState>) -> Response {
+/// `/metrics` alone, for `[metrics] listen`: the platform's monitoring reaches this port,
+/// callers reach the main one.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(fallback)
+        .with_state(state)
+}
+
+/// The platform's page (tenant ids only in the bounded top-N family, `crate::metrics`); with
+/// `[metrics] token` only for `Authorization: Bearer <token>`.
+async fn metrics(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &app.0.config.metrics.token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given, token) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Bearer")],
+                "a metrics token is required\n",
+            )
+                .into_response();
+        }
+    }
     (
         [("content-type", crate::metrics::CONTENT_TYPE)],
         app.0.metrics.render(),
     )
         .into_response()
+}
+
+/// Compares two secrets in time independent of where they differ and of their lengths (the
+/// digests are compared, every byte).
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::Digest;
+    let (a, b) = (sha2::Sha256::digest(given), sha2::Sha256::digest(expected));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Holds every request on the server's task tracker (shutdown waits for it) and, once
@@ -208,18 +255,36 @@ async fn edge(State(app): State<AppState>, req: Request, next: Next) -> Response
         .insert(RequestId(request_id.clone(), peer));
     let method: Method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut resp = match body::check_encoding(req.headers()) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.render(wire_for(&path)),
-    };
-    // A request answered before its body was read keeps its connection (bounded: see body.rs).
-    leftover.drain().await;
+    // The route's template (`/v1/models/{model}`), never the path: a bounded label.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(UNMATCHED, |m| m.as_str())
+        .to_owned();
+    let (span, trace) = crate::telemetry::request(&method, &route, req.headers());
+    let mut resp = async {
+        let resp = match body::check_encoding(req.headers()) {
+            Ok(()) => next.run(req).await,
+            Err(e) => e.render(wire_for(&path)),
+        };
+        // A request answered before its body was read keeps its connection (bounded: see body.rs).
+        leftover.drain().await;
+        resp
+    }
+    .instrument(span.clone())
+    .await;
+    let _in_span = span.enter();
     let upstream = resp
         .extensions()
         .get::<UpstreamTime>()
         .map(|u| u.0)
         .unwrap_or_default();
     let overhead = started.elapsed().saturating_sub(upstream);
+    let red = &app.0.rec.red;
+    red.request(&route, &method, resp.status().as_u16());
+    if resp.extensions().get::<CallInfo>().is_some() {
+        red.latency(overhead, (!upstream.is_zero()).then_some(upstream));
+    }
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("x-request-id", v);
@@ -238,6 +303,16 @@ async fn edge(State(app): State<AppState>, req: Request, next: Next) -> Response
     let (overhead_us, upstream_ms) = (overhead.as_micros() as u64, upstream.as_millis() as u64);
     // One line per call (a second line for usage cost as much again under load: it was a
     // write to stderr per call); tokens only when the provider reported them before release.
+    if let Some((trace_id, span_id)) = &trace {
+        let usage = info.and_then(|i| i.usage);
+        tracing::info!(
+            request_id = %request_id, %method, %path, status, tenant, model, overhead_us,
+            upstream_ms, input_tokens = usage.map(|u| u.input_tokens),
+            output_tokens = usage.map(|u| u.output_tokens), trace_id = %trace_id,
+            span_id = %span_id, "request"
+        );
+        return resp;
+    }
     match info.and_then(|i| i.usage) {
         Some(u) => tracing::info!(
             request_id = %request_id, %method, %path, status, tenant, model, overhead_us,

@@ -166,6 +166,7 @@ pub async fn texts(
             i => format!("{request_id}_{}_{i}", purpose.as_str()),
         };
         let mut audit = CallAudit::new(id, &axum::http::HeaderMap::new(), None);
+        audit.set_surface(crate::telemetry::red::CallSurface::Knowledge);
         audit.bind(deps.recorder, ctx);
         let body = match json!({"model": model, "input": batch, "encoding_format": "float"}) {
             Value::Object(m) => m,

@@ -41,12 +41,15 @@ pub use request::Surface;
 use crate::audit::{CallAudit, Recorder, Released};
 use crate::error::{GatewayError, Wire};
 use crate::limits::RateState;
+use crate::telemetry::red::CallSurface;
+use crate::telemetry::stage;
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde_json::{Map, Value};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The long-lived parts the stages use, borrowed for one call.
 pub struct Deps<'a> {
@@ -131,7 +134,7 @@ impl Deps<'_> {
         let mut sources = None;
         let result = call(self, &mut audit, input, &mut sources).await;
         let rate = audit.rate();
-        let result = audit.record(result).await;
+        let result = audit.record(result).instrument(stage("record")).await;
         Outcome {
             result,
             rate,
@@ -146,16 +149,31 @@ async fn call(
     input: Input<'_>,
     sources: &mut Option<String>,
 ) -> Result<Released<Reply>, GatewayError> {
-    let ctx = deps.identity.tenant(input.headers, true).await?;
+    audit.set_surface(match input.op {
+        Operation::Chat(s) => s.metrics_label(),
+        Operation::Embeddings => CallSurface::Embeddings,
+        Operation::CountTokens => CallSurface::CountTokens,
+    });
+    let ctx = deps
+        .identity
+        .tenant(input.headers, true)
+        .instrument(stage("authorize"))
+        .await?;
     audit.bind(deps.recorder, &ctx);
-    authorize::tenant_key(deps.recorder.keyring.kms().as_ref(), &ctx).await?;
-    let counted = admit::count_request(deps.admission(), &ctx, &audit.request_id).await?;
-    let body = parse_object(&input.body.await?)?;
+    authorize::tenant_key(deps.recorder.keyring.kms().as_ref(), &ctx)
+        .instrument(stage("authorize.tenant_key"))
+        .await?;
+    let counted = admit::count_request(deps.admission(), &ctx, &audit.request_id)
+        .instrument(stage("admit.count"))
+        .await?;
+    let parse = stage("request.parse");
+    let body = parse_object(&input.body.instrument(parse.clone()).await?)?;
     // Before any field reaches the audit record, a log line or a counter's key.
-    crate::bounds::request_fields(&body)?;
+    parse.in_scope(|| crate::bounds::request_fields(&body))?;
     match input.op {
         Operation::Chat(surface) => {
-            let req = request::parse(surface, body)?;
+            let req = parse.in_scope(|| request::parse(surface, body))?;
+            drop(parse);
             chat(deps, audit, ctx, counted, req, sources).await
         }
         Operation::Embeddings => embed::http(deps, audit, ctx, counted, body).await,
@@ -177,7 +195,9 @@ async fn chat(
     if let Some(label) = surface.audit_label() {
         audit.note("surface", label);
     }
-    let call = authorize::model(deps.catalog, &deps.endpoints, ctx, &req.model).await?;
+    let call = authorize::model(deps.catalog, &deps.endpoints, ctx, &req.model)
+        .instrument(stage("authorize.model"))
+        .await?;
     audit.set_model(
         &req.model,
         &call.route.upstream_model,
@@ -185,20 +205,30 @@ async fn chat(
     );
     call.note_endpoint(audit);
     let guard = guard::Guard::new(&call.ctx, deps.incidents);
-    req.guard_inbound(&guard)?;
-    // Template variables are client text too: scanned before they are rendered into the
-    // tenant's (otherwise unscanned) system prompt.
-    guard.guard_values(&mut req.ext.variables, tenantgate_guard::Direction::Inbound)?;
-    if let Some((system, policy)) = deps.prompts.system_prompt(&call.ctx, &req.ext).await? {
-        req.apply_system(system, policy)?;
+    stage("guard.inbound").in_scope(|| {
+        req.guard_inbound(&guard)?;
+        // Template variables are client text too: scanned before they are rendered into the
+        // tenant's (otherwise unscanned) system prompt.
+        guard.guard_values(&mut req.ext.variables, tenantgate_guard::Direction::Inbound)
+    })?;
+    let compose = stage("compose");
+    if let Some((system, policy)) = deps
+        .prompts
+        .system_prompt(&call.ctx, &req.ext)
+        .instrument(compose.clone())
+        .await?
+    {
+        compose.in_scope(|| req.apply_system(system, policy))?;
     }
+    drop(compose);
     // The record holds the prompt from here, refusals included; retrieval replaces it below.
     audit.set_prompt(&req.body);
     let bound = call.bound_max_tokens(req.max_tokens, req.max_tokens_param)?;
     let max_output = bound
         .unwrap_or(u64::from(call.route.default_max_tokens))
         .saturating_mul(req.choices);
-    let retrieval = retrieve::plan(&deps.knowledge, &call.ctx, &req)?;
+    let retrieval =
+        stage("retrieve.plan").in_scope(|| retrieve::plan(&deps.knowledge, &call.ctx, &req))?;
     let admitted = admit::reserve(
         deps.admission(),
         &call,
@@ -210,12 +240,17 @@ async fn chat(
         },
         admit::Part::Call(counted),
     )
+    .instrument(stage("admit.reserve"))
     .await?;
     let mut prompt_estimate = admitted.prompt_tokens;
     audit.admitted(admitted, call.route.pricing);
     let request_id = audit.request_id.clone();
     let retrieved = match retrieval {
-        Some(plan) => retrieve::context(deps, &call.ctx, &guard, &request_id, plan).await?,
+        Some(plan) => {
+            retrieve::context(deps, &call.ctx, &guard, &request_id, plan)
+                .instrument(stage("retrieve.context"))
+                .await?
+        }
         None => None,
     };
     if let Some(rc) = retrieved {
@@ -229,7 +264,9 @@ async fn chat(
         req.add_context(rc.block);
         audit.set_prompt(&req.body);
     }
-    let answer = route::chat(deps, &call, req, bound, prompt_estimate, &guard, audit).await?;
+    let answer = route::chat(deps, &call, req, bound, prompt_estimate, &guard, audit)
+        .instrument(stage("route"))
+        .await?;
     // A complete answer, fresh or cached, is guarded in chat's shape and rendered in the
     // surface's last (a stream renders per frame, `crate::stream::Render`).
     surface::render_json(surface, answer)

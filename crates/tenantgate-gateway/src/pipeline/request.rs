@@ -27,6 +27,17 @@ pub enum Surface {
 }
 
 impl Surface {
+    /// Its `surface` label on `/metrics`.
+    pub fn metrics_label(self) -> crate::telemetry::red::CallSurface {
+        use crate::telemetry::red::CallSurface;
+        match self {
+            Surface::ChatCompletions => CallSurface::ChatCompletions,
+            Surface::Messages => CallSurface::Messages,
+            Surface::Responses => CallSurface::Responses,
+            Surface::Completions => CallSurface::Completions,
+        }
+    }
+
     /// The wire of the request inside the pipeline (and of the caller's errors).
     pub fn wire(self) -> Wire {
         match self {

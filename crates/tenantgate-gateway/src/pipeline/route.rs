@@ -12,6 +12,7 @@ use crate::pipeline::translate::{self, Pair};
 use crate::pipeline::{AuthorizedCall, Deps, Labels, Payload, Reply};
 use crate::stream::guard::StreamGuard;
 use crate::stream::StreamEnd;
+use crate::telemetry::red::AttemptOutcome;
 use crate::upstream::breaker::{Admit, Breakers, Outcome};
 use crate::upstream::failover::{self, Next};
 use crate::upstream::transport::{self, Answer};
@@ -21,6 +22,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenantgate_core::IsolationTier;
+use tracing::Instrument;
 
 /// What the route stage reads to spread a call over its targets.
 pub struct Routing<'a> {
@@ -84,6 +86,7 @@ pub(crate) async fn chat(
         sent_at,
     } = sent;
     if !Arc::ptr_eq(&route, &call.route) {
+        deps.recorder.red.failover();
         // Recorded and settled as what was actually called.
         audit.set_model(&req.model, &route.upstream_model, &route.provider.name);
         audit.set_pricing(route.pricing);
@@ -93,6 +96,7 @@ pub(crate) async fn chat(
         Answer::Stream(frames) => {
             let transform = translate::stream(pair, &req, prompt_estimate);
             let guard = StreamGuard::new(deps.incidents, &call.ctx);
+            let live = deps.recorder.red.stream(audit.started());
             let record = StreamAudit::new(audit.take_for_stream());
             let end = StreamEnd {
                 request_id: audit.request_id.clone(),
@@ -100,8 +104,14 @@ pub(crate) async fn chat(
                 model: labels.model.clone(),
                 started: sent_at,
             };
-            let s =
-                crate::stream::transform_stream(frames, transform, end, Some(guard), Some(record));
+            let s = crate::stream::transform_stream(
+                frames,
+                transform,
+                end,
+                Some(guard),
+                Some(record),
+                Some(live),
+            );
             Ok(Released {
                 value: Reply {
                     payload: Payload::Stream(s.boxed()),
@@ -186,6 +196,9 @@ async fn attempts(
     for (i, route) in call.targets.iter().enumerate() {
         let provider = &route.provider;
         if view.is_drained(&provider.name) {
+            deps.recorder
+                .red
+                .attempt(&provider.name, AttemptOutcome::Drained);
             log.push(json!({"provider": provider.name, "model": route.upstream_model, "outcome": "drained"}));
             continue;
         }
@@ -219,6 +232,9 @@ async fn attempts(
             let permit = match deps.routing.breakers.admit(&endpoint) {
                 Admit::Go(p) => p,
                 Admit::Skip { retry_in: r } => {
+                    deps.recorder
+                        .red
+                        .attempt(&provider.name, AttemptOutcome::CircuitOpen);
                     retry_in = Some(retry_in.map_or(r, |x| x.min(r)));
                     log.push(json!({"provider": provider.name, "model": route.upstream_model, "outcome": "circuit_open"}));
                     break;
@@ -232,10 +248,14 @@ async fn attempts(
                 &upstream,
                 req.stream,
             )
+            .instrument(crate::telemetry::stage("upstream"))
             .await;
             let ms = sent_at.elapsed().as_millis() as u64;
             match result {
                 Ok(answer) => {
+                    deps.recorder
+                        .red
+                        .attempt(&provider.name, AttemptOutcome::Ok);
                     permit.settle(Outcome::Healthy);
                     if !log.is_empty() {
                         log.push(json!({"provider": provider.name, "model": route.upstream_model, "outcome": "ok", "ms": ms}));
@@ -252,11 +272,17 @@ async fn attempts(
                     log.push(json!({"provider": provider.name, "model": route.upstream_model, "outcome": e.code(), "ms": ms}));
                     match failover::classify(&e) {
                         Next::Final => {
+                            deps.recorder
+                                .red
+                                .attempt(&provider.name, AttemptOutcome::Final);
                             permit.settle(Outcome::Healthy);
                             audit.note("attempts", Value::Array(log));
                             return Err(e);
                         }
                         Next::Retry { outcome, wait } => {
+                            deps.recorder
+                                .red
+                                .attempt(&provider.name, AttemptOutcome::Retryable);
                             permit.settle(outcome);
                             last = Some(e);
                             k += 1;

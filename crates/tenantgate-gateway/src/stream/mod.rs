@@ -213,6 +213,8 @@ struct State {
     audit: Option<crate::audit::StreamAudit>,
     /// How the stream ended (set with `done`), for the record.
     outcome: Option<(&'static str, Option<GatewayError>)>,
+    /// In flight on `/metrics` until dropped; times the first frame.
+    live: Option<crate::telemetry::red::Live>,
 }
 
 impl Drop for State {
@@ -319,6 +321,7 @@ pub(crate) fn transform_stream(
     end: StreamEnd,
     guard: Option<crate::stream::guard::StreamGuard>,
     audit: Option<crate::audit::StreamAudit>,
+    live: Option<crate::telemetry::red::Live>,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let state = State {
         upstream: upstream.boxed(),
@@ -331,6 +334,7 @@ pub(crate) fn transform_stream(
         end: Some(end),
         audit,
         outcome: None,
+        live,
     };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -356,6 +360,9 @@ pub(crate) fn transform_stream(
                 if out.is_empty() && !st.done {
                     // Nothing of it shows on this surface (a usage-only chunk, a role delta).
                     continue;
+                }
+                if let Some(l) = &mut st.live {
+                    l.first_frame();
                 }
                 return Some((Ok(out), st));
             }

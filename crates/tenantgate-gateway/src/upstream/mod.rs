@@ -319,7 +319,13 @@ impl Provider {
             (_, Some(k)) => rb.bearer_auth(k),
             (_, None) => rb,
         };
-        rb.send().await.map_err(|e| transport_error(&self.name, &e))
+        // The caller's trace continues at the provider (W3C `traceparent`, while tracing is on).
+        let mut trace = reqwest::header::HeaderMap::new();
+        crate::telemetry::inject(&mut trace);
+        rb.headers(trace)
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.name, &e))
     }
 }
 

@@ -39,6 +39,8 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub config: Config,
+    /// `/metrics`' own listener, when `[metrics] listen` is set.
+    pub metrics_url: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -202,6 +204,7 @@ impl TestGateway {
         tweak(&mut config);
         let server = Server::bind(config.clone()).await.unwrap();
         let url = format!("http://{}", server.local_addr());
+        let metrics_url = server.metrics_addr().map(|a| format!("http://{a}"));
         let state = server.state();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         #[expect(
@@ -218,6 +221,7 @@ impl TestGateway {
             dir,
             http: reqwest::Client::new(),
             config,
+            metrics_url,
             shutdown: Some(tx),
             task: Some(task),
         }
