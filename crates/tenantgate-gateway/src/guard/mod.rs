@@ -2,8 +2,6 @@
 //! with the tenant's policy. Every finding is an incident: a WARN event (tenant, detector,
 //! action, direction; never the text) and a counter served at `/metrics`.
 
-pub mod switch;
-
 use crate::audit::Recorder;
 use crate::error::GatewayError;
 use crate::identity::TenantContext;

@@ -412,8 +412,8 @@ pub(super) async fn put_guard_policy(
     ok(async {
         let policy: tenantgate_guard::Policy = json_body(&app, &headers, body).await?;
         // Another tenant's identifiers in this tenant's traffic are not this tenant's to let
-        // through (`guard::switch`): block or redact only.
-        if crate::guard::switch::floor(policy.cross_tenant) != policy.cross_tenant {
+        // through (`identity::guard_policy`): block or redact only.
+        if crate::identity::guard_policy::floor(policy.cross_tenant) != policy.cross_tenant {
             return Err(GatewayError::InvalidRequest {
                 message: "cross_tenant must be block or redact: it protects other tenants' data"
                     .into(),

@@ -98,7 +98,7 @@ impl Default for AuthIndex {
             scanner: tenantgate_guard::Scanner::new(Vec::new(), &[]),
             policies: HashMap::new(),
             prompt_revisions: HashMap::new(),
-            default_policy: crate::guard::switch::enforced(tenantgate_guard::Policy::default()),
+            default_policy: crate::identity::guard_policy::enforced(tenantgate_guard::Policy::default()),
             audit_policies: HashMap::new(),
             default_audit: Arc::default(),
             limits: HashMap::new(),
@@ -146,7 +146,7 @@ impl AuthIndex {
             .into_iter()
             .filter_map(|(t, json)| {
                 let p = parse_policy(&t, PolicyKind::Guard, &json, &mut unreadable)?;
-                Some((t, crate::guard::switch::enforced(p)))
+                Some((t, crate::identity::guard_policy::enforced(p)))
             })
             .collect();
         let audit_policies = snap
@@ -209,7 +209,7 @@ impl AuthIndex {
             scanner,
             policies,
             prompt_revisions: snap.prompt_revisions.into_iter().collect(),
-            default_policy: crate::guard::switch::enforced(tenantgate_guard::Policy::default()),
+            default_policy: crate::identity::guard_policy::enforced(tenantgate_guard::Policy::default()),
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod context;
+pub mod guard_policy;
 pub mod keys;
 pub mod oidc;
 

@@ -1,4 +1,5 @@
-//! The policy as enforced, and the one test-only way around it.
+//! A tenant's leak-guard policy as the snapshot enforces it, and the one test-only way around it.
+//! (Here, where the snapshot parses policies, so that `guard` keeps depending on nothing above it.)
 //!
 //! `cross_tenant` protects the *other* tenants' identifiers and canaries, so the tenant whose
 //! traffic carries them cannot weaken it below redaction: a stored policy saying `flag` or
