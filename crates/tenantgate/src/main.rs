@@ -14,6 +14,7 @@ use tenantgate_store::Store;
 
 mod bundle;
 mod endpoint;
+mod incident;
 mod offboard;
 mod onboard;
 mod prompt;
@@ -58,6 +59,9 @@ enum Command {
     Provider(provider::ProviderCmd),
     /// A tenant's system prompts, through a running gateway's tenant API, as that tenant.
     Prompt(PromptArgs),
+    /// Incident playbooks: freeze, scope, evidence (and verify), contain, drain, status.
+    #[command(subcommand)]
+    Incident(incident::IncidentCmd),
     /// Audit exports: verify one offline; print the checkpoint signing key.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -284,6 +288,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Prompt(args) = cli.command {
         return prompt(args).await;
     }
+    if let Command::Incident(cmd) = cli.command {
+        return incident::run(cli.config, cmd).await;
+    }
     if let Command::Audit(AuditCmd::Verify {
         file,
         public_key,
@@ -319,7 +326,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Key(cmd) => key(config, cmd).await,
         Command::Keys(cmd) => keys(config, cmd).await,
-        Command::Prompt(_) => Ok(()),
+        Command::Prompt(_) | Command::Incident(_) => Ok(()),
         Command::Audit(AuditCmd::Verify { .. }) => Ok(()),
         Command::Audit(AuditCmd::PublicKey) => {
             let seed = tenantgate_crypto::load_or_create_key(
