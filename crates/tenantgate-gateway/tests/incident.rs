@@ -422,11 +422,7 @@ async fn contain_revokes_every_credential_rotates_keys_and_reports_each_step() {
         .current_version;
     assert!(after > before, "KEK version {before:?} -> {after:?}");
     let p = d.a.state.store().platform(&admin);
-    assert_eq!(
-        p.limits(&acme.id).await.unwrap().unwrap().1,
-        true,
-        "kill switch"
-    );
+    assert!(p.limits(&acme.id).await.unwrap().unwrap().1, "kill switch");
     let g = p.grants(Some(&acme.id)).await.unwrap();
     assert!(g[0].revoked_at_ms.is_some());
     assert_eq!(p.freezes().await.unwrap()[0].target, acme.id.as_str());

@@ -161,10 +161,6 @@ fn put(out: &mut Vec<u8>, path: &str, data: &[u8], mtime: u64) -> Result<(), Gat
 
 /// Builds the bundle of `tenant`'s `window` (bytes of a tar archive) and records it in the
 /// tenant's chain and the platform's (with the manifest's SHA-256).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one bundle: where it is recorded and read, how bodies open, who signs, which window"
-)]
 pub async fn build(
     sink: AuditSink<'_>,
     store: &Store,
