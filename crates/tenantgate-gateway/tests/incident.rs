@@ -423,6 +423,12 @@ async fn contain_revokes_every_credential_rotates_keys_and_reports_each_step() {
     assert!(after > before, "KEK version {before:?} -> {after:?}");
     let p = d.a.state.store().platform(&admin);
     assert!(p.limits(&acme.id).await.unwrap().unwrap().1, "kill switch");
+    let (s, st) = d
+        .admin(reqwest::Method::GET, "/admin/v1/incidents/status", None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(st["kill_switches"][0]["tenant"], acme.id.as_str(), "{st}");
+    assert_eq!(st["freezes"][0]["target"], acme.id.as_str(), "{st}");
     let g = p.grants(Some(&acme.id)).await.unwrap();
     assert!(g[0].revoked_at_ms.is_some());
     assert_eq!(p.freezes().await.unwrap()[0].target, acme.id.as_str());
@@ -513,7 +519,17 @@ async fn scope_names_the_tenants_calls_and_window_a_needle_appeared_in() {
     );
     assert!(out["seen"]["from_ms"].as_i64().unwrap() > 0);
     assert!(out["searched"]["tenants"].as_u64().unwrap() >= 3);
-    // The needle is a tenant's identifier: its owner is named.
+    // A window that ends before the call finds nothing.
+    let (s, out) = d
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/incidents/scope",
+            Some(json!({"needle": needle, "from_ms": 0, "to_ms": 1})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(out["tenants"].as_array().unwrap().is_empty(), "{out}");
+    // A needle nobody's chain holds.
     let (s, out) = d
         .admin(
             reqwest::Method::POST,
@@ -522,7 +538,7 @@ async fn scope_names_the_tenants_calls_and_window_a_needle_appeared_in() {
         )
         .await;
     assert_eq!(s, 200);
-    assert!(out["tenants"].as_array().unwrap().is_empty());
+    assert!(out["tenants"].as_array().unwrap().is_empty(), "{out}");
 
     // Recorded with the needle's digest, never the needle.
     let platform = chain(&d.a, &TenantId::platform_chain()).await;
@@ -530,13 +546,13 @@ async fn scope_names_the_tenants_calls_and_window_a_needle_appeared_in() {
         .iter()
         .filter(|r| r["detail"]["action"] == "incident.scope")
         .collect();
-    // One summary per search, and globex's step (its chain was read) named by id.
+    // One summary per search (three), and globex's step (its chain was read) named by id.
     assert_eq!(
         scopes
             .iter()
             .filter(|r| r["detail"]["tenant"].is_null())
             .count(),
-        2
+        3
     );
     assert_eq!(
         scopes
