@@ -85,6 +85,16 @@ pub enum AuditSink<'a> {
     Cli(&'a Store),
 }
 
+impl<'a> AuditSink<'a> {
+    /// The server's writer, when there is one (the CLI has none: it must not sign checkpoints).
+    pub fn writer(self) -> Option<&'a crate::audit::AuditLog> {
+        match self {
+            AuditSink::Writer(log) => Some(log),
+            AuditSink::Cli(_) => None,
+        }
+    }
+}
+
 /// Records an operator action in the tenant's audit chain (actor: the platform operator).
 pub async fn record_operator_event(
     sink: AuditSink<'_>,

@@ -75,6 +75,11 @@ pub enum GatewayError {
     InputBlocked(&'static str),
     #[error("The response was withheld by this tenant's leak-prevention policy ({0}).")]
     OutputBlocked(&'static str),
+    /// A platform operator's incident freeze holds this call (its tenant, its route or its
+    /// model). Only a platform admin lifts it (`incident unfreeze`): not the tenant's admins,
+    /// not its kill switch.
+    #[error("This call is held by the platform's incident freeze {id} on this {what}; calls resume when the platform operator lifts it. Contact your platform administrator.")]
+    Frozen { what: &'static str, id: String },
     #[error("Not found")]
     NotFound,
     #[error("{0}")]
@@ -328,6 +333,13 @@ impl GatewayError {
                 Some("forbidden"),
                 Some(false),
             ),
+            E::Frozen { .. } => r(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "permission_error",
+                Some("incident_freeze"),
+                Some(false),
+            ),
             E::InputBlocked(_) => r(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
@@ -506,6 +518,7 @@ impl GatewayError {
             GatewayError::TenantSuspended
             | GatewayError::TenantPendingDeletion
             | GatewayError::Forbidden(_)
+            | GatewayError::Frozen { .. }
             | GatewayError::FineTuningNotEnabled
             | GatewayError::MaxTokensExceeded { .. }
             | GatewayError::ClientSystemRefused => EventType::AccessDenied,

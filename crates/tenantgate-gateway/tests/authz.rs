@@ -316,6 +316,56 @@ const MATRIX: &[Row] = &[
     ),
     row("DELETE", "/admin/v1/break-glass/{grant}", "", "", PLATFORM),
     row(
+        "POST",
+        "/admin/v1/incidents/freezes",
+        "",
+        r#"{"route":"/v1/embeddings","reason":"matrix test"}"#,
+        PLATFORM_CREATE,
+    ),
+    row(
+        "DELETE",
+        "/admin/v1/incidents/freezes/{freeze}",
+        "",
+        "",
+        PLATFORM,
+    ),
+    row("GET", "/admin/v1/incidents/status", "", "", PLATFORM),
+    row(
+        "POST",
+        "/admin/v1/incidents/scope",
+        "",
+        r#"{"needle":"matrix-needle"}"#,
+        PLATFORM,
+    ),
+    row(
+        "GET",
+        "/admin/v1/incidents/evidence/{tenant}",
+        "",
+        "",
+        PLATFORM,
+    ),
+    row(
+        "POST",
+        "/admin/v1/incidents/contain",
+        "",
+        r#"{"tenant":"initech","reason":"matrix test"}"#,
+        PLATFORM,
+    ),
+    row(
+        "PUT",
+        "/admin/v1/incidents/drains/{provider}",
+        "",
+        r#"{"reason":"matrix test"}"#,
+        PLATFORM,
+    ),
+    row(
+        "DELETE",
+        "/admin/v1/incidents/drains/{provider}",
+        "",
+        "",
+        PLATFORM,
+    ),
+    row(
         "GET",
         "/admin/v1/tenants/{tenant}/prompts",
         "",
@@ -581,12 +631,32 @@ impl World {
                     .await
                     .unwrap();
             }
-            if r.method == "DELETE" && path.starts_with("/admin/v1/routing/") {
+            if r.method == "DELETE"
+                && (path.starts_with("/admin/v1/routing/")
+                    || path.starts_with("/admin/v1/incidents/"))
+            {
                 p.drain_provider("mock-anthropic", "matrix test")
                     .await
                     .unwrap();
             }
             path = path.replace("{provider}", "mock-anthropic");
+        }
+        // One freeze per target: the create row starts from none, the lift row has one.
+        if path.starts_with("/admin/v1/incidents/freezes") {
+            for f in p.freezes().await.unwrap() {
+                p.unfreeze(&f.id).await.unwrap();
+            }
+        }
+        if path.contains("{freeze}") {
+            let f = p
+                .freeze(
+                    tenantgate_store::incident::FreezeKind::Route,
+                    "/v1/completions",
+                    "matrix test",
+                )
+                .await
+                .unwrap();
+            path = path.replace("{freeze}", &f.id);
         }
         if path.contains("{grant}") {
             let g = p

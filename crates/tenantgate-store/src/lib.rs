@@ -20,6 +20,7 @@ pub mod endpoints;
 pub mod export;
 pub mod finetune;
 pub mod identity;
+pub mod incident;
 mod keyring;
 mod kms;
 pub mod knowledge;

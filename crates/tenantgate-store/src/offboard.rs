@@ -18,6 +18,7 @@ use tenantgate_core::{Tenant, TenantId, TenantStatus};
 /// the platform chain's records keep naming something).
 pub const CONTROL_TABLES: &[&str] = &[
     "console_sessions",
+    "incident_freezes",
     "api_keys",
     "tenant_members",
     "break_glass_grants",

@@ -48,6 +48,8 @@ pub struct AuthSnapshot {
     pub endpoints: Vec<(TenantId, String, i64)>,
     /// Providers a platform operator drained (`routing.rs`): no model call goes to them.
     pub drains: Vec<String>,
+    /// Platform holds on tenants', routes' and models' calls (`incident.rs`).
+    pub freezes: Vec<crate::incident::Freeze>,
     /// Every tenant's private (fine-tuned) models, by tenant then name: each is callable by
     /// its tenant only, and a warm call to one reads no row.
     pub private_models: Vec<(TenantId, crate::finetune::PrivateModel)>,
@@ -490,6 +492,11 @@ impl<'a> Platform<'a> {
                 sqlx::query_scalar("SELECT provider FROM provider_drains ORDER BY provider")
                     .fetch_all(&mut *tx)
                     .await?;
+            let freeze_rows: Vec<crate::incident::FreezeRow> =
+                sqlx::query_as(crate::incident::SELECT_ALL)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let freezes = crate::incident::parse_rows(freeze_rows)?;
             let private_rows: Vec<(String, String, String, String, String, i64)> = sqlx::query_as(
                 "SELECT tenant_id, name, base_model, upstream_model, job_id, created_at_ms \
                  FROM private_models ORDER BY tenant_id, name",
@@ -523,6 +530,7 @@ impl<'a> Platform<'a> {
                 private_models,
                 endpoints,
                 drains,
+                freezes,
                 default_knowledge_bases: ids(default_kbs),
                 knowledge_bases,
                 members,

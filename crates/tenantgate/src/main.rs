@@ -15,6 +15,7 @@ use tenantgate_store::Store;
 mod bundle;
 mod completions;
 mod endpoint;
+mod incident;
 mod offboard;
 mod onboard;
 mod prompt;
@@ -59,6 +60,9 @@ enum Command {
     Provider(provider::ProviderCmd),
     /// A tenant's system prompts, through a running gateway's tenant API, as that tenant.
     Prompt(PromptArgs),
+    /// Incident playbooks: freeze, scope, evidence (and verify), contain, drain, status.
+    #[command(subcommand)]
+    Incident(incident::IncidentCmd),
     /// Audit exports: verify one offline; print the checkpoint signing key.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -315,6 +319,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Completions { shell } = cli.command {
         return Ok(completions::print::<Cli>(shell)?);
     }
+    if let Command::Incident(cmd) = cli.command {
+        return incident::run(cli.config, cmd).await;
+    }
     if let Command::Audit(AuditCmd::Verify {
         file,
         public_key,
@@ -354,7 +361,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Key(cmd) => key(config, cmd).await,
         Command::Keys(cmd) => keys(config, cmd).await,
-        Command::Prompt(_) | Command::BleedTest(_) | Command::Completions { .. } => Ok(()),
+        Command::Prompt(_)
+        | Command::BleedTest(_)
+        | Command::Completions { .. }
+        | Command::Incident(_) => Ok(()),
         Command::Audit(AuditCmd::Verify { .. }) => Ok(()),
         Command::Audit(AuditCmd::PublicKey) => {
             let seed = tenantgate_crypto::load_or_create_key(

@@ -4,7 +4,8 @@
 //! it, so a route cannot be added without appearing in all three.
 
 use super::{
-    admin, audit, bundle, knowledge, lifecycle, members, provider_keys, routing, tenant, usage,
+    admin, audit, bundle, incident, knowledge, lifecycle, members, provider_keys, routing, tenant,
+    usage,
 };
 use crate::state::AppState;
 use axum::routing::{delete, get, patch, post, put};
@@ -150,6 +151,14 @@ api_routes! {
     get "/admin/v1/routing" => routing::status, PlatformAdmin, "Models' targets, drained providers, this replica's circuit breakers";
     put "/admin/v1/routing/drains/{provider}" => routing::drain, PlatformAdmin, "Drain a provider: no call goes to it on any replica";
     delete "/admin/v1/routing/drains/{provider}" => routing::undrain, PlatformAdmin, "Put a drained provider back";
+    post "/admin/v1/incidents/freezes" => incident::create_freeze, PlatformAdmin, "Freeze a tenant's, a route's or a model's calls on every replica (incident hold)";
+    delete "/admin/v1/incidents/freezes/{freeze}" => incident::delete_freeze, PlatformAdmin, "Lift an incident freeze";
+    get "/admin/v1/incidents/status" => incident::status, PlatformAdmin, "Freezes, drains, kill switches and this replica's circuit breakers";
+    post "/admin/v1/incidents/scope" => incident::scope, PlatformAdmin, "Which tenants, calls and window an identifier or canary appeared in";
+    get "/admin/v1/incidents/evidence/{tenant}" => incident::evidence, PlatformAdmin, "A tenant's signed evidence bundle for a window (tar), verifiable offline";
+    post "/admin/v1/incidents/contain" => incident::contain, PlatformAdmin, "Contain a tenant: kill switch, freeze, every credential revoked, keys rotated";
+    put "/admin/v1/incidents/drains/{provider}" => incident::drain, PlatformAdmin, "Drain a provider (incident command)";
+    delete "/admin/v1/incidents/drains/{provider}" => incident::undrain, PlatformAdmin, "Put a drained provider back (incident command)";
     post "/admin/v1/break-glass" => admin::create_grant, PlatformAdmin, "Request break-glass access to one tenant (<= 1 h)";
     get "/admin/v1/break-glass" => admin::list_grants, PlatformAdmin, "Every break-glass grant";
     delete "/admin/v1/break-glass/{grant}" => admin::revoke_grant, PlatformAdmin, "End a break-glass grant";

@@ -7,6 +7,7 @@ pub(crate) mod audit;
 mod body;
 mod bundle;
 mod finetune;
+mod incident;
 mod knowledge;
 mod lifecycle;
 mod members;

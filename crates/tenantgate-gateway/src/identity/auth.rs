@@ -43,6 +43,9 @@ pub struct AuthIndex {
     endpoints: HashMap<TenantId, Vec<(String, i64)>>,
     /// Providers a platform operator drained: no target on them is tried (`pipeline::route`).
     drains: std::collections::BTreeSet<String>,
+    /// Platform holds (`incident freeze`), by what they hold: a call matching one is refused
+    /// (`pipeline::authorize::not_frozen`). A tenant admin has no way to lift one.
+    freezes: HashMap<(tenantgate_store::incident::FreezeKind, String), String>,
     /// Tenants whose keys are wrapped by a key in their own KMS: their calls check it answers
     /// (`pipeline::authorize::tenant_key`); every other tenant's pass without a look.
     customer_keys: HashMap<TenantId, tenantgate_crypto::CustomerKey>,
@@ -98,7 +101,9 @@ impl Default for AuthIndex {
             scanner: tenantgate_guard::Scanner::new(Vec::new(), &[]),
             policies: HashMap::new(),
             prompt_revisions: HashMap::new(),
-            default_policy: crate::identity::guard_policy::enforced(tenantgate_guard::Policy::default()),
+            default_policy: crate::identity::guard_policy::enforced(
+                tenantgate_guard::Policy::default(),
+            ),
             audit_policies: HashMap::new(),
             default_audit: Arc::default(),
             limits: HashMap::new(),
@@ -109,6 +114,7 @@ impl Default for AuthIndex {
             unreadable: HashMap::new(),
             endpoints: HashMap::new(),
             drains: Default::default(),
+            freezes: HashMap::new(),
             customer_keys: HashMap::new(),
             private_models: HashMap::new(),
         }
@@ -194,6 +200,11 @@ impl AuthIndex {
             private_models,
             endpoints,
             drains: snap.drains.into_iter().collect(),
+            freezes: snap
+                .freezes
+                .into_iter()
+                .map(|f| ((f.kind, f.target), f.id))
+                .collect(),
             customer_keys: HashMap::new(),
             unreadable,
             default_kbs,
@@ -209,7 +220,9 @@ impl AuthIndex {
             scanner,
             policies,
             prompt_revisions: snap.prompt_revisions.into_iter().collect(),
-            default_policy: crate::identity::guard_policy::enforced(tenantgate_guard::Policy::default()),
+            default_policy: crate::identity::guard_policy::enforced(
+                tenantgate_guard::Policy::default(),
+            ),
         }
     }
 
@@ -237,6 +250,20 @@ impl AuthIndex {
     /// Whether a platform operator drained `provider`.
     pub fn is_drained(&self, provider: &str) -> bool {
         self.drains.contains(provider)
+    }
+
+    /// The id of the freeze holding `target` (a tenant id, a route path, a model name), if any.
+    pub fn frozen(
+        &self,
+        kind: tenantgate_store::incident::FreezeKind,
+        target: &str,
+    ) -> Option<&str> {
+        if self.freezes.is_empty() {
+            return None;
+        }
+        self.freezes
+            .get(&(kind, target.to_owned()))
+            .map(String::as_str)
     }
 
     /// The tenant's private (fine-tuned) models; empty for any other tenant's name.

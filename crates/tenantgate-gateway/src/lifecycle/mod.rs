@@ -9,6 +9,7 @@
 
 pub mod export;
 pub mod import;
+pub mod incident;
 pub mod offboard;
 pub mod onboard;
 pub(crate) mod tar;

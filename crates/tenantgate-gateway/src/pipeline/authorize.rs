@@ -219,6 +219,33 @@ pub async fn tenant_key(
         .map_err(|e| GatewayError::TenantKeyUnavailable(e.into()))
 }
 
+/// The platform's incident freezes (`lifecycle::incident`): a call of a frozen tenant, on a
+/// frozen route (`route`: the call's path) or to a frozen model is refused, from the snapshot
+/// (no query). Checked right after authentication with the route, and again in [`model`] with
+/// the model, so knowledge-base embeddings are held too.
+pub fn not_frozen(
+    ctx: &TenantContext,
+    route: Option<&str>,
+    model: Option<&str>,
+) -> Result<(), GatewayError> {
+    use tenantgate_store::incident::FreezeKind;
+    let held = |kind: FreezeKind, target: &str, what: &'static str| {
+        ctx.view
+            .frozen(kind, target)
+            .map(|id| GatewayError::Frozen {
+                what,
+                id: id.to_owned(),
+            })
+    };
+    let found = held(FreezeKind::Tenant, ctx.tenant.id.as_str(), "tenant")
+        .or_else(|| route.and_then(|r| held(FreezeKind::Route, r, "route")))
+        .or_else(|| model.and_then(|m| held(FreezeKind::Model, m, "model")));
+    match found {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// Stage authorize: the model exists in the catalog, is on the tenant's allow-list and is
 /// reachable for the tenant ([`resolve`]); the route is the tenant's own endpoint when it has
 /// one for the model's provider. Every model choice (chat on both wires, embeddings,
@@ -230,6 +257,7 @@ pub async fn model(
     ctx: TenantContext,
     model: &str,
 ) -> Result<AuthorizedCall, GatewayError> {
+    not_frozen(&ctx, None, Some(model))?;
     // The tenant's own fine-tuned models first (from the snapshot), then the catalog. A
     // private model exists at one provider only (where it was trained): one target, on its
     // base model's route, never failed over.

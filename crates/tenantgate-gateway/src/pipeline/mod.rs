@@ -84,6 +84,30 @@ pub enum Operation {
     CountTokens,
 }
 
+impl Operation {
+    /// The path the call came in on: what an incident freeze of a route names.
+    pub fn path(self) -> &'static str {
+        match self {
+            Operation::Chat(Surface::ChatCompletions) => "/v1/chat/completions",
+            Operation::Chat(Surface::Messages) => "/v1/messages",
+            Operation::Chat(Surface::Responses) => "/v1/responses",
+            Operation::Chat(Surface::Completions) => "/v1/completions",
+            Operation::Embeddings => "/v1/embeddings",
+            Operation::CountTokens => "/v1/messages/count_tokens",
+        }
+    }
+
+    /// Every model-call path (the routes a freeze may name).
+    pub const PATHS: [&'static str; 6] = [
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/responses",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/messages/count_tokens",
+    ];
+}
+
 /// A model call as the adapter hands it over: the body is read only after the caller
 /// authenticated and its request was counted.
 pub struct Input<'a> {
@@ -160,6 +184,7 @@ async fn call(
         .instrument(stage("authorize"))
         .await?;
     audit.bind(deps.recorder, &ctx);
+    authorize::not_frozen(&ctx, Some(input.op.path()), None)?;
     authorize::tenant_key(deps.recorder.keyring.kms().as_ref(), &ctx)
         .instrument(stage("authorize.tenant_key"))
         .await?;
@@ -301,5 +326,24 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, GatewayEr
             "the body must be a JSON object".into(),
         )),
         Err(e) => Err(GatewayError::BadJson(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Operation, Surface};
+
+    #[test]
+    fn every_operation_has_one_of_the_freezable_paths_and_each_path_one_operation() {
+        let ops = [
+            Operation::Chat(Surface::ChatCompletions),
+            Operation::Chat(Surface::Messages),
+            Operation::Chat(Surface::Responses),
+            Operation::Chat(Surface::Completions),
+            Operation::Embeddings,
+            Operation::CountTokens,
+        ];
+        let paths: Vec<&str> = ops.iter().map(|o| o.path()).collect();
+        assert_eq!(paths, Operation::PATHS);
     }
 }
