@@ -131,6 +131,7 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
                 run,
                 role: "v",
                 limits: None,
+                bare: false,
             },
         )
         .await?;
@@ -142,6 +143,7 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
                 run,
                 role: "x",
                 limits: None,
+                bare: false,
             },
         )
         .await?;
@@ -153,6 +155,7 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
                 run,
                 role: "r",
                 limits: Some(json!({"requests_per_minute": attack::race::RACE_LIMIT})),
+                bare: false,
             },
         )
         .await?;
@@ -164,10 +167,29 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
                 run,
                 role: "b",
                 limits: Some(json!({"monthly_spend_micros": attack::race::RACE_BUDGET_MICROS})),
+                bare: false,
             },
         )
         .await?;
         made.push(spender.slug.clone());
+        // The cache probe's pair: bare tenants, whose identical requests are composed
+        // identically, so only the cache key's tenant keeps them apart.
+        let mut bare = Vec::new();
+        for role in ["cv", "cx"] {
+            let b = provision::tenant(
+                &t,
+                &platform,
+                Plan {
+                    run,
+                    role,
+                    limits: None,
+                    bare: true,
+                },
+            )
+            .await?;
+            made.push(b.slug.clone());
+            bare.push(b);
+        }
         made.push(format!("bleed-{run}-evil"));
         let models = t
             .must(Method::GET, "/v1/models", &victim.admin, None)
@@ -197,8 +219,8 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
             .ok_or_else(|| anyhow::anyhow!("a new tenant is offered no model"))?;
         let mut report = Report::default();
         report.notes.push(format!(
-            "canary tenants {}, {}, {}, {}",
-            victim.slug, attacker.slug, racer.slug, spender.slug
+            "canary tenants {}, {}, {}, {}, {}, {}",
+            victim.slug, attacker.slug, racer.slug, spender.slug, bare[0].slug, bare[1].slug
         ));
         let victim = plant_calls(&t, victim, run, &plain).await?;
         let mut c = Ctx {
@@ -213,7 +235,16 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<Report> {
             reload: Duration::from_millis(args.reload_ms),
             report,
         };
-        attacks(&mut c, &racer, &spender, args.priced_model.as_deref(), run).await;
+        let pair = (&bare[0], &bare[1]);
+        attacks(
+            &mut c,
+            &racer,
+            &spender,
+            pair,
+            args.priced_model.as_deref(),
+            run,
+        )
+        .await;
         Ok::<Report, anyhow::Error>(c.report)
     }
     .await;
@@ -244,6 +275,7 @@ async fn attacks(
     c: &mut Ctx<'_>,
     racer: &Tenant,
     spender: &Tenant,
+    bare: (&Tenant, &Tenant),
     priced: Option<&str>,
     run: &str,
 ) {
@@ -282,7 +314,7 @@ async fn attacks(
     step!(
         "cache probe",
         Family::CacheProbe,
-        attack::model::cache_probe(c).await
+        attack::model::cache_probe(c, bare).await
     );
     step!(
         "data queries",

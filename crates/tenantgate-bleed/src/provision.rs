@@ -43,6 +43,16 @@ impl Tenant {
             })
     }
 
+    /// Content only the tenant's own principals may read (prompt, instructions, documents,
+    /// conversations), not the metadata a platform admin sees (key and end-user names).
+    pub fn content_in(&self, text: &str) -> Option<String> {
+        self.secrets
+            .iter()
+            .filter(|(w, _)| !matches!(*w, "API key name" | "end user"))
+            .find(|(_, v)| text.contains(v.as_str()))
+            .map(|(w, _)| format!("tenant {}'s {w} canary", self.slug))
+    }
+
     /// A secret, or an identifier the gateway's guard knows as this tenant's (its id; the slug
     /// and display name are checked too where the text is a model's answer).
     pub fn trace_in(&self, text: &str) -> Option<String> {
@@ -74,6 +84,9 @@ pub struct Plan<'a> {
     pub role: &'a str,
     /// Limit overrides (`requests_per_minute` for the race tenant).
     pub limits: Option<Value>,
+    /// Keys only: no prompt, no custom instructions, no knowledge base, so two bare tenants'
+    /// requests are composed identically and only the tenant tells them apart (the cache probe).
+    pub bare: bool,
 }
 
 /// Onboards one tenant with an admin key, a member key, a default prompt and knowledge base,
@@ -124,6 +137,29 @@ pub async fn tenant(t: &Target, platform: &Cred, plan: Plan<'_>) -> anyhow::Resu
     secrets.push(("end user", end_user));
     let member = Cred::Bearer(member_key.clone());
     settle(t, &member).await?;
+    if plan.bare {
+        let settings = t
+            .must(Method::GET, "/tenant/v1/prompt-settings", &admin, None)
+            .await?;
+        return Ok(Tenant {
+            guard_canary: settings["canary"].as_str().unwrap_or_default().to_owned(),
+            slug,
+            id,
+            display_name,
+            admin,
+            admin_key,
+            admin_key_id,
+            member,
+            member_key,
+            member_key_id,
+            secrets,
+            prompt: String::new(),
+            kb: String::new(),
+            kb_id: String::new(),
+            doc_id: String::new(),
+            subject: String::new(),
+        });
+    }
 
     let prompt = format!("bleed-prompt-{}", plan.role);
     let prompt_secret = canary(run, "prompt");

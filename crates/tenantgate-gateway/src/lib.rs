@@ -26,6 +26,7 @@
 //!   process (sessions, OIDC sign-in, CSRF, server-rendered pages); mounted by the server,
 //!   above `http`.
 //! - [`config`], [`error`], [`bounds`]: settings, the one error table, client-string bounds.
+//! - `bleed_switch` (test builds only): one isolation layer switched off, for the bleed test.
 //! - [`metrics`] (`/metrics`) and [`telemetry`] (the log subscriber, OTLP traces, `traceparent`).
 //! - [`state`], [`server`], [`control`]: the composition root, bind/serve and background
 //!   loops, operations shared with the CLI.
@@ -34,6 +35,8 @@
 //! Architecture Invariant: no prompt or response text is logged below DEBUG.
 
 pub mod audit;
+#[cfg(all(feature = "bleed-switches", debug_assertions))]
+pub mod bleed_switch;
 pub mod bounds;
 mod clock;
 pub mod config;

@@ -72,7 +72,7 @@ impl AppState {
                 .providers()
                 .map(|p| p.name.as_str())
                 .chain(catalog.routes().map(|r| r.provider.name.as_str())),
-            config.metrics.tenant_top_n,
+            config.metrics.tenant_labels(),
         ));
         let breakers = Arc::new(crate::upstream::breaker::Breakers::new(
             config.routing.breaker_failures,

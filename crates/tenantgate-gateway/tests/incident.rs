@@ -476,7 +476,10 @@ async fn scope_names_the_tenants_calls_and_window_a_needle_appeared_in() {
     let (_, initech_key) = d.a.tenant("initech", &["gpt-test"], None).await;
     keep_bodies(&d.a, &globex).await;
     d.a.wait_for_revision().await;
-    let needle = "CUSTOMER-88213-ZETA";
+    // Bodies are searched only for a needle that names a tenant (its canary or identifier):
+    // the leaked customer identifier together with the tenant it belongs to.
+    let bare = "CUSTOMER-88213-ZETA";
+    let needle = "CUSTOMER-88213-ZETA at globex";
     let r =
         d.a.post(
             "/v1/chat/completions",
@@ -519,6 +522,17 @@ async fn scope_names_the_tenants_calls_and_window_a_needle_appeared_in() {
     );
     assert!(out["seen"]["from_ms"].as_i64().unwrap() > 0);
     assert!(out["searched"]["tenants"].as_u64().unwrap() >= 3);
+    // A needle naming no tenant opens no body: without a grant the search would be an
+    // oracle on the tenants' prompts (rebuilt a character at a time).
+    let (s, out) = d
+        .admin(
+            reqwest::Method::POST,
+            "/admin/v1/incidents/scope",
+            Some(json!({"needle": bare})),
+        )
+        .await;
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["tenants"].as_array().unwrap().len(), 0, "{out}");
     // A window that ends before the call finds nothing.
     let (s, out) = d
         .admin(
@@ -546,13 +560,13 @@ async fn scope_names_the_tenants_calls_and_window_a_needle_appeared_in() {
         .iter()
         .filter(|r| r["detail"]["action"] == "incident.scope")
         .collect();
-    // One summary per search (three), and globex's step (its chain was read) named by id.
+    // One summary per search (four), and globex's step (its chain was read) named by id.
     assert_eq!(
         scopes
             .iter()
             .filter(|r| r["detail"]["tenant"].is_null())
             .count(),
-        3
+        4
     );
     assert_eq!(
         scopes

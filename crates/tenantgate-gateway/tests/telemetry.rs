@@ -100,7 +100,12 @@ async fn metrics_until(gw: &TestGateway, ok: impl Fn(&prometheus_parse::Scrape) 
 
 #[tokio::test]
 async fn metrics_parse_with_red_series_bounded_labels_and_top_tenants() {
-    let gw = TestGateway::start_with(|c| c.metrics.tenant_top_n = 2).await;
+    // Tenants are named only on a protected page.
+    let gw = TestGateway::start_with(|c| {
+        c.metrics.tenant_top_n = 2;
+        c.metrics.token = Some(TOKEN.into());
+    })
+    .await;
     let models = ["gpt-test"];
     let (a, ka) = gw.tenant("alpha", &models, None).await;
     let (b, kb) = gw.tenant("bravo", &models, None).await;

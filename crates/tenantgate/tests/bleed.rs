@@ -306,6 +306,11 @@ async fn bleed_test_finds_no_leak_on_two_postgresql_replicas_sharing_redis() {
     stop(d).await;
 }
 
+// The switches exist in debug builds only (`bleed_switch`).
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the layer switches exist in debug builds only"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bleed_test_names_the_leak_when_the_cross_tenant_guard_is_switched_off() {
     let d = deploy(
@@ -336,6 +341,43 @@ async fn bleed_test_names_the_leak_when_the_cross_tenant_guard_is_switched_off()
         human.contains("LEAK FOUND") && human.contains("LEAK  "),
         "{human}"
     );
+    assert_removed(&d).await;
+    stop(d).await;
+}
+
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the layer switches exist in debug builds only"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bleed_test_names_the_leak_when_the_cache_key_forgets_the_tenant() {
+    let d = deploy(
+        "",
+        1,
+        &[("TENANTGATE_TEST_DISABLE_LAYER", "cache-tenant-key")],
+    )
+    .await;
+    let (code, report, human) = bleed(&d).await;
+    assert_eq!(code, 1, "the run must fail:\n{human}");
+    let failed: Vec<&Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == "fail")
+        .collect();
+    // Both non-streamed probes (streams are never cached), and nothing else: the composed
+    // requests of the other tenants differ, so only the bare pair shared an entry.
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    for c in failed {
+        assert_eq!(c["family"], "cache_probe", "{c}");
+        assert!(
+            c["reason"]
+                .as_str()
+                .unwrap()
+                .contains("answered from the cache the victim filled"),
+            "{c}"
+        );
+    }
     assert_removed(&d).await;
     stop(d).await;
 }

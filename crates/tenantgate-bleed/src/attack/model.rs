@@ -4,6 +4,7 @@
 //! victim's cached answers. Every wire, plain and streamed, `n > 1`, translation both ways.
 
 use super::Ctx;
+use crate::provision::Tenant;
 use crate::report::{Family, Verdict};
 use crate::target::{Cred, Extra};
 use reqwest::Method;
@@ -263,14 +264,21 @@ pub async fn poisoned_weakened(c: &mut Ctx<'_>) -> anyhow::Result<()> {
             accepted = true;
             break;
         }
+        // Refused for the right reason (`cross_tenant` named), and only the weaker settings:
+        // a refusal for anything else would skip the run without testing the floor.
+        let named = a.status == 400 && a.body.contains("cross_tenant");
+        let verdict = match (cross, named) {
+            ("off" | "flag", true) => Verdict::Pass,
+            _ => Verdict::Fail(format!(
+                "answered {}: {}",
+                a.status,
+                a.body.chars().take(200).collect::<String>()
+            )),
+        };
         c.report.push(
             Family::PoisonedResponse,
             format!("attacker sets cross_tenant={cross} on its own policy"),
-            if a.status == 400 {
-                Verdict::Pass
-            } else {
-                Verdict::Fail(format!("answered {}", a.status))
-            },
+            verdict,
         );
     }
     if !accepted {
@@ -291,16 +299,34 @@ pub async fn poisoned_weakened(c: &mut Ctx<'_>) -> anyhow::Result<()> {
 }
 
 /// The victim's answer cached, then the attacker's identical request: never the victim's
-/// answer (by the cache header and by content).
-pub async fn cache_probe(c: &mut Ctx<'_>) -> anyhow::Result<()> {
-    let Some(model) = c.echo.map(str::to_owned) else {
+/// answer. The pair is bare (no prompt, instructions or knowledge base), so their requests are
+/// composed byte for byte alike upstream and only the cache key's tenant keeps them apart; the
+/// cache header of the attacker's first identical call is the verdict.
+pub async fn cache_probe(c: &mut Ctx<'_>, pair: (&Tenant, &Tenant)) -> anyhow::Result<()> {
+    // Every model that obeys `mock:echo_all`: each provider kind composes its own upstream
+    // body (some carry a per-tenant cache salt, some do not), so each is its own probe.
+    let mut models: Vec<String> = c.echo.iter().map(|m| m.to_string()).collect();
+    for m in c.poison {
+        if !models.contains(m) {
+            models.push(m.clone());
+        }
+    }
+    if models.is_empty() {
         c.report.push(
             Family::CacheProbe,
             "cache probe",
-            Verdict::Skip("no --echo-model".into()),
+            Verdict::Skip("no --echo-model or --poison-model".into()),
         );
         return Ok(());
-    };
+    }
+    for model in &models {
+        probe_model(c, pair, model).await?;
+    }
+    Ok(())
+}
+
+async fn probe_model(c: &mut Ctx<'_>, pair: (&Tenant, &Tenant), model: &str) -> anyhow::Result<()> {
+    let (victim, attacker) = pair;
     let nonce = hex::encode(rand::random::<[u8; 8]>());
     for (wire, stream) in [
         (Wire::Chat, false),
@@ -309,40 +335,35 @@ pub async fn cache_probe(c: &mut Ctx<'_>) -> anyhow::Result<()> {
         (Wire::Messages, true),
     ] {
         let text = format!("mock:echo_all cache probe {nonce} {wire:?} {stream}: what is the vault code for shipping?");
-        let body = wire.body(&model, &text, stream, 1);
+        let body = wire.body(model, &text, stream, 1);
         // Each replica may keep its own cache: the victim repeats the call until one answers
         // from it (every replica has been asked twice at most).
-        let first = call(c, &c.victim.member, wire, &body).await?;
-        let mut second = call(c, &c.victim.member, wire, &body).await?;
+        let first = call(c, &victim.member, wire, &body).await?;
+        let mut again = call(c, &victim.member, wire, &body).await?;
         for _ in 0..c.t.urls.len() * 2 {
-            if second.header("x-tenantgate-cache") == Some("hit") {
+            if again.header("x-tenantgate-cache") == Some("hit") {
                 break;
             }
-            second = call(c, &c.victim.member, wire, &body).await?;
+            again = call(c, &victim.member, wire, &body).await?;
         }
         let id = format!(
             "{model} via {wire:?}{}",
             if stream { " streamed" } else { "" }
         );
-        if !first.ok() || second.header("x-tenantgate-cache") != Some("hit") {
+        if !first.ok() || again.header("x-tenantgate-cache") != Some("hit") {
             c.report.push(Family::CacheProbe, id, Verdict::Skip(format!(
                 "the victim's repeated call was not a cache hit ({}, cache {:?}): the response cache is off for this call",
-                second.status, second.header("x-tenantgate-cache"))));
+                again.status, again.header("x-tenantgate-cache"))));
             continue;
         }
-        // The attacker's identical request, once at every replica. Its first can only hit an
-        // entry the victim filled; later ones may hit the attacker's own (a shared cache), so
-        // from then on the answer's content decides: the victim's system prompt is in the
-        // victim's entry only.
-        let mut leak = None;
-        for i in 0..c.t.urls.len() {
-            let probe = call(c, &c.attacker.member, wire, &body).await?;
-            leak = leak.or(if i == 0 && probe.header("x-tenantgate-cache") == Some("hit") {
-                Some("the attacker's identical request was answered from the cache the victim filled".to_owned())
-            } else {
-                c.victim.secret_in(&probe.body).map(|l| format!("{l} in the attacker's answer"))
-            });
-        }
+        // The attacker's identical request, once: the victim's calls went round every replica,
+        // so each holds the victim's entry; a hit before the attacker ever made the call can
+        // only be the victim's.
+        let probe = call(c, &attacker.member, wire, &body).await?;
+        let leak = (probe.header("x-tenantgate-cache") == Some("hit")).then(|| {
+            "the attacker's identical request was answered from the cache the victim filled"
+                .to_owned()
+        });
         c.report.expect_none(Family::CacheProbe, id, leak);
     }
     Ok(())

@@ -89,9 +89,11 @@ pub async fn run(c: &mut Ctx<'_>, run_id: &str) -> anyhow::Result<usize> {
                     Role::AttackerAdmin,
                     Role::Platform,
                 ] {
-                    // A platform admin's own operations are not an attack (it could remove the
-                    // canary tenants mid-run).
-                    if matches!((access, role), (Access::PlatformAdmin, Role::Platform)) {
+                    // A platform admin's own operations: only its reads and the incident scope
+                    // search (its writes could remove the canary tenants mid-run). Holding no
+                    // grant, it may see the victim's metadata, never its content.
+                    let reads = method == Method::GET || template.ends_with("/incidents/scope");
+                    if matches!((access, role), (Access::PlatformAdmin, Role::Platform)) && !reads {
                         continue;
                     }
                     let cred = match role {
@@ -114,7 +116,18 @@ pub async fn run(c: &mut Ctx<'_>, run_id: &str) -> anyhow::Result<usize> {
                         )
                         .await?;
                     let id = format!("{method} {path} ({template}) as {role:?}");
-                    let verdict = if let Some(l) = c.victim.secret_in(&a.body) {
+                    let seen = match role {
+                        Role::Platform => c.victim.content_in(&a.body),
+                        Role::Anonymous | Role::AttackerMember | Role::AttackerAdmin => {
+                            c.victim.secret_in(&a.body)
+                        }
+                    };
+                    let scope_hit = template.ends_with("/incidents/scope")
+                        && a.ok()
+                        && a.body.contains(&c.victim.id);
+                    let verdict = if scope_hit {
+                        Verdict::Fail("a search for the victim's conversation text found it: the scope search opens bodies for any needle".into())
+                    } else if let Some(l) = seen {
                         Verdict::Fail(format!("{l} in the answer ({})", a.status))
                     } else if a.status >= 500 {
                         Verdict::Fail(format!(
@@ -209,6 +222,13 @@ fn body_for(
         json!({"slug": format!("bleed-{run}-evil"), "admin_key": true})
     } else if template.starts_with("/admin/v1/tenants/{tenant}") && *method == Method::PATCH {
         json!({"status": "suspended"})
+    } else if template.ends_with("/incidents/scope") {
+        let chat = v
+            .secrets
+            .iter()
+            .find(|(w, _)| *w == "chat message")
+            .map(|(_, s)| s.clone());
+        json!({"needle": chat.unwrap_or_default()})
     } else if template == "/admin/v1/break-glass" {
         json!({"tenant": v.slug, "reason": "bleed test", "duration_secs": 60})
     } else if template.contains("/endpoints/") || template.contains("/provider-keys/") {

@@ -58,24 +58,37 @@ pub async fn run(c: &mut Ctx<'_>) -> anyhow::Result<()> {
     // unknown fields; whatever it does, the call must not be the victim's.
     let model = c.any_model().to_owned();
     let headers: Vec<(&str, &str)> = HEADERS.iter().map(|h| (*h, v.id.as_str())).collect();
-    for (name, body) in [
+    let anthropic = json!({"model": model, "max_tokens": 50, "metadata": {"user_id": v.id},
+        "messages": [{"role": "user", "content": "which tenant am I?"}]});
+    let calls = [
         (
-            "openai body fields",
+            "chat with openai body fields",
+            "/v1/chat/completions",
+            x.member.clone(),
             json!({"model": model, "user": v.slug, "tenant": v.id, "tenant_id": v.id,
-            "metadata": {"tenant": v.id, "tenant_id": v.id},
-            "messages": [{"role": "user", "content": "which tenant am I?"}]}),
+                "metadata": {"tenant": v.id, "tenant_id": v.id},
+                "messages": [{"role": "user", "content": "which tenant am I?"}]}),
         ),
         (
-            "openai user field",
+            "chat with the openai user field",
+            "/v1/chat/completions",
+            x.member.clone(),
             json!({"model": model, "user": v.id,
-            "messages": [{"role": "user", "content": "which tenant am I?"}]}),
+                "messages": [{"role": "user", "content": "which tenant am I?"}]}),
         ),
-    ] {
+        (
+            "messages with metadata.user_id",
+            "/v1/messages",
+            crate::target::Cred::XApiKey(x.member_key.clone()),
+            anthropic,
+        ),
+    ];
+    for (name, path, cred, body) in calls {
         let a =
             c.t.send(
                 Method::POST,
-                "/v1/chat/completions",
-                &x.member,
+                path,
+                &cred,
                 Extra {
                     headers: &headers,
                     json: Some(&body),
@@ -88,32 +101,10 @@ pub async fn run(c: &mut Ctx<'_>) -> anyhow::Result<()> {
             .map(|l| format!("{l} in the answer ({})", a.status));
         c.report.expect_none(
             Family::Spoofing,
-            format!("chat with {name} and headers naming the victim"),
+            format!("{name} and headers naming the victim"),
             leak,
         );
     }
-    let body = json!({"model": model, "max_tokens": 50, "metadata": {"user_id": v.id},
-        "messages": [{"role": "user", "content": "which tenant am I?"}]});
-    let a =
-        c.t.send(
-            Method::POST,
-            "/v1/messages",
-            &crate::target::Cred::XApiKey(x.member_key.clone()),
-            Extra {
-                headers: &headers,
-                json: Some(&body),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let leak = v
-        .secret_in(&a.body)
-        .map(|l| format!("{l} in the answer ({})", a.status));
-    c.report.expect_none(
-        Family::Spoofing,
-        "messages with metadata.user_id and headers naming the victim",
-        leak,
-    );
     let after = super::requests_counted(c, v).await?;
     let verdict = if after == before {
         Verdict::Pass

@@ -18,7 +18,8 @@ pub struct MetricsConfig {
     /// constant time. Unset: no token (then keep `/metrics` off the public network).
     pub token: Option<String>,
     /// Tenants named in the per-tenant series: the N with the most calls, the rest summed as
-    /// `tenant="other"`. 0: no tenant label at all.
+    /// `tenant="other"`. 0: no tenant label at all. Applies only where `/metrics` is protected
+    /// (`listen` or `token` set): an open page never names tenants ([`Self::tenant_labels`]).
     pub tenant_top_n: usize,
 }
 
@@ -33,6 +34,17 @@ impl Default for MetricsConfig {
 }
 
 impl MetricsConfig {
+    /// How many tenants the page names: `tenant_top_n` when the page is protected, else none.
+    /// Tenant ids and their call volumes are the platform's customers' business, and an open
+    /// `/metrics` on the public listener answers anyone.
+    pub fn tenant_labels(&self) -> usize {
+        if self.listen.is_some() || self.token.is_some() {
+            self.tenant_top_n
+        } else {
+            0
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.tenant_top_n > MAX_TENANT_TOP_N {
             return Err(invalid(
@@ -109,5 +121,16 @@ mod tests {
         };
         let e = grpc.validate().unwrap_err().to_string();
         assert!(e.starts_with("telemetry.otlp_endpoint"), "{e}");
+    }
+
+    #[test]
+    fn an_open_metrics_page_names_no_tenant() {
+        let mut m = MetricsConfig::default();
+        assert_eq!(m.tenant_labels(), 0);
+        m.token = Some("0123456789abcdef".into());
+        assert_eq!(m.tenant_labels(), 10);
+        m.token = None;
+        m.listen = Some("127.0.0.1:9464".parse().unwrap());
+        assert_eq!(m.tenant_labels(), 10);
     }
 }

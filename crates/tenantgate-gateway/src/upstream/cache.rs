@@ -24,6 +24,11 @@ pub fn key(
     body: &Map<String, Value>,
 ) -> CacheKey {
     let mut h = Sha256::new();
+    #[cfg(all(feature = "bleed-switches", debug_assertions))]
+    let tenant = &match crate::bleed_switch::disabled() {
+        Some(crate::bleed_switch::Layer::CacheTenantKey) => TenantId::platform_chain(),
+        Some(crate::bleed_switch::Layer::CrossTenantGuard) | None => tenant.clone(),
+    };
     for part in [tenant.as_str(), provider, upstream_model, wire] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());

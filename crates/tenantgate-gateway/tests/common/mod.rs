@@ -96,8 +96,11 @@ impl TestGateway {
 
     /// The `/metrics` page.
     pub async fn metrics(&self) -> String {
-        let r = self.http.get(format!("{}/metrics", self.url)).send().await;
-        r.unwrap().text().await.unwrap()
+        let mut r = self.http.get(format!("{}/metrics", self.url));
+        if let Some(t) = &self.config.metrics.token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap().text().await.unwrap()
     }
 
     /// One unlabelled metric's value; panics when it is missing.

@@ -3,11 +3,14 @@
 //! public key alone ([`verify`], `tenantgate incident verify`).
 //!
 //! A tar archive (`lifecycle/tar.rs`), paths fixed:
-//! - `audit/tenant.jsonl`: the tenant's audit export of the window, exactly as
-//!   `GET /tenant/v1/audit/export` writes it (records, kept bodies, the signed checkpoints, its
-//!   own signed manifest): `tenantgate audit verify` takes it as is;
-//! - `audit/platform.jsonl`: the platform chain's export of the window (incident commands and
-//!   lifecycle steps; tenants named by id only);
+//! - `audit/tenant.jsonl`: the tenant's audit export of the window, as
+//!   `GET /tenant/v1/audit/export` writes it but without bodies (records with their body
+//!   digests, the signed checkpoints, its own signed manifest): `tenantgate audit verify` takes it
+//!   as is. A platform admin needs no grant to make a bundle, so it carries no tenant data the
+//!   platform may not read; the bodies stay verifiable against their digests in the tenant's
+//!   own export. The incident commands' records are in this chain (each step is written to the
+//!   tenant's chain first); the platform's chain is not included, because it names every other
+//!   tenant (its export is `GET /admin/v1/audit/export`);
 //! - `incidents.json`: the guard's findings in the tenant's window, each with its seq and chain
 //!   hash (checked against the verified export);
 //! - `status.json`: what held the tenant's calls when the bundle was made (its freezes, the
@@ -37,7 +40,6 @@ use tenantgate_store::{Keyring, Store};
 
 pub const FORMAT: &str = "tenantgate-evidence/1";
 pub const TENANT_AUDIT: &str = "audit/tenant.jsonl";
-pub const PLATFORM_AUDIT: &str = "audit/platform.jsonl";
 pub const INCIDENTS: &str = "incidents.json";
 pub const STATUS: &str = "status.json";
 pub const MANIFEST: &str = "manifest.json";
@@ -72,7 +74,6 @@ pub struct Verified {
     pub window: Window,
     pub chains: Vec<Extent>,
     pub tenant_records: u64,
-    pub platform_records: u64,
     pub incidents: usize,
     pub key_id: String,
 }
@@ -181,28 +182,8 @@ pub async fn build(
     )]
     let scope = TenantScope::for_lifecycle(admin, t.id.clone());
     let ts = store.tenant(&scope);
-    let (tenant_lines, tenant_extent) = chain_export(
-        sink,
-        &ts.audit(),
-        keyring,
-        signer,
-        &t.id,
-        Some(&scope),
-        window,
-    )
-    .await?;
-    let platform = TenantId::platform_chain();
-    let p = store.platform(admin);
-    let (platform_lines, platform_extent) = chain_export(
-        sink,
-        &p.chain(&platform),
-        keyring,
-        signer,
-        &platform,
-        None,
-        window,
-    )
-    .await?;
+    let (tenant_lines, tenant_extent) =
+        chain_export(sink, &ts.audit(), keyring, signer, &t.id, None, window).await?;
     let incidents: Vec<Value> = tenant_lines
         .iter()
         .filter_map(|l| match l {
@@ -232,10 +213,6 @@ pub async fn build(
             TENANT_AUDIT,
             tenantgate_audit::jsonl(&tenant_lines).into_bytes(),
         ),
-        (
-            PLATFORM_AUDIT,
-            tenantgate_audit::jsonl(&platform_lines).into_bytes(),
-        ),
         (INCIDENTS, to_json(&json!(incidents))?),
         (STATUS, to_json(&status)?),
     ];
@@ -245,7 +222,7 @@ pub async fn build(
         tenant: t.id.as_str().to_owned(),
         window,
         created_at_ms: now,
-        chains: vec![tenant_extent, platform_extent],
+        chains: vec![tenant_extent],
         files: files
             .iter()
             .map(|(path, data)| ManifestFile {
@@ -318,7 +295,7 @@ fn text<'a>(files: &BTreeMap<String, &'a [u8]>, path: &str) -> Result<&'a str, S
 
 /// Verifies a bundle offline against `trusted` keys (the platform's audit public key, pinned:
 /// a key the bundle names proves nothing): the manifest's signature, every file's size and
-/// SHA-256 (and no file the manifest does not list), both audit exports (chain, checkpoints,
+/// SHA-256 (and no file the manifest does not list), the audit export (chain, checkpoints,
 /// their own manifests, under the same pinned keys) and each incident against the verified
 /// chain. The error names what failed first.
 pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Result<Verified, String> {
@@ -362,11 +339,6 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Result<Verified, String> {
     if tenant.tenant != manifest.tenant {
         return Err(format!("{TENANT_AUDIT}: the export is another chain's"));
     }
-    let platform = tenantgate_audit::verify_jsonl(text(&files, PLATFORM_AUDIT)?, Some(trusted))
-        .map_err(|e| format!("{PLATFORM_AUDIT}: {e}"))?;
-    if platform.tenant != tenantgate_core::PLATFORM_CHAIN {
-        return Err(format!("{PLATFORM_AUDIT}: not the platform's chain"));
-    }
     let incidents: Vec<Value> =
         serde_json::from_str(text(&files, INCIDENTS)?).map_err(|e| format!("{INCIDENTS}: {e}"))?;
     for i in &incidents {
@@ -384,7 +356,6 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Result<Verified, String> {
         window: manifest.window,
         chains: manifest.chains,
         tenant_records: tenant.records,
-        platform_records: platform.records,
         incidents: incidents.len(),
         key_id: key.key_id.clone(),
     })

@@ -4,6 +4,11 @@
 //!
 //! The needle is the incident's secret (a canary, a customer identifier): it is matched in
 //! memory, never logged, and the audit records of the search carry its SHA-256 only.
+//!
+//! Kept bodies are opened and searched only when the needle carries a tenant's canary or
+//! identifier (it has an owner): a platform admin holds no grant on the tenants' data, and a
+//! body search for any needle would be an oracle on it (a prompt rebuilt one character at a
+//! time from yes/no answers). Otherwise the record fields alone are searched.
 
 use super::record;
 use crate::control::AuditSink;
@@ -124,6 +129,7 @@ pub async fn scope(
                                "by": if canary { "canary" } else { "identifier" }}));
         }
     }
+    let owned = !owners.is_empty();
     let mut tenants = Vec::new();
     let mut incidents = Vec::new();
     let (mut searched_tenants, mut searched_records) = (0u64, 0u64);
@@ -171,7 +177,7 @@ pub async fn scope(
                         detail: v["detail"].clone(),
                     });
                 }
-                let found_in = found(keyring, &scope, r, &v, needle, &escaped).await;
+                let found_in = found(keyring, &scope, r, &v, needle, &escaped, owned).await;
                 if found_in.is_empty() {
                     continue;
                 }
@@ -258,10 +264,14 @@ async fn found(
     v: &Value,
     needle: &str,
     escaped: &str,
+    bodies: bool,
 ) -> Vec<&'static str> {
     let mut out = Vec::new();
     if r.record.contains(escaped) {
         out.push("record");
+    }
+    if !bodies {
+        return out;
     }
     let id = v["id"].as_str().unwrap_or_default();
     for (part, sealed) in [
