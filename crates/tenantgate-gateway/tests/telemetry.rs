@@ -372,7 +372,9 @@ async fn one_calls_trace_reaches_an_otlp_receiver_with_its_stages_in_order() {
         .http
         .post(format!("{}/v1/chat/completions", gw.url))
         .bearer_auth(&key)
-        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        // Not sampled, and vendor state: neither is the caller's to set for the platform.
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-00"))
+        .header("tracestate", "evil=inject-me")
         .json(&chat("gpt-test", "trace me"))
         .send()
         .await
@@ -443,6 +445,11 @@ async fn one_calls_trace_reaches_an_otlp_receiver_with_its_stages_in_order() {
     assert_eq!(
         tp,
         &format!("00-{caller_trace}-{}-01", hex(&upstream[0].span_id))
+    );
+    assert!(
+        !seen.headers.contains_key("tracestate"),
+        "the caller's tracestate reached the provider: {:?}",
+        seen.headers
     );
     gw.stop().await;
     guard.shutdown().await;

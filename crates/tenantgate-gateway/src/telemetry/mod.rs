@@ -145,18 +145,31 @@ pub(crate) fn request(
     if !enabled() {
         return (Span::none(), None);
     }
+    // The method from a closed set: an extension method a client invents is one fixed value.
+    let method = red::method_label(method);
     let span = tracing::info_span!(
         target: TARGET, "request",
         otel.name = %format_args!("{method} {route}"),
-        http.request.method = %method,
+        http.request.method = method,
         http.route = route,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
     let parent =
         TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
+    // The caller's trace and parent ids are continued; its `tracestate` (vendor data a client
+    // writes) is dropped, so nothing but a valid `traceparent` reaches the providers, and the
+    // call is sampled whatever the caller's flag says (a client cannot switch tracing off).
+    let remote = parent.span().span_context().clone();
+    if remote.is_valid() {
+        let clean = opentelemetry::trace::SpanContext::new(
+            remote.trace_id(),
+            remote.span_id(),
+            opentelemetry::trace::TraceFlags::SAMPLED,
+            true,
+            opentelemetry::trace::TraceState::default(),
+        );
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(clean));
     }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
@@ -177,4 +190,8 @@ pub(crate) fn inject(headers: &mut axum::http::HeaderMap) {
     let cx = Span::current().context();
     TraceContextPropagator::new()
         .inject_context(&cx, &mut opentelemetry_http::HeaderInjector(headers));
+    // The propagator writes `tracestate` even empty (ours always is): send only `traceparent`.
+    if headers.get("tracestate").is_some_and(|v| v.is_empty()) {
+        headers.remove("tracestate");
+    }
 }

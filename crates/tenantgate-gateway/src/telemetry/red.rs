@@ -312,7 +312,7 @@ impl Drop for Live {
     }
 }
 
-fn method_label(m: &axum::http::Method) -> &'static str {
+pub(crate) fn method_label(m: &axum::http::Method) -> &'static str {
     use axum::http::Method;
     // `Method` is open (extension methods): anything else is one fixed value.
     [
