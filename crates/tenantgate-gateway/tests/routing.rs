@@ -421,6 +421,52 @@ async fn the_breaker_opens_skips_the_region_then_a_probe_closes_it() {
 }
 
 #[tokio::test]
+async fn a_frozen_fallback_model_is_not_taken() {
+    let r = regions(|_| {}).await;
+    outage(&r.east, 503);
+    outage(&r.west, 503);
+    // The incident hold on claude-test: ha-gpt's fallback is claude-test, so the call that
+    // would have reached it is not served by it.
+    let resp =
+        r.gw.http
+            .post(format!("{}/admin/v1/incidents/freezes", r.gw.url))
+            .bearer_auth(&r.platform)
+            .json(&json!({"model": "claude-test", "reason": "INC-7 suspect model"}))
+            .send()
+            .await
+            .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let freeze: Value = resp.json().await.unwrap();
+    let resp =
+        r.gw.post("/v1/chat/completions", &r.key, &chat("ha-gpt", "anyone"))
+            .await;
+    assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
+    let direct =
+        r.gw.post(
+            "/v1/chat/completions",
+            &r.key,
+            &chat("claude-test", "anyone"),
+        )
+        .await;
+    assert_eq!(direct.status(), 403);
+    // Lifted: the fallback serves again.
+    let id = freeze["id"].as_str().unwrap();
+    let resp =
+        r.gw.http
+            .delete(format!("{}/admin/v1/incidents/freezes/{id}", r.gw.url))
+            .bearer_auth(&r.platform)
+            .send()
+            .await
+            .unwrap();
+    assert!(resp.status().is_success());
+    let resp =
+        r.gw.post("/v1/chat/completions", &r.key, &chat("ha-gpt", "anyone"))
+            .await;
+    assert_eq!(resp.status(), 200);
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn with_every_region_down_the_fallback_serves_and_without_one_a_503_says_when_to_retry() {
     let r = regions(|_| {}).await;
     outage(&r.east, 503);

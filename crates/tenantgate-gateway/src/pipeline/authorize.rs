@@ -262,6 +262,8 @@ pub async fn model(
     // private model exists at one provider only (where it was trained): one target, on its
     // base model's route, never failed over.
     if let Some(pm) = private(&ctx, model) {
+        // It runs on its base model's route: a freeze of the base model holds it too.
+        not_frozen(&ctx, None, Some(&pm.base_model))?;
         let own = ctx.view.own_endpoints(ctx.principal.scope.tenant_id());
         let base = match resolve(catalog, &ctx.tenant, own, &pm.base_model)? {
             Target::Catalog(route) => route.clone(),
@@ -284,7 +286,12 @@ pub async fn model(
     // The route policy's fallback model, on the same terms as if the caller had named it (its
     // allow-list, its reach); tried after every target of the model itself. Its own fallback
     // is not followed.
-    if let Some(fallback) = catalog.plan(model).and_then(|p| p.fallback.as_deref()) {
+    // A frozen fallback is not taken (a freeze of M holds every call that would reach M).
+    let fallback = catalog
+        .plan(model)
+        .and_then(|p| p.fallback.as_deref())
+        .filter(|f| not_frozen(&ctx, None, Some(f)).is_ok());
+    if let Some(fallback) = fallback {
         match open_targets(catalog, endpoints, &ctx, fallback).await {
             Ok(more) => targets.extend(more),
             Err(GatewayError::ModelNotFound(_)) => {}
