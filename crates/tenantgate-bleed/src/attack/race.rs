@@ -64,10 +64,14 @@ pub async fn run(c: &mut Ctx<'_>, racer: &Tenant) -> anyhow::Result<()> {
     let a =
         c.t.post("/v1/chat/completions", &c.attacker.member, &body)
             .await?;
-    let verdict = if a.ok() {
-        Verdict::Fail("the attacker's own kill switch did not stop its call".into())
-    } else {
+    let verdict = if a.body.contains("kill switch") && !a.ok() {
         Verdict::Pass
+    } else {
+        Verdict::Fail(format!(
+            "the attacker's own kill switch did not stop its call ({}): {}",
+            a.status,
+            a.body.chars().take(200).collect::<String>()
+        ))
     };
     c.report.push(
         Family::LimitRace,
