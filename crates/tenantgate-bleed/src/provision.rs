@@ -137,66 +137,73 @@ pub async fn tenant(t: &Target, platform: &Cred, plan: Plan<'_>) -> anyhow::Resu
     secrets.push(("end user", end_user));
     let member = Cred::Bearer(member_key.clone());
     settle(t, &member).await?;
-    if plan.bare {
-        let settings = t
-            .must(Method::GET, "/tenant/v1/prompt-settings", &admin, None)
-            .await?;
-        return Ok(Tenant {
-            guard_canary: settings["canary"].as_str().unwrap_or_default().to_owned(),
-            slug,
-            id,
-            display_name,
-            admin,
-            admin_key,
-            admin_key_id,
-            member,
-            member_key,
-            member_key_id,
-            secrets,
-            prompt: String::new(),
-            kb: String::new(),
-            kb_id: String::new(),
-            doc_id: String::new(),
-            subject: String::new(),
-        });
+    let mut tenant = Tenant {
+        slug,
+        id,
+        display_name,
+        admin,
+        admin_key,
+        admin_key_id,
+        member,
+        member_key,
+        member_key_id,
+        guard_canary: String::new(),
+        secrets,
+        prompt: String::new(),
+        kb: String::new(),
+        kb_id: String::new(),
+        doc_id: String::new(),
+        subject: String::new(),
+    };
+    if !plan.bare {
+        plant(t, run, plan.role, &mut tenant).await?;
     }
+    let settings = t
+        .must(
+            Method::GET,
+            "/tenant/v1/prompt-settings",
+            &tenant.admin,
+            None,
+        )
+        .await?;
+    tenant.guard_canary = settings["canary"].as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(
+        !tenant.guard_canary.is_empty(),
+        "the prompt settings carry no canary"
+    );
+    Ok(tenant)
+}
 
-    let prompt = format!("bleed-prompt-{}", plan.role);
+/// A default prompt, custom instructions, a default knowledge base with a document and a
+/// member, each carrying its own canary.
+async fn plant(t: &Target, run: &str, role: &str, v: &mut Tenant) -> anyhow::Result<()> {
+    let prompt = format!("bleed-prompt-{}", role);
     let prompt_secret = canary(run, "prompt");
     t.must(
         Method::POST,
         &format!("/tenant/v1/prompts/{prompt}/versions"),
-        &admin,
-        Some(&json!({"template": format!("You answer for {display_name}. Internal note: {prompt_secret}."),
+        &v.admin,
+        Some(&json!({"template": format!("You answer for {}. Internal note: {prompt_secret}.", v.display_name),
             "activate": true})),
     )
     .await?;
-    secrets.push(("system prompt", prompt_secret));
+    v.secrets.push(("system prompt", prompt_secret));
     let instructions = canary(run, "instructions");
     t.must(
         Method::PUT,
         "/tenant/v1/prompt-settings",
-        &admin,
+        &v.admin,
         Some(&json!({"client_system": "append", "default_prompt": prompt,
             "custom_instructions": format!("Reference {instructions}."), "canary_enabled": true})),
     )
     .await?;
-    secrets.push(("custom instructions", instructions));
-    let settings = t
-        .must(Method::GET, "/tenant/v1/prompt-settings", &admin, None)
-        .await?;
-    let guard_canary = settings["canary"].as_str().unwrap_or_default().to_owned();
-    anyhow::ensure!(
-        !guard_canary.is_empty(),
-        "the prompt settings carry no canary"
-    );
-
-    let kb = format!("bleed-kb-{}", plan.role);
+    v.secrets.push(("custom instructions", instructions));
+    let kb = format!("bleed-kb-{}", role);
     let made = t
         .must(
             Method::POST,
             "/tenant/v1/knowledge-bases",
-            &admin,
+            &v.admin,
             Some(&json!({"name": kb, "chunk_tokens": 64, "default": true})),
         )
         .await?;
@@ -206,7 +213,7 @@ pub async fn tenant(t: &Target, platform: &Cred, plan: Plan<'_>) -> anyhow::Resu
         .send(
             Method::POST,
             &format!("/tenant/v1/knowledge-bases/{kb}/documents?name=handbook.txt"),
-            &admin,
+            &v.admin,
             crate::target::Extra {
                 raw: Some((
                     "text/plain",
@@ -226,35 +233,23 @@ pub async fn tenant(t: &Target, platform: &Cred, plan: Plan<'_>) -> anyhow::Resu
         doc.body
     );
     let doc_id = doc.json()["id"].as_str().unwrap_or_default().to_owned();
-    secrets.push(("knowledge-base document", doc_secret));
+    v.secrets.push(("knowledge-base document", doc_secret));
 
-    let subject = format!("bleed-user-{}-{}", plan.role, run);
+    let subject = format!("bleed-user-{}-{}", role, run);
     t.must(
         Method::PUT,
         &format!("/tenant/v1/members/{subject}"),
-        &admin,
+        &v.admin,
         Some(&json!({"role": "member"})),
     )
     .await?;
 
-    Ok(Tenant {
-        slug,
-        id,
-        display_name,
-        admin,
-        admin_key,
-        admin_key_id,
-        member,
-        member_key,
-        member_key_id,
-        guard_canary,
-        secrets,
-        prompt,
-        kb,
-        kb_id,
-        doc_id,
-        subject,
-    })
+    v.prompt = prompt;
+    v.kb = kb;
+    v.kb_id = kb_id;
+    v.doc_id = doc_id;
+    v.subject = subject;
+    Ok(())
 }
 
 /// Waits until `cred` is accepted by every replica (a new key is seen at each one's next

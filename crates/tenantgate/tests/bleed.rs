@@ -306,35 +306,38 @@ async fn bleed_test_finds_no_leak_on_two_postgresql_replicas_sharing_redis() {
     stop(d).await;
 }
 
-// The switches exist in debug builds only (`bleed_switch`).
+/// A deployment with `layer` switched off (the switches exist in debug builds only,
+/// `bleed_switch`), the run against it that must fail, its failed checks and human report.
+async fn switched_off(layer: &str) -> (Deployment, Vec<Value>, String) {
+    let d = deploy("", 1, &[("TENANTGATE_TEST_DISABLE_LAYER", layer)]).await;
+    let (code, report, human) = bleed(&d).await;
+    assert_eq!(code, 1, "the run must fail:\n{human}");
+    let failed = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == "fail")
+        .cloned()
+        .collect();
+    (d, failed, human)
+}
+
 #[cfg_attr(
     not(debug_assertions),
     ignore = "the layer switches exist in debug builds only"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bleed_test_names_the_leak_when_the_cross_tenant_guard_is_switched_off() {
-    let d = deploy(
-        "",
-        1,
-        &[("TENANTGATE_TEST_DISABLE_LAYER", "cross-tenant-guard")],
-    )
-    .await;
-    let (code, report, human) = bleed(&d).await;
-    assert_eq!(code, 1, "the run must fail:\n{human}");
-    let failed = failures(&report);
+    let (d, failed, human) = switched_off("cross-tenant-guard").await;
     assert!(
-        failed
-            .iter()
-            .any(|f| f.contains("guard canary reached the attacker")),
+        failed.iter().any(|c| c["reason"]
+            .as_str()
+            .unwrap()
+            .contains("guard canary reached the attacker")),
         "the leak is not named: {failed:#?}"
     );
     // Only what the missing layer guarded failed: the other layers still held.
-    for c in report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["verdict"] == "fail")
-    {
+    for c in &failed {
         assert_eq!(c["family"], "poisoned_response", "{c}");
     }
     assert!(
@@ -351,22 +354,10 @@ async fn bleed_test_names_the_leak_when_the_cross_tenant_guard_is_switched_off()
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bleed_test_names_the_leak_when_the_cache_key_forgets_the_tenant() {
-    let d = deploy(
-        "",
-        1,
-        &[("TENANTGATE_TEST_DISABLE_LAYER", "cache-tenant-key")],
-    )
-    .await;
-    let (code, report, human) = bleed(&d).await;
-    assert_eq!(code, 1, "the run must fail:\n{human}");
-    let failed: Vec<&Value> = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["verdict"] == "fail")
-        .collect();
-    // Both non-streamed probes (streams are never cached), and nothing else: the composed
-    // requests of the other tenants differ, so only the bare pair shared an entry.
+    let (d, failed, _) = switched_off("cache-tenant-key").await;
+    // The Anthropic-format model's two non-streamed probes, and nothing else: streams are
+    // never cached, the OpenAI-compatible model's requests carry a per-tenant `cache_salt`,
+    // and the other tenants' composed requests differ, so only the bare pair shared an entry.
     assert_eq!(failed.len(), 2, "{failed:#?}");
     for c in failed {
         assert_eq!(c["family"], "cache_probe", "{c}");
