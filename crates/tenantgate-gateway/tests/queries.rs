@@ -36,6 +36,16 @@ struct Seen {
 struct Queries(Arc<Mutex<Seen>>);
 
 impl Queries {
+    /// Whether a statement outside the writer containing `text` was seen (nothing is taken).
+    fn seen(&self, text: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .outside
+            .iter()
+            .any(|q| q.contains(text))
+    }
+
     fn take(&self) -> Seen {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
@@ -103,6 +113,16 @@ async fn a_warm_chat_with_retrieval_queries_nothing_outside_the_audit_writer() {
         c.encryption.maintenance_interval_secs = 3_600;
     })
     .await;
+    // That first maintenance tick runs on its own task: wait for its last statement (the
+    // console-session sweep), or a slow start lands it inside the measured window.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !queries.seen("DELETE FROM console_sessions") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start-up maintenance tick did not run"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let admin = TestGateway::admin();
     let t = gw
         .state
